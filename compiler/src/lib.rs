@@ -1,0 +1,1 @@
+//! mncc: compile MobileNets into allocation-free no_std Rust.
