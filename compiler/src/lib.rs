@@ -1,1 +1,190 @@
-//! mncc: compile MobileNets into allocation-free no_std Rust.
+//! mncc: an ahead-of-time compiler from MobileNet descriptions to
+//! allocation-free, `no_std` Rust.
+//!
+//! The pipeline (see ARCHITECTURE.md): a front end ([`spec`] + [`arch`] +
+//! [`weights`]) builds a typed [`ir::Graph`]; [`passes`] fold and fuse it,
+//! verified after each pass; [`lower`] picks kernels and schedules, packs
+//! weights and plans memory ([`plan`]); [`codegen`] writes Rust. The
+//! [`interp`]reter runs any graph as the reference.
+//!
+//! ```no_run
+//! // In build.rs:
+//! mncc::Build::new("models/v1_0.25_128.toml").compile().unwrap();
+//! // In src/lib.rs:
+//! // mod model { include!(concat!(env!("OUT_DIR"), "/v1_0.25_128.rs")); }
+//! ```
+
+pub mod arch;
+pub mod codegen;
+pub mod harness;
+pub mod inspect;
+pub mod interp;
+pub mod ir;
+pub mod lower;
+pub mod npy;
+pub mod passes;
+pub mod plan;
+pub mod rng;
+pub mod spec;
+pub mod weights;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// A compile error: one or more problems, each one line (or a few).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Error(pub Vec<String>);
+
+impl Error {
+    /// One problem.
+    pub fn msg(m: impl Into<String>) -> Error {
+        Error(vec![m.into()])
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join("\n"))
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<String> for Error {
+    fn from(s: String) -> Error {
+        Error(vec![s])
+    }
+}
+
+/// A model as the front end built it: the reference graph (unoptimized, as
+/// the interpreter should see it) and where it came from.
+#[derive(Clone, Debug)]
+pub struct Model {
+    /// The description (for TOML models).
+    pub spec: spec::ModelSpec,
+    /// The graph before any pass.
+    pub graph: ir::Graph,
+}
+
+/// Reads a model description (a `.toml` file).
+pub fn load(path: &Path) -> Result<Model, Error> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("toml") => {}
+        Some("onnx") => {
+            return Err(Error::msg(format!("{}: ONNX input is not supported yet; describe the model in TOML (README, \"TOML description\")", path.display())))
+        }
+        _ => return Err(Error::msg(format!("{}: expected a .toml model description", path.display()))),
+    }
+    let spec = spec::load(path).map_err(|es| Error(es.iter().map(|e| e.to_string()).collect()))?;
+    from_spec(spec)
+}
+
+/// Builds the model of a parsed description (loading or generating weights).
+pub fn from_spec(spec: spec::ModelSpec) -> Result<Model, Error> {
+    let layers = arch::layers(&spec);
+    let table = weights::load(&spec, &layers)?;
+    let graph = arch::build(&spec, &layers, &table, spec.resolution)?;
+    Ok(Model { spec, graph })
+}
+
+/// Optimizes and lowers a model for the portable target.
+pub fn compile(model: &Model) -> Result<lower::Program, Error> {
+    let (g, reports) = passes::optimize(model.graph.clone())?;
+    Ok(lower::lower(&g, reports, &lower::Target::PORTABLE)?)
+}
+
+/// Writes `out` (a `.rs` file) and its weight blob beside it
+/// (`<stem>.weights.bin`); returns the blob's path.
+pub fn write(program: &lower::Program, out: &Path, origin: &str) -> Result<PathBuf, Error> {
+    let stem = out
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .ok_or_else(|| Error::msg(format!("{}: not a file name", out.display())))?;
+    let blob_name = format!("{stem}.weights.bin");
+    let blob_path = out.with_file_name(&blob_name);
+    let src = codegen::source(
+        program,
+        &codegen::WeightsEmbed::IncludeBytes(blob_name),
+        origin,
+    )?;
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::msg(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    std::fs::write(out, src)
+        .map_err(|e| Error::msg(format!("cannot write {}: {e}", out.display())))?;
+    std::fs::write(&blob_path, codegen::blob_bytes(program))
+        .map_err(|e| Error::msg(format!("cannot write {}: {e}", blob_path.display())))?;
+    Ok(blob_path)
+}
+
+/// The build-script API: compiles a model into `$OUT_DIR/<stem>.rs`.
+///
+/// ```no_run
+/// // build.rs
+/// fn main() {
+///     mncc::Build::new("models/v1_0.25_128.toml").compile().unwrap();
+/// }
+/// // src/lib.rs:
+/// // pub mod model { include!(concat!(env!("OUT_DIR"), "/v1_0.25_128.rs")); }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Build {
+    model: PathBuf,
+    out_dir: Option<PathBuf>,
+    name: Option<String>,
+}
+
+impl Build {
+    /// A build of the model described at `model` (relative to the package root).
+    pub fn new(model: impl Into<PathBuf>) -> Build {
+        Build {
+            model: model.into(),
+            out_dir: None,
+            name: None,
+        }
+    }
+
+    /// Where to write (default: `$OUT_DIR`).
+    pub fn out_dir(mut self, dir: impl Into<PathBuf>) -> Build {
+        self.out_dir = Some(dir.into());
+        self
+    }
+
+    /// The generated file's stem (default: the model file's stem).
+    pub fn file_stem(mut self, name: impl Into<String>) -> Build {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Compiles; prints `cargo:rerun-if-changed` for the model and its
+    /// weights; returns the generated `.rs` path.
+    pub fn compile(&self) -> Result<PathBuf, Error> {
+        let dir = match &self.out_dir {
+            Some(d) => d.clone(),
+            None => PathBuf::from(std::env::var_os("OUT_DIR").ok_or_else(|| {
+                Error::msg(
+                    "OUT_DIR is not set: call Build::compile from a build script, or set out_dir",
+                )
+            })?),
+        };
+        let stem = match &self.name {
+            Some(n) => n.clone(),
+            None => self
+                .model
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or("model")
+                .to_string(),
+        };
+        println!("cargo:rerun-if-changed={}", self.model.display());
+        let model = load(&self.model)?;
+        if let spec::WeightSource::File(w) = &model.spec.weights {
+            println!("cargo:rerun-if-changed={}", w.display());
+        }
+        let program = compile(&model)?;
+        let out = dir.join(format!("{stem}.rs"));
+        write(&program, &out, &self.model.display().to_string())?;
+        Ok(out)
+    }
+}

@@ -1,1 +1,208 @@
-fn main() {}
+//! The `mncc` command line.
+
+use clap::{Parser, Subcommand};
+use mncc::harness::{self, Comparison};
+use mncc::interp::{self, InputData};
+use mncc::ir::DType;
+use mncc::{npy, Error};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// mncc: compile MobileNets into allocation-free, no_std Rust.
+#[derive(Parser)]
+#[command(name = "mncc", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Compile MODEL into a Rust module OUT.rs and its weights OUT.weights.bin.
+    Compile {
+        /// The model description (.toml).
+        model: PathBuf,
+        /// The Rust file to write.
+        #[arg(short, long)]
+        out: PathBuf,
+    },
+    /// Show each generated layer (op, shapes, MACs, params, kernel, tiles) and the totals.
+    Inspect {
+        /// The model description (.toml).
+        model: PathBuf,
+    },
+    /// Build the generated code, run it, and compare its whole output with a reference.
+    ///
+    /// The reference is --expect, or else the reference interpreter (f64). Exits
+    /// with status 1 when the max abs error exceeds 1e-4 * max(1, max|reference|).
+    Verify {
+        /// The model description (.toml).
+        model: PathBuf,
+        /// Input tensor (.npy, f32 or u8, in the model's input layout); default: seeded random.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Expected output (.npy); default: the reference interpreter's.
+        #[arg(long)]
+        expect: Option<PathBuf>,
+        /// Seed of the random input.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Build the generated code and time it: median and min latency over repeated runs.
+    Bench {
+        /// The model description (.toml).
+        model: PathBuf,
+        /// Seconds of timed runs.
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+    },
+}
+
+fn main() -> ExitCode {
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("error: internal compiler error: {info}\nPlease report this with the model that caused it.");
+    }));
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            for line in e.0 {
+                eprintln!("error: {line}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_input(
+    path: Option<&Path>,
+    program: &mncc::lower::Program,
+    seed: u64,
+) -> Result<InputData, Error> {
+    let len = program.input_len();
+    let Some(path) = path else {
+        return Ok(InputData::random(program.input_type, len, seed));
+    };
+    let n = npy::read(path).map_err(|e| Error::msg(format!("{}: {e}", path.display())))?;
+    if n.len() != len {
+        return Err(Error::msg(format!(
+            "{}: has shape {:?} ({} values); the model takes {:?} ({len} values)",
+            path.display(),
+            n.shape,
+            n.len(),
+            program.input_shape
+        )));
+    }
+    Ok(match (program.input_type, n.data) {
+        (DType::U8, npy::NpyData::U8(v)) => InputData::U8(v),
+        (DType::U8, _) => {
+            return Err(Error::msg(format!(
+                "{}: the model takes u8 pixels; save the input as uint8",
+                path.display()
+            )))
+        }
+        (DType::F32, npy::NpyData::F32(v)) => InputData::F32(v),
+        (DType::F32, npy::NpyData::F64(v)) => InputData::F32(v.iter().map(|&x| x as f32).collect()),
+        (DType::F32, npy::NpyData::U8(v)) => InputData::F32(v.iter().map(|&x| x as f32).collect()),
+    })
+}
+
+fn print_comparison(c: &Comparison, what: &str) {
+    println!("reference     {what}");
+    println!("max abs error {:.3e}", c.max_abs);
+    println!(
+        "max rel error {:.3e} (max abs / max(1, max|reference| = {:.4}))",
+        c.max_rel, c.ref_max
+    );
+    println!(
+        "tolerance     {:.3e} (1e-4 * max(1, max|reference|))",
+        c.tolerance
+    );
+    println!(
+        "top-1         generated {} / reference {}",
+        c.argmax.0, c.argmax.1
+    );
+}
+
+fn run(cli: Cli) -> Result<ExitCode, Error> {
+    match cli.command {
+        Cmd::Compile { model, out } => {
+            let m = mncc::load(&model)?;
+            let p = mncc::compile(&m)?;
+            let blob = mncc::write(&p, &out, &model.display().to_string())?;
+            println!(
+                "wrote {} and {} ({} layers, {:.1} M MACs, arena {} bytes)",
+                out.display(),
+                blob.display(),
+                p.layers.len(),
+                p.macs() as f64 / 1e6,
+                p.arena_len * 4
+            );
+        }
+        Cmd::Inspect { model } => {
+            let m = mncc::load(&model)?;
+            let p = mncc::compile(&m)?;
+            print!("{}", mncc::inspect::report(&p));
+        }
+        Cmd::Verify {
+            model,
+            input,
+            expect,
+            seed,
+        } => {
+            let m = mncc::load(&model)?;
+            let p = mncc::compile(&m)?;
+            let x = load_input(input.as_deref(), &p, seed)?;
+            let (reference, what) = match &expect {
+                Some(e) => {
+                    let n = npy::read(e)
+                        .map_err(|err| Error::msg(format!("{}: {err}", e.display())))?;
+                    (n.to_f64(), format!("{}", e.display()))
+                }
+                None => (
+                    interp::run(&m.graph, &x)?,
+                    "reference interpreter (f64)".to_string(),
+                ),
+            };
+            eprintln!("building the generated code (release)...");
+            let h = harness::build(&p, true)?;
+            let got = h.run(&x)?;
+            let c = harness::compare(&got, &reference);
+            println!("model         {} ({})", p.name, p.description);
+            print_comparison(&c, &what);
+            if !c.ok() {
+                println!(
+                    "FAILED: max abs error {:.3e} exceeds the tolerance {:.3e}",
+                    c.max_abs, c.tolerance
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            println!("ok");
+        }
+        Cmd::Bench { model, seconds } => {
+            if !(seconds > 0.0 && seconds <= 600.0) {
+                return Err(Error::msg("--seconds must be in (0, 600]"));
+            }
+            let m = mncc::load(&model)?;
+            let p = mncc::compile(&m)?;
+            let x = InputData::random(p.input_type, p.input_len(), 1);
+            eprintln!("building the generated code (release, target-cpu=native)...");
+            let h = harness::build(&p, true)?;
+            let t = h.bench(&x, seconds)?;
+            println!(
+                "model    {} ({}), {:.1} M MACs",
+                p.name,
+                p.description,
+                p.macs() as f64 / 1e6
+            );
+            println!("runs     {}", t.runs);
+            println!("median   {:.3} ms", t.median_ms);
+            println!("min      {:.3} ms", t.min_ms);
+            println!(
+                "GFLOP/s  {:.2} (2 x MACs / median)",
+                2.0 * p.macs() as f64 / (t.median_ms * 1e6)
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

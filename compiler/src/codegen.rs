@@ -1,0 +1,475 @@
+//! Rust code generation with `quote!`, formatted by prettyplease.
+//!
+//! The output is deterministic (same program, same bytes) and depends only on
+//! `::mncc_runtime`: no `std`, no `alloc`, no `unsafe`. Each layer is a
+//! function whose doc comment names its source node(s), shapes, MACs, kernel,
+//! tiles and why they were chosen. Weights are one little-endian `f32` blob,
+//! 64-byte aligned, embedded with `include_bytes!` (a file beside the
+//! generated `.rs`) or as a byte-string literal (the proc macro).
+
+use crate::ir::{DType, Layout};
+use crate::lower::{Kernel, Layer, Program, Storage};
+use proc_macro2::{Literal, TokenStream};
+use quote::{format_ident, quote};
+use std::ops::Range;
+
+/// How the generated code embeds the weight blob.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WeightsEmbed {
+    /// `include_bytes!("<file name>")`, relative to the generated file.
+    IncludeBytes(String),
+    /// A byte-string literal in the token stream (no file needed).
+    Inline,
+}
+
+/// The blob as little-endian bytes.
+pub fn blob_bytes(p: &Program) -> Vec<u8> {
+    p.blob.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+fn f32_lit(v: f32) -> TokenStream {
+    if v == f32::INFINITY {
+        quote!(f32::INFINITY)
+    } else if v == f32::NEG_INFINITY {
+        quote!(f32::NEG_INFINITY)
+    } else {
+        let l = Literal::f32_unsuffixed(v);
+        quote!(#l)
+    }
+}
+
+fn range_lit(r: &Range<usize>) -> TokenStream {
+    let (a, b) = (
+        Literal::usize_unsuffixed(r.start),
+        Literal::usize_unsuffixed(r.end),
+    );
+    quote!(#a..#b)
+}
+
+fn usize_lit(v: usize) -> Literal {
+    Literal::usize_unsuffixed(v)
+}
+
+fn human(n: u64) -> String {
+    match n {
+        n if n >= 10_000_000 => format!("{:.1}M", n as f64 / 1e6),
+        n if n >= 10_000 => format!("{:.1}K", n as f64 / 1e3),
+        n => n.to_string(),
+    }
+}
+
+fn shape_str(s: &[usize]) -> String {
+    let v: Vec<String> = s.iter().map(|d| d.to_string()).collect();
+    format!("[{}]", v.join(", "))
+}
+
+fn dtype_ty(d: DType) -> TokenStream {
+    match d {
+        DType::F32 => quote!(f32),
+        DType::U8 => quote!(u8),
+    }
+}
+
+/// Generates the module's items as tokens.
+pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
+    let model_name = &p.name;
+    let in_len = usize_lit(p.input_len());
+    let out_len = usize_lit(p.output_len());
+    let arena_len = usize_lit(p.arena_len);
+    let in_rank = usize_lit(p.input_shape.len());
+    let out_rank = usize_lit(p.output_shape.len());
+    let in_dims = p.input_shape.iter().map(|&d| usize_lit(d));
+    let out_dims = p.output_shape.iter().map(|&d| usize_lit(d));
+    let in_ty = dtype_ty(p.input_type);
+    let macs = Literal::u64_unsuffixed(p.macs());
+    let params = usize_lit(p.params());
+    let bytes = blob_bytes(p);
+    let blob_len = usize_lit(bytes.len());
+    let blob = match embed {
+        WeightsEmbed::IncludeBytes(file) => quote!(*include_bytes!(#file)),
+        WeightsEmbed::Inline => {
+            let lit = Literal::byte_string(&bytes);
+            quote!(*#lit)
+        }
+    };
+    let layout = match p.input_layout {
+        Layout::Nhwc => "NHWC ([1, height, width, channels])",
+        Layout::Nchw => "NCHW ([1, channels, height, width])",
+    };
+    let input_doc = format!(
+        " The input: {} `{}` values, {layout}.{}",
+        p.input_len(),
+        p.input_type.rust_name(),
+        if p.input_type == DType::U8 {
+            " Raw pixels: the normalization is folded into the first layer."
+        } else {
+            ""
+        }
+    );
+    let model_doc = format!(
+        " {} ({}): {} layers, {} MACs, {} parameters.",
+        p.name,
+        p.description,
+        p.layers.len(),
+        human(p.macs()),
+        human(p.params() as u64)
+    );
+    let arena_doc = format!(
+        " Arena elements (`f32`): {} bytes; the largest set of live tensors needs {} elements.",
+        p.arena_len * 4,
+        p.arena_lower_bound
+    );
+
+    let calls = p.layers.iter().enumerate().map(|(i, l)| {
+        let f = layer_fn_name(i, l);
+        let args = layer_args(p, l);
+        quote!(#f(#args);)
+    });
+    let fns = p.layers.iter().enumerate().map(|(i, l)| layer_fn(p, i, l));
+    let uses_weights = p
+        .layers
+        .iter()
+        .any(|l| l.weights.is_some() || l.bias.is_some());
+    let w_let = if uses_weights {
+        quote!(let w = ::mncc_runtime::f32_view(&WEIGHTS);)
+    } else {
+        quote!()
+    };
+
+    quote! {
+        #[doc = #model_doc]
+        pub const NAME: &str = #model_name;
+        #[doc = " Input shape, in the caller's layout."]
+        pub const INPUT_SHAPE: [usize; #in_rank] = [#(#in_dims),*];
+        #[doc = " Number of input elements."]
+        pub const INPUT_LEN: usize = #in_len;
+        #[doc = #input_doc]
+        pub type Input = [#in_ty; INPUT_LEN];
+        #[doc = " Output shape."]
+        pub const OUTPUT_SHAPE: [usize; #out_rank] = [#(#out_dims),*];
+        #[doc = " Number of output elements."]
+        pub const OUTPUT_LEN: usize = #out_len;
+        #[doc = " The output."]
+        pub type Output = [f32; OUTPUT_LEN];
+        #[doc = #arena_doc]
+        pub const ARENA_LEN: usize = #arena_len;
+        #[doc = " Scratch memory for [`run`]; put it in a `static` on targets without a heap."]
+        pub type Arena = [f32; ARENA_LEN];
+        #[doc = " Multiply-accumulates per inference."]
+        pub const MACS: u64 = #macs;
+        #[doc = " Weights and biases."]
+        pub const PARAMS: usize = #params;
+
+        #[doc = " All weights, packed in the kernels' order (little-endian `f32`)."]
+        static WEIGHTS: ::mncc_runtime::Aligned<[u8; #blob_len]> = ::mncc_runtime::Aligned(#blob);
+
+        #[doc = " Runs the model: reads `input`, writes `output`, uses `arena` as scratch."]
+        #[doc = " Allocates nothing; `arena` may hold anything on entry."]
+        pub fn run(input: &Input, output: &mut Output, arena: &mut Arena) {
+            #w_let
+            #(#calls)*
+        }
+
+        #[doc = " Runs the model and returns the output by value."]
+        pub fn classify(input: &Input, arena: &mut Arena) -> Output {
+            let mut output = [0.0; OUTPUT_LEN];
+            run(input, &mut output, arena);
+            output
+        }
+
+        #(#fns)*
+    }
+}
+
+fn layer_fn_name(i: usize, l: &Layer) -> proc_macro2::Ident {
+    let clean: String = l
+        .name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let clean = clean.trim_matches('_');
+    format_ident!(
+        "layer{:02}_{}",
+        i,
+        if clean.is_empty() { "node" } else { clean }
+    )
+}
+
+fn storage_of<'p>(p: &'p Program, t: usize) -> &'p Storage {
+    p.storage[t]
+        .as_ref()
+        .expect("lowering assigns storage to every layer tensor")
+}
+
+/// The arguments of a layer function call: what it reads and writes.
+fn layer_args(p: &Program, l: &Layer) -> TokenStream {
+    let mut args = Vec::new();
+    let mut arena = false;
+    for &t in &l.inputs {
+        match storage_of(p, t) {
+            Storage::Input => args.push(quote!(input)),
+            Storage::Arena(_) => arena = true,
+            Storage::Output => args.push(quote!(output)),
+        }
+    }
+    match storage_of(p, l.output) {
+        Storage::Output => args.push(quote!(output)),
+        Storage::Arena(_) => arena = true,
+        Storage::Input => {}
+    }
+    if arena {
+        args.push(quote!(arena));
+    }
+    if l.weights.is_some() || l.bias.is_some() {
+        args.push(quote!(w));
+    }
+    quote!(#(#args),*)
+}
+
+fn layer_doc(i: usize, l: &Layer) -> Vec<String> {
+    let mut from = vec![format!("`{}`", l.name)];
+    from.extend(l.fused.iter().map(|f| format!("`{f}`")));
+    let mut lines = vec![format!(" Layer {i}: {} from {}.", l.op, from.join(" + "))];
+    let mut what = format!(" {} -> {}", shape_str(&l.in_shape), shape_str(&l.out_shape));
+    if let Kernel::Conv2d { shape: s, .. } | Kernel::Depthwise { shape: s, .. } = &l.kernel {
+        let bottom = ((s.out_h - 1) * s.stride_h + s.kernel_h).saturating_sub(s.in_h + s.pad_top);
+        let right = ((s.out_w - 1) * s.stride_w + s.kernel_w).saturating_sub(s.in_w + s.pad_left);
+        what = format!(
+            " {}x{} stride {}, pads [top {}, left {}, bottom {bottom}, right {right}]:{what}",
+            s.kernel_h, s.kernel_w, s.stride_h, s.pad_top, s.pad_left
+        );
+    }
+    lines.push(format!(
+        "{what}; {} MACs, {} params.",
+        human(l.macs),
+        human(l.params as u64)
+    ));
+    let mut epi = vec![];
+    if l.bias.is_some() {
+        epi.push("bias".to_string());
+    }
+    if l.residual {
+        epi.push("residual add".to_string());
+    }
+    if !l.clamp.is_none() {
+        epi.push(l.clamp.describe());
+    }
+    let epi = if epi.is_empty() {
+        String::new()
+    } else {
+        format!(", epilogue {}", epi.join(" + "))
+    };
+    lines.push(format!(
+        " Kernel `{}`, tiles {}{epi}.",
+        l.kernel.name(),
+        l.kernel.tiles()
+    ));
+    if !l.why.is_empty() {
+        lines.push(format!(" Schedule: {}.", l.why));
+    }
+    lines
+}
+
+fn epilogue(l: &Layer, residual: TokenStream) -> TokenStream {
+    let bias = match &l.bias {
+        Some(r) => {
+            let r = range_lit(r);
+            quote!(Some(&w[#r]))
+        }
+        None => quote!(None),
+    };
+    let (min, max) = (f32_lit(l.clamp.min), f32_lit(l.clamp.max));
+    quote!(&::mncc_runtime::Epilogue { bias: #bias, min: #min, max: #max, residual: #residual })
+}
+
+fn conv_shape(s: &crate::lower::ConvShape) -> TokenStream {
+    let f = [
+        s.in_h, s.in_w, s.in_c, s.out_h, s.out_w, s.out_c, s.kernel_h, s.kernel_w, s.stride_h,
+        s.stride_w, s.pad_top, s.pad_left,
+    ]
+    .map(usize_lit);
+    let [in_h, in_w, in_c, out_h, out_w, out_c, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left] =
+        f;
+    quote!(::mncc_runtime::ConvShape {
+        in_h: #in_h, in_w: #in_w, in_c: #in_c, out_h: #out_h, out_w: #out_w, out_c: #out_c,
+        kernel_h: #kernel_h, kernel_w: #kernel_w, stride_h: #stride_h, stride_w: #stride_w,
+        pad_top: #pad_top, pad_left: #pad_left,
+    })
+}
+
+fn layer_fn(p: &Program, i: usize, l: &Layer) -> TokenStream {
+    let name = layer_fn_name(i, l);
+    let docs = layer_doc(i, l);
+    let in_ty = dtype_ty(p.input_type);
+
+    // Parameters, and the bindings of the tensors it reads and writes.
+    let mut params = Vec::new();
+    let mut arena_in = Vec::new();
+    let mut bind = Vec::new();
+    let mut names = Vec::new();
+    for (k, &t) in l.inputs.iter().enumerate() {
+        let v = format_ident!("{}", if k == 0 { "x" } else { "r" });
+        match storage_of(p, t) {
+            Storage::Input => {
+                params.push(quote!(input: &[#in_ty; INPUT_LEN]));
+                bind.push(quote!(let #v: &[#in_ty] = input;));
+            }
+            Storage::Output => {
+                params.push(quote!(output: &Output));
+                bind.push(quote!(let #v: &[f32] = output;));
+            }
+            Storage::Arena(r) => arena_in.push((v.clone(), r.clone())),
+        }
+        names.push(v);
+    }
+    let out_arena = match storage_of(p, l.output) {
+        Storage::Output => {
+            params.push(quote!(output: &mut Output));
+            bind.push(quote!(let y: &mut [f32] = output;));
+            None
+        }
+        Storage::Arena(r) => Some(r.clone()),
+        Storage::Input => None,
+    };
+    if !arena_in.is_empty() || out_arena.is_some() {
+        params.push(quote!(arena: &mut Arena));
+    }
+    if l.weights.is_some() || l.bias.is_some() {
+        params.push(quote!(w: &[f32]));
+    }
+    match (arena_in.as_slice(), &out_arena) {
+        ([], None) => {}
+        ([], Some(o)) => {
+            let o = range_lit(o);
+            bind.push(quote!(let y = &mut arena[#o];));
+        }
+        ([(a, ra)], None) => {
+            let ra = range_lit(ra);
+            bind.push(quote!(let #a = &arena[#ra];));
+        }
+        ([(a, ra)], Some(o)) => {
+            let (ra, o) = (range_lit(ra), range_lit(o));
+            bind.push(quote!(let (#a, y) = ::mncc_runtime::split2(arena, #ra, #o);));
+        }
+        ([(a, ra), (b, rb)], Some(o)) => {
+            let (ra, rb, o) = (range_lit(ra), range_lit(rb), range_lit(o));
+            bind.push(quote!(let (#a, #b, y) = ::mncc_runtime::split3(arena, #ra, #rb, #o);));
+        }
+        ([(a, ra), (b, rb)], None) => {
+            let (ra, rb) = (range_lit(ra), range_lit(rb));
+            bind.push(quote!(let #a = &arena[#ra]; let #b = &arena[#rb];));
+        }
+        _ => unreachable!("layers read at most two tensors"),
+    }
+    let x = &names[0];
+    let residual = if l.residual {
+        let r = &names[1];
+        quote!(Some(#r))
+    } else {
+        quote!(None)
+    };
+    let wr = l.weights.as_ref().map(range_lit);
+    let body = match &l.kernel {
+        Kernel::Conv2d {
+            shape,
+            nr,
+            tiles,
+            input_type,
+            layout,
+            pad_value,
+        } => {
+            let s = conv_shape(shape);
+            let ty = dtype_ty(*input_type);
+            let nr = usize_lit(*nr);
+            let rows = usize_lit(tiles.rows);
+            let lay = match layout {
+                Layout::Nhwc => quote!(::mncc_runtime::Layout::Nhwc),
+                Layout::Nchw => quote!(::mncc_runtime::Layout::Nchw),
+            };
+            let pads = pad_value.iter().map(|&v| f32_lit(v));
+            let npad = usize_lit(pad_value.len());
+            let ep = epilogue(l, residual);
+            quote! {
+                const SHAPE: ::mncc_runtime::ConvShape = #s;
+                const TILES: ::mncc_runtime::Conv2dTiles = ::mncc_runtime::Conv2dTiles { rows: #rows };
+                const PAD: [f32; #npad] = [#(#pads),*];
+                ::mncc_runtime::conv2d::<#ty, #nr>(&SHAPE, &TILES, #lay, #x, &PAD, &w[#wr], #ep, y);
+            }
+        }
+        Kernel::Depthwise { shape, ct, tiles } => {
+            let s = conv_shape(shape);
+            let ct = usize_lit(*ct);
+            let rows = usize_lit(tiles.rows);
+            let ep = epilogue(l, residual);
+            quote! {
+                const SHAPE: ::mncc_runtime::ConvShape = #s;
+                const TILES: ::mncc_runtime::DepthwiseTiles = ::mncc_runtime::DepthwiseTiles { rows: #rows };
+                ::mncc_runtime::depthwise::<#ct>(&SHAPE, &TILES, #x, &w[#wr], #ep, y);
+            }
+        }
+        Kernel::Pointwise {
+            shape,
+            mr,
+            nr,
+            tiles,
+        } => {
+            let (pixels, in_c, out_c) = (
+                usize_lit(shape.pixels),
+                usize_lit(shape.in_c),
+                usize_lit(shape.out_c),
+            );
+            let (mr, nr, kc) = (usize_lit(*mr), usize_lit(*nr), usize_lit(tiles.kc));
+            let order = match tiles.order {
+                crate::lower::PwOrder::PixelsOuter => quote!(::mncc_runtime::PwOrder::PixelsOuter),
+                crate::lower::PwOrder::ChannelsOuter => {
+                    quote!(::mncc_runtime::PwOrder::ChannelsOuter)
+                }
+            };
+            let ep = epilogue(l, residual);
+            quote! {
+                const SHAPE: ::mncc_runtime::PointwiseShape = ::mncc_runtime::PointwiseShape { pixels: #pixels, in_c: #in_c, out_c: #out_c };
+                const TILES: ::mncc_runtime::PointwiseTiles = ::mncc_runtime::PointwiseTiles { kc: #kc, order: #order };
+                ::mncc_runtime::pointwise::<#mr, #nr>(&SHAPE, &TILES, #x, &w[#wr], #ep, y);
+            }
+        }
+        Kernel::GlobalAvgPool { pixels, c } => {
+            let (pixels, c) = (usize_lit(*pixels), usize_lit(*c));
+            quote!(::mncc_runtime::global_avg_pool(#pixels, #c, #x, y);)
+        }
+        Kernel::Softmax => quote!(::mncc_runtime::softmax(#x, y);),
+        Kernel::Add => {
+            let r = &names[1];
+            let ep = epilogue(l, quote!(None));
+            quote!(::mncc_runtime::add(#x, #r, #ep, y);)
+        }
+    };
+    quote! {
+        #(#[doc = #docs])*
+        #[inline(never)]
+        fn #name(#(#params),*) {
+            #(#bind)*
+            #body
+        }
+    }
+}
+
+/// The generated file: a header comment and the formatted items.
+pub fn source(p: &Program, embed: &WeightsEmbed, origin: &str) -> Result<String, String> {
+    let ts = tokens(p, embed);
+    let file: syn::File = syn::parse2(ts)
+        .map_err(|e| format!("internal error: generated code does not parse: {e}"))?;
+    let body = prettyplease::unparse(&file);
+    let header = format!(
+        "// @generated by mncc {} from {origin}. Do not edit.\n// {} ({}).\n// Depends only on the `mncc-runtime` crate: no std, no alloc, no unsafe.\n\n",
+        env!("CARGO_PKG_VERSION"),
+        p.name,
+        p.description
+    );
+    Ok(header + &body)
+}

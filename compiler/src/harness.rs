@@ -1,0 +1,326 @@
+//! Builds generated code in a temporary crate and runs it: the engine of
+//! `mncc verify` and `mncc bench`, and of the end-to-end tests.
+//!
+//! The crate holds the runtime (its sources are embedded in this compiler at
+//! build time, so no network or checkout is needed), the generated module
+//! under `#![deny(warnings)]`, and a small `main` that reads an input file
+//! and writes the output, or times repeated runs. It is built in release
+//! mode for the host CPU (`-C target-cpu=native`). Built artifacts are cached
+//! in `$MNCC_HARNESS_TARGET` (default: a folder in the system temp dir).
+
+use crate::codegen::{self, WeightsEmbed};
+use crate::interp::InputData;
+use crate::ir::DType;
+use crate::lower::Program;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+include!(concat!(env!("OUT_DIR"), "/runtime_sources.rs"));
+
+/// A built harness binary.
+pub struct Harness {
+    _dir: tempfile::TempDir,
+    exe: PathBuf,
+    input_type: DType,
+}
+
+/// Timing of repeated runs.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Timing {
+    /// Runs timed.
+    pub runs: usize,
+    /// Median latency, milliseconds.
+    pub median_ms: f64,
+    /// Minimum latency, milliseconds.
+    pub min_ms: f64,
+}
+
+const MAIN: &str = r#"#![deny(warnings)]
+mod model;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let bytes = std::fs::read(&args[2]).expect("read input");
+    let mut input: Box<model::Input> = vec![Default::default(); model::INPUT_LEN].into_boxed_slice().try_into().unwrap();
+    decode(&bytes, &mut input[..]);
+    let mut arena: Box<model::Arena> = vec![0.0f32; model::ARENA_LEN].into_boxed_slice().try_into().unwrap();
+    let mut output: Box<model::Output> = Box::new([0.0; model::OUTPUT_LEN]);
+    match args[1].as_str() {
+        "run" => {
+            // Poison the arena: the model must not depend on its contents.
+            arena.iter_mut().for_each(|v| *v = f32::NAN);
+            model::run(&input, &mut output, &mut arena);
+            let out: Vec<u8> = output.iter().flat_map(|v| v.to_le_bytes()).collect();
+            std::fs::write(&args[3], out).expect("write output");
+        }
+        "bench" => {
+            let seconds: f64 = args[3].parse().unwrap();
+            for _ in 0..3 {
+                model::run(&input, &mut output, &mut arena);
+            }
+            let mut times = Vec::new();
+            let start = std::time::Instant::now();
+            while times.len() < 5 || (start.elapsed().as_secs_f64() < seconds && times.len() < 100_000) {
+                let t = std::time::Instant::now();
+                model::run(std::hint::black_box(&input), &mut output, &mut arena);
+                times.push(t.elapsed().as_secs_f64() * 1e3);
+                std::hint::black_box(&output);
+            }
+            times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            println!("{} {} {}", times.len(), times[times.len() / 2], times[0]);
+        }
+        other => panic!("unknown mode {other}"),
+    }
+}
+"#;
+
+const DECODE_F32: &str = r#"
+fn decode(bytes: &[u8], input: &mut [f32]) {
+    assert_eq!(bytes.len(), input.len() * 4, "input file size");
+    for (v, b) in input.iter_mut().zip(bytes.chunks_exact(4)) {
+        *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    }
+}
+"#;
+
+const DECODE_U8: &str = r#"
+fn decode(bytes: &[u8], input: &mut [u8]) {
+    assert_eq!(bytes.len(), input.len(), "input file size");
+    input.copy_from_slice(bytes);
+}
+"#;
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("MNCC_HARNESS_TARGET")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("mncc-harness-target"))
+}
+
+fn write(path: &Path, contents: impl AsRef<[u8]>) -> Result<(), String> {
+    if let Some(d) = path.parent() {
+        std::fs::create_dir_all(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+    }
+    std::fs::write(path, contents).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+/// The generated module plus the temporary crate around it.
+pub fn build(program: &Program, quiet: bool) -> Result<Harness, String> {
+    let src = codegen::source(
+        program,
+        &WeightsEmbed::IncludeBytes("model.weights.bin".into()),
+        &program.name,
+    )?;
+    let blob = codegen::blob_bytes(program);
+    let dir = tempfile::Builder::new()
+        .prefix("mncc-harness-")
+        .tempdir()
+        .map_err(|e| format!("cannot create a temp dir: {e}"))?;
+    let root = dir.path();
+    // A distinct package per model, so concurrent builds sharing the target
+    // cache never overwrite each other's binary.
+    let mut key = src.clone().into_bytes();
+    key.extend_from_slice(&blob);
+    let pkg = format!("mncc_harness_{:016x}", fnv1a(&key));
+
+    write(
+        &root.join("Cargo.toml"),
+        "[workspace]\nresolver = \"2\"\nmembers = [\"app\", \"runtime\"]\n\n[profile.release]\nopt-level = 3\ndebug = false\n",
+    )?;
+    write(
+        &root.join(".cargo/config.toml"),
+        "[build]\nrustflags = [\"-C\", \"target-cpu=native\"]\n",
+    )?;
+    write(
+        &root.join("runtime/Cargo.toml"),
+        "[package]\nname = \"mncc-runtime\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[features]\ndefault = []\nmacros = []\nstd = []\n",
+    )?;
+    for (rel, text) in RUNTIME_SOURCES {
+        write(&root.join("runtime/src").join(rel), text)?;
+    }
+    write(
+        &root.join("app/Cargo.toml"),
+        format!("[package]\nname = \"{pkg}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nmncc-runtime = {{ path = \"../runtime\" }}\n"),
+    )?;
+    let decode = if program.input_type == DType::U8 {
+        DECODE_U8
+    } else {
+        DECODE_F32
+    };
+    write(&root.join("app/src/main.rs"), format!("{MAIN}{decode}"))?;
+    write(&root.join("app/src/model.rs"), src)?;
+    write(&root.join("app/src/model.weights.bin"), blob)?;
+
+    let target = target_dir();
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.args(["build", "--release", "--offline", "-p", &pkg])
+        .current_dir(root)
+        .env("CARGO_TARGET_DIR", &target);
+    cmd.env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET");
+    if quiet {
+        cmd.arg("--quiet");
+    }
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run cargo: {e} (is Rust installed?)"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "the generated code did not compile:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let exe = target
+        .join("release")
+        .join(format!("{pkg}{}", std::env::consts::EXE_SUFFIX));
+    Ok(Harness {
+        _dir: dir,
+        exe,
+        input_type: program.input_type,
+    })
+}
+
+fn input_bytes(input: &InputData) -> Vec<u8> {
+    match input {
+        InputData::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        InputData::U8(v) => v.clone(),
+    }
+}
+
+impl Harness {
+    fn input_file(&self, input: &InputData) -> Result<PathBuf, String> {
+        let ok = matches!(
+            (input, self.input_type),
+            (InputData::F32(_), DType::F32) | (InputData::U8(_), DType::U8)
+        );
+        if !ok {
+            return Err(format!(
+                "the model takes {} input",
+                self.input_type.rust_name()
+            ));
+        }
+        let p = self._dir.path().join("input.bin");
+        write(&p, input_bytes(input))?;
+        Ok(p)
+    }
+
+    /// Runs the model once on `input`.
+    pub fn run(&self, input: &InputData) -> Result<Vec<f32>, String> {
+        let inp = self.input_file(input)?;
+        let outp = self._dir.path().join("output.bin");
+        let out = Command::new(&self.exe)
+            .arg("run")
+            .arg(&inp)
+            .arg(&outp)
+            .output()
+            .map_err(|e| format!("cannot run the harness: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "the generated code failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let bytes = std::fs::read(&outp).map_err(|e| format!("cannot read the output: {e}"))?;
+        Ok(bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect())
+    }
+
+    /// Times repeated runs for about `seconds`.
+    pub fn bench(&self, input: &InputData, seconds: f64) -> Result<Timing, String> {
+        let inp = self.input_file(input)?;
+        let out = Command::new(&self.exe)
+            .arg("bench")
+            .arg(&inp)
+            .arg(seconds.to_string())
+            .output()
+            .map_err(|e| format!("cannot run the harness: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "the generated code failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let f: Vec<f64> = text
+            .split_whitespace()
+            .filter_map(|t| t.parse().ok())
+            .collect();
+        match f[..] {
+            [runs, median_ms, min_ms] => Ok(Timing {
+                runs: runs as usize,
+                median_ms,
+                min_ms,
+            }),
+            _ => Err(format!("unexpected harness output: {text}")),
+        }
+    }
+}
+
+/// Errors of an output against a reference.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Comparison {
+    /// Largest absolute difference.
+    pub max_abs: f64,
+    /// `max_abs / max(1, max|reference|)`: the error relative to the output's scale.
+    pub max_rel: f64,
+    /// Largest `|reference|`.
+    pub ref_max: f64,
+    /// Allowed `max_abs`: `1e-4 * max(1, max|reference|)`.
+    pub tolerance: f64,
+    /// Index of the largest output and of the largest reference value.
+    pub argmax: (usize, usize),
+}
+
+impl Comparison {
+    /// Whether the whole tensor is within tolerance.
+    pub fn ok(&self) -> bool {
+        self.max_abs <= self.tolerance
+    }
+}
+
+fn argmax(v: impl Iterator<Item = f64>) -> usize {
+    let mut best = (0, f64::NEG_INFINITY);
+    for (i, x) in v.enumerate() {
+        if x > best.1 {
+            best = (i, x);
+        }
+    }
+    best.0
+}
+
+/// Compares whole tensors (NaN counts as an infinite error).
+pub fn compare(got: &[f32], reference: &[f64]) -> Comparison {
+    let ref_max = reference.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let mut max_abs = if got.len() == reference.len() {
+        0.0f64
+    } else {
+        f64::INFINITY
+    };
+    for (g, r) in got.iter().zip(reference) {
+        let d = (*g as f64 - r).abs();
+        max_abs = if d.is_nan() {
+            f64::INFINITY
+        } else {
+            max_abs.max(d)
+        };
+    }
+    let scale = ref_max.max(1.0);
+    Comparison {
+        max_abs,
+        max_rel: max_abs / scale,
+        ref_max,
+        tolerance: 1e-4 * scale,
+        argmax: (
+            argmax(got.iter().map(|&v| v as f64)),
+            argmax(reference.iter().copied()),
+        ),
+    }
+}

@@ -1,0 +1,309 @@
+//! The reference interpreter: the oracle of every test and of `mncc verify`.
+//!
+//! Straightforward loops in `f64` over logical NCHW tensors, one function per
+//! op, no tiling, no layout tricks; it shares no code with the runtime
+//! kernels (which work in NHWC `f32`). It runs any graph the verifier
+//! accepts, before or after the passes, so each pass is tested by running the
+//! interpreter on both sides of it.
+
+use crate::ir::{ConvCfg, DType, Graph, Layout, Op, INPUT};
+
+/// The model input as callers give it to the generated code.
+#[derive(Clone, Debug, PartialEq)]
+pub enum InputData {
+    /// `f32` values in the graph's input layout.
+    F32(Vec<f32>),
+    /// `u8` pixels in the graph's input layout.
+    U8(Vec<u8>),
+}
+
+impl InputData {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            InputData::F32(v) => v.len(),
+            InputData::U8(v) => v.len(),
+        }
+    }
+    /// Whether empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The values as f64, in the caller's layout.
+    pub fn to_f64(&self) -> Vec<f64> {
+        match self {
+            InputData::F32(v) => v.iter().map(|&x| x as f64).collect(),
+            InputData::U8(v) => v.iter().map(|&x| x as f64).collect(),
+        }
+    }
+    /// Deterministic pseudo-random input of `len` elements for `dtype`:
+    /// uniform pixels for `u8`, uniform in [-1, 1] for `f32`.
+    pub fn random(dtype: DType, len: usize, seed: u64) -> InputData {
+        let mut rng = crate::rng::Rng::new(seed);
+        match dtype {
+            DType::U8 => InputData::U8((0..len).map(|_| (rng.next_u64() >> 56) as u8).collect()),
+            DType::F32 => InputData::F32((0..len).map(|_| rng.uniform(-1.0, 1.0) as f32).collect()),
+        }
+    }
+}
+
+/// Runs the graph; returns every tensor's value (NCHW, f64), indexed by id.
+pub fn run_all(g: &Graph, input: &InputData) -> Result<Vec<Vec<f64>>, String> {
+    g.verify().map_err(|e| e.join("; "))?;
+    let mut values: Vec<Vec<f64>> = vec![Vec::new(); g.tensors.len()];
+    values[INPUT] = input_nchw(g, input)?;
+    for n in &g.nodes {
+        let ins: Vec<&[f64]> = n.inputs.iter().map(|&i| values[i].as_slice()).collect();
+        let shapes: Vec<&[usize]> = n
+            .inputs
+            .iter()
+            .map(|&i| g.tensors[i].shape.as_slice())
+            .collect();
+        values[n.output] = eval(&n.op, &ins, &shapes, &g.tensors[n.output].shape);
+    }
+    Ok(values)
+}
+
+/// Checks `input` against the graph's input and returns it as NCHW f64.
+pub fn input_nchw(g: &Graph, input: &InputData) -> Result<Vec<f64>, String> {
+    let shape = &g.tensors[INPUT].shape;
+    let want: usize = shape.iter().product();
+    if input.len() != want {
+        return Err(format!(
+            "input has {} values, the model takes {want} ({shape:?})",
+            input.len()
+        ));
+    }
+    match (input, g.input.dtype) {
+        (InputData::F32(_), DType::F32) | (InputData::U8(_), DType::U8) => {}
+        _ => {
+            return Err(format!(
+                "input element type does not match the model's {}",
+                g.input.dtype.rust_name()
+            ))
+        }
+    }
+    Ok(to_nchw(&input.to_f64(), shape, g.input.layout))
+}
+
+/// Runs the graph; returns its output (NCHW, f64).
+pub fn run(g: &Graph, input: &InputData) -> Result<Vec<f64>, String> {
+    let mut all = run_all(g, input)?;
+    Ok(std::mem::take(&mut all[g.output]))
+}
+
+fn to_nchw(x: &[f64], shape: &[usize], layout: Layout) -> Vec<f64> {
+    match (layout, shape) {
+        (Layout::Nhwc, &[n, c, h, w]) => {
+            let mut out = vec![0.0; x.len()];
+            for b in 0..n {
+                for y in 0..h {
+                    for xx in 0..w {
+                        for ch in 0..c {
+                            out[((b * c + ch) * h + y) * w + xx] =
+                                x[((b * h + y) * w + xx) * c + ch];
+                        }
+                    }
+                }
+            }
+            out
+        }
+        _ => x.to_vec(),
+    }
+}
+
+/// Evaluates one op. `shapes` are the input shapes, `out_shape` the output's.
+pub fn eval(op: &Op, ins: &[&[f64]], shapes: &[&[usize]], out_shape: &[usize]) -> Vec<f64> {
+    let x = ins[0];
+    match op {
+        Op::Normalize(cfg) => {
+            let (c, hw) = (shapes[0][1], shapes[0][2] * shapes[0][3]);
+            x.iter()
+                .enumerate()
+                .map(|(i, &v)| {
+                    let ch = (i / hw) % c;
+                    v * cfg.scale[ch] as f64 + cfg.offset[ch] as f64
+                })
+                .collect()
+        }
+        Op::Conv(cfg) => conv(cfg, x, shapes[0], out_shape, ins.get(1).copied()),
+        Op::BatchNorm(b) => {
+            let (c, hw) = (shapes[0][1], shapes[0][2] * shapes[0][3]);
+            x.iter()
+                .enumerate()
+                .map(|(i, &v)| {
+                    let ch = (i / hw) % c;
+                    let inv = 1.0 / (b.var[ch] as f64 + b.eps as f64).sqrt();
+                    (v - b.mean[ch] as f64) * inv * b.gamma[ch] as f64 + b.beta[ch] as f64
+                })
+                .collect()
+        }
+        Op::Clip(c) => x.iter().map(|&v| clamp(v, c.min, c.max)).collect(),
+        Op::Add => x.iter().zip(ins[1]).map(|(a, b)| a + b).collect(),
+        Op::GlobalAvgPool => {
+            let hw = shapes[0][2] * shapes[0][3];
+            x.chunks(hw)
+                .map(|ch| ch.iter().sum::<f64>() / hw as f64)
+                .collect()
+        }
+        Op::Dense(d) => {
+            let (n, k, o) = (shapes[0][0], d.weight.shape[1], d.weight.shape[0]);
+            let mut out = vec![0.0; n * o];
+            for b in 0..n {
+                for j in 0..o {
+                    let mut acc = d.bias.as_ref().map_or(0.0, |bias| bias[j] as f64);
+                    for i in 0..k {
+                        acc += x[b * k + i] * d.weight.data[j * k + i] as f64;
+                    }
+                    out[b * o + j] = acc;
+                }
+            }
+            out
+        }
+        Op::Softmax => {
+            let k = shapes[0][1];
+            let mut out = Vec::with_capacity(x.len());
+            for row in x.chunks(k) {
+                let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = row.iter().map(|&v| (v - m).exp()).collect();
+                let s: f64 = e.iter().sum();
+                out.extend(e.iter().map(|v| v / s));
+            }
+            out
+        }
+    }
+}
+
+fn clamp(v: f64, min: f32, max: f32) -> f64 {
+    v.max(min as f64).min(max as f64)
+}
+
+/// Direct convolution: for every output element, the sum over its window.
+fn conv(
+    cfg: &ConvCfg,
+    x: &[f64],
+    ins: &[usize],
+    outs: &[usize],
+    residual: Option<&[f64]>,
+) -> Vec<f64> {
+    let (n, c, h, w) = (ins[0], ins[1], ins[2], ins[3]);
+    let (oc, oh, ow) = (outs[1], outs[2], outs[3]);
+    let [_, icg, kh, kw] = [
+        cfg.weight.shape[0],
+        cfg.weight.shape[1],
+        cfg.weight.shape[2],
+        cfg.weight.shape[3],
+    ];
+    let ocg = oc / cfg.groups;
+    let wt = &cfg.weight.data;
+    let mut out = vec![0.0; n * oc * oh * ow];
+    for b in 0..n {
+        for o in 0..oc {
+            let g = o / ocg;
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut acc = cfg.bias.as_ref().map_or(0.0, |bias| bias[o] as f64);
+                    for ic in 0..icg {
+                        let ci = g * icg + ic;
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let iy = (oy * cfg.stride[0] + ky) as isize - cfg.pads[0] as isize;
+                                let ix = (ox * cfg.stride[1] + kx) as isize - cfg.pads[1] as isize;
+                                let v = if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize
+                                {
+                                    cfg.pad_value.as_ref().map_or(0.0, |p| p[ci] as f64)
+                                } else {
+                                    x[((b * c + ci) * h + iy as usize) * w + ix as usize]
+                                };
+                                acc += v * wt[((o * icg + ic) * kh + ky) * kw + kx] as f64;
+                            }
+                        }
+                    }
+                    let i = ((b * oc + o) * oh + oy) * ow + ox;
+                    if let Some(r) = residual {
+                        acc += r[i];
+                    }
+                    out[i] = clamp(acc, cfg.clamp.min, cfg.clamp.max);
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::{InputSpec, Param};
+
+    #[test]
+    fn conv_by_hand() {
+        // 1 channel 3x3 input, 2x2 kernel of ones, stride 1, pad bottom/right 1.
+        let mut g = Graph::new(
+            "t",
+            "",
+            InputSpec {
+                dtype: DType::F32,
+                layout: Layout::Nchw,
+            },
+            vec![1, 1, 3, 3],
+        );
+        let w = Param::new(vec![1, 1, 2, 2], vec![1.0; 4]);
+        g.push(
+            "c",
+            Op::Conv(ConvCfg::new(w, [1, 1], [0, 0, 1, 1], 1)),
+            &[INPUT],
+        )
+        .unwrap();
+        let x: Vec<f32> = (1..=9).map(|v| v as f32).collect();
+        let y = run(&g, &InputData::F32(x)).unwrap();
+        assert_eq!(y, vec![12.0, 16.0, 9.0, 24.0, 28.0, 15.0, 15.0, 17.0, 9.0]);
+    }
+
+    #[test]
+    fn nhwc_input_is_transposed() {
+        let mut g = Graph::new(
+            "t",
+            "",
+            InputSpec {
+                dtype: DType::U8,
+                layout: Layout::Nhwc,
+            },
+            vec![1, 2, 1, 2],
+        );
+        g.push("gap", Op::GlobalAvgPool, &[INPUT]).unwrap();
+        // pixels (c0,c1): (1,10), (3,30)
+        let y = run(&g, &InputData::U8(vec![1, 10, 3, 30])).unwrap();
+        assert_eq!(y, vec![2.0, 20.0]);
+    }
+
+    #[test]
+    fn softmax_sums_to_one() {
+        let mut g = Graph::new(
+            "t",
+            "",
+            InputSpec {
+                dtype: DType::F32,
+                layout: Layout::Nchw,
+            },
+            vec![1, 3, 1, 1],
+        );
+        let w = Param::new(
+            vec![3, 3],
+            vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+        );
+        let d = g
+            .push(
+                "fc",
+                Op::Dense(crate::ir::DenseCfg {
+                    weight: w,
+                    bias: None,
+                }),
+                &[INPUT],
+            )
+            .unwrap();
+        g.push("sm", Op::Softmax, &[d]).unwrap();
+        let y = run(&g, &InputData::F32(vec![1000.0, 1000.0, 0.0])).unwrap();
+        assert!((y[0] - 0.5).abs() < 1e-12 && (y[1] - 0.5).abs() < 1e-12 && y[2] < 1e-300);
+    }
+}

@@ -1,0 +1,615 @@
+//! Lowering: the optimized graph becomes a [`Program`], a list of kernel
+//! calls with their schedules, packed weights and planned storage.
+//!
+//! # Kernel choice (per conv node)
+//! * groups = channels: `depthwise`;
+//! * 1x1, stride 1, no padding, groups 1, reading an NHWC f32 tensor: `pointwise`;
+//! * any other groups-1 conv, and any conv reading the model input when that
+//!   input is u8 or NCHW: `conv2d` (it reads either layout and type and pads
+//!   with the folded normalization's pad value).
+//!
+//! Dense layers are `pointwise` with one pixel; pooling, softmax and
+//! unfused adds have their own kernels.
+//!
+//! # Schedule rule (see [`Target`])
+//! * `pointwise`: register tile `MR x NR` = 4 pixels x 8 channels (1 x 8 for a
+//!   single pixel); `kc` = all input channels if a `kc x (MR + NR)` working
+//!   set fits half of L1, else `in_c` split into the fewest equal blocks (a
+//!   multiple of 8) that fit; loop order `ChannelsOuter` when the weights are
+//!   larger than the input activations (late layers: each weight panel is
+//!   loaded once), else `PixelsOuter` (early layers: each input row once).
+//! * `depthwise`: `CT` = 8 channels (the vector width); `rows` = the output
+//!   rows whose input rows (`rows * stride + k - 1` rows of `in_w * c` floats)
+//!   fit half of L1, at least 1.
+//! * `conv2d`: `NR` = 8 output channels (4 when there are fewer than 8);
+//!   `rows` as for depthwise.
+
+use crate::ir::{Clamp, DType, Graph, Layout, Op, TensorId, INPUT};
+use crate::passes::PassReport;
+use crate::plan::{self, Interval};
+use std::ops::Range;
+
+// The kernel parameter types below mirror `mncc_runtime`'s field for field
+// (the compiler cannot depend on the runtime: the runtime re-exports the
+// proc macro, which depends on the compiler). Codegen writes them out as
+// `::mncc_runtime::` struct literals, so any drift fails to compile in the
+// end-to-end tests.
+
+/// Mirror of `mncc_runtime::ConvShape`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub struct ConvShape {
+    pub in_h: usize,
+    pub in_w: usize,
+    pub in_c: usize,
+    pub out_h: usize,
+    pub out_w: usize,
+    pub out_c: usize,
+    pub kernel_h: usize,
+    pub kernel_w: usize,
+    pub stride_h: usize,
+    pub stride_w: usize,
+    pub pad_top: usize,
+    pub pad_left: usize,
+}
+
+/// Mirror of `mncc_runtime::Conv2dTiles`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv2dTiles {
+    /// Output rows per block.
+    pub rows: usize,
+}
+
+/// Mirror of `mncc_runtime::DepthwiseTiles`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DepthwiseTiles {
+    /// Output rows per block.
+    pub rows: usize,
+}
+
+/// Mirror of `mncc_runtime::PointwiseShape`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PointwiseShape {
+    /// Pixels.
+    pub pixels: usize,
+    /// Input channels.
+    pub in_c: usize,
+    /// Output channels.
+    pub out_c: usize,
+}
+
+/// Mirror of `mncc_runtime::PwOrder`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PwOrder {
+    /// Pixel blocks outer.
+    PixelsOuter,
+    /// Channel panels outer.
+    ChannelsOuter,
+}
+
+/// Mirror of `mncc_runtime::PointwiseTiles`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PointwiseTiles {
+    /// Input channels per cache block.
+    pub kc: usize,
+    /// Loop order.
+    pub order: PwOrder,
+}
+
+/// `mncc_runtime::pointwise_packed_len`.
+pub const fn pointwise_packed_len(in_c: usize, out_c: usize, nr: usize) -> usize {
+    out_c.div_ceil(nr) * nr * in_c
+}
+
+/// What the schedule rule assumes of the CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Target {
+    /// f32 lanes per vector register.
+    pub vector_lanes: usize,
+    /// L1 data cache bytes.
+    pub l1_bytes: usize,
+}
+
+impl Target {
+    /// The portable default: 8 lanes (AVX2, or two NEON registers), 32 KiB L1.
+    pub const PORTABLE: Target = Target {
+        vector_lanes: 8,
+        l1_bytes: 32 * 1024,
+    };
+}
+
+/// Where a tensor lives at run time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Storage {
+    /// The caller's input array.
+    Input,
+    /// The caller's output array.
+    Output,
+    /// `arena[range]`.
+    Arena(Range<usize>),
+}
+
+/// A kernel call with its constants.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Kernel {
+    /// Full convolution.
+    Conv2d {
+        /// Geometry.
+        shape: ConvShape,
+        /// Output channels per register tile.
+        nr: usize,
+        /// Cache tiles.
+        tiles: Conv2dTiles,
+        /// Element type of the input.
+        input_type: DType,
+        /// Layout of the input.
+        layout: Layout,
+        /// Pad value per input channel.
+        pad_value: Vec<f32>,
+    },
+    /// Depthwise convolution.
+    Depthwise {
+        /// Geometry.
+        shape: ConvShape,
+        /// Channels per register tile.
+        ct: usize,
+        /// Cache tiles.
+        tiles: DepthwiseTiles,
+    },
+    /// Pointwise convolution or dense layer.
+    Pointwise {
+        /// Geometry.
+        shape: PointwiseShape,
+        /// Pixels per register tile.
+        mr: usize,
+        /// Output channels per register tile.
+        nr: usize,
+        /// Cache tiles and loop order.
+        tiles: PointwiseTiles,
+    },
+    /// Global average pooling.
+    GlobalAvgPool {
+        /// Pixels averaged.
+        pixels: usize,
+        /// Channels.
+        c: usize,
+    },
+    /// Softmax.
+    Softmax,
+    /// Elementwise add.
+    Add,
+}
+
+impl Kernel {
+    /// The kernel's name and register tile, e.g. `pointwise_4x8`.
+    pub fn name(&self) -> String {
+        match self {
+            Kernel::Conv2d { shape, nr, .. } => {
+                format!("conv2d_{}x{}_nr{nr}", shape.kernel_h, shape.kernel_w)
+            }
+            Kernel::Depthwise { shape, ct, .. } => {
+                format!("depthwise_{}x{}_ct{ct}", shape.kernel_h, shape.kernel_w)
+            }
+            Kernel::Pointwise { mr, nr, .. } => format!("pointwise_{mr}x{nr}"),
+            Kernel::GlobalAvgPool { .. } => "global_avg_pool".into(),
+            Kernel::Softmax => "softmax".into(),
+            Kernel::Add => "add".into(),
+        }
+    }
+
+    /// The cache tiles and loop order, e.g. `kc=256 channels-outer`.
+    pub fn tiles(&self) -> String {
+        match self {
+            Kernel::Conv2d { tiles, .. } => format!("rows={}", tiles.rows),
+            Kernel::Depthwise { tiles, .. } => format!("rows={}", tiles.rows),
+            Kernel::Pointwise { tiles, .. } => format!(
+                "kc={} {}",
+                tiles.kc,
+                match tiles.order {
+                    PwOrder::PixelsOuter => "pixels-outer",
+                    PwOrder::ChannelsOuter => "channels-outer",
+                }
+            ),
+            _ => "-".into(),
+        }
+    }
+}
+
+/// One generated layer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Layer {
+    /// Source node name.
+    pub name: String,
+    /// Source node op kind.
+    pub op: &'static str,
+    /// Nodes merged into it by the passes.
+    pub fused: Vec<String>,
+    /// The kernel.
+    pub kernel: Kernel,
+    /// Input tensors (the second is a residual or the other addend).
+    pub inputs: Vec<TensorId>,
+    /// Output tensor.
+    pub output: TensorId,
+    /// Input shape, NHWC (`[h, w, c]`) or `[k]`.
+    pub in_shape: Vec<usize>,
+    /// Output shape, NHWC or `[k]`.
+    pub out_shape: Vec<usize>,
+    /// Packed weights in the blob.
+    pub weights: Option<Range<usize>>,
+    /// Bias in the blob.
+    pub bias: Option<Range<usize>>,
+    /// Epilogue clamp.
+    pub clamp: Clamp,
+    /// Whether `inputs[1]` is added in the epilogue.
+    pub residual: bool,
+    /// Multiply-accumulates.
+    pub macs: u64,
+    /// Parameters.
+    pub params: usize,
+    /// Why this schedule, one line.
+    pub why: String,
+}
+
+/// A model ready for code generation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Program {
+    /// Model name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Input element type and layout.
+    pub input_type: DType,
+    /// Input layout.
+    pub input_layout: Layout,
+    /// Input shape in the caller's layout.
+    pub input_shape: Vec<usize>,
+    /// Output shape.
+    pub output_shape: Vec<usize>,
+    /// Layers in execution order.
+    pub layers: Vec<Layer>,
+    /// Storage of each tensor id used by a layer.
+    pub storage: Vec<Option<Storage>>,
+    /// Weight blob (f32, each segment 16-aligned).
+    pub blob: Vec<f32>,
+    /// Arena elements.
+    pub arena_len: usize,
+    /// Largest live set (elements).
+    pub arena_lower_bound: usize,
+    /// What the passes did.
+    pub passes: Vec<PassReport>,
+}
+
+impl Program {
+    /// Input elements.
+    pub fn input_len(&self) -> usize {
+        self.input_shape.iter().product()
+    }
+    /// Output elements.
+    pub fn output_len(&self) -> usize {
+        self.output_shape.iter().product()
+    }
+    /// Total MACs.
+    pub fn macs(&self) -> u64 {
+        self.layers.iter().map(|l| l.macs).sum()
+    }
+    /// Total parameters.
+    pub fn params(&self) -> usize {
+        self.layers.iter().map(|l| l.params).sum()
+    }
+}
+
+fn push_blob(blob: &mut Vec<f32>, data: &[f32]) -> Range<usize> {
+    blob.resize(blob.len().div_ceil(plan::ALIGN) * plan::ALIGN, 0.0);
+    let start = blob.len();
+    blob.extend_from_slice(data);
+    start..blob.len()
+}
+
+fn nhwc(shape: &[usize]) -> Vec<usize> {
+    match *shape {
+        [_, c, h, w] => vec![h, w, c],
+        [_, k] => vec![k],
+        _ => shape.to_vec(),
+    }
+}
+
+fn rows_fitting(t: &Target, in_w: usize, c: usize, stride: usize, k: usize, out_h: usize) -> usize {
+    let row_bytes = (in_w * c * 4).max(1);
+    let budget_rows = (t.l1_bytes / 2) / row_bytes; // input rows that fit half of L1
+    (budget_rows.saturating_sub(k.saturating_sub(1)) / stride).clamp(1, out_h.max(1))
+}
+
+/// Lowers an optimized graph (see [`crate::passes::optimize`]).
+pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Program, String> {
+    let mut blob = Vec::new();
+    let mut layers = Vec::new();
+    let input_is_plain = g.input.dtype == DType::F32 && g.input.layout == Layout::Nhwc;
+    for n in &g.nodes {
+        let x = &g.tensors[n.inputs[0]].shape;
+        let y = &g.tensors[n.output].shape;
+        let at = |msg: String| format!("node `{}` ({}): {msg}", n.name, n.op.kind());
+        if x.first() != Some(&1) {
+            return Err(at(format!("batch size {} is not supported (only 1)", x[0])));
+        }
+        let reads_input = n.inputs[0] == INPUT;
+        let mut layer = Layer {
+            name: n.name.clone(),
+            op: n.op.kind(),
+            fused: n.fused.clone(),
+            kernel: Kernel::Softmax,
+            inputs: n.inputs.clone(),
+            output: n.output,
+            in_shape: nhwc(x),
+            out_shape: nhwc(y),
+            weights: None,
+            bias: None,
+            clamp: Clamp::NONE,
+            residual: false,
+            macs: n.op.macs(y),
+            params: n.op.params(),
+            why: String::new(),
+        };
+        match &n.op {
+            Op::Conv(c) => {
+                let (ic, ih, iw) = (x[1], x[2], x[3]);
+                let (oc, oh, ow) = (y[1], y[2], y[3]);
+                let [kh, kw] = c.kernel();
+                let w = &c.weight.data;
+                let shape = ConvShape {
+                    in_h: ih,
+                    in_w: iw,
+                    in_c: ic,
+                    out_h: oh,
+                    out_w: ow,
+                    out_c: oc,
+                    kernel_h: kh,
+                    kernel_w: kw,
+                    stride_h: c.stride[0],
+                    stride_w: c.stride[1],
+                    pad_top: c.pads[0],
+                    pad_left: c.pads[1],
+                };
+                layer.clamp = c.clamp;
+                layer.residual = c.residual;
+                if let Some(b) = &c.bias {
+                    layer.bias = Some(push_blob(&mut blob, b));
+                }
+                let depthwise = c.groups > 1;
+                let plain_in = !reads_input || input_is_plain;
+                if depthwise {
+                    if !plain_in || c.pad_value.is_some() {
+                        return Err(at(
+                            "a depthwise convolution cannot read a u8 or NCHW model input directly"
+                                .into(),
+                        ));
+                    }
+                    let mut packed = vec![0.0; kh * kw * oc];
+                    for ch in 0..oc {
+                        for k in 0..kh * kw {
+                            packed[k * oc + ch] = w[ch * kh * kw + k];
+                        }
+                    }
+                    layer.weights = Some(push_blob(&mut blob, &packed));
+                    let rows = rows_fitting(target, iw, ic, c.stride[0], kh, oh);
+                    layer.why = format!(
+                        "{rows} output rows read {} input rows of {} floats, within half of L1",
+                        rows * c.stride[0] + kh - 1,
+                        iw * ic
+                    );
+                    layer.kernel = Kernel::Depthwise {
+                        shape,
+                        ct: target.vector_lanes,
+                        tiles: DepthwiseTiles { rows },
+                    };
+                } else if kh == 1
+                    && kw == 1
+                    && c.stride == [1, 1]
+                    && c.pads == [0; 4]
+                    && plain_in
+                    && c.pad_value.is_none()
+                {
+                    let pixels = oh * ow;
+                    let (kernel, packed, why) =
+                        pointwise(target, pixels, ic, oc, |o, i| w[o * ic + i]);
+                    layer.weights = Some(push_blob(&mut blob, &packed));
+                    layer.why = why;
+                    layer.kernel = kernel;
+                } else {
+                    let mut packed = vec![0.0; kh * kw * ic * oc];
+                    for o in 0..oc {
+                        for i in 0..ic {
+                            for k in 0..kh * kw {
+                                packed[(k * ic + i) * oc + o] = w[(o * ic + i) * kh * kw + k];
+                            }
+                        }
+                    }
+                    layer.weights = Some(push_blob(&mut blob, &packed));
+                    let nr = if oc >= 8 { 8 } else { 4 };
+                    let rows = rows_fitting(target, iw, ic, c.stride[0], kh, oh);
+                    let (input_type, layout) = if reads_input {
+                        (g.input.dtype, g.input.layout)
+                    } else {
+                        (DType::F32, Layout::Nhwc)
+                    };
+                    layer.why = format!("{nr} output channels per register tile; {rows} output rows per block fit half of L1");
+                    layer.kernel = Kernel::Conv2d {
+                        shape,
+                        nr,
+                        tiles: Conv2dTiles { rows },
+                        input_type,
+                        layout,
+                        pad_value: c.pad_value.clone().unwrap_or_else(|| vec![0.0; ic]),
+                    };
+                }
+            }
+            Op::Dense(d) => {
+                if reads_input && !input_is_plain {
+                    return Err(at(
+                        "a dense layer cannot read a u8 or NCHW model input directly".into(),
+                    ));
+                }
+                let k = d.weight.shape[1];
+                let out = d.weight.shape[0];
+                // The input is stored NHWC; the weight columns are in NCHW flatten order.
+                let (c, hw) = if x.len() == 4 {
+                    (x[1], x[2] * x[3])
+                } else {
+                    (k, 1)
+                };
+                let col = |kn: usize| (kn % c) * hw + kn / c; // NHWC index -> NCHW column
+                let (kernel, packed, why) =
+                    pointwise(target, 1, k, out, |o, i| d.weight.data[o * k + col(i)]);
+                layer.weights = Some(push_blob(&mut blob, &packed));
+                if let Some(b) = &d.bias {
+                    layer.bias = Some(push_blob(&mut blob, b));
+                }
+                layer.why = why;
+                layer.kernel = kernel;
+            }
+            Op::GlobalAvgPool => {
+                if reads_input && !input_is_plain {
+                    return Err(at(
+                        "pooling cannot read a u8 or NCHW model input directly".into()
+                    ));
+                }
+                layer.kernel = Kernel::GlobalAvgPool {
+                    pixels: x[2] * x[3],
+                    c: x[1],
+                };
+            }
+            Op::Softmax => layer.kernel = Kernel::Softmax,
+            Op::Add => {
+                if reads_input && !input_is_plain {
+                    return Err(at(
+                        "an add cannot read a u8 or NCHW model input directly".into()
+                    ));
+                }
+                layer.kernel = Kernel::Add;
+            }
+            Op::Clip(c) => {
+                // An activation with no conv before it: an add of nothing with a clamp.
+                return Err(at(format!(
+                    "a standalone {} (not after a convolution) is not supported",
+                    c.describe()
+                )));
+            }
+            Op::Normalize(_) | Op::BatchNorm(_) => {
+                return Err(at(
+                    "could not be folded into a preceding or following convolution".into(),
+                ));
+            }
+        }
+        layers.push(layer);
+    }
+
+    // Storage: input and output are the caller's; the rest is planned.
+    let mut storage: Vec<Option<Storage>> = vec![None; g.tensors.len()];
+    storage[INPUT] = Some(Storage::Input);
+    if g.output == INPUT {
+        return Err("the model output is its input: nothing to compute".into());
+    }
+    storage[g.output] = Some(Storage::Output);
+    let mut ids = Vec::new();
+    let mut intervals = Vec::new();
+    for (step, l) in layers.iter().enumerate() {
+        if l.output == g.output {
+            if step + 1 != layers.len() || layers.iter().any(|m| m.inputs.contains(&g.output)) {
+                return Err(format!(
+                    "node `{}`: the model output is read by another node, which is not supported",
+                    l.name
+                ));
+            }
+            continue;
+        }
+        let last = layers
+            .iter()
+            .rposition(|m| m.inputs.contains(&l.output))
+            .unwrap_or(step);
+        ids.push(l.output);
+        intervals.push(Interval {
+            len: g.tensors[l.output].len(),
+            first: step,
+            last,
+        });
+    }
+    let p = plan::plan(&intervals);
+    for (k, &id) in ids.iter().enumerate() {
+        storage[id] = Some(Storage::Arena(
+            p.offsets[k]..p.offsets[k] + intervals[k].len,
+        ));
+    }
+    let input_shape = match (g.input.layout, g.tensors[INPUT].shape.as_slice()) {
+        (Layout::Nhwc, &[n, c, h, w]) => vec![n, h, w, c],
+        (_, s) => s.to_vec(),
+    };
+    Ok(Program {
+        name: g.name.clone(),
+        description: g.description.clone(),
+        input_type: g.input.dtype,
+        input_layout: g.input.layout,
+        input_shape,
+        output_shape: g.tensors[g.output].shape.clone(),
+        layers,
+        storage,
+        blob,
+        arena_len: p.arena_len,
+        arena_lower_bound: p.lower_bound,
+        passes,
+    })
+}
+
+/// Schedules and packs a pointwise layer; `w(o, i)` is the weight from input
+/// channel `i` (in the stored order) to output `o`.
+fn pointwise(
+    t: &Target,
+    pixels: usize,
+    in_c: usize,
+    out_c: usize,
+    w: impl Fn(usize, usize) -> f32,
+) -> (Kernel, Vec<f32>, String) {
+    let nr = t.vector_lanes;
+    let mr = if pixels == 1 { 1 } else { 4 };
+    let budget = (t.l1_bytes / 2) / (4 * (mr + nr)); // input channels whose working set fits half of L1
+    let kc = if in_c <= budget {
+        in_c
+    } else {
+        let blocks = in_c.div_ceil(budget.max(8));
+        (in_c.div_ceil(blocks)).div_ceil(8) * 8
+    };
+    let weight_bytes = in_c * out_c * 4;
+    let act_bytes = pixels * in_c * 4;
+    let order = if weight_bytes > act_bytes {
+        PwOrder::ChannelsOuter
+    } else {
+        PwOrder::PixelsOuter
+    };
+    let why = format!(
+        "kc={kc}: a {kc}x({mr}+{nr}) working set fits half of L1; {} ({} KiB weights vs {} KiB input)",
+        if order == PwOrder::ChannelsOuter { "channels-outer" } else { "pixels-outer" },
+        weight_bytes / 1024,
+        act_bytes / 1024
+    );
+    let panels = out_c.div_ceil(nr);
+    let mut packed = vec![0.0; pointwise_packed_len(in_c, out_c, nr)];
+    for p in 0..panels {
+        for i in 0..in_c {
+            for j in 0..nr {
+                let o = p * nr + j;
+                if o < out_c {
+                    packed[(p * in_c + i) * nr + j] = w(o, i);
+                }
+            }
+        }
+    }
+    let kernel = Kernel::Pointwise {
+        shape: PointwiseShape {
+            pixels,
+            in_c,
+            out_c,
+        },
+        mr,
+        nr,
+        tiles: PointwiseTiles { kc, order },
+    };
+    (kernel, packed, why)
+}
