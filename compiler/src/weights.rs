@@ -230,10 +230,6 @@ pub fn f16_to_f32(h: u16) -> f32 {
     f32::from_bits(bits)
 }
 
-/// Resolution at which seeded BatchNorm statistics are calibrated (small, so
-/// compiling a seeded model stays fast; statistics barely depend on size).
-const CALIBRATION_RESOLUTION: usize = 64;
-
 /// Random weights: He-normal convs (`std = sqrt(2 / fan_in)`), classifier
 /// `std = sqrt(1 / fan_in)`, BatchNorm `gamma` in [0.7, 1.3], `beta` in
 /// [-0.1, 0.3]; the running mean and variance are then measured on a seeded
@@ -277,14 +273,16 @@ pub fn seeded(spec: &ModelSpec, layers: &[LayerDef], seed: u64) -> Result<Weight
 }
 
 /// Sets every BN's running statistics to the measured per-channel mean and
-/// variance of its input on a random input at [`CALIBRATION_RESOLUTION`].
+/// variance of its input on a random input at the model's resolution (a
+/// smaller one would see mostly padding in the deep 3x3 layers and
+/// underestimate their variance).
 fn calibrate(
     spec: &ModelSpec,
     layers: &[LayerDef],
     table: &mut WeightTable,
     seed: u64,
 ) -> Result<(), String> {
-    let g = arch::build(spec, layers, table, CALIBRATION_RESOLUTION)?;
+    let g = arch::build(spec, layers, table, spec.resolution)?;
     let input = InputData::random(
         spec.input.dtype,
         g.tensors[INPUT].shape.iter().product(),
@@ -327,6 +325,26 @@ fn calibrate(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every activation of seeded models keeps a sane scale, from the first
+    /// layer to the logits.
+    #[test]
+    fn seeded_activations_neither_vanish_nor_explode() {
+        for toml in [
+            "arch = \"v1\"\nalpha = 0.5\nresolution = 160\nactivation = \"relu\"\n[weights]\nseed = 2\n",
+            "arch = \"v2\"\nalpha = 0.35\nresolution = 128\n[input]\ndtype = \"u8\"\nmean = 127.5\nstd = 127.5\n[weights]\nseed = 5\n",
+        ] {
+            let spec = crate::spec::parse(toml, "t.toml", "t", Path::new(".")).unwrap();
+            let m = crate::from_spec(spec).unwrap();
+            let x = InputData::random(m.graph.input.dtype, m.graph.tensors[INPUT].len(), 9);
+            let values = interp::run_all(&m.graph, &x).unwrap();
+            for n in &m.graph.nodes {
+                let v = &values[n.output];
+                let rms = (v.iter().map(|a| a * a).sum::<f64>() / v.len() as f64).sqrt();
+                assert!((0.05..20.0).contains(&rms), "{}: rms {rms}", n.name);
+            }
+        }
+    }
 
     #[test]
     fn f16_conversion() {

@@ -1,6 +1,79 @@
-//! placeholder
-extern crate proc_macro;
+//! `mobilenet!("model.toml")`: compiles a MobileNet description at build time
+//! into items (constants, `run`, `classify`) in the calling module.
+//!
+//! A thin shim over the `mncc` compiler library: parse the path literal,
+//! compile, expand. The path is relative to the calling crate's
+//! `CARGO_MANIFEST_DIR`. Every problem is reported as a compile error spanned
+//! on the path literal. The weights are embedded as a byte-string literal, and
+//! the description (and weights file) are tracked with `include_bytes!` so
+//! editing them rebuilds the crate.
+//!
+//! Use it through `mncc-runtime` (feature `macros`):
+//!
+//! ```ignore
+//! mod model {
+//!     mncc_runtime::mobilenet!("models/v1_0.25_128.toml");
+//! }
+//! ```
+
 use proc_macro::TokenStream;
-/// placeholder
+use proc_macro2::Span;
+use quote::quote;
+use std::path::{Path, PathBuf};
+use syn::{parse_macro_input, LitStr};
+
+/// Compiles the MobileNet described by the TOML file at the given path
+/// (relative to the crate root) into items: `INPUT_SHAPE`, `INPUT_LEN`,
+/// `Input`, `OUTPUT_SHAPE`, `OUTPUT_LEN`, `Output`, `ARENA_LEN`, `Arena`,
+/// `MACS`, `PARAMS`, `run(&Input, &mut Output, &mut Arena)` and
+/// `classify(&Input, &mut Arena) -> Output`.
 #[proc_macro]
-pub fn mobilenet(_input: TokenStream) -> TokenStream { TokenStream::new() }
+pub fn mobilenet(input: TokenStream) -> TokenStream {
+    let lit = parse_macro_input!(input as LitStr);
+    match expand(&lit) {
+        Ok(ts) => ts.into(),
+        Err(errors) => errors
+            .into_iter()
+            .map(|e| syn::Error::new(lit.span(), e).to_compile_error())
+            .collect::<proc_macro2::TokenStream>()
+            .into(),
+    }
+}
+
+fn resolve(rel: &str) -> PathBuf {
+    let p = Path::new(rel);
+    if p.is_absolute() {
+        return p.to_path_buf();
+    }
+    match std::env::var_os("CARGO_MANIFEST_DIR") {
+        Some(dir) => PathBuf::from(dir).join(p),
+        None => p.to_path_buf(),
+    }
+}
+
+fn expand(lit: &LitStr) -> Result<proc_macro2::TokenStream, Vec<String>> {
+    let rel = lit.value();
+    if rel.is_empty() {
+        return Err(vec!["expected the path of a model description, e.g. mobilenet!(\"models/v1_0.25_224.toml\")".into()]);
+    }
+    let path = resolve(&rel);
+    if !path.is_file() {
+        return Err(vec![format!(
+            "model description `{rel}` not found (looked for {})",
+            path.display()
+        )]);
+    }
+    let model = mncc::load(&path).map_err(|e| e.0)?;
+    let program = mncc::compile(&model).map_err(|e| e.0)?;
+    let items = mncc::codegen::tokens(&program, &mncc::codegen::WeightsEmbed::Inline);
+    let mut tracked = vec![path.to_string_lossy().into_owned()];
+    if let mncc::spec::WeightSource::File(w) = &model.spec.weights {
+        tracked.push(w.to_string_lossy().into_owned());
+    }
+    let tracked = tracked.iter().map(|t| LitStr::new(t, Span::call_site()));
+    Ok(quote! {
+        // Rebuild when the description or its weights change.
+        #(const _: &[u8] = include_bytes!(#tracked);)*
+        #items
+    })
+}

@@ -1,0 +1,33 @@
+//! Models compiled by `mobilenet!` for the end-to-end tests (tests/e2e.rs).
+//! The crate denies warnings: generated code must compile cleanly.
+#![no_std]
+#![deny(warnings)]
+
+/// Pretrained Keras MobileNet v1 0.25 224 (the README's default model).
+pub mod keras_v1 {
+    mncc_runtime::mobilenet!("../examples/models/mobilenet_v1_0.25_224.toml");
+}
+
+macro_rules! models {
+    ($($name:ident => $path:literal),* $(,)?) => {
+        $(
+            #[doc = concat!("Seeded model `", $path, "`.")]
+            pub mod $name {
+                /// The description, relative to this crate.
+                pub const SOURCE: &str = $path;
+                mncc_runtime::mobilenet!($path);
+            }
+        )*
+    };
+}
+
+models! {
+    v1_025_128_u8 => "models/v1_0.25_128_u8.toml",
+    v1_05_160_f32 => "models/v1_0.5_160_f32.toml",
+    v1_075_192 => "models/v1_0.75_192.toml",
+    v1_14_96 => "models/v1_1.4_96.toml",
+    v2_035_96 => "models/v2_0.35_96.toml",
+    v2_05_128_f32 => "models/v2_0.5_128_f32.toml",
+    v2_075_160 => "models/v2_0.75_160.toml",
+    v2_13_192 => "models/v2_1.3_192.toml",
+}
