@@ -5,6 +5,9 @@
 //! layer reads one or two tensors and writes one; the planner guarantees the
 //! written range overlaps no range read by the same layer, and these helpers
 //! check it (a panic here is a compiler bug).
+//!
+//! Empty ranges overlap nothing. A range with `start > end` is invalid and
+//! panics like an out-of-bounds one.
 
 use core::ops::Range;
 
@@ -12,9 +15,22 @@ use core::ops::Range;
 ///
 /// # Panics
 /// If the ranges overlap or lie outside `arena`.
-pub fn split2(arena: &mut [f32], input: Range<usize>, output: Range<usize>) -> (&[f32], &mut [f32]) {
-    let _ = (arena, input, output);
-    todo!("split2")
+#[inline]
+#[track_caller]
+pub fn split2(
+    arena: &mut [f32],
+    input: Range<usize>,
+    output: Range<usize>,
+) -> (&[f32], &mut [f32]) {
+    check_range("split2", "input", &input, arena.len());
+    check_range("split2", "output", &output, arena.len());
+    if output.is_empty() {
+        let arena: &[f32] = arena;
+        return (&arena[input], Default::default());
+    }
+    let (before, out, after) = around(arena, &output);
+    let input = pick("split2", "input", before, after, &input, &output);
+    (input, out)
 }
 
 /// Borrows `a` and `b` shared (they may overlap each other) and `output`
@@ -22,12 +38,71 @@ pub fn split2(arena: &mut [f32], input: Range<usize>, output: Range<usize>) -> (
 ///
 /// # Panics
 /// If `output` overlaps `a` or `b`, or a range lies outside `arena`.
+#[inline]
+#[track_caller]
 pub fn split3(
     arena: &mut [f32],
     a: Range<usize>,
     b: Range<usize>,
     output: Range<usize>,
 ) -> (&[f32], &[f32], &mut [f32]) {
-    let _ = (arena, a, b, output);
-    todo!("split3")
+    check_range("split3", "a", &a, arena.len());
+    check_range("split3", "b", &b, arena.len());
+    check_range("split3", "output", &output, arena.len());
+    if output.is_empty() {
+        let arena: &[f32] = arena;
+        return (&arena[a], &arena[b], Default::default());
+    }
+    let (before, out, after) = around(arena, &output);
+    let a = pick("split3", "a", before, after, &a, &output);
+    let b = pick("split3", "b", before, after, &b, &output);
+    (a, b, out)
+}
+
+/// Panics unless `r` is a valid range inside a slice of `len` elements.
+#[inline]
+#[track_caller]
+fn check_range(func: &str, name: &str, r: &Range<usize>, len: usize) {
+    assert!(
+        r.start <= r.end && r.end <= len,
+        "{func}: {name} range {r:?} is not inside the arena (length {len}) (compiler bug: memory plan)"
+    );
+}
+
+/// Splits `arena` into the part before `output`, `output` itself, and the part
+/// after it. `output` must be a valid range of `arena`.
+#[inline]
+fn around<'a>(
+    arena: &'a mut [f32],
+    output: &Range<usize>,
+) -> (&'a [f32], &'a mut [f32], &'a [f32]) {
+    let (head, after) = arena.split_at_mut(output.end);
+    let (before, out) = head.split_at_mut(output.start);
+    (before, out, after)
+}
+
+/// Borrows the shared range `r` from `before` (which starts at arena offset 0)
+/// or `after` (which starts at `output.end`): `r` must lie entirely on one
+/// side of the non-empty `output`, or be empty.
+#[inline]
+#[track_caller]
+fn pick<'a>(
+    func: &str,
+    name: &str,
+    before: &'a [f32],
+    after: &'a [f32],
+    r: &Range<usize>,
+    output: &Range<usize>,
+) -> &'a [f32] {
+    if r.is_empty() {
+        &[]
+    } else if r.end <= output.start {
+        &before[r.clone()]
+    } else if r.start >= output.end {
+        &after[r.start - output.end..r.end - output.end]
+    } else {
+        panic!(
+            "{func}: {name} range {r:?} overlaps output range {output:?} (compiler bug: memory plan)"
+        )
+    }
 }

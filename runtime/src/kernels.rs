@@ -5,7 +5,24 @@
 //! Kernel-name grammar: `<op>[_<variant>]`, e.g. `conv2d`, `depthwise`,
 //! `pointwise`, `global_avg_pool`, `softmax`, `add`. Register tiles are const
 //! generics (`MR`, `NR`, `CT`), cache tiles and loop order are `*Tiles` fields.
+//!
+//! # Numerics
+//!
+//! Accumulation is in `f32`. The scalar kernels sum the terms of every output
+//! in one fixed order whatever the tile parameters (`NR`, `CT`, `MR`,
+//! `rows`, `kc`, `order`) and, for [`conv2d`], whatever the input [`Layout`]:
+//! their results are bit-identical across tilings. The epilogue is
+//! `clamp((acc + bias) + residual, min, max)`, where the clamp is
+//! `if v < min { min } else if v > max { max } else { v }`: infinite bounds
+//! are no-ops and a NaN propagates (it is not clamped away).
+//!
+//! # Checks
+//!
+//! Every kernel asserts its slice lengths (and tile parameters `>= 1`) at
+//! entry, with a message naming the kernel and the slice; past that point no
+//! index can go out of bounds.
 
+use crate::math::exp;
 use crate::{Epilogue, Layout, Pixel};
 
 /// Geometry of a 2-D convolution (full, depthwise) on NHWC tensors.
@@ -71,6 +88,14 @@ pub struct Conv2dTiles {
 /// * `weights`: packed `[kernel_h][kernel_w][in_c][out_c]`.
 /// * `out`: `out_h * out_w * out_c`, NHWC.
 /// * `NR`: output channels per register tile (any `NR >= 1`).
+///
+/// Any geometry is accepted (each tap tests the input bounds; this kernel
+/// runs on few, small-channel layers). `tiles.rows` must be `>= 1`.
+///
+/// # Panics
+/// If a slice length does not match `s`, or `NR` or `tiles.rows` is 0.
+#[inline]
+#[allow(clippy::too_many_arguments)]
 pub fn conv2d<T: Pixel, const NR: usize>(
     s: &ConvShape,
     tiles: &Conv2dTiles,
@@ -81,8 +106,109 @@ pub fn conv2d<T: Pixel, const NR: usize>(
     ep: &Epilogue<'_>,
     out: &mut [f32],
 ) {
-    let _ = (s, tiles, layout, input, pad_value, weights, ep, out);
-    todo!("conv2d")
+    const K: &str = "conv2d";
+    assert!(NR >= 1, "conv2d: register tile NR must be at least 1");
+    assert!(tiles.rows >= 1, "conv2d: tiles.rows must be at least 1");
+    check_len(K, "input", input.len(), s.in_len());
+    check_len(K, "pad_value", pad_value.len(), s.in_c);
+    let w_len = s.kernel_h * s.kernel_w * s.in_c * s.out_c;
+    check_len(K, "weights", weights.len(), w_len);
+    check_len(K, "out", out.len(), s.out_len());
+    check_epilogue(K, ep, s.out_c, out.len());
+    let cx = ConvCx {
+        s: *s,
+        input,
+        pad_value,
+        weights,
+        ep: *ep,
+    };
+    match layout {
+        Layout::Nhwc => conv2d_impl::<T, NR, false>(&cx, tiles.rows, out),
+        Layout::Nchw => conv2d_impl::<T, NR, true>(&cx, tiles.rows, out),
+    }
+}
+
+/// Arguments of [`conv2d`] after validation.
+struct ConvCx<'a, T> {
+    s: ConvShape,
+    input: &'a [T],
+    pad_value: &'a [f32],
+    weights: &'a [f32],
+    ep: Epilogue<'a>,
+}
+
+/// [`conv2d`] for one layout (`CHW`: input is NCHW).
+#[inline(always)]
+fn conv2d_impl<T: Pixel, const NR: usize, const CHW: bool>(
+    cx: &ConvCx<'_, T>,
+    rows: usize,
+    out: &mut [f32],
+) {
+    let s = &cx.s;
+    let full = s.out_c - s.out_c % NR;
+    let mut oy0 = 0;
+    while oy0 < s.out_h {
+        let oy1 = oy0 + rows.min(s.out_h - oy0);
+        let mut co0 = 0;
+        while co0 < full {
+            conv2d_block::<T, NR, CHW>(cx, oy0, oy1, co0, NR, out);
+            co0 += NR;
+        }
+        if co0 < s.out_c {
+            conv2d_block::<T, NR, CHW>(cx, oy0, oy1, co0, s.out_c - co0, out);
+        }
+        oy0 = oy1;
+    }
+}
+
+/// Output rows `oy0..oy1`, channels `co0..co0 + n` (`n <= NR`) of [`conv2d`].
+#[inline(always)]
+fn conv2d_block<T: Pixel, const NR: usize, const CHW: bool>(
+    cx: &ConvCx<'_, T>,
+    oy0: usize,
+    oy1: usize,
+    co0: usize,
+    n: usize,
+    out: &mut [f32],
+) {
+    let s = &cx.s;
+    let (in_h, in_w, in_c, out_c) = (s.in_h, s.in_w, s.in_c, s.out_c);
+    let tap_len = in_c * out_c;
+    for oy in oy0..oy1 {
+        for ox in 0..s.out_w {
+            let mut acc = [0.0f32; NR];
+            let acc = &mut acc[..n];
+            for ky in 0..s.kernel_h {
+                // Wraps to a huge value (so fails `< in_h`) above the input.
+                let iy = (oy * s.stride_h + ky).wrapping_sub(s.pad_top);
+                for kx in 0..s.kernel_w {
+                    let ix = (ox * s.stride_w + kx).wrapping_sub(s.pad_left);
+                    let tap = (ky * s.kernel_w + kx) * tap_len;
+                    let w_tap = &cx.weights[tap..tap + tap_len];
+                    if iy < in_h && ix < in_w {
+                        if CHW {
+                            let plane = in_h * in_w;
+                            let at = iy * in_w + ix;
+                            for ci in 0..in_c {
+                                let x = cx.input[ci * plane + at].to_f32();
+                                axpy(acc, x, &w_tap[ci * out_c + co0..][..n]);
+                            }
+                        } else {
+                            let px = &cx.input[(iy * in_w + ix) * in_c..][..in_c];
+                            for (ci, &x) in px.iter().enumerate() {
+                                axpy(acc, x.to_f32(), &w_tap[ci * out_c + co0..][..n]);
+                            }
+                        }
+                    } else {
+                        for (ci, &x) in cx.pad_value.iter().enumerate() {
+                            axpy(acc, x, &w_tap[ci * out_c + co0..][..n]);
+                        }
+                    }
+                }
+            }
+            store(&cx.ep, acc, co0, (oy * s.out_w + ox) * out_c + co0, out);
+        }
+    }
 }
 
 /// Cache tiling of [`depthwise`].
@@ -100,6 +226,14 @@ pub struct DepthwiseTiles {
 ///
 /// The interior (output pixels whose window lies inside the input) runs
 /// without per-tap bounds checks; only the border pixels test the bounds.
+///
+/// Any geometry with strides `>= 1` is accepted (windows may even lie
+/// entirely in the padding). `tiles.rows` must be `>= 1`.
+///
+/// # Panics
+/// If a slice length does not match `s`, `out_c != in_c`, a stride is 0, or
+/// `CT` or `tiles.rows` is 0.
+#[inline]
 pub fn depthwise<const CT: usize>(
     s: &ConvShape,
     tiles: &DepthwiseTiles,
@@ -108,8 +242,176 @@ pub fn depthwise<const CT: usize>(
     ep: &Epilogue<'_>,
     out: &mut [f32],
 ) {
-    let _ = (s, tiles, input, weights, ep, out);
-    todo!("depthwise")
+    const K: &str = "depthwise";
+    assert!(CT >= 1, "depthwise: register tile CT must be at least 1");
+    assert!(tiles.rows >= 1, "depthwise: tiles.rows must be at least 1");
+    assert!(
+        s.out_c == s.in_c,
+        "depthwise: out_c ({}) must equal in_c ({})",
+        s.out_c,
+        s.in_c
+    );
+    assert!(
+        s.stride_h >= 1 && s.stride_w >= 1,
+        "depthwise: strides must be at least 1 (got {}x{})",
+        s.stride_h,
+        s.stride_w
+    );
+    check_len(K, "input", input.len(), s.in_len());
+    check_len(
+        K,
+        "weights",
+        weights.len(),
+        s.kernel_h * s.kernel_w * s.in_c,
+    );
+    check_len(K, "out", out.len(), s.out_len());
+    check_epilogue(K, ep, s.out_c, out.len());
+    let cx = DwCx {
+        s: *s,
+        input,
+        weights,
+        ep: *ep,
+        x_in: interior(s.pad_left, s.kernel_w, s.stride_w, s.in_w, s.out_w),
+        y_in: interior(s.pad_top, s.kernel_h, s.stride_h, s.in_h, s.out_h),
+    };
+    let c = s.in_c;
+    let full = c - c % CT;
+    let mut oy0 = 0;
+    while oy0 < s.out_h {
+        let oy1 = oy0 + tiles.rows.min(s.out_h - oy0);
+        let mut c0 = 0;
+        while c0 < full {
+            depthwise_block::<CT>(&cx, oy0, oy1, c0, CT, out);
+            c0 += CT;
+        }
+        if c0 < c {
+            depthwise_block::<CT>(&cx, oy0, oy1, c0, c - c0, out);
+        }
+        oy0 = oy1;
+    }
+}
+
+/// Arguments of [`depthwise`] after validation, with the interior ranges.
+struct DwCx<'a> {
+    s: ConvShape,
+    input: &'a [f32],
+    weights: &'a [f32],
+    ep: Epilogue<'a>,
+    /// Output columns whose window lies inside the input columns.
+    x_in: (usize, usize),
+    /// Output rows whose window lies inside the input rows.
+    y_in: (usize, usize),
+}
+
+/// The range `lo..hi` of output positions `o < out_n` whose window
+/// `o * stride - pad + (0..k)` lies inside `0..in_n` (`stride >= 1`).
+#[inline(always)]
+fn interior(pad: usize, k: usize, stride: usize, in_n: usize, out_n: usize) -> (usize, usize) {
+    // o * stride >= pad
+    let lo = pad.div_ceil(stride).min(out_n);
+    // o * stride - pad + k <= in_n
+    let hi = match (in_n + pad).checked_sub(k) {
+        Some(room) => (room / stride + 1).min(out_n),
+        None => 0,
+    };
+    (lo, hi.max(lo))
+}
+
+/// Output rows `oy0..oy1`, channels `c0..c0 + n` (`n <= CT`) of [`depthwise`].
+#[inline(always)]
+fn depthwise_block<const CT: usize>(
+    cx: &DwCx<'_>,
+    oy0: usize,
+    oy1: usize,
+    c0: usize,
+    n: usize,
+    out: &mut [f32],
+) {
+    let (x_lo, x_hi) = cx.x_in;
+    let (y_lo, y_hi) = cx.y_in;
+    for oy in oy0..oy1 {
+        if (y_lo..y_hi).contains(&oy) {
+            for ox in 0..x_lo {
+                depthwise_border::<CT>(cx, oy, ox, c0, n, out);
+            }
+            for ox in x_lo..x_hi {
+                depthwise_interior::<CT>(cx, oy, ox, c0, n, out);
+            }
+            for ox in x_hi..cx.s.out_w {
+                depthwise_border::<CT>(cx, oy, ox, c0, n, out);
+            }
+        } else {
+            for ox in 0..cx.s.out_w {
+                depthwise_border::<CT>(cx, oy, ox, c0, n, out);
+            }
+        }
+    }
+}
+
+/// One output pixel whose window lies inside the input: every tap is read,
+/// with no padding test. A window row is one contiguous run of
+/// `kernel_w * c` inputs, walked pixel by pixel (step `c`) next to the
+/// matching run of weights.
+#[inline(always)]
+fn depthwise_interior<const CT: usize>(
+    cx: &DwCx<'_>,
+    oy: usize,
+    ox: usize,
+    c0: usize,
+    n: usize,
+    out: &mut [f32],
+) {
+    let s = &cx.s;
+    let c = s.in_c;
+    let iy0 = oy * s.stride_h - s.pad_top;
+    let ix0 = ox * s.stride_w - s.pad_left;
+    let run = s.kernel_w * c;
+    let mut acc = [0.0f32; CT];
+    let acc = &mut acc[..n];
+    for ky in 0..s.kernel_h {
+        let start = ((iy0 + ky) * s.in_w + ix0) * c;
+        let x_row = &cx.input[start..start + run];
+        let w_row = &cx.weights[ky * run..(ky + 1) * run];
+        let mut at = c0;
+        for _ in 0..s.kernel_w {
+            mul_acc(acc, &x_row[at..at + n], &w_row[at..at + n]);
+            at += c;
+        }
+    }
+    store(&cx.ep, acc, c0, (oy * s.out_w + ox) * c + c0, out);
+}
+
+/// One output pixel whose window reaches into the (zero) padding: taps
+/// outside the input are skipped.
+#[inline(always)]
+fn depthwise_border<const CT: usize>(
+    cx: &DwCx<'_>,
+    oy: usize,
+    ox: usize,
+    c0: usize,
+    n: usize,
+    out: &mut [f32],
+) {
+    let s = &cx.s;
+    let c = s.in_c;
+    let mut acc = [0.0f32; CT];
+    let acc = &mut acc[..n];
+    for ky in 0..s.kernel_h {
+        let iy = (oy * s.stride_h + ky).wrapping_sub(s.pad_top);
+        if iy >= s.in_h {
+            continue;
+        }
+        for kx in 0..s.kernel_w {
+            let ix = (ox * s.stride_w + kx).wrapping_sub(s.pad_left);
+            if ix >= s.in_w {
+                continue;
+            }
+            let x = &cx.input[(iy * s.in_w + ix) * c + c0..][..n];
+            let w = &cx.weights[(ky * s.kernel_w + kx) * c + c0..][..n];
+            mul_acc(acc, x, w);
+        }
+    }
+    store(&cx.ep, acc, c0, (oy * s.out_w + ox) * c + c0, out);
 }
 
 /// Geometry of a pointwise (1x1, stride 1) convolution: a matrix product
@@ -160,6 +462,15 @@ pub const fn pointwise_packed_len(in_c: usize, out_c: usize, nr: usize) -> usize
 ///   Length [`pointwise_packed_len`].
 /// * `out`: `pixels * out_c`, NHWC.
 /// * `MR` pixels by `NR` output channels per register tile.
+///
+/// The input channels are processed in blocks of `tiles.kc` (the last block
+/// may be shorter; a `kc` above `in_c` means one block). Within a block the
+/// register tiles are visited in `tiles.order`. The remainder pixel tile
+/// (`pixels % MR`) and the last panel's padding channels are never written.
+///
+/// # Panics
+/// If a slice length does not match `s`, or `MR`, `NR` or `tiles.kc` is 0.
+#[inline]
 pub fn pointwise<const MR: usize, const NR: usize>(
     s: &PointwiseShape,
     tiles: &PointwiseTiles,
@@ -168,25 +479,360 @@ pub fn pointwise<const MR: usize, const NR: usize>(
     ep: &Epilogue<'_>,
     out: &mut [f32],
 ) {
-    let _ = (s, tiles, input, packed, ep, out);
-    todo!("pointwise")
+    const K: &str = "pointwise";
+    assert!(MR >= 1, "pointwise: register tile MR must be at least 1");
+    assert!(NR >= 1, "pointwise: register tile NR must be at least 1");
+    assert!(tiles.kc >= 1, "pointwise: tiles.kc must be at least 1");
+    check_len(K, "input", input.len(), s.pixels * s.in_c);
+    check_len(
+        K,
+        "packed",
+        packed.len(),
+        pointwise_packed_len(s.in_c, s.out_c, NR),
+    );
+    check_len(K, "out", out.len(), s.pixels * s.out_c);
+    check_epilogue(K, ep, s.out_c, out.len());
+    let cx = PwCx {
+        s: *s,
+        input,
+        packed,
+        ep: *ep,
+    };
+    let panels = s.out_c.div_ceil(NR);
+    // Input-channel blocks k0..k1; runs once even when in_c == 0 (so the
+    // epilogue is still applied).
+    let mut k0 = 0;
+    loop {
+        let k1 = k0 + tiles.kc.min(s.in_c - k0);
+        match tiles.order {
+            PwOrder::PixelsOuter => {
+                let mut i0 = 0;
+                while i0 < s.pixels {
+                    let mr = MR.min(s.pixels - i0);
+                    for p in 0..panels {
+                        pointwise_tile::<MR, NR>(&cx, i0, mr, p, k0, k1, out);
+                    }
+                    i0 += mr;
+                }
+            }
+            PwOrder::ChannelsOuter => {
+                for p in 0..panels {
+                    let mut i0 = 0;
+                    while i0 < s.pixels {
+                        let mr = MR.min(s.pixels - i0);
+                        pointwise_tile::<MR, NR>(&cx, i0, mr, p, k0, k1, out);
+                        i0 += mr;
+                    }
+                }
+            }
+        }
+        if k1 == s.in_c {
+            break;
+        }
+        k0 = k1;
+    }
+}
+
+/// Arguments of [`pointwise`] after validation.
+struct PwCx<'a> {
+    s: PointwiseShape,
+    input: &'a [f32],
+    packed: &'a [f32],
+    ep: Epilogue<'a>,
+}
+
+/// One register tile of [`pointwise`]: pixels `i0..i0 + mr` (`mr <= MR`),
+/// panel `p`, input channels `k0..k1`. Dispatches full tiles to a copy with
+/// a constant pixel count.
+#[inline(always)]
+fn pointwise_tile<const MR: usize, const NR: usize>(
+    cx: &PwCx<'_>,
+    i0: usize,
+    mr: usize,
+    p: usize,
+    k0: usize,
+    k1: usize,
+    out: &mut [f32],
+) {
+    if mr == MR {
+        pointwise_kernel::<MR, NR>(cx, i0, MR, p, k0, k1, out);
+    } else {
+        pointwise_kernel::<MR, NR>(cx, i0, mr, p, k0, k1, out);
+    }
+}
+
+/// The micro-kernel: an `mr x NR` outer-product accumulation over input
+/// channels `k0..k1`, starting from zero (first block) or from the partial
+/// sums in `out`, then storing partial sums or, after the last block
+/// (`k1 == in_c`), the epilogue.
+#[inline(always)]
+fn pointwise_kernel<const MR: usize, const NR: usize>(
+    cx: &PwCx<'_>,
+    i0: usize,
+    mr: usize,
+    p: usize,
+    k0: usize,
+    k1: usize,
+    out: &mut [f32],
+) {
+    let PointwiseShape { in_c, out_c, .. } = cx.s;
+    let c0 = p * NR;
+    let n = NR.min(out_c - c0);
+    let kb = k1 - k0;
+    let mut acc = [[0.0f32; NR]; MR];
+    let acc = &mut acc[..mr];
+    if k0 > 0 {
+        for (r, a) in acc.iter_mut().enumerate() {
+            let o = (i0 + r) * out_c + c0;
+            a[..n].copy_from_slice(&out[o..o + n]);
+        }
+    }
+    // Row r: pixel i0 + r, channels k0..k1 (all of length kb).
+    let rows: [&[f32]; MR] = core::array::from_fn(|r| {
+        if r < mr {
+            let start = (i0 + r) * in_c + k0;
+            &cx.input[start..start + kb]
+        } else {
+            &[]
+        }
+    });
+    let panel_start = (p * in_c + k0) * NR;
+    let panel = &cx.packed[panel_start..panel_start + kb * NR];
+    for (k, w) in (0..kb).zip(panel.chunks_exact(NR)) {
+        for (a, row) in acc.iter_mut().zip(&rows) {
+            let x = row[k];
+            for (aj, &wj) in a.iter_mut().zip(w) {
+                *aj += x * wj;
+            }
+        }
+    }
+    let last = k1 == in_c;
+    for (r, a) in acc.iter().enumerate() {
+        let o = (i0 + r) * out_c + c0;
+        // Full panels get a copy with a constant width.
+        if n == NR {
+            pointwise_store(&cx.ep, a, last, c0, o, out);
+        } else {
+            pointwise_store(&cx.ep, &a[..n], last, c0, o, out);
+        }
+    }
+}
+
+/// Stores one row of a [`pointwise`] tile: the epilogue after the last
+/// input-channel block, else the raw partial sums.
+#[inline(always)]
+fn pointwise_store(ep: &Epilogue<'_>, a: &[f32], last: bool, c0: usize, o: usize, out: &mut [f32]) {
+    if last {
+        store(ep, a, c0, o, out);
+    } else {
+        out[o..o + a.len()].copy_from_slice(a);
+    }
 }
 
 /// Global average pooling: `input` is `pixels * c` (NHWC), `out` is `c`.
+///
+/// Sums in `f32`, pixel by pixel, then divides by `pixels`.
+///
+/// # Panics
+/// If a slice length does not match, or `pixels == 0` (with `c > 0`).
+#[inline]
 pub fn global_avg_pool(pixels: usize, c: usize, input: &[f32], out: &mut [f32]) {
-    let _ = (pixels, c, input, out);
-    todo!("global_avg_pool")
+    const K: &str = "global_avg_pool";
+    check_len(K, "input", input.len(), pixels * c);
+    check_len(K, "out", out.len(), c);
+    if c == 0 {
+        return;
+    }
+    assert!(pixels >= 1, "global_avg_pool: pixels must be at least 1");
+    out.fill(0.0);
+    for px in input.chunks_exact(c) {
+        for (o, &x) in out.iter_mut().zip(px) {
+            *o += x;
+        }
+    }
+    let count = pixels as f32;
+    for o in out.iter_mut() {
+        *o /= count;
+    }
 }
 
 /// Numerically stable softmax over `input` (subtracting its max), into `out`.
+///
+/// `e^x` is computed in `f32` without libm (relative error below `2e-7`);
+/// the sum uses 8 partial sums. An empty input is a no-op; an input whose
+/// max is infinite (all `-inf`, or some `+inf`), or that contains a NaN,
+/// gives NaNs.
+///
+/// # Panics
+/// If `out.len() != input.len()`.
+#[inline]
 pub fn softmax(input: &[f32], out: &mut [f32]) {
-    let _ = (input, out);
-    todo!("softmax")
+    check_len("softmax", "out", out.len(), input.len());
+    if input.is_empty() {
+        return;
+    }
+    let max = input.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+    if max.is_infinite() {
+        // `x - max` would be NaN or -inf everywhere: there is no meaningful
+        // finite answer (all -inf, or some +inf).
+        out.fill(f32::NAN);
+        return;
+    }
+    const LANES: usize = 8;
+    let mut sums = [0.0f32; LANES];
+    let mut o_chunks = out.chunks_exact_mut(LANES);
+    let mut x_chunks = input.chunks_exact(LANES);
+    for (o, x) in (&mut o_chunks).zip(&mut x_chunks) {
+        for ((o, &x), s) in o.iter_mut().zip(x).zip(&mut sums) {
+            *o = exp(x - max);
+            *s += *o;
+        }
+    }
+    for ((o, &x), s) in o_chunks
+        .into_remainder()
+        .iter_mut()
+        .zip(x_chunks.remainder())
+        .zip(&mut sums)
+    {
+        *o = exp(x - max);
+        *s += *o;
+    }
+    let sum =
+        ((sums[0] + sums[4]) + (sums[1] + sums[5])) + ((sums[2] + sums[6]) + (sums[3] + sums[7]));
+    for o in out.iter_mut() {
+        *o /= sum;
+    }
 }
 
 /// Elementwise `out = clamp(a + b + bias[i % c], min, max)` where `c` is the
 /// bias length; the residual of `ep` must be `None` (use `b`).
+///
+/// # Panics
+/// If `a`, `b` and `out` differ in length, `ep.residual` is `Some`, or the
+/// bias is empty or its length does not divide `out.len()`.
+#[inline]
 pub fn add(a: &[f32], b: &[f32], ep: &Epilogue<'_>, out: &mut [f32]) {
-    let _ = (a, b, ep, out);
-    todo!("add")
+    const K: &str = "add";
+    check_len(K, "a", a.len(), out.len());
+    check_len(K, "b", b.len(), out.len());
+    assert!(
+        ep.residual.is_none(),
+        "add: the epilogue residual must be None (pass the second operand as `b`)"
+    );
+    let (min, max) = (ep.min, ep.max);
+    match ep.bias {
+        None => {
+            for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+                *o = clamp(x + y, min, max);
+            }
+        }
+        Some(bias) => {
+            let c = bias.len();
+            assert!(
+                c >= 1 && out.len() % c == 0,
+                "add: bias length {c} must be non-zero and divide the tensor length {}",
+                out.len()
+            );
+            let rows = out
+                .chunks_exact_mut(c)
+                .zip(a.chunks_exact(c))
+                .zip(b.chunks_exact(c));
+            for ((o, x), y) in rows {
+                for (((o, &x), &y), &bi) in o.iter_mut().zip(x).zip(y).zip(bias) {
+                    *o = clamp((x + y) + bi, min, max);
+                }
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Shared helpers.
+
+/// Panics with a message naming the kernel and the slice unless
+/// `got == want`.
+#[inline(always)]
+#[track_caller]
+fn check_len(kernel: &str, what: &str, got: usize, want: usize) {
+    assert!(
+        got == want,
+        "{kernel}: `{what}` has {got} elements, the shape needs {want}"
+    );
+}
+
+/// Checks the epilogue's slices against `channels` output channels and an
+/// output of `out_len` elements.
+#[inline(always)]
+#[track_caller]
+fn check_epilogue(kernel: &str, ep: &Epilogue<'_>, channels: usize, out_len: usize) {
+    if let Some(bias) = ep.bias {
+        check_len(kernel, "ep.bias", bias.len(), channels);
+    }
+    if let Some(residual) = ep.residual {
+        check_len(kernel, "ep.residual", residual.len(), out_len);
+    }
+}
+
+/// The epilogue clamp: infinite bounds are no-ops, NaN propagates.
+#[inline(always)]
+fn clamp(v: f32, min: f32, max: f32) -> f32 {
+    if v < min {
+        min
+    } else if v > max {
+        max
+    } else {
+        v
+    }
+}
+
+/// `acc[j] += x * w[j]` (over the shorter of the two).
+#[inline(always)]
+fn axpy(acc: &mut [f32], x: f32, w: &[f32]) {
+    for (a, &w) in acc.iter_mut().zip(w) {
+        *a += x * w;
+    }
+}
+
+/// `acc[j] += x[j] * w[j]` (over the shortest of the three).
+#[inline(always)]
+fn mul_acc(acc: &mut [f32], x: &[f32], w: &[f32]) {
+    for ((a, &x), &w) in acc.iter_mut().zip(x).zip(w) {
+        *a += x * w;
+    }
+}
+
+/// Writes the epilogue of `acc` to `out[o..o + acc.len()]`: output channels
+/// `c0..c0 + acc.len()`, flat output index `o` (which also indexes the
+/// residual). The bias/residual cases are separate loops.
+#[inline(always)]
+fn store(ep: &Epilogue<'_>, acc: &[f32], c0: usize, o: usize, out: &mut [f32]) {
+    let n = acc.len();
+    let dst = &mut out[o..o + n];
+    let (min, max) = (ep.min, ep.max);
+    match (ep.bias, ep.residual) {
+        (None, None) => {
+            for (d, &a) in dst.iter_mut().zip(acc) {
+                *d = clamp(a, min, max);
+            }
+        }
+        (Some(bias), None) => {
+            let bias = &bias[c0..c0 + n];
+            for ((d, &a), &b) in dst.iter_mut().zip(acc).zip(bias) {
+                *d = clamp(a + b, min, max);
+            }
+        }
+        (None, Some(res)) => {
+            let res = &res[o..o + n];
+            for ((d, &a), &r) in dst.iter_mut().zip(acc).zip(res) {
+                *d = clamp(a + r, min, max);
+            }
+        }
+        (Some(bias), Some(res)) => {
+            let bias = &bias[c0..c0 + n];
+            let res = &res[o..o + n];
+            for (((d, &a), &b), &r) in dst.iter_mut().zip(acc).zip(bias).zip(res) {
+                *d = clamp((a + b) + r, min, max);
+            }
+        }
+    }
 }

@@ -20,9 +20,11 @@
 #![no_std]
 #![deny(missing_docs)]
 #![forbid(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod arena;
 pub mod kernels;
+mod math;
 pub mod weights;
 
 pub use arena::{split2, split3};

@@ -11,9 +11,29 @@ compile_error!("mncc weight blobs are little-endian; big-endian targets are not 
 
 /// Views an aligned blob of little-endian `f32`s as a slice of `f32`.
 ///
+/// The view is free (no copy, no decoding): `f32_view(&W)[i]` is the `f32`
+/// whose little-endian bytes are `W.0[4 * i..4 * i + 4]`.
+///
 /// # Panics
 /// If `N` is not a multiple of 4.
+#[inline]
 pub fn f32_view<const N: usize>(blob: &Aligned<[u8; N]>) -> &[f32] {
-    let _ = blob;
-    todo!("f32_view")
+    assert!(
+        N % 4 == 0,
+        "f32_view: weight blob length {N} is not a multiple of 4"
+    );
+    let bytes: &[u8; N] = &blob.0;
+    // SAFETY:
+    // * Alignment: `Aligned` is `repr(C, align(64))` with the array as its
+    //   only field (offset 0), so `bytes` starts on a 64-byte boundary, a
+    //   multiple of `align_of::<f32>() == 4`.
+    // * Length: `N % 4 == 0` (asserted above), so `N / 4` `f32`s cover exactly
+    //   the `N` initialized bytes of the array and nothing past it.
+    // * Validity: every bit pattern is a valid `f32` (possibly NaN), and the
+    //   bytes are initialized `u8`s.
+    // * Meaning: the blob is little-endian and the `compile_error!` above
+    //   rejects big-endian targets, so native `f32` loads read the right value.
+    // * Aliasing and lifetime: the result borrows `blob` shared for its own
+    //   lifetime, and `u8`/`f32` have no interior mutability.
+    unsafe { core::slice::from_raw_parts(bytes.as_ptr().cast::<f32>(), N / 4) }
 }

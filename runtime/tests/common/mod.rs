@@ -1,0 +1,333 @@
+//! Shared by the integration tests: a deterministic RNG, naive f64 reference
+//! kernels (direct loops over NHWC indices, explicit padding tests), weight
+//! packing, and whole-tensor comparison.
+#![allow(dead_code)]
+
+use mncc_runtime::{ConvShape, Epilogue};
+
+/// SplitMix64: deterministic, dependency-free test data.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `[-scale, scale)`.
+    pub fn f32(&mut self, scale: f32) -> f32 {
+        let u = (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32;
+        (2.0 * u - 1.0) * scale
+    }
+    pub fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| self.f32(scale)).collect()
+    }
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| (self.next_u64() >> 56) as u8).collect()
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n as u64) as usize
+    }
+}
+
+/// An owned epilogue (the runtime's [`Epilogue`] borrows).
+#[derive(Clone, Debug)]
+pub struct Epi {
+    pub name: &'static str,
+    pub bias: Option<Vec<f32>>,
+    pub min: f32,
+    pub max: f32,
+    pub residual: Option<Vec<f32>>,
+}
+
+impl Epi {
+    pub fn ep(&self) -> Epilogue<'_> {
+        Epilogue {
+            bias: self.bias.as_deref(),
+            min: self.min,
+            max: self.max,
+            residual: self.residual.as_deref(),
+        }
+    }
+}
+
+/// The epilogue combinations every kernel is tested with, for `channels`
+/// output channels and an output of `out_len` elements.
+pub fn epilogues(rng: &mut Rng, channels: usize, out_len: usize) -> Vec<Epi> {
+    let inf = f32::INFINITY;
+    let bias = rng.vec(channels, 2.0);
+    let res = rng.vec(out_len, 4.0);
+    let e = |name, bias: Option<&Vec<f32>>, min, max, res: Option<&Vec<f32>>| Epi {
+        name,
+        bias: bias.cloned(),
+        min,
+        max,
+        residual: res.cloned(),
+    };
+    vec![
+        e("none", None, -inf, inf, None),
+        e("bias", Some(&bias), -inf, inf, None),
+        e("relu", None, 0.0, inf, None),
+        e("bias+relu", Some(&bias), 0.0, inf, None),
+        e("bias+relu6", Some(&bias), 0.0, 6.0, None),
+        e("residual", None, -inf, inf, Some(&res)),
+        e("bias+residual", Some(&bias), -inf, inf, Some(&res)),
+        e("bias+residual+relu6", Some(&bias), 0.0, 6.0, Some(&res)),
+        e("residual+clamp(-1,1)", None, -1.0, 1.0, Some(&res)),
+    ]
+}
+
+/// The reference epilogue, in f64.
+pub fn ref_epilogue(acc: f64, c: usize, i: usize, ep: &Epilogue<'_>) -> f64 {
+    let mut v = acc;
+    if let Some(b) = ep.bias {
+        v += b[c] as f64;
+    }
+    if let Some(r) = ep.residual {
+        v += r[i] as f64;
+    }
+    v.max(ep.min as f64).min(ep.max as f64)
+}
+
+/// Naive full convolution. `input` is NHWC (whatever the layout the kernel
+/// under test reads), weights `[kh][kw][in_c][out_c]`, output NHWC.
+pub fn ref_conv2d(
+    s: &ConvShape,
+    input: &[f64],
+    pad_value: &[f32],
+    weights: &[f32],
+    ep: &Epilogue<'_>,
+) -> Vec<f64> {
+    assert_eq!(input.len(), s.in_h * s.in_w * s.in_c);
+    let mut out = vec![0.0; s.out_h * s.out_w * s.out_c];
+    for oy in 0..s.out_h {
+        for ox in 0..s.out_w {
+            for co in 0..s.out_c {
+                let mut acc = 0.0f64;
+                for ky in 0..s.kernel_h {
+                    for kx in 0..s.kernel_w {
+                        let iy = (oy * s.stride_h + ky) as isize - s.pad_top as isize;
+                        let ix = (ox * s.stride_w + kx) as isize - s.pad_left as isize;
+                        let inside =
+                            iy >= 0 && iy < s.in_h as isize && ix >= 0 && ix < s.in_w as isize;
+                        for ci in 0..s.in_c {
+                            let x = if inside {
+                                input[(iy as usize * s.in_w + ix as usize) * s.in_c + ci]
+                            } else {
+                                pad_value[ci] as f64
+                            };
+                            let w = weights[((ky * s.kernel_w + kx) * s.in_c + ci) * s.out_c + co]
+                                as f64;
+                            acc += x * w;
+                        }
+                    }
+                }
+                let i = (oy * s.out_w + ox) * s.out_c + co;
+                out[i] = ref_epilogue(acc, co, i, ep);
+            }
+        }
+    }
+    out
+}
+
+/// Naive depthwise convolution: NHWC, weights `[kh][kw][c]`, zero padding.
+pub fn ref_depthwise(s: &ConvShape, input: &[f32], weights: &[f32], ep: &Epilogue<'_>) -> Vec<f64> {
+    assert_eq!(s.in_c, s.out_c);
+    let c = s.in_c;
+    let mut out = vec![0.0; s.out_h * s.out_w * c];
+    for oy in 0..s.out_h {
+        for ox in 0..s.out_w {
+            for ch in 0..c {
+                let mut acc = 0.0f64;
+                for ky in 0..s.kernel_h {
+                    for kx in 0..s.kernel_w {
+                        let iy = (oy * s.stride_h + ky) as isize - s.pad_top as isize;
+                        let ix = (ox * s.stride_w + kx) as isize - s.pad_left as isize;
+                        if iy < 0 || iy >= s.in_h as isize || ix < 0 || ix >= s.in_w as isize {
+                            continue; // zero padding
+                        }
+                        let x = input[(iy as usize * s.in_w + ix as usize) * c + ch] as f64;
+                        let w = weights[(ky * s.kernel_w + kx) * c + ch] as f64;
+                        acc += x * w;
+                    }
+                }
+                let i = (oy * s.out_w + ox) * c + ch;
+                out[i] = ref_epilogue(acc, ch, i, ep);
+            }
+        }
+    }
+    out
+}
+
+/// Naive pointwise: `input` `[pixels][in_c]`, unpacked weights `[in_c][out_c]`.
+pub fn ref_pointwise(
+    pixels: usize,
+    in_c: usize,
+    out_c: usize,
+    input: &[f32],
+    weights: &[f32],
+    ep: &Epilogue<'_>,
+) -> Vec<f64> {
+    let mut out = vec![0.0; pixels * out_c];
+    for p in 0..pixels {
+        for co in 0..out_c {
+            let mut acc = 0.0f64;
+            for ci in 0..in_c {
+                acc += input[p * in_c + ci] as f64 * weights[ci * out_c + co] as f64;
+            }
+            let i = p * out_c + co;
+            out[i] = ref_epilogue(acc, co, i, ep);
+        }
+    }
+    out
+}
+
+/// Packs `[in_c][out_c]` weights into `NR`-wide panels, as documented on
+/// `pointwise`: `packed[(p * in_c + ci) * nr + j] = w[ci][p * nr + j]`, zero
+/// past `out_c`.
+pub fn pack_pointwise(weights: &[f32], in_c: usize, out_c: usize, nr: usize) -> Vec<f32> {
+    let panels = out_c.div_ceil(nr);
+    let mut packed = vec![0.0; panels * in_c * nr];
+    for p in 0..panels {
+        for ci in 0..in_c {
+            for j in 0..nr {
+                let co = p * nr + j;
+                if co < out_c {
+                    packed[(p * in_c + ci) * nr + j] = weights[ci * out_c + co];
+                }
+            }
+        }
+    }
+    packed
+}
+
+/// NHWC to NCHW.
+pub fn to_nchw<T: Copy>(nhwc: &[T], h: usize, w: usize, c: usize) -> Vec<T> {
+    let mut out = Vec::with_capacity(nhwc.len());
+    for ch in 0..c {
+        for y in 0..h {
+            for x in 0..w {
+                out.push(nhwc[(y * w + x) * c + ch]);
+            }
+        }
+    }
+    out
+}
+
+/// Output size and top/left padding of TensorFlow's SAME padding.
+pub fn same(in_n: usize, k: usize, stride: usize) -> (usize, usize) {
+    let out = in_n.div_ceil(stride);
+    let total = ((out - 1) * stride + k).saturating_sub(in_n);
+    (out, total / 2)
+}
+
+/// A conv shape from sizes, with `out_*` from the padding on both sides.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_shape(
+    in_hw: (usize, usize),
+    in_c: usize,
+    out_c: usize,
+    k: (usize, usize),
+    stride: (usize, usize),
+    pad_tl: (usize, usize),
+    pad_br: (usize, usize),
+) -> ConvShape {
+    let out_h = (in_hw.0 + pad_tl.0 + pad_br.0 - k.0) / stride.0 + 1;
+    let out_w = (in_hw.1 + pad_tl.1 + pad_br.1 - k.1) / stride.1 + 1;
+    ConvShape {
+        in_h: in_hw.0,
+        in_w: in_hw.1,
+        in_c,
+        out_h,
+        out_w,
+        out_c,
+        kernel_h: k.0,
+        kernel_w: k.1,
+        stride_h: stride.0,
+        stride_w: stride.1,
+        pad_top: pad_tl.0,
+        pad_left: pad_tl.1,
+    }
+}
+
+/// A square TF-SAME conv shape.
+pub fn same_shape(in_n: usize, in_c: usize, out_c: usize, k: usize, stride: usize) -> ConvShape {
+    let (out, pad) = same(in_n, k, stride);
+    ConvShape {
+        in_h: in_n,
+        in_w: in_n,
+        in_c,
+        out_h: out,
+        out_w: out,
+        out_c,
+        kernel_h: k,
+        kernel_w: k,
+        stride_h: stride,
+        stride_w: stride,
+        pad_top: pad,
+        pad_left: pad,
+    }
+}
+
+/// The largest absolute and relative errors of `got` against `want`, and the
+/// index of the largest absolute one.
+pub fn errors(got: &[f32], want: &[f64]) -> (f64, f64, usize) {
+    let mut max_abs = 0.0f64;
+    let mut max_rel = 0.0f64;
+    let mut at = 0;
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let abs = if g.is_nan() || w.is_nan() {
+            if g.is_nan() && w.is_nan() {
+                0.0
+            } else {
+                f64::INFINITY
+            }
+        } else {
+            (g as f64 - w).abs()
+        };
+        let rel = if abs == 0.0 {
+            0.0
+        } else {
+            abs / w.abs().max(1e-30)
+        };
+        if abs > max_abs || (abs.is_infinite() && !max_abs.is_infinite()) {
+            max_abs = abs;
+            at = i;
+        }
+        max_rel = max_rel.max(rel);
+    }
+    (max_abs, max_rel, at)
+}
+
+/// Compares whole tensors: every element within `1e-5 * max(1, max |want|)`.
+#[track_caller]
+pub fn assert_close(what: &str, got: &[f32], want: &[f64]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let scale = want.iter().fold(1.0f64, |m, &w| m.max(w.abs()));
+    let tol = 1e-5 * scale;
+    let (max_abs, max_rel, at) = errors(got, want);
+    assert!(
+        max_abs <= tol,
+        "{what}: max abs error {max_abs:e} (tolerance {tol:e}) at index {at} \
+         (got {}, want {}), max rel error {max_rel:e}",
+        got[at],
+        want[at]
+    );
+}
+
+/// Bit-level equality (NaN == NaN), for results that must not depend on tiles.
+#[track_caller]
+pub fn assert_same_bits(what: &str, a: &[f32], b: &[f32]) {
+    assert_eq!(a.len(), b.len(), "{what}: length");
+    for (i, (&x, &y)) in a.iter().zip(b).enumerate() {
+        assert!(
+            x.to_bits() == y.to_bits() || (x == y) || (x.is_nan() && y.is_nan()),
+            "{what}: differs at {i}: {x} vs {y}"
+        );
+    }
+}

@@ -1,0 +1,270 @@
+//! Property tests over random shapes: every kernel equals the naive f64
+//! reference, for random geometry, tiles and epilogues.
+mod common;
+
+use common::Rng;
+use common::*;
+use mncc_runtime::{
+    conv2d, depthwise, pointwise, split2, split3, Conv2dTiles, ConvShape, DepthwiseTiles, Layout,
+    PointwiseShape, PointwiseTiles, PwOrder,
+};
+use proptest::prelude::*;
+
+/// `(in_h, in_w)`, kernel, stride, pad top/left, pad bottom/right.
+type Geometry = (
+    (usize, usize),
+    (usize, usize),
+    (usize, usize),
+    (usize, usize),
+    (usize, usize),
+);
+
+/// A random conv geometry; `out_*` follow from the padding (bottom/right
+/// pads raised when the kernel would not fit).
+fn geometry() -> impl Strategy<Value = Geometry> {
+    (1usize..=5, 1usize..=5).prop_flat_map(|(kh, kw)| {
+        (
+            (1usize..=10, 1usize..=10),
+            Just((kh, kw)),
+            (1usize..=3, 1usize..=3),
+            (0..kh, 0..kw),
+            (0..kh, 0..kw),
+        )
+    })
+}
+
+fn shape((hw, k, st, tl, br): Geometry, in_c: usize, out_c: usize) -> ConvShape {
+    let bh = br.0.max(k.0.saturating_sub(hw.0 + tl.0));
+    let bw = br.1.max(k.1.saturating_sub(hw.1 + tl.1));
+    conv_shape(hw, in_c, out_c, k, st, tl, (bh, bw))
+}
+
+fn pick_epilogue(rng: &mut Rng, which: usize, channels: usize, out_len: usize) -> Epi {
+    let mut all = epilogues(rng, channels, out_len);
+    all.swap_remove(which % all.len())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn conv2d_case<T: mncc_runtime::Pixel, const NR: usize>(
+    s: &ConvShape,
+    rows: usize,
+    layout: Layout,
+    nhwc: &[T],
+    nhwc_f64: &[f64],
+    pad: &[f32],
+    w: &[f32],
+    epi: &Epi,
+) -> Result<(), TestCaseError> {
+    let data = match layout {
+        Layout::Nhwc => nhwc.to_vec(),
+        Layout::Nchw => to_nchw(nhwc, s.in_h, s.in_w, s.in_c),
+    };
+    let ep = epi.ep();
+    let want = ref_conv2d(s, nhwc_f64, pad, w, &ep);
+    let mut out = vec![f32::NAN; s.out_len()];
+    conv2d::<T, NR>(
+        s,
+        &Conv2dTiles { rows },
+        layout,
+        &data,
+        pad,
+        w,
+        &ep,
+        &mut out,
+    );
+    check_close(
+        &format!(
+            "conv2d NR={NR} {s:?} rows={rows} {layout:?} ep={}",
+            epi.name
+        ),
+        &out,
+        &want,
+    )
+}
+
+/// `assert_close` as a proptest failure (so proptest shrinks the case).
+fn check_close(what: &str, got: &[f32], want: &[f64]) -> Result<(), TestCaseError> {
+    let scale = want.iter().fold(1.0f64, |m, &w| m.max(w.abs()));
+    let (max_abs, max_rel, at) = errors(got, want);
+    prop_assert!(
+        max_abs <= 1e-5 * scale,
+        "{}: max abs error {:e} at {} (got {}, want {}), max rel error {:e}",
+        what,
+        max_abs,
+        at,
+        got[at],
+        want[at],
+        max_rel
+    );
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(600))]
+
+    #[test]
+    fn conv2d_matches_reference(
+        g in geometry(),
+        in_c in 1usize..=5,
+        out_c in 1usize..=20,
+        rows in 1usize..=4,
+        nchw in any::<bool>(),
+        u8_input in any::<bool>(),
+        nr in 0usize..4,
+        ep_which in 0usize..16,
+        seed in any::<u64>(),
+    ) {
+        let s = shape(g, in_c, out_c);
+        let layout = if nchw { Layout::Nchw } else { Layout::Nhwc };
+        let mut rng = Rng::new(seed);
+        let epi = pick_epilogue(&mut rng, ep_which, out_c, s.out_len());
+        let pad = rng.vec(in_c, if u8_input { 255.0 } else { 1.0 });
+        let w = rng.vec(s.kernel_h * s.kernel_w * in_c * out_c, if u8_input { 1.0 / 128.0 } else { 1.0 });
+        macro_rules! run {
+            ($t:ty, $nhwc:expr) => {{
+                let nhwc: Vec<$t> = $nhwc;
+                let f: Vec<f64> = nhwc.iter().map(|&x| mncc_runtime::Pixel::to_f32(x) as f64).collect();
+                match nr {
+                    0 => conv2d_case::<$t, 1>(&s, rows, layout, &nhwc, &f, &pad, &w, &epi),
+                    1 => conv2d_case::<$t, 3>(&s, rows, layout, &nhwc, &f, &pad, &w, &epi),
+                    2 => conv2d_case::<$t, 8>(&s, rows, layout, &nhwc, &f, &pad, &w, &epi),
+                    _ => conv2d_case::<$t, 16>(&s, rows, layout, &nhwc, &f, &pad, &w, &epi),
+                }
+            }};
+        }
+        if u8_input {
+            run!(u8, rng.bytes(s.in_len()))?;
+        } else {
+            run!(f32, rng.vec(s.in_len(), 2.0))?;
+        }
+    }
+
+    #[test]
+    fn depthwise_matches_reference(
+        g in geometry(),
+        c in 1usize..=40,
+        rows in 1usize..=4,
+        ct in 0usize..5,
+        ep_which in 0usize..16,
+        seed in any::<u64>(),
+    ) {
+        let s = shape(g, c, c);
+        let mut rng = Rng::new(seed);
+        let epi = pick_epilogue(&mut rng, ep_which, c, s.out_len());
+        let input = rng.vec(s.in_len(), 2.0);
+        let w = rng.vec(s.kernel_h * s.kernel_w * c, 1.0);
+        let ep = epi.ep();
+        let want = ref_depthwise(&s, &input, &w, &ep);
+        let mut out = vec![f32::NAN; s.out_len()];
+        let t = DepthwiseTiles { rows };
+        match ct {
+            0 => depthwise::<1>(&s, &t, &input, &w, &ep, &mut out),
+            1 => depthwise::<4>(&s, &t, &input, &w, &ep, &mut out),
+            2 => depthwise::<8>(&s, &t, &input, &w, &ep, &mut out),
+            3 => depthwise::<16>(&s, &t, &input, &w, &ep, &mut out),
+            _ => depthwise::<5>(&s, &t, &input, &w, &ep, &mut out),
+        }
+        check_close(&format!("depthwise ct#{ct} {s:?} rows={rows} ep={}", epi.name), &out, &want)?;
+    }
+
+    #[test]
+    fn pointwise_matches_reference(
+        pixels in 1usize..=40,
+        in_c in 1usize..=48,
+        out_c in 1usize..=40,
+        kc in 1usize..=50,
+        pixels_outer in any::<bool>(),
+        tile in 0usize..5,
+        ep_which in 0usize..16,
+        seed in any::<u64>(),
+    ) {
+        let mut rng = Rng::new(seed);
+        let epi = pick_epilogue(&mut rng, ep_which, out_c, pixels * out_c);
+        let input = rng.vec(pixels * in_c, 2.0);
+        let w = rng.vec(in_c * out_c, 1.0);
+        let ep = epi.ep();
+        let want = ref_pointwise(pixels, in_c, out_c, &input, &w, &ep);
+        let s = PointwiseShape { pixels, in_c, out_c };
+        let order = if pixels_outer { PwOrder::PixelsOuter } else { PwOrder::ChannelsOuter };
+        let t = PointwiseTiles { kc, order };
+        let mut out = vec![f32::NAN; pixels * out_c];
+        macro_rules! run {
+            ($mr:literal, $nr:literal) => {{
+                let packed = pack_pointwise(&w, in_c, out_c, $nr);
+                pointwise::<$mr, $nr>(&s, &t, &input, &packed, &ep, &mut out);
+            }};
+        }
+        match tile {
+            0 => run!(1, 1),
+            1 => run!(4, 8),
+            2 => run!(3, 5),
+            3 => run!(8, 16),
+            _ => run!(6, 4),
+        }
+        check_close(&format!("pointwise tile#{tile} {s:?} kc={kc} {order:?} ep={}", epi.name), &out, &want)?;
+    }
+
+    /// `split2` succeeds exactly when both ranges are inside the arena and
+    /// disjoint (empty ranges are disjoint from everything), and then
+    /// returns those very ranges.
+    #[test]
+    fn split2_borrows_exactly_the_ranges(
+        a in 0usize..20, b in 0usize..20, c in 0usize..20, d in 0usize..20,
+    ) {
+        let len = 16;
+        let (input, output) = (a.min(b)..a.max(b), c.min(d)..c.max(d));
+        let valid = input.end <= len && output.end <= len;
+        let disjoint = input.is_empty() || output.is_empty()
+            || input.end <= output.start || output.end <= input.start;
+        let result = std::panic::catch_unwind(|| {
+            let mut arena: Vec<f32> = (0..len).map(|i| i as f32).collect();
+            let base = arena.as_ptr() as usize;
+            let (i, o) = split2(&mut arena, input.clone(), output.clone());
+            (
+                i.to_vec(),
+                (i.as_ptr() as usize).wrapping_sub(base),
+                i.is_empty(),
+                (o.as_ptr() as usize).wrapping_sub(base),
+                o.len(),
+            )
+        });
+        prop_assert_eq!(result.is_ok(), valid && disjoint);
+        if let Ok((i, i_off, i_empty, o_off, o_len)) = result {
+            prop_assert_eq!(i, (input.start..input.end).map(|v| v as f32).collect::<Vec<_>>());
+            if !i_empty {
+                prop_assert_eq!(i_off, input.start * 4);
+            }
+            prop_assert_eq!(o_len, output.len());
+            if o_len > 0 {
+                prop_assert_eq!(o_off, output.start * 4);
+            }
+        }
+    }
+
+    #[test]
+    fn split3_borrows_exactly_the_ranges(
+        r in proptest::array::uniform6(0usize..18),
+    ) {
+        let len = 16;
+        let a = r[0].min(r[1])..r[0].max(r[1]);
+        let b = r[2].min(r[3])..r[2].max(r[3]);
+        let o = r[4].min(r[5])..r[4].max(r[5]);
+        let valid = a.end <= len && b.end <= len && o.end <= len;
+        let apart = |x: &std::ops::Range<usize>| {
+            x.is_empty() || o.is_empty() || x.end <= o.start || o.end <= x.start
+        };
+        let ok = valid && apart(&a) && apart(&b);
+        let result = std::panic::catch_unwind(|| {
+            let mut arena: Vec<f32> = (0..len).map(|i| i as f32).collect();
+            let (x, y, out) = split3(&mut arena, a.clone(), b.clone(), o.clone());
+            out.fill(-1.0);
+            (x.to_vec(), y.to_vec(), out.len())
+        });
+        prop_assert_eq!(result.is_ok(), ok);
+        if let Ok((x, y, out_len)) = result {
+            prop_assert_eq!(x, a.clone().map(|v| v as f32).collect::<Vec<_>>());
+            prop_assert_eq!(y, b.clone().map(|v| v as f32).collect::<Vec<_>>());
+            prop_assert_eq!(out_len, o.len());
+        }
+    }
+}
