@@ -1,0 +1,3 @@
+mncc_runtime::mobilenet!("models/bad_syntax.toml");
+
+fn main() {}

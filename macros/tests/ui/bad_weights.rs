@@ -1,0 +1,3 @@
+mncc_runtime::mobilenet!("models/bad_weights.toml");
+
+fn main() {}

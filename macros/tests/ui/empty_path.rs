@@ -1,0 +1,3 @@
+mncc_runtime::mobilenet!("");
+
+fn main() {}

@@ -1,0 +1,3 @@
+mncc_runtime::mobilenet!("models/no_such_model.toml");
+
+fn main() {}

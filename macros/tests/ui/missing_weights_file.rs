@@ -1,0 +1,3 @@
+mncc_runtime::mobilenet!("models/missing_weights_file.toml");
+
+fn main() {}

@@ -1,0 +1,3 @@
+mncc_runtime::mobilenet!("models/no_weights.toml");
+
+fn main() {}

@@ -1,0 +1,3 @@
+mncc_runtime::mobilenet!(224);
+
+fn main() {}

@@ -1,0 +1,3 @@
+mncc_runtime::mobilenet!("models/unknown_field.toml");
+
+fn main() {}
