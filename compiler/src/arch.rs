@@ -6,9 +6,7 @@
 //! v2: `conv1`, `block{1..17}.{expand,depthwise,project}`, `conv_last`,
 //! `classifier`. Each v2 layer also knows its torchvision state_dict prefix.
 
-use crate::ir::{
-    BatchNormCfg, Clamp, ConvCfg, DenseCfg, Graph, NormalizeCfg, Op, Param, TensorId, INPUT,
-};
+use crate::ir::{BatchNormCfg, Clamp, ConvCfg, DenseCfg, Graph, NormalizeCfg, Op, Param, TensorId, INPUT};
 use crate::spec::{Arch, ModelSpec, Padding};
 use std::collections::BTreeMap;
 
@@ -159,28 +157,11 @@ pub fn layers(spec: &ModelSpec) -> Vec<LayerDef> {
                         out.push(e);
                     }
                     let k = usize::from(t != 1); // torchvision index shift when there is no expand conv
-                    let mut d = conv(
-                        format!("block{b}.depthwise"),
-                        hidden,
-                        hidden,
-                        3,
-                        stride,
-                        true,
-                        act,
-                    );
+                    let mut d = conv(format!("block{b}.depthwise"), hidden, hidden, 3, stride, true, act);
                     d.torchvision = Some((format!("{f}.{k}.0"), Some(format!("{f}.{k}.1"))));
                     out.push(d);
-                    let mut p = conv(
-                        format!("block{b}.project"),
-                        hidden,
-                        oc,
-                        1,
-                        1,
-                        false,
-                        Clamp::NONE,
-                    );
-                    p.torchvision =
-                        Some((format!("{f}.{}", k + 1), Some(format!("{f}.{}", k + 2))));
+                    let mut p = conv(format!("block{b}.project"), hidden, oc, 1, 1, false, Clamp::NONE);
+                    p.torchvision = Some((format!("{f}.{}", k + 1), Some(format!("{f}.{}", k + 2))));
                     p.residual = stride == 1 && c == oc;
                     out.push(p);
                     out[start].block_start = true;
@@ -248,12 +229,7 @@ pub fn pads(padding: Padding, in_size: usize, kernel: usize, stride: usize) -> [
 
 /// Builds the unoptimized graph of `spec` at `resolution` with `weights`
 /// (which must hold every weighted layer of `layers`).
-pub fn build(
-    spec: &ModelSpec,
-    layers: &[LayerDef],
-    weights: &WeightTable,
-    resolution: usize,
-) -> Result<Graph, String> {
+pub fn build(spec: &ModelSpec, layers: &[LayerDef], weights: &WeightTable, resolution: usize) -> Result<Graph, String> {
     let mut g = Graph::new(
         &spec.name,
         &spec.describe(),
@@ -283,10 +259,7 @@ pub fn build(
         };
         match l.kind {
             LayerKind::Conv {
-                kernel,
-                stride,
-                groups,
-                ..
+                kernel, stride, groups, ..
             } => {
                 let w = w()?;
                 let size = g.tensors[x].shape[2];
@@ -319,11 +292,7 @@ pub fn build(
             x = g.push(&format!("{}.add", l.name), Op::Add, &[x, saved])?;
         }
         if !l.act.is_none() {
-            let act = if l.act == Clamp::RELU6 {
-                "relu6"
-            } else {
-                "relu"
-            };
+            let act = if l.act == Clamp::RELU6 { "relu6" } else { "relu" };
             x = g.push(&format!("{}.{act}", l.name), Op::Clip(l.act), &[x])?;
         }
     }

@@ -39,10 +39,7 @@ fn f32_lit(v: f32) -> TokenStream {
 }
 
 fn range_lit(r: &Range<usize>) -> TokenStream {
-    let (a, b) = (
-        Literal::usize_unsuffixed(r.start),
-        Literal::usize_unsuffixed(r.end),
-    );
+    let (a, b) = (Literal::usize_unsuffixed(r.start), Literal::usize_unsuffixed(r.end));
     quote!(#a..#b)
 }
 
@@ -126,10 +123,7 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
         quote!(#f(#args);)
     });
     let fns = p.layers.iter().enumerate().map(|(i, l)| layer_fn(p, i, l));
-    let uses_weights = p
-        .layers
-        .iter()
-        .any(|l| l.weights.is_some() || l.bias.is_some());
+    let uses_weights = p.layers.iter().any(|l| l.weights.is_some() || l.bias.is_some());
     let w_let = if uses_weights {
         quote!(let w = ::mncc_runtime::f32_view(&WEIGHTS);)
     } else {
@@ -138,26 +132,37 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
 
     quote! {
         #[doc = #model_doc]
+        #[allow(dead_code)]
         pub const NAME: &str = #model_name;
         #[doc = " Input shape, in the caller's layout."]
+        #[allow(dead_code)]
         pub const INPUT_SHAPE: [usize; #in_rank] = [#(#in_dims),*];
         #[doc = " Number of input elements."]
+        #[allow(dead_code)]
         pub const INPUT_LEN: usize = #in_len;
         #[doc = #input_doc]
+        #[allow(dead_code)]
         pub type Input = [#in_ty; INPUT_LEN];
         #[doc = " Output shape."]
+        #[allow(dead_code)]
         pub const OUTPUT_SHAPE: [usize; #out_rank] = [#(#out_dims),*];
         #[doc = " Number of output elements."]
+        #[allow(dead_code)]
         pub const OUTPUT_LEN: usize = #out_len;
         #[doc = " The output."]
+        #[allow(dead_code)]
         pub type Output = [f32; OUTPUT_LEN];
         #[doc = #arena_doc]
+        #[allow(dead_code)]
         pub const ARENA_LEN: usize = #arena_len;
         #[doc = " Scratch memory for [`run`]; put it in a `static` on targets without a heap."]
+        #[allow(dead_code)]
         pub type Arena = [f32; ARENA_LEN];
         #[doc = " Multiply-accumulates per inference."]
+        #[allow(dead_code)]
         pub const MACS: u64 = #macs;
         #[doc = " Weights and biases."]
+        #[allow(dead_code)]
         pub const PARAMS: usize = #params;
 
         #[doc = " All weights, packed in the kernels' order (little-endian `f32`)."]
@@ -165,12 +170,14 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
 
         #[doc = " Runs the model: reads `input`, writes `output`, uses `arena` as scratch."]
         #[doc = " Allocates nothing; `arena` may hold anything on entry."]
+        #[allow(dead_code)]
         pub fn run(input: &Input, output: &mut Output, arena: &mut Arena) {
             #w_let
             #(#calls)*
         }
 
         #[doc = " Runs the model and returns the output by value."]
+        #[allow(dead_code)]
         pub fn classify(input: &Input, arena: &mut Arena) -> Output {
             let mut output = [0.0; OUTPUT_LEN];
             run(input, &mut output, arena);
@@ -194,11 +201,7 @@ fn layer_fn_name(i: usize, l: &Layer) -> proc_macro2::Ident {
         })
         .collect();
     let clean = clean.trim_matches('_');
-    format_ident!(
-        "layer{:02}_{}",
-        i,
-        if clean.is_empty() { "node" } else { clean }
-    )
+    format_ident!("layer{:02}_{}", i, if clean.is_empty() { "node" } else { clean })
 }
 
 fn storage_of<'p>(p: &'p Program, t: usize) -> &'p Storage {
@@ -290,12 +293,11 @@ fn epilogue(l: &Layer, residual: TokenStream) -> TokenStream {
 
 fn conv_shape(s: &crate::lower::ConvShape) -> TokenStream {
     let f = [
-        s.in_h, s.in_w, s.in_c, s.out_h, s.out_w, s.out_c, s.kernel_h, s.kernel_w, s.stride_h,
-        s.stride_w, s.pad_top, s.pad_left,
+        s.in_h, s.in_w, s.in_c, s.out_h, s.out_w, s.out_c, s.kernel_h, s.kernel_w, s.stride_h, s.stride_w, s.pad_top,
+        s.pad_left,
     ]
     .map(usize_lit);
-    let [in_h, in_w, in_c, out_h, out_w, out_c, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left] =
-        f;
+    let [in_h, in_w, in_c, out_h, out_w, out_c, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left] = f;
     quote!(::mncc_runtime::ConvShape {
         in_h: #in_h, in_w: #in_w, in_c: #in_c, out_h: #out_h, out_w: #out_w, out_c: #out_c,
         kernel_h: #kernel_h, kernel_w: #kernel_w, stride_h: #stride_h, stride_w: #stride_w,
@@ -413,17 +415,8 @@ fn layer_fn(p: &Program, i: usize, l: &Layer) -> TokenStream {
                 ::mncc_runtime::depthwise::<#ct>(&SHAPE, &TILES, #x, &w[#wr], #ep, y);
             }
         }
-        Kernel::Pointwise {
-            shape,
-            mr,
-            nr,
-            tiles,
-        } => {
-            let (pixels, in_c, out_c) = (
-                usize_lit(shape.pixels),
-                usize_lit(shape.in_c),
-                usize_lit(shape.out_c),
-            );
+        Kernel::Pointwise { shape, mr, nr, tiles } => {
+            let (pixels, in_c, out_c) = (usize_lit(shape.pixels), usize_lit(shape.in_c), usize_lit(shape.out_c));
             let (mr, nr, kc) = (usize_lit(*mr), usize_lit(*nr), usize_lit(tiles.kc));
             let order = match tiles.order {
                 crate::lower::PwOrder::PixelsOuter => quote!(::mncc_runtime::PwOrder::PixelsOuter),
@@ -462,8 +455,7 @@ fn layer_fn(p: &Program, i: usize, l: &Layer) -> TokenStream {
 /// The generated file: a header comment and the formatted items.
 pub fn source(p: &Program, embed: &WeightsEmbed, origin: &str) -> Result<String, String> {
     let ts = tokens(p, embed);
-    let file: syn::File = syn::parse2(ts)
-        .map_err(|e| format!("internal error: generated code does not parse: {e}"))?;
+    let file: syn::File = syn::parse2(ts).map_err(|e| format!("internal error: generated code does not parse: {e}"))?;
     let body = prettyplease::unparse(&file);
     let header = format!(
         "// @generated by mncc {} from {origin}. Do not edit.\n// {} ({}).\n// Depends only on the `mncc-runtime` crate: no std, no alloc, no unsafe.\n\n",

@@ -200,10 +200,7 @@ impl Harness {
             (InputData::F32(_), DType::F32) | (InputData::U8(_), DType::U8)
         );
         if !ok {
-            return Err(format!(
-                "the model takes {} input",
-                self.input_type.rust_name()
-            ));
+            return Err(format!("the model takes {} input", self.input_type.rust_name()));
         }
         let p = self._dir.path().join("input.bin");
         write(&p, input_bytes(input))?;
@@ -249,10 +246,7 @@ impl Harness {
             ));
         }
         let text = String::from_utf8_lossy(&out.stdout);
-        let f: Vec<f64> = text
-            .split_whitespace()
-            .filter_map(|t| t.parse().ok())
-            .collect();
+        let f: Vec<f64> = text.split_whitespace().filter_map(|t| t.parse().ok()).collect();
         match f[..] {
             [runs, median_ms, min_ms] => Ok(Timing {
                 runs: runs as usize,
@@ -306,11 +300,7 @@ pub fn compare(got: &[f32], reference: &[f64]) -> Comparison {
     };
     for (g, r) in got.iter().zip(reference) {
         let d = (*g as f64 - r).abs();
-        max_abs = if d.is_nan() {
-            f64::INFINITY
-        } else {
-            max_abs.max(d)
-        };
+        max_abs = if d.is_nan() { f64::INFINITY } else { max_abs.max(d) };
     }
     let scale = ref_max.max(1.0);
     Comparison {
@@ -318,9 +308,6 @@ pub fn compare(got: &[f32], reference: &[f64]) -> Comparison {
         max_rel: max_abs / scale,
         ref_max,
         tolerance: 1e-4 * scale,
-        argmax: (
-            argmax(got.iter().map(|&v| v as f64)),
-            argmax(reference.iter().copied()),
-        ),
+        argmax: (argmax(got.iter().map(|&v| v as f64)), argmax(reference.iter().copied())),
     }
 }

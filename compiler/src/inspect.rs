@@ -4,10 +4,7 @@ use crate::lower::Program;
 use std::fmt::Write;
 
 fn shape(s: &[usize]) -> String {
-    s.iter()
-        .map(|d| d.to_string())
-        .collect::<Vec<_>>()
-        .join("x")
+    s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x")
 }
 
 fn mib(bytes: usize) -> String {
@@ -30,11 +27,7 @@ pub fn report(p: &Program) -> String {
         p.input_layout,
         shape(&p.output_shape)
     );
-    let passes: Vec<String> = p
-        .passes
-        .iter()
-        .map(|r| format!("{} x{}", r.name, r.rewrites))
-        .collect();
+    let passes: Vec<String> = p.passes.iter().map(|r| format!("{} x{}", r.name, r.rewrites)).collect();
     let _ = writeln!(s, "passes: {}", passes.join(", "));
     let _ = writeln!(s);
     let rows: Vec<[String; 9]> = p
@@ -93,21 +86,11 @@ pub fn report(p: &Program) -> String {
     }
     for (i, l) in p.layers.iter().enumerate() {
         if !l.fused.is_empty() {
-            let _ = writeln!(
-                s,
-                "  layer {i} `{}` also computes: {}",
-                l.name,
-                l.fused.join(", ")
-            );
+            let _ = writeln!(s, "  layer {i} `{}` also computes: {}", l.name, l.fused.join(", "));
         }
     }
     let _ = writeln!(s);
-    let _ = writeln!(
-        s,
-        "MACs          {} ({:.1} M)",
-        p.macs(),
-        p.macs() as f64 / 1e6
-    );
+    let _ = writeln!(s, "MACs          {} ({:.1} M)", p.macs(), p.macs() as f64 / 1e6);
     let _ = writeln!(s, "params        {}", p.params());
     let _ = writeln!(
         s,

@@ -54,11 +54,7 @@ pub fn run_all(g: &Graph, input: &InputData) -> Result<Vec<Vec<f64>>, String> {
     values[INPUT] = input_nchw(g, input)?;
     for n in &g.nodes {
         let ins: Vec<&[f64]> = n.inputs.iter().map(|&i| values[i].as_slice()).collect();
-        let shapes: Vec<&[usize]> = n
-            .inputs
-            .iter()
-            .map(|&i| g.tensors[i].shape.as_slice())
-            .collect();
+        let shapes: Vec<&[usize]> = n.inputs.iter().map(|&i| g.tensors[i].shape.as_slice()).collect();
         values[n.output] = eval(&n.op, &ins, &shapes, &g.tensors[n.output].shape);
     }
     Ok(values)
@@ -100,8 +96,7 @@ fn to_nchw(x: &[f64], shape: &[usize], layout: Layout) -> Vec<f64> {
                 for y in 0..h {
                     for xx in 0..w {
                         for ch in 0..c {
-                            out[((b * c + ch) * h + y) * w + xx] =
-                                x[((b * h + y) * w + xx) * c + ch];
+                            out[((b * c + ch) * h + y) * w + xx] = x[((b * h + y) * w + xx) * c + ch];
                         }
                     }
                 }
@@ -142,9 +137,7 @@ pub fn eval(op: &Op, ins: &[&[f64]], shapes: &[&[usize]], out_shape: &[usize]) -
         Op::Add => x.iter().zip(ins[1]).map(|(a, b)| a + b).collect(),
         Op::GlobalAvgPool => {
             let hw = shapes[0][2] * shapes[0][3];
-            x.chunks(hw)
-                .map(|ch| ch.iter().sum::<f64>() / hw as f64)
-                .collect()
+            x.chunks(hw).map(|ch| ch.iter().sum::<f64>() / hw as f64).collect()
         }
         Op::Dense(d) => {
             let (n, k, o) = (shapes[0][0], d.weight.shape[1], d.weight.shape[0]);
@@ -179,13 +172,7 @@ fn clamp(v: f64, min: f32, max: f32) -> f64 {
 }
 
 /// Direct convolution: for every output element, the sum over its window.
-fn conv(
-    cfg: &ConvCfg,
-    x: &[f64],
-    ins: &[usize],
-    outs: &[usize],
-    residual: Option<&[f64]>,
-) -> Vec<f64> {
+fn conv(cfg: &ConvCfg, x: &[f64], ins: &[usize], outs: &[usize], residual: Option<&[f64]>) -> Vec<f64> {
     let (n, c, h, w) = (ins[0], ins[1], ins[2], ins[3]);
     let (oc, oh, ow) = (outs[1], outs[2], outs[3]);
     let [_, icg, kh, kw] = [
@@ -209,8 +196,7 @@ fn conv(
                             for kx in 0..kw {
                                 let iy = (oy * cfg.stride[0] + ky) as isize - cfg.pads[0] as isize;
                                 let ix = (ox * cfg.stride[1] + kx) as isize - cfg.pads[1] as isize;
-                                let v = if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize
-                                {
+                                let v = if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
                                     cfg.pad_value.as_ref().map_or(0.0, |p| p[ci] as f64)
                                 } else {
                                     x[((b * c + ci) * h + iy as usize) * w + ix as usize]
@@ -249,12 +235,8 @@ mod tests {
             vec![1, 1, 3, 3],
         );
         let w = Param::new(vec![1, 1, 2, 2], vec![1.0; 4]);
-        g.push(
-            "c",
-            Op::Conv(ConvCfg::new(w, [1, 1], [0, 0, 1, 1], 1)),
-            &[INPUT],
-        )
-        .unwrap();
+        g.push("c", Op::Conv(ConvCfg::new(w, [1, 1], [0, 0, 1, 1], 1)), &[INPUT])
+            .unwrap();
         let x: Vec<f32> = (1..=9).map(|v| v as f32).collect();
         let y = run(&g, &InputData::F32(x)).unwrap();
         assert_eq!(y, vec![12.0, 16.0, 9.0, 24.0, 28.0, 15.0, 15.0, 17.0, 9.0]);
@@ -288,19 +270,9 @@ mod tests {
             },
             vec![1, 3, 1, 1],
         );
-        let w = Param::new(
-            vec![3, 3],
-            vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
-        );
+        let w = Param::new(vec![3, 3], vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]);
         let d = g
-            .push(
-                "fc",
-                Op::Dense(crate::ir::DenseCfg {
-                    weight: w,
-                    bias: None,
-                }),
-                &[INPUT],
-            )
+            .push("fc", Op::Dense(crate::ir::DenseCfg { weight: w, bias: None }), &[INPUT])
             .unwrap();
         g.push("sm", Op::Softmax, &[d]).unwrap();
         let y = run(&g, &InputData::F32(vec![1000.0, 1000.0, 0.0])).unwrap();

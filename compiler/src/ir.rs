@@ -272,11 +272,7 @@ impl Op {
     /// Infers the output shape from the input shapes, checking the config.
     pub fn infer(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
         if inputs.len() != self.arity() {
-            return Err(format!(
-                "takes {} input(s), has {}",
-                self.arity(),
-                inputs.len()
-            ));
+            return Err(format!("takes {} input(s), has {}", self.arity(), inputs.len()));
         }
         let x = inputs[0];
         let per_channel = |what: &str, len: usize, c: usize| -> Result<(), String> {
@@ -297,9 +293,7 @@ impl Op {
                 let [n, c, h, w] = nchw(x)?;
                 let ws = &cfg.weight.shape;
                 if ws.len() != 4 {
-                    return Err(format!(
-                        "weight must be 4-D [out, in/groups, kh, kw], is {ws:?}"
-                    ));
+                    return Err(format!("weight must be 4-D [out, in/groups, kh, kw], is {ws:?}"));
                 }
                 let (oc, icg, kh, kw) = (ws[0], ws[1], ws[2], ws[3]);
                 if cfg.groups == 0 || c % cfg.groups != 0 || oc % cfg.groups != 0 {
@@ -321,10 +315,7 @@ impl Op {
                     ));
                 }
                 if kh == 0 || kw == 0 || cfg.stride[0] == 0 || cfg.stride[1] == 0 {
-                    return Err(format!(
-                        "kernel {kh}x{kw} and stride {:?} must be non-zero",
-                        cfg.stride
-                    ));
+                    return Err(format!("kernel {kh}x{kw} and stride {:?} must be non-zero", cfg.stride));
                 }
                 if let Some(b) = &cfg.bias {
                     per_channel("bias", b.len(), oc)?;
@@ -341,16 +332,9 @@ impl Op {
                 }
                 let (hp, wp) = (h + pt + pb, w + pl + pr);
                 if hp < kh || wp < kw {
-                    return Err(format!(
-                        "kernel {kh}x{kw} is larger than the padded input {hp}x{wp}"
-                    ));
+                    return Err(format!("kernel {kh}x{kw} is larger than the padded input {hp}x{wp}"));
                 }
-                let out = vec![
-                    n,
-                    oc,
-                    (hp - kh) / cfg.stride[0] + 1,
-                    (wp - kw) / cfg.stride[1] + 1,
-                ];
+                let out = vec![n, oc, (hp - kh) / cfg.stride[0] + 1, (wp - kw) / cfg.stride[1] + 1];
                 if cfg.residual && inputs[1] != out.as_slice() {
                     return Err(format!(
                         "residual input {:?} does not match the output {out:?}",
@@ -370,10 +354,7 @@ impl Op {
                     per_channel(name, v.len(), c)?;
                 }
                 if let Some(i) = b.var.iter().position(|&v| !(v + b.eps > 0.0)) {
-                    return Err(format!(
-                        "var[{i}] + eps = {} is not positive",
-                        b.var[i] + b.eps
-                    ));
+                    return Err(format!("var[{i}] + eps = {} is not positive", b.var[i] + b.eps));
                 }
                 Ok(x.to_vec())
             }
@@ -395,9 +376,7 @@ impl Op {
             }
             Op::Dense(d) => {
                 if x.len() < 2 {
-                    return Err(format!(
-                        "input must have a batch dim and features, is {x:?}"
-                    ));
+                    return Err(format!("input must have a batch dim and features, is {x:?}"));
                 }
                 let k: usize = x[1..].iter().product();
                 let ws = &d.weight.shape;
@@ -514,10 +493,7 @@ impl Graph {
 
     /// Appends a node, inferring its output shape.
     pub fn push(&mut self, name: &str, op: Op, inputs: &[TensorId]) -> Result<TensorId, String> {
-        let shapes: Vec<&[usize]> = inputs
-            .iter()
-            .map(|&t| self.tensors[t].shape.as_slice())
-            .collect();
+        let shapes: Vec<&[usize]> = inputs.iter().map(|&t| self.tensors[t].shape.as_slice()).collect();
         let shape = op
             .infer(&shapes)
             .map_err(|e| format!("node `{name}` ({}): {e}", op.kind()))?;
@@ -610,20 +586,13 @@ impl Graph {
                 continue;
             }
             if produced[n.output] {
-                problems.push(format!(
-                    "{at}: output tensor {} already has a producer",
-                    n.output
-                ));
+                problems.push(format!("{at}: output tensor {} already has a producer", n.output));
             }
             produced[n.output] = true;
             if !ok {
                 continue;
             }
-            let shapes: Vec<&[usize]> = n
-                .inputs
-                .iter()
-                .map(|&t| self.tensors[t].shape.as_slice())
-                .collect();
+            let shapes: Vec<&[usize]> = n.inputs.iter().map(|&t| self.tensors[t].shape.as_slice()).collect();
             match n.op.infer(&shapes) {
                 Ok(s) if s != self.tensors[n.output].shape => problems.push(format!(
                     "{at}: output recorded as {:?} but inferred as {s:?}",
@@ -634,10 +603,7 @@ impl Graph {
             }
         }
         if self.output >= self.tensors.len() || !produced[self.output] {
-            problems.push(format!(
-                "graph output tensor {} is not produced",
-                self.output
-            ));
+            problems.push(format!("graph output tensor {} is not produced", self.output));
         }
         if problems.is_empty() {
             Ok(())
@@ -668,11 +634,7 @@ mod tests {
         let mut g = input();
         let w = Param::new(vec![4, 3, 3, 3], vec![0.0; 108]);
         let t = g
-            .push(
-                "c",
-                Op::Conv(ConvCfg::new(w, [2, 2], [0, 0, 1, 1], 1)),
-                &[INPUT],
-            )
+            .push("c", Op::Conv(ConvCfg::new(w, [2, 2], [0, 0, 1, 1], 1)), &[INPUT])
             .unwrap();
         assert_eq!(g.tensors[t].shape, vec![1, 4, 4, 4]);
         g.verify().unwrap();

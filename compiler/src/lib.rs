@@ -71,9 +71,17 @@ pub fn load(path: &Path) -> Result<Model, Error> {
     match path.extension().and_then(|e| e.to_str()) {
         Some("toml") => {}
         Some("onnx") => {
-            return Err(Error::msg(format!("{}: ONNX input is not supported yet; describe the model in TOML (README, \"TOML description\")", path.display())))
+            return Err(Error::msg(format!(
+                "{}: ONNX input is not supported yet; describe the model in TOML (README, \"TOML description\")",
+                path.display()
+            )))
         }
-        _ => return Err(Error::msg(format!("{}: expected a .toml model description", path.display()))),
+        _ => {
+            return Err(Error::msg(format!(
+                "{}: expected a .toml model description",
+                path.display()
+            )))
+        }
     }
     let spec = spec::load(path).map_err(|es| Error(es.iter().map(|e| e.to_string()).collect()))?;
     from_spec(spec)
@@ -102,17 +110,11 @@ pub fn write(program: &lower::Program, out: &Path, origin: &str) -> Result<PathB
         .ok_or_else(|| Error::msg(format!("{}: not a file name", out.display())))?;
     let blob_name = format!("{stem}.weights.bin");
     let blob_path = out.with_file_name(&blob_name);
-    let src = codegen::source(
-        program,
-        &codegen::WeightsEmbed::IncludeBytes(blob_name),
-        origin,
-    )?;
+    let src = codegen::source(program, &codegen::WeightsEmbed::IncludeBytes(blob_name), origin)?;
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| Error::msg(format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| Error::msg(format!("cannot create {}: {e}", dir.display())))?;
     }
-    std::fs::write(out, src)
-        .map_err(|e| Error::msg(format!("cannot write {}: {e}", out.display())))?;
+    std::fs::write(out, src).map_err(|e| Error::msg(format!("cannot write {}: {e}", out.display())))?;
     std::fs::write(&blob_path, codegen::blob_bytes(program))
         .map_err(|e| Error::msg(format!("cannot write {}: {e}", blob_path.display())))?;
     Ok(blob_path)
@@ -163,9 +165,7 @@ impl Build {
         let dir = match &self.out_dir {
             Some(d) => d.clone(),
             None => PathBuf::from(std::env::var_os("OUT_DIR").ok_or_else(|| {
-                Error::msg(
-                    "OUT_DIR is not set: call Build::compile from a build script, or set out_dir",
-                )
+                Error::msg("OUT_DIR is not set: call Build::compile from a build script, or set out_dir")
             })?),
         };
         let stem = match &self.name {

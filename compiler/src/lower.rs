@@ -379,8 +379,7 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
                 if depthwise {
                     if !plain_in || c.pad_value.is_some() {
                         return Err(at(
-                            "a depthwise convolution cannot read a u8 or NCHW model input directly"
-                                .into(),
+                            "a depthwise convolution cannot read a u8 or NCHW model input directly".into(),
                         ));
                     }
                     let mut packed = vec![0.0; kh * kw * oc];
@@ -409,8 +408,7 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
                     && c.pad_value.is_none()
                 {
                     let pixels = oh * ow;
-                    let (kernel, packed, why) =
-                        pointwise(target, pixels, ic, oc, |o, i| w[o * ic + i]);
+                    let (kernel, packed, why) = pointwise(target, pixels, ic, oc, |o, i| w[o * ic + i]);
                     layer.weights = Some(push_blob(&mut blob, &packed));
                     layer.why = why;
                     layer.kernel = kernel;
@@ -431,7 +429,8 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
                     } else {
                         (DType::F32, Layout::Nhwc)
                     };
-                    layer.why = format!("{nr} output channels per register tile; {rows} output rows per block fit half of L1");
+                    layer.why =
+                        format!("{nr} output channels per register tile; {rows} output rows per block fit half of L1");
                     layer.kernel = Kernel::Conv2d {
                         shape,
                         nr,
@@ -444,21 +443,14 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
             }
             Op::Dense(d) => {
                 if reads_input && !input_is_plain {
-                    return Err(at(
-                        "a dense layer cannot read a u8 or NCHW model input directly".into(),
-                    ));
+                    return Err(at("a dense layer cannot read a u8 or NCHW model input directly".into()));
                 }
                 let k = d.weight.shape[1];
                 let out = d.weight.shape[0];
                 // The input is stored NHWC; the weight columns are in NCHW flatten order.
-                let (c, hw) = if x.len() == 4 {
-                    (x[1], x[2] * x[3])
-                } else {
-                    (k, 1)
-                };
+                let (c, hw) = if x.len() == 4 { (x[1], x[2] * x[3]) } else { (k, 1) };
                 let col = |kn: usize| (kn % c) * hw + kn / c; // NHWC index -> NCHW column
-                let (kernel, packed, why) =
-                    pointwise(target, 1, k, out, |o, i| d.weight.data[o * k + col(i)]);
+                let (kernel, packed, why) = pointwise(target, 1, k, out, |o, i| d.weight.data[o * k + col(i)]);
                 layer.weights = Some(push_blob(&mut blob, &packed));
                 if let Some(b) = &d.bias {
                     layer.bias = Some(push_blob(&mut blob, b));
@@ -468,9 +460,7 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
             }
             Op::GlobalAvgPool => {
                 if reads_input && !input_is_plain {
-                    return Err(at(
-                        "pooling cannot read a u8 or NCHW model input directly".into()
-                    ));
+                    return Err(at("pooling cannot read a u8 or NCHW model input directly".into()));
                 }
                 layer.kernel = Kernel::GlobalAvgPool {
                     pixels: x[2] * x[3],
@@ -480,9 +470,7 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
             Op::Softmax => layer.kernel = Kernel::Softmax,
             Op::Add => {
                 if reads_input && !input_is_plain {
-                    return Err(at(
-                        "an add cannot read a u8 or NCHW model input directly".into()
-                    ));
+                    return Err(at("an add cannot read a u8 or NCHW model input directly".into()));
                 }
                 layer.kernel = Kernel::Add;
             }
@@ -495,7 +483,7 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
             }
             Op::Normalize(_) | Op::BatchNorm(_) => {
                 return Err(at(
-                    "could not be folded into a preceding or following convolution".into(),
+                    "could not be folded into a preceding or following convolution".into()
                 ));
             }
         }
@@ -534,9 +522,7 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
     }
     let p = plan::plan(&intervals);
     for (k, &id) in ids.iter().enumerate() {
-        storage[id] = Some(Storage::Arena(
-            p.offsets[k]..p.offsets[k] + intervals[k].len,
-        ));
+        storage[id] = Some(Storage::Arena(p.offsets[k]..p.offsets[k] + intervals[k].len));
     }
     let input_shape = match (g.input.layout, g.tensors[INPUT].shape.as_slice()) {
         (Layout::Nhwc, &[n, c, h, w]) => vec![n, h, w, c],
@@ -585,7 +571,11 @@ fn pointwise(
     };
     let why = format!(
         "kc={kc}: a {kc}x({mr}+{nr}) working set fits half of L1; {} ({} KiB weights vs {} KiB input)",
-        if order == PwOrder::ChannelsOuter { "channels-outer" } else { "pixels-outer" },
+        if order == PwOrder::ChannelsOuter {
+            "channels-outer"
+        } else {
+            "pixels-outer"
+        },
         weight_bytes / 1024,
         act_bytes / 1024
     );
@@ -602,11 +592,7 @@ fn pointwise(
         }
     }
     let kernel = Kernel::Pointwise {
-        shape: PointwiseShape {
-            pixels,
-            in_c,
-            out_c,
-        },
+        shape: PointwiseShape { pixels, in_c, out_c },
         mr,
         nr,
         tiles: PointwiseTiles { kc, order },

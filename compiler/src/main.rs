@@ -74,11 +74,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn load_input(
-    path: Option<&Path>,
-    program: &mncc::lower::Program,
-    seed: u64,
-) -> Result<InputData, Error> {
+fn load_input(path: Option<&Path>, program: &mncc::lower::Program, seed: u64) -> Result<InputData, Error> {
     let len = program.input_len();
     let Some(path) = path else {
         return Ok(InputData::random(program.input_type, len, seed));
@@ -114,14 +110,8 @@ fn print_comparison(c: &Comparison, what: &str) {
         "max rel error {:.3e} (max abs / max(1, max|reference| = {:.4}))",
         c.max_rel, c.ref_max
     );
-    println!(
-        "tolerance     {:.3e} (1e-4 * max(1, max|reference|))",
-        c.tolerance
-    );
-    println!(
-        "top-1         generated {} / reference {}",
-        c.argmax.0, c.argmax.1
-    );
+    println!("tolerance     {:.3e} (1e-4 * max(1, max|reference|))", c.tolerance);
+    println!("top-1         generated {} / reference {}", c.argmax.0, c.argmax.1);
 }
 
 fn run(cli: Cli) -> Result<ExitCode, Error> {
@@ -155,14 +145,10 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             let x = load_input(input.as_deref(), &p, seed)?;
             let (reference, what) = match &expect {
                 Some(e) => {
-                    let n = npy::read(e)
-                        .map_err(|err| Error::msg(format!("{}: {err}", e.display())))?;
+                    let n = npy::read(e).map_err(|err| Error::msg(format!("{}: {err}", e.display())))?;
                     (n.to_f64(), format!("{}", e.display()))
                 }
-                None => (
-                    interp::run(&m.graph, &x)?,
-                    "reference interpreter (f64)".to_string(),
-                ),
+                None => (interp::run(&m.graph, &x)?, "reference interpreter (f64)".to_string()),
             };
             eprintln!("building the generated code (release)...");
             let h = harness::build(&p, true)?;

@@ -90,8 +90,7 @@ fn err<T>(msg: impl Into<String>) -> Result<T, NpyError> {
 
 /// Reads and parses a `.npy` file; errors name the file.
 pub fn read(path: &Path) -> Result<Npy, NpyError> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| NpyError(format!("cannot read {}: {e}", path.display())))?;
+    let bytes = std::fs::read(path).map_err(|e| NpyError(format!("cannot read {}: {e}", path.display())))?;
     parse(&bytes).map_err(|e| NpyError(format!("{}: {}", path.display(), e.0)))
 }
 
@@ -150,18 +149,9 @@ pub fn parse(bytes: &[u8]) -> Result<Npy, NpyError> {
         return err("fortran_order arrays are not supported (C order only)");
     }
 
-    let count = match header
-        .shape
-        .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-    {
+    let count = match header.shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d)) {
         Some(n) => n,
-        None => {
-            return err(format!(
-                "header says shape {:?}, too many values to hold",
-                header.shape
-            ))
-        }
+        None => return err(format!("header says shape {:?}, too many values to hold", header.shape)),
     };
     let item = header.dtype.size();
     // `bytes.get(data_start..)` cannot fail: the header slice above ended there.
@@ -303,9 +293,7 @@ impl Dtype {
             "<f4" => Ok(Dtype::F32),
             "<f8" => Ok(Dtype::F64),
             "|u1" | "<u1" => Ok(Dtype::U8),
-            other => err(format!(
-                "unsupported dtype '{other}' (supported: <f4, <f8, |u1)"
-            )),
+            other => err(format!("unsupported dtype '{other}' (supported: <f4, <f8, |u1)")),
         }
     }
 
@@ -384,8 +372,7 @@ fn parse_header(text: &str) -> Result<Header, NpyError> {
         return p.fail("unexpected text after the dict");
     }
     let descr = descr.ok_or_else(|| NpyError("bad header: no 'descr' key".into()))?;
-    let fortran_order =
-        fortran.ok_or_else(|| NpyError("bad header: no 'fortran_order' key".into()))?;
+    let fortran_order = fortran.ok_or_else(|| NpyError("bad header: no 'fortran_order' key".into()))?;
     let shape = shape.ok_or_else(|| NpyError("bad header: no 'shape' key".into()))?;
     Ok(Header {
         dtype: Dtype::from_descr(&descr)?,
@@ -613,14 +600,7 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        for shape in [
-            vec![],
-            vec![0],
-            vec![7],
-            vec![2, 3, 4],
-            vec![1, 3, 5, 5],
-            vec![0, 4],
-        ] {
+        for shape in [vec![], vec![0], vec![7], vec![2, 3, 4], vec![1, 3, 5, 5], vec![0, 4]] {
             let n: usize = shape.iter().product();
             let f: Vec<f32> = (0..n).map(|i| i as f32 * 0.25 - 3.0).collect();
             let back = parse(&to_bytes_f32(&shape, &f)).unwrap();
@@ -706,21 +686,12 @@ mod tests {
 
     #[test]
     fn rejects_every_truncation() {
-        for file in [
-            NUMPY_F4_2X3,
-            NUMPY_U1_5,
-            NUMPY_F8_V2,
-            NUMPY_F8_SCALAR,
-            NUMPY_F4_V3,
-        ] {
+        for file in [NUMPY_F4_2X3, NUMPY_U1_5, NUMPY_F8_V2, NUMPY_F8_SCALAR, NUMPY_F4_V3] {
             for len in 0..file.len() {
                 assert!(parse(&file[..len]).is_err(), "prefix of {len} bytes parsed");
             }
         }
-        assert_eq!(
-            msg(parse(&NUMPY_U1_5[..9])),
-            "truncated .npy file: no header length"
-        );
+        assert_eq!(msg(parse(&NUMPY_U1_5[..9])), "truncated .npy file: no header length");
         assert_eq!(
             msg(parse(&NUMPY_U1_5[..50])),
             "truncated .npy file: header of 118 bytes but only 40 bytes follow"
@@ -752,10 +723,7 @@ mod tests {
         let h = "{'descr': '<f4', 'fortran_order': False, \
                  'shape': (18446744073709551615, 4294967296, 4294967296), }";
         let e = msg(parse(&with_header(h, &[])));
-        assert!(
-            e.contains("too many values") || e.contains("too large"),
-            "{e}"
-        );
+        assert!(e.contains("too many values") || e.contains("too large"), "{e}");
     }
 
     #[test]
@@ -842,19 +810,13 @@ mod tests {
                 "{'descr': '<f4', 'fortran_order': False, 'shape': (1,)",
                 "expected ',' or '}'",
             ),
-            (
-                "{'descr': '<\\f4', 'fortran_order': False, 'shape': (1,)}",
-                "escapes",
-            ),
+            ("{'descr': '<\\f4', 'fortran_order': False, 'shape': (1,)}", "escapes"),
             ("{'descr", "unterminated string"),
         ];
         for (header, want) in cases {
             let e = msg(parse(&with_header(header, &[0; 4])));
             assert!(e.starts_with("bad header: "), "{header:?}: {e}");
-            assert!(
-                e.contains(want),
-                "{header:?}: {e:?} does not contain {want:?}"
-            );
+            assert!(e.contains(want), "{header:?}: {e:?} does not contain {want:?}");
         }
         // Version 3.0 headers must be UTF-8.
         let mut v3 = NUMPY_F4_V3.to_vec();
@@ -867,9 +829,7 @@ mod tests {
         // Every single-byte corruption of real files: must return, Ok or Err.
         for file in [NUMPY_F4_2X3, NUMPY_F8_V2, NUMPY_F4_V3] {
             for i in 0..file.len() {
-                for b in [
-                    0u8, b'(', b')', b',', b'\'', b'{', b'}', b'9', b' ', 0x80, 0xff,
-                ] {
+                for b in [0u8, b'(', b')', b',', b'\'', b'{', b'}', b'9', b' ', 0x80, 0xff] {
                     let mut v = file.to_vec();
                     v[i] = b;
                     let _ = parse(&v);

@@ -62,13 +62,8 @@ pub fn optimize(mut g: Graph) -> Result<(Graph, Vec<PassReport>), String> {
     let mut reports = Vec::new();
     for pass in PIPELINE {
         let rewrites = (pass.run)(&mut g);
-        g.verify().map_err(|e| {
-            format!(
-                "internal error: pass `{}` broke the graph: {}",
-                pass.name,
-                e.join("; ")
-            )
-        })?;
+        g.verify()
+            .map_err(|e| format!("internal error: pass `{}` broke the graph: {}", pass.name, e.join("; ")))?;
         reports.push(PassReport {
             name: pass.name,
             rewrites,
@@ -79,11 +74,7 @@ pub fn optimize(mut g: Graph) -> Result<(Graph, Vec<PassReport>), String> {
 
 /// Finds a node `i` whose output feeds only node `j`, with `pred(i)` and
 /// `pred_next(j)`; returns `(i, j)`.
-fn find_pair(
-    g: &Graph,
-    first: impl Fn(&Node) -> bool,
-    second: impl Fn(&Node) -> bool,
-) -> Option<(usize, usize)> {
+fn find_pair(g: &Graph, first: impl Fn(&Node) -> bool, second: impl Fn(&Node) -> bool) -> Option<(usize, usize)> {
     for (i, n) in g.nodes.iter().enumerate() {
         if !first(n) || g.uses(n.output) != 1 || g.output == n.output {
             continue;
@@ -232,14 +223,8 @@ pub fn fuse_residual(g: &mut Graph) -> usize {
 /// `Conv -> Clip`: the clip becomes (or tightens) the conv's epilogue clamp.
 pub fn fuse_activation(g: &mut Graph) -> usize {
     let mut count = 0;
-    while let Some((i, j)) = find_pair(
-        g,
-        |n| matches!(n.op, Op::Conv(_)),
-        |n| matches!(n.op, Op::Clip(_)),
-    ) {
-        let Op::Clip(clip) = g.nodes[j].op else {
-            unreachable!()
-        };
+    while let Some((i, j)) = find_pair(g, |n| matches!(n.op, Op::Conv(_)), |n| matches!(n.op, Op::Clip(_))) {
+        let Op::Clip(clip) = g.nodes[j].op else { unreachable!() };
         let Op::Conv(conv) = &mut g.nodes[i].op else {
             unreachable!()
         };
@@ -303,12 +288,7 @@ mod tests {
         let x = g
             .push(
                 "c1",
-                Op::Conv(ConvCfg::new(
-                    param(&mut r, vec![4, 3, 3, 3]),
-                    [2, 2],
-                    [0, 0, 1, 1],
-                    1,
-                )),
+                Op::Conv(ConvCfg::new(param(&mut r, vec![4, 3, 3, 3]), [2, 2], [0, 0, 1, 1], 1)),
                 &[x],
             )
             .unwrap();
@@ -317,12 +297,7 @@ mod tests {
         let y = g
             .push(
                 "dw",
-                Op::Conv(ConvCfg::new(
-                    param(&mut r, vec![4, 1, 3, 3]),
-                    [1, 1],
-                    [1; 4],
-                    4,
-                )),
+                Op::Conv(ConvCfg::new(param(&mut r, vec![4, 1, 3, 3]), [1, 1], [1; 4], 4)),
                 &[x],
             )
             .unwrap();
@@ -332,12 +307,7 @@ mod tests {
         let y = g
             .push(
                 "pw",
-                Op::Conv(ConvCfg::new(
-                    param(&mut r, vec![4, 4, 1, 1]),
-                    [1, 1],
-                    [0; 4],
-                    1,
-                )),
+                Op::Conv(ConvCfg::new(param(&mut r, vec![4, 4, 1, 1]), [1, 1], [0; 4], 1)),
                 &[y],
             )
             .unwrap();
@@ -355,10 +325,7 @@ mod tests {
     }
 
     fn max_err(a: &[f64], b: &[f64]) -> f64 {
-        a.iter()
-            .zip(b)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0.0, f64::max)
+        a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
     }
 
     #[test]
@@ -375,15 +342,10 @@ mod tests {
                 assert!(e < 1e-5, "{}: max abs error {e}", pass.name);
             }
             let kinds: Vec<&str> = g.nodes.iter().map(|n| n.op.kind()).collect();
-            assert_eq!(
-                kinds,
-                ["Conv", "Conv", "Conv", "GlobalAvgPool", "Dense", "Softmax"]
-            );
+            assert_eq!(kinds, ["Conv", "Conv", "Conv", "GlobalAvgPool", "Dense", "Softmax"]);
             assert_eq!(g.nodes[0].fused, ["norm", "c1.bn", "c1.relu"]);
             assert_eq!(g.nodes[2].fused, ["pw.bn", "add", "add.relu"]);
-            let Op::Conv(pw) = &g.nodes[2].op else {
-                panic!()
-            };
+            let Op::Conv(pw) = &g.nodes[2].op else { panic!() };
             assert!(pw.residual && pw.clamp == Clamp::RELU6);
         }
     }
@@ -420,12 +382,7 @@ mod tests {
         let c = g
             .push(
                 "c",
-                Op::Conv(ConvCfg::new(
-                    param(&mut r, vec![2, 2, 1, 1]),
-                    [1, 1],
-                    [0; 4],
-                    1,
-                )),
+                Op::Conv(ConvCfg::new(param(&mut r, vec![2, 2, 1, 1]), [1, 1], [0; 4], 1)),
                 &[INPUT],
             )
             .unwrap();

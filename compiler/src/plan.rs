@@ -65,12 +65,7 @@ pub fn plan(tensors: &[Interval]) -> Plan {
         offsets[i] = at;
         placed.push(i);
     }
-    let arena_len = tensors
-        .iter()
-        .zip(&offsets)
-        .map(|(t, o)| o + t.len)
-        .max()
-        .unwrap_or(0);
+    let arena_len = tensors.iter().zip(&offsets).map(|(t, o)| o + t.len).max().unwrap_or(0);
     let steps = tensors.iter().map(|t| t.last + 1).max().unwrap_or(0);
     let lower_bound = (0..steps)
         .map(|s| {

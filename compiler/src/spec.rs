@@ -162,11 +162,11 @@ pub struct SpecError {
 
 impl std::fmt::Display for SpecError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.path, self.line, self.column, self.message
-        )
+        if self.line == 0 {
+            write!(f, "{}: {}", self.path, self.message)
+        } else {
+            write!(f, "{}:{}:{}: {}", self.path, self.line, self.column, self.message)
+        }
     }
 }
 
@@ -215,12 +215,7 @@ pub fn load(path: &Path) -> Result<ModelSpec, Vec<SpecError>> {
 /// Parses and validates a TOML description. `path` is only for messages,
 /// `default_name` names the model when it has no `name`, `dir` resolves a
 /// relative `weights.file`.
-pub fn parse(
-    text: &str,
-    path: &str,
-    default_name: &str,
-    dir: &Path,
-) -> Result<ModelSpec, Vec<SpecError>> {
+pub fn parse(text: &str, path: &str, default_name: &str, dir: &Path) -> Result<ModelSpec, Vec<SpecError>> {
     let mut p = Problems {
         path,
         text,
@@ -240,8 +235,7 @@ pub fn parse(
         None => {
             p.at(
                 0..0,
-                "missing field `arch`: add `arch = \"mobilenet_v1\"` or `arch = \"mobilenet_v2\"`"
-                    .into(),
+                "missing field `arch`: add `arch = \"mobilenet_v1\"` or `arch = \"mobilenet_v2\"`".into(),
             );
             Arch::V1
         }
@@ -249,7 +243,10 @@ pub fn parse(
             "mobilenet_v1" | "v1" => Arch::V1,
             "mobilenet_v2" | "v2" => Arch::V2,
             other => {
-                p.at(a.span(), format!("`arch = \"{other}\"` is not supported: allowed are \"mobilenet_v1\" and \"mobilenet_v2\""));
+                p.at(
+                    a.span(),
+                    format!("`arch = \"{other}\"` is not supported: allowed are \"mobilenet_v1\" and \"mobilenet_v2\""),
+                );
                 Arch::V1
             }
         },
@@ -279,10 +276,7 @@ pub fn parse(
         Some(c) => {
             let v = *c.get_ref();
             if !(1..=1_000_000).contains(&v) {
-                p.at(
-                    c.span(),
-                    format!("`classes = {v}` is out of range: 1..=1000000"),
-                );
+                p.at(c.span(), format!("`classes = {v}` is out of range: 1..=1000000"));
             }
             v.max(1) as usize
         }
@@ -323,7 +317,10 @@ pub fn parse(
             "logits" => false,
             "softmax" => true,
             other => {
-                p.at(o.span(), format!("`output = \"{other}\"` is not supported: allowed are \"logits\" and \"softmax\""));
+                p.at(
+                    o.span(),
+                    format!("`output = \"{other}\"` is not supported: allowed are \"logits\" and \"softmax\""),
+                );
                 false
             }
         },
@@ -340,7 +337,10 @@ pub fn parse(
                 "nchw" => Layout::Nchw,
                 "nhwc" => Layout::Nhwc,
                 other => {
-                    p.at(l.span(), format!("`input.layout = \"{other}\"` is not supported: allowed are \"nchw\" and \"nhwc\""));
+                    p.at(
+                        l.span(),
+                        format!("`input.layout = \"{other}\"` is not supported: allowed are \"nchw\" and \"nhwc\""),
+                    );
                     Layout::Nchw
                 }
             };
@@ -350,16 +350,15 @@ pub fn parse(
                 "f32" => DType::F32,
                 "u8" => DType::U8,
                 other => {
-                    p.at(d.span(), format!("`input.dtype = \"{other}\"` is not supported: allowed are \"f32\" and \"u8\""));
+                    p.at(
+                        d.span(),
+                        format!("`input.dtype = \"{other}\"` is not supported: allowed are \"f32\" and \"u8\""),
+                    );
                     DType::F32
                 }
             };
         }
-        let mut three = |field: &str,
-                         v: &Option<Spanned<PerChannel>>,
-                         default: f64,
-                         nonzero: bool|
-         -> [f64; 3] {
+        let mut three = |field: &str, v: &Option<Spanned<PerChannel>>, default: f64, nonzero: bool| -> [f64; 3] {
             let Some(v) = v else { return [default; 3] };
             let vals: Vec<f64> = match v.get_ref() {
                 PerChannel::One(n) => vec![n.get(); 3],
@@ -376,10 +375,7 @@ pub fn parse(
                 return [default; 3];
             }
             if nonzero && vals.iter().any(|&x| x == 0.0 || !x.is_finite()) {
-                p.at(
-                    v.span(),
-                    format!("`input.{field}` must be finite and non-zero"),
-                );
+                p.at(v.span(), format!("`input.{field}` must be finite and non-zero"));
                 return [default; 3];
             }
             [vals[0], vals[1], vals[2]]
@@ -485,10 +481,7 @@ mod tests {
     #[test]
     fn minimal_and_full() {
         let s = parse_str("arch = \"mobilenet_v2\"\n[weights]\nseed = 3\n").unwrap();
-        assert_eq!(
-            (s.arch, s.alpha, s.resolution, s.classes),
-            (Arch::V2, 1.0, 224, 1000)
-        );
+        assert_eq!((s.arch, s.alpha, s.resolution, s.classes), (Arch::V2, 1.0, 224, 1000));
         assert_eq!(s.weights, WeightSource::Seed(3));
         assert!(s.normalize.is_none());
         let s = parse_str(
@@ -496,10 +489,7 @@ mod tests {
              [input]\nlayout = \"nhwc\"\ndtype = \"u8\"\nmean = 127.5\nstd = [127.5, 127.5, 127.5]\n[weights]\nfile = \"w.safetensors\"\nbn_eps = 1e-3\n",
         )
         .unwrap();
-        assert_eq!(
-            s.weights,
-            WeightSource::File(PathBuf::from("/models/w.safetensors"))
-        );
+        assert_eq!(s.weights, WeightSource::File(PathBuf::from("/models/w.safetensors")));
         assert_eq!(
             s.input,
             InputSpec {
@@ -514,10 +504,7 @@ mod tests {
 
     #[test]
     fn every_problem_with_line_and_column() {
-        let e = parse_str(
-            "arch = \"mobilenet_v3\"\nalpha = 3\nresolution = 100\n[weights]\nseed = 1\n",
-        )
-        .unwrap_err();
+        let e = parse_str("arch = \"mobilenet_v3\"\nalpha = 3\nresolution = 100\n[weights]\nseed = 1\n").unwrap_err();
         let shown: Vec<String> = e.iter().map(|e| e.to_string()).collect();
         assert_eq!(shown.len(), 3, "{shown:?}");
         assert!(
@@ -530,31 +517,19 @@ mod tests {
             "{}",
             shown[1]
         );
-        assert!(
-            shown[2].starts_with("m.toml:3:14: `resolution = 100`"),
-            "{}",
-            shown[2]
-        );
+        assert!(shown[2].starts_with("m.toml:3:14: `resolution = 100`"), "{}", shown[2]);
     }
 
     #[test]
     fn unknown_field_and_bad_syntax() {
         let e = parse_str("arch = \"v1\"\nalpah = 0.5\n[weights]\nseed = 1\n").unwrap_err();
         assert_eq!((e[0].line, e[0].column), (2, 1));
-        assert!(
-            e[0].message.contains("unknown field `alpah`"),
-            "{}",
-            e[0].message
-        );
+        assert!(e[0].message.contains("unknown field `alpah`"), "{}", e[0].message);
         let e = parse_str("arch = \"v1\"\nalpha = = 0.5\n").unwrap_err();
         assert_eq!(e[0].line, 2);
         let e = parse_str("arch = \"v1\"\nalpha = \"big\"\n[weights]\nseed = 1\n").unwrap_err();
         assert_eq!(e[0].line, 2);
-        assert!(
-            e[0].message.contains("expected a number"),
-            "{}",
-            e[0].message
-        );
+        assert!(e[0].message.contains("expected a number"), "{}", e[0].message);
     }
 
     #[test]
@@ -563,8 +538,7 @@ mod tests {
         assert!(e[0].message.contains("missing table `[weights]`"));
         let e = parse_str("arch = \"v1\"\n[weights]\nseed = 1\nfile = \"x\"\n").unwrap_err();
         assert!(e[0].message.contains("both `file` and `seed`"));
-        let e =
-            parse_str("arch = \"v1\"\n[input]\nmean = [1, 2]\n[weights]\nseed = 1\n").unwrap_err();
+        let e = parse_str("arch = \"v1\"\n[input]\nmean = [1, 2]\n[weights]\nseed = 1\n").unwrap_err();
         assert!(e[0].message.contains("has 2 values"), "{}", e[0].message);
     }
 }

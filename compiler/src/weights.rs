@@ -17,8 +17,7 @@ pub fn load(spec: &ModelSpec, layers: &[LayerDef]) -> Result<WeightTable, String
     match &spec.weights {
         WeightSource::Seed(seed) => seeded(spec, layers, *seed),
         WeightSource::File(path) => {
-            let bytes = std::fs::read(path)
-                .map_err(|e| format!("cannot read weights file {}: {e}", path.display()))?;
+            let bytes = std::fs::read(path).map_err(|e| format!("cannot read weights file {}: {e}", path.display()))?;
             from_safetensors(spec, layers, &bytes, path)
         }
     }
@@ -55,8 +54,7 @@ pub fn from_safetensors(
     path: &Path,
 ) -> Result<WeightTable, String> {
     let shown = path.display();
-    let st = SafeTensors::deserialize(bytes)
-        .map_err(|e| format!("{shown}: not a valid safetensors file: {e}"))?;
+    let st = SafeTensors::deserialize(bytes).map_err(|e| format!("{shown}: not a valid safetensors file: {e}"))?;
     let names: BTreeSet<String> = st.names().into_iter().cloned().collect();
     let torchvision = names.iter().any(|n| n.starts_with("features."));
     if torchvision
@@ -81,10 +79,7 @@ pub fn from_safetensors(
         let t = match st.tensor(key) {
             Ok(t) => t,
             Err(_) => {
-                problems.push(format!(
-                    "missing tensor `{key}` (expected shape {:?})",
-                    shapes[0]
-                ));
+                problems.push(format!("missing tensor `{key}` (expected shape {:?})", shapes[0]));
                 return None;
             }
         };
@@ -128,10 +123,7 @@ pub fn from_safetensors(
         let mut bn = None;
         if let Some(bk) = bnkey.filter(|_| matches!(l.kind, LayerKind::Conv { .. })) {
             let parts = ["weight", "bias", "running_mean", "running_var"];
-            let present: Vec<bool> = parts
-                .iter()
-                .map(|p| names.contains(&format!("{bk}.{p}")))
-                .collect();
+            let present: Vec<bool> = parts.iter().map(|p| names.contains(&format!("{bk}.{p}"))).collect();
             if present.iter().any(|&p| p) || (bias.is_none() && !names.contains(&bias_key)) {
                 let vals: Vec<Option<Vec<f32>>> = parts
                     .iter()
@@ -221,8 +213,7 @@ pub fn f16_to_f32(h: u16) -> f32 {
         (0, 0) => sign,
         (0, _) => {
             // subnormal: value = frac * 2^-24
-            return f32::from_bits(sign)
-                + (if sign != 0 { -1.0 } else { 1.0 }) * frac as f32 * 2f32.powi(-24);
+            return f32::from_bits(sign) + (if sign != 0 { -1.0 } else { 1.0 }) * frac as f32 * 2f32.powi(-24);
         }
         (0x1f, _) => sign | 0x7f80_0000 | (frac << 13),
         _ => sign | ((exp + 112) << 23) | (frac << 13),
@@ -276,18 +267,9 @@ pub fn seeded(spec: &ModelSpec, layers: &[LayerDef], seed: u64) -> Result<Weight
 /// variance of its input on a random input at the model's resolution (a
 /// smaller one would see mostly padding in the deep 3x3 layers and
 /// underestimate their variance).
-fn calibrate(
-    spec: &ModelSpec,
-    layers: &[LayerDef],
-    table: &mut WeightTable,
-    seed: u64,
-) -> Result<(), String> {
+fn calibrate(spec: &ModelSpec, layers: &[LayerDef], table: &mut WeightTable, seed: u64) -> Result<(), String> {
     let g = arch::build(spec, layers, table, spec.resolution)?;
-    let input = InputData::random(
-        spec.input.dtype,
-        g.tensors[INPUT].shape.iter().product(),
-        seed ^ 0xca1b,
-    );
+    let input = InputData::random(spec.input.dtype, g.tensors[INPUT].shape.iter().product(), seed ^ 0xca1b);
     let mut values: Vec<Vec<f64>> = vec![Vec::new(); g.tensors.len()];
     values[INPUT] = interp::input_nchw(&g, &input)?;
     for n in &g.nodes {
@@ -312,11 +294,7 @@ fn calibrate(
             stored.var = bn.var.clone();
         }
         let ins: Vec<&[f64]> = n.inputs.iter().map(|&i| values[i].as_slice()).collect();
-        let shapes: Vec<&[usize]> = n
-            .inputs
-            .iter()
-            .map(|&i| g.tensors[i].shape.as_slice())
-            .collect();
+        let shapes: Vec<&[usize]> = n.inputs.iter().map(|&i| g.tensors[i].shape.as_slice()).collect();
         values[n.output] = interp::eval(&op, &ins, &shapes, &g.tensors[n.output].shape);
     }
     Ok(())
