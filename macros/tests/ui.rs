@@ -50,15 +50,9 @@ const WITH_PATHS: &[&str] = &[
 #[test]
 fn ui() {
     let (target_dir, workspace) = cargo_dirs();
-    let project = target_dir
-        .join("tests")
-        .join("trybuild")
-        .join("mncc-macros");
+    let project = target_dir.join("tests").join("trybuild").join("mncc-macros");
     let models = project.join("models");
-    copy_models(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui/models"),
-        &models,
-    );
+    copy_models(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui/models"), &models);
     write_bad_weights(&models.join("bad_weights.safetensors"));
 
     let t = trybuild::TestCases::new();
@@ -105,10 +99,7 @@ fn cargo_dirs() -> (PathBuf, PathBuf) {
 /// `\\` and `\"` unescaped).
 fn json_string(json: &str, key: &str) -> String {
     let pat = format!("\"{key}\":\"");
-    let start = json
-        .rfind(&pat)
-        .unwrap_or_else(|| panic!("no {key} in cargo metadata"))
-        + pat.len();
+    let start = json.rfind(&pat).unwrap_or_else(|| panic!("no {key} in cargo metadata")) + pat.len();
     let mut value = String::new();
     let mut chars = json[start..].chars();
     while let Some(c) = chars.next() {
@@ -159,9 +150,7 @@ fn write_bad_weights(path: &Path) {
     let ch = |c: usize| c / 4; // alpha 0.25
     let mut c = ch(32);
     conv("conv1".into(), vec![c, 3, 3, 3]);
-    let blocks = [
-        64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512, 1024, 1024,
-    ];
+    let blocks = [64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512, 1024, 1024];
     for (i, &pc) in blocks.iter().enumerate() {
         let pc = ch(pc);
         conv(format!("conv_dw_{}", i + 1), vec![c, 1, 3, 3]);
