@@ -39,16 +39,62 @@ pub struct Plan {
     pub lower_bound: usize,
 }
 
-/// Places `tensors`.
+/// Places `tensors`: greedy placement in several deterministic orders
+/// (largest first, as XNNPACK; longest-lived first; earliest first; largest
+/// size x lifetime first), keeping the smallest arena (the first on ties).
 pub fn plan(tensors: &[Interval]) -> Plan {
-    let mut order: Vec<usize> = (0..tensors.len()).collect();
-    // Largest first; ties by first use, then index, for determinism.
-    order.sort_by_key(|&i| (std::cmp::Reverse(tensors[i].len), tensors[i].first, i));
+    // Sort keys, smallest first; `M - x` sorts by `x` descending.
+    const M: usize = usize::MAX;
+    type Key = fn(&Interval) -> (usize, usize);
+    let orders: [Key; 4] = [
+        |t| (M - t.len, t.first),
+        |t| (M - (t.last - t.first), M - t.len),
+        |t| (t.first, M - t.len),
+        |t| (M - t.len.saturating_mul(t.last - t.first + 1), t.first),
+    ];
+    let mut best: Option<Vec<usize>> = None;
+    let mut best_len = usize::MAX;
+    for key in orders {
+        let mut order: Vec<usize> = (0..tensors.len()).collect();
+        // Ties broken by size then index, for determinism.
+        order.sort_by_key(|&i| (key(&tensors[i]), i));
+        let offsets = place(tensors, &order);
+        let len = arena_len(tensors, &offsets);
+        if len < best_len {
+            best_len = len;
+            best = Some(offsets);
+        }
+    }
+    let offsets = best.unwrap_or_default();
+    let steps = tensors.iter().map(|t| t.last + 1).max().unwrap_or(0);
+    let lower_bound = (0..steps)
+        .map(|s| {
+            tensors
+                .iter()
+                .filter(|t| t.first <= s && s <= t.last)
+                .map(|t| t.len)
+                .sum::<usize>()
+        })
+        .max()
+        .unwrap_or(0);
+    Plan {
+        arena_len: arena_len(tensors, &offsets),
+        offsets,
+        lower_bound,
+    }
+}
+
+fn arena_len(tensors: &[Interval], offsets: &[usize]) -> usize {
+    tensors.iter().zip(offsets).map(|(t, o)| o + t.len).max().unwrap_or(0)
+}
+
+/// Places tensors in `order`, each at the lowest aligned offset that
+/// conflicts with no tensor already placed and alive at the same time.
+fn place(tensors: &[Interval], order: &[usize]) -> Vec<usize> {
     let mut offsets = vec![0; tensors.len()];
     let mut placed: Vec<usize> = Vec::new();
-    for &i in &order {
+    for &i in order {
         let t = &tensors[i];
-        // Busy ranges of placed tensors alive at the same time, by offset.
         let mut busy: Vec<(usize, usize)> = placed
             .iter()
             .filter(|&&j| tensors[j].overlaps_in_time(t))
@@ -65,23 +111,7 @@ pub fn plan(tensors: &[Interval]) -> Plan {
         offsets[i] = at;
         placed.push(i);
     }
-    let arena_len = tensors.iter().zip(&offsets).map(|(t, o)| o + t.len).max().unwrap_or(0);
-    let steps = tensors.iter().map(|t| t.last + 1).max().unwrap_or(0);
-    let lower_bound = (0..steps)
-        .map(|s| {
-            tensors
-                .iter()
-                .filter(|t| t.first <= s && s <= t.last)
-                .map(|t| t.len)
-                .sum::<usize>()
-        })
-        .max()
-        .unwrap_or(0);
-    Plan {
-        offsets,
-        arena_len,
-        lower_bound,
-    }
+    offsets
 }
 
 #[cfg(test)]

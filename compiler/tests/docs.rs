@@ -28,5 +28,9 @@ fn every_path_named_in_the_docs_exists() {
         }
     }
     assert!(checked > 20, "found only {checked} paths: is the parser broken?");
-    assert!(missing.is_empty(), "paths named in the docs that do not exist:\n{}", missing.join("\n"));
+    assert!(
+        missing.is_empty(),
+        "paths named in the docs that do not exist:\n{}",
+        missing.join("\n")
+    );
 }
