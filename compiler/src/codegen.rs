@@ -204,7 +204,7 @@ fn layer_fn_name(i: usize, l: &Layer) -> proc_macro2::Ident {
     format_ident!("layer{:02}_{}", i, if clean.is_empty() { "node" } else { clean })
 }
 
-fn storage_of<'p>(p: &'p Program, t: usize) -> &'p Storage {
+fn storage_of(p: &Program, t: usize) -> &Storage {
     p.storage[t]
         .as_ref()
         .expect("lowering assigns storage to every layer tensor")

@@ -270,6 +270,8 @@ impl Op {
     }
 
     /// Infers the output shape from the input shapes, checking the config.
+    // Negated comparisons on purpose: they also reject NaN.
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
     pub fn infer(&self, inputs: &[&[usize]]) -> Result<Vec<usize>, String> {
         if inputs.len() != self.arity() {
             return Err(format!("takes {} input(s), has {}", self.arity(), inputs.len()));

@@ -32,8 +32,15 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// A compile error: one or more problems, each one line (or a few).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Error(pub Vec<String>);
+
+/// The same as `Display`, so `build.rs`'s `.unwrap()` prints readable problems.
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\n{self}")
+    }
+}
 
 impl Error {
     /// One problem.
@@ -123,10 +130,8 @@ pub fn write(program: &lower::Program, out: &Path, origin: &str) -> Result<PathB
 /// The build-script API: compiles a model into `$OUT_DIR/<stem>.rs`.
 ///
 /// ```no_run
-/// // build.rs
-/// fn main() {
-///     mncc::Build::new("models/v1_0.25_128.toml").compile().unwrap();
-/// }
+/// // build.rs, in fn main():
+/// mncc::Build::new("models/v1_0.25_128.toml").compile().unwrap();
 /// // src/lib.rs:
 /// // pub mod model { include!(concat!(env!("OUT_DIR"), "/v1_0.25_128.rs")); }
 /// ```

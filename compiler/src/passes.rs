@@ -128,12 +128,12 @@ pub fn fold_normalize(g: &mut Graph) -> usize {
             .bias
             .as_ref()
             .map_or(vec![0.0; oc], |b| b.iter().map(|&v| v as f64).collect());
-        for o in 0..oc {
+        for (o, b) in bias.iter_mut().enumerate() {
             for ic in 0..icg {
                 let ci = (o / ocg) * icg + ic;
                 for k in 0..kh * kw {
                     let w = &mut conv.weight.data[(o * icg + ic) * kh * kw + k];
-                    bias[o] += *w as f64 * norm.offset[ci] as f64;
+                    *b += *w as f64 * norm.offset[ci] as f64;
                     *w = (*w as f64 * norm.scale[ci] as f64) as f32;
                 }
             }
@@ -173,12 +173,12 @@ pub fn fold_batchnorm(g: &mut Graph) -> usize {
         let oc = conv.out_c();
         let per = conv.weight.data.len() / oc;
         let mut bias = conv.bias.take().unwrap_or_else(|| vec![0.0; oc]);
-        for o in 0..oc {
+        for (o, (b, ws)) in bias.iter_mut().zip(conv.weight.data.chunks_mut(per)).enumerate() {
             let s = bn.gamma[o] as f64 / (bn.var[o] as f64 + bn.eps as f64).sqrt();
-            for w in &mut conv.weight.data[o * per..(o + 1) * per] {
+            for w in ws {
                 *w = (*w as f64 * s) as f32;
             }
-            bias[o] = ((bias[o] as f64 - bn.mean[o] as f64) * s + bn.beta[o] as f64) as f32;
+            *b = ((*b as f64 - bn.mean[o] as f64) * s + bn.beta[o] as f64) as f32;
         }
         conv.bias = Some(bias);
         absorb(g, i, j);

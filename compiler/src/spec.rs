@@ -75,6 +75,8 @@ pub struct ModelSpec {
     pub weights: WeightSource,
     /// BatchNorm epsilon used with weights that carry BN statistics.
     pub bn_eps: f32,
+    /// Where the weights file was named (`weights.file` at file:line:column), for messages.
+    pub weights_origin: String,
 }
 
 impl ModelSpec {
@@ -184,6 +186,16 @@ struct Problems<'a> {
 }
 
 impl Problems<'_> {
+    /// A problem with the file as a whole (no line to point at).
+    fn whole(&mut self, message: String) {
+        self.list.push(SpecError {
+            path: self.path.into(),
+            line: 0,
+            column: 0,
+            message,
+        });
+    }
+
     fn at(&mut self, span: Range<usize>, message: String) {
         let (line, column) = line_col(self.text, span.start);
         self.list.push(SpecError {
@@ -233,10 +245,7 @@ pub fn parse(text: &str, path: &str, default_name: &str, dir: &Path) -> Result<M
 
     let arch = match &raw.arch {
         None => {
-            p.at(
-                0..0,
-                "missing field `arch`: add `arch = \"mobilenet_v1\"` or `arch = \"mobilenet_v2\"`".into(),
-            );
+            p.whole("missing field `arch`: add `arch = \"mobilenet_v1\"` or `arch = \"mobilenet_v2\"`".into());
             Arch::V1
         }
         Some(a) => match a.get_ref().as_str() {
@@ -265,7 +274,7 @@ pub fn parse(text: &str, path: &str, default_name: &str, dir: &Path) -> Result<M
         None => 224,
         Some(r) => {
             let v = *r.get_ref();
-            if v < 96 || v > 2048 || v % 32 != 0 {
+            if !(96..=2048).contains(&v) || v % 32 != 0 {
                 p.at(r.span(), format!("`resolution = {v}` is not allowed: it must be a multiple of 32 from 96 to 2048 (e.g. 96, 128, 160, 192, 224)"));
             }
             v.max(0) as usize
@@ -401,10 +410,10 @@ pub fn parse(text: &str, path: &str, default_name: &str, dir: &Path) -> Result<M
     }
 
     let mut weights = WeightSource::Seed(0);
+    let mut weights_origin = String::new();
     let mut bn_eps = 1e-5;
     match &raw.weights {
-        None => p.at(
-            0..0,
+        None => p.whole(
             "missing table `[weights]`: add `[weights]` with `file = \"model.safetensors\"` or `seed = 1` (random weights)".into(),
         ),
         Some(w) => {
@@ -416,6 +425,8 @@ pub fn parse(text: &str, path: &str, default_name: &str, dir: &Path) -> Result<M
                         p.at(f.span(), "`weights.file` is empty: give the path of a .safetensors file".into());
                     }
                     weights = WeightSource::File(dir.join(f.get_ref()));
+                    let (line, column) = line_col(text, f.span().start);
+                    weights_origin = format!("`weights.file` at {path}:{line}:{column}");
                 }
                 (None, Some(s)) => {
                     if *s.get_ref() < 0 {
@@ -456,6 +467,7 @@ pub fn parse(text: &str, path: &str, default_name: &str, dir: &Path) -> Result<M
         normalize,
         weights,
         bn_eps,
+        weights_origin,
     })
 }
 

@@ -17,7 +17,13 @@ pub fn load(spec: &ModelSpec, layers: &[LayerDef]) -> Result<WeightTable, String
     match &spec.weights {
         WeightSource::Seed(seed) => seeded(spec, layers, *seed),
         WeightSource::File(path) => {
-            let bytes = std::fs::read(path).map_err(|e| format!("cannot read weights file {}: {e}", path.display()))?;
+            let bytes = std::fs::read(path).map_err(|e| {
+                format!(
+                    "cannot read weights file {} (named by {}): {e}",
+                    path.display(),
+                    spec.weights_origin
+                )
+            })?;
             from_safetensors(spec, layers, &bytes, path)
         }
     }
@@ -161,9 +167,8 @@ pub fn from_safetensors(
             String::new()
         };
         problems.push(format!(
-            "unexpected tensor(s) {}{more}: not part of {}",
-            list.join(", "),
-            spec.describe()
+            "unexpected tensor(s) {}{more}: not part of this model",
+            list.join(", ")
         ));
     }
     if problems.is_empty() {

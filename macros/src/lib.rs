@@ -20,7 +20,7 @@ use proc_macro::TokenStream;
 use proc_macro2::Span;
 use quote::quote;
 use std::path::{Path, PathBuf};
-use syn::{parse_macro_input, LitStr};
+use syn::LitStr;
 
 /// Compiles the MobileNet described by the TOML file at the given path
 /// (relative to the crate root) into items: `INPUT_SHAPE`, `INPUT_LEN`,
@@ -29,7 +29,13 @@ use syn::{parse_macro_input, LitStr};
 /// `classify(&Input, &mut Arena) -> Output`.
 #[proc_macro]
 pub fn mobilenet(input: TokenStream) -> TokenStream {
-    let lit = parse_macro_input!(input as LitStr);
+    let lit = match syn::parse::<LitStr>(input) {
+        Ok(lit) => lit,
+        Err(e) => {
+            let hint = "expected the path of a model description as a string literal, e.g. mobilenet!(\"models/v1_0.25_224.toml\")";
+            return syn::Error::new(e.span(), hint).to_compile_error().into();
+        }
+    };
     match expand(&lit) {
         Ok(ts) => ts.into(),
         Err(errors) => errors
@@ -54,7 +60,9 @@ fn resolve(rel: &str) -> PathBuf {
 fn expand(lit: &LitStr) -> Result<proc_macro2::TokenStream, Vec<String>> {
     let rel = lit.value();
     if rel.is_empty() {
-        return Err(vec!["expected the path of a model description, e.g. mobilenet!(\"models/v1_0.25_224.toml\")".into()]);
+        return Err(vec![
+            "expected the path of a model description, e.g. mobilenet!(\"models/v1_0.25_224.toml\")".into(),
+        ]);
     }
     let path = resolve(&rel);
     if !path.is_file() {
