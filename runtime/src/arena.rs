@@ -17,11 +17,7 @@ use core::ops::Range;
 /// If the ranges overlap or lie outside `arena`.
 #[inline]
 #[track_caller]
-pub fn split2(
-    arena: &mut [f32],
-    input: Range<usize>,
-    output: Range<usize>,
-) -> (&[f32], &mut [f32]) {
+pub fn split2(arena: &mut [f32], input: Range<usize>, output: Range<usize>) -> (&[f32], &mut [f32]) {
     check_range("split2", "input", &input, arena.len());
     check_range("split2", "output", &output, arena.len());
     if output.is_empty() {
@@ -72,10 +68,7 @@ fn check_range(func: &str, name: &str, r: &Range<usize>, len: usize) {
 /// Splits `arena` into the part before `output`, `output` itself, and the part
 /// after it. `output` must be a valid range of `arena`.
 #[inline]
-fn around<'a>(
-    arena: &'a mut [f32],
-    output: &Range<usize>,
-) -> (&'a [f32], &'a mut [f32], &'a [f32]) {
+fn around<'a>(arena: &'a mut [f32], output: &Range<usize>) -> (&'a [f32], &'a mut [f32], &'a [f32]) {
     let (head, after) = arena.split_at_mut(output.end);
     let (before, out) = head.split_at_mut(output.start);
     (before, out, after)
@@ -101,8 +94,6 @@ fn pick<'a>(
     } else if r.start >= output.end {
         &after[r.start - output.end..r.end - output.end]
     } else {
-        panic!(
-            "{func}: {name} range {r:?} overlaps output range {output:?} (compiler bug: memory plan)"
-        )
+        panic!("{func}: {name} range {r:?} overlaps output range {output:?} (compiler bug: memory plan)")
     }
 }

@@ -139,11 +139,7 @@ struct ConvCx<'a, T> {
 
 /// [`conv2d`] for one layout (`CHW`: input is NCHW).
 #[inline(always)]
-fn conv2d_impl<T: Pixel, const NR: usize, const CHW: bool>(
-    cx: &ConvCx<'_, T>,
-    rows: usize,
-    out: &mut [f32],
-) {
+fn conv2d_impl<T: Pixel, const NR: usize, const CHW: bool>(cx: &ConvCx<'_, T>, rows: usize, out: &mut [f32]) {
     let s = &cx.s;
     let full = s.out_c - s.out_c % NR;
     let mut oy0 = 0;
@@ -258,12 +254,7 @@ pub fn depthwise<const CT: usize>(
         s.stride_w
     );
     check_len(K, "input", input.len(), s.in_len());
-    check_len(
-        K,
-        "weights",
-        weights.len(),
-        s.kernel_h * s.kernel_w * s.in_c,
-    );
+    check_len(K, "weights", weights.len(), s.kernel_h * s.kernel_w * s.in_c);
     check_len(K, "out", out.len(), s.out_len());
     check_epilogue(K, ep, s.out_c, out.len());
     let cx = DwCx {
@@ -319,14 +310,7 @@ fn interior(pad: usize, k: usize, stride: usize, in_n: usize, out_n: usize) -> (
 
 /// Output rows `oy0..oy1`, channels `c0..c0 + n` (`n <= CT`) of [`depthwise`].
 #[inline(always)]
-fn depthwise_block<const CT: usize>(
-    cx: &DwCx<'_>,
-    oy0: usize,
-    oy1: usize,
-    c0: usize,
-    n: usize,
-    out: &mut [f32],
-) {
+fn depthwise_block<const CT: usize>(cx: &DwCx<'_>, oy0: usize, oy1: usize, c0: usize, n: usize, out: &mut [f32]) {
     let (x_lo, x_hi) = cx.x_in;
     let (y_lo, y_hi) = cx.y_in;
     for oy in oy0..oy1 {
@@ -353,14 +337,7 @@ fn depthwise_block<const CT: usize>(
 /// `kernel_w * c` inputs, walked pixel by pixel (step `c`) next to the
 /// matching run of weights.
 #[inline(always)]
-fn depthwise_interior<const CT: usize>(
-    cx: &DwCx<'_>,
-    oy: usize,
-    ox: usize,
-    c0: usize,
-    n: usize,
-    out: &mut [f32],
-) {
+fn depthwise_interior<const CT: usize>(cx: &DwCx<'_>, oy: usize, ox: usize, c0: usize, n: usize, out: &mut [f32]) {
     let s = &cx.s;
     let c = s.in_c;
     let iy0 = oy * s.stride_h - s.pad_top;
@@ -384,14 +361,7 @@ fn depthwise_interior<const CT: usize>(
 /// One output pixel whose window reaches into the (zero) padding: taps
 /// outside the input are skipped.
 #[inline(always)]
-fn depthwise_border<const CT: usize>(
-    cx: &DwCx<'_>,
-    oy: usize,
-    ox: usize,
-    c0: usize,
-    n: usize,
-    out: &mut [f32],
-) {
+fn depthwise_border<const CT: usize>(cx: &DwCx<'_>, oy: usize, ox: usize, c0: usize, n: usize, out: &mut [f32]) {
     let s = &cx.s;
     let c = s.in_c;
     let mut acc = [0.0f32; CT];
@@ -484,12 +454,7 @@ pub fn pointwise<const MR: usize, const NR: usize>(
     assert!(NR >= 1, "pointwise: register tile NR must be at least 1");
     assert!(tiles.kc >= 1, "pointwise: tiles.kc must be at least 1");
     check_len(K, "input", input.len(), s.pixels * s.in_c);
-    check_len(
-        K,
-        "packed",
-        packed.len(),
-        pointwise_packed_len(s.in_c, s.out_c, NR),
-    );
+    check_len(K, "packed", packed.len(), pointwise_packed_len(s.in_c, s.out_c, NR));
     check_len(K, "out", out.len(), s.pixels * s.out_c);
     check_epilogue(K, ep, s.out_c, out.len());
     let cx = PwCx {
@@ -697,8 +662,7 @@ pub fn softmax(input: &[f32], out: &mut [f32]) {
         *o = exp(x - max);
         *s += *o;
     }
-    let sum =
-        ((sums[0] + sums[4]) + (sums[1] + sums[5])) + ((sums[2] + sums[6]) + (sums[3] + sums[7]));
+    let sum = ((sums[0] + sums[4]) + (sums[1] + sums[5])) + ((sums[2] + sums[6]) + (sums[3] + sums[7]));
     for o in out.iter_mut() {
         *o /= sum;
     }
@@ -733,10 +697,7 @@ pub fn add(a: &[f32], b: &[f32], ep: &Epilogue<'_>, out: &mut [f32]) {
                 "add: bias length {c} must be non-zero and divide the tensor length {}",
                 out.len()
             );
-            let rows = out
-                .chunks_exact_mut(c)
-                .zip(a.chunks_exact(c))
-                .zip(b.chunks_exact(c));
+            let rows = out.chunks_exact_mut(c).zip(a.chunks_exact(c)).zip(b.chunks_exact(c));
             for ((o, x), y) in rows {
                 for (((o, &x), &y), &bi) in o.iter_mut().zip(x).zip(y).zip(bias) {
                     *o = clamp((x + y) + bi, min, max);

@@ -109,12 +109,7 @@ mod tests {
             }
         }
         std::println!("exp: worst relative error {:e} at x = {}", worst.0, worst.1);
-        assert!(
-            worst.0 < 2e-7,
-            "exp: relative error {:e} at x = {}",
-            worst.0,
-            worst.1
-        );
+        assert!(worst.0 < 2e-7, "exp: relative error {:e} at x = {}", worst.0, worst.1);
     }
 
     /// Every f32 in [-88, 88] (about 2.2e9 values; run with `--ignored`).
@@ -141,12 +136,7 @@ mod tests {
             worst_normal.0,
             worst_normal.1
         );
-        assert!(
-            worst.0 < 2e-7,
-            "exp: relative error {:e} at x = {}",
-            worst.0,
-            worst.1
-        );
+        assert!(worst.0 < 2e-7, "exp: relative error {:e} at x = {}", worst.0, worst.1);
     }
 
     #[test]
@@ -173,10 +163,7 @@ mod tests {
         for x in [-100.0f32, -103.0, -103.9, -95.5, -90.0] {
             let want = (x as f64).exp();
             let got = exp(x) as f64;
-            assert!(
-                (got - want).abs() <= 1.5e-45,
-                "exp({x}) = {got:e}, want {want:e}"
-            );
+            assert!((got - want).abs() <= 1.5e-45, "exp({x}) = {got:e}, want {want:e}");
         }
         // Monotone across the subnormal boundary.
         let mut prev = 0.0f32;

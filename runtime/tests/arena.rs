@@ -28,17 +28,11 @@ fn split2_input_before_and_after_output() {
         assert_eq!(input.len(), 12);
         out.fill(100.0);
     }
-    assert_eq!(
-        &a[3..11],
-        &[3.0, 100.0, 100.0, 100.0, 100.0, 100.0, 100.0, 10.0]
-    );
+    assert_eq!(&a[3..11], &[3.0, 100.0, 100.0, 100.0, 100.0, 100.0, 100.0, 10.0]);
     // Adjacent ranges touching at both ends of the arena.
     let mut a = arena();
     let (input, out) = split2(&mut a, 16..32, 0..16);
-    assert_eq!(
-        (input.len(), out.len(), input[0], out[0]),
-        (16, 16, 16.0, 0.0)
-    );
+    assert_eq!((input.len(), out.len(), input[0], out[0]), (16, 16, 16.0, 0.0));
 }
 
 #[test]

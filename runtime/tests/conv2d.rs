@@ -35,9 +35,7 @@ fn f32_input(rng: &mut Rng, s: &ConvShape, layout: Layout, nonzero_pad: bool) ->
 fn u8_input(rng: &mut Rng, s: &ConvShape, layout: Layout) -> Input<u8> {
     let nhwc = rng.bytes(s.in_len());
     // Like a folded ImageNet mean: pad with the raw value that normalizes to 0.
-    let pad_value = (0..s.in_c)
-        .map(|c| [123.675, 116.28, 103.53][c % 3])
-        .collect();
+    let pad_value = (0..s.in_c).map(|c| [123.675, 116.28, 103.53][c % 3]).collect();
     let data = match layout {
         Layout::Nhwc => nhwc.clone(),
         Layout::Nchw => to_nchw(&nhwc, s.in_h, s.in_w, s.in_c),
@@ -52,13 +50,7 @@ fn u8_input(rng: &mut Rng, s: &ConvShape, layout: Layout) -> Input<u8> {
 
 /// Runs every epilogue and several `rows` on one shape; compares with the
 /// reference and checks results do not depend on `rows`.
-fn check<T: Pixel, const NR: usize>(
-    what: &str,
-    s: &ConvShape,
-    inp: &Input<T>,
-    w_scale: f32,
-    seed: u64,
-) {
+fn check<T: Pixel, const NR: usize>(what: &str, s: &ConvShape, inp: &Input<T>, w_scale: f32, seed: u64) {
     let mut rng = Rng::new(seed);
     let weights = rng.vec(s.kernel_h * s.kernel_w * s.in_c * s.out_c, w_scale);
     for epi in epilogues(&mut rng, s.out_c, s.out_len()) {
@@ -77,10 +69,7 @@ fn check<T: Pixel, const NR: usize>(
                 &ep,
                 &mut out,
             );
-            let tag = format!(
-                "{what} NR={NR} {:?} rows={rows} ep={}",
-                inp.layout, epi.name
-            );
+            let tag = format!("{what} NR={NR} {:?} rows={rows} ep={}", inp.layout, epi.name);
             assert_close(&tag, &out, &want);
             match &first {
                 None => first = Some(out),

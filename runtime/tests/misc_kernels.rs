@@ -11,9 +11,7 @@ fn ref_gap(pixels: usize, c: usize, input: &[f32]) -> Vec<f64> {
 }
 
 fn ref_softmax(input: &[f32]) -> Vec<f64> {
-    let m = input
-        .iter()
-        .fold(f64::NEG_INFINITY, |m, &x| m.max(x as f64));
+    let m = input.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x as f64));
     let e: Vec<f64> = input.iter().map(|&x| (x as f64 - m).exp()).collect();
     let sum: f64 = e.iter().sum();
     e.iter().map(|v| v / sum).collect()
@@ -22,23 +20,11 @@ fn ref_softmax(input: &[f32]) -> Vec<f64> {
 #[test]
 fn global_avg_pool_matches_reference() {
     let mut rng = Rng::new(1);
-    for (pixels, c) in [
-        (1, 1),
-        (1, 7),
-        (49, 1),
-        (49, 1024),
-        (9, 13),
-        (196, 17),
-        (12544, 3),
-    ] {
+    for (pixels, c) in [(1, 1), (1, 7), (49, 1), (49, 1024), (9, 13), (196, 17), (12544, 3)] {
         let input = rng.vec(pixels * c, 3.0);
         let mut out = vec![f32::NAN; c];
         global_avg_pool(pixels, c, &input, &mut out);
-        assert_close(
-            &format!("gap {pixels}x{c}"),
-            &out,
-            &ref_gap(pixels, c, &input),
-        );
+        assert_close(&format!("gap {pixels}x{c}"), &out, &ref_gap(pixels, c, &input));
     }
 }
 
@@ -72,10 +58,7 @@ fn softmax_matches_reference() {
         for (i, (&g, &w)) in out.iter().zip(&want).enumerate() {
             if w > 1e-37 {
                 let rel = ((g as f64 - w) / w).abs();
-                assert!(
-                    rel < 2e-6,
-                    "softmax n={n}: element {i} rel error {rel:e} ({g} vs {w})"
-                );
+                assert!(rel < 2e-6, "softmax n={n}: element {i} rel error {rel:e} ({g} vs {w})");
             }
         }
         let sum: f64 = out.iter().map(|&v| v as f64).sum();

@@ -2,9 +2,7 @@
 mod common;
 
 use common::*;
-use mncc_runtime::{
-    pointwise, pointwise_packed_len, Epilogue, PointwiseShape, PointwiseTiles, PwOrder,
-};
+use mncc_runtime::{pointwise, pointwise_packed_len, Epilogue, PointwiseShape, PointwiseTiles, PwOrder};
 
 const ORDERS: [PwOrder; 2] = [PwOrder::PixelsOuter, PwOrder::ChannelsOuter];
 
@@ -19,11 +17,7 @@ fn check<const MR: usize, const NR: usize>(
     seed: u64,
 ) -> Vec<f32> {
     let mut rng = Rng::new(seed);
-    let s = PointwiseShape {
-        pixels,
-        in_c,
-        out_c,
-    };
+    let s = PointwiseShape { pixels, in_c, out_c };
     let input = rng.vec(pixels * in_c, 2.0);
     let weights = rng.vec(in_c * out_c, 1.0);
     let packed = pack_pointwise(&weights, in_c, out_c, NR);
@@ -42,14 +36,7 @@ fn check<const MR: usize, const NR: usize>(
             for order in ORDERS {
                 // NaN-filled output: the first kc block must not read it.
                 let mut out = vec![f32::NAN; pixels * out_c];
-                pointwise::<MR, NR>(
-                    &s,
-                    &PointwiseTiles { kc, order },
-                    &input,
-                    &packed,
-                    &ep,
-                    &mut out,
-                );
+                pointwise::<MR, NR>(&s, &PointwiseTiles { kc, order }, &input, &packed, &ep, &mut out);
                 let tag = format!("{what} {MR}x{NR} kc={kc} {order:?} ep={}", epi.name);
                 assert_close(&tag, &out, &want);
                 match &first {
@@ -88,13 +75,7 @@ fn channels_around_the_tile() {
 fn pixels_around_the_tile() {
     // pixels < MR, == MR, MR +- 1, multiples.
     for pixels in [1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 49] {
-        check_tiles(
-            &format!("pixels={pixels}"),
-            pixels,
-            5,
-            9,
-            100 + pixels as u64,
-        );
+        check_tiles(&format!("pixels={pixels}"), pixels, 5, 9, 100 + pixels as u64);
     }
 }
 

@@ -5,8 +5,8 @@ mod common;
 use common::Rng;
 use common::*;
 use mncc_runtime::{
-    conv2d, depthwise, pointwise, split2, split3, Conv2dTiles, ConvShape, DepthwiseTiles, Layout,
-    PointwiseShape, PointwiseTiles, PwOrder,
+    conv2d, depthwise, pointwise, split2, split3, Conv2dTiles, ConvShape, DepthwiseTiles, Layout, PointwiseShape,
+    PointwiseTiles, PwOrder,
 };
 use proptest::prelude::*;
 
@@ -62,21 +62,9 @@ fn conv2d_case<T: mncc_runtime::Pixel, const NR: usize>(
     let ep = epi.ep();
     let want = ref_conv2d(s, nhwc_f64, pad, w, &ep);
     let mut out = vec![f32::NAN; s.out_len()];
-    conv2d::<T, NR>(
-        s,
-        &Conv2dTiles { rows },
-        layout,
-        &data,
-        pad,
-        w,
-        &ep,
-        &mut out,
-    );
+    conv2d::<T, NR>(s, &Conv2dTiles { rows }, layout, &data, pad, w, &ep, &mut out);
     check_close(
-        &format!(
-            "conv2d NR={NR} {s:?} rows={rows} {layout:?} ep={}",
-            epi.name
-        ),
+        &format!("conv2d NR={NR} {s:?} rows={rows} {layout:?} ep={}", epi.name),
         &out,
         &want,
     )

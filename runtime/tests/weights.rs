@@ -1,8 +1,7 @@
 //! `f32_view` on an `Aligned` byte blob.
 use mncc_runtime::{f32_view, Aligned};
 
-static BLOB: Aligned<[u8; 16]> =
-    Aligned(*b"\x00\x00\x80\x3f\x00\x00\x00\xc0\x00\x00\xc0\x7f\xdb\x0f\x49\x40");
+static BLOB: Aligned<[u8; 16]> = Aligned(*b"\x00\x00\x80\x3f\x00\x00\x00\xc0\x00\x00\xc0\x7f\xdb\x0f\x49\x40");
 
 #[test]
 fn views_little_endian_f32s() {
@@ -12,11 +11,7 @@ fn views_little_endian_f32s() {
     assert_eq!(w[1], -2.0);
     assert!(w[2].is_nan());
     assert_eq!(w[3], core::f32::consts::PI);
-    assert_eq!(
-        w.as_ptr() as usize % 64,
-        0,
-        "view must start on the 64-byte boundary"
-    );
+    assert_eq!(w.as_ptr() as usize % 64, 0, "view must start on the 64-byte boundary");
 }
 
 #[test]

@@ -113,10 +113,7 @@ fn keras_v1_matches_onnxruntime_on_photos() {
         let got = model::classify(pixels.as_slice().try_into().unwrap(), arena);
         check(&format!("{stem}: generated vs onnxruntime"), &got, &ort);
         let c = compare(&got, &ort);
-        assert_eq!(
-            c.argmax.0, c.argmax.1,
-            "{stem}: top-1 differs from onnxruntime"
-        );
+        assert_eq!(c.argmax.0, c.argmax.1, "{stem}: top-1 differs from onnxruntime");
         let want = interp::run(&m.graph, &InputData::U8(pixels)).unwrap();
         check(&format!("{stem}: generated vs interpreter"), &got, &want);
         let i = compare(&want.iter().map(|&v| v as f32).collect::<Vec<_>>(), &ort);
@@ -138,11 +135,7 @@ fn parrot_is_a_macaw() {
         pixels.as_slice().try_into().unwrap(),
         (&mut arena[..]).try_into().unwrap(),
     );
-    let top = out
-        .iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .unwrap();
+    let top = out.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap();
     assert_eq!(top.0, 88, "parrot classified as {} ({})", top.0, top.1);
     assert!(*top.1 > 0.98, "macaw probability {}", top.1);
 }

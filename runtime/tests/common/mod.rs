@@ -96,13 +96,7 @@ pub fn ref_epilogue(acc: f64, c: usize, i: usize, ep: &Epilogue<'_>) -> f64 {
 
 /// Naive full convolution. `input` is NHWC (whatever the layout the kernel
 /// under test reads), weights `[kh][kw][in_c][out_c]`, output NHWC.
-pub fn ref_conv2d(
-    s: &ConvShape,
-    input: &[f64],
-    pad_value: &[f32],
-    weights: &[f32],
-    ep: &Epilogue<'_>,
-) -> Vec<f64> {
+pub fn ref_conv2d(s: &ConvShape, input: &[f64], pad_value: &[f32], weights: &[f32], ep: &Epilogue<'_>) -> Vec<f64> {
     assert_eq!(input.len(), s.in_h * s.in_w * s.in_c);
     let mut out = vec![0.0; s.out_h * s.out_w * s.out_c];
     for oy in 0..s.out_h {
@@ -113,16 +107,14 @@ pub fn ref_conv2d(
                     for kx in 0..s.kernel_w {
                         let iy = (oy * s.stride_h + ky) as isize - s.pad_top as isize;
                         let ix = (ox * s.stride_w + kx) as isize - s.pad_left as isize;
-                        let inside =
-                            iy >= 0 && iy < s.in_h as isize && ix >= 0 && ix < s.in_w as isize;
+                        let inside = iy >= 0 && iy < s.in_h as isize && ix >= 0 && ix < s.in_w as isize;
                         for ci in 0..s.in_c {
                             let x = if inside {
                                 input[(iy as usize * s.in_w + ix as usize) * s.in_c + ci]
                             } else {
                                 pad_value[ci] as f64
                             };
-                            let w = weights[((ky * s.kernel_w + kx) * s.in_c + ci) * s.out_c + co]
-                                as f64;
+                            let w = weights[((ky * s.kernel_w + kx) * s.in_c + ci) * s.out_c + co] as f64;
                             acc += x * w;
                         }
                     }
@@ -290,11 +282,7 @@ pub fn errors(got: &[f32], want: &[f64]) -> (f64, f64, usize) {
         } else {
             (g as f64 - w).abs()
         };
-        let rel = if abs == 0.0 {
-            0.0
-        } else {
-            abs / w.abs().max(1e-30)
-        };
+        let rel = if abs == 0.0 { 0.0 } else { abs / w.abs().max(1e-30) };
         if abs > max_abs || (abs.is_infinite() && !max_abs.is_infinite()) {
             max_abs = abs;
             at = i;
