@@ -1,0 +1,188 @@
+//! Random graphs through the whole pipeline: passes, lowering, codegen, a
+//! release build of the generated code, compared over the whole output with
+//! the reference interpreter on the unoptimized graph.
+//!
+//! The graphs go beyond what the v1/v2 tables produce: 1x1, 3x3 and 5x5
+//! kernels, strides 1 and 2, asymmetric pads, strided and padded 1x1 convs
+//! (lowered to `conv2d`), residual adds, BatchNorm with and without bias,
+//! ReLU/ReLU6/none, a dense layer on a flattened spatial tensor (its weight
+//! columns are permuted from NCHW to NHWC order at compile time), softmax,
+//! u8 and f32 inputs in both layouts.
+
+use mncc::harness;
+use mncc::interp::{self, InputData};
+use mncc::ir::*;
+use mncc::rng::Rng;
+
+fn param(r: &mut Rng, shape: Vec<usize>) -> Param {
+    let n: usize = shape.iter().product();
+    let fan_in = n / shape[0];
+    let std = (2.0 / fan_in as f64).sqrt();
+    Param::new(shape, (0..n).map(|_| (r.normal() * std) as f32).collect())
+}
+
+fn vecf(r: &mut Rng, n: usize, lo: f64, hi: f64) -> Vec<f32> {
+    (0..n).map(|_| r.uniform(lo, hi) as f32).collect()
+}
+
+fn bn(r: &mut Rng, c: usize) -> Op {
+    Op::BatchNorm(BatchNormCfg {
+        gamma: vecf(r, c, 0.5, 1.5),
+        beta: vecf(r, c, -0.2, 0.2),
+        mean: vecf(r, c, -0.2, 0.2),
+        var: vecf(r, c, 0.5, 2.0),
+        eps: 1e-3,
+    })
+}
+
+fn pick<T: Copy>(r: &mut Rng, xs: &[T]) -> T {
+    xs[(r.next_u64() % xs.len() as u64) as usize]
+}
+
+fn random_graph(seed: u64) -> Graph {
+    let mut r = Rng::new(seed);
+    // Seeds cycle through every input type and layout.
+    let dtype = [DType::U8, DType::F32][seed as usize % 2];
+    let layout = [Layout::Nhwc, Layout::Nchw][seed as usize / 2 % 2];
+    let size = pick(&mut r, &[13usize, 16, 21]);
+    let mut g = Graph::new(
+        "random",
+        &format!("seed {seed}"),
+        InputSpec { dtype, layout },
+        vec![1, 3, size, size],
+    );
+    let mut x = INPUT;
+    if dtype == DType::U8 {
+        let n = NormalizeCfg {
+            scale: vec![1.0 / 58.0, 1.0 / 57.0, 1.0 / 57.5],
+            offset: vec![-2.1, -2.0, -1.8],
+        };
+        x = g.push("normalize", Op::Normalize(n), &[x]).unwrap();
+    }
+    // Stem: a full conv with random kernel, stride and (asymmetric) pads.
+    let k = pick(&mut r, &[3usize, 5]);
+    let s = pick(&mut r, &[1usize, 2]);
+    let pads = [
+        pick(&mut r, &[0, 1]),
+        pick(&mut r, &[0, 1, 2]),
+        pick(&mut r, &[0, 1]),
+        pick(&mut r, &[1, 2]),
+    ];
+    let mut c = pick(&mut r, &[4usize, 8, 11]);
+    x = g
+        .push(
+            "stem",
+            Op::Conv(ConvCfg::new(param(&mut r, vec![c, 3, k, k]), [s, s], pads, 1)),
+            &[x],
+        )
+        .unwrap();
+    x = g.push("stem.bn", bn(&mut r, c), &[x]).unwrap();
+    x = g.push("stem.relu6", Op::Clip(Clamp::RELU6), &[x]).unwrap();
+    for b in 0..3 {
+        let block_in = x;
+        let k = pick(&mut r, &[3usize, 5]);
+        let s = if b == 1 { 2 } else { 1 };
+        let p = k / 2;
+        let pads = if s == 2 { [p - 1, p - 1, p, p] } else { [p; 4] };
+        let mut cfg = ConvCfg::new(param(&mut r, vec![c, 1, k, k]), [s, s], pads, c);
+        if r.unit() < 0.5 {
+            cfg.bias = Some(vecf(&mut r, c, -0.1, 0.1));
+        }
+        x = g.push(&format!("b{b}.dw"), Op::Conv(cfg), &[x]).unwrap();
+        x = g.push(&format!("b{b}.dw.bn"), bn(&mut r, c), &[x]).unwrap();
+        x = g
+            .push(
+                &format!("b{b}.dw.relu"),
+                Op::Clip(pick(&mut r, &[Clamp::RELU, Clamp::RELU6])),
+                &[x],
+            )
+            .unwrap();
+        let oc = if s == 1 && r.unit() < 0.6 {
+            c
+        } else {
+            pick(&mut r, &[c, 8, 13, 16])
+        };
+        x = g
+            .push(
+                &format!("b{b}.pw"),
+                Op::Conv(ConvCfg::new(param(&mut r, vec![oc, c, 1, 1]), [1, 1], [0; 4], 1)),
+                &[x],
+            )
+            .unwrap();
+        x = g.push(&format!("b{b}.pw.bn"), bn(&mut r, oc), &[x]).unwrap();
+        if s == 1 && oc == c {
+            x = g.push(&format!("b{b}.add"), Op::Add, &[x, block_in]).unwrap();
+        } else {
+            x = g.push(&format!("b{b}.pw.relu6"), Op::Clip(Clamp::RELU6), &[x]).unwrap();
+        }
+        c = oc;
+    }
+    // A strided, padded 1x1 conv: not a pointwise kernel, lowered to conv2d.
+    let oc = pick(&mut r, &[6usize, 9]);
+    x = g
+        .push(
+            "proj",
+            Op::Conv(ConvCfg::new(param(&mut r, vec![oc, c, 1, 1]), [2, 2], [0, 0, 0, 0], 1)),
+            &[x],
+        )
+        .unwrap();
+    x = g.push("proj.relu", Op::Clip(Clamp::RELU), &[x]).unwrap();
+    // Head: either pooling then dense, or dense on the flattened spatial tensor.
+    let flat: usize = g.tensors[x].shape[1..].iter().product();
+    let (k_in, x) = if seed % 2 == 0 {
+        (oc, g.push("pool", Op::GlobalAvgPool, &[x]).unwrap())
+    } else {
+        (flat, x)
+    };
+    let classes = pick(&mut r, &[5usize, 10]);
+    let w = param(&mut r, vec![classes, k_in]);
+    let mut y = g
+        .push(
+            "fc",
+            Op::Dense(DenseCfg {
+                weight: w,
+                bias: Some(vecf(&mut r, classes, -0.5, 0.5)),
+            }),
+            &[x],
+        )
+        .unwrap();
+    if r.unit() < 0.5 {
+        y = g.push("softmax", Op::Softmax, &[y]).unwrap();
+    }
+    let _ = y;
+    g
+}
+
+#[test]
+fn random_graphs_match_the_interpreter() {
+    for seed in 0..4u64 {
+        let g = random_graph(seed);
+        if let Some(fc) = g.nodes.iter().find(|n| n.name == "fc") {
+            let s = &g.tensors[fc.inputs[0]].shape;
+            assert!(
+                seed % 2 == 0 || s[2] * s[3] > 1,
+                "seed {seed}: the flattened dense must see spatial > 1, got {s:?}"
+            );
+        }
+        let (opt, reports) = mncc::passes::optimize(g.clone()).unwrap();
+        let p = mncc::lower::lower(&opt, reports, &mncc::lower::Target::PORTABLE).unwrap();
+        let kernels: Vec<String> = p.layers.iter().map(|l| l.kernel.name()).collect();
+        let h = harness::build(&p, true).unwrap();
+        for input_seed in 0..2 {
+            let x = InputData::random(g.input.dtype, g.tensors[INPUT].len(), input_seed);
+            let want = interp::run(&g, &x).unwrap();
+            let got = h.run(&x).unwrap();
+            let c = harness::compare(&got, &want);
+            println!(
+                "seed {seed} input {input_seed}: max abs {:.3e}, max rel {:.3e} (tolerance {:.3e}); {:?} {}; {kernels:?}",
+                c.max_abs, c.max_rel, c.tolerance, g.input.dtype, g.input.layout
+            );
+            assert!(
+                c.ok(),
+                "seed {seed}: max abs error {:.3e} > {:.3e}",
+                c.max_abs,
+                c.tolerance
+            );
+        }
+    }
+}
