@@ -329,6 +329,90 @@ mod tests {
         }
     }
 
+    /// Writes `table` as safetensors under torchvision's names (or mncc's).
+    fn to_safetensors(layers: &[LayerDef], table: &WeightTable, torchvision: bool) -> Vec<u8> {
+        use safetensors::tensor::TensorView;
+        let mut named: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+        let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        for l in layers {
+            let Some(w) = table.get(&l.name) else { continue };
+            let (wk, bk) = match (&l.torchvision, torchvision) {
+                (Some((w, bn)), true) => (w.clone(), bn.clone()),
+                _ => (l.name.clone(), Some(format!("{}.bn", l.name))),
+            };
+            named.push((format!("{wk}.weight"), w.weight.shape.clone(), bytes(&w.weight.data)));
+            if let Some(b) = &w.bias {
+                named.push((format!("{wk}.bias"), vec![b.len()], bytes(b)));
+            }
+            if let (Some(bn), Some(bk)) = (&w.bn, bk) {
+                for (p, v) in [
+                    ("weight", &bn.gamma),
+                    ("bias", &bn.beta),
+                    ("running_mean", &bn.mean),
+                    ("running_var", &bn.var),
+                ] {
+                    named.push((format!("{bk}.{p}"), vec![v.len()], bytes(v)));
+                }
+                if torchvision {
+                    named.push((format!("{bk}.num_batches_tracked"), vec![], 7i64.to_le_bytes().to_vec()));
+                }
+            }
+        }
+        let views: Vec<(String, TensorView)> = named
+            .iter()
+            .map(|(n, shape, b)| {
+                let dtype = if n.ends_with("num_batches_tracked") {
+                    Dtype::I64
+                } else {
+                    Dtype::F32
+                };
+                (n.clone(), TensorView::new(dtype, shape.clone(), b).unwrap())
+            })
+            .collect();
+        safetensors::serialize(views, &None).unwrap()
+    }
+
+    /// torchvision's MobileNetV2 `state_dict` names (features.N.conv.K..., as in
+    /// torchvision/models/mobilenetv2.py) load into the same weights as mncc's names.
+    #[test]
+    fn torchvision_and_mncc_names_load_the_same_weights() {
+        for alpha in ["0.35", "1.0"] {
+            let toml = format!("arch = \"v2\"\nalpha = {alpha}\nresolution = 96\n[weights]\nseed = 3\n");
+            let spec = crate::spec::parse(&toml, "t.toml", "t", Path::new(".")).unwrap();
+            let layers = arch::layers(&spec);
+            let table = seeded(&spec, &layers, 3).unwrap();
+            for tv in [true, false] {
+                let bytes = to_safetensors(&layers, &table, tv);
+                let loaded = from_safetensors(&spec, &layers, &bytes, Path::new("w.safetensors")).unwrap();
+                assert!(loaded == table, "alpha {alpha}, torchvision names: {tv}");
+            }
+            // A few names as torchvision spells them.
+            let names: Vec<String> = SafeTensors::deserialize(&to_safetensors(&layers, &table, true))
+                .unwrap()
+                .names()
+                .into_iter()
+                .cloned()
+                .collect();
+            for n in [
+                "features.0.0.weight",
+                "features.1.conv.0.0.weight",
+                "features.1.conv.1.weight",
+                "features.1.conv.2.running_var",
+                "features.2.conv.0.0.weight",
+                "features.2.conv.1.0.weight",
+                "features.2.conv.2.weight",
+                "features.2.conv.3.bias",
+                "features.17.conv.3.running_mean",
+                "features.18.0.weight",
+                "features.18.1.weight",
+                "classifier.1.weight",
+                "classifier.1.bias",
+            ] {
+                assert!(names.iter().any(|m| m == n), "{n} missing");
+            }
+        }
+    }
+
     #[test]
     fn f16_conversion() {
         assert_eq!(f16_to_f32(0x3c00), 1.0);
