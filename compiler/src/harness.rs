@@ -138,7 +138,7 @@ pub fn build(program: &Program, quiet: bool) -> Result<Harness, String> {
     )?;
     write(
         &root.join("runtime/Cargo.toml"),
-        "[package]\nname = \"mncc-runtime\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[features]\ndefault = []\nmacros = []\nstd = []\n",
+        "[package]\nname = \"mncc-runtime\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[features]\ndefault = []\nmacros = []\n",
     )?;
     for (rel, text) in RUNTIME_SOURCES {
         write(&root.join("runtime/src").join(rel), text)?;
@@ -207,14 +207,10 @@ impl Harness {
         Ok(p)
     }
 
-    /// Runs the model once on `input`.
-    pub fn run(&self, input: &InputData) -> Result<Vec<f32>, String> {
-        let inp = self.input_file(input)?;
-        let outp = self._dir.path().join("output.bin");
+    /// Runs the harness binary; returns its stdout.
+    fn exec(&self, args: &[&std::ffi::OsStr]) -> Result<Vec<u8>, String> {
         let out = Command::new(&self.exe)
-            .arg("run")
-            .arg(&inp)
-            .arg(&outp)
+            .args(args)
             .output()
             .map_err(|e| format!("cannot run the harness: {e}"))?;
         if !out.status.success() {
@@ -223,6 +219,14 @@ impl Harness {
                 String::from_utf8_lossy(&out.stderr)
             ));
         }
+        Ok(out.stdout)
+    }
+
+    /// Runs the model once on `input`.
+    pub fn run(&self, input: &InputData) -> Result<Vec<f32>, String> {
+        let inp = self.input_file(input)?;
+        let outp = self._dir.path().join("output.bin");
+        self.exec(&["run".as_ref(), inp.as_os_str(), outp.as_os_str()])?;
         let bytes = std::fs::read(&outp).map_err(|e| format!("cannot read the output: {e}"))?;
         Ok(bytes
             .chunks_exact(4)
@@ -233,19 +237,9 @@ impl Harness {
     /// Times repeated runs for about `seconds`.
     pub fn bench(&self, input: &InputData, seconds: f64) -> Result<Timing, String> {
         let inp = self.input_file(input)?;
-        let out = Command::new(&self.exe)
-            .arg("bench")
-            .arg(&inp)
-            .arg(seconds.to_string())
-            .output()
-            .map_err(|e| format!("cannot run the harness: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "the generated code failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        let text = String::from_utf8_lossy(&out.stdout);
+        let secs = seconds.to_string();
+        let stdout = self.exec(&["bench".as_ref(), inp.as_os_str(), secs.as_ref()])?;
+        let text = String::from_utf8_lossy(&stdout);
         let f: Vec<f64> = text.split_whitespace().filter_map(|t| t.parse().ok()).collect();
         match f[..] {
             [runs, median_ms, min_ms] => Ok(Timing {
