@@ -153,6 +153,7 @@ pub fn eval(op: &Op, ins: &[&[f64]], shapes: &[&[usize]], out_shape: &[usize]) -
             }
             out
         }
+        Op::Reshape(_) => x.to_vec(),
         Op::Softmax => {
             let k = shapes[0][1];
             let mut out = Vec::with_capacity(x.len());

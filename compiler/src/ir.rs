@@ -232,6 +232,9 @@ pub enum Op {
     Dense(DenseCfg),
     /// Softmax over the last dim of `[n, k]`.
     Softmax,
+    /// Same elements, new shape (NCHW order): Flatten, Reshape, Squeeze,
+    /// Unsqueeze. Lowered to nothing when the NHWC storage order is the same.
+    Reshape(Vec<usize>),
 }
 
 impl Op {
@@ -246,6 +249,7 @@ impl Op {
             Op::GlobalAvgPool => "GlobalAvgPool",
             Op::Dense(_) => "Dense",
             Op::Softmax => "Softmax",
+            Op::Reshape(_) => "Reshape",
         }
     }
 
@@ -397,6 +401,15 @@ impl Op {
                     return Err(format!("input must be [n, k], is {x:?}"));
                 }
                 Ok(x.to_vec())
+            }
+            Op::Reshape(shape) => {
+                let (a, b) = (x.iter().product::<usize>(), shape.iter().product::<usize>());
+                if a != b {
+                    return Err(format!(
+                        "cannot reshape {x:?} ({a} elements) into {shape:?} ({b} elements)"
+                    ));
+                }
+                Ok(shape.clone())
             }
         }
     }

@@ -22,6 +22,7 @@ pub mod interp;
 pub mod ir;
 pub mod lower;
 pub mod npy;
+pub mod onnx;
 pub mod passes;
 pub mod plan;
 pub mod rng;
@@ -63,35 +64,37 @@ impl From<String> for Error {
     }
 }
 
-/// A model as the front end built it: the reference graph (unoptimized, as
-/// the interpreter should see it) and where it came from.
+/// A model as a front end built it: the reference graph (unoptimized, as
+/// the interpreter should see it) and the files it was read from.
 #[derive(Clone, Debug)]
 pub struct Model {
-    /// The description (for TOML models).
-    pub spec: spec::ModelSpec,
     /// The graph before any pass.
     pub graph: ir::Graph,
+    /// The description and weight files (a build must be redone when they change).
+    pub files: Vec<PathBuf>,
 }
 
-/// Reads a model description (a `.toml` file).
+/// Reads a model: a TOML description (`.toml`) or an ONNX file (`.onnx`).
 pub fn load(path: &Path) -> Result<Model, Error> {
     match path.extension().and_then(|e| e.to_str()) {
-        Some("toml") => {}
+        Some("toml") => {
+            let spec = spec::load(path).map_err(|es| Error(es.iter().map(|e| e.to_string()).collect()))?;
+            let mut model = from_spec(spec)?;
+            model.files.insert(0, path.to_path_buf());
+            Ok(model)
+        }
         Some("onnx") => {
-            return Err(Error::msg(format!(
-                "{}: ONNX input is not supported yet; describe the model in TOML (README, \"TOML description\")",
-                path.display()
-            )))
+            let graph = onnx::load(path).map_err(Error)?;
+            Ok(Model {
+                graph,
+                files: vec![path.to_path_buf()],
+            })
         }
-        _ => {
-            return Err(Error::msg(format!(
-                "{}: expected a .toml model description",
-                path.display()
-            )))
-        }
+        _ => Err(Error::msg(format!(
+            "{}: expected a model description (.toml) or an ONNX model (.onnx)",
+            path.display()
+        ))),
     }
-    let spec = spec::load(path).map_err(|es| Error(es.iter().map(|e| e.to_string()).collect()))?;
-    from_spec(spec)
 }
 
 /// Builds the model of a parsed description (loading or generating weights).
@@ -99,7 +102,11 @@ pub fn from_spec(spec: spec::ModelSpec) -> Result<Model, Error> {
     let layers = arch::layers(&spec);
     let table = weights::load(&spec, &layers)?;
     let graph = arch::build(&spec, &layers, &table, spec.resolution)?;
-    Ok(Model { spec, graph })
+    let files = match &spec.weights {
+        spec::WeightSource::File(w) => vec![w.clone()],
+        spec::WeightSource::Seed(_) => Vec::new(),
+    };
+    Ok(Model { graph, files })
 }
 
 /// Optimizes and lowers a model for the portable target.
@@ -182,10 +189,9 @@ impl Build {
                 .unwrap_or("model")
                 .to_string(),
         };
-        println!("cargo:rerun-if-changed={}", self.model.display());
         let model = load(&self.model)?;
-        if let spec::WeightSource::File(w) = &model.spec.weights {
-            println!("cargo:rerun-if-changed={}", w.display());
+        for f in &model.files {
+            println!("cargo:rerun-if-changed={}", f.display());
         }
         let program = compile(&model)?;
         let out = dir.join(format!("{stem}.rs"));

@@ -324,6 +324,9 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
     let mut blob = Vec::new();
     let mut layers = Vec::new();
     let input_is_plain = g.input.dtype == DType::F32 && g.input.layout == Layout::Nhwc;
+    // A Reshape that keeps the NHWC storage order is a view: its output is
+    // stored where its input is (`alias[t]` is the tensor that holds `t`).
+    let mut alias: Vec<TensorId> = (0..g.tensors.len()).collect();
     for n in &g.nodes {
         let x = &g.tensors[n.inputs[0]].shape;
         let y = &g.tensors[n.output].shape;
@@ -331,13 +334,22 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
         if x.first() != Some(&1) {
             return Err(at(format!("batch size {} is not supported (only 1)", x[0])));
         }
-        let reads_input = n.inputs[0] == INPUT;
+        if let Op::Reshape(_) = n.op {
+            if !(same_order_in_nhwc(x) && same_order_in_nhwc(y)) {
+                return Err(at(format!(
+                    "reshaping {x:?} to {y:?} reorders elements in channels-last storage; only a dense layer may read such a flatten"
+                )));
+            }
+            alias[n.output] = alias[n.inputs[0]];
+            continue;
+        }
+        let reads_input = alias[n.inputs[0]] == INPUT;
         let mut layer = Layer {
             name: n.name.clone(),
             op: n.op.kind(),
             fused: n.fused.clone(),
             kernel: Kernel::Softmax,
-            inputs: n.inputs.clone(),
+            inputs: n.inputs.iter().map(|&t| alias[t]).collect(),
             output: n.output,
             in_shape: nhwc(x),
             out_shape: nhwc(y),
@@ -481,6 +493,7 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
                     c.describe()
                 )));
             }
+            Op::Reshape(_) => unreachable!("reshapes are views, handled above"),
             Op::Normalize(_) | Op::BatchNorm(_) => {
                 return Err(at(
                     "could not be folded into a preceding or following convolution".into()
@@ -493,15 +506,16 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
     // Storage: input and output are the caller's; the rest is planned.
     let mut storage: Vec<Option<Storage>> = vec![None; g.tensors.len()];
     storage[INPUT] = Some(Storage::Input);
-    if g.output == INPUT {
+    let output = alias[g.output];
+    if output == INPUT {
         return Err("the model output is its input: nothing to compute".into());
     }
-    storage[g.output] = Some(Storage::Output);
+    storage[output] = Some(Storage::Output);
     let mut ids = Vec::new();
     let mut intervals = Vec::new();
     for (step, l) in layers.iter().enumerate() {
-        if l.output == g.output {
-            if step + 1 != layers.len() || layers.iter().any(|m| m.inputs.contains(&g.output)) {
+        if l.output == output {
+            if step + 1 != layers.len() || layers.iter().any(|m| m.inputs.contains(&output)) {
                 return Err(format!(
                     "node `{}`: the model output is read by another node, which is not supported",
                     l.name
@@ -542,6 +556,15 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
         arena_lower_bound: p.lower_bound,
         passes,
     })
+}
+
+/// Whether a tensor's elements are in the same order in NCHW and NHWC
+/// storage (at most one of channels and pixels is larger than 1).
+fn same_order_in_nhwc(shape: &[usize]) -> bool {
+    match *shape {
+        [_, c, h, w] => c == 1 || h * w == 1,
+        _ => true,
+    }
 }
 
 /// Schedules and packs a pointwise layer; `w(o, i)` is the weight from input

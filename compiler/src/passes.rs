@@ -20,6 +20,11 @@ pub struct Pass {
 /// The pipeline, in order.
 pub const PIPELINE: &[Pass] = &[
     Pass {
+        name: "reshape_into_dense",
+        doc: "a flatten read only by a dense layer removed (the dense layer flattens in the same order)",
+        run: reshape_into_dense,
+    },
+    Pass {
         name: "fold_normalize",
         doc: "input normalization folded into the first conv's weights, bias and pad value",
         run: fold_normalize,
@@ -235,6 +240,34 @@ pub fn fuse_activation(g: &mut Graph) -> usize {
     count
 }
 
+/// `Dense(Reshape(x))` where the reshape keeps the batch dim and flattens
+/// the rest: the dense layer reads `x` (it flattens in the same NCHW order).
+/// Also removes reshapes to the shape they already have.
+pub fn reshape_into_dense(g: &mut Graph) -> usize {
+    let mut count = 0;
+    loop {
+        let found = (0..g.nodes.len()).find_map(|i| {
+            let Op::Reshape(to) = &g.nodes[i].op else { return None };
+            let (x, y) = (g.nodes[i].inputs[0], g.nodes[i].output);
+            if &g.tensors[x].shape == to && g.output != y {
+                return Some((i, x, y));
+            }
+            let readers = g.consumers(y);
+            let flatten = to.len() == 2 && g.tensors[x].shape.first() == to.first();
+            let only_dense = !readers.is_empty() && readers.iter().all(|&j| matches!(g.nodes[j].op, Op::Dense(_)));
+            (flatten && only_dense && g.output != y).then_some((i, x, y))
+        });
+        let Some((i, x, y)) = found else { return count };
+        let name = g.nodes[i].name.clone();
+        for j in g.consumers(y) {
+            g.nodes[j].fused.insert(0, name.clone());
+        }
+        g.replace_uses(y, x);
+        g.nodes.remove(i);
+        count += 1;
+    }
+}
+
 /// Removes nodes whose output is never read and is not the graph output.
 pub fn remove_dead(g: &mut Graph) -> usize {
     let mut count = 0;
@@ -357,6 +390,7 @@ mod tests {
         assert_eq!(
             counts,
             [
+                ("reshape_into_dense", 0),
                 ("fold_normalize", 1),
                 ("fold_batchnorm", 3),
                 ("fuse_residual", 1),

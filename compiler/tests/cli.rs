@@ -156,7 +156,10 @@ fn errors_are_one_clean_line_each() {
         &mncc(&["inspect", "no/such/model.toml"]),
         "no/such/model.toml: cannot read",
     );
-    assert_clean_error(&mncc(&["inspect", "README.md"]), "expected a .toml model description");
+    assert_clean_error(
+        &mncc(&["inspect", "README.md"]),
+        "expected a model description (.toml) or an ONNX model (.onnx)",
+    );
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "arch = \"mobilenet_v3\"\nalpha = 9\n[weights]\nseed = 1\n").unwrap();
@@ -243,4 +246,48 @@ fn weights_problems_are_listed_together() {
     );
     assert!(err.contains("missing tensor `conv_dw_1.weight`"), "{err}");
     assert!(err.contains("unexpected tensor(s) `stray`"), "{err}");
+}
+
+/// The pretrained Keras model as exported by tf2onnx (Pad nodes, Clip with
+/// initializer bounds, asymmetric pads, Reshape, 1x1 conv classifier,
+/// Softmax, an unused ai.onnx.ml import), against onnxruntime on the parrot.
+#[test]
+fn verify_keras_onnx_against_onnxruntime() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = mncc::npy::read(&repo().join("tests/fixtures/keras_v1/parrot.input.npy")).unwrap();
+    let mncc::npy::NpyData::U8(px) = x.data else {
+        panic!("u8 fixture")
+    };
+    // NHWC u8 -> NCHW f32 in [-1, 1], as the ONNX model takes it.
+    let mut nchw = vec![0.0f32; px.len()];
+    for (i, &v) in px.iter().enumerate() {
+        let (c, p) = (i % 3, i / 3);
+        nchw[c * 224 * 224 + p] = v as f32 / 127.5 - 1.0;
+    }
+    let input = dir.path().join("parrot_nchw.npy");
+    mncc::npy::write_f32(&input, &[1, 3, 224, 224], &nchw).unwrap();
+    let o = mncc(&[
+        "verify",
+        "examples/models/keras_mobilenet_v1_0.25_224.onnx",
+        "--input",
+        input.to_str().unwrap(),
+        "--expect",
+        "tests/fixtures/keras_v1/parrot.probs.npy",
+    ]);
+    let (out, err) = text(&o);
+    println!("{out}");
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(out.contains("top-1         generated 88 / reference 88"), "{out}");
+}
+
+#[test]
+fn onnx_errors_list_every_unsupported_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("truncated.onnx");
+    let bytes = std::fs::read(repo().join("examples/models/keras_mobilenet_v1_0.25_224.onnx")).unwrap();
+    std::fs::write(&bad, &bytes[..bytes.len() / 2]).unwrap();
+    assert_clean_error(&mncc(&["inspect", bad.to_str().unwrap()]), "truncated.onnx: ");
+    let junk = dir.path().join("junk.onnx");
+    std::fs::write(&junk, b"not a model at all").unwrap();
+    assert_clean_error(&mncc(&["inspect", junk.to_str().unwrap()]), "junk.onnx: ");
 }

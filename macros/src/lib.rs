@@ -74,10 +74,7 @@ fn expand(lit: &LitStr) -> Result<proc_macro2::TokenStream, Vec<String>> {
     let model = mncc::load(&path).map_err(|e| e.0)?;
     let program = mncc::compile(&model).map_err(|e| e.0)?;
     let items = mncc::codegen::tokens(&program, &mncc::codegen::WeightsEmbed::Inline);
-    let mut tracked = vec![path.to_string_lossy().into_owned()];
-    if let mncc::spec::WeightSource::File(w) = &model.spec.weights {
-        tracked.push(w.to_string_lossy().into_owned());
-    }
+    let tracked: Vec<String> = model.files.iter().map(|f| f.to_string_lossy().into_owned()).collect();
     let tracked = tracked.iter().map(|t| LitStr::new(t, Span::call_site()));
     Ok(quote! {
         // Rebuild when the description or its weights change.
