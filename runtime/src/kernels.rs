@@ -3,8 +3,9 @@
 //! preconditions.
 //!
 //! Kernel-name grammar: `<op>[_<variant>]`, e.g. `conv2d`, `depthwise`,
-//! `pointwise`, `global_avg_pool`, `softmax`, `add`. Register tiles are const
-//! generics (`MR`, `NR`, `CT`), cache tiles and loop order are `*Tiles` fields.
+//! `pointwise`, `global_avg_pool`, `softmax`, `add`, `map`, `scale_channels`.
+//! Register tiles are const generics (`MR`, `NR`, `CT`), cache tiles and loop
+//! order are `*Tiles` fields.
 //!
 //! # Numerics
 //!
@@ -12,9 +13,16 @@
 //! in one fixed order whatever the tile parameters (`NR`, `CT`, `MR`,
 //! `rows`, `kc`, `order`) and, for [`conv2d`], whatever the input [`Layout`]:
 //! their results are bit-identical across tilings. The epilogue is
-//! `clamp((acc + bias) + residual, min, max)`, where the clamp is
+//! `act(clamp((acc + bias) + residual, min, max))`, where the clamp is
 //! `if v < min { min } else if v > max { max } else { v }`: infinite bounds
-//! are no-ops and a NaN propagates (it is not clamped away).
+//! are no-ops and a NaN propagates (it is not clamped away). The activations
+//! are computed in `f32` with that same clamp: [`Activation::HardSwish`] as
+//! `x * clamp(x + 3, 0, 6) * (1 / 6)` (in that order; `-inf` gives NaN, as
+//! `-inf * 0` does) and [`Activation::HardSigmoid`] as
+//! `clamp(alpha * x + beta, 0, 1)`. The activation is applied to each output
+//! exactly once, after the clamp (for [`pointwise`], after the last
+//! input-channel block), as a pass over the just-stored tile; the result is
+//! the same as applying it element by element.
 //!
 //! # Checks
 //!
@@ -23,7 +31,7 @@
 //! index can go out of bounds.
 
 use crate::math::exp;
-use crate::{Epilogue, Layout, Pixel};
+use crate::{Activation, Epilogue, Layout, Pixel};
 
 /// Geometry of a 2-D convolution (full, depthwise) on NHWC tensors.
 ///
@@ -668,8 +676,8 @@ pub fn softmax(input: &[f32], out: &mut [f32]) {
     }
 }
 
-/// Elementwise `out = clamp(a + b + bias[i % c], min, max)` where `c` is the
-/// bias length; the residual of `ep` must be `None` (use `b`).
+/// Elementwise `out = act(clamp(a + b + bias[i % c], min, max))` where `c`
+/// is the bias length; the residual of `ep` must be `None` (use `b`).
 ///
 /// # Panics
 /// If `a`, `b` and `out` differ in length, `ep.residual` is `Some`, or the
@@ -683,24 +691,90 @@ pub fn add(a: &[f32], b: &[f32], ep: &Epilogue<'_>, out: &mut [f32]) {
         ep.residual.is_none(),
         "add: the epilogue residual must be None (pass the second operand as `b`)"
     );
+    let c = bias_period(K, ep.bias, out.len());
+    let block = act_block(c);
     let (min, max) = (ep.min, ep.max);
+    let blocks = out.chunks_mut(block).zip(a.chunks(block)).zip(b.chunks(block));
     match ep.bias {
         None => {
-            for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
-                *o = clamp(x + y, min, max);
+            for ((o, a), b) in blocks {
+                for ((o, &x), &y) in o.iter_mut().zip(a).zip(b) {
+                    *o = clamp(x + y, min, max);
+                }
+                activate(ep.act, o);
             }
         }
         Some(bias) => {
-            let c = bias.len();
-            assert!(
-                c >= 1 && out.len() % c == 0,
-                "add: bias length {c} must be non-zero and divide the tensor length {}",
-                out.len()
-            );
-            let rows = out.chunks_exact_mut(c).zip(a.chunks_exact(c)).zip(b.chunks_exact(c));
-            for ((o, x), y) in rows {
-                for (((o, &x), &y), &bi) in o.iter_mut().zip(x).zip(y).zip(bias) {
-                    *o = clamp((x + y) + bi, min, max);
+            for ((o, a), b) in blocks {
+                let rows = o.chunks_exact_mut(c).zip(a.chunks_exact(c)).zip(b.chunks_exact(c));
+                for ((o, x), y) in rows {
+                    for (((o, &x), &y), &bi) in o.iter_mut().zip(x).zip(y).zip(bias) {
+                        *o = clamp((x + y) + bi, min, max);
+                    }
+                }
+                activate(ep.act, o);
+            }
+        }
+    }
+}
+
+/// Applies an epilogue elementwise: `out[i] = act(clamp(x[i] + bias[i % c] + residual[i], min, max))`
+/// where `c` is the bias length (an activation that follows no convolution).
+///
+/// The sums are `(x + bias) + residual`, as in the convolution epilogues.
+///
+/// # Panics
+/// If `x`, `out` and the residual differ in length, or the bias is empty or
+/// its length does not divide `x.len()`.
+#[inline]
+pub fn map(x: &[f32], ep: &Epilogue<'_>, out: &mut [f32]) {
+    const K: &str = "map";
+    check_len(K, "out", out.len(), x.len());
+    if let Some(residual) = ep.residual {
+        check_len(K, "ep.residual", residual.len(), x.len());
+    }
+    let c = bias_period(K, ep.bias, x.len());
+    let block = act_block(c);
+    // Rows share the bias offset 0 (`store_clamped` reads `bias[0..row]`).
+    let row = if ep.bias.is_some() { c } else { block };
+    let mut o0 = 0;
+    while o0 < x.len() {
+        let o1 = (o0 + block).min(x.len());
+        let mut r0 = o0;
+        while r0 < o1 {
+            let r1 = (r0 + row).min(o1);
+            store_clamped(ep, &x[r0..r1], 0, r0, &mut out[r0..r1]);
+            r0 = r1;
+        }
+        activate(ep.act, &mut out[o0..o1]);
+        o0 = o1;
+    }
+}
+
+/// Multiplies each channel by a per-channel scale (squeeze-and-excitation):
+/// `out[p * c + ch] = x[p * c + ch] * scale[ch]`; `x` and `out` are `pixels * c` (NHWC), `scale` is `c`.
+///
+/// # Panics
+/// If `x` or `out` does not have `pixels * c` elements, or `scale` does not
+/// have `c`.
+#[inline]
+pub fn scale_channels(pixels: usize, c: usize, x: &[f32], scale: &[f32], out: &mut [f32]) {
+    const K: &str = "scale_channels";
+    check_len(K, "x", x.len(), pixels * c);
+    check_len(K, "scale", scale.len(), c);
+    check_len(K, "out", out.len(), pixels * c);
+    match c {
+        0 => {}
+        1 => {
+            let s = scale[0];
+            for (o, &v) in out.iter_mut().zip(x) {
+                *o = v * s;
+            }
+        }
+        _ => {
+            for (o, x) in out.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+                for ((o, &v), &s) in o.iter_mut().zip(x).zip(scale) {
+                    *o = v * s;
                 }
             }
         }
@@ -734,6 +808,39 @@ fn check_epilogue(kernel: &str, ep: &Epilogue<'_>, channels: usize, out_len: usi
     }
 }
 
+/// The period of the bias over a flat tensor of `len` elements: the bias
+/// length, which must be non-zero and divide `len`; 1 without a bias.
+#[inline(always)]
+#[track_caller]
+fn bias_period(kernel: &str, bias: Option<&[f32]>, len: usize) -> usize {
+    match bias {
+        None => 1,
+        Some(bias) => {
+            let c = bias.len();
+            assert!(
+                c >= 1 && len % c == 0,
+                "{kernel}: bias length {c} must be non-zero and divide the tensor length {len}"
+            );
+            c
+        }
+    }
+}
+
+/// Elements per activation pass of the elementwise kernels ([`add`],
+/// [`map`]): small enough that the block is still in cache.
+const ACT_BLOCK: usize = 256;
+
+/// The activation block of an elementwise kernel whose bias has period `c`:
+/// a whole number of periods, at least one.
+#[inline(always)]
+fn act_block(c: usize) -> usize {
+    if c >= ACT_BLOCK {
+        c
+    } else {
+        ACT_BLOCK / c * c
+    }
+}
+
 /// The epilogue clamp: infinite bounds are no-ops, NaN propagates.
 #[inline(always)]
 fn clamp(v: f32, min: f32, max: f32) -> f32 {
@@ -764,11 +871,20 @@ fn mul_acc(acc: &mut [f32], x: &[f32], w: &[f32]) {
 
 /// Writes the epilogue of `acc` to `out[o..o + acc.len()]`: output channels
 /// `c0..c0 + acc.len()`, flat output index `o` (which also indexes the
-/// residual). The bias/residual cases are separate loops.
+/// residual). The clamp, then the activation as one pass over the tile
+/// (`ep.act` is matched once per tile).
 #[inline(always)]
 fn store(ep: &Epilogue<'_>, acc: &[f32], c0: usize, o: usize, out: &mut [f32]) {
+    let dst = &mut out[o..o + acc.len()];
+    store_clamped(ep, acc, c0, o, dst);
+    activate(ep.act, dst);
+}
+
+/// `dst[j] = clamp((acc[j] + bias[c0 + j]) + residual[o + j], min, max)`
+/// (no activation). The bias/residual cases are separate loops.
+#[inline(always)]
+fn store_clamped(ep: &Epilogue<'_>, acc: &[f32], c0: usize, o: usize, dst: &mut [f32]) {
     let n = acc.len();
-    let dst = &mut out[o..o + n];
     let (min, max) = (ep.min, ep.max);
     match (ep.bias, ep.residual) {
         (None, None) => {
@@ -796,4 +912,34 @@ fn store(ep: &Epilogue<'_>, acc: &[f32], c0: usize, o: usize, out: &mut [f32]) {
             }
         }
     }
+}
+
+/// Applies `act` in place to a just-stored tile.
+#[inline(always)]
+fn activate(act: Activation, dst: &mut [f32]) {
+    match act {
+        Activation::None => {}
+        Activation::HardSwish => {
+            for d in dst.iter_mut() {
+                *d = hard_swish(*d);
+            }
+        }
+        Activation::HardSigmoid { alpha, beta } => {
+            for d in dst.iter_mut() {
+                *d = hard_sigmoid(*d, alpha, beta);
+            }
+        }
+    }
+}
+
+/// `x * clamp(x + 3, 0, 6) * (1 / 6)`, in that order.
+#[inline(always)]
+fn hard_swish(x: f32) -> f32 {
+    x * clamp(x + 3.0, 0.0, 6.0) * (1.0 / 6.0)
+}
+
+/// `clamp(alpha * x + beta, 0, 1)`.
+#[inline(always)]
+fn hard_sigmoid(x: f32, alpha: f32, beta: f32) -> f32 {
+    clamp(alpha * x + beta, 0.0, 1.0)
 }

@@ -34,12 +34,29 @@ pub use weights::{f32_view, Aligned};
 #[cfg(feature = "macros")]
 pub use mncc_macros::mobilenet;
 
+/// A nonlinearity applied after the clamp: out = act(clamp(acc + bias + residual, min, max)).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Activation {
+    /// None (the clamp alone: identity, ReLU, ReLU6).
+    None,
+    /// `x * min(max(x + 3, 0), 6) / 6` (ONNX HardSwish).
+    HardSwish,
+    /// `min(max(alpha * x + beta, 0), 1)` (ONNX HardSigmoid).
+    HardSigmoid {
+        /// Slope.
+        alpha: f32,
+        /// Offset.
+        beta: f32,
+    },
+}
+
 /// What a kernel does to each output value after the accumulation:
-/// `out = clamp(acc + bias[c] + residual[i], min, max)`.
+/// `out = act(clamp(acc + bias[c] + residual[i], min, max))`.
 ///
 /// BatchNorm folds into the weights and `bias`, ReLU is `min = 0`,
 /// ReLU6 is `min = 0, max = 6`, no activation is `min = -inf, max = inf`,
-/// and a residual Add fused into the conv before it is `residual`.
+/// a residual Add fused into the conv before it is `residual`, and a
+/// HardSwish or HardSigmoid that follows is `act`.
 #[derive(Clone, Copy, Debug)]
 pub struct Epilogue<'a> {
     /// One value per output channel, or `None`.
@@ -50,15 +67,18 @@ pub struct Epilogue<'a> {
     pub max: f32,
     /// A tensor of the output's shape and layout added before the clamp.
     pub residual: Option<&'a [f32]>,
+    /// The nonlinearity applied after the clamp ([`Activation::None`] for none).
+    pub act: Activation,
 }
 
 impl Epilogue<'_> {
-    /// No bias, no clamp, no residual.
+    /// No bias, no clamp, no residual, no activation.
     pub const NONE: Epilogue<'static> = Epilogue {
         bias: None,
         min: f32::NEG_INFINITY,
         max: f32::INFINITY,
         residual: None,
+        act: Activation::None,
     };
 }
 

@@ -2,7 +2,7 @@
 mod common;
 
 use common::*;
-use mncc_runtime::{conv2d, Conv2dTiles, ConvShape, Layout, Pixel};
+use mncc_runtime::{conv2d, Activation, Conv2dTiles, ConvShape, Epilogue, Layout, Pixel};
 
 /// Input data for one case, as the kernel reads it (`T`, `layout`) and as the
 /// reference reads it (NHWC f64).
@@ -49,7 +49,8 @@ fn u8_input(rng: &mut Rng, s: &ConvShape, layout: Layout) -> Input<u8> {
 }
 
 /// Runs every epilogue and several `rows` on one shape; compares with the
-/// reference and checks results do not depend on `rows`.
+/// reference, checks results do not depend on `rows`, and that an activation
+/// is exactly the f32 activation of the output without it.
 fn check<T: Pixel, const NR: usize>(what: &str, s: &ConvShape, inp: &Input<T>, w_scale: f32, seed: u64) {
     let mut rng = Rng::new(seed);
     let weights = rng.vec(s.kernel_h * s.kernel_w * s.in_c * s.out_c, w_scale);
@@ -76,6 +77,17 @@ fn check<T: Pixel, const NR: usize>(what: &str, s: &ConvShape, inp: &Input<T>, w
                 Some(f) => assert_same_bits(&tag, f, &out),
             }
         }
+        if epi.act != Activation::None {
+            let plain = Epilogue {
+                act: Activation::None,
+                ..ep
+            };
+            let mut out = vec![f32::NAN; s.out_len()];
+            let t = Conv2dTiles { rows: 2 };
+            conv2d::<T, NR>(s, &t, inp.layout, &inp.data, &inp.pad_value, &weights, &plain, &mut out);
+            let tag = format!("{what} NR={NR} {:?} ep={} vs no activation", inp.layout, epi.name);
+            assert_act_applied_once(&tag, epi.act, first.as_ref().unwrap(), &out);
+        }
     }
 }
 
@@ -100,11 +112,12 @@ fn first_layer_224_same_stride2_u8() {
         let inp = u8_input(&mut rng, &s, layout);
         let weights = rng.vec(27 * 32, 1.0 / 64.0);
         let bias = rng.vec(32, 1.0);
-        let ep = mncc_runtime::Epilogue {
+        let ep = Epilogue {
             bias: Some(&bias),
             min: 0.0,
             max: 6.0,
             residual: None,
+            act: Activation::None,
         };
         let want = ref_conv2d(&s, &inp.nhwc, &inp.pad_value, &weights, &ep);
         let mut out = vec![f32::NAN; s.out_len()];
@@ -119,6 +132,31 @@ fn first_layer_224_same_stride2_u8() {
             &mut out,
         );
         assert_close(&format!("224 first layer {layout:?}"), &out, &want);
+    }
+}
+
+#[test]
+fn mobilenet_v3_first_layer_hardswish() {
+    // MobileNetV3: 3x3 stride 2, 16 channels, BN folded, HardSwish; PyTorch
+    // padding 1 on every side.
+    let s = conv_shape((224, 224), 3, 16, (3, 3), (2, 2), (1, 1), (1, 1));
+    assert_eq!(s.out_h, 112);
+    let mut rng = Rng::new(3);
+    for layout in [Layout::Nhwc, Layout::Nchw] {
+        let inp = u8_input(&mut rng, &s, layout);
+        let weights = rng.vec(27 * 16, 1.0 / 64.0);
+        let bias = rng.vec(16, 1.0);
+        let ep = Epilogue {
+            bias: Some(&bias),
+            act: Activation::HardSwish,
+            ..Epilogue::NONE
+        };
+        let want = ref_conv2d(&s, &inp.nhwc, &inp.pad_value, &weights, &ep);
+        let mut out = vec![f32::NAN; s.out_len()];
+        let t = Conv2dTiles { rows: 4 };
+        conv2d::<u8, 8>(&s, &t, layout, &inp.data, &inp.pad_value, &weights, &ep, &mut out);
+        assert_close(&format!("v3 first layer {layout:?}"), &out, &want);
+        assert!(out.iter().any(|&v| v < 0.0) && out.iter().any(|&v| v > 3.0));
     }
 }
 
@@ -193,11 +231,12 @@ fn results_do_not_depend_on_nr_or_layout() {
     let pad = rng.vec(3, 1.0);
     let w = rng.vec(9 * 3 * 13, 1.0);
     let bias = rng.vec(13, 1.0);
-    let ep = mncc_runtime::Epilogue {
+    let ep = Epilogue {
         bias: Some(&bias),
         min: -1.0,
         max: 6.0,
         residual: None,
+        act: Activation::HardSwish,
     };
     let run = |f: &dyn Fn(&mut [f32])| {
         let mut out = vec![f32::NAN; s.out_len()];

@@ -2,10 +2,11 @@
 mod common;
 
 use common::*;
-use mncc_runtime::{depthwise, ConvShape, DepthwiseTiles, Epilogue};
+use mncc_runtime::{depthwise, Activation, ConvShape, DepthwiseTiles, Epilogue};
 
-/// Every epilogue, several `rows`; compares with the reference and checks the
-/// result does not depend on `rows`.
+/// Every epilogue, several `rows`; compares with the reference, checks the
+/// result does not depend on `rows`, and that an activation is exactly the
+/// f32 activation of the output without it.
 fn check<const CT: usize>(what: &str, s: &ConvShape, seed: u64) -> Vec<f32> {
     let mut rng = Rng::new(seed);
     let input = rng.vec(s.in_len(), 2.0);
@@ -25,7 +26,18 @@ fn check<const CT: usize>(what: &str, s: &ConvShape, seed: u64) -> Vec<f32> {
                 Some(f) => assert_same_bits(&tag, f, &out),
             }
         }
-        last = first.unwrap();
+        let first = first.unwrap();
+        if epi.act != Activation::None {
+            let plain = Epilogue {
+                act: Activation::None,
+                ..ep
+            };
+            let mut out = vec![f32::NAN; s.out_len()];
+            depthwise::<CT>(s, &DepthwiseTiles { rows: 2 }, &input, &weights, &plain, &mut out);
+            let tag = format!("{what} CT={CT} ep={} vs no activation", epi.name);
+            assert_act_applied_once(&tag, epi.act, &first, &out);
+        }
+        last = first;
     }
     last
 }

@@ -1,8 +1,9 @@
-//! `global_avg_pool`, `softmax`, `add` against f64 references.
+//! `global_avg_pool`, `softmax`, `add`, `map`, `scale_channels` against f64
+//! references.
 mod common;
 
 use common::*;
-use mncc_runtime::{add, global_avg_pool, softmax, Epilogue};
+use mncc_runtime::{add, global_avg_pool, map, scale_channels, softmax, Activation, Epilogue};
 
 fn ref_gap(pixels: usize, c: usize, input: &[f32]) -> Vec<f64> {
     (0..c)
@@ -100,10 +101,31 @@ fn softmax_wrong_length_panics() {
     softmax(&[1.0, 2.0], &mut [0.0; 3]);
 }
 
+/// `(len, c)`: tiny, around the 256-element activation block, bias periods
+/// that do not divide it, a period longer than it, and MobileNet sizes.
+const ELEMENTWISE_CASES: [(usize, usize); 16] = [
+    (1, 1),
+    (12, 3),
+    (49 * 24, 24),
+    (100, 1),
+    (7 * 7 * 17, 17),
+    (255, 1),
+    (256, 1),
+    (257, 1),
+    (513, 1),
+    (300, 3),
+    (255 * 5, 255),
+    (256 * 3, 256),
+    (257 * 3, 257),
+    (600, 300),
+    (14 * 14 * 72, 72),
+    (0, 4),
+];
+
 #[test]
 fn add_matches_reference() {
     let mut rng = Rng::new(3);
-    for (len, c) in [(1, 1), (12, 3), (49 * 24, 24), (100, 1), (7 * 7 * 17, 17)] {
+    for (len, c) in ELEMENTWISE_CASES {
         let a = rng.vec(len, 4.0);
         let b = rng.vec(len, 4.0);
         for epi in epilogues(&mut rng, c, len) {
@@ -116,9 +138,206 @@ fn add_matches_reference() {
                 .collect();
             let mut out = vec![f32::NAN; len];
             add(&a, &b, &ep, &mut out);
-            assert_close(&format!("add len={len} c={c} ep={}", epi.name), &out, &want);
+            let tag = format!("add len={len} c={c} ep={}", epi.name);
+            assert_close(&tag, &out, &want);
+            let plain = Epilogue {
+                act: Activation::None,
+                ..ep
+            };
+            let mut without = vec![f32::NAN; len];
+            add(&a, &b, &plain, &mut without);
+            assert_act_applied_once(&tag, epi.act, &out, &without);
         }
     }
+}
+
+#[test]
+fn map_matches_reference() {
+    let mut rng = Rng::new(4);
+    for (len, c) in ELEMENTWISE_CASES {
+        let x = rng.vec(len, 6.0);
+        for epi in epilogues(&mut rng, c, len) {
+            let ep = epi.ep();
+            let want: Vec<f64> = (0..len).map(|i| ref_epilogue(x[i] as f64, i % c, i, &ep)).collect();
+            let mut out = vec![f32::NAN; len];
+            map(&x, &ep, &mut out);
+            let tag = format!("map len={len} c={c} ep={}", epi.name);
+            assert_close(&tag, &out, &want);
+            let plain = Epilogue {
+                act: Activation::None,
+                ..ep
+            };
+            let mut without = vec![f32::NAN; len];
+            map(&x, &plain, &mut without);
+            assert_act_applied_once(&tag, epi.act, &out, &without);
+        }
+    }
+}
+
+#[test]
+fn map_with_no_epilogue_copies() {
+    let x = Rng::new(5).vec(1000, 3.0);
+    let mut out = vec![f32::NAN; 1000];
+    map(&x, &Epilogue::NONE, &mut out);
+    assert_same_bits("map identity", &out, &x);
+}
+
+/// The activations at exact points (the formulas' f32 values, bit for bit),
+/// and their NaN / infinity behaviour.
+#[test]
+fn activations_at_exact_points() {
+    let x = [-4.0f32, -3.0, -1.5, -0.5, 0.0, 0.5, 1.0, 2.5, 3.0, 4.0, 100.0];
+    let run = |act| {
+        let ep = Epilogue { act, ..Epilogue::NONE };
+        let mut out = [f32::NAN; 11];
+        map(&x, &ep, &mut out);
+        out
+    };
+    let hswish = run(Activation::HardSwish);
+    let want: Vec<f32> = x.iter().map(|&v| v * (v + 3.0).clamp(0.0, 6.0) * (1.0 / 6.0)).collect();
+    assert_same_bits("hardswish", &hswish, &want);
+    assert_eq!((hswish[0], hswish[1], hswish[4]), (0.0, 0.0, 0.0));
+    assert_eq!((hswish[8], hswish[9], hswish[10]), (3.0, 4.0, 100.0));
+    for (name, alpha, beta) in [("onnx", 0.2f32, 0.5f32), ("torch", 1.0 / 6.0, 0.5)] {
+        let hsig = run(Activation::HardSigmoid { alpha, beta });
+        let want: Vec<f32> = x.iter().map(|&v| (alpha * v + beta).clamp(0.0, 1.0)).collect();
+        assert_same_bits(&format!("hardsigmoid {name}"), &hsig, &want);
+        assert_eq!((hsig[0], hsig[4], hsig[10]), (0.0, 0.5, 1.0), "hardsigmoid {name}");
+    }
+
+    let special = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY];
+    let mut out = [0.0; 3];
+    let hswish = Epilogue {
+        act: Activation::HardSwish,
+        ..Epilogue::NONE
+    };
+    map(&special, &hswish, &mut out);
+    // -inf * clamp(-inf, 0, 6) = -inf * 0 = NaN.
+    assert!(out[0].is_nan() && out[1] == f32::INFINITY && out[2].is_nan(), "{out:?}");
+    let hsig = Epilogue {
+        act: HARD_SIGMOID_ONNX,
+        ..Epilogue::NONE
+    };
+    map(&special, &hsig, &mut out);
+    assert!(out[0].is_nan() && out[1] == 1.0 && out[2] == 0.0, "{out:?}");
+    // The clamp comes first: ReLU6 then HardSwish.
+    let relu6_hswish = Epilogue {
+        min: 0.0,
+        max: 6.0,
+        act: Activation::HardSwish,
+        ..Epilogue::NONE
+    };
+    map(&[-5.0, 9.0, f32::NAN], &relu6_hswish, &mut out);
+    assert!(out[0] == 0.0 && out[1] == 6.0 && out[2].is_nan(), "{out:?}");
+}
+
+#[test]
+#[should_panic(expected = "map: `out` has")]
+fn map_rejects_length_mismatch() {
+    map(&[0.0; 4], &Epilogue::NONE, &mut [0.0; 3]);
+}
+
+#[test]
+#[should_panic(expected = "map: `ep.residual` has")]
+fn map_rejects_wrong_residual_length() {
+    let r = [0.0; 3];
+    let ep = Epilogue {
+        residual: Some(&r),
+        ..Epilogue::NONE
+    };
+    map(&[0.0; 4], &ep, &mut [0.0; 4]);
+}
+
+#[test]
+#[should_panic(expected = "map: bias length 3 must be non-zero and divide")]
+fn map_rejects_bias_not_dividing_length() {
+    let bias = [0.0; 3];
+    let ep = Epilogue {
+        bias: Some(&bias),
+        ..Epilogue::NONE
+    };
+    map(&[0.0; 4], &ep, &mut [0.0; 4]);
+}
+
+#[test]
+#[should_panic(expected = "map: bias length 0 must be non-zero")]
+fn map_rejects_empty_bias() {
+    let ep = Epilogue {
+        bias: Some(&[]),
+        ..Epilogue::NONE
+    };
+    map(&[0.0; 4], &ep, &mut [0.0; 4]);
+}
+
+fn ref_scale_channels(c: usize, x: &[f32], scale: &[f32]) -> Vec<f64> {
+    x.iter()
+        .enumerate()
+        .map(|(i, &v)| v as f64 * scale[i % c] as f64)
+        .collect()
+}
+
+#[test]
+fn scale_channels_matches_reference() {
+    let mut rng = Rng::new(6);
+    // c = 1, around vector widths 4/8/16, odd; pixels 1, remainders, MobileNetV3
+    // SE sizes (56x56x72 is 28x28x72 after the stride; 7x7x960).
+    for (pixels, c) in [
+        (1, 1),
+        (7, 1),
+        (257, 1),
+        (1, 3),
+        (5, 4),
+        (5, 7),
+        (9, 8),
+        (3, 9),
+        (17, 15),
+        (11, 16),
+        (4, 17),
+        (13, 33),
+        (28 * 28, 72),
+        (14 * 14, 120),
+        (49, 960),
+        (1, 1000),
+    ] {
+        let x = rng.vec(pixels * c, 4.0);
+        let scale = rng.vec(c, 1.0);
+        let mut out = vec![f32::NAN; pixels * c];
+        scale_channels(pixels, c, &x, &scale, &mut out);
+        let tag = format!("scale_channels {pixels}x{c}");
+        assert_close(&tag, &out, &ref_scale_channels(c, &x, &scale));
+        // One f32 product per element: exact.
+        let want: Vec<f32> = x.iter().enumerate().map(|(i, &v)| v * scale[i % c]).collect();
+        assert_same_bits(&tag, &out, &want);
+    }
+}
+
+#[test]
+fn scale_channels_empty_and_special_values() {
+    scale_channels(0, 5, &[], &[1.0; 5], &mut []);
+    scale_channels(5, 0, &[], &[], &mut []);
+    let x = [f32::NAN, f32::INFINITY, 2.0, -3.0];
+    let mut out = [0.0; 4];
+    scale_channels(2, 2, &x, &[0.5, 0.0], &mut out);
+    assert!(out[0].is_nan() && out[1].is_nan(), "{out:?}"); // NaN * 0.5, inf * 0
+    assert_eq!(&out[2..], &[1.0, -0.0]);
+}
+
+#[test]
+#[should_panic(expected = "scale_channels: `x` has 11 elements, the shape needs 12")]
+fn scale_channels_rejects_wrong_x_length() {
+    scale_channels(3, 4, &[0.0; 11], &[0.0; 4], &mut [0.0; 12]);
+}
+
+#[test]
+#[should_panic(expected = "scale_channels: `scale` has 3 elements, the shape needs 4")]
+fn scale_channels_rejects_wrong_scale_length() {
+    scale_channels(3, 4, &[0.0; 12], &[0.0; 3], &mut [0.0; 12]);
+}
+
+#[test]
+#[should_panic(expected = "scale_channels: `out` has 13 elements, the shape needs 12")]
+fn scale_channels_rejects_wrong_out_length() {
+    scale_channels(3, 4, &[0.0; 12], &[0.0; 4], &mut [0.0; 13]);
 }
 
 #[test]

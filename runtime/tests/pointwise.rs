@@ -2,13 +2,15 @@
 mod common;
 
 use common::*;
-use mncc_runtime::{pointwise, pointwise_packed_len, Epilogue, PointwiseShape, PointwiseTiles, PwOrder};
+use mncc_runtime::{pointwise, pointwise_packed_len, Activation, Epilogue, PointwiseShape, PointwiseTiles, PwOrder};
 
 const ORDERS: [PwOrder; 2] = [PwOrder::PixelsOuter, PwOrder::ChannelsOuter];
 
 /// Every epilogue, both orders and several `kc`; compares with the reference
-/// and checks that results do not depend on the tiling. Returns the output
-/// of the last epilogue.
+/// and checks that results do not depend on the tiling, and that an
+/// activation is exactly the f32 activation of the output without it (so
+/// applied once, after the last `kc` block). Returns the output of the last
+/// epilogue.
 fn check<const MR: usize, const NR: usize>(
     what: &str,
     pixels: usize,
@@ -45,7 +47,22 @@ fn check<const MR: usize, const NR: usize>(
                 }
             }
         }
-        last = first.unwrap();
+        let first = first.unwrap();
+        if epi.act != Activation::None {
+            let plain = Epilogue {
+                act: Activation::None,
+                ..ep
+            };
+            let mut out = vec![f32::NAN; pixels * out_c];
+            let t = PointwiseTiles {
+                kc: in_c.max(1),
+                order: PwOrder::ChannelsOuter,
+            };
+            pointwise::<MR, NR>(&s, &t, &input, &packed, &plain, &mut out);
+            let tag = format!("{what} {MR}x{NR} ep={} vs no activation", epi.name);
+            assert_act_applied_once(&tag, epi.act, &first, &out);
+        }
+        last = first;
     }
     last
 }
@@ -118,6 +135,7 @@ fn zero_input_channels_gives_the_epilogue_of_zero() {
         min: 0.0,
         max: 6.0,
         residual: None,
+        act: Activation::None,
     };
     let mut out = vec![f32::NAN; 15];
     pointwise::<4, 4>(
@@ -132,6 +150,68 @@ fn zero_input_channels_gives_the_epilogue_of_zero() {
         &mut out,
     );
     assert_eq!(out, [1.0, 0.0, 3.0, 6.0, 0.0].repeat(3));
+}
+
+/// With `kc` blocking, partial sums go through `out` and the activation must
+/// be applied once, after the last block: applying HardSigmoid or HardSwish
+/// to a partial sum (or twice) would change the result.
+#[test]
+fn activation_is_applied_once_after_the_last_kc_block() {
+    let (pixels, in_c, out_c) = (9, 13, 10);
+    let mut rng = Rng::new(500);
+    // Large inputs: partial sums far outside HardSigmoid's linear range.
+    let input = rng.vec(pixels * in_c, 4.0);
+    let weights = rng.vec(in_c * out_c, 2.0);
+    let bias = rng.vec(out_c, 1.0);
+    let s = PointwiseShape { pixels, in_c, out_c };
+    let packed = pack_pointwise(&weights, in_c, out_c, 4);
+    for act in ACTIVATIONS {
+        let ep = Epilogue {
+            bias: Some(&bias),
+            act,
+            ..Epilogue::NONE
+        };
+        let plain = Epilogue {
+            act: Activation::None,
+            ..ep
+        };
+        let want = ref_pointwise(pixels, in_c, out_c, &input, &weights, &ep);
+        for kc in [1, 2, 4, 5, 12, 13, 20] {
+            for order in ORDERS {
+                let t = PointwiseTiles { kc, order };
+                let mut out = vec![f32::NAN; pixels * out_c];
+                pointwise::<3, 4>(&s, &t, &input, &packed, &ep, &mut out);
+                let tag = format!("{act:?} kc={kc} {order:?}");
+                assert_close(&tag, &out, &want);
+                let mut without = vec![f32::NAN; pixels * out_c];
+                pointwise::<3, 4>(&s, &t, &input, &packed, &plain, &mut without);
+                assert_act_applied_once(&tag, act, &out, &without);
+            }
+        }
+    }
+}
+
+#[test]
+fn zero_input_channels_gives_the_activation_of_the_bias() {
+    let s = PointwiseShape {
+        pixels: 2,
+        in_c: 0,
+        out_c: 4,
+    };
+    let bias = [-4.0, -1.0, 0.0, 2.0];
+    let ep = Epilogue {
+        bias: Some(&bias),
+        act: HARD_SIGMOID_ONNX,
+        ..Epilogue::NONE
+    };
+    let mut out = vec![f32::NAN; 8];
+    let t = PointwiseTiles {
+        kc: 1,
+        order: PwOrder::ChannelsOuter,
+    };
+    pointwise::<4, 4>(&s, &t, &[], &[], &ep, &mut out);
+    let want: Vec<f32> = bias.iter().map(|&b| (0.2 * b + 0.5f32).clamp(0.0, 1.0)).collect();
+    assert_eq!(out, want.repeat(2));
 }
 
 #[test]

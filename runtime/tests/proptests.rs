@@ -5,8 +5,8 @@ mod common;
 use common::Rng;
 use common::*;
 use mncc_runtime::{
-    conv2d, depthwise, pointwise, split2, split3, Conv2dTiles, ConvShape, DepthwiseTiles, Layout, PointwiseShape,
-    PointwiseTiles, PwOrder,
+    add, conv2d, depthwise, map, pointwise, scale_channels, split2, split3, Activation, Conv2dTiles, ConvShape,
+    DepthwiseTiles, Layout, PointwiseShape, PointwiseTiles, PwOrder,
 };
 use proptest::prelude::*;
 
@@ -39,9 +39,28 @@ fn shape((hw, k, st, tl, br): Geometry, in_c: usize, out_c: usize) -> ConvShape 
     conv_shape(hw, in_c, out_c, k, st, tl, (bh, bw))
 }
 
-fn pick_epilogue(rng: &mut Rng, which: usize, channels: usize, out_len: usize) -> Epi {
+/// One of the test epilogues (`which`), with its activation replaced by a
+/// random one unless `act_which` says to keep it: `0..4` is one of
+/// [`ACTIVATIONS`], 4 a HardSigmoid with random `alpha` and `beta`.
+fn pick_epilogue(rng: &mut Rng, which: usize, act_which: usize, channels: usize, out_len: usize) -> Epi {
     let mut all = epilogues(rng, channels, out_len);
-    all.swap_remove(which % all.len())
+    let mut epi = all.swap_remove(which % all.len());
+    match act_which {
+        0..=3 => epi.act = ACTIVATIONS[act_which],
+        4 => {
+            epi.act = Activation::HardSigmoid {
+                alpha: rng.f32(1.0),
+                beta: rng.f32(1.0),
+            }
+        }
+        _ => {}
+    }
+    epi
+}
+
+/// `act_which` for [`pick_epilogue`]: 5 and 6 keep the list's activation.
+fn act_which() -> impl Strategy<Value = usize> {
+    0usize..7
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -99,13 +118,14 @@ proptest! {
         nchw in any::<bool>(),
         u8_input in any::<bool>(),
         nr in 0usize..4,
-        ep_which in 0usize..16,
+        ep_which in 0usize..32,
+        act_which in act_which(),
         seed in any::<u64>(),
     ) {
         let s = shape(g, in_c, out_c);
         let layout = if nchw { Layout::Nchw } else { Layout::Nhwc };
         let mut rng = Rng::new(seed);
-        let epi = pick_epilogue(&mut rng, ep_which, out_c, s.out_len());
+        let epi = pick_epilogue(&mut rng, ep_which, act_which, out_c, s.out_len());
         let pad = rng.vec(in_c, if u8_input { 255.0 } else { 1.0 });
         let w = rng.vec(s.kernel_h * s.kernel_w * in_c * out_c, if u8_input { 1.0 / 128.0 } else { 1.0 });
         macro_rules! run {
@@ -133,12 +153,13 @@ proptest! {
         c in 1usize..=40,
         rows in 1usize..=4,
         ct in 0usize..5,
-        ep_which in 0usize..16,
+        ep_which in 0usize..32,
+        act_which in act_which(),
         seed in any::<u64>(),
     ) {
         let s = shape(g, c, c);
         let mut rng = Rng::new(seed);
-        let epi = pick_epilogue(&mut rng, ep_which, c, s.out_len());
+        let epi = pick_epilogue(&mut rng, ep_which, act_which, c, s.out_len());
         let input = rng.vec(s.in_len(), 2.0);
         let w = rng.vec(s.kernel_h * s.kernel_w * c, 1.0);
         let ep = epi.ep();
@@ -163,11 +184,12 @@ proptest! {
         kc in 1usize..=50,
         pixels_outer in any::<bool>(),
         tile in 0usize..5,
-        ep_which in 0usize..16,
+        ep_which in 0usize..32,
+        act_which in act_which(),
         seed in any::<u64>(),
     ) {
         let mut rng = Rng::new(seed);
-        let epi = pick_epilogue(&mut rng, ep_which, out_c, pixels * out_c);
+        let epi = pick_epilogue(&mut rng, ep_which, act_which, out_c, pixels * out_c);
         let input = rng.vec(pixels * in_c, 2.0);
         let w = rng.vec(in_c * out_c, 1.0);
         let ep = epi.ep();
@@ -190,6 +212,64 @@ proptest! {
             _ => run!(6, 4),
         }
         check_close(&format!("pointwise tile#{tile} {s:?} kc={kc} {order:?} ep={}", epi.name), &out, &want)?;
+    }
+
+    #[test]
+    fn map_matches_reference(
+        rows in 0usize..=40,
+        c in 1usize..=300,
+        ep_which in 0usize..32,
+        act_which in act_which(),
+        seed in any::<u64>(),
+    ) {
+        let len = rows * c;
+        let mut rng = Rng::new(seed);
+        let epi = pick_epilogue(&mut rng, ep_which, act_which, c, len);
+        let x = rng.vec(len, 8.0);
+        let ep = epi.ep();
+        let want: Vec<f64> = (0..len).map(|i| ref_epilogue(x[i] as f64, i % c, i, &ep)).collect();
+        let mut out = vec![f32::NAN; len];
+        map(&x, &ep, &mut out);
+        check_close(&format!("map {rows}x{c} ep={} {:?}", epi.name, epi.act), &out, &want)?;
+    }
+
+    #[test]
+    fn add_matches_reference(
+        rows in 0usize..=40,
+        c in 1usize..=300,
+        ep_which in 0usize..32,
+        act_which in act_which(),
+        seed in any::<u64>(),
+    ) {
+        let len = rows * c;
+        let mut rng = Rng::new(seed);
+        let mut epi = pick_epilogue(&mut rng, ep_which, act_which, c, len);
+        epi.residual = None;
+        let a = rng.vec(len, 4.0);
+        let b = rng.vec(len, 4.0);
+        let ep = epi.ep();
+        let want: Vec<f64> = (0..len)
+            .map(|i| ref_epilogue(a[i] as f64 + b[i] as f64, i % c, i, &ep))
+            .collect();
+        let mut out = vec![f32::NAN; len];
+        add(&a, &b, &ep, &mut out);
+        check_close(&format!("add {rows}x{c} ep={} {:?}", epi.name, epi.act), &out, &want)?;
+    }
+
+    #[test]
+    fn scale_channels_is_the_elementwise_product(
+        pixels in 0usize..=60,
+        c in 0usize..=70,
+        seed in any::<u64>(),
+    ) {
+        let mut rng = Rng::new(seed);
+        let x = rng.vec(pixels * c, 8.0);
+        let scale = rng.vec(c, 2.0);
+        let mut out = vec![f32::NAN; pixels * c];
+        scale_channels(pixels, c, &x, &scale, &mut out);
+        for (i, (&o, &v)) in out.iter().zip(&x).enumerate() {
+            prop_assert_eq!(o.to_bits(), (v * scale[i % c]).to_bits(), "at {}", i);
+        }
     }
 
     /// `split2` succeeds exactly when both ranges are inside the arena and

@@ -3,7 +3,7 @@
 //! packing, and whole-tensor comparison.
 #![allow(dead_code)]
 
-use mncc_runtime::{ConvShape, Epilogue};
+use mncc_runtime::{Activation, ConvShape, Epilogue};
 
 /// SplitMix64: deterministic, dependency-free test data.
 pub struct Rng(u64);
@@ -43,6 +43,7 @@ pub struct Epi {
     pub min: f32,
     pub max: f32,
     pub residual: Option<Vec<f32>>,
+    pub act: Activation,
 }
 
 impl Epi {
@@ -52,9 +53,27 @@ impl Epi {
             min: self.min,
             max: self.max,
             residual: self.residual.as_deref(),
+            act: self.act,
         }
     }
 }
+
+/// HardSigmoid as exported by PyTorch (`alpha = 1/6`, `beta = 0.5`).
+pub const HARD_SIGMOID_TORCH: Activation = Activation::HardSigmoid {
+    alpha: 1.0 / 6.0,
+    beta: 0.5,
+};
+
+/// HardSigmoid with the ONNX defaults (`alpha = 0.2`, `beta = 0.5`).
+pub const HARD_SIGMOID_ONNX: Activation = Activation::HardSigmoid { alpha: 0.2, beta: 0.5 };
+
+/// The activations every kernel is tested with.
+pub const ACTIVATIONS: [Activation; 4] = [
+    Activation::None,
+    Activation::HardSwish,
+    HARD_SIGMOID_ONNX,
+    HARD_SIGMOID_TORCH,
+];
 
 /// The epilogue combinations every kernel is tested with, for `channels`
 /// output channels and an output of `out_len` elements.
@@ -62,24 +81,94 @@ pub fn epilogues(rng: &mut Rng, channels: usize, out_len: usize) -> Vec<Epi> {
     let inf = f32::INFINITY;
     let bias = rng.vec(channels, 2.0);
     let res = rng.vec(out_len, 4.0);
-    let e = |name, bias: Option<&Vec<f32>>, min, max, res: Option<&Vec<f32>>| Epi {
+    let e = |name, bias: Option<&Vec<f32>>, min, max, res: Option<&Vec<f32>>, act| Epi {
         name,
         bias: bias.cloned(),
         min,
         max,
         residual: res.cloned(),
+        act,
     };
+    let none = Activation::None;
+    let hswish = Activation::HardSwish;
     vec![
-        e("none", None, -inf, inf, None),
-        e("bias", Some(&bias), -inf, inf, None),
-        e("relu", None, 0.0, inf, None),
-        e("bias+relu", Some(&bias), 0.0, inf, None),
-        e("bias+relu6", Some(&bias), 0.0, 6.0, None),
-        e("residual", None, -inf, inf, Some(&res)),
-        e("bias+residual", Some(&bias), -inf, inf, Some(&res)),
-        e("bias+residual+relu6", Some(&bias), 0.0, 6.0, Some(&res)),
-        e("residual+clamp(-1,1)", None, -1.0, 1.0, Some(&res)),
+        e("none", None, -inf, inf, None, none),
+        e("bias", Some(&bias), -inf, inf, None, none),
+        e("relu", None, 0.0, inf, None, none),
+        e("bias+relu", Some(&bias), 0.0, inf, None, none),
+        e("bias+relu6", Some(&bias), 0.0, 6.0, None, none),
+        e("residual", None, -inf, inf, Some(&res), none),
+        e("bias+residual", Some(&bias), -inf, inf, Some(&res), none),
+        e("bias+residual+relu6", Some(&bias), 0.0, 6.0, Some(&res), none),
+        e("residual+clamp(-1,1)", None, -1.0, 1.0, Some(&res), none),
+        e("hardswish", None, -inf, inf, None, hswish),
+        e("bias+hardswish", Some(&bias), -inf, inf, None, hswish),
+        e("bias+residual+hardswish", Some(&bias), -inf, inf, Some(&res), hswish),
+        e("hardsigmoid(0.2,0.5)", None, -inf, inf, None, HARD_SIGMOID_ONNX),
+        e(
+            "bias+hardsigmoid(0.2,0.5)",
+            Some(&bias),
+            -inf,
+            inf,
+            None,
+            HARD_SIGMOID_ONNX,
+        ),
+        e(
+            "bias+hardsigmoid(1/6,0.5)",
+            Some(&bias),
+            -inf,
+            inf,
+            None,
+            HARD_SIGMOID_TORCH,
+        ),
+        e(
+            "residual+hardsigmoid(1/6,0.5)",
+            None,
+            -inf,
+            inf,
+            Some(&res),
+            HARD_SIGMOID_TORCH,
+        ),
+        // The clamp comes first: hardswish of values clamped to [-1, 1].
+        e("bias+clamp(-1,1)+hardswish", Some(&bias), -1.0, 1.0, None, hswish),
     ]
+}
+
+/// The reference activation, in f64 (the runtime's formulas; `clamp` propagates NaN).
+pub fn ref_act(act: Activation, v: f64) -> f64 {
+    match act {
+        Activation::None => v,
+        Activation::HardSwish => v * (v + 3.0).clamp(0.0, 6.0) * (1.0 / 6.0),
+        Activation::HardSigmoid { alpha, beta } => (alpha as f64 * v + beta as f64).clamp(0.0, 1.0),
+    }
+}
+
+/// The activation in f32, written out independently of the runtime: what an
+/// activation applied element by element to a kernel's output must give.
+pub fn act_f32(act: Activation, v: f32) -> f32 {
+    let clamp = |v: f32, lo: f32, hi: f32| {
+        if v < lo {
+            lo
+        } else if v > hi {
+            hi
+        } else {
+            v
+        }
+    };
+    match act {
+        Activation::None => v,
+        Activation::HardSwish => v * clamp(v + 3.0, 0.0, 6.0) * (1.0 / 6.0),
+        Activation::HardSigmoid { alpha, beta } => clamp(alpha * v + beta, 0.0, 1.0),
+    }
+}
+
+/// Checks that `with_act` (a kernel's output under `act`) is, bit for bit,
+/// `act` applied element by element to `without` (the same kernel's output
+/// with no activation).
+#[track_caller]
+pub fn assert_act_applied_once(what: &str, act: Activation, with_act: &[f32], without: &[f32]) {
+    let want: Vec<f32> = without.iter().map(|&v| act_f32(act, v)).collect();
+    assert_same_bits(what, with_act, &want);
 }
 
 /// The reference epilogue, in f64.
@@ -91,7 +180,7 @@ pub fn ref_epilogue(acc: f64, c: usize, i: usize, ep: &Epilogue<'_>) -> f64 {
     if let Some(r) = ep.residual {
         v += r[i] as f64;
     }
-    v.max(ep.min as f64).min(ep.max as f64)
+    ref_act(ep.act, v.max(ep.min as f64).min(ep.max as f64))
 }
 
 /// Naive full convolution. `input` is NHWC (whatever the layout the kernel
