@@ -280,10 +280,7 @@ pub fn build(spec: &ModelSpec, layers: &[LayerDef], weights: &WeightTable, resol
                 let w = w()?;
                 x = g.push(
                     &l.name,
-                    Op::Dense(DenseCfg {
-                        weight: w.weight.clone(),
-                        bias: w.bias.clone(),
-                    }),
+                    Op::Dense(DenseCfg::new(w.weight.clone(), w.bias.clone())),
                     &[x],
                 )?;
             }

@@ -7,7 +7,7 @@
 //! 64-byte aligned, embedded with `include_bytes!` (a file beside the
 //! generated `.rs`) or as a byte-string literal (the proc macro).
 
-use crate::ir::{DType, Layout};
+use crate::ir::{Act, DType, Layout};
 use crate::lower::{Kernel, Layer, Program, Storage};
 use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote};
@@ -263,6 +263,9 @@ fn layer_doc(i: usize, l: &Layer) -> Vec<String> {
     if !l.clamp.is_none() {
         epi.push(l.clamp.describe());
     }
+    if l.act != Act::None {
+        epi.push(l.act.describe());
+    }
     let epi = if epi.is_empty() {
         String::new()
     } else {
@@ -288,7 +291,15 @@ fn epilogue(l: &Layer, residual: TokenStream) -> TokenStream {
         None => quote!(None),
     };
     let (min, max) = (f32_lit(l.clamp.min), f32_lit(l.clamp.max));
-    quote!(&::mncc_runtime::Epilogue { bias: #bias, min: #min, max: #max, residual: #residual })
+    let act = match l.act {
+        Act::None => quote!(::mncc_runtime::Activation::None),
+        Act::HardSwish => quote!(::mncc_runtime::Activation::HardSwish),
+        Act::HardSigmoid { alpha, beta } => {
+            let (a, b) = (f32_lit(alpha), f32_lit(beta));
+            quote!(::mncc_runtime::Activation::HardSigmoid { alpha: #a, beta: #b })
+        }
+    };
+    quote!(&::mncc_runtime::Epilogue { bias: #bias, min: #min, max: #max, residual: #residual, act: #act })
 }
 
 fn conv_shape(s: &crate::lower::ConvShape) -> TokenStream {
@@ -440,6 +451,15 @@ fn layer_fn(p: &Program, i: usize, l: &Layer) -> TokenStream {
             let r = &names[1];
             let ep = epilogue(l, quote!(None));
             quote!(::mncc_runtime::add(#x, #r, #ep, y);)
+        }
+        Kernel::Map => {
+            let ep = epilogue(l, quote!(None));
+            quote!(::mncc_runtime::map(#x, #ep, y);)
+        }
+        Kernel::ScaleChannels { pixels, c } => {
+            let r = &names[1];
+            let (pixels, c) = (usize_lit(*pixels), usize_lit(*c));
+            quote!(::mncc_runtime::scale_channels(#pixels, #c, #x, #r, y);)
         }
     };
     quote! {

@@ -1,5 +1,6 @@
 //! `mncc inspect`: a table per layer and the totals.
 
+use crate::ir::Act;
 use crate::lower::Program;
 use std::fmt::Write;
 
@@ -41,6 +42,9 @@ pub fn report(p: &Program) -> String {
             }
             if !l.clamp.is_none() {
                 epi.push(l.clamp.describe());
+            }
+            if l.act != Act::None {
+                epi.push(l.act.describe());
             }
             [
                 i.to_string(),

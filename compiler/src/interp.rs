@@ -148,12 +148,23 @@ pub fn eval(op: &Op, ins: &[&[f64]], shapes: &[&[usize]], out_shape: &[usize]) -
                     for i in 0..k {
                         acc += x[b * k + i] * d.weight.data[j * k + i] as f64;
                     }
-                    out[b * o + j] = acc;
+                    out[b * o + j] = d.act.apply(clamp(acc, d.clamp.min, d.clamp.max));
                 }
             }
             out
         }
         Op::Reshape(_) => x.to_vec(),
+        Op::Activation(a) => x.iter().map(|&v| a.apply(v)).collect(),
+        Op::Mul => {
+            let s = ins[1];
+            if s.len() == x.len() {
+                x.iter().zip(s).map(|(a, b)| a * b).collect()
+            } else {
+                // [n, c, 1, 1] over [n, c, h, w]
+                let hw = shapes[0][2] * shapes[0][3];
+                x.iter().enumerate().map(|(i, &v)| v * s[i / hw]).collect()
+            }
+        }
         Op::Softmax => {
             let k = shapes[0][1];
             let mut out = Vec::with_capacity(x.len());
@@ -210,7 +221,7 @@ fn conv(cfg: &ConvCfg, x: &[f64], ins: &[usize], outs: &[usize], residual: Optio
                     if let Some(r) = residual {
                         acc += r[i];
                     }
-                    out[i] = clamp(acc, cfg.clamp.min, cfg.clamp.max);
+                    out[i] = cfg.act.apply(clamp(acc, cfg.clamp.min, cfg.clamp.max));
                 }
             }
         }
@@ -273,7 +284,7 @@ mod tests {
         );
         let w = Param::new(vec![3, 3], vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]);
         let d = g
-            .push("fc", Op::Dense(crate::ir::DenseCfg { weight: w, bias: None }), &[INPUT])
+            .push("fc", Op::Dense(crate::ir::DenseCfg::new(w, None)), &[INPUT])
             .unwrap();
         g.push("sm", Op::Softmax, &[d]).unwrap();
         let y = run(&g, &InputData::F32(vec![1000.0, 1000.0, 0.0])).unwrap();

@@ -133,6 +133,41 @@ impl Clamp {
     }
 }
 
+/// A nonlinearity applied after the clamp (mirror of `mncc_runtime::Activation`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Act {
+    /// Nothing beyond the clamp.
+    None,
+    /// `x * min(max(x + 3, 0), 6) / 6`.
+    HardSwish,
+    /// `min(max(alpha * x + beta, 0), 1)`.
+    HardSigmoid {
+        /// Slope.
+        alpha: f32,
+        /// Offset.
+        beta: f32,
+    },
+}
+
+impl Act {
+    /// Applies the activation (in f64, for the interpreter).
+    pub fn apply(&self, x: f64) -> f64 {
+        match *self {
+            Act::None => x,
+            Act::HardSwish => x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
+            Act::HardSigmoid { alpha, beta } => (alpha as f64 * x + beta as f64).clamp(0.0, 1.0),
+        }
+    }
+    /// Human name.
+    pub fn describe(&self) -> String {
+        match self {
+            Act::None => "none".into(),
+            Act::HardSwish => "hardswish".into(),
+            Act::HardSigmoid { alpha, beta } => format!("hardsigmoid({alpha}, {beta})"),
+        }
+    }
+}
+
 /// A 2-D convolution and its fused epilogue.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ConvCfg {
@@ -153,6 +188,8 @@ pub struct ConvCfg {
     pub clamp: Clamp,
     /// If true the node has a second input, added before the clamp.
     pub residual: bool,
+    /// Epilogue activation, after the clamp.
+    pub act: Act,
 }
 
 impl ConvCfg {
@@ -167,6 +204,7 @@ impl ConvCfg {
             pad_value: None,
             clamp: Clamp::NONE,
             residual: false,
+            act: Act::None,
         }
     }
     /// Output channels.
@@ -202,6 +240,22 @@ pub struct DenseCfg {
     pub weight: Param,
     /// One per output.
     pub bias: Option<Vec<f32>>,
+    /// Epilogue clamp.
+    pub clamp: Clamp,
+    /// Epilogue activation, after the clamp.
+    pub act: Act,
+}
+
+impl DenseCfg {
+    /// A dense layer with no epilogue activation.
+    pub fn new(weight: Param, bias: Option<Vec<f32>>) -> DenseCfg {
+        DenseCfg {
+            weight,
+            bias,
+            clamp: Clamp::NONE,
+            act: Act::None,
+        }
+    }
 }
 
 /// Per-channel affine input normalization `x * scale[c] + offset[c]`.
@@ -232,6 +286,11 @@ pub enum Op {
     Dense(DenseCfg),
     /// Softmax over the last dim of `[n, k]`.
     Softmax,
+    /// A standalone activation (fused into the conv or dense layer before it by a pass).
+    Activation(Act),
+    /// `x * s` where `s` has `x`'s shape or is `[n, c, 1, 1]` (broadcast over
+    /// pixels: squeeze-and-excitation).
+    Mul,
     /// Same elements, new shape (NCHW order): Flatten, Reshape, Squeeze,
     /// Unsqueeze. Lowered to nothing when the NHWC storage order is the same.
     Reshape(Vec<usize>),
@@ -250,13 +309,15 @@ impl Op {
             Op::Dense(_) => "Dense",
             Op::Softmax => "Softmax",
             Op::Reshape(_) => "Reshape",
+            Op::Activation(_) => "Activation",
+            Op::Mul => "Mul",
         }
     }
 
     /// Number of tensor inputs this op takes.
     pub fn arity(&self) -> usize {
         match self {
-            Op::Add => 2,
+            Op::Add | Op::Mul => 2,
             Op::Conv(c) if c.residual => 2,
             _ => 1,
         }
@@ -379,6 +440,17 @@ impl Op {
             Op::GlobalAvgPool => {
                 let [n, c, _, _] = nchw(x)?;
                 Ok(vec![n, c, 1, 1])
+            }
+            Op::Activation(_) => Ok(x.to_vec()),
+            Op::Mul => {
+                let s = inputs[1];
+                let broadcast = x.len() == 4 && s.len() == 4 && s[0] == x[0] && s[1] == x[1] && s[2] == 1 && s[3] == 1;
+                if s != x && !broadcast {
+                    return Err(format!(
+                        "cannot multiply {x:?} by {s:?} (same shape or [n, c, 1, 1] expected)"
+                    ));
+                }
+                Ok(x.to_vec())
             }
             Op::Dense(d) => {
                 if x.len() < 2 {

@@ -24,7 +24,7 @@
 //! * `conv2d`: `NR` = 8 output channels (4 when there are fewer than 8);
 //!   `rows` as for depthwise.
 
-use crate::ir::{Clamp, DType, Graph, Layout, Op, TensorId, INPUT};
+use crate::ir::{Act, Clamp, DType, Graph, Layout, Op, TensorId, INPUT};
 use crate::passes::PassReport;
 use crate::plan::{self, Interval};
 use std::ops::Range;
@@ -178,6 +178,15 @@ pub enum Kernel {
     Softmax,
     /// Elementwise add.
     Add,
+    /// The epilogue alone, elementwise (an activation after no conv).
+    Map,
+    /// Per-channel scaling by a computed `[c]` vector (squeeze-and-excitation).
+    ScaleChannels {
+        /// Pixels.
+        pixels: usize,
+        /// Channels.
+        c: usize,
+    },
 }
 
 impl Kernel {
@@ -194,6 +203,8 @@ impl Kernel {
             Kernel::GlobalAvgPool { .. } => "global_avg_pool".into(),
             Kernel::Softmax => "softmax".into(),
             Kernel::Add => "add".into(),
+            Kernel::Map => "map".into(),
+            Kernel::ScaleChannels { .. } => "scale_channels".into(),
         }
     }
 
@@ -242,6 +253,8 @@ pub struct Layer {
     pub clamp: Clamp,
     /// Whether `inputs[1]` is added in the epilogue.
     pub residual: bool,
+    /// Epilogue activation after the clamp.
+    pub act: Act,
     /// Multiply-accumulates.
     pub macs: u64,
     /// Parameters.
@@ -357,6 +370,7 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
             bias: None,
             clamp: Clamp::NONE,
             residual: false,
+            act: Act::None,
             macs: n.op.macs(y),
             params: n.op.params(),
             why: String::new(),
@@ -383,6 +397,7 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
                 };
                 layer.clamp = c.clamp;
                 layer.residual = c.residual;
+                layer.act = c.act;
                 if let Some(b) = &c.bias {
                     layer.bias = Some(push_blob(&mut blob, b));
                 }
@@ -459,6 +474,8 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
                 }
                 let k = d.weight.shape[1];
                 let out = d.weight.shape[0];
+                layer.clamp = d.clamp;
+                layer.act = d.act;
                 // The input is stored NHWC; the weight columns are in NCHW flatten order.
                 let (c, hw) = if x.len() == 4 { (x[1], x[2] * x[3]) } else { (k, 1) };
                 let col = |kn: usize| (kn % c) * hw + kn / c; // NHWC index -> NCHW column
@@ -486,12 +503,32 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
                 }
                 layer.kernel = Kernel::Add;
             }
-            Op::Clip(c) => {
-                // An activation with no conv before it: an add of nothing with a clamp.
-                return Err(at(format!(
-                    "a standalone {} (not after a convolution) is not supported",
-                    c.describe()
-                )));
+            Op::Clip(_) | Op::Activation(_) => {
+                // An activation with no conv or dense layer before it.
+                if reads_input && !input_is_plain {
+                    return Err(at("an activation cannot read a u8 or NCHW model input directly".into()));
+                }
+                match &n.op {
+                    Op::Clip(c) => layer.clamp = *c,
+                    Op::Activation(a) => layer.act = *a,
+                    _ => unreachable!(),
+                }
+                layer.kernel = Kernel::Map;
+            }
+            Op::Mul => {
+                if reads_input && !input_is_plain {
+                    return Err(at("a product cannot read a u8 or NCHW model input directly".into()));
+                }
+                let s = &g.tensors[n.inputs[1]].shape;
+                if s == x {
+                    return Err(at(format!(
+                        "an elementwise product of two {x:?} tensors is not supported (only scaling channels by a [n, c, 1, 1] tensor)"
+                    )));
+                }
+                layer.kernel = Kernel::ScaleChannels {
+                    pixels: x[2] * x[3],
+                    c: x[1],
+                };
             }
             Op::Reshape(_) => unreachable!("reshapes are views, handled above"),
             Op::Normalize(_) | Op::BatchNorm(_) => {

@@ -10,7 +10,10 @@
 //! Every unsupported node is reported at once; an error in one node marks its
 //! outputs as failed so its readers do not repeat it.
 
-use crate::ir::{BatchNormCfg, Clamp, ConvCfg, DType, DenseCfg, Graph, InputSpec, Layout, Op, Param, TensorId, INPUT};
+use crate::ir::{
+    Act, BatchNormCfg, Clamp, ConvCfg, DType, DenseCfg, Graph, InputSpec, Layout, NormalizeCfg, Op, Param, TensorId,
+    INPUT,
+};
 use onnx_protobuf::{AttributeProto, Message, ModelProto, NodeProto, TensorProto};
 use std::collections::{HashMap, HashSet};
 
@@ -40,6 +43,9 @@ const SUPPORTED: &[&str] = &[
     "Concat",
     "Cast",
     "Pad",
+    "HardSigmoid",
+    "HardSwish",
+    "Mul",
 ];
 
 /// Opsets of the default domain this front end reads.
@@ -111,7 +117,7 @@ pub fn load(path: &std::path::Path) -> Result<Graph, Vec<String>> {
 pub fn parse(bytes: &[u8], name: &str) -> Result<Graph, Vec<String>> {
     let model = ModelProto::parse_from_bytes(bytes).map_err(|e| {
         vec![format!(
-            "not a valid ONNX model (protobuf: {e}); is the file truncated?"
+            "cannot decode the file as an ONNX model (protobuf: {e}); is it truncated or not ONNX?"
         )]
     })?;
     let Some(graph) = model.graph.as_ref() else {
@@ -158,6 +164,16 @@ pub fn parse(bytes: &[u8], name: &str) -> Result<Graph, Vec<String>> {
         return Err(errors);
     }
 
+    // Attributes, all at once (before import, so one bad node cannot hide another).
+    let weights: HashMap<&str, &TensorProto> = graph.initializer.iter().map(|t| (t.name.as_str(), t)).collect();
+    for (i, n) in graph.node.iter().enumerate() {
+        if let Err(e) = precheck(n, opset, &weights) {
+            errors.push(format!("node `{}` ({}): {e}", node_name(n, i), n.op_type));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
     let order = topological_order(&graph.node)?;
     let mut imp = Importer {
         opset,
@@ -205,6 +221,72 @@ pub fn parse(bytes: &[u8], name: &str) -> Result<Graph, Vec<String>> {
         None => return Err(vec![format!("output `{out}` is not produced by any node")]),
     }
     Ok(g)
+}
+
+/// The attributes each operator may carry (others are rejected).
+fn allowed_attributes(op: &str, opset: i64) -> &'static [&'static str] {
+    match op {
+        "Conv" => &["auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"],
+        "Pad" => &["mode", "pads", "value"],
+        "BatchNormalization" => &[
+            "epsilon",
+            "momentum",
+            "training_mode",
+            "spatial",
+            "is_test",
+            "consumed_inputs",
+        ],
+        "Clip" if opset < 11 => &["min", "max"],
+        "HardSigmoid" => &["alpha", "beta"],
+        "AveragePool" => &[
+            "auto_pad",
+            "ceil_mode",
+            "count_include_pad",
+            "kernel_shape",
+            "pads",
+            "strides",
+            "dilations",
+        ],
+        "ReduceMean" => &["axes", "keepdims", "noop_with_empty_axes"],
+        "Flatten" | "Softmax" | "Gather" | "Concat" => &["axis"],
+        "Reshape" => &["allowzero"],
+        "Squeeze" | "Unsqueeze" if opset < 13 => &["axes"],
+        "Gemm" => &["alpha", "beta", "transA", "transB"],
+        "Dropout" => &["ratio", "seed", "is_test"],
+        "Constant" => &["value", "value_float", "value_floats", "value_int", "value_ints"],
+        "Transpose" => &["perm"],
+        "Shape" => &["start", "end"],
+        "Cast" => &["to", "saturate", "round_mode"],
+        _ => &[],
+    }
+}
+
+/// Checks a node's attributes (and, for Conv, what its weight's shape says
+/// about groups) without looking at its inputs' values.
+fn precheck(n: &NodeProto, opset: i64, weights: &HashMap<&str, &TensorProto>) -> Result<(), String> {
+    let a = Attrs::allow(n, allowed_attributes(&n.op_type, opset))?;
+    if n.op_type == "Conv" {
+        let mut problems = Vec::new();
+        if let Some(d) = a.ints("dilations").filter(|d| d.iter().any(|&v| v != 1)) {
+            problems.push(format!("dilations {d:?} are not supported (only 1)"));
+        }
+        let group = a.int("group", 1);
+        let per_group = n
+            .input
+            .get(1)
+            .and_then(|w| weights.get(w.as_str()))
+            .and_then(|w| w.dims.get(1).copied());
+        if group != 1 && per_group.is_some_and(|c| c != 1) {
+            problems.push(format!(
+                "group = {group} with {} input channels per group is a grouped convolution; only full (group = 1) and depthwise (group = channels) are supported",
+                per_group.unwrap_or(0)
+            ));
+        }
+        if !problems.is_empty() {
+            return Err(problems.join("; "));
+        }
+    }
+    Ok(())
 }
 
 fn node_name(n: &NodeProto, i: usize) -> String {
@@ -314,9 +396,15 @@ fn tensor_const(t: &TensorProto) -> Result<Const, String> {
                 .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64)
                 .collect()
         }),
+        // bool: one byte each in raw_data, else int32_data
+        9 => Data::I64(if raw.is_empty() {
+            t.int32_data.iter().map(|&v| v as i64).collect()
+        } else {
+            raw.iter().map(|&b| b as i64).collect()
+        }),
         other => {
             return Err(format!(
-                "element type {other} is not supported (float, double, int32, int64 are)"
+                "element type {other} is not supported (float, double, int32, int64, bool are)"
             ))
         }
     };
@@ -581,10 +669,7 @@ impl Importer {
         let one = |v: Value| Ok(vec![v]);
         match n.op_type.as_str() {
             "Conv" => {
-                let a = Attrs::allow(
-                    n,
-                    &["auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"],
-                )?;
+                let a = Attrs(n);
                 let (x, pending) = match arg(0) {
                     Some(Value::Padded(t, p)) => (t, p),
                     _ => (tensor(0)?, [0; 4]),
@@ -601,11 +686,6 @@ impl Importer {
                 if let Some(ks) = a.ints("kernel_shape") {
                     if usizes(&ks, "kernel_shape")? != [kh, kw] {
                         return Err(format!("kernel_shape {ks:?} does not match the weight's {:?}", w.dims));
-                    }
-                }
-                if let Some(d) = a.ints("dilations") {
-                    if d.iter().any(|&v| v != 1) {
-                        return Err(format!("dilations {d:?} are not supported (only 1)"));
                     }
                 }
                 let strides = usizes(&a.ints("strides").unwrap_or(vec![1, 1]), "strides")?;
@@ -660,7 +740,7 @@ impl Importer {
                 one(self.push(name, Op::Conv(cfg), &[x])?)
             }
             "Pad" => {
-                let a = Attrs::allow(n, &["mode", "pads", "value"])?;
+                let a = Attrs(n);
                 let x = tensor(0)?;
                 let mode = a.string("mode").unwrap_or_else(|| "constant".into());
                 if mode != "constant" {
@@ -692,17 +772,7 @@ impl Importer {
                 one(Value::Padded(x, [p[2], p[3], p[6], p[7]]))
             }
             "BatchNormalization" => {
-                let a = Attrs::allow(
-                    n,
-                    &[
-                        "epsilon",
-                        "momentum",
-                        "training_mode",
-                        "spatial",
-                        "is_test",
-                        "consumed_inputs",
-                    ],
-                )?;
+                let a = Attrs(n);
                 if a.int("training_mode", 0) != 0 {
                     return Err("training_mode = 1 is not supported (inference only)".into());
                 }
@@ -726,17 +796,15 @@ impl Importer {
                 one(self.push(name, Op::BatchNorm(cfg), &[x])?)
             }
             "Relu" => {
-                Attrs::allow(n, &[])?;
                 let x = tensor(0)?;
                 one(self.push(name, Op::Clip(Clamp::RELU), &[x])?)
             }
             "Clip" => {
                 let x = tensor(0)?;
                 let (min, max) = if opset < 11 {
-                    let a = Attrs::allow(n, &["min", "max"])?;
+                    let a = Attrs(n);
                     (a.float("min", f32::NEG_INFINITY), a.float("max", f32::INFINITY))
                 } else {
-                    Attrs::allow(n, &[])?;
                     let bound = |k, what, d| -> Result<f32, String> {
                         opt_const(k, what)?.map_or(Ok(d), |c| c.scalar().ok_or(format!("{what} must be a scalar")))
                     };
@@ -744,35 +812,53 @@ impl Importer {
                 };
                 one(self.push(name, Op::Clip(Clamp { min, max }), &[x])?)
             }
-            "Add" => {
-                Attrs::allow(n, &[])?;
+            "Add" => match (arg(0), arg(1)) {
+                (Some(Value::Tensor(a)), Some(Value::Tensor(b))) => one(self.push(name, Op::Add, &[a, b])?),
+                (Some(Value::Tensor(t)), Some(Value::Const(c))) | (Some(Value::Const(c)), Some(Value::Tensor(t))) => {
+                    self.fold_bias(n, name, t, &c).map(|v| vec![v])
+                }
+                _ => Err("adds two constants or a pending Pad; expected tensors".into()),
+            },
+            "HardSigmoid" => {
+                let a = Attrs(n);
+                let x = tensor(0)?;
+                let act = Act::HardSigmoid {
+                    alpha: a.float("alpha", 0.2),
+                    beta: a.float("beta", 0.5),
+                };
+                one(self.push(name, Op::Activation(act), &[x])?)
+            }
+            "HardSwish" => {
+                let x = tensor(0)?;
+                one(self.push(name, Op::Activation(Act::HardSwish), &[x])?)
+            }
+            "Mul" => {
                 match (arg(0), arg(1)) {
-                    (Some(Value::Tensor(a)), Some(Value::Tensor(b))) => one(self.push(name, Op::Add, &[a, b])?),
+                    (Some(Value::Tensor(a)), Some(Value::Tensor(b))) => {
+                        // The full-size operand first; the [n, c, 1, 1] one is broadcast.
+                        let (sa, sb) = (self.shape(a), self.shape(b));
+                        let (x, s) = if sa.iter().product::<usize>() >= sb.iter().product::<usize>() {
+                            (a, b)
+                        } else {
+                            (b, a)
+                        };
+                        one(self.push(name, Op::Mul, &[x, s])?)
+                    }
                     (Some(Value::Tensor(t)), Some(Value::Const(c)))
                     | (Some(Value::Const(c)), Some(Value::Tensor(t))) => {
-                        self.fold_bias(n, name, t, &c).map(|v| vec![v])
+                        let scale = self.per_channel(t, &c)?;
+                        let offset = vec![0.0; scale.len()];
+                        one(self.push(name, Op::Normalize(NormalizeCfg { scale, offset }), &[t])?)
                     }
-                    _ => Err("adds two constants or a pending Pad; expected tensors".into()),
+                    _ => Err("multiplies two constants or a pending Pad; expected a tensor".into()),
                 }
             }
             "GlobalAveragePool" => {
-                Attrs::allow(n, &[])?;
                 let x = tensor(0)?;
                 one(self.push(name, Op::GlobalAvgPool, &[x])?)
             }
             "AveragePool" => {
-                let a = Attrs::allow(
-                    n,
-                    &[
-                        "auto_pad",
-                        "ceil_mode",
-                        "count_include_pad",
-                        "kernel_shape",
-                        "pads",
-                        "strides",
-                        "dilations",
-                    ],
-                )?;
+                let a = Attrs(n);
                 let x = tensor(0)?;
                 let s = self.shape(x);
                 let k = usizes(
@@ -789,7 +875,7 @@ impl Importer {
                 one(self.push(name, Op::GlobalAvgPool, &[x])?)
             }
             "ReduceMean" => {
-                let a = Attrs::allow(n, &["axes", "keepdims", "noop_with_empty_axes"])?;
+                let a = Attrs(n);
                 let x = tensor(0)?;
                 let axes = if opset < 18 {
                     a.ints("axes")
@@ -814,7 +900,7 @@ impl Importer {
                 }
             }
             "Flatten" => {
-                let a = Attrs::allow(n, &["axis"])?;
+                let a = Attrs(n);
                 let axis = a.int("axis", 1);
                 match arg(0) {
                     Some(Value::Const(c)) => {
@@ -829,7 +915,7 @@ impl Importer {
                 }
             }
             "Reshape" => {
-                let a = Attrs::allow(n, &["allowzero"])?;
+                let a = Attrs(n);
                 let target = constant(1, "shape")?.i64s();
                 let allowzero = a.int("allowzero", 0) != 0;
                 match arg(0) {
@@ -846,9 +932,8 @@ impl Importer {
             }
             "Squeeze" | "Unsqueeze" => {
                 let axes = if opset < 13 {
-                    Attrs::allow(n, &["axes"])?.ints("axes")
+                    Attrs(n).ints("axes")
                 } else {
-                    Attrs::allow(n, &[])?;
                     opt_const(1, "axes")?.map(|c| c.i64s())
                 };
                 let squeeze = n.op_type == "Squeeze";
@@ -899,7 +984,7 @@ impl Importer {
                 }
             }
             "Gemm" => {
-                let a = Attrs::allow(n, &["alpha", "beta", "transA", "transB"])?;
+                let a = Attrs(n);
                 let x = tensor(0)?;
                 if a.int("transA", 0) != 0 {
                     return Err("transA = 1 is not supported".into());
@@ -930,7 +1015,6 @@ impl Importer {
                 self.dense(name, x, out, k, weight, bias)
             }
             "MatMul" => {
-                Attrs::allow(n, &[])?;
                 let x = tensor(0)?;
                 let b = constant(1, "B")?;
                 let [k, out] = b.dims[..] else {
@@ -941,7 +1025,7 @@ impl Importer {
                 self.dense(name, x, out, k, weight, None)
             }
             "Softmax" => {
-                let a = Attrs::allow(n, &["axis"])?;
+                let a = Attrs(n);
                 let x = tensor(0)?;
                 let s = self.shape(x);
                 let rank = s.len() as i64;
@@ -972,21 +1056,20 @@ impl Importer {
                 }
             }
             "Dropout" => {
-                Attrs::allow(n, &["ratio", "seed", "is_test"])?;
                 if n.output
                     .get(1)
                     .is_some_and(|m| !m.is_empty() && self.readers.get(m).copied().unwrap_or(0) > 0)
                 {
                     return Err("the mask output is read; only inference is supported".into());
                 }
+                if opt_const(2, "training_mode")?.is_some_and(|c| c.i64s().iter().any(|&v| v != 0)) {
+                    return Err("training_mode = true is not supported (inference only)".into());
+                }
                 Ok(vec![arg(0).ok_or("input is missing")?])
             }
-            "Identity" => {
-                Attrs::allow(n, &[])?;
-                Ok(vec![arg(0).ok_or("input is missing")?])
-            }
+            "Identity" => Ok(vec![arg(0).ok_or("input is missing")?]),
             "Constant" => {
-                let a = Attrs::allow(n, &["value", "value_float", "value_floats", "value_int", "value_ints"])?;
+                let a = Attrs(n);
                 let c = if let Some(t) = a.get("value") {
                     tensor_const(t.t.as_ref().ok_or("value has no tensor")?)?
                 } else if let Some(v) = a.get("value_float") {
@@ -1010,7 +1093,7 @@ impl Importer {
             }
             "Transpose" => Err("only the NHWC -> NCHW transpose (perm 0,3,1,2) of the model input is supported".into()),
             "Shape" => {
-                let a = Attrs::allow(n, &["start", "end"])?;
+                let a = Attrs(n);
                 let dims = match arg(0) {
                     Some(Value::Const(c)) => c.dims,
                     _ => self.shape(tensor(0)?),
@@ -1022,7 +1105,7 @@ impl Importer {
                 one(Value::Const(Const::i64(vec![v.len()], v)))
             }
             "Gather" => {
-                let a = Attrs::allow(n, &["axis"])?;
+                let a = Attrs(n);
                 let data = constant(0, "data")?;
                 let idx = constant(1, "indices")?;
                 if a.int("axis", 0) != 0 || data.dims.len() != 1 {
@@ -1051,7 +1134,7 @@ impl Importer {
                 }))
             }
             "Concat" => {
-                let a = Attrs::allow(n, &["axis"])?;
+                let a = Attrs(n);
                 let parts: Vec<Const> = (0..ins.len()).map(|k| constant(k, "part")).collect::<Result<_, _>>()?;
                 if parts.iter().any(|p| p.dims.len() != 1) || a.int("axis", 0) != 0 {
                     return Err("only concatenating 1-D constants (shapes) is supported".into());
@@ -1060,7 +1143,7 @@ impl Importer {
                 one(Value::Const(Const::i64(vec![v.len()], v)))
             }
             "Cast" => {
-                let a = Attrs::allow(n, &["to", "saturate", "round_mode"])?;
+                let a = Attrs(n);
                 let c = constant(0, "input")?;
                 let data = match a.int("to", 0) {
                     1 | 11 => Data::F32(c.f32s()),
@@ -1070,6 +1153,26 @@ impl Importer {
                 one(Value::Const(Const { dims: c.dims, data }))
             }
             other => Err(format!("operator {other} is not supported")),
+        }
+    }
+
+    /// A constant broadcast per channel over `t` ([c], [c, 1, 1], [1, c, 1, 1]
+    /// or a scalar), as `c` values.
+    fn per_channel(&self, t: TensorId, c: &Const) -> Result<Vec<f32>, String> {
+        let s = self.shape(t);
+        let ch = *s.get(1).ok_or("the tensor has no channel dim")?;
+        let v = c.f32s();
+        let dims: Vec<usize> = c.dims.iter().copied().skip_while(|&d| d == 1).collect();
+        let per_channel = s.len() == 4 && (dims == [ch] || dims == [ch, 1, 1]);
+        if v.len() == 1 {
+            Ok(vec![v[0]; ch])
+        } else if per_channel || (s.len() == 2 && dims == [ch]) {
+            Ok(v)
+        } else {
+            Err(format!(
+                "the constant {:?} is not per-channel for a {s:?} tensor (only scalars and [c, 1, 1] broadcast)",
+                c.dims
+            ))
         }
     }
 
@@ -1090,10 +1193,7 @@ impl Importer {
         }
         Ok(vec![self.push(
             name,
-            Op::Dense(DenseCfg {
-                weight: Param::new(vec![out, k], weight),
-                bias,
-            }),
+            Op::Dense(DenseCfg::new(Param::new(vec![out, k], weight), bias)),
             &[x],
         )?])
     }

@@ -5,7 +5,7 @@
 //! Merged nodes are recorded in [`Node::fused`](crate::ir::Node::fused) so the
 //! generated code can say where each layer came from.
 
-use crate::ir::{Graph, Node, Op};
+use crate::ir::{Act, Clamp, Graph, Node, Op};
 
 /// One pass: a name and a rewrite returning how many rewrites it made.
 pub struct Pass {
@@ -38,6 +38,11 @@ pub const PIPELINE: &[Pass] = &[
         name: "fuse_residual",
         doc: "residual Add fused into the epilogue of the linear conv before it",
         run: fuse_residual,
+    },
+    Pass {
+        name: "fuse_hardswish",
+        doc: "x * hardsigmoid(x) (PyTorch's HardSwish export before opset 14) becomes one HardSwish",
+        run: fuse_hardswish,
     },
     Pass {
         name: "fuse_activation",
@@ -112,7 +117,8 @@ pub fn fold_normalize(g: &mut Graph) -> usize {
     let mut count = 0;
     while let Some((i, j)) = find_pair(
         g,
-        |n| matches!(&n.op, Op::Normalize(c) if c.scale.iter().all(|&s| s != 0.0)),
+        // A zero scale has no raw value that normalizes to 0, unless nothing is added.
+        |n| matches!(&n.op, Op::Normalize(c) if c.offset.iter().all(|&o| o == 0.0) || c.scale.iter().all(|&s| s != 0.0)),
         |n| matches!(&n.op, Op::Conv(c) if c.pad_value.is_none() && !c.residual),
     ) {
         let Op::Normalize(norm) = g.nodes[i].op.clone() else {
@@ -144,13 +150,16 @@ pub fn fold_normalize(g: &mut Graph) -> usize {
             }
         }
         conv.bias = Some(bias.iter().map(|&b| b as f32).collect());
-        conv.pad_value = Some(
-            norm.scale
-                .iter()
-                .zip(&norm.offset)
-                .map(|(s, o)| (-(*o as f64) / *s as f64) as f32)
-                .collect(),
-        );
+        // A pure scale keeps zero padding (and the conv may stay depthwise).
+        if norm.offset.iter().any(|&o| o != 0.0) {
+            conv.pad_value = Some(
+                norm.scale
+                    .iter()
+                    .zip(&norm.offset)
+                    .map(|(s, o)| (-(*o as f64) / *s as f64) as f32)
+                    .collect(),
+            );
+        }
         let name = g.nodes[i].name.clone();
         g.nodes[j].inputs[0] = src;
         g.nodes[j].fused.insert(0, name);
@@ -166,7 +175,7 @@ pub fn fold_batchnorm(g: &mut Graph) -> usize {
     let mut count = 0;
     while let Some((i, j)) = find_pair(
         g,
-        |n| matches!(&n.op, Op::Conv(c) if c.clamp.is_none() && !c.residual),
+        |n| matches!(&n.op, Op::Conv(c) if c.clamp.is_none() && c.act == Act::None && !c.residual),
         |n| matches!(n.op, Op::BatchNorm(_)),
     ) {
         let Op::BatchNorm(bn) = g.nodes[j].op.clone() else {
@@ -204,7 +213,7 @@ pub fn fuse_residual(g: &mut Graph) -> usize {
             for side in 0..2 {
                 let (a, r) = (g.nodes[j].inputs[side], g.nodes[j].inputs[1 - side]);
                 let Some(i) = g.producer(a) else { continue };
-                let fusable = matches!(&g.nodes[i].op, Op::Conv(c) if c.clamp.is_none() && !c.residual)
+                let fusable = matches!(&g.nodes[i].op, Op::Conv(c) if c.clamp.is_none() && c.act == Act::None && !c.residual)
                     && g.uses(a) == 1
                     && a != r
                     && g.producer(r).is_none_or(|p| p < i);
@@ -227,17 +236,61 @@ pub fn fuse_residual(g: &mut Graph) -> usize {
 
 /// `Conv -> Clip`: the clip becomes (or tightens) the conv's epilogue clamp.
 pub fn fuse_activation(g: &mut Graph) -> usize {
+    /// The epilogue of a conv or dense layer, if its activation is still free.
+    fn epilogue(op: &mut Op) -> Option<(&mut Clamp, &mut Act)> {
+        match op {
+            Op::Conv(c) if c.act == Act::None => Some((&mut c.clamp, &mut c.act)),
+            Op::Dense(d) if d.act == Act::None => Some((&mut d.clamp, &mut d.act)),
+            _ => None,
+        }
+    }
     let mut count = 0;
-    while let Some((i, j)) = find_pair(g, |n| matches!(n.op, Op::Conv(_)), |n| matches!(n.op, Op::Clip(_))) {
-        let Op::Clip(clip) = g.nodes[j].op else { unreachable!() };
-        let Op::Conv(conv) = &mut g.nodes[i].op else {
-            unreachable!()
-        };
-        conv.clamp = conv.clamp.then(clip);
+    while let Some((i, j)) = find_pair(
+        g,
+        |n| matches!(&n.op, Op::Conv(c) if c.act == Act::None) || matches!(&n.op, Op::Dense(d) if d.act == Act::None),
+        |n| matches!(n.op, Op::Clip(_) | Op::Activation(_)),
+    ) {
+        let next = g.nodes[j].op.clone();
+        let (clamp, act) = epilogue(&mut g.nodes[i].op).expect("matched above");
+        match next {
+            Op::Clip(c) => *clamp = clamp.then(c),
+            Op::Activation(a) => *act = a,
+            _ => unreachable!(),
+        }
         absorb(g, i, j);
         count += 1;
     }
     count
+}
+
+/// `Mul(x, HardSigmoid(x))` with alpha 1/6 and beta 1/2 (how PyTorch exports
+/// HardSwish before opset 14) becomes `HardSwish(x)`.
+pub fn fuse_hardswish(g: &mut Graph) -> usize {
+    let mut count = 0;
+    'again: loop {
+        for j in 0..g.nodes.len() {
+            if !matches!(g.nodes[j].op, Op::Mul) {
+                continue;
+            }
+            for side in 0..2 {
+                let (x, h) = (g.nodes[j].inputs[side], g.nodes[j].inputs[1 - side]);
+                let Some(i) = g.producer(h) else { continue };
+                let is_hs = matches!(g.nodes[i].op, Op::Activation(Act::HardSigmoid { alpha, beta })
+                    if (alpha - 1.0 / 6.0).abs() < 1e-6 && (beta - 0.5).abs() < 1e-6);
+                if !is_hs || g.nodes[i].inputs[0] != x || g.uses(h) != 1 || g.output == h {
+                    continue;
+                }
+                let hs_name = g.nodes.remove(i).name;
+                let j = if i < j { j - 1 } else { j };
+                g.nodes[j].op = Op::Activation(Act::HardSwish);
+                g.nodes[j].inputs = vec![x];
+                g.nodes[j].fused.insert(0, hs_name);
+                count += 1;
+                continue 'again;
+            }
+        }
+        return count;
+    }
 }
 
 /// `Dense(Reshape(x))` where the reshape keeps the batch dim and flattens
@@ -348,10 +401,7 @@ mod tests {
         let y = g.push("add", Op::Add, &[x, y]).unwrap();
         let y = g.push("add.relu", Op::Clip(Clamp::RELU6), &[y]).unwrap();
         let y = g.push("gap", Op::GlobalAvgPool, &[y]).unwrap();
-        let d = DenseCfg {
-            weight: param(&mut r, vec![5, 4]),
-            bias: Some(vecf(&mut r, 5, -1.0, 1.0)),
-        };
+        let d = DenseCfg::new(param(&mut r, vec![5, 4]), Some(vecf(&mut r, 5, -1.0, 1.0)));
         let y = g.push("fc", Op::Dense(d), &[y]).unwrap();
         g.push("softmax", Op::Softmax, &[y]).unwrap();
         g
@@ -394,6 +444,7 @@ mod tests {
                 ("fold_normalize", 1),
                 ("fold_batchnorm", 3),
                 ("fuse_residual", 1),
+                ("fuse_hardswish", 0),
                 ("fuse_activation", 3),
                 ("remove_dead", 1)
             ]

@@ -139,10 +139,7 @@ fn random_graph(seed: u64) -> Graph {
     let mut y = g
         .push(
             "fc",
-            Op::Dense(DenseCfg {
-                weight: w,
-                bias: Some(vecf(&mut r, classes, -0.5, 0.5)),
-            }),
+            Op::Dense(DenseCfg::new(w, Some(vecf(&mut r, classes, -0.5, 0.5)))),
             &[x],
         )
         .unwrap();
