@@ -8,6 +8,12 @@ pub mod keras_v1 {
     mncc_runtime::mobilenet!("../examples/models/mobilenet_v1_0.25_224.toml");
 }
 
+/// The same pretrained model from its ONNX export (tf2onnx: Pad nodes, Clip
+/// with initializer bounds, asymmetric pads, a 1x1 conv classifier, Softmax).
+pub mod keras_v1_onnx {
+    mncc_runtime::mobilenet!("../examples/models/keras_mobilenet_v1_0.25_224.onnx");
+}
+
 macro_rules! models {
     ($($name:ident => $path:literal),* $(,)?) => {
         $(

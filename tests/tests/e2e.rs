@@ -139,3 +139,31 @@ fn parrot_is_a_macaw() {
     assert_eq!(top.0, 88, "parrot classified as {} ({})", top.0, top.1);
     assert!(*top.1 > 0.98, "macaw probability {}", top.1);
 }
+
+/// The ONNX export of the pretrained model, compiled by `mobilenet!`, on the
+/// six photos against onnxruntime (same input as the fixtures: NCHW floats
+/// x / 127.5 - 1).
+#[test]
+fn keras_v1_onnx_matches_onnxruntime_on_photos() {
+    use mncc_tests::keras_v1_onnx as model;
+    let dir = root().join("fixtures/keras_v1");
+    let mut arena = vec![0.0f32; model::ARENA_LEN].into_boxed_slice();
+    let arena: &mut model::Arena = (&mut arena[..]).try_into().unwrap();
+    for stem in ["cat", "dog", "finch", "grace_hopper", "hot_dog", "parrot"] {
+        let x = mncc::npy::read(&dir.join(format!("{stem}.input.npy"))).unwrap();
+        let mncc::npy::NpyData::U8(px) = x.data else {
+            panic!("u8 input expected")
+        };
+        let mut input = vec![0.0f32; model::INPUT_LEN];
+        for (i, &v) in px.iter().enumerate() {
+            input[(i % 3) * 224 * 224 + i / 3] = v as f32 / 127.5 - 1.0;
+        }
+        let ort = mncc::npy::read(&dir.join(format!("{stem}.probs.npy")))
+            .unwrap()
+            .to_f64();
+        let got = model::classify(input.as_slice().try_into().unwrap(), arena);
+        check(&format!("{stem}: ONNX-compiled vs onnxruntime"), &got, &ort);
+        let c = compare(&got, &ort);
+        assert_eq!(c.argmax.0, c.argmax.1, "{stem}: top-1 differs from onnxruntime");
+    }
+}
