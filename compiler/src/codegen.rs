@@ -124,6 +124,13 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
     });
     let fns = p.layers.iter().enumerate().map(|(i, l)| layer_fn(p, i, l));
     let uses_weights = p.layers.iter().any(|l| l.weights.is_some() || l.bias.is_some());
+    // A model whose layers all read the input and write the output needs no
+    // scratch: `run` keeps the same signature and ignores the (empty) arena.
+    let arena_unused = if p.storage.iter().any(|s| matches!(s, Some(Storage::Arena(_)))) {
+        quote!()
+    } else {
+        quote!(let _ = arena;)
+    };
     let w_let = if uses_weights {
         quote!(let w = ::mncc_runtime::f32_view(&WEIGHTS);)
     } else {
@@ -173,6 +180,7 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
         #[allow(dead_code)]
         pub fn run(input: &Input, output: &mut Output, arena: &mut Arena) {
             #w_let
+            #arena_unused
             #(#calls)*
         }
 

@@ -48,8 +48,9 @@ const SUPPORTED: &[&str] = &[
     "Mul",
 ];
 
-/// Opsets of the default domain this front end reads.
-const OPSETS: std::ops::RangeInclusive<i64> = 7..=22;
+/// Opsets of the default domain this front end reads. (Versions 22 to 25 of
+/// the operators above only added element types: float ops are unchanged.)
+const OPSETS: std::ops::RangeInclusive<i64> = 7..=25;
 
 #[derive(Clone, Debug, PartialEq)]
 enum Data {
