@@ -197,19 +197,42 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
 }
 
 fn layer_fn_name(i: usize, l: &Layer) -> proc_macro2::Ident {
-    let clean: String = l
-        .name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let clean = clean.trim_matches('_');
-    format_ident!("layer{:02}_{}", i, if clean.is_empty() { "node" } else { clean })
+    format_ident!("layer{:02}_{}", i, snake(&l.name))
+}
+
+/// A node name as a snake_case identifier fragment: ASCII alphanumerics
+/// lowercased, every other run of characters one `_` (`Conv__160` and
+/// `a/b:0` must not give `conv__160` or a trailing `_`, which rustc's
+/// `non_snake_case` lint rejects).
+fn snake(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.is_empty() && !out.ends_with('_') {
+            out.push('_');
+        }
+    }
+    let out = out.trim_end_matches('_');
+    if out.is_empty() {
+        "node".into()
+    } else {
+        out.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn snake_names() {
+        assert_eq!(super::snake("Conv__160"), "conv_160");
+        assert_eq!(
+            super::snake("mobilenet_0.25_224/conv1/Conv2D"),
+            "mobilenet_0_25_224_conv1_conv2d"
+        );
+        assert_eq!(super::snake("/features/features.1/Add:0_"), "features_features_1_add_0");
+        assert_eq!(super::snake("__"), "node");
+    }
 }
 
 fn storage_of(p: &Program, t: usize) -> &Storage {

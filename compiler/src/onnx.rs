@@ -816,7 +816,16 @@ impl Importer {
             "Add" => match (arg(0), arg(1)) {
                 (Some(Value::Tensor(a)), Some(Value::Tensor(b))) => one(self.push(name, Op::Add, &[a, b])?),
                 (Some(Value::Tensor(t)), Some(Value::Const(c))) | (Some(Value::Const(c)), Some(Value::Tensor(t))) => {
-                    self.fold_bias(n, name, t, &c).map(|v| vec![v])
+                    match self.fold_bias(n, name, t, &c) {
+                        Ok(v) => one(v),
+                        // Not the bias of a conv or dense layer: a per-channel shift
+                        // (passes fold it into a neighbouring conv where they can).
+                        Err(_) => {
+                            let offset = self.per_channel(t, &c)?;
+                            let scale = vec![1.0; offset.len()];
+                            one(self.push(name, Op::Normalize(NormalizeCfg { scale, offset }), &[t])?)
+                        }
+                    }
                 }
                 _ => Err("adds two constants or a pending Pad; expected tensors".into()),
             },

@@ -25,6 +25,11 @@ pub const PIPELINE: &[Pass] = &[
         run: reshape_into_dense,
     },
     Pass {
+        name: "fold_affine",
+        doc: "per-channel scale/shift (BatchNorm exported as Mul and Add) merged, and folded into the conv before it",
+        run: fold_affine,
+    },
+    Pass {
         name: "fold_normalize",
         doc: "input normalization folded into the first conv's weights, bias and pad value",
         run: fold_normalize,
@@ -164,6 +169,55 @@ pub fn fold_normalize(g: &mut Graph) -> usize {
         g.nodes[j].inputs[0] = src;
         g.nodes[j].fused.insert(0, name);
         g.nodes.remove(i);
+        count += 1;
+    }
+    count
+}
+
+/// `Normalize -> Normalize` merged into one; `Conv -> Normalize` (a conv
+/// without epilogue) folded: `w' = w * scale[o]`, `b' = b * scale[o] + offset[o]`.
+pub fn fold_affine(g: &mut Graph) -> usize {
+    let mut count = 0;
+    while let Some((i, j)) = find_pair(
+        g,
+        |n| matches!(n.op, Op::Normalize(_)),
+        |n| matches!(n.op, Op::Normalize(_)),
+    ) {
+        let Op::Normalize(second) = g.nodes[j].op.clone() else {
+            unreachable!()
+        };
+        let Op::Normalize(first) = &mut g.nodes[i].op else {
+            unreachable!()
+        };
+        for c in 0..first.scale.len() {
+            first.offset[c] = first.offset[c] * second.scale[c] + second.offset[c];
+            first.scale[c] *= second.scale[c];
+        }
+        absorb(g, i, j);
+        count += 1;
+    }
+    while let Some((i, j)) = find_pair(
+        g,
+        |n| matches!(&n.op, Op::Conv(c) if c.clamp.is_none() && c.act == Act::None && !c.residual),
+        |n| matches!(n.op, Op::Normalize(_)),
+    ) {
+        let Op::Normalize(aff) = g.nodes[j].op.clone() else {
+            unreachable!()
+        };
+        let Op::Conv(conv) = &mut g.nodes[i].op else {
+            unreachable!()
+        };
+        let oc = conv.out_c();
+        let per = conv.weight.data.len() / oc;
+        let mut bias = conv.bias.take().unwrap_or_else(|| vec![0.0; oc]);
+        for (o, (b, ws)) in bias.iter_mut().zip(conv.weight.data.chunks_mut(per)).enumerate() {
+            for w in ws {
+                *w *= aff.scale[o];
+            }
+            *b = *b * aff.scale[o] + aff.offset[o];
+        }
+        conv.bias = Some(bias);
+        absorb(g, i, j);
         count += 1;
     }
     count
@@ -441,6 +495,7 @@ mod tests {
             counts,
             [
                 ("reshape_into_dense", 0),
+                ("fold_affine", 0),
                 ("fold_normalize", 1),
                 ("fold_batchnorm", 3),
                 ("fuse_residual", 1),
