@@ -221,20 +221,6 @@ fn snake(name: &str) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn snake_names() {
-        assert_eq!(super::snake("Conv__160"), "conv_160");
-        assert_eq!(
-            super::snake("mobilenet_0.25_224/conv1/Conv2D"),
-            "mobilenet_0_25_224_conv1_conv2d"
-        );
-        assert_eq!(super::snake("/features/features.1/Add:0_"), "features_features_1_add_0");
-        assert_eq!(super::snake("__"), "node");
-    }
-}
-
 fn storage_of(p: &Program, t: usize) -> &Storage {
     p.storage[t]
         .as_ref()
@@ -515,4 +501,18 @@ pub fn source(p: &Program, embed: &WeightsEmbed, origin: &str) -> Result<String,
         p.description
     );
     Ok(header + &body)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn snake_names() {
+        assert_eq!(super::snake("Conv__160"), "conv_160");
+        assert_eq!(
+            super::snake("mobilenet_0.25_224/conv1/Conv2D"),
+            "mobilenet_0_25_224_conv1_conv2d"
+        );
+        assert_eq!(super::snake("/features/features.1/Add:0_"), "features_features_1_add_0");
+        assert_eq!(super::snake("__"), "node");
+    }
 }
