@@ -250,34 +250,47 @@ fn weights_problems_are_listed_together() {
 
 /// The pretrained Keras model as exported by tf2onnx (Pad nodes, Clip with
 /// initializer bounds, asymmetric pads, Reshape, 1x1 conv classifier,
-/// Softmax, an unused ai.onnx.ml import), against onnxruntime on the parrot.
+/// Softmax, an unused ai.onnx.ml import), against onnxruntime on the six photos.
 #[test]
 fn verify_keras_onnx_against_onnxruntime() {
     let dir = tempfile::tempdir().unwrap();
-    let x = mncc::npy::read(&repo().join("tests/fixtures/keras_v1/parrot.input.npy")).unwrap();
-    let mncc::npy::NpyData::U8(px) = x.data else {
-        panic!("u8 fixture")
-    };
-    // NHWC u8 -> NCHW f32 in [-1, 1], as the ONNX model takes it.
-    let mut nchw = vec![0.0f32; px.len()];
-    for (i, &v) in px.iter().enumerate() {
-        let (c, p) = (i % 3, i / 3);
-        nchw[c * 224 * 224 + p] = v as f32 / 127.5 - 1.0;
+    for (stem, class) in [
+        ("cat", 281),
+        ("dog", 207),
+        ("finch", 12),
+        ("grace_hopper", 457),
+        ("hot_dog", 934),
+        ("parrot", 88),
+    ] {
+        let x = mncc::npy::read(&repo().join(format!("tests/fixtures/keras_v1/{stem}.input.npy"))).unwrap();
+        let mncc::npy::NpyData::U8(px) = x.data else {
+            panic!("u8 fixture")
+        };
+        // NHWC u8 -> NCHW f32 in [-1, 1], as the ONNX model takes it.
+        let mut nchw = vec![0.0f32; px.len()];
+        for (i, &v) in px.iter().enumerate() {
+            let (c, p) = (i % 3, i / 3);
+            nchw[c * 224 * 224 + p] = v as f32 / 127.5 - 1.0;
+        }
+        let input = dir.path().join(format!("{stem}_nchw.npy"));
+        mncc::npy::write_f32(&input, &[1, 3, 224, 224], &nchw).unwrap();
+        let expect = format!("tests/fixtures/keras_v1/{stem}.probs.npy");
+        let o = mncc(&[
+            "verify",
+            "examples/models/keras_mobilenet_v1_0.25_224.onnx",
+            "--input",
+            input.to_str().unwrap(),
+            "--expect",
+            &expect,
+        ]);
+        let (out, err) = text(&o);
+        println!("{stem}:\n{out}");
+        assert!(o.status.success(), "{out}\n{err}");
+        assert!(
+            out.contains(&format!("top-1         generated {class} / reference {class}")),
+            "{out}"
+        );
     }
-    let input = dir.path().join("parrot_nchw.npy");
-    mncc::npy::write_f32(&input, &[1, 3, 224, 224], &nchw).unwrap();
-    let o = mncc(&[
-        "verify",
-        "examples/models/keras_mobilenet_v1_0.25_224.onnx",
-        "--input",
-        input.to_str().unwrap(),
-        "--expect",
-        "tests/fixtures/keras_v1/parrot.probs.npy",
-    ]);
-    let (out, err) = text(&o);
-    println!("{out}");
-    assert!(o.status.success(), "{out}\n{err}");
-    assert!(out.contains("top-1         generated 88 / reference 88"), "{out}");
 }
 
 #[test]
