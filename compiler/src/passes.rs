@@ -174,6 +174,22 @@ pub fn fold_normalize(g: &mut Graph) -> usize {
     count
 }
 
+/// Applies a per-output-channel affine `y * s + t` (from `f(o) = (s, t)`)
+/// to a conv: `w' = w * s`, `b' = b * s + t`, in f64.
+fn scale_outputs(conv: &mut crate::ir::ConvCfg, f: impl Fn(usize) -> (f64, f64)) {
+    let oc = conv.out_c();
+    let per = conv.weight.data.len() / oc;
+    let mut bias = conv.bias.take().unwrap_or_else(|| vec![0.0; oc]);
+    for (o, (b, ws)) in bias.iter_mut().zip(conv.weight.data.chunks_mut(per)).enumerate() {
+        let (s, t) = f(o);
+        for w in ws {
+            *w = (*w as f64 * s) as f32;
+        }
+        *b = (*b as f64 * s + t) as f32;
+    }
+    conv.bias = Some(bias);
+}
+
 /// `Normalize -> Normalize` merged into one; `Conv -> Normalize` (a conv
 /// without epilogue) folded: `w' = w * scale[o]`, `b' = b * scale[o] + offset[o]`.
 pub fn fold_affine(g: &mut Graph) -> usize {
@@ -207,16 +223,7 @@ pub fn fold_affine(g: &mut Graph) -> usize {
         let Op::Conv(conv) = &mut g.nodes[i].op else {
             unreachable!()
         };
-        let oc = conv.out_c();
-        let per = conv.weight.data.len() / oc;
-        let mut bias = conv.bias.take().unwrap_or_else(|| vec![0.0; oc]);
-        for (o, (b, ws)) in bias.iter_mut().zip(conv.weight.data.chunks_mut(per)).enumerate() {
-            for w in ws {
-                *w *= aff.scale[o];
-            }
-            *b = *b * aff.scale[o] + aff.offset[o];
-        }
-        conv.bias = Some(bias);
+        scale_outputs(conv, |o| (aff.scale[o] as f64, aff.offset[o] as f64));
         absorb(g, i, j);
         count += 1;
     }
@@ -238,17 +245,10 @@ pub fn fold_batchnorm(g: &mut Graph) -> usize {
         let Op::Conv(conv) = &mut g.nodes[i].op else {
             unreachable!()
         };
-        let oc = conv.out_c();
-        let per = conv.weight.data.len() / oc;
-        let mut bias = conv.bias.take().unwrap_or_else(|| vec![0.0; oc]);
-        for (o, (b, ws)) in bias.iter_mut().zip(conv.weight.data.chunks_mut(per)).enumerate() {
+        scale_outputs(conv, |o| {
             let s = bn.gamma[o] as f64 / (bn.var[o] as f64 + bn.eps as f64).sqrt();
-            for w in ws {
-                *w = (*w as f64 * s) as f32;
-            }
-            *b = ((*b as f64 - bn.mean[o] as f64) * s + bn.beta[o] as f64) as f32;
-        }
-        conv.bias = Some(bias);
+            (s, bn.beta[o] as f64 - bn.mean[o] as f64 * s)
+        });
         absorb(g, i, j);
         count += 1;
     }
