@@ -19,7 +19,7 @@ include!(concat!(env!("OUT_DIR"), "/runtime_sources.rs"));
 
 /// A built harness binary.
 pub struct Harness {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     exe: PathBuf,
     input_type: DType,
 }
@@ -180,7 +180,7 @@ pub fn build(program: &Program, quiet: bool) -> Result<Harness, String> {
         .join("release")
         .join(format!("{pkg}{}", std::env::consts::EXE_SUFFIX));
     Ok(Harness {
-        _dir: dir,
+        dir: dir,
         exe,
         input_type: program.input_type,
     })
@@ -202,7 +202,7 @@ impl Harness {
         if !ok {
             return Err(format!("the model takes {} input", self.input_type.rust_name()));
         }
-        let p = self._dir.path().join("input.bin");
+        let p = self.dir.path().join("input.bin");
         write(&p, input_bytes(input))?;
         Ok(p)
     }
@@ -225,7 +225,7 @@ impl Harness {
     /// Runs the model once on `input`.
     pub fn run(&self, input: &InputData) -> Result<Vec<f32>, String> {
         let inp = self.input_file(input)?;
-        let outp = self._dir.path().join("output.bin");
+        let outp = self.dir.path().join("output.bin");
         self.exec(&["run".as_ref(), inp.as_os_str(), outp.as_os_str()])?;
         let bytes = std::fs::read(&outp).map_err(|e| format!("cannot read the output: {e}"))?;
         Ok(bytes

@@ -111,28 +111,12 @@ fn to_nchw(x: &[f64], shape: &[usize], layout: Layout) -> Vec<f64> {
 pub fn eval(op: &Op, ins: &[&[f64]], shapes: &[&[usize]], out_shape: &[usize]) -> Vec<f64> {
     let x = ins[0];
     match op {
-        Op::Normalize(cfg) => {
-            let (c, hw) = (shapes[0][1], shapes[0][2] * shapes[0][3]);
-            x.iter()
-                .enumerate()
-                .map(|(i, &v)| {
-                    let ch = (i / hw) % c;
-                    v * cfg.scale[ch] as f64 + cfg.offset[ch] as f64
-                })
-                .collect()
-        }
+        Op::Normalize(cfg) => per_channel(x, shapes[0], |ch, v| v * cfg.scale[ch] as f64 + cfg.offset[ch] as f64),
         Op::Conv(cfg) => conv(cfg, x, shapes[0], out_shape, ins.get(1).copied()),
-        Op::BatchNorm(b) => {
-            let (c, hw) = (shapes[0][1], shapes[0][2] * shapes[0][3]);
-            x.iter()
-                .enumerate()
-                .map(|(i, &v)| {
-                    let ch = (i / hw) % c;
-                    let inv = 1.0 / (b.var[ch] as f64 + b.eps as f64).sqrt();
-                    (v - b.mean[ch] as f64) * inv * b.gamma[ch] as f64 + b.beta[ch] as f64
-                })
-                .collect()
-        }
+        Op::BatchNorm(b) => per_channel(x, shapes[0], |ch, v| {
+            let inv = 1.0 / (b.var[ch] as f64 + b.eps as f64).sqrt();
+            (v - b.mean[ch] as f64) * inv * b.gamma[ch] as f64 + b.beta[ch] as f64
+        }),
         Op::Clip(c) => x.iter().map(|&v| clamp(v, c.min, c.max)).collect(),
         Op::Add => x.iter().zip(ins[1]).map(|(a, b)| a + b).collect(),
         Op::GlobalAvgPool => {
@@ -179,6 +163,12 @@ pub fn eval(op: &Op, ins: &[&[f64]], shapes: &[&[usize]], out_shape: &[usize]) -
     }
 }
 
+/// `f(channel, value)` over an NCHW tensor.
+fn per_channel(x: &[f64], shape: &[usize], f: impl Fn(usize, f64) -> f64) -> Vec<f64> {
+    let (c, hw) = (shape[1], shape[2] * shape[3]);
+    x.iter().enumerate().map(|(i, &v)| f((i / hw) % c, v)).collect()
+}
+
 fn clamp(v: f64, min: f32, max: f32) -> f64 {
     v.max(min as f64).min(max as f64)
 }
@@ -187,12 +177,7 @@ fn clamp(v: f64, min: f32, max: f32) -> f64 {
 fn conv(cfg: &ConvCfg, x: &[f64], ins: &[usize], outs: &[usize], residual: Option<&[f64]>) -> Vec<f64> {
     let (n, c, h, w) = (ins[0], ins[1], ins[2], ins[3]);
     let (oc, oh, ow) = (outs[1], outs[2], outs[3]);
-    let [_, icg, kh, kw] = [
-        cfg.weight.shape[0],
-        cfg.weight.shape[1],
-        cfg.weight.shape[2],
-        cfg.weight.shape[3],
-    ];
+    let [_, icg, kh, kw] = cfg.dims();
     let ocg = oc / cfg.groups;
     let wt = &cfg.weight.data;
     let mut out = vec![0.0; n * oc * oh * ow];

@@ -211,6 +211,12 @@ impl ConvCfg {
     pub fn out_c(&self) -> usize {
         self.weight.shape[0]
     }
+    /// The weight's dims `[out_c, in_c / groups, kh, kw]` (a 4-D weight is a
+    /// verifier invariant).
+    pub fn dims(&self) -> [usize; 4] {
+        let w = &self.weight.shape;
+        [w[0], w[1], w[2], w[3]]
+    }
     /// `[kh, kw]`.
     pub fn kernel(&self) -> [usize; 2] {
         [self.weight.shape[2], self.weight.shape[3]]

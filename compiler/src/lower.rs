@@ -357,6 +357,20 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
             continue;
         }
         let reads_input = alias[n.inputs[0]] == INPUT;
+        // Every kernel but conv2d reads NHWC f32; only a convolution's main
+        // input (lowered to conv2d when needed) may be a u8 or NCHW model input.
+        let reads_raw_input = n
+            .inputs
+            .iter()
+            .enumerate()
+            .any(|(k, &t)| alias[t] == INPUT && (k > 0 || !matches!(n.op, Op::Conv(_))));
+        if !input_is_plain && reads_raw_input {
+            return Err(at(format!(
+                "only a convolution can read the model input ({} {}) directly",
+                g.input.dtype.rust_name(),
+                g.input.layout
+            )));
+        }
         let mut layer = Layer {
             name: n.name.clone(),
             op: n.op.kind(),
@@ -469,9 +483,6 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
                 }
             }
             Op::Dense(d) => {
-                if reads_input && !input_is_plain {
-                    return Err(at("a dense layer cannot read a u8 or NCHW model input directly".into()));
-                }
                 let k = d.weight.shape[1];
                 let out = d.weight.shape[0];
                 layer.clamp = d.clamp;
@@ -488,9 +499,6 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
                 layer.kernel = kernel;
             }
             Op::GlobalAvgPool => {
-                if reads_input && !input_is_plain {
-                    return Err(at("pooling cannot read a u8 or NCHW model input directly".into()));
-                }
                 layer.kernel = Kernel::GlobalAvgPool {
                     pixels: x[2] * x[3],
                     c: x[1],
@@ -498,16 +506,10 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
             }
             Op::Softmax => layer.kernel = Kernel::Softmax,
             Op::Add => {
-                if reads_input && !input_is_plain {
-                    return Err(at("an add cannot read a u8 or NCHW model input directly".into()));
-                }
                 layer.kernel = Kernel::Add;
             }
             Op::Clip(_) | Op::Activation(_) => {
                 // An activation with no conv or dense layer before it.
-                if reads_input && !input_is_plain {
-                    return Err(at("an activation cannot read a u8 or NCHW model input directly".into()));
-                }
                 match &n.op {
                     Op::Clip(c) => layer.clamp = *c,
                     Op::Activation(a) => layer.act = *a,
@@ -516,9 +518,6 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
                 layer.kernel = Kernel::Map;
             }
             Op::Mul => {
-                if reads_input && !input_is_plain {
-                    return Err(at("a product cannot read a u8 or NCHW model input directly".into()));
-                }
                 let s = &g.tensors[n.inputs[1]].shape;
                 if s == x {
                     return Err(at(format!(
@@ -658,4 +657,44 @@ fn pointwise(
         tiles: PointwiseTiles { kc, order },
     };
     (kernel, packed, why)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::{ConvCfg, InputSpec, Param};
+
+    fn graph(dtype: DType, layout: Layout) -> Graph {
+        Graph::new("t", "", InputSpec { dtype, layout }, vec![1, 4, 6, 6])
+    }
+
+    #[test]
+    fn only_a_convolution_reads_a_raw_input() {
+        for (dtype, layout) in [(DType::U8, Layout::Nhwc), (DType::F32, Layout::Nchw)] {
+            let mut g = graph(dtype, layout);
+            g.push("gap", Op::GlobalAvgPool, &[INPUT]).unwrap();
+            let e = lower(&g, vec![], &Target::PORTABLE).unwrap_err();
+            assert!(
+                e.contains("node `gap`") && e.contains("only a convolution can read the model input"),
+                "{e}"
+            );
+
+            // A conv may read it as its main input, not as its residual.
+            let mut g = graph(dtype, layout);
+            let mut cfg = ConvCfg::new(Param::new(vec![4, 4, 1, 1], vec![0.5; 16]), [1, 1], [0; 4], 1);
+            cfg.residual = true;
+            g.push("c", Op::Conv(cfg.clone()), &[INPUT, INPUT]).unwrap();
+            let e = lower(&g, vec![], &Target::PORTABLE).unwrap_err();
+            assert!(e.contains("node `c`"), "{e}");
+            cfg.residual = false;
+            let mut g = graph(dtype, layout);
+            g.push("c", Op::Conv(cfg), &[INPUT]).unwrap();
+            let p = lower(&g, vec![], &Target::PORTABLE).unwrap();
+            assert!(matches!(p.layers[0].kernel, Kernel::Conv2d { .. }));
+        }
+        // Plain f32 NHWC input: anything may read it.
+        let mut g = graph(DType::F32, Layout::Nhwc);
+        g.push("gap", Op::GlobalAvgPool, &[INPUT]).unwrap();
+        assert!(lower(&g, vec![], &Target::PORTABLE).is_ok());
+    }
 }

@@ -133,12 +133,7 @@ pub fn fold_normalize(g: &mut Graph) -> usize {
         let Op::Conv(conv) = &mut g.nodes[j].op else {
             unreachable!()
         };
-        let [oc, icg, kh, kw] = [
-            conv.weight.shape[0],
-            conv.weight.shape[1],
-            conv.weight.shape[2],
-            conv.weight.shape[3],
-        ];
+        let [oc, icg, kh, kw] = conv.dims();
         let ocg = oc / conv.groups;
         let mut bias: Vec<f64> = conv
             .bias
