@@ -180,7 +180,7 @@ pub fn build(program: &Program, quiet: bool) -> Result<Harness, String> {
         .join("release")
         .join(format!("{pkg}{}", std::env::consts::EXE_SUFFIX));
     Ok(Harness {
-        dir: dir,
+        dir,
         exe,
         input_type: program.input_type,
     })
