@@ -122,6 +122,16 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
         let args = layer_args(p, l);
         quote!(#f(#args);)
     });
+    let observed = p.layers.iter().enumerate().map(|(i, l)| {
+        let f = layer_fn_name(i, l);
+        let args = layer_args(p, l);
+        quote!(#f(#args); after(#i);)
+    });
+    let n_layers = p.layers.len();
+    let infos = p.layers.iter().map(|l| {
+        let (name, kernel, macs) = (l.name.as_str(), l.kernel.name(), l.macs);
+        quote!((#name, #kernel, #macs))
+    });
     let fns = p.layers.iter().enumerate().map(|(i, l)| layer_fn(p, i, l));
     let uses_weights = p.layers.iter().any(|l| l.weights.is_some() || l.bias.is_some());
     // A model whose layers all read the input and write the output needs no
@@ -182,6 +192,18 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
             #w_let
             #arena_unused
             #(#calls)*
+        }
+
+        #[doc = " Per layer: source node, kernel, multiply-accumulates (for profiling with [`run_observed`])."]
+        #[allow(dead_code)]
+        pub const LAYERS: [(&str, &str, u64); #n_layers] = [#(#infos),*];
+
+        #[doc = " [`run`], calling `after(i)` when layer `i` is done (e.g. to time each layer)."]
+        #[allow(dead_code)]
+        pub fn run_observed(input: &Input, output: &mut Output, arena: &mut Arena, after: &mut dyn FnMut(usize)) {
+            #w_let
+            #arena_unused
+            #(#observed)*
         }
 
         #[doc = " Runs the model and returns the output by value."]
@@ -408,15 +430,14 @@ fn layer_fn(p: &Program, i: usize, l: &Layer) -> TokenStream {
     let body = match &l.kernel {
         Kernel::Conv2d {
             shape,
-            nr,
             tiles,
             input_type,
             layout,
             pad_value,
+            ..
         } => {
             let s = conv_shape(shape);
             let ty = dtype_ty(*input_type);
-            let nr = usize_lit(*nr);
             let rows = usize_lit(tiles.rows);
             let lay = match layout {
                 Layout::Nhwc => quote!(::mncc_runtime::Layout::Nhwc),
@@ -429,23 +450,22 @@ fn layer_fn(p: &Program, i: usize, l: &Layer) -> TokenStream {
                 const SHAPE: ::mncc_runtime::ConvShape = #s;
                 const TILES: ::mncc_runtime::Conv2dTiles = ::mncc_runtime::Conv2dTiles { rows: #rows };
                 const PAD: [f32; #npad] = [#(#pads),*];
-                ::mncc_runtime::conv2d::<#ty, #nr>(&SHAPE, &TILES, #lay, #x, &PAD, &w[#wr], #ep, y);
+                ::mncc_runtime::simd::conv2d::<#ty>(&SHAPE, &TILES, #lay, #x, &PAD, &w[#wr], #ep, y);
             }
         }
-        Kernel::Depthwise { shape, ct, tiles } => {
+        Kernel::Depthwise { shape, tiles, .. } => {
             let s = conv_shape(shape);
-            let ct = usize_lit(*ct);
             let rows = usize_lit(tiles.rows);
             let ep = epilogue(l, residual);
             quote! {
                 const SHAPE: ::mncc_runtime::ConvShape = #s;
                 const TILES: ::mncc_runtime::DepthwiseTiles = ::mncc_runtime::DepthwiseTiles { rows: #rows };
-                ::mncc_runtime::depthwise::<#ct>(&SHAPE, &TILES, #x, &w[#wr], #ep, y);
+                ::mncc_runtime::simd::depthwise(&SHAPE, &TILES, #x, &w[#wr], #ep, y);
             }
         }
-        Kernel::Pointwise { shape, mr, nr, tiles } => {
+        Kernel::Pointwise { shape, tiles, .. } => {
             let (pixels, in_c, out_c) = (usize_lit(shape.pixels), usize_lit(shape.in_c), usize_lit(shape.out_c));
-            let (mr, nr, kc) = (usize_lit(*mr), usize_lit(*nr), usize_lit(tiles.kc));
+            let kc = usize_lit(tiles.kc);
             let order = match tiles.order {
                 crate::lower::PwOrder::PixelsOuter => quote!(::mncc_runtime::PwOrder::PixelsOuter),
                 crate::lower::PwOrder::ChannelsOuter => {
@@ -456,7 +476,7 @@ fn layer_fn(p: &Program, i: usize, l: &Layer) -> TokenStream {
             quote! {
                 const SHAPE: ::mncc_runtime::PointwiseShape = ::mncc_runtime::PointwiseShape { pixels: #pixels, in_c: #in_c, out_c: #out_c };
                 const TILES: ::mncc_runtime::PointwiseTiles = ::mncc_runtime::PointwiseTiles { kc: #kc, order: #order };
-                ::mncc_runtime::pointwise::<#mr, #nr>(&SHAPE, &TILES, #x, &w[#wr], #ep, y);
+                ::mncc_runtime::simd::pointwise(&SHAPE, &TILES, #x, &w[#wr], #ep, y);
             }
         }
         Kernel::GlobalAvgPool { pixels, c } => {

@@ -69,6 +69,29 @@ fn main() {
             times.sort_by(|a, b| a.partial_cmp(b).unwrap());
             println!("{} {} {}", times.len(), times[times.len() / 2], times[0]);
         }
+        "layers" => {
+            let seconds: f64 = args[3].parse().unwrap();
+            let n = model::LAYERS.len();
+            let mut times: Vec<Vec<f64>> = vec![Vec::new(); n];
+            let start = std::time::Instant::now();
+            let mut runs = 0;
+            while runs < 5 || (start.elapsed().as_secs_f64() < seconds && runs < 100_000) {
+                let mut t = std::time::Instant::now();
+                let mut after = |i: usize| {
+                    let now = std::time::Instant::now();
+                    times[i].push((now - t).as_secs_f64() * 1e3);
+                    t = now;
+                };
+                model::run_observed(std::hint::black_box(&input), &mut output, &mut arena, &mut after);
+                std::hint::black_box(&output);
+                runs += 1;
+            }
+            for (i, t) in times.iter_mut().enumerate() {
+                t.sort_by(|a, b| a.partial_cmp(b).unwrap());
+                let (name, kernel, macs) = model::LAYERS[i];
+                println!("{i}\t{name}\t{kernel}\t{macs}\t{}", t[t.len() / 2]);
+            }
+        }
         other => panic!("unknown mode {other}"),
     }
 }
@@ -250,6 +273,99 @@ impl Harness {
             _ => Err(format!("unexpected harness output: {text}")),
         }
     }
+}
+
+/// One layer's median time in a run of the whole model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LayerTiming {
+    /// Source node.
+    pub name: String,
+    /// Kernel.
+    pub kernel: String,
+    /// Multiply-accumulates.
+    pub macs: u64,
+    /// Median milliseconds.
+    pub median_ms: f64,
+}
+
+impl Harness {
+    /// Times each layer within repeated whole-model runs for about `seconds`.
+    pub fn bench_layers(&self, input: &InputData, seconds: f64) -> Result<Vec<LayerTiming>, String> {
+        let inp = self.input_file(input)?;
+        let secs = seconds.to_string();
+        let stdout = self.exec(&["layers".as_ref(), inp.as_os_str(), secs.as_ref()])?;
+        let text = String::from_utf8_lossy(&stdout);
+        text.lines()
+            .map(|line| {
+                let f: Vec<&str> = line.split('\t').collect();
+                match f[..] {
+                    [_, name, kernel, macs, ms] => Ok(LayerTiming {
+                        name: name.into(),
+                        kernel: kernel.into(),
+                        macs: macs.parse().map_err(|_| format!("bad harness line {line}"))?,
+                        median_ms: ms.parse().map_err(|_| format!("bad harness line {line}"))?,
+                    }),
+                    _ => Err(format!("unexpected harness output: {line}")),
+                }
+            })
+            .collect()
+    }
+}
+
+/// A per-layer table and a per-kernel-type summary (median ms, GFLOP/s,
+/// percent of `peak` GFLOP/s).
+pub fn layer_report(layers: &[LayerTiming], peak: f64) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let gf = |macs: u64, ms: f64| if ms > 0.0 { 2.0 * macs as f64 / (ms * 1e6) } else { 0.0 };
+    let _ = writeln!(
+        s,
+        "\n| # | layer | kernel | MACs | median ms | GFLOP/s | % peak |\n|---|---|---|---|---|---|---|"
+    );
+    for (i, l) in layers.iter().enumerate() {
+        let g = gf(l.macs, l.median_ms);
+        let _ = writeln!(
+            s,
+            "| {i} | {} | {} | {:.2}M | {:.4} | {g:.1} | {:.1} |",
+            l.name,
+            l.kernel,
+            l.macs as f64 / 1e6,
+            l.median_ms,
+            100.0 * g / peak
+        );
+    }
+    let mut kinds: Vec<(String, u64, f64)> = Vec::new();
+    for l in layers {
+        let kind = l.kernel.split('_').next().unwrap_or("").to_string();
+        let kind = if kind == "global" {
+            "global_avg_pool".to_string()
+        } else {
+            kind
+        };
+        match kinds.iter_mut().find(|k| k.0 == kind) {
+            Some(k) => {
+                k.1 += l.macs;
+                k.2 += l.median_ms;
+            }
+            None => kinds.push((kind, l.macs, l.median_ms)),
+        }
+    }
+    let total: f64 = layers.iter().map(|l| l.median_ms).sum();
+    let _ = writeln!(
+        s,
+        "\n| kernel type | MACs | ms (sum of medians) | share of time | GFLOP/s | % peak |\n|---|---|---|---|---|---|"
+    );
+    for (kind, macs, ms) in kinds {
+        let g = gf(macs, ms);
+        let _ = writeln!(
+            s,
+            "| {kind} | {:.1}M | {ms:.3} | {:.1}% | {g:.1} | {:.1} |",
+            macs as f64 / 1e6,
+            100.0 * ms / total.max(1e-12),
+            100.0 * g / peak
+        );
+    }
+    s
 }
 
 /// Errors of an output against a reference.

@@ -112,7 +112,7 @@ pub fn from_spec(spec: spec::ModelSpec) -> Result<Model, Error> {
 /// Optimizes and lowers a model for the portable target.
 pub fn compile(model: &Model) -> Result<lower::Program, Error> {
     let (g, reports) = passes::optimize(model.graph.clone())?;
-    Ok(lower::lower(&g, reports, &lower::Target::PORTABLE)?)
+    Ok(lower::lower(&g, reports, &lower::Target::X86_64)?)
 }
 
 /// Writes `out` (a `.rs` file) and its weight blob beside it

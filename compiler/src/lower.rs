@@ -101,22 +101,68 @@ pub const fn pointwise_packed_len(in_c: usize, out_c: usize, nr: usize) -> usize
     out_c.div_ceil(nr) * nr * in_c
 }
 
-/// What the schedule rule assumes of the CPU.
+/// What the schedule rule assumes of the CPU. The runtime picks the
+/// instruction set at run time; the target fixes the cache tiles written
+/// into the generated code (so builds are reproducible whatever the host).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Target {
+    /// Name shown by `mncc inspect` and accepted by `--target`.
+    pub name: &'static str,
     /// f32 lanes per vector register.
     pub vector_lanes: usize,
     /// L1 data cache bytes.
     pub l1_bytes: usize,
+    /// The runtime's pointwise register tile on this target: rows (pixels).
+    pub pw_mr: usize,
+    /// The runtime's pointwise register tile: columns (output channels).
+    pub pw_nr: usize,
 }
 
 impl Target {
-    /// The portable default: 8 lanes (AVX2, or two NEON registers), 32 KiB L1.
-    pub const PORTABLE: Target = Target {
+    /// x86-64 with AVX-512 (AVX2 and portable fallbacks chosen at run time):
+    /// 16 lanes, 48 KiB L1, 12 x 32 pointwise tiles.
+    pub const X86_64: Target = Target {
+        name: "x86-64",
+        vector_lanes: 16,
+        l1_bytes: 48 * 1024,
+        pw_mr: 12,
+        pw_nr: 32,
+    };
+    /// x86-64 with AVX2 at most: 8 lanes, 32 KiB L1, 6 x 16 tiles.
+    pub const X86_64_AVX2: Target = Target {
+        name: "x86-64-avx2",
         vector_lanes: 8,
         l1_bytes: 32 * 1024,
+        pw_mr: 6,
+        pw_nr: 16,
     };
+    /// aarch64 NEON: 4 lanes, 64 KiB L1, 6 x 16 tiles.
+    pub const AARCH64: Target = Target {
+        name: "aarch64",
+        vector_lanes: 4,
+        l1_bytes: 64 * 1024,
+        pw_mr: 6,
+        pw_nr: 16,
+    };
+    /// Anything else (Cortex-M, wasm): the portable path, 2 x 16 tiles.
+    pub const PORTABLE: Target = Target {
+        name: "portable",
+        vector_lanes: 4,
+        l1_bytes: 32 * 1024,
+        pw_mr: 2,
+        pw_nr: 16,
+    };
+    /// All targets, for `--target`.
+    pub const ALL: [Target; 4] = [Target::X86_64, Target::X86_64_AVX2, Target::AARCH64, Target::PORTABLE];
+
+    /// The target named `name`.
+    pub fn by_name(name: &str) -> Option<Target> {
+        Target::ALL.into_iter().find(|t| t.name == name)
+    }
 }
+
+/// Output channels per packed weight panel (`mncc_runtime::simd::PANEL`).
+pub const PANEL: usize = 16;
 
 /// Where a tensor lives at run time.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -454,24 +500,20 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
                     layer.why = why;
                     layer.kernel = kernel;
                 } else {
-                    let mut packed = vec![0.0; kh * kw * ic * oc];
-                    for o in 0..oc {
-                        for i in 0..ic {
-                            for k in 0..kh * kw {
-                                packed[(k * ic + i) * oc + o] = w[(o * ic + i) * kh * kw + k];
-                            }
-                        }
-                    }
+                    // im2col row (k * ic + i) = tap k, input channel i.
+                    let packed = pack_panels(kh * kw * ic, oc, |o, r| w[(o * ic + r % ic) * kh * kw + r / ic]);
                     layer.weights = Some(push_blob(&mut blob, &packed));
-                    let nr = if oc >= 8 { 8 } else { 4 };
+                    let nr = target.pw_nr;
                     let rows = rows_fitting(target, iw, ic, c.stride[0], kh, oh);
                     let (input_type, layout) = if reads_input {
                         (g.input.dtype, g.input.layout)
                     } else {
                         (DType::F32, Layout::Nhwc)
                     };
-                    layer.why =
-                        format!("{nr} output channels per register tile; {rows} output rows per block fit half of L1");
+                    layer.why = format!(
+                        "im2col blocks of output pixels through the {}x{nr} pointwise micro-kernel",
+                        target.pw_mr
+                    );
                     layer.kernel = Kernel::Conv2d {
                         shape,
                         nr,
@@ -603,6 +645,25 @@ fn same_order_in_nhwc(shape: &[usize]) -> bool {
     }
 }
 
+/// Packs the `[k][n]` matrix `w(o, i)` (column `o`, row `i`) in panels of
+/// [`PANEL`] columns: `packed[(p * k + i) * PANEL + j] = w(p * PANEL + j, i)`,
+/// zero past `n` (the layout of `mncc_runtime::simd::pointwise`).
+fn pack_panels(k: usize, n: usize, w: impl Fn(usize, usize) -> f32) -> Vec<f32> {
+    let panels = n.div_ceil(PANEL);
+    let mut packed = vec![0.0; pointwise_packed_len(k, n, PANEL)];
+    for p in 0..panels {
+        for i in 0..k {
+            for j in 0..PANEL {
+                let o = p * PANEL + j;
+                if o < n {
+                    packed[(p * k + i) * PANEL + j] = w(o, i);
+                }
+            }
+        }
+    }
+    packed
+}
+
 /// Schedules and packs a pointwise layer; `w(o, i)` is the weight from input
 /// channel `i` (in the stored order) to output `o`.
 fn pointwise(
@@ -612,8 +673,8 @@ fn pointwise(
     out_c: usize,
     w: impl Fn(usize, usize) -> f32,
 ) -> (Kernel, Vec<f32>, String) {
-    let nr = t.vector_lanes;
-    let mr = if pixels == 1 { 1 } else { 4 };
+    let nr = t.pw_nr;
+    let mr = if pixels == 1 { 1 } else { t.pw_mr };
     let budget = (t.l1_bytes / 2) / (4 * (mr + nr)); // input channels whose working set fits half of L1
     let kc = if in_c <= budget {
         in_c
@@ -638,18 +699,7 @@ fn pointwise(
         weight_bytes / 1024,
         act_bytes / 1024
     );
-    let panels = out_c.div_ceil(nr);
-    let mut packed = vec![0.0; pointwise_packed_len(in_c, out_c, nr)];
-    for p in 0..panels {
-        for i in 0..in_c {
-            for j in 0..nr {
-                let o = p * nr + j;
-                if o < out_c {
-                    packed[(p * in_c + i) * nr + j] = w(o, i);
-                }
-            }
-        }
-    }
+    let packed = pack_panels(in_c, out_c, w);
     let kernel = Kernel::Pointwise {
         shape: PointwiseShape { pixels, in_c, out_c },
         mr,

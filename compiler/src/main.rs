@@ -55,6 +55,13 @@ enum Cmd {
         /// Seconds of timed runs.
         #[arg(long, default_value_t = 3.0)]
         seconds: f64,
+        /// Also time each layer (within whole-model runs) and summarize per kernel.
+        #[arg(long)]
+        layers: bool,
+        /// FMA peak of one core in GFLOP/s, for the "% of peak" columns
+        /// (177 on the Xeon the README's figures come from; `bench/peak` measures yours).
+        #[arg(long, default_value_t = 177.0)]
+        peak: f64,
     },
 }
 
@@ -165,7 +172,12 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             }
             println!("ok");
         }
-        Cmd::Bench { model, seconds } => {
+        Cmd::Bench {
+            model,
+            seconds,
+            layers,
+            peak,
+        } => {
             if !(seconds > 0.0 && seconds <= 600.0) {
                 return Err(Error::msg("--seconds must be in (0, 600]"));
             }
@@ -184,10 +196,15 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             println!("runs     {}", t.runs);
             println!("median   {:.3} ms", t.median_ms);
             println!("min      {:.3} ms", t.min_ms);
+            let gflops = 2.0 * p.macs() as f64 / (t.median_ms * 1e6);
             println!(
-                "GFLOP/s  {:.2} (2 x MACs / median)",
-                2.0 * p.macs() as f64 / (t.median_ms * 1e6)
+                "GFLOP/s  {gflops:.2} (2 x MACs / median), {:.1}% of a {peak} GFLOP/s peak",
+                100.0 * gflops / peak
             );
+            if layers {
+                let lt = h.bench_layers(&x, seconds)?;
+                print!("{}", harness::layer_report(&lt, peak));
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

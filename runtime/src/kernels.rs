@@ -291,21 +291,21 @@ pub fn depthwise<const CT: usize>(
 }
 
 /// Arguments of [`depthwise`] after validation, with the interior ranges.
-struct DwCx<'a> {
-    s: ConvShape,
-    input: &'a [f32],
-    weights: &'a [f32],
-    ep: Epilogue<'a>,
+pub(crate) struct DwCx<'a> {
+    pub(crate) s: ConvShape,
+    pub(crate) input: &'a [f32],
+    pub(crate) weights: &'a [f32],
+    pub(crate) ep: Epilogue<'a>,
     /// Output columns whose window lies inside the input columns.
-    x_in: (usize, usize),
+    pub(crate) x_in: (usize, usize),
     /// Output rows whose window lies inside the input rows.
-    y_in: (usize, usize),
+    pub(crate) y_in: (usize, usize),
 }
 
 /// The range `lo..hi` of output positions `o < out_n` whose window
 /// `o * stride - pad + (0..k)` lies inside `0..in_n` (`stride >= 1`).
 #[inline(always)]
-fn interior(pad: usize, k: usize, stride: usize, in_n: usize, out_n: usize) -> (usize, usize) {
+pub(crate) fn interior(pad: usize, k: usize, stride: usize, in_n: usize, out_n: usize) -> (usize, usize) {
     // o * stride >= pad
     let lo = pad.div_ceil(stride).min(out_n);
     // o * stride - pad + k <= in_n
@@ -318,7 +318,14 @@ fn interior(pad: usize, k: usize, stride: usize, in_n: usize, out_n: usize) -> (
 
 /// Output rows `oy0..oy1`, channels `c0..c0 + n` (`n <= CT`) of [`depthwise`].
 #[inline(always)]
-fn depthwise_block<const CT: usize>(cx: &DwCx<'_>, oy0: usize, oy1: usize, c0: usize, n: usize, out: &mut [f32]) {
+pub(crate) fn depthwise_block<const CT: usize>(
+    cx: &DwCx<'_>,
+    oy0: usize,
+    oy1: usize,
+    c0: usize,
+    n: usize,
+    out: &mut [f32],
+) {
     let (x_lo, x_hi) = cx.x_in;
     let (y_lo, y_hi) = cx.y_in;
     for oy in oy0..oy1 {
@@ -880,6 +887,14 @@ fn store(ep: &Epilogue<'_>, acc: &[f32], c0: usize, o: usize, out: &mut [f32]) {
     activate(ep.act, dst);
 }
 
+/// [`store`] into `dst` (of `acc.len()` elements) rather than `out[o..]`;
+/// `o` still indexes the residual.
+#[inline(always)]
+pub(crate) fn store_at(ep: &Epilogue<'_>, acc: &[f32], c0: usize, o: usize, dst: &mut [f32]) {
+    store_clamped(ep, acc, c0, o, dst);
+    activate(ep.act, dst);
+}
+
 /// `dst[j] = clamp((acc[j] + bias[c0 + j]) + residual[o + j], min, max)`
 /// (no activation). The bias/residual cases are separate loops.
 #[inline(always)]
@@ -916,7 +931,7 @@ fn store_clamped(ep: &Epilogue<'_>, acc: &[f32], c0: usize, o: usize, dst: &mut 
 
 /// Applies `act` in place to a just-stored tile.
 #[inline(always)]
-fn activate(act: Activation, dst: &mut [f32]) {
+pub(crate) fn activate(act: Activation, dst: &mut [f32]) {
     match act {
         Activation::None => {}
         Activation::HardSwish => {

@@ -23,8 +23,10 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod arena;
+pub mod isa;
 pub mod kernels;
 mod math;
+pub mod simd;
 pub mod weights;
 
 pub use arena::{split2, split3};

@@ -1,0 +1,160 @@
+//! Instruction-set selection for the [`crate::simd`] kernels.
+//!
+//! The kernels pick the best instruction set the CPU has **at run time**
+//! (CPUID on x86-64, which works in `no_std`), so a binary built for baseline
+//! x86-64 still uses AVX-512 where present and runs correctly where not. Code
+//! built with the features enabled at compile time (`-C target-cpu=native`,
+//! `-C target-feature=+avx2,+fma`) skips the detection. NEON is part of the
+//! aarch64 baseline; every other target uses the portable path.
+//!
+//! [`set_limit`] caps the choice (tests force the AVX2 or portable path on an
+//! AVX-512 machine); [`calls`] counts kernel calls per instruction set, so a
+//! test can check that the path it claims to test did run.
+
+use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+
+/// An instruction set a [`crate::simd`] kernel can run on, ordered from least
+/// to most capable within an architecture.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Isa {
+    /// Portable Rust on any target (4-lane arrays the compiler may vectorize).
+    Portable = 1,
+    /// aarch64 Advanced SIMD: 32 registers of 4 lanes.
+    Neon = 2,
+    /// x86-64 AVX2 and FMA: 16 registers of 8 lanes.
+    Avx2 = 3,
+    /// x86-64 AVX-512F: 32 registers of 16 lanes.
+    Avx512 = 4,
+}
+
+impl Isa {
+    /// All instruction sets, in the order of [`calls`]' array.
+    pub const ALL: [Isa; 4] = [Isa::Portable, Isa::Neon, Isa::Avx2, Isa::Avx512];
+
+    fn from_u8(v: u8) -> Isa {
+        match v {
+            2 => Isa::Neon,
+            3 => Isa::Avx2,
+            4 => Isa::Avx512,
+            _ => Isa::Portable,
+        }
+    }
+
+    /// A short lowercase name (`"avx512"`, ...).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Isa::Portable => "portable",
+            Isa::Neon => "neon",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+        }
+    }
+}
+
+/// 0 = not detected yet.
+static DETECTED: AtomicU8 = AtomicU8::new(0);
+/// 0 = no limit.
+static LIMIT: AtomicU8 = AtomicU8::new(0);
+static CALLS: [AtomicU32; 4] = [
+    AtomicU32::new(0),
+    AtomicU32::new(0),
+    AtomicU32::new(0),
+    AtomicU32::new(0),
+];
+
+/// The best instruction set this CPU supports (detected once, then cached).
+pub fn detected() -> Isa {
+    let v = DETECTED.load(Ordering::Relaxed);
+    if v != 0 {
+        return Isa::from_u8(v);
+    }
+    let isa = detect();
+    DETECTED.store(isa as u8, Ordering::Relaxed);
+    isa
+}
+
+/// Caps the instruction set the kernels use (`None`: no cap). The cap is
+/// process-wide; a cap above what the CPU has is harmless.
+pub fn set_limit(limit: Option<Isa>) {
+    LIMIT.store(limit.map_or(0, |i| i as u8), Ordering::Relaxed);
+}
+
+/// The instruction set the kernels use now: [`detected`], capped by
+/// [`set_limit`].
+#[inline]
+pub fn active() -> Isa {
+    let d = detected();
+    match LIMIT.load(Ordering::Relaxed) {
+        0 => d,
+        l => d.min(Isa::from_u8(l)),
+    }
+}
+
+/// Number of [`crate::simd`] kernel calls that ran on `isa` so far.
+pub fn calls(isa: Isa) -> u32 {
+    CALLS[isa as usize - 1].load(Ordering::Relaxed)
+}
+
+/// Counts one kernel call on `isa`.
+#[inline]
+pub(crate) fn count(isa: Isa) {
+    let c = &CALLS[isa as usize - 1];
+    // Not `fetch_add`: that needs compare-and-swap, which thumbv6m lacks. A
+    // lost update under a race only makes the count low, never wrong in kind.
+    c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+}
+
+#[cfg(target_arch = "x86_64")]
+fn detect() -> Isa {
+    if cfg!(all(target_feature = "avx512f", target_feature = "fma")) {
+        return Isa::Avx512;
+    }
+    use core::arch::x86_64::__cpuid_count;
+    let leaf1 = __cpuid_count(1, 0);
+    let fma = leaf1.ecx & (1 << 12) != 0;
+    let osxsave = leaf1.ecx & (1 << 27) != 0;
+    let avx = leaf1.ecx & (1 << 28) != 0;
+    if !(fma && osxsave && avx) {
+        return Isa::Portable;
+    }
+    // SAFETY: OSXSAVE is set, so XGETBV is available and enabled by the OS.
+    let xcr0 = unsafe { xgetbv0() };
+    let ymm_os = xcr0 & 0b110 == 0b110; // SSE and AVX state
+    let zmm_os = xcr0 & 0b1110_0110 == 0b1110_0110; // plus opmask, ZMM_Hi256, Hi16_ZMM
+    let leaf7 = __cpuid_count(7, 0);
+    let avx2 = leaf7.ebx & (1 << 5) != 0;
+    let avx512f = leaf7.ebx & (1 << 16) != 0;
+    if avx2 && avx512f && zmm_os {
+        Isa::Avx512
+    } else if avx2 && ymm_os {
+        Isa::Avx2
+    } else {
+        Isa::Portable
+    }
+}
+
+/// Reads XCR0.
+///
+/// # Safety
+/// The CPU must support XSAVE with OSXSAVE set (CPUID.1:ECX bit 27).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "xsave")]
+unsafe fn xgetbv0() -> u64 {
+    // SAFETY: the caller guarantees XGETBV is available.
+    unsafe { core::arch::x86_64::_xgetbv(0) }
+}
+
+#[cfg(target_arch = "aarch64")]
+fn detect() -> Isa {
+    if cfg!(target_feature = "neon") {
+        Isa::Neon
+    } else {
+        Isa::Portable
+    }
+}
+
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+fn detect() -> Isa {
+    Isa::Portable
+}

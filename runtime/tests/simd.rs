@@ -1,0 +1,347 @@
+//! The `simd` kernels on every instruction set this CPU has, against the
+//! naive f64 references, on edge shapes (channels equal to the vector width
+//! and the register tile, multiples, remainders, 1) and random shapes.
+//!
+//! Each test runs the kernel once per instruction set with
+//! `isa::set_limit`, and checks with `isa::calls` that the set it claims to
+//! test did run. A set the CPU lacks is skipped with a message, unless the
+//! environment variable `MNCC_REQUIRE_ISA` names it (comma-separated, e.g.
+//! `avx512,avx2` in CI on an AVX-512 machine, `neon` under qemu-aarch64):
+//! then its absence fails the test.
+mod common;
+
+use common::*;
+use mncc_runtime::isa::{self, Isa};
+use mncc_runtime::{simd, Activation, Conv2dTiles, ConvShape, DepthwiseTiles, Epilogue, Layout, PointwiseShape};
+use mncc_runtime::{PointwiseTiles, PwOrder};
+use std::sync::Mutex;
+
+/// `set_limit` is process-wide: the tests of this file take turns.
+static LOCK: Mutex<()> = Mutex::new(());
+
+fn required() -> Vec<String> {
+    std::env::var("MNCC_REQUIRE_ISA")
+        .unwrap_or_default()
+        .split(',')
+        .map(|s| s.trim().to_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// The instruction sets to test on this CPU (fails if a required one is
+/// missing).
+fn isas() -> Vec<Isa> {
+    let d = isa::detected();
+    let have = |i: Isa| match i {
+        Isa::Portable => true,
+        Isa::Neon => d == Isa::Neon,
+        Isa::Avx2 | Isa::Avx512 => matches!(d, Isa::Avx2 | Isa::Avx512) && i <= d,
+    };
+    let req = required();
+    let mut out = Vec::new();
+    for i in Isa::ALL {
+        if have(i) {
+            out.push(i);
+        } else if req.iter().any(|r| r == i.name()) {
+            panic!(
+                "MNCC_REQUIRE_ISA names {} but this CPU has at most {}",
+                i.name(),
+                d.name()
+            );
+        } else {
+            eprintln!("skipping {}: this CPU has at most {}", i.name(), d.name());
+        }
+    }
+    out
+}
+
+/// Runs `f` once per instruction set, checking that it ran on that set.
+fn on_each_isa(what: &str, mut f: impl FnMut(Isa)) {
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    for i in isas() {
+        isa::set_limit(Some(i));
+        assert_eq!(isa::active(), i, "{what}: set_limit({i:?}) did not select {i:?}");
+        let before = isa::calls(i);
+        f(i);
+        assert!(isa::calls(i) > before, "{what}: no kernel call ran on {}", i.name());
+    }
+    isa::set_limit(None);
+}
+
+fn check_pointwise(isa: Isa, pixels: usize, in_c: usize, out_c: usize, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let s = PointwiseShape { pixels, in_c, out_c };
+    let input = rng.vec(pixels * in_c, 2.0);
+    let weights = rng.vec(in_c * out_c, 1.0);
+    let packed = pack_pointwise(&weights, in_c, out_c, simd::PANEL);
+    assert_eq!(packed.len(), simd::pointwise_packed_len(in_c, out_c));
+    let mut kcs = vec![in_c.max(1), 1, 7];
+    if in_c > 8 {
+        kcs.push(in_c / 2 + 1);
+    }
+    for epi in epilogues(&mut rng, out_c, pixels * out_c) {
+        let ep = epi.ep();
+        let want = ref_pointwise(pixels, in_c, out_c, &input, &weights, &ep);
+        for &kc in &kcs {
+            for order in [PwOrder::PixelsOuter, PwOrder::ChannelsOuter] {
+                let mut out = vec![f32::NAN; pixels * out_c];
+                simd::pointwise(&s, &PointwiseTiles { kc, order }, &input, &packed, &ep, &mut out);
+                let tag = format!(
+                    "{} pointwise {pixels}x{in_c}->{out_c} kc={kc} {order:?} ep={}",
+                    isa.name(),
+                    epi.name
+                );
+                assert_close(&tag, &out, &want);
+            }
+        }
+    }
+}
+
+#[test]
+fn pointwise_edge_shapes() {
+    on_each_isa("pointwise", |isa| {
+        let mut seed = 1;
+        for &pixels in &[1, 2, 5, 6, 7, 12, 13, 25] {
+            for &out_c in &[1, 8, 15, 16, 17, 32, 33, 48, 64] {
+                for &in_c in &[1, 3, 16, 17] {
+                    seed += 1;
+                    check_pointwise(isa, pixels, in_c, out_c, seed);
+                }
+            }
+        }
+        // Degenerate: no input channels (bias only), no pixels.
+        check_pointwise(isa, 3, 0, 20, 7);
+        check_pointwise(isa, 0, 5, 20, 8);
+    });
+}
+
+#[test]
+fn pointwise_random_shapes() {
+    on_each_isa("pointwise random", |isa| {
+        let mut rng = Rng::new(42);
+        for t in 0..12 {
+            let pixels = 1 + rng.below(60);
+            let in_c = 1 + rng.below(200);
+            let out_c = 1 + rng.below(150);
+            check_pointwise(isa, pixels, in_c, out_c, 1000 + t);
+        }
+    });
+}
+
+/// A real MobileNet shape (v1 1.0 224's last pointwise, 7x7x1024 -> 1024;
+/// and the classifier 1024 -> 1000) with real-sized accumulations.
+#[test]
+fn pointwise_mobilenet_shapes() {
+    on_each_isa("pointwise mobilenet", |isa| {
+        for &(pixels, in_c, out_c) in &[(49, 1024, 1024), (1, 1024, 1000), (196, 96, 24)] {
+            let mut rng = Rng::new(pixels as u64);
+            let s = PointwiseShape { pixels, in_c, out_c };
+            let input = rng.vec(pixels * in_c, 1.0);
+            let weights = rng.vec(in_c * out_c, 0.1);
+            let packed = pack_pointwise(&weights, in_c, out_c, simd::PANEL);
+            let epi = Epi {
+                name: "relu6",
+                bias: Some(rng.vec(out_c, 1.0)),
+                min: 0.0,
+                max: 6.0,
+                residual: None,
+                act: Activation::None,
+            };
+            let ep = epi.ep();
+            let want = ref_pointwise(pixels, in_c, out_c, &input, &weights, &ep);
+            for kc in [in_c, 256] {
+                let mut out = vec![f32::NAN; pixels * out_c];
+                let t = PointwiseTiles {
+                    kc,
+                    order: PwOrder::ChannelsOuter,
+                };
+                simd::pointwise(&s, &t, &input, &packed, &ep, &mut out);
+                let tag = format!("{} pointwise {pixels}x{in_c}->{out_c} kc={kc}", isa.name());
+                let (abs, rel, _) = errors(&out, &want);
+                println!("{tag}: max abs {abs:.3e} max rel {rel:.3e}");
+                assert_close(&tag, &out, &want);
+            }
+        }
+    });
+}
+
+fn check_depthwise(isa: Isa, s: ConvShape, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let c = s.in_c;
+    let input = rng.vec(s.in_len(), 2.0);
+    let weights = rng.vec(s.kernel_h * s.kernel_w * c, 1.0);
+    for epi in epilogues(&mut rng, c, s.out_len()) {
+        let ep = epi.ep();
+        let want = ref_depthwise(&s, &input, &weights, &ep);
+        for rows in [1, 3, s.out_h.max(1)] {
+            let mut out = vec![f32::NAN; s.out_len()];
+            simd::depthwise(&s, &DepthwiseTiles { rows }, &input, &weights, &ep, &mut out);
+            let tag = format!("{} depthwise {s:?} rows={rows} ep={}", isa.name(), epi.name);
+            assert_close(&tag, &out, &want);
+        }
+    }
+}
+
+#[test]
+fn depthwise_edge_shapes() {
+    on_each_isa("depthwise", |isa| {
+        let mut seed = 100;
+        for &c in &[1, 4, 7, 8, 15, 16, 17, 32, 33, 48] {
+            for &n in &[1, 2, 3, 5, 8, 13, 16] {
+                for &(k, stride) in &[(3, 1), (3, 2), (5, 1), (5, 2)] {
+                    seed += 1;
+                    check_depthwise(isa, same_shape(n, c, c, k, stride), seed);
+                }
+            }
+        }
+        // Valid padding, PyTorch-style symmetric padding on odd/even sizes,
+        // a non-square kernel, and an asymmetric pad.
+        for (i, s) in [
+            conv_shape((9, 9), 16, 16, (3, 3), (1, 1), (0, 0), (0, 0)),
+            conv_shape((10, 10), 32, 32, (3, 3), (2, 2), (1, 1), (1, 1)),
+            conv_shape((11, 7), 24, 24, (3, 3), (2, 2), (1, 1), (1, 1)),
+            conv_shape((8, 8), 16, 16, (1, 3), (1, 1), (0, 1), (0, 1)),
+            conv_shape((12, 12), 40, 40, (5, 5), (2, 2), (1, 2), (2, 1)),
+            conv_shape((7, 7), 16, 16, (7, 7), (1, 1), (3, 3), (3, 3)),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            check_depthwise(isa, s, 500 + i as u64);
+        }
+    });
+}
+
+#[test]
+fn depthwise_random_shapes() {
+    on_each_isa("depthwise random", |isa| {
+        let mut rng = Rng::new(7);
+        for t in 0..16 {
+            let n = 1 + rng.below(20);
+            let c = 1 + rng.below(70);
+            let k = [3, 5][rng.below(2)];
+            let stride = 1 + rng.below(2);
+            check_depthwise(isa, same_shape(n, c, c, k, stride), 2000 + t);
+        }
+    });
+}
+
+fn check_conv2d(isa: Isa, s: ConvShape, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let kk = s.kernel_h * s.kernel_w * s.in_c;
+    // He-like scale for long sums (as in a trained net): outputs stay O(1)
+    // and the 1e-5 tolerance keeps its meaning.
+    let weights = rng.vec(kk * s.out_c, (4.0 / (kk.max(1) as f32).sqrt()).min(1.0));
+    let packed = pack_pointwise(&weights, kk, s.out_c, simd::PANEL);
+    assert_eq!(packed.len(), simd::conv2d_packed_len(&s));
+    // u8 inputs see weights scaled as a folded `(x - mean) / std` would
+    // (1/128), so sums stay O(1) as in a real first layer.
+    let w_u8: Vec<f32> = weights.iter().map(|w| w / 128.0).collect();
+    let packed_u8 = pack_pointwise(&w_u8, kk, s.out_c, simd::PANEL);
+    let pad: Vec<f32> = (0..s.in_c).map(|_| 128.0 + rng.f32(40.0)).collect();
+    let pad_f32 = rng.vec(s.in_c, 2.0);
+    let bytes = rng.bytes(s.in_len());
+    let floats = rng.vec(s.in_len(), 2.0);
+    let tiles = Conv2dTiles { rows: 1 };
+    for epi in epilogues(&mut rng, s.out_c, s.out_len()) {
+        let ep = epi.ep();
+        for layout in [Layout::Nhwc, Layout::Nchw] {
+            let (h, w, c) = (s.in_h, s.in_w, s.in_c);
+            let tag = format!("{} conv2d {s:?} {layout:?} ep={}", isa.name(), epi.name);
+            // u8 pixels
+            let want = ref_conv2d(
+                &s,
+                &bytes.iter().map(|&b| b as f64).collect::<Vec<_>>(),
+                &pad,
+                &w_u8,
+                &ep,
+            );
+            let x = if layout == Layout::Nchw {
+                to_nchw(&bytes, h, w, c)
+            } else {
+                bytes.clone()
+            };
+            let mut out = vec![f32::NAN; s.out_len()];
+            simd::conv2d(&s, &tiles, layout, &x, &pad, &packed_u8, &ep, &mut out);
+            assert_close(&format!("{tag} u8"), &out, &want);
+            // f32
+            let want = ref_conv2d(
+                &s,
+                &floats.iter().map(|&b| b as f64).collect::<Vec<_>>(),
+                &pad_f32,
+                &weights,
+                &ep,
+            );
+            let x = if layout == Layout::Nchw {
+                to_nchw(&floats, h, w, c)
+            } else {
+                floats.clone()
+            };
+            let mut out = vec![f32::NAN; s.out_len()];
+            simd::conv2d(&s, &tiles, layout, &x, &pad_f32, &packed, &ep, &mut out);
+            assert_close(&format!("{tag} f32"), &out, &want);
+        }
+    }
+}
+
+#[test]
+fn conv2d_edge_shapes() {
+    on_each_isa("conv2d", |isa| {
+        let mut seed = 300;
+        for &out_c in &[1, 8, 16, 17, 32, 33] {
+            for &(n, in_c) in &[(1, 3), (7, 3), (16, 3), (9, 1), (8, 4)] {
+                seed += 1;
+                check_conv2d(isa, same_shape(n, in_c, out_c, 3, 2), seed);
+                check_conv2d(
+                    isa,
+                    conv_shape((n, n), in_c, out_c, (3, 3), (2, 2), (1, 1), (1, 1)),
+                    seed + 50,
+                );
+            }
+        }
+        // More than 512 im2col columns: K-blocks with partial sums in `out`.
+        check_conv2d(isa, same_shape(6, 64, 20, 3, 1), 900);
+        check_conv2d(isa, same_shape(5, 130, 40, 2, 1), 901);
+    });
+}
+
+/// The kernels must not read past a tensor: run on exactly-sized slices cut
+/// out of the middle of larger, NaN-filled buffers.
+#[test]
+fn no_reads_outside_the_slices() {
+    on_each_isa("bounds", |isa| {
+        let mut rng = Rng::new(3);
+        let (pixels, in_c, out_c) = (13, 17, 33);
+        let mut buf = vec![f32::NAN; pixels * in_c + 64];
+        let input = rng.vec(pixels * in_c, 1.0);
+        buf[32..32 + pixels * in_c].copy_from_slice(&input);
+        let weights = rng.vec(in_c * out_c, 1.0);
+        let packed = pack_pointwise(&weights, in_c, out_c, simd::PANEL);
+        let bias = rng.vec(out_c, 1.0);
+        let ep = Epilogue {
+            bias: Some(&bias),
+            ..Epilogue::NONE
+        };
+        let mut out = vec![f32::NAN; pixels * out_c + 64];
+        let s = PointwiseShape { pixels, in_c, out_c };
+        let t = PointwiseTiles {
+            kc: in_c,
+            order: PwOrder::PixelsOuter,
+        };
+        simd::pointwise(
+            &s,
+            &t,
+            &buf[32..32 + pixels * in_c],
+            &packed,
+            &ep,
+            &mut out[32..32 + pixels * out_c],
+        );
+        assert!(
+            out[..32].iter().chain(&out[32 + pixels * out_c..]).all(|v| v.is_nan()),
+            "{}: wrote outside",
+            isa.name()
+        );
+        let want = ref_pointwise(pixels, in_c, out_c, &input, &weights, &ep);
+        assert_close(isa.name(), &out[32..32 + pixels * out_c], &want);
+    });
+}
