@@ -1,0 +1,508 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark: mncc's generated code against onnxruntime, per model.
+
+Usage (from anywhere; see bench/README.md):
+
+    python3 bench/run.py                      # the five models, 30 rounds
+    python3 bench/run.py --models v1_0.25_128 v2_0.35_128 --rounds 10
+    python3 bench/run.py --quick              # CI: one small model, few rounds, checks the outputs
+
+Needs Python 3.8+ with numpy, onnx and onnxruntime (`pip install numpy onnx
+onnxruntime`) and a Rust toolchain (the crates need nothing from the network:
+the bench crates depend only on the checkout's runtime/).
+
+For each model it:
+1. makes the model if missing (bench/make_models.py, seeded) into bench/out/models/;
+2. compiles it with `mncc compile` into a bench crate bench/out/crates/<model>/
+   (its own [workspace]; `src/main.rs` is bench/bench_main.rs; release,
+   codegen-units=1, lto, opt-level 3, RUSTFLAGS from --rustflags) and builds it;
+3. starts the bench binary (a line protocol on stdin/stdout: `run N`, `out`,
+   `threads N`, `quit`) and two onnxruntime sessions (CPU, intra_op_num_threads
+   1 and 2, ORT_SEQUENTIAL, ORT_ENABLE_ALL);
+4. checks that mncc's whole output agrees with onnxruntime's;
+5. warms each engine up, then for --rounds rounds runs, alternately, onnxruntime
+   1 thread, mncc, onnxruntime 2 threads (and mncc 2 threads when the bench
+   binary accepts `threads 2`), about --seconds per engine per round, timing
+   every inference;
+6. prints the medians over all timed inferences.
+
+The FMA peak (the denominator of "% of peak") is measured by bench/peak/
+(single core, f32, AVX-512 where available) unless given with --peak.
+Results also go to bench/out/results.json.
+"""
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import make_models  # noqa: E402  (bench/make_models.py)
+
+try:
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+except ImportError as e:  # pragma: no cover
+    sys.exit(f"bench/run.py needs numpy, onnx and onnxruntime: pip install numpy onnx onnxruntime ({e})")
+
+QUICK_MODEL = "v1_0.25_128"
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+# ---- MACs from the ONNX graph ------------------------------------------------------------
+
+
+def count_macs(model):
+    """Multiply-accumulates of Conv (out_h * out_w * out_c * k_h * k_w * in_c / group), Gemm and
+    MatMul (in * out per row), from the graph's inferred shapes (batch 1)."""
+    m = onnx.shape_inference.infer_shapes(model)
+    shapes = {}
+    for vi in list(m.graph.input) + list(m.graph.value_info) + list(m.graph.output):
+        dims = vi.type.tensor_type.shape.dim
+        shapes[vi.name] = [d.dim_value if d.dim_value > 0 else 1 for d in dims]
+    for init in m.graph.initializer:
+        shapes[init.name] = list(init.dims)
+    macs = 0
+    for n in m.graph.node:
+        if n.op_type == "Conv":
+            w = shapes[n.input[1]]  # [out_c, in_c / group, kh, kw]
+            out = shapes[n.output[0]]  # [1, out_c, oh, ow]
+            macs += int(np.prod(out[1:])) * int(np.prod(w[1:]))
+        elif n.op_type == "Gemm":
+            trans_b = next((a.i for a in n.attribute if a.name == "transB"), 0)
+            w = shapes[n.input[1]]
+            cin, cout = (w[1], w[0]) if trans_b else (w[0], w[1])
+            rows = shapes[n.input[0]][0]
+            macs += rows * cin * cout
+        elif n.op_type == "MatMul":
+            a, b = shapes[n.input[0]], shapes[n.input[1]]
+            macs += int(np.prod(a[:-1])) * a[-1] * b[-1]
+    return macs
+
+
+# ---- building ------------------------------------------------------------------------------
+
+
+def cargo():
+    return os.environ.get("CARGO", "cargo")
+
+
+def build_mncc():
+    """Builds the mncc CLI (release; honours CARGO_TARGET_DIR) and returns its path."""
+    log("building mncc (cargo build --release -p mncc)")
+    cmd = [cargo(), "build", "--release", "-p", "mncc", "--bin", "mncc", "--message-format=json-render-diagnostics"]
+    p = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    if p.returncode != 0:
+        sys.exit(f"error: `{' '.join(cmd)}` failed (in {ROOT})")
+    exe = None
+    for line in p.stdout.splitlines():
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            continue
+        if msg.get("reason") == "compiler-artifact" and msg.get("executable") and msg["target"]["name"] == "mncc":
+            exe = msg["executable"]
+    if not exe:
+        sys.exit("error: cargo did not report the mncc executable")
+    return exe
+
+
+def write_if_changed(path, data):
+    """Keeps the mtime of unchanged files, so cargo does not rebuild."""
+    path = Path(path)
+    if isinstance(data, str):
+        data = data.encode()
+    if path.exists() and path.read_bytes() == data:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return True
+
+
+def crate_toml(pkg):
+    runtime = (ROOT / "runtime").resolve().as_posix()
+    return f"""# Generated by bench/run.py: do not edit.
+[package]
+name = "{pkg}"
+version = "0.0.0"
+edition = "2021"
+publish = false
+
+[dependencies]
+mncc-runtime = {{ path = "{runtime}" }}
+
+# Not a member of the mncc workspace.
+[workspace]
+
+[profile.release]
+opt-level = 3
+codegen-units = 1
+lto = true
+debug = false
+panic = "abort"
+"""
+
+
+def build_bench_crate(name, onnx_path, mncc, out, rustflags):
+    """mncc compile -> bench/out/crates/<name>/src/model.rs; cargo build; returns the binary."""
+    crate = out / "crates" / name
+    pkg = "mncc-bench-" + "".join(c if c.isalnum() else "-" for c in name)
+    stage = out / "crates" / f".{name}.compile"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir(parents=True)
+    cmd = [mncc, "compile", str(onnx_path), "-o", str(stage / "model.rs")]
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if p.returncode != 0:
+        raise RuntimeError(f"`{' '.join(cmd)}` failed:\n{p.stderr.strip()}")
+    write_if_changed(crate / "Cargo.toml", crate_toml(pkg))
+    write_if_changed(crate / "src" / "main.rs", (HERE / "bench_main.rs").read_bytes())
+    for f in ("model.rs", "model.weights.bin"):
+        write_if_changed(crate / "src" / f, (stage / f).read_bytes())
+    shutil.rmtree(stage)
+    env = dict(os.environ, CARGO_TARGET_DIR=str(out / "target"), RUSTFLAGS=rustflags)
+    env.pop("CARGO_ENCODED_RUSTFLAGS", None)
+    cmd = [cargo(), "build", "--release", "--quiet"]
+    t = time.time()
+    p = subprocess.run(cmd, cwd=crate, env=env, stderr=subprocess.PIPE, text=True)
+    if p.returncode != 0:
+        raise RuntimeError(f"`{' '.join(cmd)}` in {crate} failed (RUSTFLAGS={rustflags!r}):\n{p.stderr.strip()}")
+    log(f"  {name}: built {crate} in {time.time() - t:.1f} s")
+    return out / "target" / "release" / pkg
+
+
+def measure_peak(out, rustflags, seconds):
+    """Builds and runs bench/peak; returns (peak GFLOP/s, its report)."""
+    flags = rustflags
+    if platform.machine().lower() in ("x86_64", "amd64") and "prefer-256-bit" not in flags:
+        flags += " -C target-feature=-prefer-256-bit"  # let LLVM use zmm (see bench/peak/src/main.rs)
+    env = dict(os.environ, CARGO_TARGET_DIR=str(out / "target"), RUSTFLAGS=flags)
+    env.pop("CARGO_ENCODED_RUSTFLAGS", None)
+    p = subprocess.run([cargo(), "build", "--release", "--quiet"], cwd=HERE / "peak", env=env,
+                       stderr=subprocess.PIPE, text=True)
+    if p.returncode != 0:
+        raise RuntimeError(f"building bench/peak failed:\n{p.stderr}")
+    exe = out / "target" / "release" / "mncc-bench-peak"
+    text = subprocess.run([str(exe), str(seconds)], stdout=subprocess.PIPE, text=True, check=True).stdout
+    peak = float(text.strip().splitlines()[-1].split()[1])
+    return peak, text
+
+
+# ---- engines -------------------------------------------------------------------------------
+
+
+class Mncc:
+    """A running bench binary."""
+
+    def __init__(self, exe, input_bin):
+        self.p = subprocess.Popen([str(exe), str(input_bin)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  text=True, bufsize=1)
+        words = self._read().split()
+        if not words or words[0] != "ready":
+            raise RuntimeError(f"bench binary {exe}: unexpected greeting {' '.join(words)!r}")
+        self.name, self.macs = words[1], int(words[2])
+        self.threads = 1
+
+    def _read(self):
+        line = self.p.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the bench binary exited (status {self.p.wait()})")
+        if line.startswith("error"):
+            raise RuntimeError(f"bench binary: {line.strip()}")
+        return line
+
+    def ask(self, cmd):
+        self.p.stdin.write(cmd + "\n")
+        self.p.stdin.flush()
+        return self._read()
+
+    def set_threads(self, n):
+        if self.threads == n:
+            return True
+        ok = self.ask(f"threads {n}").strip() == "ok"
+        if ok:
+            self.threads = n
+        return ok
+
+    def output(self):
+        return np.array([float(v) for v in self.ask("out").split()], dtype=np.float32)
+
+    def run(self, n):
+        """n inferences; their times in seconds (measured inside the process)."""
+        return [int(t) * 1e-9 for t in self.ask(f"run {n}").split()]
+
+    def close(self):
+        try:
+            self.p.stdin.write("quit\n")
+            self.p.stdin.close()
+        except (BrokenPipeError, ValueError):
+            pass
+        self.p.wait(timeout=30)
+
+
+class Ort:
+    """An onnxruntime session, run with I/O binding on preallocated buffers."""
+
+    def __init__(self, path, threads, x):
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        inp, outp = self.sess.get_inputs()[0], self.sess.get_outputs()[0]
+        self.x = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(x))
+        self.y = np.zeros([d if isinstance(d, int) else 1 for d in outp.shape], dtype=np.float32)
+        self.io = self.sess.io_binding()
+        self.io.bind_ortvalue_input(inp.name, self.x)
+        self.y_value = ort.OrtValue.ortvalue_from_numpy(self.y)  # shares self.y's memory
+        self.io.bind_ortvalue_output(outp.name, self.y_value)
+
+    def output(self):
+        self.sess.run_with_iobinding(self.io)
+        return self.y.reshape(-1).copy()
+
+    def run(self, n):
+        times = []
+        run, io, clock = self.sess.run_with_iobinding, self.io, time.perf_counter_ns
+        for _ in range(n):
+            t = clock()
+            run(io)
+            times.append((clock() - t) * 1e-9)
+        return times
+
+
+# ---- the benchmark -------------------------------------------------------------------------
+
+
+def model_files(spec, out):
+    """(name, onnx path, input .npy, input .bin) for a model name of make_models.MODELS or a
+    path to an .onnx file (float NCHW input; a seeded N(0, 1) input is made for it)."""
+    models_dir = out / "models"
+    if spec in make_models.MODELS:
+        name = spec
+        onnx_path = models_dir / f"{name}.onnx"
+        files = [onnx_path, models_dir / f"{name}.input.npy", models_dir / f"{name}.input.bin"]
+        if not all(f.exists() for f in files):
+            log(f"making {name} (bench/make_models.py)")
+            cmd = [sys.executable, str(HERE / "make_models.py"), "--out", str(models_dir), "--models", name]
+            subprocess.run(cmd, check=True)
+        return name, onnx_path, files[1], files[2]
+    path = Path(spec).resolve()
+    if not path.exists():
+        sys.exit(f"error: `{spec}` is neither a model name ({', '.join(make_models.MODELS)}) nor a file")
+    name = path.parent.name if path.stem == "model" else path.stem  # tests/fixtures/onnx/<case>/model.onnx
+    m = onnx.load(str(path), load_external_data=False)
+    dims = [d.dim_value if d.dim_value > 0 else 1 for d in m.graph.input[0].type.tensor_type.shape.dim]
+    x = np.random.default_rng(0).standard_normal(dims).astype(np.float32)
+    npy, raw = models_dir / f"{name}.input.npy", models_dir / f"{name}.input.bin"
+    models_dir.mkdir(parents=True, exist_ok=True)
+    np.save(npy, x)
+    raw.write_bytes(x.astype("<f4").tobytes())
+    return name, path, npy, raw
+
+
+def pct(v, q):
+    return float(np.percentile(v, q)) if v else float("nan")
+
+
+def bench_model(name, onnx_path, npy, raw, exe, args):
+    model = onnx.load(str(onnx_path))
+    macs = count_macs(model)
+    x = np.load(npy)
+    engines = {}
+    mncc = Mncc(exe, raw)
+    try:
+        if mncc.macs != macs:
+            log(f"  note: {name}: mncc counts {mncc.macs} MACs, the ONNX graph {macs}")
+        engines["ort1"] = Ort(onnx_path, 1, x)
+        engines["mncc1"] = mncc
+        engines["ort2"] = Ort(onnx_path, 2, x)
+        # HOOK (mncc 2-thread mode): measured when the bench binary accepts `threads 2`.
+        mncc2 = mncc.set_threads(2)
+        mncc.set_threads(1)
+        if mncc2:
+            engines["mncc2"] = mncc
+
+        def run(key, n):
+            if key.startswith("mncc"):
+                mncc.set_threads(int(key[-1]))
+            return engines[key].run(n)
+
+        # Correctness: the whole output against onnxruntime's (1 thread).
+        ref = engines["ort1"].output().astype(np.float64)
+        got = mncc.output().astype(np.float64)
+        ort2 = engines["ort2"].output().astype(np.float64)
+        if got.shape != ref.shape:
+            raise RuntimeError(f"{name}: mncc output has {got.size} values, onnxruntime {ref.size}")
+        diff = float(np.max(np.abs(got - ref))) if np.all(np.isfinite(got)) else float("inf")
+        tol = 1e-4 * max(1.0, float(np.max(np.abs(ref))))
+        diff_ort2 = float(np.max(np.abs(ort2 - ref)))
+        same_top1 = int(np.argmax(got)) == int(np.argmax(ref))
+
+        # Warm-up, and inferences per engine per round from the warm-up latency.
+        per_round = {}
+        for key in engines:
+            warm = run(key, args.warmup)
+            lat = statistics.median(warm)
+            per_round[key] = max(1, min(args.max_per_round, round(args.seconds / max(lat, 1e-6))))
+        times = {key: [] for key in engines}
+        t0 = time.time()
+        for r in range(args.rounds):
+            for key in engines:
+                times[key] += run(key, per_round[key])
+            if args.verbose:
+                log(f"    round {r + 1}/{args.rounds}: " + ", ".join(
+                    f"{k} {statistics.median(v) * 1e3:.3f} ms" for k, v in times.items()))
+        elapsed = time.time() - t0
+    finally:
+        mncc.close()
+
+    med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+    res = {
+        "model": name,
+        "macs": macs,
+        "mncc_macs": mncc.macs,
+        "median_ms": med,
+        "p25_ms": {k: pct(v, 25) * 1e3 for k, v in times.items()},
+        "p75_ms": {k: pct(v, 75) * 1e3 for k, v in times.items()},
+        "min_ms": {k: min(v) * 1e3 for k, v in times.items()},
+        "timed_runs": {k: len(v) for k, v in times.items()},
+        "per_round": per_round,
+        "rounds": args.rounds,
+        "seconds_timed": elapsed,
+        "max_abs_diff": diff,
+        "tolerance": tol,
+        "ok": diff <= tol,
+        "same_top1": same_top1,
+        "ort2_vs_ort1_max_abs_diff": diff_ort2,
+        "ratio_1t": med["mncc1"] / med["ort1"],
+        "ratio_2t": (med["mncc2"] / med["ort2"]) if "mncc2" in med else None,
+        "mncc_gflops": 2 * macs / (med["mncc1"] * 1e-3) / 1e9,
+    }
+    return res
+
+
+def fmt_table(results, peak):
+    rows = ["| model | MACs | ort 1t ms | mncc 1t ms | ratio | ort 2t ms | mncc 2t ms | ratio | mncc GFLOP/s "
+            "| % of peak | max abs diff vs ort |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        m = r["median_ms"]
+        mncc2 = f"{m['mncc2']:.3f}" if "mncc2" in m else "n/a"
+        ratio2 = f"{r['ratio_2t']:.2f}" if r["ratio_2t"] is not None else "n/a"
+        pk = f"{100 * r['mncc_gflops'] / peak:.1f}%" if peak else "n/a"
+        flag = "" if r["ok"] else " **FAIL**"
+        rows.append(f"| {r['model']} | {r['macs'] / 1e6:.1f}M | {m['ort1']:.3f} | {m['mncc1']:.3f} | "
+                    f"{r['ratio_1t']:.2f} | {m['ort2']:.3f} | {mncc2} | {ratio2} | {r['mncc_gflops']:.1f} | "
+                    f"{pk} | {r['max_abs_diff']:.2e}{flag} |")
+    return "\n".join(rows)
+
+
+def fmt_spread(results):
+    rows = ["| model | engine | timed runs | per round | min ms | p25 ms | median ms | p75 ms |",
+            "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        for k in r["median_ms"]:
+            rows.append(f"| {r['model']} | {k} | {r['timed_runs'][k]} | {r['per_round'][k]} | "
+                        f"{r['min_ms'][k]:.3f} | {r['p25_ms'][k]:.3f} | {r['median_ms'][k]:.3f} | "
+                        f"{r['p75_ms'][k]:.3f} |")
+    return "\n".join(rows)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="+", default=list(make_models.MODELS), metavar="MODEL",
+                    help=f"model names ({' '.join(make_models.MODELS)}; default all) or paths to .onnx "
+                         "files with one float NCHW input")
+    ap.add_argument("--rounds", type=int, default=30, help="alternation rounds (default 30)")
+    ap.add_argument("--seconds", type=float, default=0.2,
+                    help="approximate seconds per engine per round (default 0.2; at least 1 inference)")
+    ap.add_argument("--warmup", type=int, default=3, help="untimed inferences per engine first (default 3)")
+    ap.add_argument("--max-per-round", type=int, default=1000, help="cap on inferences per engine per round")
+    ap.add_argument("--rustflags", default="-C target-cpu=native",
+                    help="RUSTFLAGS of the bench crates and of bench/peak (default '-C target-cpu=native')")
+    ap.add_argument("--peak", type=float, default=None,
+                    help="single-core FMA peak in GFLOP/s (default: measure it with bench/peak)")
+    ap.add_argument("--peak-seconds", type=float, default=0.4, help="seconds per bench/peak configuration")
+    ap.add_argument("--out", type=Path, default=HERE / "out", help="work directory (default bench/out)")
+    ap.add_argument("--quick", action="store_true",
+                    help=f"CI mode: {QUICK_MODEL} only, 5 rounds of about 0.05 s, short peak measurement; "
+                         "exits 1 if the outputs disagree (as every mode does)")
+    ap.add_argument("--verbose", "-v", action="store_true", help="print the running medians after each round")
+    args = ap.parse_args()
+    if args.quick:
+        args.models, args.rounds, args.seconds, args.peak_seconds = [QUICK_MODEL], 5, 0.05, 0.1
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    t_start = time.time()
+
+    specs = [model_files(m, out) for m in args.models]
+    mncc = build_mncc()
+    log(f"compiling and building the bench crates (RUSTFLAGS={args.rustflags!r})")
+    exes, failed = {}, []
+    for name, onnx_path, _, _ in specs:
+        try:
+            exes[name] = build_bench_crate(name, onnx_path, mncc, out, args.rustflags)
+        except RuntimeError as e:
+            log(f"error: {name}: {e}")
+            failed.append(name)
+    if args.peak is None:
+        log("measuring the FMA peak (bench/peak)")
+        peak, peak_report = measure_peak(out, args.rustflags, args.peak_seconds)
+    else:
+        peak, peak_report = args.peak, "given with --peak\n"
+    t_built = time.time()
+
+    results = []
+    for name, onnx_path, npy, raw in specs:
+        if name not in exes:
+            continue
+        log(f"benchmarking {name}")
+        r = bench_model(name, onnx_path, npy, raw, exes[name], args)
+        results.append(r)
+        m = r["median_ms"]
+        log(f"  ort 1t {m['ort1']:.3f} ms, mncc 1t {m['mncc1']:.3f} ms, ort 2t {m['ort2']:.3f} ms; "
+            f"max abs diff {r['max_abs_diff']:.2e} (tolerance {r['tolerance']:.1e}); {r['seconds_timed']:.1f} s")
+
+    print(f"\nFMA peak (1 core, f32): {peak:.1f} GFLOP/s")
+    print(f"onnxruntime {ort.__version__}; rounds {args.rounds}, about {args.seconds} s per engine per round; "
+          f"RUSTFLAGS {args.rustflags!r}; {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs\n")
+    print(fmt_table(results, peak))
+    print("\nSpread (all timed inferences):\n")
+    print(fmt_spread(results))
+    total = time.time() - t_start
+    print(f"\nbuild {t_built - t_start:.0f} s, benchmark {time.time() - t_built:.0f} s, total {total:.0f} s")
+
+    (out / "results.json").write_text(json.dumps({
+        "peak_gflops": peak, "peak_report": peak_report, "onnxruntime": ort.__version__,
+        "rustflags": args.rustflags, "rounds": args.rounds, "seconds": args.seconds,
+        "results": results, "failed_to_build": failed}, indent=2) + "\n")
+
+    status = 0
+    for r in results:
+        if not r["ok"]:
+            log(f"FAIL: {r['model']}: mncc's output differs from onnxruntime's by {r['max_abs_diff']:.3e} "
+                f"> {r['tolerance']:.3e} (1e-4 * max(1, max|ort|))")
+            status = 1
+    if failed:
+        log(f"FAIL: could not build {', '.join(failed)}")
+        status = 1
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
