@@ -18,7 +18,7 @@ For each model it:
    codegen-units=1, lto, opt-level 3, RUSTFLAGS from --rustflags) and builds it;
 3. starts the bench binary (a line protocol on stdin/stdout: `run N`, `out`,
    `threads N`, `quit`) and two onnxruntime sessions (CPU, intra_op_num_threads
-   1 and 2, ORT_SEQUENTIAL, ORT_ENABLE_ALL);
+   1 and 2, ORT_SEQUENTIAL, ORT_ENABLE_ALL, session.force_spinning_stop);
 4. checks that mncc's whole output agrees with onnxruntime's;
 5. warms each engine up, then for --rounds rounds runs, alternately, onnxruntime
    1 thread, mncc, onnxruntime 2 threads (and mncc 2 threads when the bench
@@ -261,6 +261,10 @@ class Ort:
         so.inter_op_num_threads = 1
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # The pool's workers still spin during a Run, but stop when it returns: otherwise the
+        # 2-thread session's idle worker keeps spinning for tens of ms (measured: 34 ms of CPU in
+        # a 200 ms pause after a batch), stealing a core from whichever engine runs next.
+        so.add_session_config_entry("session.force_spinning_stop", "1")
         self.sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         inp, outp = self.sess.get_inputs()[0], self.sess.get_outputs()[0]
         self.x = ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(x))
@@ -431,12 +435,16 @@ def main():
     ap.add_argument("--rounds", type=int, default=30, help="alternation rounds (default 30)")
     ap.add_argument("--seconds", type=float, default=0.2,
                     help="approximate seconds per engine per round (default 0.2; at least 1 inference)")
-    ap.add_argument("--warmup", type=int, default=3, help="untimed inferences per engine first (default 3)")
+    ap.add_argument("--warmup", type=int, default=5, help="untimed inferences per engine first (default 5)")
     ap.add_argument("--max-per-round", type=int, default=1000, help="cap on inferences per engine per round")
     ap.add_argument("--rustflags", default="-C target-cpu=native",
-                    help="RUSTFLAGS of the bench crates and of bench/peak (default '-C target-cpu=native')")
+                    help="RUSTFLAGS of the bench crates (default '-C target-cpu=native')")
     ap.add_argument("--peak", type=float, default=None,
                     help="single-core FMA peak in GFLOP/s (default: measure it with bench/peak)")
+    ap.add_argument("--peak-rustflags", default="-C target-cpu=native",
+                    help="RUSTFLAGS of bench/peak (default '-C target-cpu=native', plus "
+                         "'-C target-feature=-prefer-256-bit' on x86-64): it measures the machine, "
+                         "whatever --rustflags the bench crates get")
     ap.add_argument("--peak-seconds", type=float, default=0.4, help="seconds per bench/peak configuration")
     ap.add_argument("--out", type=Path, default=HERE / "out", help="work directory (default bench/out)")
     ap.add_argument("--quick", action="store_true",
@@ -445,7 +453,7 @@ def main():
     ap.add_argument("--verbose", "-v", action="store_true", help="print the running medians after each round")
     args = ap.parse_args()
     if args.quick:
-        args.models, args.rounds, args.seconds, args.peak_seconds = [QUICK_MODEL], 5, 0.05, 0.1
+        args.models, args.rounds, args.seconds, args.peak_seconds = [QUICK_MODEL], 5, 0.05, 0.2
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
@@ -462,7 +470,7 @@ def main():
             failed.append(name)
     if args.peak is None:
         log("measuring the FMA peak (bench/peak)")
-        peak, peak_report = measure_peak(out, args.rustflags, args.peak_seconds)
+        peak, peak_report = measure_peak(out, args.peak_rustflags, args.peak_seconds)
     else:
         peak, peak_report = args.peak, "given with --peak\n"
     t_built = time.time()

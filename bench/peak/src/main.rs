@@ -55,7 +55,7 @@ fma_loop!(chains24, a0 a1 a2 a3 a4 a5 a6 a7 a8 a9 a10 a11 a12 a13 a14 a15 b0 b1 
 fma_loop!(chains32, a0 a1 a2 a3 a4 a5 a6 a7 a8 a9 a10 a11 a12 a13 a14 a15
                     b0 b1 b2 b3 b4 b5 b6 b7 b8 b9 b10 b11 b12 b13 b14 b15);
 
-const REPS: usize = 40;
+const REPS: usize = 200;
 
 type Kernel<const LANES: usize> = fn(&mut [[f32; LANES]], f32, f32, u64);
 
@@ -70,7 +70,7 @@ fn measure<const LANES: usize>(kernel: Kernel<LANES>, chains: usize, seconds: f6
         let t = Instant::now();
         kernel(&mut acc, b, c, iters);
         let dt = t.elapsed().as_secs_f64();
-        if dt > 0.002 {
+        if dt > 0.001 {
             iters = ((iters as f64) * (seconds / REPS as f64) / dt).max(1.0) as u64;
             break;
         }
