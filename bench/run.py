@@ -24,7 +24,9 @@ For each model it:
    1 thread, mncc, onnxruntime 2 threads (and mncc 2 threads when the bench
    binary accepts `threads 2`), about --seconds per engine per round, timing
    every inference;
-6. prints the medians over all timed inferences.
+6. prints the medians over all timed inferences;
+7. with --layers, runs `mncc bench --layers` on each model (per-layer and
+   per-kernel-type times, % of peak) and prints its per-kernel-type table.
 
 The FMA peak (the denominator of "% of peak") is measured by bench/peak/
 (single core, f32, AVX-512 where available) unless given with --peak.
@@ -450,6 +452,10 @@ def main():
     ap.add_argument("--quick", action="store_true",
                     help=f"CI mode: {QUICK_MODEL} only, 5 rounds of about 0.05 s, short peak measurement; "
                          "exits 1 if the outputs disagree (as every mode does)")
+    ap.add_argument("--layers", action="store_true",
+                    help="also run `mncc bench --layers` on each model (per-layer and per-kernel-type times "
+                         "and %% of peak; builds its own harness crate, about 30 s per model)")
+    ap.add_argument("--layer-seconds", type=float, default=3.0, help="--seconds of `mncc bench --layers`")
     ap.add_argument("--verbose", "-v", action="store_true", help="print the running medians after each round")
     args = ap.parse_args()
     if args.quick:
@@ -492,15 +498,35 @@ def main():
     print(fmt_table(results, peak))
     print("\nSpread (all timed inferences):\n")
     print(fmt_spread(results))
-    total = time.time() - t_start
-    print(f"\nbuild {t_built - t_start:.0f} s, benchmark {time.time() - t_built:.0f} s, total {total:.0f} s")
 
+    layer_reports, status_layers = {}, 0
+    if args.layers:
+        for name, onnx_path, _, _ in specs:
+            if name not in exes:
+                continue
+            cmd = [mncc, "bench", "--layers", "--seconds", str(args.layer_seconds), "--peak", f"{peak:.1f}",
+                   str(onnx_path)]
+            log(f"per-layer times of {name}: {' '.join(cmd)}")
+            p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            if p.returncode != 0:
+                log(f"error: `{' '.join(cmd)}` failed:\n{p.stderr.strip()}")
+                status_layers = 1
+                continue
+            layer_reports[name] = p.stdout
+            lines = p.stdout.splitlines()
+            head = [ln for ln in lines if ln.startswith(("median", "GFLOP/s"))]
+            start = next((i for i, ln in enumerate(lines) if ln.startswith("| kernel type")), None)
+            print(f"\n{name}, per kernel type (`mncc bench --layers`; {'; '.join(' '.join(h.split()) for h in head)}):\n")
+            print("\n".join(lines[start:] if start is not None else lines))
+
+    print(f"\nbuild {t_built - t_start:.0f} s, benchmark {time.time() - t_built:.0f} s, "
+          f"total {time.time() - t_start:.0f} s")
     (out / "results.json").write_text(json.dumps({
         "peak_gflops": peak, "peak_report": peak_report, "onnxruntime": ort.__version__,
         "rustflags": args.rustflags, "rounds": args.rounds, "seconds": args.seconds,
-        "results": results, "failed_to_build": failed}, indent=2) + "\n")
+        "results": results, "failed_to_build": failed, "mncc_bench_layers": layer_reports}, indent=2) + "\n")
 
-    status = 0
+    status = status_layers
     for r in results:
         if not r["ok"]:
             log(f"FAIL: {r['model']}: mncc's output differs from onnxruntime's by {r['max_abs_diff']:.3e} "
