@@ -480,6 +480,7 @@ def main():
     else:
         peak, peak_report = args.peak, "given with --peak\n"
     t_built = time.time()
+    load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
     results = []
     for name, onnx_path, npy, raw in specs:
@@ -493,6 +494,11 @@ def main():
             f"max abs diff {r['max_abs_diff']:.2e} (tolerance {r['tolerance']:.1e}); {r['seconds_timed']:.1f} s")
 
     print(f"\nFMA peak (1 core, f32): {peak:.1f} GFLOP/s")
+    if load_start is not None:
+        load_end = os.getloadavg()[0]
+        busy = " (busy machine: medians include waiting for a core; see the spread table)" \
+            if max(load_start, load_end) > 1.0 else ""
+        print(f"load average {load_start:.1f} at the start of the benchmark, {load_end:.1f} at the end{busy}")
     print(f"onnxruntime {ort.__version__}; rounds {args.rounds}, about {args.seconds} s per engine per round; "
           f"RUSTFLAGS {args.rustflags!r}; {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs\n")
     print(fmt_table(results, peak))
