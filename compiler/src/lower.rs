@@ -2,27 +2,33 @@
 //! calls with their schedules, packed weights and planned storage.
 //!
 //! # Kernel choice (per conv node)
-//! * groups = channels: `depthwise`;
-//! * 1x1, stride 1, no padding, groups 1, reading an NHWC f32 tensor: `pointwise`;
+//! * groups = channels: `simd::depthwise`;
+//! * 1x1, stride 1, no padding, groups 1, reading an NHWC f32 tensor:
+//!   `simd::pointwise`;
 //! * any other groups-1 conv, and any conv reading the model input when that
-//!   input is u8 or NCHW: `conv2d` (it reads either layout and type and pads
-//!   with the folded normalization's pad value).
+//!   input is u8 or NCHW: `simd::conv2d` (im2col through the pointwise
+//!   micro-kernel; it reads either layout and type and pads with the folded
+//!   normalization's pad value).
 //!
-//! Dense layers are `pointwise` with one pixel; pooling, softmax and
-//! unfused adds have their own kernels.
+//! Dense layers are `simd::pointwise` with one pixel; pooling, softmax and
+//! unfused adds have their own kernels. The `simd` kernels pick AVX-512,
+//! AVX2, NEON or the portable path at run time; the register tiles are the
+//! runtime's per instruction set, the cache tiles below are written into the
+//! generated code.
 //!
-//! # Schedule rule (see [`Target`])
-//! * `pointwise`: register tile `MR x NR` = 4 pixels x 8 channels (1 x 8 for a
-//!   single pixel); `kc` = all input channels if a `kc x (MR + NR)` working
-//!   set fits half of L1, else `in_c` split into the fewest equal blocks (a
-//!   multiple of 8) that fit; loop order `ChannelsOuter` when the weights are
-//!   larger than the input activations (late layers: each weight panel is
-//!   loaded once), else `PixelsOuter` (early layers: each input row once).
-//! * `depthwise`: `CT` = 8 channels (the vector width); `rows` = the output
-//!   rows whose input rows (`rows * stride + k - 1` rows of `in_w * c` floats)
-//!   fit half of L1, at least 1.
-//! * `conv2d`: `NR` = 8 output channels (4 when there are fewer than 8);
-//!   `rows` as for depthwise.
+//! # Schedule rule (see [`Target`]; the default is [`Target::X86_64`])
+//! * Weights of `pointwise` and `conv2d` are packed in panels of [`PANEL`]
+//!   (16) output channels, the layout every instruction set reads.
+//! * `pointwise`: `kc` = all input channels if a `kc x (MR + NR)` working
+//!   set (the target's register tile) fits half of L1, else `in_c` split
+//!   into the fewest equal blocks (a multiple of 8) that fit; loop order
+//!   `ChannelsOuter` when the weights are larger than the input activations
+//!   (late layers: each weight panel is loaded once), else `PixelsOuter`
+//!   (early layers: each input row once).
+//! * `depthwise`: `rows` = the output rows whose input rows (`rows * stride
+//!   + k - 1` rows of `in_w * c` floats) fit half of L1, at least 1.
+//! * `conv2d`: blocks of output pixels whose im2col rows fit the runtime's
+//!   16 KiB stack buffer.
 
 use crate::ir::{Act, Clamp, DType, Graph, Layout, Op, TensorId, INPUT};
 use crate::passes::PassReport;
@@ -236,7 +242,7 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    /// The kernel's name and register tile, e.g. `pointwise_4x8`.
+    /// The kernel's name and register tile, e.g. `pointwise_12x32`.
     pub fn name(&self) -> String {
         match self {
             Kernel::Conv2d { shape, nr, .. } => {

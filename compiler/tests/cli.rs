@@ -66,7 +66,7 @@ fn compile_is_deterministic_and_writes_the_blob() {
         "{}",
         &src[..3000]
     );
-    assert!(src.contains("MACs") && src.contains("Kernel `pointwise_4x8`, tiles kc="));
+    assert!(src.contains("MACs") && src.contains("Kernel `pointwise_12x32`, tiles kc="));
 }
 
 #[test]
@@ -76,7 +76,7 @@ fn inspect_reports_layers_and_totals() {
     assert!(o.status.success(), "{err}");
     for needle in [
         "conv_pw_13",
-        "depthwise_3x3_ct8",
+        "depthwise_3x3_ct16",
         "MACs          41030272",
         "params        467336",
         "arena bytes",

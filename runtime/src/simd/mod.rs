@@ -269,6 +269,44 @@ fn gather<T: Pixel>(
 ) {
     let c = s.in_c;
     let plane = s.in_h * s.in_w;
+    if k0 == 0 && kb == s.kernel_h * s.kernel_w * c {
+        // Whole windows: per tap, one bounds test and a run of channels.
+        let (mut oy, mut ox) = (p0 / s.out_w, p0 % s.out_w);
+        for row in patch[..np * kb].chunks_exact_mut(kb.max(1)) {
+            let mut taps = row.chunks_exact_mut(c.max(1));
+            for ky in 0..s.kernel_h {
+                let iy = (oy * s.stride_h + ky).wrapping_sub(s.pad_top);
+                for kx in 0..s.kernel_w {
+                    let ix = (ox * s.stride_w + kx).wrapping_sub(s.pad_left);
+                    let Some(dst) = taps.next() else { return };
+                    if iy < s.in_h && ix < s.in_w {
+                        match layout {
+                            Layout::Nhwc => {
+                                let px = &input[(iy * s.in_w + ix) * c..][..c];
+                                for (d, &x) in dst.iter_mut().zip(px) {
+                                    *d = x.to_f32();
+                                }
+                            }
+                            Layout::Nchw => {
+                                let at = iy * s.in_w + ix;
+                                for (ci, d) in dst.iter_mut().enumerate() {
+                                    *d = input[ci * plane + at].to_f32();
+                                }
+                            }
+                        }
+                    } else {
+                        dst.copy_from_slice(pad);
+                    }
+                }
+            }
+            ox += 1;
+            if ox == s.out_w {
+                ox = 0;
+                oy += 1;
+            }
+        }
+        return;
+    }
     for r in 0..np {
         let p = p0 + r;
         let (oy, ox) = (p / s.out_w, p % s.out_w);
@@ -384,62 +422,84 @@ unsafe fn gemm_dispatch(isa: Isa, g: &Gemm<'_>, ldb: usize, order: PwOrder, firs
             Isa::Avx2 => x86::gemm_avx2(&b),
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => neon::gemm_neon(&b),
-            _ => gemm_v::<portable::F32x4, 2, 4, 4>(&b),
+            _ => gemm_v::<portable::F32x4, 2, 2, 2, 4, 4>(&b),
         }
     }
 }
 
 /// The loop nest over register tiles of `MR` rows by `NV` vectors
 /// (`NV * V::N` columns, a multiple of [`PANEL`]); `NV1 = PANEL / V::N`
-/// vectors cover one panel (for the last, narrower tile). A single row
-/// (`m == 1`, dense layers) uses one-row tiles.
+/// vectors cover one panel (for the last, narrower tile). The last row
+/// tile, when shorter, runs a tile of `MR2` or `MR3` rows (`MR > MR2 > MR3`)
+/// if it fits, so few rows are computed for nothing; a single row (`m == 1`,
+/// dense layers) uses one-row tiles.
 ///
 /// # Safety
 /// As [`gemm`]; the CPU supports `V`'s instruction set.
 #[inline(always)]
-pub(crate) unsafe fn gemm_v<V: Vf32, const MR: usize, const NV: usize, const NV1: usize>(b: &Block<'_>) {
+pub(crate) unsafe fn gemm_v<
+    V: Vf32,
+    const MR: usize,
+    const MR2: usize,
+    const MR3: usize,
+    const NV: usize,
+    const NV1: usize,
+>(
+    b: &Block<'_>,
+) {
     debug_assert!(NV * V::N % PANEL == 0 && NV1 * V::N == PANEL);
     let g = &b.g;
     let tile_cols = NV * V::N;
     let tiles_n = g.n.div_ceil(tile_cols);
     let rows = if g.m == 1 { 1 } else { MR };
     let tiles_m = g.m.div_ceil(rows);
-    // SAFETY (whole body): every tile lies within the matrices of `g`'s
-    // contract (`tile` checks its own column and row counts).
+    // SAFETY: every tile lies within the matrices of `g`'s contract.
     unsafe {
-        let tile = |i: usize, j: usize| {
-            let i0 = i * rows;
-            let mr = rows.min(g.m - i0);
-            let c0 = j * tile_cols;
-            let n = tile_cols.min(g.n - c0);
-            let wide = n > NV1 * V::N || NV == NV1;
-            if g.m == 1 {
-                if wide {
-                    micro::<V, 1, NV>(b, i0, 1, c0, n);
-                } else {
-                    micro::<V, 1, NV1>(b, i0, 1, c0, n);
-                }
-            } else if wide {
-                micro::<V, MR, NV>(b, i0, mr, c0, n);
-            } else {
-                micro::<V, MR, NV1>(b, i0, mr, c0, n);
-            }
-        };
         match b.order {
             PwOrder::PixelsOuter => {
                 for i in 0..tiles_m {
                     for j in 0..tiles_n {
-                        tile(i, j);
+                        tile::<V, MR, MR2, MR3, NV, NV1>(b, i * rows, j * tile_cols);
                     }
                 }
             }
             PwOrder::ChannelsOuter => {
                 for j in 0..tiles_n {
                     for i in 0..tiles_m {
-                        tile(i, j);
+                        tile::<V, MR, MR2, MR3, NV, NV1>(b, i * rows, j * tile_cols);
                     }
                 }
             }
+        }
+    }
+}
+
+/// The register tile at row `i0`, column `c0` (a function, not a closure:
+/// closures do not inherit `#[target_feature]`).
+///
+/// # Safety
+/// As [`gemm_v`]; `i0 < m`, `c0 < n`.
+#[inline(always)]
+unsafe fn tile<V: Vf32, const MR: usize, const MR2: usize, const MR3: usize, const NV: usize, const NV1: usize>(
+    b: &Block<'_>,
+    i0: usize,
+    c0: usize,
+) {
+    let g = &b.g;
+    let mr = MR.min(g.m - i0);
+    let n = (NV * V::N).min(g.n - c0);
+    let wide = n > NV1 * V::N || NV == NV1;
+    // SAFETY: forwarded; each call gets `mr` no larger than its row count.
+    unsafe {
+        match (mr, wide) {
+            (1, true) => micro::<V, 1, NV>(b, i0, 1, c0, n),
+            (1, false) => micro::<V, 1, NV1>(b, i0, 1, c0, n),
+            (r, true) if r <= MR3 => micro::<V, MR3, NV>(b, i0, r, c0, n),
+            (r, false) if r <= MR3 => micro::<V, MR3, NV1>(b, i0, r, c0, n),
+            (r, true) if r <= MR2 => micro::<V, MR2, NV>(b, i0, r, c0, n),
+            (r, false) if r <= MR2 => micro::<V, MR2, NV1>(b, i0, r, c0, n),
+            (r, true) => micro::<V, MR, NV>(b, i0, r, c0, n),
+            (r, false) => micro::<V, MR, NV1>(b, i0, r, c0, n),
         }
     }
 }
@@ -568,9 +628,11 @@ pub(crate) unsafe fn depthwise_v<V: Vf32, const PX: usize>(d: &Dw<'_>) {
         while c0 < full {
             // SAFETY: c0 + N <= c.
             unsafe {
-                match (s.kernel_h, s.kernel_w) {
-                    (3, 3) => dw_rows::<V, 3, 3, PX>(d, oy0, oy1, c0),
-                    (5, 5) => dw_rows::<V, 5, 5, PX>(d, oy0, oy1, c0),
+                match (s.kernel_h, s.kernel_w, s.stride_w) {
+                    (3, 3, 1) => dw_rows::<V, 3, 3, 1, PX>(d, oy0, oy1, c0),
+                    (3, 3, 2) => dw_rows::<V, 3, 3, 2, PX>(d, oy0, oy1, c0),
+                    (5, 5, 1) => dw_rows::<V, 5, 5, 1, PX>(d, oy0, oy1, c0),
+                    (5, 5, 2) => dw_rows::<V, 5, 5, 2, PX>(d, oy0, oy1, c0),
                     _ => {
                         for oy in oy0..oy1 {
                             for ox in 0..s.out_w {
@@ -605,14 +667,16 @@ pub(crate) unsafe fn depthwise_v<V: Vf32, const PX: usize>(d: &Dw<'_>) {
     }
 }
 
-/// Output rows `oy0..oy1`, channels `c0..c0 + N`, for a `KH x KW` kernel:
-/// the weights stay in registers across the rows; interior pixels run `PX`
-/// at a time with no bounds tests.
+/// Output rows `oy0..oy1`, channels `c0..c0 + N`, for a `KH x KW` kernel
+/// of horizontal stride `SW`: the weights stay in registers across the
+/// rows; interior pixels run `PX` at a time with no bounds tests (with `SW`
+/// a constant, the input vectors shared by neighbouring pixels' windows are
+/// loaded once).
 ///
 /// # Safety
-/// As [`depthwise_v`]; `c0 + N <= c`.
+/// As [`depthwise_v`]; `c0 + N <= c`; `SW == s.stride_w`.
 #[inline(always)]
-unsafe fn dw_rows<V: Vf32, const KH: usize, const KW: usize, const PX: usize>(
+unsafe fn dw_rows<V: Vf32, const KH: usize, const KW: usize, const SW: usize, const PX: usize>(
     d: &Dw<'_>,
     oy0: usize,
     oy1: usize,
@@ -621,58 +685,106 @@ unsafe fn dw_rows<V: Vf32, const KH: usize, const KW: usize, const PX: usize>(
     let s = &d.s;
     let c = s.in_c;
     let (x_lo, x_hi) = d.x_in;
-    let (y_lo, y_hi) = d.y_in;
-    // SAFETY (whole body): interior windows lie inside the input (that is
-    // what `x_in`/`y_in` mean), channels c0..c0 + N exist, and output
-    // pixels are < out_h * out_w.
+    // SAFETY (whole body): interior columns' windows lie inside the input
+    // columns (what `x_in` means), only window rows inside the input are
+    // read (`valid`), channels c0..c0 + N exist, and output pixels are
+    // < out_h * out_w.
     unsafe {
         let wts: [[V; KW]; KH] =
             core::array::from_fn(|ky| core::array::from_fn(|kx| V::load(d.w.add((ky * KW + kx) * c + c0))));
         for oy in oy0..oy1 {
-            if !(y_lo..y_hi).contains(&oy) {
-                for ox in 0..s.out_w {
-                    dw_border::<V>(d, oy, ox, c0);
+            // Window rows inside the input (all of them in the interior
+            // rows; the others skip the padding rows, not the pixels).
+            let iy0 = (oy * s.stride_h) as isize - s.pad_top as isize;
+            let valid: [bool; KH] = core::array::from_fn(|ky| {
+                let iy = iy0 + ky as isize;
+                iy >= 0 && (iy as usize) < s.in_h
+            });
+            let rows: [*const f32; KH] = core::array::from_fn(|ky| {
+                if valid[ky] {
+                    d.x.add(((iy0 + ky as isize) as usize * s.in_w) * c + c0)
+                } else {
+                    d.x
                 }
-                continue;
-            }
+            });
             for ox in 0..x_lo {
                 dw_border::<V>(d, oy, ox, c0);
             }
-            let iy0 = oy * s.stride_h - s.pad_top;
-            let rows: [*const f32; KH] = core::array::from_fn(|ky| d.x.add((iy0 + ky) * s.in_w * c + c0));
-            let step = s.stride_w * c;
-            let mut ox = x_lo;
-            while ox + PX <= x_hi {
-                let ix0 = (ox * s.stride_w - s.pad_left) * c;
-                let mut acc = [V::zero(); PX];
-                for ky in 0..KH {
-                    let row = rows[ky].add(ix0);
-                    for kx in 0..KW {
-                        for (p, a) in acc.iter_mut().enumerate() {
-                            *a = V::fma(V::load(row.add(p * step + kx * c)), wts[ky][kx], *a);
+            if x_hi - x_lo >= PX {
+                let mut ox = x_lo;
+                while ox + PX <= x_hi {
+                    dw_block::<V, KH, KW, SW, PX>(d, &wts, &valid, &rows, oy, ox, c0);
+                    ox += PX;
+                }
+                if ox < x_hi {
+                    // The last block overlaps the previous one: those
+                    // pixels are recomputed, with the same result.
+                    dw_block::<V, KH, KW, SW, PX>(d, &wts, &valid, &rows, oy, x_hi - PX, c0);
+                }
+            } else {
+                for ox in x_lo..x_hi {
+                    let ix0 = (ox * SW - s.pad_left) * c;
+                    let mut acc = [V::zero(); KH];
+                    for ky in 0..KH {
+                        if !valid[ky] {
+                            continue;
+                        }
+                        let row = rows[ky].add(ix0);
+                        for kx in 0..KW {
+                            acc[ky] = V::fma(V::load(row.add(kx * c)), wts[ky][kx], acc[ky]);
                         }
                     }
-                }
-                for (p, &a) in acc.iter().enumerate() {
-                    dw_store::<V>(d, (oy * s.out_w + ox + p) * c + c0, c0, a);
-                }
-                ox += PX;
-            }
-            while ox < x_hi {
-                let ix0 = (ox * s.stride_w - s.pad_left) * c;
-                let mut a = V::zero();
-                for ky in 0..KH {
-                    let row = rows[ky].add(ix0);
-                    for kx in 0..KW {
-                        a = V::fma(V::load(row.add(kx * c)), wts[ky][kx], a);
+                    let mut a = acc[0];
+                    for &x in &acc[1..] {
+                        a = V::add(a, x);
                     }
+                    dw_store::<V>(d, (oy * s.out_w + ox) * c + c0, c0, a);
                 }
-                dw_store::<V>(d, (oy * s.out_w + ox) * c + c0, c0, a);
-                ox += 1;
             }
             for ox in x_hi.max(x_lo)..s.out_w {
                 dw_border::<V>(d, oy, ox, c0);
             }
+        }
+    }
+}
+
+/// `PX` interior output pixels from column `ox` of row `oy` (a function,
+/// not a closure: closures do not inherit `#[target_feature]`).
+///
+/// # Safety
+/// As [`dw_rows`]; `rows[ky]` points at channel `c0` of input row
+/// `oy * stride_h - pad_top + ky` where `valid[ky]`; `ox..ox + PX` are
+/// interior columns.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn dw_block<V: Vf32, const KH: usize, const KW: usize, const SW: usize, const PX: usize>(
+    d: &Dw<'_>,
+    wts: &[[V; KW]; KH],
+    valid: &[bool; KH],
+    rows: &[*const f32; KH],
+    oy: usize,
+    ox: usize,
+    c0: usize,
+) {
+    let s = &d.s;
+    let c = s.in_c;
+    // SAFETY: the caller's bounds.
+    unsafe {
+        let ix0 = (ox * SW - s.pad_left) * c;
+        let mut acc = [V::zero(); PX];
+        for ky in 0..KH {
+            if !valid[ky] {
+                continue;
+            }
+            let row = rows[ky].add(ix0);
+            for kx in 0..KW {
+                for (p, a) in acc.iter_mut().enumerate() {
+                    *a = V::fma(V::load(row.add((p * SW + kx) * c)), wts[ky][kx], *a);
+                }
+            }
+        }
+        for (p, &a) in acc.iter().enumerate() {
+            dw_store::<V>(d, (oy * s.out_w + ox + p) * c + c0, c0, a);
         }
     }
 }

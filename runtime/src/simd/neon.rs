@@ -55,7 +55,7 @@ impl Vf32 for Neon {
 #[target_feature(enable = "neon")]
 pub(crate) unsafe fn gemm_neon(b: &Block<'_>) {
     // SAFETY: forwarded.
-    unsafe { gemm_v::<Neon, 6, 4, 4>(b) }
+    unsafe { gemm_v::<Neon, 6, 4, 2, 4, 4>(b) }
 }
 
 /// # Safety

@@ -101,7 +101,7 @@ impl Vf32 for Avx2 {
 #[target_feature(enable = "avx512f,fma")]
 pub(crate) unsafe fn gemm_avx512(b: &Block<'_>) {
     // SAFETY: forwarded.
-    unsafe { gemm_v::<Avx512, 12, 2, 1>(b) }
+    unsafe { gemm_v::<Avx512, 12, 8, 4, 2, 1>(b) }
 }
 
 /// # Safety
@@ -109,7 +109,7 @@ pub(crate) unsafe fn gemm_avx512(b: &Block<'_>) {
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn gemm_avx2(b: &Block<'_>) {
     // SAFETY: forwarded.
-    unsafe { gemm_v::<Avx2, 6, 2, 2>(b) }
+    unsafe { gemm_v::<Avx2, 6, 4, 2, 2, 2>(b) }
 }
 
 /// # Safety
