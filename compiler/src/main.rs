@@ -30,6 +30,13 @@ enum Cmd {
     Inspect {
         /// The model description (.toml).
         model: PathBuf,
+        /// Also report the memory the model needs and the code size of the generated module and the
+        /// runtime as linked for TARGET (a target triple installed with rustup; repeatable).
+        #[arg(long = "code-size", value_name = "TARGET")]
+        code_size: Vec<String>,
+        /// Optimization level of the --code-size builds (0, 1, 2, 3, s, z).
+        #[arg(long, default_value = "s", requires = "code_size")]
+        opt_level: String,
     },
     /// Build the generated code, run it, and compare its whole output with a reference.
     ///
@@ -136,10 +143,22 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 p.arena_len * 4
             );
         }
-        Cmd::Inspect { model } => {
+        Cmd::Inspect {
+            model,
+            code_size,
+            opt_level,
+        } => {
             let m = mncc::load(&model)?;
             let p = mncc::compile(&m)?;
             print!("{}", mncc::inspect::report(&p));
+            if !code_size.is_empty() {
+                let mut sizes = Vec::new();
+                for target in &code_size {
+                    eprintln!("building for {target} (release, opt-level {opt_level})...");
+                    sizes.push(mncc::inspect::code_size(&p, target, &opt_level)?);
+                }
+                print!("{}", mncc::inspect::footprint_report(&p, &sizes));
+            }
         }
         Cmd::Verify {
             model,
