@@ -210,6 +210,8 @@ mod board {
         syst.clear_current();
         syst.enable_interrupt();
         syst.enable_counter();
+        // Until its first reload, the counter reads 0 (not RELOAD).
+        while SYST::get_current() == 0 {}
 
         let mut probs = [0.0f32; model::OUTPUT_LEN];
         let start = ticks();
