@@ -13,7 +13,8 @@
 #     origin (generated module, mncc-runtime, the rest); checks that the
 #     weights are in flash (.rodata, nothing copied to RAM: .data is empty),
 #     that no allocator is linked, and that .text is under the budget
-#     (MNCC_CM_TEXT_BUDGET bytes, default 65536);
+#     (MNCC_CM_TEXT_BUDGET bytes, default 65536); the stack the inference
+#     used (the firmware paints the stack before it);
 #  5. the instruction count of one inference (SysTick ticks at 25 MHz x 40).
 # Prints PASS/FAIL per step and exits non-zero on the first failure.
 # Env: CARGO_TARGET_DIR is honoured (default examples/cortex-m/target);
@@ -128,8 +129,9 @@ w_addr=$(awk '{print $1 + 0}' <<<"$weights_line")
 w_size=$(awk '{print $2 + 0}' <<<"$weights_line")
 arena=$(grep -E '^memory: ' "$log/cortex-m.txt" | sed -n 's/.* arena \([0-9]*\) bytes.*/\1/p')
 ticks=$(sed -n 's/.*inference: \([0-9]*\) SysTick ticks.*/\1/p' "$log/cortex-m.txt")
+stack=$(sed -n 's/.*stack used by the inference: \([0-9]*\) bytes.*/\1/p' "$log/cortex-m.txt")
 echo "flash: .vector_table $vt + .text $text bytes of code ($(( text / 1024 )) KiB), .rodata $rodata bytes (weights $w_size at $(printf '%#010x' $w_addr))"
-echo "RAM:   .data $data bytes, .bss $bss bytes (arena $arena), plus the stack"
+echo "RAM:   .data $data bytes, .bss $bss bytes (arena $arena), stack ${stack:-?} bytes used by the inference"
 cat "$log/origin.txt"
 # Weights in flash, read in place: inside .rodata, below the RAM, and .data
 # (the only section copied from flash to RAM at boot) is empty.

@@ -197,6 +197,44 @@ mod board {
         }
     }
 
+    /// Bytes below the stack pointer painted before the inference, to
+    /// measure the stack it uses.
+    const PAINT: usize = 128 * 1024;
+    const PATTERN: u32 = 0x5A5A_A5A5;
+
+    /// Fills up to `PAINT` bytes below the stack pointer (not below
+    /// `floor`, the end of the statics) with `PATTERN`; returns the painted
+    /// range.
+    #[inline(never)]
+    #[allow(unsafe_code)]
+    fn paint_stack(floor: usize) -> (usize, usize) {
+        let sp = cortex_m::register::msp::read() as usize;
+        let bottom = (sp.saturating_sub(PAINT).max(floor) + 3) & !3;
+        // This function's own frame may be pushed after the read: keep clear.
+        let top = sp - 256;
+        let mut a = bottom;
+        while a + 4 <= top {
+            // SAFETY: [bottom, top) is RAM between the statics and this
+            // function's frame: memory nothing uses (an interrupt's frame
+            // pushed there is dead once it returns).
+            unsafe { (a as *mut u32).write_volatile(PATTERN) };
+            a += 4;
+        }
+        (bottom, sp)
+    }
+
+    /// Bytes of the painted range that were written since: the deepest stack.
+    #[allow(unsafe_code)]
+    fn stack_used((bottom, sp): (usize, usize)) -> usize {
+        let mut a = bottom;
+        // SAFETY: reads the range `paint_stack` wrote, all below the stack
+        // pointer of this call's caller.
+        while a + 4 <= sp && unsafe { (a as *const u32).read_volatile() } == PATTERN {
+            a += 4;
+        }
+        sp - a
+    }
+
     #[entry]
     fn main() -> ! {
         // cortex-m-rt turns this into a `&'static mut` (no `unsafe`): a
@@ -214,14 +252,21 @@ mod board {
         while SYST::get_current() == 0 {}
 
         let mut probs = [0.0f32; model::OUTPUT_LEN];
+        let painted = paint_stack(arena.as_ptr_range().end as usize);
         let start = ticks();
         model::run(PHOTO, &mut probs, arena);
         let elapsed = ticks() - start;
+        let stack = stack_used(painted);
 
         let ok = report(&probs);
         hprintln!(
-            "cortex-m: arena at {:#010x}; one inference: {} SysTick ticks at the core clock (x40 = instructions under qemu -icount shift=0)",
+            "cortex-m: arena at {:#010x}; stack used by the inference: {} bytes (of {} painted)",
             arena.as_ptr() as usize,
+            stack,
+            painted.1 - painted.0
+        );
+        hprintln!(
+            "cortex-m: one inference: {} SysTick ticks at the core clock (x40 = instructions under qemu -icount shift=0)",
             elapsed
         );
         debug::exit(if ok { debug::EXIT_SUCCESS } else { debug::EXIT_FAILURE });
