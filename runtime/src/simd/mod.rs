@@ -161,7 +161,7 @@ pub fn depthwise(
             Isa::Avx2 => x86::depthwise_avx2(&d),
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => neon::depthwise_neon(&d),
-            _ => depthwise_v::<portable::F32x4, 4>(&d),
+            _ => depthwise_v::<portable::F32x4, portable::F32x4, 4>(&d),
         }
     }
 }
@@ -610,40 +610,36 @@ pub(crate) struct Dw<'a> {
     y_in: (usize, usize),
 }
 
-/// Depthwise over all channels: full vectors of `V::N` channels here, the
-/// remaining `c % N` channels by the reference kernel's block function.
+/// Depthwise over all channels: full vectors of `V::N` channels, then of
+/// `V2::N` (`<= V::N`), the remaining channels by the reference kernel's
+/// block function.
 /// `PX` output pixels per interior step.
 ///
 /// # Safety
 /// `d` satisfies [`Dw`]'s contract; the CPU supports `V`'s instruction set.
 #[inline(always)]
-pub(crate) unsafe fn depthwise_v<V: Vf32, const PX: usize>(d: &Dw<'_>) {
+pub(crate) unsafe fn depthwise_v<V: Vf32, V2: Vf32, const PX: usize>(d: &Dw<'_>) {
     let s = &d.s;
     let c = s.in_c;
     let full = c - c % V::N;
+    // Then half-width vectors (e.g. 8 channels of ymm on AVX-512), which
+    // small models (8, 24, 40 channels) need.
+    let full2 = full + (c - full) / V2::N * V2::N;
     let mut oy0 = 0;
     while oy0 < s.out_h {
         let oy1 = oy0 + d.rows.min(s.out_h - oy0);
         let mut c0 = 0;
         while c0 < full {
             // SAFETY: c0 + N <= c.
-            unsafe {
-                match (s.kernel_h, s.kernel_w, s.stride_w) {
-                    (3, 3, 1) => dw_rows::<V, 3, 3, 1, PX>(d, oy0, oy1, c0),
-                    (3, 3, 2) => dw_rows::<V, 3, 3, 2, PX>(d, oy0, oy1, c0),
-                    (5, 5, 1) => dw_rows::<V, 5, 5, 1, PX>(d, oy0, oy1, c0),
-                    (5, 5, 2) => dw_rows::<V, 5, 5, 2, PX>(d, oy0, oy1, c0),
-                    _ => {
-                        for oy in oy0..oy1 {
-                            for ox in 0..s.out_w {
-                                dw_border::<V>(d, oy, ox, c0);
-                            }
-                        }
-                    }
-                }
-            }
+            unsafe { dw_channels::<V, PX>(d, oy0, oy1, c0) };
             c0 += V::N;
         }
+        while c0 < full2 {
+            // SAFETY: c0 + N2 <= c.
+            unsafe { dw_channels::<V2, PX>(d, oy0, oy1, c0) };
+            c0 += V2::N;
+        }
+        let full = full2;
         if full < c {
             // SAFETY: `Dw`'s contract gives the slices' lengths.
             let (x, w, out) = unsafe {
@@ -664,6 +660,32 @@ pub(crate) unsafe fn depthwise_v<V: Vf32, const PX: usize>(d: &Dw<'_>) {
             kernels::depthwise_block::<16>(&cx, oy0, oy1, full, c - full, out);
         }
         oy0 = oy1;
+    }
+}
+
+/// Output rows `oy0..oy1`, channels `c0..c0 + N`: the kernel-size and
+/// stride specializations, else every pixel through [`dw_border`].
+///
+/// # Safety
+/// As [`depthwise_v`]; `c0 + N <= c`.
+#[inline(always)]
+unsafe fn dw_channels<V: Vf32, const PX: usize>(d: &Dw<'_>, oy0: usize, oy1: usize, c0: usize) {
+    let s = &d.s;
+    // SAFETY: forwarded.
+    unsafe {
+        match (s.kernel_h, s.kernel_w, s.stride_w) {
+            (3, 3, 1) => dw_rows::<V, 3, 3, 1, PX>(d, oy0, oy1, c0),
+            (3, 3, 2) => dw_rows::<V, 3, 3, 2, PX>(d, oy0, oy1, c0),
+            (5, 5, 1) => dw_rows::<V, 5, 5, 1, PX>(d, oy0, oy1, c0),
+            (5, 5, 2) => dw_rows::<V, 5, 5, 2, PX>(d, oy0, oy1, c0),
+            _ => {
+                for oy in oy0..oy1 {
+                    for ox in 0..s.out_w {
+                        dw_border::<V>(d, oy, ox, c0);
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -63,5 +63,5 @@ pub(crate) unsafe fn gemm_neon(b: &Block<'_>) {
 #[target_feature(enable = "neon")]
 pub(crate) unsafe fn depthwise_neon(d: &Dw<'_>) {
     // SAFETY: forwarded.
-    unsafe { depthwise_v::<Neon, 4>(d) }
+    unsafe { depthwise_v::<Neon, Neon, 4>(d) }
 }

@@ -98,7 +98,7 @@ impl Vf32 for Avx2 {
 
 /// # Safety
 /// The CPU has AVX-512F; `b` satisfies the GEMM contract.
-#[target_feature(enable = "avx512f,fma")]
+#[target_feature(enable = "avx512f,avx2,fma")]
 pub(crate) unsafe fn gemm_avx512(b: &Block<'_>) {
     // SAFETY: forwarded.
     unsafe { gemm_v::<Avx512, 12, 8, 4, 2, 1>(b) }
@@ -114,10 +114,10 @@ pub(crate) unsafe fn gemm_avx2(b: &Block<'_>) {
 
 /// # Safety
 /// The CPU has AVX-512F; `d` satisfies the depthwise contract.
-#[target_feature(enable = "avx512f,fma")]
+#[target_feature(enable = "avx512f,avx2,fma")]
 pub(crate) unsafe fn depthwise_avx512(d: &Dw<'_>) {
     // SAFETY: forwarded.
-    unsafe { depthwise_v::<Avx512, 8>(d) }
+    unsafe { depthwise_v::<Avx512, Avx2, 8>(d) }
 }
 
 /// # Safety
@@ -125,5 +125,5 @@ pub(crate) unsafe fn depthwise_avx512(d: &Dw<'_>) {
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn depthwise_avx2(d: &Dw<'_>) {
     // SAFETY: forwarded.
-    unsafe { depthwise_v::<Avx2, 4>(d) }
+    unsafe { depthwise_v::<Avx2, super::portable::F32x4, 4>(d) }
 }
