@@ -117,16 +117,17 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
         p.arena_lower_bound
     );
 
-    let calls = p.layers.iter().enumerate().map(|(i, l)| {
-        let f = layer_fn_name(i, l);
-        let args = layer_args(p, l);
-        quote!(#f(#args);)
-    });
-    let observed = p.layers.iter().enumerate().map(|(i, l)| {
-        let f = layer_fn_name(i, l);
-        let args = layer_args(p, l);
-        quote!(#f(#args); after(#i);)
-    });
+    let calls: Vec<_> = p
+        .layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let f = layer_fn_name(i, l);
+            let args = layer_args(p, l);
+            quote!(#f(#args);)
+        })
+        .collect();
+    let observed = calls.iter().enumerate().map(|(i, call)| quote!(#call after(#i);));
     let n_layers = p.layers.len();
     let infos = p.layers.iter().map(|l| {
         let (name, kernel, macs) = (l.name.as_str(), l.kernel.name(), l.macs);

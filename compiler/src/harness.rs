@@ -119,21 +119,33 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| std::env::temp_dir().join("mncc-harness-target"))
 }
 
-fn write(path: &Path, contents: impl AsRef<[u8]>) -> Result<(), String> {
+pub(crate) fn write(path: &Path, contents: impl AsRef<[u8]>) -> Result<(), String> {
     if let Some(d) = path.parent() {
         std::fs::create_dir_all(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
     }
     std::fs::write(path, contents).map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
-fn fnv1a(bytes: &[u8]) -> u64 {
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
         (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
     })
 }
 
-/// The generated module plus the temporary crate around it.
-pub fn build(program: &Program, quiet: bool) -> Result<Harness, String> {
+/// A temporary workspace with the embedded runtime (`runtime/`) and an
+/// `app` package holding the generated module (`app/src/model.rs` and its
+/// weights); the caller adds `app/src/main.rs` or `lib.rs` and any config.
+/// The package is named `{prefix}_{hash}` from the module, its weights and
+/// `salt`, so concurrent builds sharing a target cache never overwrite each
+/// other's output. `profile` is the body of `[profile.release]`;
+/// `app_extra` is appended to the app's `[package]` table.
+pub(crate) fn scratch_crate(
+    program: &Program,
+    prefix: &str,
+    salt: &str,
+    profile: &str,
+    app_extra: &str,
+) -> Result<(tempfile::TempDir, String), String> {
     let src = codegen::source(
         program,
         &WeightsEmbed::IncludeBytes("model.weights.bin".into()),
@@ -141,23 +153,17 @@ pub fn build(program: &Program, quiet: bool) -> Result<Harness, String> {
     )?;
     let blob = codegen::blob_bytes(program);
     let dir = tempfile::Builder::new()
-        .prefix("mncc-harness-")
+        .prefix(&format!("{}-", prefix.replace('_', "-")))
         .tempdir()
         .map_err(|e| format!("cannot create a temp dir: {e}"))?;
     let root = dir.path();
-    // A distinct package per model, so concurrent builds sharing the target
-    // cache never overwrite each other's binary.
     let mut key = src.clone().into_bytes();
     key.extend_from_slice(&blob);
-    let pkg = format!("mncc_harness_{:016x}", fnv1a(&key));
-
+    key.extend_from_slice(salt.as_bytes());
+    let pkg = format!("{prefix}_{:016x}", fnv1a(&key));
     write(
         &root.join("Cargo.toml"),
-        "[workspace]\nresolver = \"2\"\nmembers = [\"app\", \"runtime\"]\n\n[profile.release]\nopt-level = 3\ndebug = false\n",
-    )?;
-    write(
-        &root.join(".cargo/config.toml"),
-        "[build]\nrustflags = [\"-C\", \"target-cpu=native\"]\n",
+        format!("[workspace]\nresolver = \"2\"\nmembers = [\"app\", \"runtime\"]\n\n[profile.release]\n{profile}"),
     )?;
     write(
         &root.join("runtime/Cargo.toml"),
@@ -168,7 +174,20 @@ pub fn build(program: &Program, quiet: bool) -> Result<Harness, String> {
     }
     write(
         &root.join("app/Cargo.toml"),
-        format!("[package]\nname = \"{pkg}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nmncc-runtime = {{ path = \"../runtime\" }}\n"),
+        format!("[package]\nname = \"{pkg}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n{app_extra}\n[dependencies]\nmncc-runtime = {{ path = \"../runtime\" }}\n"),
+    )?;
+    write(&root.join("app/src/model.rs"), src)?;
+    write(&root.join("app/src/model.weights.bin"), blob)?;
+    Ok((dir, pkg))
+}
+
+/// The generated module plus the temporary crate around it.
+pub fn build(program: &Program, quiet: bool) -> Result<Harness, String> {
+    let (dir, pkg) = scratch_crate(program, "mncc_harness", "", "opt-level = 3\ndebug = false\n", "")?;
+    let root = dir.path();
+    write(
+        &root.join(".cargo/config.toml"),
+        "[build]\nrustflags = [\"-C\", \"target-cpu=native\"]\n",
     )?;
     let decode = if program.input_type == DType::U8 {
         DECODE_U8
@@ -176,8 +195,6 @@ pub fn build(program: &Program, quiet: bool) -> Result<Harness, String> {
         DECODE_F32
     };
     write(&root.join("app/src/main.rs"), format!("{MAIN}{decode}"))?;
-    write(&root.join("app/src/model.rs"), src)?;
-    write(&root.join("app/src/model.weights.bin"), blob)?;
 
     let target = target_dir();
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));

@@ -2,6 +2,7 @@
 //! TARGET`, the footprint: the memory the model needs and the code size of
 //! the generated module and the runtime as linked for that target.
 
+use crate::harness::write as write_file;
 use crate::ir::{Act, DType};
 use crate::lower::Program;
 use std::fmt::Write;
@@ -156,26 +157,12 @@ pub fn is_bare_metal(target: &str) -> bool {
     target.split('-').any(|c| c == "none")
 }
 
-const SIZE_BARE: &str = r#"#![no_std]
-#![no_main]
-mod model;
+/// The crate root of the code-size build, after its `#![no_std]` (and, for
+/// a bare-metal image, `#![no_main]`): the one exported entry point.
+const SIZE_MAIN: &str = r#"mod model;
 
-/// The image's entry point: one inference on the caller's buffers.
-#[no_mangle]
-pub extern "C" fn mncc_run(input: &model::Input, output: &mut model::Output, arena: &mut model::Arena) {
-    model::run(input, output, arena);
-}
-
-#[panic_handler]
-fn panic(_: &core::panic::PanicInfo) -> ! {
-    loop {}
-}
-"#;
-
-const SIZE_HOSTED: &str = r#"#![no_std]
-mod model;
-
-/// The library's one export: one inference on the caller's buffers.
+/// The image's entry point (or the library's one export): one inference
+/// on the caller's buffers.
 #[no_mangle]
 pub extern "C" fn mncc_run(input: &model::Input, output: &mut model::Output, arena: &mut model::Arena) {
     model::run(input, output, arena);
@@ -197,19 +184,6 @@ SECTIONS
   .bss (NOLOAD) : { *(.bss .bss.* COMMON) }
 }
 ";
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-    })
-}
-
-fn write_file(path: &std::path::Path, contents: impl AsRef<[u8]>) -> Result<(), String> {
-    if let Some(d) = path.parent() {
-        std::fs::create_dir_all(d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
-    }
-    std::fs::write(path, contents).map_err(|e| format!("cannot write {}: {e}", path.display()))
-}
 
 /// Builds the generated module and the runtime for `target` and measures
 /// the linked result.
@@ -243,55 +217,32 @@ pub fn code_size(p: &Program, target: &str, opt_level: &str) -> Result<CodeSize,
         ));
     }
     let bare = is_bare_metal(target);
-    let src = crate::codegen::source(
-        p,
-        &crate::codegen::WeightsEmbed::IncludeBytes("model.weights.bin".into()),
-        &p.name,
-    )?;
-    let blob = crate::codegen::blob_bytes(p);
-    let dir = tempfile::Builder::new()
-        .prefix("mncc-size-")
-        .tempdir()
-        .map_err(|e| format!("cannot create a temp dir: {e}"))?;
-    let root = dir.path();
-    let mut key = src.clone().into_bytes();
-    key.extend_from_slice(&blob);
-    key.extend_from_slice(format!("{target} {opt_level}").as_bytes());
-    let pkg = format!("mncc_size_{:016x}", fnv1a(&key));
     let opt = if opt_level.parse::<u8>().is_ok() {
         opt_level.to_string()
     } else {
         format!("\"{opt_level}\"")
     };
-    write_file(
-        &root.join("Cargo.toml"),
-        format!(
-            "[workspace]\nresolver = \"2\"\nmembers = [\"app\", \"runtime\"]\n\n[profile.release]\nopt-level = {opt}\nlto = true\ncodegen-units = 1\npanic = \"abort\"\ndebug = false\n"
-        ),
-    )?;
-    write_file(
-        &root.join("runtime/Cargo.toml"),
-        "[package]\nname = \"mncc-runtime\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[features]\ndefault = []\nmacros = []\n",
-    )?;
-    for (rel, text) in crate::harness::RUNTIME_SOURCES {
-        write_file(&root.join("runtime/src").join(rel), text)?;
-    }
     let kind = if bare {
         ""
     } else {
         "\n[lib]\ncrate-type = [\"cdylib\"]\n"
     };
-    write_file(
-        &root.join("app/Cargo.toml"),
-        format!("[package]\nname = \"{pkg}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n{kind}\n[dependencies]\nmncc-runtime = {{ path = \"../runtime\" }}\n"),
+    let (dir, pkg) = crate::harness::scratch_crate(
+        p,
+        "mncc_size",
+        &format!("{target} {opt_level}"),
+        &format!("opt-level = {opt}\nlto = true\ncodegen-units = 1\npanic = \"abort\"\ndebug = false\n"),
+        kind,
     )?;
+    let root = dir.path();
     if bare {
-        write_file(&root.join("app/src/main.rs"), SIZE_BARE)?;
+        write_file(
+            &root.join("app/src/main.rs"),
+            format!("#![no_std]\n#![no_main]\n{SIZE_MAIN}"),
+        )?;
     } else {
-        write_file(&root.join("app/src/lib.rs"), SIZE_HOSTED)?;
+        write_file(&root.join("app/src/lib.rs"), format!("#![no_std]\n{SIZE_MAIN}"))?;
     }
-    write_file(&root.join("app/src/model.rs"), &src)?;
-    write_file(&root.join("app/src/model.weights.bin"), &blob)?;
     if bare {
         let script = root.join("link.x");
         write_file(&script, SIZE_LINK_SCRIPT)?;

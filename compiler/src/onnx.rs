@@ -1274,7 +1274,7 @@ fn reshape_dims(input: &[usize], target: &[i64], allowzero: bool) -> Result<Vec<
     }
     let known: usize = dims.iter().product();
     if let Some(i) = infer {
-        if known == 0 || total % known != 0 {
+        if known == 0 || !total.is_multiple_of(known) {
             return Err(format!("cannot reshape {input:?} into {target:?}"));
         }
         dims[i] = total / known;

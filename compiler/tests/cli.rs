@@ -1,26 +1,9 @@
 //! The `mncc` command line, run as a user runs it.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn mncc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mncc"))
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .expect("run mncc")
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
+use common::{mncc, repo, text};
+use std::process::Output;
 
 fn assert_clean_error(o: &Output, needle: &str) {
     let (out, err) = text(o);

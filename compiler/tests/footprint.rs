@@ -1,31 +1,15 @@
 //! `mncc inspect --code-size`: the memory a model needs and the code size of
 //! the generated module and the runtime as linked for a target.
 
+mod common;
+
+use common::{mncc, text};
 use mncc::inspect::Elf;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::PathBuf;
+use std::process::Command;
 
 /// A small seeded model (v1 0.25, 96x96, u8 NHWC, 10 classes).
 const MODEL: &str = "tests/no_std/model.toml";
-
-fn mncc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_mncc"))
-        .args(args)
-        .current_dir(repo())
-        .output()
-        .expect("run mncc")
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
 
 fn rustc() -> Command {
     Command::new(std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into()))

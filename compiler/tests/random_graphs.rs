@@ -129,7 +129,7 @@ fn random_graph(seed: u64) -> Graph {
     x = g.push("proj.relu", Op::Clip(Clamp::RELU), &[x]).unwrap();
     // Head: either pooling then dense, or dense on the flattened spatial tensor.
     let flat: usize = g.tensors[x].shape[1..].iter().product();
-    let (k_in, x) = if seed % 2 == 0 {
+    let (k_in, x) = if seed.is_multiple_of(2) {
         (oc, g.push("pool", Op::GlobalAvgPool, &[x]).unwrap())
     } else {
         (flat, x)

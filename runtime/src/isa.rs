@@ -96,9 +96,18 @@ pub fn calls(isa: Isa) -> u32 {
     CALLS[isa as usize - 1].load(Ordering::Relaxed)
 }
 
+/// [`active`], counting one kernel call on it: what every `simd` kernel
+/// calls once at entry.
+#[inline]
+pub(crate) fn active_counted() -> Isa {
+    let isa = active();
+    count(isa);
+    isa
+}
+
 /// Counts one kernel call on `isa`.
 #[inline]
-pub(crate) fn count(isa: Isa) {
+fn count(isa: Isa) {
     let c = &CALLS[isa as usize - 1];
     // Not `fetch_add`: that needs compare-and-swap, which thumbv6m lacks. A
     // lost update under a race only makes the count low, never wrong in kind.

@@ -246,33 +246,8 @@ pub fn depthwise<const CT: usize>(
     ep: &Epilogue<'_>,
     out: &mut [f32],
 ) {
-    const K: &str = "depthwise";
     assert!(CT >= 1, "depthwise: register tile CT must be at least 1");
-    assert!(tiles.rows >= 1, "depthwise: tiles.rows must be at least 1");
-    assert!(
-        s.out_c == s.in_c,
-        "depthwise: out_c ({}) must equal in_c ({})",
-        s.out_c,
-        s.in_c
-    );
-    assert!(
-        s.stride_h >= 1 && s.stride_w >= 1,
-        "depthwise: strides must be at least 1 (got {}x{})",
-        s.stride_h,
-        s.stride_w
-    );
-    check_len(K, "input", input.len(), s.in_len());
-    check_len(K, "weights", weights.len(), s.kernel_h * s.kernel_w * s.in_c);
-    check_len(K, "out", out.len(), s.out_len());
-    check_epilogue(K, ep, s.out_c, out.len());
-    let cx = DwCx {
-        s: *s,
-        input,
-        weights,
-        ep: *ep,
-        x_in: interior(s.pad_left, s.kernel_w, s.stride_w, s.in_w, s.out_w),
-        y_in: interior(s.pad_top, s.kernel_h, s.stride_h, s.in_h, s.out_h),
-    };
+    let cx = DwCx::new("depthwise", s, tiles, input, weights, ep, out.len());
     let c = s.in_c;
     let full = c - c % CT;
     let mut oy0 = 0;
@@ -302,10 +277,53 @@ pub(crate) struct DwCx<'a> {
     pub(crate) y_in: (usize, usize),
 }
 
+impl<'a> DwCx<'a> {
+    /// Validates a depthwise call (panicking with `kernel`'s name) and
+    /// computes the interior ranges; shared by [`depthwise`] and
+    /// `simd::depthwise`.
+    #[inline(always)]
+    #[track_caller]
+    pub(crate) fn new(
+        kernel: &str,
+        s: &ConvShape,
+        tiles: &DepthwiseTiles,
+        input: &'a [f32],
+        weights: &'a [f32],
+        ep: &Epilogue<'a>,
+        out_len: usize,
+    ) -> Self {
+        assert!(tiles.rows >= 1, "{kernel}: tiles.rows must be at least 1");
+        assert!(
+            s.out_c == s.in_c,
+            "{kernel}: out_c ({}) must equal in_c ({})",
+            s.out_c,
+            s.in_c
+        );
+        assert!(
+            s.stride_h >= 1 && s.stride_w >= 1,
+            "{kernel}: strides must be at least 1 (got {}x{})",
+            s.stride_h,
+            s.stride_w
+        );
+        check_len(kernel, "input", input.len(), s.in_len());
+        check_len(kernel, "weights", weights.len(), s.kernel_h * s.kernel_w * s.in_c);
+        check_len(kernel, "out", out_len, s.out_len());
+        check_epilogue(kernel, ep, s.out_c, out_len);
+        DwCx {
+            s: *s,
+            input,
+            weights,
+            ep: *ep,
+            x_in: interior(s.pad_left, s.kernel_w, s.stride_w, s.in_w, s.out_w),
+            y_in: interior(s.pad_top, s.kernel_h, s.stride_h, s.in_h, s.out_h),
+        }
+    }
+}
+
 /// The range `lo..hi` of output positions `o < out_n` whose window
 /// `o * stride - pad + (0..k)` lies inside `0..in_n` (`stride >= 1`).
 #[inline(always)]
-pub(crate) fn interior(pad: usize, k: usize, stride: usize, in_n: usize, out_n: usize) -> (usize, usize) {
+fn interior(pad: usize, k: usize, stride: usize, in_n: usize, out_n: usize) -> (usize, usize) {
     // o * stride >= pad
     let lo = pad.div_ceil(stride).min(out_n);
     // o * stride - pad + k <= in_n
@@ -795,7 +813,7 @@ pub fn scale_channels(pixels: usize, c: usize, x: &[f32], scale: &[f32], out: &m
 /// `got == want`.
 #[inline(always)]
 #[track_caller]
-fn check_len(kernel: &str, what: &str, got: usize, want: usize) {
+pub(crate) fn check_len(kernel: &str, what: &str, got: usize, want: usize) {
     assert!(
         got == want,
         "{kernel}: `{what}` has {got} elements, the shape needs {want}"
@@ -806,7 +824,7 @@ fn check_len(kernel: &str, what: &str, got: usize, want: usize) {
 /// output of `out_len` elements.
 #[inline(always)]
 #[track_caller]
-fn check_epilogue(kernel: &str, ep: &Epilogue<'_>, channels: usize, out_len: usize) {
+pub(crate) fn check_epilogue(kernel: &str, ep: &Epilogue<'_>, channels: usize, out_len: usize) {
     if let Some(bias) = ep.bias {
         check_len(kernel, "ep.bias", bias.len(), channels);
     }
@@ -825,7 +843,7 @@ fn bias_period(kernel: &str, bias: Option<&[f32]>, len: usize) -> usize {
         Some(bias) => {
             let c = bias.len();
             assert!(
-                c >= 1 && len % c == 0,
+                c >= 1 && len.is_multiple_of(c),
                 "{kernel}: bias length {c} must be non-zero and divide the tensor length {len}"
             );
             c

@@ -18,7 +18,10 @@ compile_error!("mncc weight blobs are little-endian; big-endian targets are not 
 /// If `N` is not a multiple of 4.
 #[inline]
 pub fn f32_view<const N: usize>(blob: &Aligned<[u8; N]>) -> &[f32] {
-    assert!(N % 4 == 0, "f32_view: weight blob length {N} is not a multiple of 4");
+    assert!(
+        N.is_multiple_of(4),
+        "f32_view: weight blob length {N} is not a multiple of 4"
+    );
     let bytes: &[u8; N] = &blob.0;
     // SAFETY:
     // * Alignment: `Aligned` is `repr(C, align(64))` with the array as its

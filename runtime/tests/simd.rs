@@ -12,7 +12,7 @@ mod common;
 
 use common::*;
 use mncc_runtime::isa::{self, Isa};
-use mncc_runtime::{simd, Activation, Conv2dTiles, ConvShape, DepthwiseTiles, Epilogue, Layout, PointwiseShape};
+use mncc_runtime::{simd, Activation, Conv2dTiles, ConvShape, DepthwiseTiles, Epilogue, Layout, Pixel, PointwiseShape};
 use mncc_runtime::{PointwiseTiles, PwOrder};
 use std::sync::Mutex;
 
@@ -242,45 +242,59 @@ fn check_conv2d(isa: Isa, s: ConvShape, seed: u64) {
     let pad_f32 = rng.vec(s.in_c, 2.0);
     let bytes = rng.bytes(s.in_len());
     let floats = rng.vec(s.in_len(), 2.0);
-    let tiles = Conv2dTiles { rows: 1 };
     for epi in epilogues(&mut rng, s.out_c, s.out_len()) {
         let ep = epi.ep();
         for layout in [Layout::Nhwc, Layout::Nchw] {
-            let (h, w, c) = (s.in_h, s.in_w, s.in_c);
             let tag = format!("{} conv2d {s:?} {layout:?} ep={}", isa.name(), epi.name);
-            // u8 pixels
-            let want = ref_conv2d(
-                &s,
-                &bytes.iter().map(|&b| b as f64).collect::<Vec<_>>(),
-                &pad,
-                &w_u8,
-                &ep,
-            );
-            let x = if layout == Layout::Nchw {
-                to_nchw(&bytes, h, w, c)
-            } else {
-                bytes.clone()
+            let u8_case = Conv2dCase {
+                layout,
+                nhwc: &bytes,
+                pad: &pad,
+                weights: &w_u8,
+                packed: &packed_u8,
             };
-            let mut out = vec![f32::NAN; s.out_len()];
-            simd::conv2d(&s, &tiles, layout, &x, &pad, &packed_u8, &ep, &mut out);
-            assert_close(&format!("{tag} u8"), &out, &want);
-            // f32
-            let want = ref_conv2d(
-                &s,
-                &floats.iter().map(|&b| b as f64).collect::<Vec<_>>(),
-                &pad_f32,
-                &weights,
-                &ep,
-            );
-            let x = if layout == Layout::Nchw {
-                to_nchw(&floats, h, w, c)
-            } else {
-                floats.clone()
+            u8_case.check(&format!("{tag} u8"), &s, &ep);
+            let f32_case = Conv2dCase {
+                layout,
+                nhwc: &floats,
+                pad: &pad_f32,
+                weights: &weights,
+                packed: &packed,
             };
-            let mut out = vec![f32::NAN; s.out_len()];
-            simd::conv2d(&s, &tiles, layout, &x, &pad_f32, &packed, &ep, &mut out);
-            assert_close(&format!("{tag} f32"), &out, &want);
+            f32_case.check(&format!("{tag} f32"), &s, &ep);
         }
+    }
+}
+
+/// One input type and layout of [`check_conv2d`].
+struct Conv2dCase<'a, T> {
+    layout: Layout,
+    nhwc: &'a [T],
+    pad: &'a [f32],
+    weights: &'a [f32],
+    packed: &'a [f32],
+}
+
+impl<T: Pixel + Into<f64>> Conv2dCase<'_, T> {
+    fn check(&self, tag: &str, s: &ConvShape, ep: &Epilogue<'_>) {
+        let input: Vec<f64> = self.nhwc.iter().map(|&v| v.into()).collect();
+        let want = ref_conv2d(s, &input, self.pad, self.weights, ep);
+        let x = match self.layout {
+            Layout::Nchw => to_nchw(self.nhwc, s.in_h, s.in_w, s.in_c),
+            Layout::Nhwc => self.nhwc.to_vec(),
+        };
+        let mut out = vec![f32::NAN; s.out_len()];
+        simd::conv2d(
+            s,
+            &Conv2dTiles { rows: 1 },
+            self.layout,
+            &x,
+            self.pad,
+            self.packed,
+            ep,
+            &mut out,
+        );
+        assert_close(tag, &out, &want);
     }
 }
 

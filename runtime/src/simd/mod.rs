@@ -27,7 +27,9 @@
 //! compiler's schedule, as for the reference kernels.
 
 use crate::isa::{self, Isa};
-use crate::kernels::{self, Conv2dTiles, ConvShape, DepthwiseTiles, PointwiseShape, PointwiseTiles, PwOrder};
+use crate::kernels::{
+    self, check_epilogue, check_len, Conv2dTiles, ConvShape, DepthwiseTiles, PointwiseShape, PointwiseTiles, PwOrder,
+};
 use crate::{Activation, Epilogue, Layout, Pixel};
 
 #[cfg(target_arch = "aarch64")]
@@ -101,8 +103,7 @@ pub fn pointwise(
         ep,
         out: out.as_mut_ptr(),
     };
-    let isa = isa::active();
-    isa::count(isa);
+    let isa = isa::active_counted();
     // SAFETY: the lengths were checked above (`Gemm`'s contract) and `isa`
     // is supported by this CPU (`isa::active`).
     unsafe { gemm(isa, &g, tiles.kc, tiles.order) }
@@ -122,36 +123,12 @@ pub fn depthwise(
     ep: &Epilogue<'_>,
     out: &mut [f32],
 ) {
-    const K: &str = "simd::depthwise";
-    assert!(tiles.rows >= 1, "{K}: tiles.rows must be at least 1");
-    assert!(
-        s.out_c == s.in_c,
-        "{K}: out_c ({}) must equal in_c ({})",
-        s.out_c,
-        s.in_c
-    );
-    assert!(
-        s.stride_h >= 1 && s.stride_w >= 1,
-        "{K}: strides must be at least 1 (got {}x{})",
-        s.stride_h,
-        s.stride_w
-    );
-    check_len(K, "input", input.len(), s.in_len());
-    check_len(K, "weights", weights.len(), s.kernel_h * s.kernel_w * s.in_c);
-    check_len(K, "out", out.len(), s.out_len());
-    check_epilogue(K, ep, s.out_c, out.len());
     let d = Dw {
-        s: *s,
+        cx: kernels::DwCx::new("simd::depthwise", s, tiles, input, weights, ep, out.len()),
         rows: tiles.rows,
-        x: input.as_ptr(),
-        w: weights.as_ptr(),
-        ep,
         out: out.as_mut_ptr(),
-        x_in: kernels::interior(s.pad_left, s.kernel_w, s.stride_w, s.in_w, s.out_w),
-        y_in: kernels::interior(s.pad_top, s.kernel_h, s.stride_h, s.in_h, s.out_h),
     };
-    let isa = isa::active();
-    isa::count(isa);
+    let isa = isa::active_counted();
     // SAFETY: lengths checked above (`Dw`'s contract); `isa` is supported.
     unsafe {
         match isa {
@@ -206,8 +183,7 @@ pub fn conv2d<T: Pixel>(
     check_len(K, "weights", weights.len(), conv2d_packed_len(s));
     check_len(K, "out", out.len(), s.out_len());
     check_epilogue(K, ep, s.out_c, out.len());
-    let isa = isa::active();
-    isa::count(isa);
+    let isa = isa::active_counted();
     let kk = s.kernel_h * s.kernel_w * s.in_c;
     let pixels = s.out_h * s.out_w;
     // K-blocks of at most PATCH / 8 (so a block of 8 pixels fits), then as
@@ -242,7 +218,7 @@ pub fn conv2d<T: Pixel>(
             // `b` is at row k0 of panels of `kk` rows (`Gemm::ldb = kk`);
             // `out` and the residual are offset to pixel p0 with `np` rows
             // left; `isa` is supported.
-            unsafe { gemm_ldb(isa, &g, kk, k0 == 0, k0 + kb == kk) };
+            unsafe { gemm_dispatch(isa, &g, kk, PwOrder::PixelsOuter, k0 == 0, k0 + kb == kk) };
             p0 += np;
         }
         k0 += kb;
@@ -340,7 +316,7 @@ fn gather<T: Pixel>(
 /// A validated matrix product. Contract (checked by the public entry point):
 /// `a` has `m` rows of `lda >= k` floats with `k` used; `b` points at row 0
 /// of `ceil(n / 16)` panels, panel `p` row `i` at `b + (p * ldb + i) * 16`
-/// where `ldb` is passed to [`gemm_ldb`] (`k` for [`gemm`]); `out` has `m`
+/// where `ldb` is passed to [`gemm_dispatch`] (`k` for [`gemm`]); `out` has `m`
 /// rows of `n` floats; `ep`'s bias has `n` floats and its residual (if any)
 /// starts at row 0 of `out` with the same layout.
 #[derive(Clone, Copy)]
@@ -355,7 +331,7 @@ pub(crate) struct Gemm<'a> {
     out: *mut f32,
 }
 
-/// [`gemm_ldb`] over all of `k` in blocks of `kc`.
+/// [`gemm_dispatch`] over all of `k` in blocks of `kc`.
 ///
 /// # Safety
 /// `g` satisfies [`Gemm`]'s contract with `ldb = g.k`; `isa` is supported.
@@ -378,15 +354,6 @@ unsafe fn gemm(isa: Isa, g: &Gemm<'_>, kc: usize, order: PwOrder) {
             break;
         }
     }
-}
-
-/// One K-block with the default loop order.
-///
-/// # Safety
-/// As [`gemm`], with panels of `ldb` rows.
-unsafe fn gemm_ldb(isa: Isa, g: &Gemm<'_>, ldb: usize, first: bool, last: bool) {
-    // SAFETY: forwarded contract.
-    unsafe { gemm_dispatch(isa, g, ldb, PwOrder::PixelsOuter, first, last) }
 }
 
 /// Arguments of one K-block of the GEMM loop nest.
@@ -447,7 +414,7 @@ pub(crate) unsafe fn gemm_v<
 >(
     b: &Block<'_>,
 ) {
-    debug_assert!(NV * V::N % PANEL == 0 && NV1 * V::N == PANEL);
+    debug_assert!((NV * V::N).is_multiple_of(PANEL) && NV1 * V::N == PANEL);
     let g = &b.g;
     let tile_cols = NV * V::N;
     let tiles_n = g.n.div_ceil(tile_cols);
@@ -514,7 +481,7 @@ unsafe fn tile<V: Vf32, const MR: usize, const MR2: usize, const MR3: usize, con
 unsafe fn micro<V: Vf32, const MR: usize, const NV: usize>(b: &Block<'_>, i0: usize, mr: usize, c0: usize, n: usize) {
     let g = &b.g;
     let cols = NV * V::N;
-    // SAFETY (whole body): pointers stay within the rows `i0..i0 + mr` of
+    // SAFETY: (whole body) pointers stay within the rows `i0..i0 + mr` of
     // `a`/`out`/residual, the panels covering `c0..c0 + cols` (which exist:
     // panels are padded to 16 columns and `cols` is a whole number of
     // panels past `c0`, or `n <= 16` fits one panel), and columns
@@ -598,16 +565,12 @@ unsafe fn micro<V: Vf32, const MR: usize, const NV: usize>(b: &Block<'_>, i0: us
 // ---------------------------------------------------------------------------
 // Depthwise.
 
-/// A validated depthwise call: `x`, `w`, `out` have the lengths `s` needs.
+/// A validated depthwise call: the reference kernel's context (shape,
+/// slices, interior ranges) and the output, which `s` sizes.
 pub(crate) struct Dw<'a> {
-    s: ConvShape,
+    cx: kernels::DwCx<'a>,
     rows: usize,
-    x: *const f32,
-    w: *const f32,
-    ep: &'a Epilogue<'a>,
     out: *mut f32,
-    x_in: (usize, usize),
-    y_in: (usize, usize),
 }
 
 /// Depthwise over all channels: full vectors of `V::N` channels, then of
@@ -619,7 +582,7 @@ pub(crate) struct Dw<'a> {
 /// `d` satisfies [`Dw`]'s contract; the CPU supports `V`'s instruction set.
 #[inline(always)]
 pub(crate) unsafe fn depthwise_v<V: Vf32, V2: Vf32, const PX: usize>(d: &Dw<'_>) {
-    let s = &d.s;
+    let s = &d.cx.s;
     let c = s.in_c;
     let full = c - c % V::N;
     // Then half-width vectors (e.g. 8 channels of ymm on AVX-512), which
@@ -641,23 +604,10 @@ pub(crate) unsafe fn depthwise_v<V: Vf32, V2: Vf32, const PX: usize>(d: &Dw<'_>)
         }
         let full = full2;
         if full < c {
-            // SAFETY: `Dw`'s contract gives the slices' lengths.
-            let (x, w, out) = unsafe {
-                (
-                    core::slice::from_raw_parts(d.x, s.in_len()),
-                    core::slice::from_raw_parts(d.w, s.kernel_h * s.kernel_w * c),
-                    core::slice::from_raw_parts_mut(d.out, s.out_len()),
-                )
-            };
-            let cx = kernels::DwCx {
-                s: *s,
-                input: x,
-                weights: w,
-                ep: *d.ep,
-                x_in: d.x_in,
-                y_in: d.y_in,
-            };
-            kernels::depthwise_block::<16>(&cx, oy0, oy1, full, c - full, out);
+            // SAFETY: `out` has `out_len` elements (checked by `DwCx::new`)
+            // and no other reference to it is live here.
+            let out = unsafe { core::slice::from_raw_parts_mut(d.out, s.out_len()) };
+            kernels::depthwise_block::<16>(&d.cx, oy0, oy1, full, c - full, out);
         }
         oy0 = oy1;
     }
@@ -670,7 +620,7 @@ pub(crate) unsafe fn depthwise_v<V: Vf32, V2: Vf32, const PX: usize>(d: &Dw<'_>)
 /// As [`depthwise_v`]; `c0 + N <= c`.
 #[inline(always)]
 unsafe fn dw_channels<V: Vf32, const PX: usize>(d: &Dw<'_>, oy0: usize, oy1: usize, c0: usize) {
-    let s = &d.s;
+    let s = &d.cx.s;
     // SAFETY: forwarded.
     unsafe {
         match (s.kernel_h, s.kernel_w, s.stride_w) {
@@ -704,16 +654,17 @@ unsafe fn dw_rows<V: Vf32, const KH: usize, const KW: usize, const SW: usize, co
     oy1: usize,
     c0: usize,
 ) {
-    let s = &d.s;
+    let s = &d.cx.s;
     let c = s.in_c;
-    let (x_lo, x_hi) = d.x_in;
-    // SAFETY (whole body): interior columns' windows lie inside the input
+    let (x_lo, x_hi) = d.cx.x_in;
+    // SAFETY: (whole body) interior columns' windows lie inside the input
     // columns (what `x_in` means), only window rows inside the input are
     // read (`valid`), channels c0..c0 + N exist, and output pixels are
     // < out_h * out_w.
     unsafe {
-        let wts: [[V; KW]; KH] =
-            core::array::from_fn(|ky| core::array::from_fn(|kx| V::load(d.w.add((ky * KW + kx) * c + c0))));
+        let wts: [[V; KW]; KH] = core::array::from_fn(|ky| {
+            core::array::from_fn(|kx| V::load(d.cx.weights.as_ptr().add((ky * KW + kx) * c + c0)))
+        });
         for oy in oy0..oy1 {
             // Window rows inside the input (all of them in the interior
             // rows; the others skip the padding rows, not the pixels).
@@ -724,9 +675,11 @@ unsafe fn dw_rows<V: Vf32, const KH: usize, const KW: usize, const SW: usize, co
             });
             let rows: [*const f32; KH] = core::array::from_fn(|ky| {
                 if valid[ky] {
-                    d.x.add(((iy0 + ky as isize) as usize * s.in_w) * c + c0)
+                    d.cx.input
+                        .as_ptr()
+                        .add(((iy0 + ky as isize) as usize * s.in_w) * c + c0)
                 } else {
-                    d.x
+                    d.cx.input.as_ptr()
                 }
             });
             for ox in 0..x_lo {
@@ -752,8 +705,8 @@ unsafe fn dw_rows<V: Vf32, const KH: usize, const KW: usize, const SW: usize, co
                             continue;
                         }
                         let row = rows[ky].add(ix0);
-                        for kx in 0..KW {
-                            acc[ky] = V::fma(V::load(row.add(kx * c)), wts[ky][kx], acc[ky]);
+                        for (kx, &w) in wts[ky].iter().enumerate() {
+                            acc[ky] = V::fma(V::load(row.add(kx * c)), w, acc[ky]);
                         }
                     }
                     let mut a = acc[0];
@@ -788,7 +741,7 @@ unsafe fn dw_block<V: Vf32, const KH: usize, const KW: usize, const SW: usize, c
     ox: usize,
     c0: usize,
 ) {
-    let s = &d.s;
+    let s = &d.cx.s;
     let c = s.in_c;
     // SAFETY: the caller's bounds.
     unsafe {
@@ -799,9 +752,9 @@ unsafe fn dw_block<V: Vf32, const KH: usize, const KW: usize, const SW: usize, c
                 continue;
             }
             let row = rows[ky].add(ix0);
-            for kx in 0..KW {
+            for (kx, &w) in wts[ky].iter().enumerate() {
                 for (p, a) in acc.iter_mut().enumerate() {
-                    *a = V::fma(V::load(row.add((p * SW + kx) * c)), wts[ky][kx], *a);
+                    *a = V::fma(V::load(row.add((p * SW + kx) * c)), w, *a);
                 }
             }
         }
@@ -817,7 +770,7 @@ unsafe fn dw_block<V: Vf32, const KH: usize, const KW: usize, const SW: usize, c
 /// As [`dw_rows`].
 #[inline(always)]
 unsafe fn dw_border<V: Vf32>(d: &Dw<'_>, oy: usize, ox: usize, c0: usize) {
-    let s = &d.s;
+    let s = &d.cx.s;
     let c = s.in_c;
     // SAFETY: taps are bounds-tested; c0 + N <= c.
     unsafe {
@@ -832,8 +785,8 @@ unsafe fn dw_border<V: Vf32>(d: &Dw<'_>, oy: usize, ox: usize, c0: usize) {
                 if ix >= s.in_w {
                     continue;
                 }
-                let x = V::load(d.x.add((iy * s.in_w + ix) * c + c0));
-                let w = V::load(d.w.add((ky * s.kernel_w + kx) * c + c0));
+                let x = V::load(d.cx.input.as_ptr().add((iy * s.in_w + ix) * c + c0));
+                let w = V::load(d.cx.weights.as_ptr().add((ky * s.kernel_w + kx) * c + c0));
                 a = V::fma(x, w, a);
             }
         }
@@ -847,7 +800,7 @@ unsafe fn dw_border<V: Vf32>(d: &Dw<'_>, oy: usize, ox: usize, c0: usize) {
 /// `o + N <= out_len`, `c0 + N <= c`.
 #[inline(always)]
 unsafe fn dw_store<V: Vf32>(d: &Dw<'_>, o: usize, c0: usize, a: V) {
-    let ep = d.ep;
+    let ep = d.cx.ep;
     // SAFETY: the caller's bounds.
     unsafe {
         let mut x = a;
@@ -861,28 +814,5 @@ unsafe fn dw_store<V: Vf32>(d: &Dw<'_>, o: usize, c0: usize, a: V) {
         if ep.act != Activation::None {
             kernels::activate(ep.act, core::slice::from_raw_parts_mut(d.out.add(o), V::N));
         }
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Checks (the same messages as the reference kernels').
-
-#[inline(always)]
-#[track_caller]
-fn check_len(kernel: &str, what: &str, got: usize, want: usize) {
-    assert!(
-        got == want,
-        "{kernel}: `{what}` has {got} elements, the shape needs {want}"
-    );
-}
-
-#[inline(always)]
-#[track_caller]
-fn check_epilogue(kernel: &str, ep: &Epilogue<'_>, channels: usize, out_len: usize) {
-    if let Some(bias) = ep.bias {
-        check_len(kernel, "ep.bias", bias.len(), channels);
-    }
-    if let Some(residual) = ep.residual {
-        check_len(kernel, "ep.residual", residual.len(), out_len);
     }
 }
