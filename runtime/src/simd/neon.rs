@@ -1,7 +1,9 @@
 //! aarch64 NEON vectors and the entry points that instantiate the generic
 //! kernels for them (NEON is part of the aarch64 baseline).
 
-use super::{depthwise_v, gemm_v, Block, Dw, Vf32};
+use super::depthwise::{depthwise_v, Dw};
+use super::gemm::{gemm_v, Block};
+use super::Vf32;
 use core::arch::aarch64::*;
 
 /// 4 lanes in a `q` register.

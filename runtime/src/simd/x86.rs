@@ -1,7 +1,9 @@
 //! x86-64 vectors (AVX-512F, AVX2+FMA) and the `#[target_feature]` entry
 //! points that instantiate the generic kernels for them.
 
-use super::{depthwise_v, gemm_v, Block, Dw, Vf32};
+use super::depthwise::{depthwise_v, Dw};
+use super::gemm::{gemm_v, Block};
+use super::Vf32;
 use core::arch::x86_64::*;
 
 /// 16 lanes in a `zmm` register.

@@ -1,0 +1,307 @@
+//! Pointwise convolution as a GEMM on weights packed in panels of [`PANEL`]
+//! output channels; [`super::conv2d`] reuses its micro-kernel.
+
+#[cfg(target_arch = "aarch64")]
+use super::neon;
+use super::portable;
+#[cfg(target_arch = "x86_64")]
+use super::x86;
+use super::Vf32;
+use super::PANEL;
+use crate::isa::{self, Isa};
+use crate::kernels::{self, check_epilogue, check_len, PointwiseShape, PointwiseTiles, PwOrder};
+use crate::{Activation, Epilogue};
+
+/// Number of `f32` in the packed weights of [`pointwise`] (panels of [`PANEL`]).
+pub const fn pointwise_packed_len(in_c: usize, out_c: usize) -> usize {
+    kernels::pointwise_packed_len(in_c, out_c, PANEL)
+}
+
+/// Pointwise (1x1, stride 1) convolution / fully connected layer: the
+/// contract of [`kernels::pointwise`](crate::kernels::pointwise) with `NR = PANEL` packing (`packed`
+/// is `ceil(out_c / 16)` panels of `[in_c][16]`).
+///
+/// # Panics
+/// If a slice length does not match `s`, or `tiles.kc` is 0.
+#[inline]
+pub fn pointwise(
+    s: &PointwiseShape,
+    tiles: &PointwiseTiles,
+    input: &[f32],
+    packed: &[f32],
+    ep: &Epilogue<'_>,
+    out: &mut [f32],
+) {
+    const K: &str = "simd::pointwise";
+    assert!(tiles.kc >= 1, "{K}: tiles.kc must be at least 1");
+    check_len(K, "input", input.len(), s.pixels * s.in_c);
+    check_len(K, "packed", packed.len(), pointwise_packed_len(s.in_c, s.out_c));
+    check_len(K, "out", out.len(), s.pixels * s.out_c);
+    check_epilogue(K, ep, s.out_c, out.len());
+    let g = Gemm {
+        m: s.pixels,
+        k: s.in_c,
+        n: s.out_c,
+        a: input.as_ptr(),
+        lda: s.in_c,
+        b: packed.as_ptr(),
+        ep,
+        out: out.as_mut_ptr(),
+    };
+    let isa = isa::active_counted();
+    // SAFETY: the lengths were checked above (`Gemm`'s contract) and `isa`
+    // is supported by this CPU (`isa::active`).
+    unsafe { gemm(isa, &g, tiles.kc, tiles.order) }
+}
+
+// ---------------------------------------------------------------------------
+// GEMM: C[m x n] (+)= A[m x k] * B[k x n], B packed in panels of 16 columns.
+
+/// A validated matrix product. Contract (checked by the public entry point):
+/// `a` has `m` rows of `lda >= k` floats with `k` used; `b` points at row 0
+/// of `ceil(n / 16)` panels, panel `p` row `i` at `b + (p * ldb + i) * 16`
+/// where `ldb` is passed to [`gemm_dispatch`] (`k` for [`gemm`]); `out` has `m`
+/// rows of `n` floats; `ep`'s bias has `n` floats and its residual (if any)
+/// starts at row 0 of `out` with the same layout.
+#[derive(Clone, Copy)]
+pub(super) struct Gemm<'a> {
+    pub(super) m: usize,
+    pub(super) k: usize,
+    pub(super) n: usize,
+    pub(super) a: *const f32,
+    pub(super) lda: usize,
+    pub(super) b: *const f32,
+    pub(super) ep: &'a Epilogue<'a>,
+    pub(super) out: *mut f32,
+}
+
+/// [`gemm_dispatch`] over all of `k` in blocks of `kc`.
+///
+/// # Safety
+/// `g` satisfies [`Gemm`]'s contract with `ldb = g.k`; `isa` is supported.
+unsafe fn gemm(isa: Isa, g: &Gemm<'_>, kc: usize, order: PwOrder) {
+    let mut k0 = 0;
+    loop {
+        let kb = kc.min(g.k - k0);
+        let blk = Gemm {
+            k: kb,
+            // SAFETY: k0 <= k, within each row of `a` and each panel.
+            a: unsafe { g.a.add(k0) },
+            // SAFETY: as above.
+            b: unsafe { g.b.add(k0 * PANEL) },
+            ..*g
+        };
+        // SAFETY: the block is the sub-product over k0..k0 + kb.
+        unsafe { gemm_dispatch(isa, &blk, g.k, order, k0 == 0, k0 + kb == g.k) };
+        k0 += kb;
+        if k0 >= g.k {
+            break;
+        }
+    }
+}
+
+/// Arguments of one K-block of the GEMM loop nest.
+#[derive(Clone, Copy)]
+pub(crate) struct Block<'a> {
+    g: Gemm<'a>,
+    /// Rows between panels of `b`.
+    ldb: usize,
+    order: PwOrder,
+    /// First K-block: start from zero (else from the partial sums in `out`).
+    first: bool,
+    /// Last K-block: apply the epilogue (else store partial sums).
+    last: bool,
+}
+
+/// # Safety
+/// As [`gemm`]; `isa` is supported by this CPU.
+pub(super) unsafe fn gemm_dispatch(isa: Isa, g: &Gemm<'_>, ldb: usize, order: PwOrder, first: bool, last: bool) {
+    let b = Block {
+        g: *g,
+        ldb,
+        order,
+        first,
+        last,
+    };
+    // SAFETY: forwarded contract; the target-feature functions are only
+    // called when `isa` says the CPU has the feature.
+    unsafe {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => x86::gemm_avx512(&b),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => x86::gemm_avx2(&b),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => neon::gemm_neon(&b),
+            _ => gemm_v::<portable::F32x4, 2, 2, 2, 4, 4>(&b),
+        }
+    }
+}
+
+/// The loop nest over register tiles of `MR` rows by `NV` vectors
+/// (`NV * V::N` columns, a multiple of [`PANEL`]); `NV1 = PANEL / V::N`
+/// vectors cover one panel (for the last, narrower tile). The last row
+/// tile, when shorter, runs a tile of `MR2` or `MR3` rows (`MR > MR2 > MR3`)
+/// if it fits, so few rows are computed for nothing; a single row (`m == 1`,
+/// dense layers) uses one-row tiles.
+///
+/// # Safety
+/// As [`gemm`]; the CPU supports `V`'s instruction set.
+#[inline(always)]
+pub(crate) unsafe fn gemm_v<
+    V: Vf32,
+    const MR: usize,
+    const MR2: usize,
+    const MR3: usize,
+    const NV: usize,
+    const NV1: usize,
+>(
+    b: &Block<'_>,
+) {
+    debug_assert!((NV * V::N).is_multiple_of(PANEL) && NV1 * V::N == PANEL);
+    let g = &b.g;
+    let tile_cols = NV * V::N;
+    let tiles_n = g.n.div_ceil(tile_cols);
+    let rows = if g.m == 1 { 1 } else { MR };
+    let tiles_m = g.m.div_ceil(rows);
+    // SAFETY: every tile lies within the matrices of `g`'s contract.
+    unsafe {
+        match b.order {
+            PwOrder::PixelsOuter => {
+                for i in 0..tiles_m {
+                    for j in 0..tiles_n {
+                        tile::<V, MR, MR2, MR3, NV, NV1>(b, i * rows, j * tile_cols);
+                    }
+                }
+            }
+            PwOrder::ChannelsOuter => {
+                for j in 0..tiles_n {
+                    for i in 0..tiles_m {
+                        tile::<V, MR, MR2, MR3, NV, NV1>(b, i * rows, j * tile_cols);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The register tile at row `i0`, column `c0` (a function, not a closure:
+/// closures do not inherit `#[target_feature]`).
+///
+/// # Safety
+/// As [`gemm_v`]; `i0 < m`, `c0 < n`.
+#[inline(always)]
+unsafe fn tile<V: Vf32, const MR: usize, const MR2: usize, const MR3: usize, const NV: usize, const NV1: usize>(
+    b: &Block<'_>,
+    i0: usize,
+    c0: usize,
+) {
+    let g = &b.g;
+    let mr = MR.min(g.m - i0);
+    let n = (NV * V::N).min(g.n - c0);
+    let wide = n > NV1 * V::N || NV == NV1;
+    // SAFETY: forwarded; each call gets `mr` no larger than its row count.
+    unsafe {
+        match (mr, wide) {
+            (1, true) => micro::<V, 1, NV>(b, i0, 1, c0, n),
+            (1, false) => micro::<V, 1, NV1>(b, i0, 1, c0, n),
+            (r, true) if r <= MR3 => micro::<V, MR3, NV>(b, i0, r, c0, n),
+            (r, false) if r <= MR3 => micro::<V, MR3, NV1>(b, i0, r, c0, n),
+            (r, true) if r <= MR2 => micro::<V, MR2, NV>(b, i0, r, c0, n),
+            (r, false) if r <= MR2 => micro::<V, MR2, NV1>(b, i0, r, c0, n),
+            (r, true) => micro::<V, MR, NV>(b, i0, r, c0, n),
+            (r, false) => micro::<V, MR, NV1>(b, i0, r, c0, n),
+        }
+    }
+}
+
+/// The micro-kernel: rows `i0..i0 + mr` (`mr <= MR`; missing rows repeat
+/// the last one and are not stored), columns `c0..c0 + n` (`n <= NV * N`,
+/// padding columns computed from the zero-padded panels and not stored).
+///
+/// # Safety
+/// As [`gemm`]; the tile lies within the matrices.
+#[inline(always)]
+unsafe fn micro<V: Vf32, const MR: usize, const NV: usize>(b: &Block<'_>, i0: usize, mr: usize, c0: usize, n: usize) {
+    let g = &b.g;
+    let cols = NV * V::N;
+    // SAFETY: (whole body) pointers stay within the rows `i0..i0 + mr` of
+    // `a`/`out`/residual, the panels covering `c0..c0 + cols` (which exist:
+    // panels are padded to 16 columns and `cols` is a whole number of
+    // panels past `c0`, or `n <= 16` fits one panel), and columns
+    // `c0..c0 + n` of `out` and the bias; full-width vector accesses to
+    // `out`/bias/residual happen only when `n == cols`.
+    unsafe {
+        let a: [*const f32; MR] = core::array::from_fn(|r| g.a.add((i0 + r.min(mr - 1)) * g.lda));
+        let w: [*const f32; NV] = core::array::from_fn(|v| {
+            let col = c0 + v * V::N;
+            let panel = (col / PANEL).min((g.n - 1) / PANEL);
+            g.b.add(panel * b.ldb * PANEL + col % PANEL)
+        });
+        let mut acc = [[V::zero(); NV]; MR];
+        let full = n == cols;
+        if !b.first {
+            for (r, row) in acc.iter_mut().enumerate().take(mr) {
+                let o = g.out.add((i0 + r) * g.n + c0);
+                if full {
+                    for (v, x) in row.iter_mut().enumerate() {
+                        *x = V::load(o.add(v * V::N));
+                    }
+                } else {
+                    let mut tmp = [0.0f32; 64];
+                    core::ptr::copy_nonoverlapping(o, tmp.as_mut_ptr(), n);
+                    for (v, x) in row.iter_mut().enumerate() {
+                        *x = V::load(tmp.as_ptr().add(v * V::N));
+                    }
+                }
+            }
+        }
+        for k in 0..g.k {
+            let wk: [V; NV] = core::array::from_fn(|v| V::load(w[v].add(k * PANEL)));
+            for r in 0..MR {
+                let x = V::splat(*a[r].add(k));
+                for v in 0..NV {
+                    acc[r][v] = V::fma(x, wk[v], acc[r][v]);
+                }
+            }
+        }
+        for (r, row) in acc.iter().enumerate().take(mr) {
+            let oi = (i0 + r) * g.n + c0;
+            let o = g.out.add(oi);
+            if full && b.last {
+                let lo = V::splat(g.ep.min);
+                let hi = V::splat(g.ep.max);
+                for (v, &x) in row.iter().enumerate() {
+                    let mut x = x;
+                    if let Some(bias) = g.ep.bias {
+                        x = V::add(x, V::load(bias.as_ptr().add(c0 + v * V::N)));
+                    }
+                    if let Some(res) = g.ep.residual {
+                        x = V::add(x, V::load(res.as_ptr().add(oi + v * V::N)));
+                    }
+                    V::clamp(x, lo, hi).store(o.add(v * V::N));
+                }
+                if g.ep.act != Activation::None {
+                    kernels::activate(g.ep.act, core::slice::from_raw_parts_mut(o, n));
+                }
+            } else if full {
+                for (v, &x) in row.iter().enumerate() {
+                    x.store(o.add(v * V::N));
+                }
+            } else {
+                let mut tmp = [0.0f32; 64];
+                for (v, &x) in row.iter().enumerate() {
+                    x.store(tmp.as_mut_ptr().add(v * V::N));
+                }
+                if b.last {
+                    // The reference epilogue on the partial row (`out` is
+                    // addressed from its start for the residual's index).
+                    let out = core::slice::from_raw_parts_mut(o, n);
+                    kernels::store_at(g.ep, &tmp[..n], c0, oi, out);
+                } else {
+                    core::ptr::copy_nonoverlapping(tmp.as_ptr(), o, n);
+                }
+            }
+        }
+    }
+}
