@@ -1,0 +1,338 @@
+//! Kernel-level benchmark: `mncc_runtime::simd::{pointwise, depthwise}` on
+//! the layer shapes of MobileNet v1 1.0 224 and v2 1.0 224, with the
+//! compiler's default schedule (or `--kc N` / `--order pixels|channels`).
+//! Prints the median time and GFLOP/s of each shape (2 flops per MAC).
+//!
+//! Usage: `mncc-bench-kernels [--seconds S] [--kc N] [--order pixels|channels]
+//! [--only pw|dw] [--isa avx2|portable]`
+#![forbid(unsafe_code)]
+
+use mncc_runtime::simd;
+use mncc_runtime::{Activation, ConvShape, DepthwiseTiles, Epilogue, PointwiseShape, PointwiseTiles, PwOrder};
+use std::hint::black_box;
+use std::time::Instant;
+
+struct Opts {
+    seconds: f64,
+    kc: Option<usize>,
+    order: Option<PwOrder>,
+    only: Option<String>,
+    shape: Option<(usize, usize, usize)>,
+    /// `--compare kc:order,...`: alternate these schedules on `--shape`.
+    compare: Vec<(usize, PwOrder)>,
+}
+
+fn median_ms(seconds: f64, mut f: impl FnMut()) -> f64 {
+    f();
+    let start = Instant::now();
+    let mut times = Vec::new();
+    while start.elapsed().as_secs_f64() < seconds || times.len() < 5 {
+        let t = Instant::now();
+        f();
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    times[times.len() / 2]
+}
+
+/// The compiler's default tiles (`compiler/src/lower.rs`, `Target::X86_64`).
+fn default_tiles(pixels: usize, in_c: usize, out_c: usize) -> PointwiseTiles {
+    let (l1, mr, nr) = (48 * 1024, if pixels == 1 { 1 } else { 12 }, 32);
+    let budget = (l1 / 2) / (4 * (mr + nr));
+    let kc = if in_c <= budget {
+        in_c
+    } else {
+        let blocks = in_c.div_ceil(budget.max(8));
+        (in_c.div_ceil(blocks)).div_ceil(8) * 8
+    };
+    let order = if in_c * out_c > pixels * in_c {
+        PwOrder::ChannelsOuter
+    } else {
+        PwOrder::PixelsOuter
+    };
+    PointwiseTiles { kc, order }
+}
+
+fn fill(n: usize, seed: u32) -> Vec<f32> {
+    let mut x = seed.wrapping_mul(2654435761).wrapping_add(1);
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x as f32 / u32::MAX as f32) - 0.5
+        })
+        .collect()
+}
+
+fn pointwise(o: &Opts, name: &str, pixels: usize, in_c: usize, out_c: usize) -> (f64, f64) {
+    let s = PointwiseShape { pixels, in_c, out_c };
+    let mut t = default_tiles(pixels, in_c, out_c);
+    if let Some(kc) = o.kc {
+        t.kc = kc.min(in_c);
+    }
+    if let Some(ord) = o.order {
+        t.order = ord;
+    }
+    let input = fill(pixels * in_c, 1);
+    let packed = fill(simd::pointwise_packed_len(in_c, out_c), 2);
+    let bias = fill(out_c, 3);
+    let mut out = vec![0.0; pixels * out_c];
+    let ep = Epilogue {
+        bias: Some(&bias),
+        min: 0.0,
+        max: 6.0,
+        residual: None,
+        act: Activation::None,
+    };
+    let ms = median_ms(o.seconds, || {
+        simd::pointwise(&s, &t, black_box(&input), &packed, &ep, &mut out);
+        black_box(&out);
+    });
+    let macs = (pixels * in_c * out_c) as f64;
+    let gf = 2.0 * macs / ms / 1e6;
+    println!(
+        "pw {name:<18} {pixels:>6} x {in_c:>4} -> {out_c:>4}  kc={:<4} {:<8} {ms:>8.4} ms {gf:>7.1} GFLOP/s",
+        t.kc,
+        if t.order == PwOrder::PixelsOuter {
+            "pixels"
+        } else {
+            "channels"
+        }
+    );
+    (ms, macs)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn depthwise(o: &Opts, name: &str, h: usize, c: usize, k: usize, stride: usize) -> (f64, f64) {
+    let out_h = h.div_ceil(stride);
+    let pad = ((out_h - 1) * stride + k).saturating_sub(h) / 2;
+    let s = ConvShape {
+        in_h: h,
+        in_w: h,
+        in_c: c,
+        out_h,
+        out_w: out_h,
+        out_c: c,
+        kernel_h: k,
+        kernel_w: k,
+        stride_h: stride,
+        stride_w: stride,
+        pad_top: pad,
+        pad_left: pad,
+    };
+    let t = DepthwiseTiles { rows: 1 };
+    let input = fill(h * h * c, 4);
+    let w = fill(k * k * c, 5);
+    let bias = fill(c, 6);
+    let mut out = vec![0.0; out_h * out_h * c];
+    let ep = Epilogue {
+        bias: Some(&bias),
+        min: 0.0,
+        max: 6.0,
+        residual: None,
+        act: Activation::None,
+    };
+    let ms = median_ms(o.seconds, || {
+        simd::depthwise(&s, &t, black_box(&input), &w, &ep, &mut out);
+        black_box(&out);
+    });
+    let macs = (out_h * out_h * c * k * k) as f64;
+    let gf = 2.0 * macs / ms / 1e6;
+    println!("dw {name:<18} {h:>4}x{h:<4} c={c:<5} {k}x{k} s{stride}  {ms:>8.4} ms {gf:>7.1} GFLOP/s");
+    (ms, macs)
+}
+
+/// Alternates the schedules of `--compare` on one shape, 40 rounds of
+/// about `seconds / 40` each, and prints each schedule's median.
+fn compare(o: &Opts, pixels: usize, in_c: usize, out_c: usize) {
+    let s = PointwiseShape { pixels, in_c, out_c };
+    let input = fill(pixels * in_c, 1);
+    let packed = fill(simd::pointwise_packed_len(in_c, out_c), 2);
+    let bias = fill(out_c, 3);
+    let mut out = vec![0.0; pixels * out_c];
+    let ep = Epilogue {
+        bias: Some(&bias),
+        min: 0.0,
+        max: 6.0,
+        residual: None,
+        act: Activation::None,
+    };
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); o.compare.len()];
+    for _ in 0..40 {
+        for (j, &(kc, order)) in o.compare.iter().enumerate() {
+            let t = PointwiseTiles {
+                kc: kc.min(in_c),
+                order,
+            };
+            let start = Instant::now();
+            while start.elapsed().as_secs_f64() < o.seconds / 40.0 {
+                let t0 = Instant::now();
+                simd::pointwise(&s, &t, black_box(&input), &packed, &ep, &mut out);
+                black_box(&out);
+                times[j].push(t0.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+    }
+    let macs = (pixels * in_c * out_c) as f64;
+    for (j, &(kc, order)) in o.compare.iter().enumerate() {
+        let t = &mut times[j];
+        t.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let ms = t[t.len() / 2];
+        println!(
+            "{pixels:>6} x {in_c:>4} -> {out_c:>4}  kc={kc:<5} {:<8} {ms:>8.4} ms {:>7.1} GFLOP/s",
+            if order == PwOrder::PixelsOuter {
+                "pixels"
+            } else {
+                "channels"
+            },
+            2.0 * macs / ms / 1e6
+        );
+    }
+}
+
+/// Sums of per-shape medians times the number of layers of that shape.
+#[derive(Default)]
+struct Totals {
+    ms: f64,
+    macs: f64,
+}
+
+impl Totals {
+    fn add(&mut self, (ms, macs): (f64, f64), n: usize) {
+        self.ms += ms * n as f64;
+        self.macs += macs * n as f64;
+    }
+    fn print(&mut self, what: &str) {
+        println!(
+            "{what} total {:.3} ms, {:.1} GFLOP/s",
+            self.ms,
+            2.0 * self.macs / self.ms / 1e6
+        );
+        *self = Totals::default();
+    }
+}
+
+fn main() {
+    let mut o = Opts {
+        seconds: 0.3,
+        kc: None,
+        order: None,
+        only: None,
+        shape: None,
+        compare: Vec::new(),
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let v = args.get(i + 1).cloned().unwrap_or_default();
+        match args[i].as_str() {
+            "--seconds" => o.seconds = v.parse().expect("--seconds"),
+            "--kc" => o.kc = Some(v.parse().expect("--kc")),
+            "--order" => {
+                o.order = Some(match v.as_str() {
+                    "pixels" => PwOrder::PixelsOuter,
+                    "channels" => PwOrder::ChannelsOuter,
+                    _ => panic!("--order pixels|channels"),
+                })
+            }
+            "--only" => o.only = Some(v),
+            "--compare" => {
+                o.compare = v
+                    .split(',')
+                    .map(|c| {
+                        let (kc, ord) = c.split_once(':').unwrap_or((c, "pixels"));
+                        let ord = if ord.starts_with('c') {
+                            PwOrder::ChannelsOuter
+                        } else {
+                            PwOrder::PixelsOuter
+                        };
+                        (kc.parse().expect("--compare kc:order,..."), ord)
+                    })
+                    .collect()
+            }
+            "--shape" => {
+                let d: Vec<usize> = v.split(',').map(|x| x.parse().expect("--shape P,I,O")).collect();
+                o.shape = Some((d[0], d[1], d[2]));
+            }
+            "--isa" => mncc_runtime::isa::set_limit(match v.as_str() {
+                "avx2" => Some(mncc_runtime::isa::Isa::Avx2),
+                "portable" => Some(mncc_runtime::isa::Isa::Portable),
+                _ => panic!("--isa avx2|portable"),
+            }),
+            a => panic!("unknown argument {a}"),
+        }
+        i += 2;
+    }
+    println!("isa {:?}", mncc_runtime::isa::active());
+    if let Some((p, i, c)) = o.shape {
+        if o.compare.is_empty() {
+            pointwise(&o, "shape", p, i, c);
+        } else {
+            compare(&o, p, i, c);
+        }
+        return;
+    }
+    let run_pw = o.only.as_deref() != Some("dw");
+    let run_dw = o.only.as_deref() != Some("pw");
+    let mut tot = Totals::default();
+    if run_pw {
+        // MobileNet v1 1.0 224: (pixels, in, out, count).
+        for (p, i, c, n) in [
+            (12544, 32, 64, 1),
+            (3136, 64, 128, 1),
+            (3136, 128, 128, 1),
+            (784, 128, 256, 1),
+            (784, 256, 256, 1),
+            (196, 256, 512, 1),
+            (196, 512, 512, 5),
+            (49, 512, 1024, 1),
+            (49, 1024, 1024, 1),
+            (1, 1024, 1000, 1),
+        ] {
+            tot.add(pointwise(&o, "v1_224", p, i, c), n);
+        }
+        tot.print("pw v1_224");
+        // MobileNet v2 1.0 224 (expand / project), t = 6.
+        for (p, i, c, n) in [
+            (12544, 32, 16, 1),
+            (12544, 16, 96, 1),
+            (3136, 96, 24, 1),
+            (3136, 24, 144, 2),
+            (3136, 144, 24, 1),
+            (784, 144, 32, 1),
+            (784, 32, 192, 3),
+            (784, 192, 32, 2),
+            (196, 192, 64, 1),
+            (196, 64, 384, 4),
+            (196, 384, 64, 3),
+            (196, 384, 96, 1),
+            (196, 96, 576, 3),
+            (196, 576, 96, 2),
+            (49, 576, 160, 1),
+            (49, 160, 960, 3),
+            (49, 960, 160, 2),
+            (49, 960, 320, 1),
+            (49, 320, 1280, 1),
+        ] {
+            tot.add(pointwise(&o, "v2_224", p, i, c), n);
+        }
+        tot.print("pw v2_224");
+    }
+    if run_dw {
+        for (h, c, s, n) in [
+            (112, 32, 1, 1),
+            (112, 64, 2, 1),
+            (56, 128, 1, 1),
+            (56, 128, 2, 1),
+            (28, 256, 1, 1),
+            (28, 256, 2, 1),
+            (14, 512, 1, 5),
+            (14, 512, 2, 1),
+            (7, 1024, 1, 1),
+        ] {
+            tot.add(depthwise(&o, "v1_224", h, c, 3, s), n);
+        }
+        tot.print("dw v1_224");
+    }
+}
