@@ -37,8 +37,8 @@ fn median_ms(seconds: f64, mut f: impl FnMut()) -> f64 {
 
 /// The compiler's default tiles (`compiler/src/lower.rs`, `Target::X86_64`).
 fn default_tiles(pixels: usize, in_c: usize, out_c: usize) -> PointwiseTiles {
-    let (l1, mr, nr) = (48 * 1024, if pixels == 1 { 1 } else { 12 }, 32);
-    let budget = (l1 / 2) / (4 * (mr + nr));
+    let (l1, mr) = (48 * 1024, if pixels == 1 { 1 } else { 12 });
+    let budget = l1 / (4 * mr);
     let kc = if in_c <= budget {
         in_c
     } else {
