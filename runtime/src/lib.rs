@@ -26,6 +26,7 @@ pub mod arena;
 pub mod isa;
 pub mod kernels;
 mod math;
+pub mod par;
 pub mod simd;
 pub mod weights;
 

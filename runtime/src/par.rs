@@ -1,0 +1,301 @@
+//! The optional parallel mode: one inference on several threads.
+//!
+//! The runtime stays `no_std` and owns no threads. The caller hands the
+//! generated `run_parallel` an executor through the [`Parallel`] trait, whose
+//! one primitive is a fork-join of two closures ([`Parallel::join`]). A
+//! std-based executor with one persistent worker thread, [`StdPool`], is
+//! behind the `std` cargo feature (off by default); on other platforms
+//! (an RTOS, a second core of a microcontroller, rayon) the user implements
+//! the trait in a few lines. [`Serial`] runs everything on the calling thread.
+//!
+//! # Why `join`
+//!
+//! * It is the smallest primitive every executor has (`rayon::join`,
+//!   `std::thread::scope`, a second core with a mailbox), so the user's
+//!   implementation is a few lines.
+//! * Each closure owns its own `&mut` part of the output (split with
+//!   `split_at_mut`), so the splitting code below is safe Rust: the only
+//!   `unsafe` of the parallel mode is inside the executor ([`StdPool`]).
+//! * More than two threads nest joins (`threads() = n` splits into a first
+//!   part and `n - 1` others, recursively).
+//!
+//! # How layers are split
+//!
+//! Every split runs the same kernel ([`crate::simd`]) on disjoint parts of the
+//! output, so the result is bit-identical to the serial call (each output
+//! value is computed by the same micro-kernel with the same summation order;
+//! `runtime/tests/par.rs` checks it exactly):
+//!
+//! * [`pointwise`]: by pixels (rows of the `[pixels x in_c]` matrix), at
+//!   multiples of [`PIXEL_ALIGN`] so no register tile straddles two parts;
+//! * [`depthwise`] and [`conv2d`]: by output rows; each part reads the input
+//!   rows its windows need (halo included) through a smaller
+//!   [`ConvShape`] from [`conv_rows`] (`in_h`, `pad_top` adjusted).
+//!   [`conv2d`] with an NCHW input runs on one thread (an NCHW row window is
+//!   not one contiguous slice).
+//!
+//! Layers too small to pay for a fork ([`MIN_MACS_PER_PART`]) run whole on
+//! the calling thread.
+
+use crate::kernels::{Conv2dTiles, ConvShape, DepthwiseTiles, PointwiseShape, PointwiseTiles};
+use crate::{simd, Epilogue, Layout, Pixel};
+use core::ops::Range;
+
+#[cfg(feature = "std")]
+mod pool;
+#[cfg(feature = "std")]
+pub use pool::StdPool;
+
+/// An executor for the parallel mode: runs two closures, possibly at the
+/// same time, and returns when both are done.
+///
+/// Implementations must run each closure exactly once before returning
+/// (either may run on the calling thread), and must tolerate `join` being
+/// called from inside a closure it runs when [`threads`](Parallel::threads)
+/// is above 2 (nested joins; running the inner pair serially is fine).
+/// A panic in a closure should propagate to the caller of `join` after both
+/// closures have finished.
+///
+/// With rayon: `rayon::join(|| a(), || b());`. With scoped threads:
+/// `std::thread::scope(|s| { s.spawn(|| b()); a(); })` (correct, but a
+/// thread per layer costs tens of microseconds; prefer a persistent worker
+/// like [`StdPool`]).
+pub trait Parallel: Sync {
+    /// How many threads the work is split for (`1` means do not split).
+    fn threads(&self) -> usize;
+    /// Runs `a` and `b` (each once), possibly in parallel; returns when both
+    /// have finished.
+    fn join(&self, a: &mut (dyn FnMut() + Send), b: &mut (dyn FnMut() + Send));
+    /// The least work (multiply-accumulates) worth a part of its own: a
+    /// layer is split into parts of at least this much, smaller layers run
+    /// whole on the calling thread. Default [`MIN_MACS_PER_PART`]; an
+    /// executor whose fork-join costs more (or less) than about a
+    /// microsecond can say so.
+    fn min_part_macs(&self) -> usize {
+        MIN_MACS_PER_PART
+    }
+}
+
+/// Runs everything on the calling thread (`threads() == 1`): the parallel
+/// entry points then do exactly what the serial ones do.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Serial;
+
+impl Parallel for Serial {
+    fn threads(&self) -> usize {
+        1
+    }
+    fn join(&self, a: &mut (dyn FnMut() + Send), b: &mut (dyn FnMut() + Send)) {
+        a();
+        b();
+    }
+}
+
+/// A layer is split only into parts of at least this many multiply-accumulates
+/// (a fork-join costs about a microsecond; smaller parts run whole).
+pub const MIN_MACS_PER_PART: usize = 1 << 16;
+
+/// [`pointwise`] splits pixels at multiples of this: the register tiles' row
+/// counts (12 on AVX-512, 6 on AVX2/NEON, 2 portable) divide it.
+pub const PIXEL_ALIGN: usize = 12;
+
+/// How many parts `n` units (rows, pixels) of `macs_per_unit` each are split
+/// into on `par`: at most `par.threads()`, with at least `align` units and
+/// [`Parallel::min_part_macs`] per part.
+fn parts(par: &dyn Parallel, n: usize, align: usize, macs_per_unit: usize) -> usize {
+    let by_units = n / align.max(1);
+    let by_macs = n.saturating_mul(macs_per_unit) / par.min_part_macs().max(1);
+    par.threads().min(by_units).min(by_macs).max(1)
+}
+
+/// Runs `f(range, out_part)` for `parts` consecutive ranges covering `units`
+/// (the first ones multiples of `align` units long), where `out_part` is the
+/// part of `out` (`unit` elements per unit) that the range writes. Parts
+/// after the first run through nested [`Parallel::join`]s.
+fn for_parts<F>(
+    par: &dyn Parallel,
+    units: Range<usize>,
+    parts: usize,
+    align: usize,
+    unit: usize,
+    out: &mut [f32],
+    f: &F,
+) where
+    F: Fn(Range<usize>, &mut [f32]) + Sync,
+{
+    let n = units.end - units.start;
+    if parts <= 1 || n < 2 {
+        f(units, out);
+        return;
+    }
+    // The first part: its share rounded to `align`, at least `align`, and
+    // leaving at least one unit for the others.
+    let align = align.max(1);
+    let share = (n / parts + align / 2) / align * align;
+    let k = share.clamp(align.min(n - 1), n - 1).max(1);
+    let (head, tail) = out.split_at_mut(k * unit);
+    let mid = units.start + k;
+    par.join(&mut || f(units.start..mid, &mut *head), &mut || {
+        for_parts(par, mid..units.end, parts - 1, align, unit, &mut *tail, f)
+    });
+}
+
+/// [`simd::pointwise`] on `par`'s threads, split by pixels. Same arguments,
+/// same result bit for bit.
+///
+/// # Panics
+/// If a slice length does not match `s` (as [`simd::pointwise`]).
+#[inline]
+pub fn pointwise(
+    par: &dyn Parallel,
+    s: &PointwiseShape,
+    tiles: &PointwiseTiles,
+    input: &[f32],
+    packed: &[f32],
+    ep: &Epilogue<'_>,
+    out: &mut [f32],
+) {
+    let n = parts(par, s.pixels, PIXEL_ALIGN, s.in_c * s.out_c);
+    if n <= 1 || input.len() != s.pixels * s.in_c || out.len() != s.pixels * s.out_c {
+        // One part (or a length error, which the kernel reports).
+        return simd::pointwise(s, tiles, input, packed, ep, out);
+    }
+    let part = |px: Range<usize>, out: &mut [f32]| {
+        let sub = PointwiseShape {
+            pixels: px.end - px.start,
+            ..*s
+        };
+        let ep = Epilogue {
+            residual: ep
+                .residual
+                .map(|r| r.get(px.start * s.out_c..px.end * s.out_c).unwrap_or(r)),
+            ..*ep
+        };
+        simd::pointwise(
+            &sub,
+            tiles,
+            &input[px.start * s.in_c..px.end * s.in_c],
+            packed,
+            &ep,
+            out,
+        );
+    };
+    for_parts(par, 0..s.pixels, n, PIXEL_ALIGN, s.out_c, out, &part);
+}
+
+/// The geometry of output rows `rows` of a convolution `s` as a convolution
+/// of its own: the sub-shape (`out_h = rows.len()`, `in_h` and `pad_top`
+/// adjusted) and the input rows it reads (halo included; clipped to the
+/// input, the rest is padding as in `s`).
+///
+/// Each output value of the sub-convolution on those input rows sees the
+/// same window, the same taps and the same padding as in `s`.
+///
+/// # Panics
+/// If `rows` is not inside `0..s.out_h` or a stride is 0.
+pub fn conv_rows(s: &ConvShape, rows: Range<usize>) -> (ConvShape, Range<usize>) {
+    assert!(
+        rows.start < rows.end && rows.end <= s.out_h && s.stride_h >= 1,
+        "conv_rows: rows {rows:?} not inside 0..{} (or stride 0)",
+        s.out_h
+    );
+    // Input rows (in padded coordinates: + pad_top) the windows cover.
+    let lo = rows.start * s.stride_h;
+    let hi = (rows.end - 1) * s.stride_h + s.kernel_h;
+    let padded = |r: usize| r.clamp(s.pad_top, s.pad_top + s.in_h) - s.pad_top;
+    let (r0, r1) = (padded(lo), padded(hi));
+    // Padding rows above the sub-input: what lies above r0 in the window.
+    let pad_top = (r0 + s.pad_top).saturating_sub(lo);
+    let in_h = r1 - r0;
+    // A window entirely below the input: no rows, all padding.
+    let pad_top = if in_h == 0 { 0 } else { pad_top };
+    let sub = ConvShape {
+        in_h,
+        out_h: rows.end - rows.start,
+        pad_top,
+        ..*s
+    };
+    (sub, r0..r1)
+}
+
+/// [`simd::depthwise`] on `par`'s threads, split by output rows. Same
+/// arguments, same result bit for bit.
+///
+/// # Panics
+/// If a slice length does not match `s` (as [`simd::depthwise`]).
+#[inline]
+pub fn depthwise(
+    par: &dyn Parallel,
+    s: &ConvShape,
+    tiles: &DepthwiseTiles,
+    input: &[f32],
+    weights: &[f32],
+    ep: &Epilogue<'_>,
+    out: &mut [f32],
+) {
+    let row_macs = s.out_w * s.out_c * s.kernel_h * s.kernel_w;
+    let n = parts(par, s.out_h, 1, row_macs);
+    if n <= 1 || input.len() != s.in_len() || out.len() != s.out_len() || s.stride_h == 0 {
+        return simd::depthwise(s, tiles, input, weights, ep, out);
+    }
+    let row_in = s.in_w * s.in_c;
+    let row_out = s.out_w * s.out_c;
+    let part = |rows: Range<usize>, out: &mut [f32]| {
+        let (sub, ins) = conv_rows(s, rows.clone());
+        let ep = Epilogue {
+            residual: ep
+                .residual
+                .map(|r| r.get(rows.start * row_out..rows.end * row_out).unwrap_or(r)),
+            ..*ep
+        };
+        simd::depthwise(
+            &sub,
+            tiles,
+            &input[ins.start * row_in..ins.end * row_in],
+            weights,
+            &ep,
+            out,
+        );
+    };
+    for_parts(par, 0..s.out_h, n, 1, row_out, out, &part);
+}
+
+/// [`simd::conv2d`] on `par`'s threads, split by output rows (NHWC input; an
+/// NCHW input runs whole on the calling thread). Same arguments, same result
+/// bit for bit.
+///
+/// # Panics
+/// If a slice length does not match `s` (as [`simd::conv2d`]).
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub fn conv2d<T: Pixel + Sync>(
+    par: &dyn Parallel,
+    s: &ConvShape,
+    tiles: &Conv2dTiles,
+    layout: Layout,
+    input: &[T],
+    pad_value: &[f32],
+    weights: &[f32],
+    ep: &Epilogue<'_>,
+    out: &mut [f32],
+) {
+    let row_macs = s.out_w * s.out_c * s.kernel_h * s.kernel_w * s.in_c;
+    let n = parts(par, s.out_h, 1, row_macs);
+    if n <= 1 || layout != Layout::Nhwc || input.len() != s.in_len() || out.len() != s.out_len() || s.stride_h == 0 {
+        return simd::conv2d(s, tiles, layout, input, pad_value, weights, ep, out);
+    }
+    let row_in = s.in_w * s.in_c;
+    let row_out = s.out_w * s.out_c;
+    let part = |rows: Range<usize>, out: &mut [f32]| {
+        let (sub, ins) = conv_rows(s, rows.clone());
+        let ep = Epilogue {
+            residual: ep
+                .residual
+                .map(|r| r.get(rows.start * row_out..rows.end * row_out).unwrap_or(r)),
+            ..*ep
+        };
+        let x = &input[ins.start * row_in..ins.end * row_in];
+        simd::conv2d(&sub, tiles, layout, x, pad_value, weights, &ep, out);
+    };
+    for_parts(par, 0..s.out_h, n, 1, row_out, out, &part);
+}
