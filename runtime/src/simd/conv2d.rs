@@ -1,9 +1,19 @@
-//! Full convolution (the first layer): im2col into a stack buffer, then
-//! the GEMM micro-kernel.
+//! Full convolution (the first layer). Two routes:
+//!
+//! * direct (AVX-512, AVX2, NEON; 3x3 kernels, horizontal stride 1 or 2,
+//!   1 to 4 input channels: every MobileNet's first layer): per output row,
+//!   the 3 input rows are copied once into a stack buffer as `f32` with the
+//!   padding in place, then each register tile of pixels x output channels
+//!   accumulates the 9 * `in_c` taps by broadcast-FMA at constant offsets,
+//!   with a vector epilogue (half-width vectors for 8 leftover channels on
+//!   AVX-512);
+//! * im2col (everything else, and the portable path, which keeps the
+//!   Cortex-M code small): the windows of a block of output pixels gathered
+//!   into a stack buffer, then the GEMM micro-kernel.
 
 use super::gemm::{gemm_dispatch, pointwise_packed_len, Gemm};
 use super::PANEL;
-use crate::isa;
+use crate::isa::{self, Isa};
 use crate::kernels::{check_epilogue, check_len, Conv2dTiles, ConvShape, PwOrder};
 use crate::{Epilogue, Layout, Pixel};
 
@@ -48,6 +58,27 @@ pub fn conv2d<T: Pixel>(
     check_len(K, "out", out.len(), s.out_len());
     check_epilogue(K, ep, s.out_c, out.len());
     let isa = isa::active_counted();
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    if direct_applies(isa, s) {
+        direct::run(isa, s, layout, input, pad_value, weights, ep, out);
+        return;
+    }
+    conv2d_im2col(isa, s, layout, input, pad_value, weights, ep, out);
+}
+
+/// The im2col route of [`conv2d`] (arguments validated).
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn conv2d_im2col<T: Pixel>(
+    isa: Isa,
+    s: &ConvShape,
+    layout: Layout,
+    input: &[T],
+    pad_value: &[f32],
+    weights: &[f32],
+    ep: &Epilogue<'_>,
+    out: &mut [f32],
+) {
     let kk = s.kernel_h * s.kernel_w * s.in_c;
     let pixels = s.out_h * s.out_w;
     // K-blocks of at most PATCH / 8 (so a block of 8 pixels fits), then as
@@ -169,6 +200,401 @@ fn gather<T: Pixel>(
             if ci == c {
                 ci = 0;
                 tap += 1;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Direct route.
+
+/// Kernel height and width of the direct route.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+const DK: usize = 3;
+
+/// Whether [`conv2d`] takes the direct route on `isa` for `s`.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+#[inline(always)]
+fn direct_applies(isa: Isa, s: &ConvShape) -> bool {
+    isa != Isa::Portable
+        && s.kernel_h == DK
+        && s.kernel_w == DK
+        && (1..=2).contains(&s.stride_w)
+        && s.stride_h >= 1
+        && (1..=4).contains(&s.in_c)
+        && s.out_c >= 1
+        && s.out_h >= 1
+        && s.out_w >= 1
+}
+
+/// The direct route: row buffer, register tiles, per-ISA entry points.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) mod direct {
+    use super::super::{Vf32, PANEL};
+    use super::DK;
+    use crate::isa::Isa;
+    use crate::kernels::{self, ConvShape};
+    use crate::{Activation, Epilogue, Layout, Pixel};
+    /// Input columns per channel in the row buffer.
+    const ROW_W: usize = 320;
+    /// Floats per buffered input row (up to 4 channels of `ROW_W` columns).
+    const ROW_STRIDE: usize = 4 * ROW_W;
+    /// The largest pixel tile of any instruction set. A tile computes all
+    /// its pixels, also those past the chunk (not stored): the buffer
+    /// leaves room for their reads.
+    const PMAX: usize = 16;
+
+    /// One chunk of an output row, for the register tiles. Contract
+    /// (established by [`run`]): `rows` points at `DK * ROW_STRIDE` floats,
+    /// input row `ky` of the window at `ky * ROW_STRIDE`, holding input
+    /// columns `x0..x0 + (n - 1) * stride + DK` of the chunk from column 0,
+    /// planar (`[c][ROW_W]`) or, when `interleaved` (then `c == 3`),
+    /// `[column][3]`; `stride` is 1 or 2 and `(n + PMAX - 1) * stride + DK
+    /// <= ROW_W`; `w` is the packed weights of `kk = DK * DK * c` rows and
+    /// `out_c` columns; `out` (and `ep.residual`, if any) has at least
+    /// `o + n * out_c` floats; `ep.bias`, if any, has `out_c`.
+    pub(crate) struct DirectRow<'a> {
+        rows: *const f32,
+        c: usize,
+        stride: usize,
+        interleaved: bool,
+        n: usize,
+        out_c: usize,
+        kk: usize,
+        w: *const f32,
+        ep: &'a Epilogue<'a>,
+        o: usize,
+        out: *mut f32,
+    }
+
+    /// The direct route, row by row: copy the 3 input rows of each output
+    /// row (in chunks of pixels if the row is wider than the buffer), then
+    /// run the register tiles on them.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    pub(super) fn run<T: Pixel>(
+        isa: Isa,
+        s: &ConvShape,
+        layout: Layout,
+        input: &[T],
+        pad: &[f32],
+        weights: &[f32],
+        ep: &Epilogue<'_>,
+        out: &mut [f32],
+    ) {
+        let (c, sw) = (s.in_c, s.stride_w);
+        debug_assert!(s.kernel_h == DK && s.kernel_w == DK && (1..=2).contains(&sw) && (1..=4).contains(&c));
+        // NHWC with 3 channels stays interleaved (the tiles read it at
+        // constant offsets); other NHWC inputs are de-interleaved.
+        let interleaved = layout == Layout::Nhwc && c == 3;
+        let n_max = (ROW_W - DK - PMAX * sw) / sw;
+        let mut buf = [0.0f32; DK * ROW_STRIDE];
+        for oy in 0..s.out_h {
+            let mut ox0 = 0;
+            while ox0 < s.out_w {
+                let n = n_max.min(s.out_w - ox0);
+                let x0 = (ox0 * sw) as isize - s.pad_left as isize;
+                let span = (n - 1) * sw + DK;
+                for (ky, row) in buf.chunks_exact_mut(ROW_STRIDE).enumerate() {
+                    let iy = (oy * s.stride_h + ky).wrapping_sub(s.pad_top);
+                    fill_row(s, layout, interleaved, input, pad, iy, x0, span, row);
+                }
+                let d = DirectRow {
+                    rows: buf.as_ptr(),
+                    c,
+                    stride: sw,
+                    interleaved,
+                    n,
+                    out_c: s.out_c,
+                    kk: DK * DK * c,
+                    w: weights.as_ptr(),
+                    ep,
+                    o: (oy * s.out_w + ox0) * s.out_c,
+                    out: out.as_mut_ptr(),
+                };
+                // SAFETY: `DirectRow`'s contract: `buf` has the 3 rows,
+                // `n <= n_max` keeps tile reads inside it, the slice
+                // lengths were checked by `conv2d` (the chunk's pixels are
+                // within the output) and `isa` is supported.
+                unsafe { dispatch(isa, &d) };
+                ox0 += n;
+            }
+        }
+    }
+
+    /// # Safety
+    /// `d` satisfies [`DirectRow`]'s contract; the CPU supports `isa`.
+    unsafe fn dispatch(isa: Isa, d: &DirectRow<'_>) {
+        // SAFETY: forwarded; each entry point runs only on its instruction set.
+        unsafe {
+            match isa {
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx512 => super::super::x86::conv2d_direct_avx512(d),
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 => super::super::x86::conv2d_direct_avx2(d),
+                #[cfg(target_arch = "aarch64")]
+                Isa::Neon => super::super::neon::conv2d_direct_neon(d),
+                _ => unreachable!("simd::conv2d: no direct route on {isa:?}"),
+            }
+        }
+    }
+
+    /// Copies input row `iy` (padding if outside), columns `x0..x0 + span`
+    /// (padding outside `0..in_w`), to `row` as `f32`: planar
+    /// `row[ci * ROW_W + j]`, or `row[j * 3 + ci]` when `interleaved`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn fill_row<T: Pixel>(
+        s: &ConvShape,
+        layout: Layout,
+        interleaved: bool,
+        input: &[T],
+        pad: &[f32],
+        iy: usize,
+        x0: isize,
+        span: usize,
+        row: &mut [f32],
+    ) {
+        let c = s.in_c;
+        // Buffer columns jl..jr are inside the input, the others padding.
+        let (jl, jr) = if iy < s.in_h {
+            let jl = (-x0).clamp(0, span as isize) as usize;
+            let jr = (s.in_w as isize - x0).clamp(jl as isize, span as isize) as usize;
+            (jl, jr)
+        } else {
+            (span, span)
+        };
+        let inside = jr - jl;
+        // First input element of the inside run (unused if empty).
+        let xs = (x0 + jl as isize).max(0) as usize;
+        if interleaved {
+            for j in (0..jl).chain(jr..span) {
+                row[j * c..(j + 1) * c].copy_from_slice(pad);
+            }
+            if inside > 0 {
+                let src = &input[(iy * s.in_w + xs) * c..][..inside * c];
+                for (d, &x) in row[jl * c..jr * c].iter_mut().zip(src) {
+                    *d = x.to_f32();
+                }
+            }
+            return;
+        }
+        let plane = s.in_h * s.in_w;
+        for (ci, &p) in pad.iter().enumerate() {
+            let r = &mut row[ci * ROW_W..][..span];
+            r[..jl].fill(p);
+            r[jr..].fill(p);
+            if inside == 0 {
+                continue;
+            }
+            let dst = &mut r[jl..jr];
+            if layout == Layout::Nchw || c == 1 {
+                let src = &input[ci * plane + iy * s.in_w + xs..][..inside];
+                for (d, &x) in dst.iter_mut().zip(src) {
+                    *d = x.to_f32();
+                }
+            } else {
+                let src = &input[(iy * s.in_w + xs) * c + ci..][..(inside - 1) * c + 1];
+                for (d, &x) in dst.iter_mut().zip(src.iter().step_by(c)) {
+                    *d = x.to_f32();
+                }
+            }
+        }
+    }
+
+    /// The generic body of the per-ISA entry points: output channels in
+    /// groups of `NVW` vectors (`PW` pixels per tile), then of one vector
+    /// `V` (`P1` pixels), then a last group of at most `H::N` channels in
+    /// one `H` (`PH` pixels) when `H` is narrower, else in one `V`.
+    ///
+    /// # Safety
+    /// `d` satisfies [`DirectRow`]'s contract; the CPU supports `V` and `H`.
+    #[inline(always)]
+    pub(crate) unsafe fn direct_v<
+        V: Vf32,
+        H: Vf32,
+        const NVW: usize,
+        const PW: usize,
+        const P1: usize,
+        const PH: usize,
+    >(
+        d: &DirectRow<'_>,
+    ) {
+        // SAFETY: forwarded.
+        unsafe {
+            match (d.stride, d.interleaved) {
+                (1, false) => groups::<V, H, NVW, PW, P1, PH, 1, 0>(d),
+                (1, true) => groups::<V, H, NVW, PW, P1, PH, 1, 3>(d),
+                (_, false) => groups::<V, H, NVW, PW, P1, PH, 2, 0>(d),
+                (_, true) => groups::<V, H, NVW, PW, P1, PH, 2, 3>(d),
+            }
+        }
+    }
+
+    /// [`direct_v`] for horizontal stride `S` and `IC` interleaved channels
+    /// (0: planar).
+    ///
+    /// # Safety
+    /// As [`direct_v`].
+    #[inline(always)]
+    unsafe fn groups<
+        V: Vf32,
+        H: Vf32,
+        const NVW: usize,
+        const PW: usize,
+        const P1: usize,
+        const PH: usize,
+        const S: usize,
+        const IC: usize,
+    >(
+        d: &DirectRow<'_>,
+    ) {
+        let wide = NVW * V::N;
+        let mut c0 = 0;
+        // SAFETY: every group lies within the `out_c` columns.
+        unsafe {
+            while d.out_c - c0 >= wide {
+                pixels::<V, NVW, PW, S, IC>(d, c0, wide);
+                c0 += wide;
+            }
+            while d.out_c - c0 >= V::N {
+                pixels::<V, 1, P1, S, IC>(d, c0, V::N);
+                c0 += V::N;
+            }
+            let rest = d.out_c - c0;
+            if rest > 0 {
+                if H::N < V::N && rest <= H::N {
+                    pixels::<H, 1, PH, S, IC>(d, c0, rest);
+                } else {
+                    pixels::<V, 1, P1, S, IC>(d, c0, rest);
+                }
+            }
+        }
+    }
+
+    /// Columns `c0..c0 + n` of all the chunk's pixels, `P` at a time.
+    ///
+    /// # Safety
+    /// As [`direct_v`]; `n <= NV * V::N`, `c0 + n <= out_c`, `c0` a
+    /// multiple of `V::N`, and `n == NV * V::N` unless `NV == 1`.
+    #[inline(always)]
+    unsafe fn pixels<V: Vf32, const NV: usize, const P: usize, const S: usize, const IC: usize>(
+        d: &DirectRow<'_>,
+        c0: usize,
+        n: usize,
+    ) {
+        let mut px = 0;
+        while px < d.n {
+            // SAFETY: forwarded, `px < n`.
+            unsafe { tile::<V, NV, P, S, IC>(d, px, c0, n) };
+            px += P;
+        }
+    }
+
+    /// One register tile: pixels `px..px + P` (those past the chunk are
+    /// computed from the buffer's spare columns and not stored) by
+    /// columns `c0..c0 + n`.
+    ///
+    /// # Safety
+    /// As [`pixels`]; `px < d.n`.
+    #[inline(always)]
+    unsafe fn tile<V: Vf32, const NV: usize, const P: usize, const S: usize, const IC: usize>(
+        d: &DirectRow<'_>,
+        px: usize,
+        c0: usize,
+        n: usize,
+    ) {
+        debug_assert!(P <= PMAX && (NV == 1 || n == NV * V::N) && NV * V::N <= 64);
+        // SAFETY: (whole body) the reads stay in the row buffer (columns
+        // below `(px + P - 1) * S + DK <= ROW_W`, `DirectRow`'s contract),
+        // the weight loads in the panels covering `c0..c0 + NV * V::N`
+        // (`c0` is a multiple of `V::N`, which divides `PANEL`; panels are
+        // zero-padded to `PANEL` columns), the stores and the bias and
+        // residual loads in columns `c0..c0 + n` of the chunk's pixels.
+        unsafe {
+            let mut w = [d.w; NV];
+            for (v, wv) in w.iter_mut().enumerate() {
+                let col = c0 + v * V::N;
+                *wv = d.w.add((col / PANEL) * d.kk * PANEL + col % PANEL);
+            }
+            let mut acc = [[V::zero(); NV]; P];
+            for ky in 0..DK {
+                let row = d.rows.add(ky * ROW_STRIDE);
+                if IC == 0 {
+                    let x = row.add(px * S);
+                    for ci in 0..d.c {
+                        let r = x.add(ci * ROW_W);
+                        for kx in 0..DK {
+                            tap::<V, NV, P>(&mut acc, &w, (ky * DK + kx) * d.c + ci, r.add(kx), S);
+                        }
+                    }
+                } else {
+                    let x = row.add(px * S * IC);
+                    for j in 0..DK * IC {
+                        tap::<V, NV, P>(&mut acc, &w, ky * DK * IC + j, x.add(j), S * IC);
+                    }
+                }
+            }
+            let ep = d.ep;
+            let (lo, hi) = (V::splat(ep.min), V::splat(ep.max));
+            let mp = P.min(d.n - px);
+            let full = n == NV * V::N;
+            for (p, accp) in acc.iter().enumerate() {
+                if p >= mp {
+                    break;
+                }
+                let oi = d.o + (px + p) * d.out_c + c0;
+                let o = d.out.add(oi);
+                if full {
+                    for (v, &x) in accp.iter().enumerate() {
+                        let mut x = x;
+                        if let Some(bias) = ep.bias {
+                            x = V::add(x, V::load(bias.as_ptr().add(c0 + v * V::N)));
+                        }
+                        if let Some(res) = ep.residual {
+                            x = V::add(x, V::load(res.as_ptr().add(oi + v * V::N)));
+                        }
+                        V::clamp(x, lo, hi).store(o.add(v * V::N));
+                    }
+                    if ep.act != Activation::None {
+                        kernels::activate(ep.act, core::slice::from_raw_parts_mut(o, n));
+                    }
+                } else {
+                    let mut tmp = [0.0f32; 64];
+                    for (v, &x) in accp.iter().enumerate() {
+                        x.store(tmp.as_mut_ptr().add(v * V::N));
+                    }
+                    kernels::store_at(ep, &tmp[..n], c0, oi, core::slice::from_raw_parts_mut(o, n));
+                }
+            }
+        }
+    }
+
+    /// One tap: weight row `k` times the input at `x + p * step` for each
+    /// pixel `p` of the tile (a function, not a closure: closures do not
+    /// inherit `#[target_feature]`).
+    ///
+    /// # Safety
+    /// As [`tile`]: the reads are inside the buffer and the panels.
+    #[inline(always)]
+    unsafe fn tap<V: Vf32, const NV: usize, const P: usize>(
+        acc: &mut [[V; NV]; P],
+        w: &[*const f32; NV],
+        k: usize,
+        x: *const f32,
+        step: usize,
+    ) {
+        // SAFETY: forwarded.
+        unsafe {
+            let mut wk = [V::zero(); NV];
+            for (wv, &p) in wk.iter_mut().zip(w) {
+                *wv = V::load(p.add(k * PANEL));
+            }
+            for (p, accp) in acc.iter_mut().enumerate() {
+                let xv = V::splat(*x.add(p * step));
+                for (a, &wv) in accp.iter_mut().zip(&wk) {
+                    *a = V::fma(xv, wv, *a);
+                }
             }
         }
     }

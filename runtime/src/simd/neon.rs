@@ -1,6 +1,7 @@
 //! aarch64 NEON vectors and the entry points that instantiate the generic
 //! kernels for them (NEON is part of the aarch64 baseline).
 
+use super::conv2d::direct::{direct_v, DirectRow};
 use super::depthwise::{depthwise_v, Dw};
 use super::gemm::{gemm_v, Block};
 use super::Vf32;
@@ -66,4 +67,12 @@ pub(crate) unsafe fn gemm_neon(b: &Block<'_>) {
 pub(crate) unsafe fn depthwise_neon(d: &Dw<'_>) {
     // SAFETY: forwarded.
     unsafe { depthwise_v::<Neon, Neon, 4>(d) }
+}
+
+/// # Safety
+/// `d` satisfies the direct conv2d contract.
+#[target_feature(enable = "neon")]
+pub(crate) unsafe fn conv2d_direct_neon(d: &DirectRow<'_>) {
+    // SAFETY: forwarded.
+    unsafe { direct_v::<Neon, Neon, 4, 6, 12, 12>(d) }
 }

@@ -1,6 +1,7 @@
 //! x86-64 vectors (AVX-512F, AVX2+FMA) and the `#[target_feature]` entry
 //! points that instantiate the generic kernels for them.
 
+use super::conv2d::direct::{direct_v, DirectRow};
 use super::depthwise::{depthwise_v, Dw};
 use super::gemm::{gemm_v, Block};
 use super::Vf32;
@@ -128,4 +129,20 @@ pub(crate) unsafe fn depthwise_avx512(d: &Dw<'_>) {
 pub(crate) unsafe fn depthwise_avx2(d: &Dw<'_>) {
     // SAFETY: forwarded.
     unsafe { depthwise_v::<Avx2, super::portable::F32x4, 4>(d) }
+}
+
+/// # Safety
+/// The CPU has AVX-512F; `d` satisfies the direct conv2d contract.
+#[target_feature(enable = "avx512f,avx2,fma")]
+pub(crate) unsafe fn conv2d_direct_avx512(d: &DirectRow<'_>) {
+    // SAFETY: forwarded.
+    unsafe { direct_v::<Avx512, Avx2, 2, 12, 16, 8>(d) }
+}
+
+/// # Safety
+/// The CPU has AVX2 and FMA; `d` satisfies the direct conv2d contract.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn conv2d_direct_avx2(d: &DirectRow<'_>) {
+    // SAFETY: forwarded.
+    unsafe { direct_v::<Avx2, Avx2, 2, 6, 12, 12>(d) }
 }
