@@ -128,12 +128,34 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
         })
         .collect();
     let observed = calls.iter().enumerate().map(|(i, call)| quote!(#call after(#i);));
+    // `run_parallel`: the layers that split over threads (convolutions)
+    // call their `_par` variant with the executor.
+    let par_calls: Vec<_> = p
+        .layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let args = layer_args(p, l);
+            if splits(l) {
+                let f = format_ident!("{}_par", layer_fn_name(i, l));
+                let sep = if args.is_empty() { quote!() } else { quote!(,) };
+                quote!(#f(#args #sep par);)
+            } else {
+                let f = layer_fn_name(i, l);
+                quote!(#f(#args);)
+            }
+        })
+        .collect();
     let n_layers = p.layers.len();
     let infos = p.layers.iter().map(|l| {
         let (name, kernel, macs) = (l.name.as_str(), l.kernel.name(), l.macs);
         quote!((#name, #kernel, #macs))
     });
-    let fns = p.layers.iter().enumerate().map(|(i, l)| layer_fn(p, i, l));
+    let fns = p.layers.iter().enumerate().map(|(i, l)| {
+        let serial = layer_fn(p, i, l, false);
+        let par = if splits(l) { layer_fn(p, i, l, true) } else { quote!() };
+        quote!(#serial #par)
+    });
     let uses_weights = p.layers.iter().any(|l| l.weights.is_some() || l.bias.is_some());
     // A model whose layers all read the input and write the output needs no
     // scratch: `run` keeps the same signature and ignores the (empty) arena.
@@ -207,6 +229,17 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
             #(#observed)*
         }
 
+        #[doc = " [`run`] with each convolution split over the threads of `par` (an"]
+        #[doc = " executor: `::mncc_runtime::par::StdPool` with the runtime's `std` feature,"]
+        #[doc = " or your own [`Parallel`](::mncc_runtime::par::Parallel)), by output rows or"]
+        #[doc = " pixels. The output is bit-identical to [`run`]'s; same arena, no allocation."]
+        #[allow(dead_code)]
+        pub fn run_parallel(input: &Input, output: &mut Output, arena: &mut Arena, par: &dyn ::mncc_runtime::par::Parallel) {
+            #w_let
+            #arena_unused
+            #(#par_calls)*
+        }
+
         #[doc = " Runs the model and returns the output by value."]
         #[allow(dead_code)]
         pub fn classify(input: &Input, arena: &mut Arena) -> Output {
@@ -217,6 +250,14 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
 
         #(#fns)*
     }
+}
+
+/// Whether the layer's kernel has a parallel entry point (`mncc_runtime::par`).
+fn splits(l: &Layer) -> bool {
+    matches!(
+        l.kernel,
+        Kernel::Conv2d { .. } | Kernel::Depthwise { .. } | Kernel::Pointwise { .. }
+    )
 }
 
 fn layer_fn_name(i: usize, l: &Layer) -> proc_macro2::Ident {
@@ -356,9 +397,23 @@ fn conv_shape(s: &crate::lower::ConvShape) -> TokenStream {
     })
 }
 
-fn layer_fn(p: &Program, i: usize, l: &Layer) -> TokenStream {
-    let name = layer_fn_name(i, l);
-    let docs = layer_doc(i, l);
+/// The function of layer `i`; with `par`, its variant `<name>_par` that
+/// splits the work over an executor (the same kernel from
+/// `mncc_runtime::par`).
+fn layer_fn(p: &Program, i: usize, l: &Layer, par: bool) -> TokenStream {
+    let serial_name = layer_fn_name(i, l);
+    let (name, docs) = if par {
+        let doc = format!(" [`{serial_name}`] split over the threads of `par` (same result, bit for bit).");
+        (format_ident!("{serial_name}_par"), vec![doc])
+    } else {
+        (serial_name, layer_doc(i, l))
+    };
+    // The kernel call: `simd::<kernel>(...)` or `par::<kernel>(par, ...)`.
+    let (module, par_arg) = if par {
+        (quote!(::mncc_runtime::par), quote!(par,))
+    } else {
+        (quote!(::mncc_runtime::simd), quote!())
+    };
     let in_ty = dtype_ty(p.input_type);
 
     // Parameters, and the bindings of the tensors it reads and writes.
@@ -395,6 +450,9 @@ fn layer_fn(p: &Program, i: usize, l: &Layer) -> TokenStream {
     }
     if l.weights.is_some() || l.bias.is_some() {
         params.push(quote!(w: &[f32]));
+    }
+    if par {
+        params.push(quote!(par: &dyn ::mncc_runtime::par::Parallel));
     }
     match (arena_in.as_slice(), &out_arena) {
         ([], None) => {}
@@ -451,7 +509,7 @@ fn layer_fn(p: &Program, i: usize, l: &Layer) -> TokenStream {
                 const SHAPE: ::mncc_runtime::ConvShape = #s;
                 const TILES: ::mncc_runtime::Conv2dTiles = ::mncc_runtime::Conv2dTiles { rows: #rows };
                 const PAD: [f32; #npad] = [#(#pads),*];
-                ::mncc_runtime::simd::conv2d::<#ty>(&SHAPE, &TILES, #lay, #x, &PAD, &w[#wr], #ep, y);
+                #module::conv2d::<#ty>(#par_arg &SHAPE, &TILES, #lay, #x, &PAD, &w[#wr], #ep, y);
             }
         }
         Kernel::Depthwise { shape, tiles, .. } => {
@@ -461,7 +519,7 @@ fn layer_fn(p: &Program, i: usize, l: &Layer) -> TokenStream {
             quote! {
                 const SHAPE: ::mncc_runtime::ConvShape = #s;
                 const TILES: ::mncc_runtime::DepthwiseTiles = ::mncc_runtime::DepthwiseTiles { rows: #rows };
-                ::mncc_runtime::simd::depthwise(&SHAPE, &TILES, #x, &w[#wr], #ep, y);
+                #module::depthwise(#par_arg &SHAPE, &TILES, #x, &w[#wr], #ep, y);
             }
         }
         Kernel::Pointwise { shape, tiles, .. } => {
@@ -477,7 +535,7 @@ fn layer_fn(p: &Program, i: usize, l: &Layer) -> TokenStream {
             quote! {
                 const SHAPE: ::mncc_runtime::PointwiseShape = ::mncc_runtime::PointwiseShape { pixels: #pixels, in_c: #in_c, out_c: #out_c };
                 const TILES: ::mncc_runtime::PointwiseTiles = ::mncc_runtime::PointwiseTiles { kc: #kc, order: #order };
-                ::mncc_runtime::simd::pointwise(&SHAPE, &TILES, #x, &w[#wr], #ep, y);
+                #module::pointwise(#par_arg &SHAPE, &TILES, #x, &w[#wr], #ep, y);
             }
         }
         Kernel::GlobalAvgPool { pixels, c } => {
