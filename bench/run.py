@@ -144,7 +144,7 @@ edition = "2021"
 publish = false
 
 [dependencies]
-mncc-runtime = {{ path = "{runtime}" }}
+mncc-runtime = {{ path = "{runtime}", features = ["std"] }}
 
 # Not a member of the mncc workspace.
 [workspace]
