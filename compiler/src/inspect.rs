@@ -33,6 +33,7 @@ pub fn report(p: &Program) -> String {
     );
     let passes: Vec<String> = p.passes.iter().map(|r| format!("{} x{}", r.name, r.rewrites)).collect();
     let _ = writeln!(s, "passes: {}", passes.join(", "));
+    let _ = writeln!(s, "target: {}", p.target.describe());
     let _ = writeln!(s);
     let rows: Vec<[String; 9]> = p
         .layers

@@ -109,10 +109,18 @@ pub fn from_spec(spec: spec::ModelSpec) -> Result<Model, Error> {
     Ok(Model { graph, files })
 }
 
-/// Optimizes and lowers a model for the portable target.
+/// Optimizes and lowers a model with the default schedule target,
+/// [`lower::Target::X86_64`] (the generated code runs on every CPU; the
+/// target only sizes the cache tiles).
 pub fn compile(model: &Model) -> Result<lower::Program, Error> {
+    compile_for(model, &lower::Target::X86_64)
+}
+
+/// Optimizes and lowers a model with the cache tiles chosen for `target`
+/// (see [`lower::Target::ALL`]; the CLI's `--target`).
+pub fn compile_for(model: &Model, target: &lower::Target) -> Result<lower::Program, Error> {
     let (g, reports) = passes::optimize(model.graph.clone())?;
-    Ok(lower::lower(&g, reports, &lower::Target::X86_64)?)
+    Ok(lower::lower(&g, reports, target)?)
 }
 
 /// Writes `out` (a `.rs` file) and its weight blob beside it
@@ -147,6 +155,7 @@ pub struct Build {
     model: PathBuf,
     out_dir: Option<PathBuf>,
     name: Option<String>,
+    target: lower::Target,
 }
 
 impl Build {
@@ -156,7 +165,15 @@ impl Build {
             model: model.into(),
             out_dir: None,
             name: None,
+            target: lower::Target::X86_64,
         }
+    }
+
+    /// The schedule target (default [`lower::Target::X86_64`]): the cache
+    /// tiles are chosen for it; the code runs everywhere.
+    pub fn target(mut self, target: lower::Target) -> Build {
+        self.target = target;
+        self
     }
 
     /// Where to write (default: `$OUT_DIR`).
@@ -193,7 +210,7 @@ impl Build {
         for f in &model.files {
             println!("cargo:rerun-if-changed={}", f.display());
         }
-        let program = compile(&model)?;
+        let program = compile_for(&model, &self.target)?;
         let out = dir.join(format!("{stem}.rs"));
         write(&program, &out, &self.model.display().to_string())?;
         Ok(out)

@@ -170,6 +170,26 @@ impl Target {
     pub fn by_name(name: &str) -> Option<Target> {
         Target::ALL.into_iter().find(|t| t.name == name)
     }
+
+    /// [`Target::by_name`], or an error listing the names.
+    pub fn parse(name: &str) -> Result<Target, String> {
+        Target::by_name(name).ok_or_else(|| {
+            let names: Vec<&str> = Target::ALL.iter().map(|t| t.name).collect();
+            format!("unknown target `{name}`: expected one of {}", names.join(", "))
+        })
+    }
+
+    /// One line for reports: name, lanes, L1, pointwise register tile.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({} f32 lanes, {} KiB L1, pointwise tile {}x{})",
+            self.name,
+            self.vector_lanes,
+            self.l1_bytes / 1024,
+            self.pw_mr,
+            self.pw_nr
+        )
+    }
 }
 
 /// Output channels per packed weight panel (`mncc_runtime::simd::PANEL`).
@@ -347,6 +367,8 @@ pub struct Program {
     pub arena_lower_bound: usize,
     /// What the passes did.
     pub passes: Vec<PassReport>,
+    /// The target the cache tiles were chosen for.
+    pub target: Target,
 }
 
 impl Program {
@@ -644,6 +666,7 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
         arena_len: p.arena_len,
         arena_lower_bound: p.lower_bound,
         passes,
+        target: *target,
     })
 }
 

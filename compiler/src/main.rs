@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 use mncc::harness::{self, Comparison};
 use mncc::interp::{self, InputData};
 use mncc::ir::DType;
+use mncc::lower::Target;
 use mncc::{npy, Error};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -20,16 +21,24 @@ struct Cli {
 enum Cmd {
     /// Compile MODEL into a Rust module OUT.rs and its weights OUT.weights.bin.
     Compile {
-        /// The model description (.toml).
+        /// The model: a description (.toml) or an ONNX file (.onnx).
         model: PathBuf,
+        /// Choose the cache tiles for TARGET: x86-64 (default; AVX-512 sizes), x86-64-avx2,
+        /// aarch64, portable. The generated code runs on any CPU either way.
+        #[arg(long, default_value = "x86-64", value_parser = parse_target)]
+        target: Target,
         /// The Rust file to write.
         #[arg(short, long)]
         out: PathBuf,
     },
     /// Show each generated layer (op, shapes, MACs, params, kernel, tiles) and the totals.
     Inspect {
-        /// The model description (.toml).
+        /// The model: a description (.toml) or an ONNX file (.onnx).
         model: PathBuf,
+        /// Choose the cache tiles for TARGET: x86-64 (default; AVX-512 sizes), x86-64-avx2,
+        /// aarch64, portable. The generated code runs on any CPU either way.
+        #[arg(long, default_value = "x86-64", value_parser = parse_target)]
+        target: Target,
         /// Also report the memory the model needs and the code size of the generated module and the
         /// runtime as linked for TARGET (a target triple installed with rustup; repeatable).
         #[arg(long = "code-size", value_name = "TARGET")]
@@ -43,8 +52,12 @@ enum Cmd {
     /// The reference is --expect, or else the reference interpreter (f64). Exits
     /// with status 1 when the max abs error exceeds 1e-4 * max(1, max|reference|).
     Verify {
-        /// The model description (.toml).
+        /// The model: a description (.toml) or an ONNX file (.onnx).
         model: PathBuf,
+        /// Choose the cache tiles for TARGET: x86-64 (default; AVX-512 sizes), x86-64-avx2,
+        /// aarch64, portable. The generated code runs on any CPU either way.
+        #[arg(long, default_value = "x86-64", value_parser = parse_target)]
+        target: Target,
         /// Input tensor (.npy, f32 or u8, in the model's input layout); default: seeded random.
         #[arg(long)]
         input: Option<PathBuf>,
@@ -57,8 +70,12 @@ enum Cmd {
     },
     /// Build the generated code and time it: median and min latency over repeated runs.
     Bench {
-        /// The model description (.toml).
+        /// The model: a description (.toml) or an ONNX file (.onnx).
         model: PathBuf,
+        /// Choose the cache tiles for TARGET: x86-64 (default; AVX-512 sizes), x86-64-avx2,
+        /// aarch64, portable. The generated code runs on any CPU either way.
+        #[arg(long, default_value = "x86-64", value_parser = parse_target)]
+        target: Target,
         /// Seconds of timed runs.
         #[arg(long, default_value_t = 3.0)]
         seconds: f64,
@@ -70,6 +87,10 @@ enum Cmd {
         #[arg(long, default_value_t = 177.0)]
         peak: f64,
     },
+}
+
+fn parse_target(name: &str) -> Result<Target, String> {
+    Target::parse(name)
 }
 
 fn main() -> ExitCode {
@@ -130,9 +151,9 @@ fn print_comparison(c: &Comparison, what: &str) {
 
 fn run(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
-        Cmd::Compile { model, out } => {
+        Cmd::Compile { model, target, out } => {
             let m = mncc::load(&model)?;
-            let p = mncc::compile(&m)?;
+            let p = mncc::compile_for(&m, &target)?;
             let blob = mncc::write(&p, &out, &model.display().to_string())?;
             println!(
                 "wrote {} and {} ({} layers, {:.1} M MACs, arena {} bytes)",
@@ -145,11 +166,12 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         Cmd::Inspect {
             model,
+            target,
             code_size,
             opt_level,
         } => {
             let m = mncc::load(&model)?;
-            let p = mncc::compile(&m)?;
+            let p = mncc::compile_for(&m, &target)?;
             print!("{}", mncc::inspect::report(&p));
             if !code_size.is_empty() {
                 let mut sizes = Vec::new();
@@ -162,12 +184,13 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         Cmd::Verify {
             model,
+            target,
             input,
             expect,
             seed,
         } => {
             let m = mncc::load(&model)?;
-            let p = mncc::compile(&m)?;
+            let p = mncc::compile_for(&m, &target)?;
             let x = load_input(input.as_deref(), &p, seed)?;
             let (reference, what) = match &expect {
                 Some(e) => {
@@ -193,6 +216,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         Cmd::Bench {
             model,
+            target,
             seconds,
             layers,
             peak,
@@ -201,7 +225,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 return Err(Error::msg("--seconds must be in (0, 600]"));
             }
             let m = mncc::load(&model)?;
-            let p = mncc::compile(&m)?;
+            let p = mncc::compile_for(&m, &target)?;
             let x = InputData::random(p.input_type, p.input_len(), 1);
             eprintln!("building the generated code (release, target-cpu=native)...");
             let h = harness::build(&p, true)?;

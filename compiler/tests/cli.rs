@@ -70,6 +70,37 @@ fn inspect_reports_layers_and_totals() {
     }
 }
 
+/// `--target` picks the schedule's cache tiles and register-tile naming;
+/// an unknown name is a clean error listing the known ones.
+#[test]
+fn target_option_changes_the_schedule() {
+    let m = "examples/models/mobilenet_v1_0.25_224.toml";
+    let (x86, err) = text(&mncc(&["inspect", m]));
+    assert!(
+        x86.contains("target: x86-64 (16 f32 lanes, 48 KiB L1, pointwise tile 12x32)"),
+        "{x86}{err}"
+    );
+    assert!(x86.contains("pointwise_12x32"), "{x86}");
+    let o = mncc(&["inspect", "--target", "aarch64", m]);
+    let (arm, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        arm.contains("target: aarch64 (4 f32 lanes, 64 KiB L1, pointwise tile 6x16)"),
+        "{arm}"
+    );
+    assert!(
+        arm.contains("pointwise_6x16") && !arm.contains("pointwise_12x32"),
+        "{arm}"
+    );
+    let o = mncc(&["inspect", "--target", "avx9", m]);
+    let (_, err) = text(&o);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("unknown target `avx9`: expected one of x86-64, x86-64-avx2, aarch64, portable"),
+        "{err}"
+    );
+}
+
 /// The largest models, through `mncc verify` (a release build of the
 /// generated code against the f64 interpreter).
 #[test]
