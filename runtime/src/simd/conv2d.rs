@@ -518,39 +518,57 @@ pub(crate) mod direct {
                 *wv = d.w.add((col / PANEL) * d.kk * PANEL + col % PANEL);
             }
             let mut acc = [[V::zero(); NV]; P];
+            // Column and channel strides of the buffer, input channels.
+            let (cs, co, nc) = if IC == 0 { (1, ROW_W, d.c) } else { (IC, 1, IC) };
             for ky in 0..DK {
-                let row = d.rows.add(ky * ROW_STRIDE);
-                if IC == 0 {
-                    let x = row.add(px * S);
-                    for ci in 0..d.c {
-                        let r = x.add(ci * ROW_W);
-                        for kx in 0..DK {
-                            tap::<V, NV, P>(&mut acc, &w, (ky * DK + kx) * d.c + ci, r.add(kx), S);
-                        }
-                    }
-                } else {
-                    let x = row.add(px * S * IC);
-                    for j in 0..DK * IC {
-                        tap::<V, NV, P>(&mut acc, &w, ky * DK * IC + j, x.add(j), S * IC);
-                    }
+                for ci in 0..nc {
+                    let r = d.rows.add(ky * ROW_STRIDE + ci * co + px * S * cs);
+                    taps::<V, NV, P, S>(&mut acc, &w, (ky * DK * nc + ci) * PANEL, nc * PANEL, r, cs);
                 }
             }
             let ep = d.ep;
             let (lo, hi) = (V::splat(ep.min), V::splat(ep.max));
             let mp = P.min(d.n - px);
             let full = n == NV * V::N;
-            for (p, accp) in acc.iter().enumerate() {
-                if p >= mp {
-                    break;
+            if full {
+                if let Some(bias) = ep.bias {
+                    let mut b = [V::zero(); NV];
+                    for (v, bv) in b.iter_mut().enumerate() {
+                        *bv = V::load(bias.as_ptr().add(c0 + v * V::N));
+                    }
+                    for accp in acc.iter_mut() {
+                        for (a, &bv) in accp.iter_mut().zip(&b) {
+                            *a = V::add(*a, bv);
+                        }
+                    }
                 }
+                if mp == P && ep.residual.is_none() && ep.act == Activation::None {
+                    // The first layer's case: no per-pixel branches.
+                    let o = d.out.add(d.o + px * d.out_c + c0);
+                    for (p, accp) in acc.iter().enumerate() {
+                        for (v, &x) in accp.iter().enumerate() {
+                            V::clamp(x, lo, hi).store(o.add(p * d.out_c + v * V::N));
+                        }
+                    }
+                    return;
+                }
+            }
+            // The other cases index pixels by a run-time count: from a copy
+            // in memory, so that `acc` itself stays in registers.
+            let mut spill = [[V::zero(); NV]; P];
+            let sp = spill.as_mut_ptr().cast::<f32>();
+            for (p, accp) in acc.iter().enumerate() {
+                for (v, &x) in accp.iter().enumerate() {
+                    x.store(sp.add((p * NV + v) * V::N));
+                }
+            }
+            for p in 0..mp {
                 let oi = d.o + (px + p) * d.out_c + c0;
                 let o = d.out.add(oi);
+                let accp = sp.add(p * NV * V::N);
                 if full {
-                    for (v, &x) in accp.iter().enumerate() {
-                        let mut x = x;
-                        if let Some(bias) = ep.bias {
-                            x = V::add(x, V::load(bias.as_ptr().add(c0 + v * V::N)));
-                        }
+                    for v in 0..NV {
+                        let mut x = V::load(accp.add(v * V::N));
                         if let Some(res) = ep.residual {
                             x = V::add(x, V::load(res.as_ptr().add(oi + v * V::N)));
                         }
@@ -560,40 +578,46 @@ pub(crate) mod direct {
                         kernels::activate(ep.act, core::slice::from_raw_parts_mut(o, n));
                     }
                 } else {
-                    let mut tmp = [0.0f32; 64];
-                    for (v, &x) in accp.iter().enumerate() {
-                        x.store(tmp.as_mut_ptr().add(v * V::N));
-                    }
-                    kernels::store_at(ep, &tmp[..n], c0, oi, core::slice::from_raw_parts_mut(o, n));
+                    let acc = core::slice::from_raw_parts(accp, n);
+                    kernels::store_at(ep, acc, c0, oi, core::slice::from_raw_parts_mut(o, n));
                 }
             }
         }
     }
 
-    /// One tap: weight row `k` times the input at `x + p * step` for each
-    /// pixel `p` of the tile (a function, not a closure: closures do not
-    /// inherit `#[target_feature]`).
+    /// The `DK` taps of one input row and channel: weight rows `k` (float
+    /// offset `k0`), `k0 + kstep`, `k0 + 2 * kstep` (kx = 0, 1, 2) held in
+    /// registers, times the input at `x + (p * S + kx) * cs` for each pixel
+    /// `p` of the tile. Pixel by pixel, so the input shared by neighbouring
+    /// pixels (stride < 3) is loaded once and not kept live across the
+    /// tile (a function, not a closure: closures do not inherit
+    /// `#[target_feature]`).
     ///
     /// # Safety
     /// As [`tile`]: the reads are inside the buffer and the panels.
     #[inline(always)]
-    unsafe fn tap<V: Vf32, const NV: usize, const P: usize>(
+    unsafe fn taps<V: Vf32, const NV: usize, const P: usize, const S: usize>(
         acc: &mut [[V; NV]; P],
         w: &[*const f32; NV],
-        k: usize,
+        k0: usize,
+        kstep: usize,
         x: *const f32,
-        step: usize,
+        cs: usize,
     ) {
         // SAFETY: forwarded.
         unsafe {
-            let mut wk = [V::zero(); NV];
-            for (wv, &p) in wk.iter_mut().zip(w) {
-                *wv = V::load(p.add(k * PANEL));
+            let mut wk = [[V::zero(); NV]; DK];
+            for (kx, wkx) in wk.iter_mut().enumerate() {
+                for (wv, &p) in wkx.iter_mut().zip(w) {
+                    *wv = V::load(p.add(k0 + kx * kstep));
+                }
             }
             for (p, accp) in acc.iter_mut().enumerate() {
-                let xv = V::splat(*x.add(p * step));
-                for (a, &wv) in accp.iter_mut().zip(&wk) {
-                    *a = V::fma(xv, wv, *a);
+                for (kx, wkx) in wk.iter().enumerate() {
+                    let xv = V::splat(*x.add((p * S + kx) * cs));
+                    for (a, &wv) in accp.iter_mut().zip(wkx) {
+                        *a = V::fma(xv, wv, *a);
+                    }
                 }
             }
         }

@@ -74,5 +74,5 @@ pub(crate) unsafe fn depthwise_neon(d: &Dw<'_>) {
 #[target_feature(enable = "neon")]
 pub(crate) unsafe fn conv2d_direct_neon(d: &DirectRow<'_>) {
     // SAFETY: forwarded.
-    unsafe { direct_v::<Neon, Neon, 4, 6, 12, 12>(d) }
+    unsafe { direct_v::<Neon, Neon, 4, 4, 12, 12>(d) }
 }

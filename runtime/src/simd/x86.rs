@@ -136,7 +136,7 @@ pub(crate) unsafe fn depthwise_avx2(d: &Dw<'_>) {
 #[target_feature(enable = "avx512f,avx2,fma")]
 pub(crate) unsafe fn conv2d_direct_avx512(d: &DirectRow<'_>) {
     // SAFETY: forwarded.
-    unsafe { direct_v::<Avx512, Avx2, 2, 12, 16, 8>(d) }
+    unsafe { direct_v::<Avx512, Avx2, 2, 8, 16, 8>(d) }
 }
 
 /// # Safety
@@ -144,5 +144,5 @@ pub(crate) unsafe fn conv2d_direct_avx512(d: &DirectRow<'_>) {
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn conv2d_direct_avx2(d: &DirectRow<'_>) {
     // SAFETY: forwarded.
-    unsafe { direct_v::<Avx2, Avx2, 2, 6, 12, 12>(d) }
+    unsafe { direct_v::<Avx2, Avx2, 2, 4, 8, 8>(d) }
 }
