@@ -13,29 +13,36 @@
 //! * It is the smallest primitive every executor has (`rayon::join`,
 //!   `std::thread::scope`, a second core with a mailbox), so the user's
 //!   implementation is a few lines.
-//! * Each closure owns its own `&mut` part of the output (split with
-//!   `split_at_mut`), so the splitting code below is safe Rust: the only
-//!   `unsafe` of the parallel mode is inside the executor ([`StdPool`]).
-//! * More than two threads nest joins (`threads() = n` splits into a first
-//!   part and `n - 1` others, recursively).
+//! * The runtime needs nothing else: both closures claim chunks of the
+//!   layer from one atomic counter until none are left, so the work adapts
+//!   to a thread that starts late or is descheduled (a busy machine), and an
+//!   executor that runs the second closure after the first (or on the same
+//!   thread) is still correct.
+//! * More than two threads nest joins (`threads() = n`: the calling thread
+//!   and `n - 1` others through `n - 1` nested joins).
 //!
 //! # How layers are split
 //!
-//! Every split runs the same kernel ([`crate::simd`]) on disjoint parts of the
-//! output, so the result is bit-identical to the serial call (each output
+//! A layer is cut into chunks (up to [`CHUNKS_PER_THREAD`] per thread, each
+//! at least [`Parallel::min_part_macs`]) that the threads claim one by one.
+//! Every chunk runs the same kernel ([`crate::simd`]) on a disjoint part of
+//! the output, so the result is bit-identical to the serial call (each output
 //! value is computed by the same micro-kernel with the same summation order;
 //! `runtime/tests/par.rs` checks it exactly):
 //!
 //! * [`pointwise`]: by pixels (rows of the `[pixels x in_c]` matrix), at
-//!   multiples of [`PIXEL_ALIGN`] so no register tile straddles two parts;
+//!   multiples of [`PIXEL_ALIGN`] so no register tile straddles two chunks;
+//!   one chunk per thread when the weights outweigh the input (every chunk
+//!   streams all of them);
 //! * [`depthwise`] and [`conv2d`]: by output rows; each part reads the input
 //!   rows its windows need (halo included) through a smaller
 //!   [`ConvShape`] from [`conv_rows`] (`in_h`, `pad_top` adjusted).
 //!   [`conv2d`] with an NCHW input runs on one thread (an NCHW row window is
 //!   not one contiguous slice).
 //!
-//! Layers too small to pay for a fork ([`MIN_MACS_PER_PART`]) run whole on
-//! the calling thread.
+//! Layers too small to pay for a fork ([`Parallel::min_part_macs`]) run
+//! whole on the calling thread. The one `unsafe` block hands each claimed
+//! chunk its `&mut` part of the output.
 
 use crate::kernels::{Conv2dTiles, ConvShape, DepthwiseTiles, PointwiseShape, PointwiseTiles};
 use crate::{simd, Epilogue, Layout, Pixel};
@@ -91,53 +98,102 @@ impl Parallel for Serial {
     }
 }
 
-/// A layer is split only into parts of at least this many multiply-accumulates
-/// (a fork-join costs about a microsecond; smaller parts run whole).
+/// A layer is split only into chunks of at least this many
+/// multiply-accumulates (a fork-join costs about a microsecond; smaller
+/// layers run whole).
 pub const MIN_MACS_PER_PART: usize = 1 << 16;
 
 /// [`pointwise`] splits pixels at multiples of this: the register tiles' row
 /// counts (12 on AVX-512, 6 on AVX2/NEON, 2 portable) divide it.
 pub const PIXEL_ALIGN: usize = 12;
 
-/// How many parts `n` units (rows, pixels) of `macs_per_unit` each are split
-/// into on `par`: at most `par.threads()`, with at least `align` units and
-/// [`Parallel::min_part_macs`] per part.
-fn parts(par: &dyn Parallel, n: usize, align: usize, macs_per_unit: usize) -> usize {
-    let by_units = n / align.max(1);
-    let by_macs = n.saturating_mul(macs_per_unit) / par.min_part_macs().max(1);
-    par.threads().min(by_units).min(by_macs).max(1)
+/// Chunks per thread a layer is cut into at most: the threads claim chunks
+/// one at a time, so a thread that is descheduled for a while (a busy
+/// machine) delays its layer by at most one chunk, not by half the layer.
+pub const CHUNKS_PER_THREAD: usize = 4;
+
+/// The chunk length (in units: rows or pixels) for `units` units of
+/// `macs_per_unit` each on `par`: at most `max_chunks` chunks, each a
+/// multiple of `align` units (but the last) and at least
+/// [`Parallel::min_part_macs`]; `units` itself means "do not split".
+fn chunk_len(par: &dyn Parallel, units: usize, align: usize, macs_per_unit: usize, max_chunks: usize) -> usize {
+    let align = align.max(1);
+    let by_macs = units.saturating_mul(macs_per_unit) / par.min_part_macs().max(1);
+    let n = by_macs.min(max_chunks).min(units / align);
+    if par.threads() < 2 || n < 2 {
+        return units.max(1);
+    }
+    units.div_ceil(n).div_ceil(align) * align
 }
 
-/// Runs `f(range, out_part)` for `parts` consecutive ranges covering `units`
-/// (the first ones multiples of `align` units long), where `out_part` is the
-/// part of `out` (`unit` elements per unit) that the range writes. Parts
-/// after the first run through nested [`Parallel::join`]s.
-fn for_parts<F>(
-    par: &dyn Parallel,
-    units: Range<usize>,
-    parts: usize,
-    align: usize,
-    unit: usize,
-    out: &mut [f32],
-    f: &F,
-) where
+/// The output pointer shared by the threads of [`for_chunks`].
+#[cfg(target_has_atomic = "ptr")]
+struct OutPtr(*mut f32);
+
+// SAFETY: `for_chunks` hands each chunk of the pointed-to slice to exactly
+// one thread (see there); the pointer itself is only copied.
+#[cfg(target_has_atomic = "ptr")]
+unsafe impl Sync for OutPtr {}
+
+#[cfg(target_has_atomic = "ptr")]
+impl OutPtr {
+    /// The pointer (a method, so closures capture the `Sync` wrapper).
+    fn get(&self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// Runs `f(range, out_part)` for the chunks `range` of `chunk` units covering
+/// `0..units`, where `out_part` is the part of `out` (`unit` elements per
+/// unit) the chunk writes. `par.threads()` participants (the calling thread
+/// and the others, through nested [`Parallel::join`]s) claim chunks from a
+/// shared counter until none are left. Targets without atomic
+/// read-modify-write run all chunks on the calling thread.
+fn for_chunks<F>(par: &dyn Parallel, units: usize, chunk: usize, unit: usize, out: &mut [f32], f: &F)
+where
     F: Fn(Range<usize>, &mut [f32]) + Sync,
 {
-    let n = units.end - units.start;
-    if parts <= 1 || n < 2 {
-        f(units, out);
+    let chunk = chunk.max(1);
+    let n = units.div_ceil(chunk);
+    assert_eq!(out.len(), units * unit, "par: output length (compiler bug)");
+    #[cfg(target_has_atomic = "ptr")]
+    if n > 1 && par.threads() > 1 {
+        use core::sync::atomic::{AtomicUsize, Ordering};
+        let next = AtomicUsize::new(0);
+        let base = OutPtr(out.as_mut_ptr());
+        let work = || loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= n {
+                return;
+            }
+            let r = i * chunk..((i + 1) * chunk).min(units);
+            // SAFETY: `fetch_add` gives each chunk index to exactly one
+            // participant, and the chunks' element ranges
+            // `r.start * unit..r.end * unit` are disjoint and inside `out`
+            // (`r.end <= units`, `out.len() == units * unit`). `out` is
+            // borrowed exclusively by this function, which returns only after
+            // `join` did, i.e. after every participant finished.
+            let part =
+                unsafe { core::slice::from_raw_parts_mut(base.get().add(r.start * unit), (r.end - r.start) * unit) };
+            f(r, part);
+        };
+        participate(par, par.threads().min(n), &work);
         return;
     }
-    // The first part: its share rounded to `align`, at least `align`, and
-    // leaving at least one unit for the others.
-    let align = align.max(1);
-    let share = (n / parts + align / 2) / align * align;
-    let k = share.clamp(align.min(n - 1), n - 1).max(1);
-    let (head, tail) = out.split_at_mut(k * unit);
-    let mid = units.start + k;
-    par.join(&mut || f(units.start..mid, &mut *head), &mut || {
-        for_parts(par, mid..units.end, parts - 1, align, unit, &mut *tail, f)
-    });
+    for (i, part) in out.chunks_mut((chunk * unit).max(1)).enumerate() {
+        f(i * chunk..((i + 1) * chunk).min(units), part);
+    }
+}
+
+/// Runs `work` on `k` participants: the calling thread, and `k - 1` more
+/// through nested joins.
+#[cfg(target_has_atomic = "ptr")]
+fn participate(par: &dyn Parallel, k: usize, work: &(dyn Fn() + Sync)) {
+    if k <= 1 {
+        work();
+    } else {
+        par.join(&mut || work(), &mut || participate(par, k - 1, work));
+    }
 }
 
 /// [`simd::pointwise`] on `par`'s threads, split by pixels. Same arguments,
@@ -155,8 +211,12 @@ pub fn pointwise(
     ep: &Epilogue<'_>,
     out: &mut [f32],
 ) {
-    let n = parts(par, s.pixels, PIXEL_ALIGN, s.in_c * s.out_c);
-    if n <= 1 || input.len() != s.pixels * s.in_c || out.len() != s.pixels * s.out_c {
+    // Weights larger than the input: every chunk streams all of them, so
+    // one chunk per thread.
+    let per_thread = if s.out_c > s.pixels { 1 } else { CHUNKS_PER_THREAD };
+    let max_chunks = par.threads().saturating_mul(per_thread);
+    let chunk = chunk_len(par, s.pixels, PIXEL_ALIGN, s.in_c * s.out_c, max_chunks);
+    if chunk >= s.pixels || input.len() != s.pixels * s.in_c || out.len() != s.pixels * s.out_c {
         // One part (or a length error, which the kernel reports).
         return simd::pointwise(s, tiles, input, packed, ep, out);
     }
@@ -180,7 +240,7 @@ pub fn pointwise(
             out,
         );
     };
-    for_parts(par, 0..s.pixels, n, PIXEL_ALIGN, s.out_c, out, &part);
+    for_chunks(par, s.pixels, chunk, s.out_c, out, &part);
 }
 
 /// The geometry of output rows `rows` of a convolution `s` as a convolution
@@ -234,8 +294,9 @@ pub fn depthwise(
     out: &mut [f32],
 ) {
     let row_macs = s.out_w * s.out_c * s.kernel_h * s.kernel_w;
-    let n = parts(par, s.out_h, 1, row_macs);
-    if n <= 1 || input.len() != s.in_len() || out.len() != s.out_len() || s.stride_h == 0 {
+    let max_chunks = par.threads().saturating_mul(CHUNKS_PER_THREAD);
+    let chunk = chunk_len(par, s.out_h, 1, row_macs, max_chunks);
+    if chunk >= s.out_h || input.len() != s.in_len() || out.len() != s.out_len() || s.stride_h == 0 {
         return simd::depthwise(s, tiles, input, weights, ep, out);
     }
     let row_in = s.in_w * s.in_c;
@@ -257,7 +318,7 @@ pub fn depthwise(
             out,
         );
     };
-    for_parts(par, 0..s.out_h, n, 1, row_out, out, &part);
+    for_chunks(par, s.out_h, chunk, row_out, out, &part);
 }
 
 /// [`simd::conv2d`] on `par`'s threads, split by output rows (NHWC input; an
@@ -280,8 +341,14 @@ pub fn conv2d<T: Pixel + Sync>(
     out: &mut [f32],
 ) {
     let row_macs = s.out_w * s.out_c * s.kernel_h * s.kernel_w * s.in_c;
-    let n = parts(par, s.out_h, 1, row_macs);
-    if n <= 1 || layout != Layout::Nhwc || input.len() != s.in_len() || out.len() != s.out_len() || s.stride_h == 0 {
+    let max_chunks = par.threads().saturating_mul(CHUNKS_PER_THREAD);
+    let chunk = chunk_len(par, s.out_h, 1, row_macs, max_chunks);
+    if chunk >= s.out_h
+        || layout != Layout::Nhwc
+        || input.len() != s.in_len()
+        || out.len() != s.out_len()
+        || s.stride_h == 0
+    {
         return simd::conv2d(s, tiles, layout, input, pad_value, weights, ep, out);
     }
     let row_in = s.in_w * s.in_c;
@@ -297,5 +364,5 @@ pub fn conv2d<T: Pixel + Sync>(
         let x = &input[ins.start * row_in..ins.end * row_in];
         simd::conv2d(&sub, tiles, layout, x, pad_value, weights, &ep, out);
     };
-    for_parts(par, 0..s.out_h, n, 1, row_out, out, &part);
+    for_chunks(par, s.out_h, chunk, row_out, out, &part);
 }

@@ -400,24 +400,39 @@ mod std_pool {
 
     #[test]
     fn join_runs_both_on_two_threads() {
+        use std::sync::atomic::AtomicBool;
         let pool = StdPool::new();
         assert_eq!(pool.threads(), 2);
+        let me = std::thread::current().id();
+        for _ in 0..200 {
+            // `a` waits for `b`: `b` must run on the worker, at the same time.
+            let started = AtomicBool::new(false);
+            let mut tb = None;
+            pool.join(
+                &mut || {
+                    while !started.load(Ordering::Acquire) {
+                        std::hint::spin_loop();
+                    }
+                },
+                &mut || {
+                    tb = Some(std::thread::current().id());
+                    started.store(true, Ordering::Release);
+                },
+            );
+            assert!(tb.is_some() && tb != Some(me), "b runs on the worker");
+        }
         for _ in 0..1000 {
-            let (mut x, mut y) = (0, 0);
-            let (mut ta, mut tb) = (None, None);
+            // Short closures: `b` runs on the worker, or on the caller when
+            // the worker has not started it by the time `a` is done.
+            let (mut x, mut y, mut ta) = (0, 0, None);
             pool.join(
                 &mut || {
                     x += 1;
                     ta = Some(std::thread::current().id());
                 },
-                &mut || {
-                    y += 2;
-                    tb = Some(std::thread::current().id());
-                },
+                &mut || y += 2,
             );
-            assert_eq!((x, y), (1, 2));
-            assert_eq!(ta, Some(std::thread::current().id()), "a runs on the caller");
-            assert_ne!(ta, tb, "b runs on the worker");
+            assert_eq!((x, y, ta), (1, 2, Some(me)), "each closure runs once, a on the caller");
         }
     }
 
