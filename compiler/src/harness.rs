@@ -55,14 +55,20 @@ fn main() {
         }
         "bench" => {
             let seconds: f64 = args[3].parse().unwrap();
+            // `bench2`: run_parallel on the runtime's two-thread pool.
+            let pool = (args.len() > 4 && args[4] == "2").then(mncc_runtime::par::StdPool::new);
+            let run = |input: &model::Input, output: &mut model::Output, arena: &mut model::Arena| match &pool {
+                Some(p) => model::run_parallel(input, output, arena, p),
+                None => model::run(input, output, arena),
+            };
             for _ in 0..3 {
-                model::run(&input, &mut output, &mut arena);
+                run(&input, &mut output, &mut arena);
             }
             let mut times = Vec::new();
             let start = std::time::Instant::now();
             while times.len() < 5 || (start.elapsed().as_secs_f64() < seconds && times.len() < 100_000) {
                 let t = std::time::Instant::now();
-                model::run(std::hint::black_box(&input), &mut output, &mut arena);
+                run(std::hint::black_box(&input), &mut output, &mut arena);
                 times.push(t.elapsed().as_secs_f64() * 1e3);
                 std::hint::black_box(&output);
             }
@@ -167,7 +173,7 @@ pub(crate) fn scratch_crate(
     )?;
     write(
         &root.join("runtime/Cargo.toml"),
-        "[package]\nname = \"mncc-runtime\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[features]\ndefault = []\nmacros = []\n",
+        "[package]\nname = \"mncc-runtime\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[features]\ndefault = []\nmacros = []\nstd = []\n",
     )?;
     for (rel, text) in RUNTIME_SOURCES {
         write(&root.join("runtime/src").join(rel), text)?;
@@ -198,9 +204,18 @@ pub fn build(program: &Program, quiet: bool) -> Result<Harness, String> {
 
     let target = target_dir();
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cmd.args(["build", "--release", "--offline", "-p", &pkg])
-        .current_dir(root)
-        .env("CARGO_TARGET_DIR", &target);
+    // The runtime's `std` feature: the two-thread pool of `bench_threads`.
+    cmd.args([
+        "build",
+        "--release",
+        "--offline",
+        "-p",
+        &pkg,
+        "--features",
+        "mncc-runtime/std",
+    ])
+    .current_dir(root)
+    .env("CARGO_TARGET_DIR", &target);
     cmd.env_remove("RUSTFLAGS")
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("CARGO_BUILD_TARGET");
@@ -276,9 +291,19 @@ impl Harness {
 
     /// Times repeated runs for about `seconds`.
     pub fn bench(&self, input: &InputData, seconds: f64) -> Result<Timing, String> {
+        self.bench_threads(input, seconds, 1)
+    }
+
+    /// Times repeated runs for about `seconds` on `threads` threads: 1
+    /// (`run`) or 2 (`run_parallel` on the runtime's `par::StdPool`).
+    pub fn bench_threads(&self, input: &InputData, seconds: f64, threads: usize) -> Result<Timing, String> {
+        if !(1..=2).contains(&threads) {
+            return Err(format!("{threads} threads: the harness runs 1 or 2"));
+        }
         let inp = self.input_file(input)?;
         let secs = seconds.to_string();
-        let stdout = self.exec(&["bench".as_ref(), inp.as_os_str(), secs.as_ref()])?;
+        let threads = threads.to_string();
+        let stdout = self.exec(&["bench".as_ref(), inp.as_os_str(), secs.as_ref(), threads.as_ref()])?;
         let text = String::from_utf8_lossy(&stdout);
         let f: Vec<f64> = text.split_whitespace().filter_map(|t| t.parse().ok()).collect();
         match f[..] {
