@@ -82,6 +82,10 @@ enum Cmd {
         /// Also time each layer (within whole-model runs) and summarize per kernel.
         #[arg(long)]
         layers: bool,
+        /// Threads per inference: 1 (`run`) or 2 (`run_parallel` on the runtime's
+        /// two-thread pool).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+        threads: u8,
         /// FMA peak of one core in GFLOP/s, for the "% of peak" columns
         /// (177 on the Xeon the README's figures come from; `bench/peak` measures yours).
         #[arg(long, default_value_t = 177.0)]
@@ -219,6 +223,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             target,
             seconds,
             layers,
+            threads,
             peak,
         } => {
             if !(seconds > 0.0 && seconds <= 600.0) {
@@ -229,14 +234,18 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             let x = InputData::random(p.input_type, p.input_len(), 1);
             eprintln!("building the generated code (release, target-cpu=native)...");
             let h = harness::build(&p, true)?;
-            let t = h.bench(&x, seconds)?;
+            let t = h.bench_threads(&x, seconds, threads as usize)?;
             println!(
                 "model    {} ({}), {:.1} M MACs",
                 p.name,
                 p.description,
                 p.macs() as f64 / 1e6
             );
-            println!("runs     {}", t.runs);
+            println!(
+                "runs     {} ({threads} thread{})",
+                t.runs,
+                if threads == 1 { "" } else { "s" }
+            );
             println!("median   {:.3} ms", t.median_ms);
             println!("min      {:.3} ms", t.min_ms);
             let gflops = 2.0 * p.macs() as f64 / (t.median_ms * 1e6);
