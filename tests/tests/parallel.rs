@@ -1,11 +1,12 @@
 //! The parallel mode end to end: every model's `run_parallel` gives `run`'s
 //! output bit for bit, on the `std` pool (two threads) and on an executor
-//! that splits every layer into three parts.
+//! with three participants that cuts every layer into as many chunks as it
+//! can (up to twelve).
 
 use mncc_runtime::par::{Parallel, StdPool};
 
-/// Three parts per layer, however small (`min_part_macs` 1), run on the
-/// calling thread: the most splits, deterministic.
+/// Three participants, chunks however small (`min_part_macs` 1), all run on
+/// the calling thread: the most splits, deterministic.
 struct Inline3;
 
 impl Parallel for Inline3 {
