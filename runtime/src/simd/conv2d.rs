@@ -25,10 +25,15 @@ pub const fn conv2d_packed_len(s: &ConvShape) -> usize {
 /// Stack buffer of [`conv2d`]'s gathered input patches, in floats.
 const PATCH: usize = 4096;
 
-/// Full convolution (groups = 1), any geometry: gathers the input windows of
-/// a block of output pixels (im2col, with `pad_value` outside the input,
-/// any [`Layout`], `u8` or `f32`) into a stack buffer and multiplies them
-/// with the packed weights by the [`pointwise`](super::pointwise) micro-kernel.
+/// Full convolution (groups = 1), any geometry, any [`Layout`], `u8` or
+/// `f32` input, `pad_value` outside the input. 3x3 kernels with horizontal
+/// stride 1 or 2 and 1 to 4 input channels (first layers) run directly on
+/// AVX-512, AVX2 and NEON: the input rows of each output row are copied
+/// once into a 15 KiB stack buffer and register tiles of pixels x output
+/// channels accumulate their taps. Other shapes, and the portable path,
+/// gather the input windows of a block of output pixels (im2col) into a
+/// 16 KiB stack buffer and multiply them with the packed weights by the
+/// [`pointwise`](super::pointwise) micro-kernel.
 ///
 /// * `weights`: the `[kernel_h * kernel_w * in_c][out_c]` matrix (row
 ///   `(ky * kernel_w + kx) * in_c + ci`) packed in panels of [`PANEL`]
@@ -235,6 +240,7 @@ pub(crate) mod direct {
     use crate::isa::Isa;
     use crate::kernels::{self, ConvShape};
     use crate::{Activation, Epilogue, Layout, Pixel};
+
     /// Input columns per channel in the row buffer.
     const ROW_W: usize = 320;
     /// Floats per buffered input row (up to 4 channels of `ROW_W` columns).
