@@ -112,18 +112,33 @@ pub const PIXEL_ALIGN: usize = 12;
 /// machine) delays its layer by at most one chunk, not by half the layer.
 pub const CHUNKS_PER_THREAD: usize = 4;
 
-/// The chunk length (in units: rows or pixels) for `units` units of
-/// `macs_per_unit` each on `par`: at most `max_chunks` chunks, each a
-/// multiple of `align` units (but the last) and at least
-/// [`Parallel::min_part_macs`]; `units` itself means "do not split".
-fn chunk_len(par: &dyn Parallel, units: usize, align: usize, macs_per_unit: usize, max_chunks: usize) -> usize {
-    let align = align.max(1);
+/// How many chunks `units` units (rows or pixels) of `macs_per_unit` each
+/// are cut into on `par`: at most `max_chunks`, with at least `align` units
+/// and [`Parallel::min_part_macs`] per chunk; 1 means "do not split".
+fn chunk_count(par: &dyn Parallel, units: usize, align: usize, macs_per_unit: usize, max_chunks: usize) -> usize {
     let by_macs = units.saturating_mul(macs_per_unit) / par.min_part_macs().max(1);
-    let n = by_macs.min(max_chunks).min(units / align);
-    if par.threads() < 2 || n < 2 {
-        return units.max(1);
+    let n = by_macs.min(max_chunks).min(units / align.max(1));
+    if par.threads() < 2 {
+        1
+    } else {
+        n.max(1)
     }
-    units.div_ceil(n).div_ceil(align) * align
+}
+
+/// Chunk `i` of `n` over `0..units`: boundaries at `i * units / n` rounded
+/// to the nearest multiple of `align` (the last chunk ends at `units`), so
+/// the chunks are balanced to within `align` units. Strictly increasing
+/// when `n <= units / align`.
+fn chunk(i: usize, n: usize, units: usize, align: usize) -> Range<usize> {
+    let align = align.max(1);
+    let at = |i: usize| {
+        if i >= n {
+            units
+        } else {
+            ((i * units / n + align / 2) / align * align).min(units)
+        }
+    };
+    at(i)..at(i + 1)
 }
 
 /// The output pointer shared by the threads of [`for_chunks`].
@@ -143,18 +158,16 @@ impl OutPtr {
     }
 }
 
-/// Runs `f(range, out_part)` for the chunks `range` of `chunk` units covering
-/// `0..units`, where `out_part` is the part of `out` (`unit` elements per
-/// unit) the chunk writes. `par.threads()` participants (the calling thread
+/// Runs `f(range, out_part)` for the `n` chunks `range` covering `0..units`
+/// (see [`chunk`]), where `out_part` is the part of `out` (`unit` elements
+/// per unit) the chunk writes. `par.threads()` participants (the calling thread
 /// and the others, through nested [`Parallel::join`]s) claim chunks from a
 /// shared counter until none are left. Targets without atomic
 /// read-modify-write run all chunks on the calling thread.
-fn for_chunks<F>(par: &dyn Parallel, units: usize, chunk: usize, unit: usize, out: &mut [f32], f: &F)
+fn for_chunks<F>(par: &dyn Parallel, units: usize, n: usize, align: usize, unit: usize, out: &mut [f32], f: &F)
 where
     F: Fn(Range<usize>, &mut [f32]) + Sync,
 {
-    let chunk = chunk.max(1);
-    let n = units.div_ceil(chunk);
     assert_eq!(out.len(), units * unit, "par: output length (compiler bug)");
     #[cfg(target_has_atomic = "ptr")]
     if n > 1 && par.threads() > 1 {
@@ -166,7 +179,10 @@ where
             if i >= n {
                 return;
             }
-            let r = i * chunk..((i + 1) * chunk).min(units);
+            let r = chunk(i, n, units, align);
+            if r.is_empty() {
+                continue;
+            }
             // SAFETY: `fetch_add` gives each chunk index to exactly one
             // participant, and the chunks' element ranges
             // `r.start * unit..r.end * unit` are disjoint and inside `out`
@@ -180,9 +196,7 @@ where
         participate(par, par.threads().min(n), &work);
         return;
     }
-    for (i, part) in out.chunks_mut((chunk * unit).max(1)).enumerate() {
-        f(i * chunk..((i + 1) * chunk).min(units), part);
-    }
+    f(0..units, out);
 }
 
 /// Runs `work` on `k` participants: the calling thread, and `k - 1` more
@@ -215,8 +229,8 @@ pub fn pointwise(
     // one chunk per thread.
     let per_thread = if s.out_c > s.pixels { 1 } else { CHUNKS_PER_THREAD };
     let max_chunks = par.threads().saturating_mul(per_thread);
-    let chunk = chunk_len(par, s.pixels, PIXEL_ALIGN, s.in_c * s.out_c, max_chunks);
-    if chunk >= s.pixels || input.len() != s.pixels * s.in_c || out.len() != s.pixels * s.out_c {
+    let n = chunk_count(par, s.pixels, PIXEL_ALIGN, s.in_c * s.out_c, max_chunks);
+    if n <= 1 || input.len() != s.pixels * s.in_c || out.len() != s.pixels * s.out_c {
         // One part (or a length error, which the kernel reports).
         return simd::pointwise(s, tiles, input, packed, ep, out);
     }
@@ -240,7 +254,7 @@ pub fn pointwise(
             out,
         );
     };
-    for_chunks(par, s.pixels, chunk, s.out_c, out, &part);
+    for_chunks(par, s.pixels, n, PIXEL_ALIGN, s.out_c, out, &part);
 }
 
 /// The geometry of output rows `rows` of a convolution `s` as a convolution
@@ -295,8 +309,8 @@ pub fn depthwise(
 ) {
     let row_macs = s.out_w * s.out_c * s.kernel_h * s.kernel_w;
     let max_chunks = par.threads().saturating_mul(CHUNKS_PER_THREAD);
-    let chunk = chunk_len(par, s.out_h, 1, row_macs, max_chunks);
-    if chunk >= s.out_h || input.len() != s.in_len() || out.len() != s.out_len() || s.stride_h == 0 {
+    let n = chunk_count(par, s.out_h, 1, row_macs, max_chunks);
+    if n <= 1 || input.len() != s.in_len() || out.len() != s.out_len() || s.stride_h == 0 {
         return simd::depthwise(s, tiles, input, weights, ep, out);
     }
     let row_in = s.in_w * s.in_c;
@@ -318,7 +332,7 @@ pub fn depthwise(
             out,
         );
     };
-    for_chunks(par, s.out_h, chunk, row_out, out, &part);
+    for_chunks(par, s.out_h, n, 1, row_out, out, &part);
 }
 
 /// [`simd::conv2d`] on `par`'s threads, split by output rows (NHWC input; an
@@ -342,13 +356,8 @@ pub fn conv2d<T: Pixel + Sync>(
 ) {
     let row_macs = s.out_w * s.out_c * s.kernel_h * s.kernel_w * s.in_c;
     let max_chunks = par.threads().saturating_mul(CHUNKS_PER_THREAD);
-    let chunk = chunk_len(par, s.out_h, 1, row_macs, max_chunks);
-    if chunk >= s.out_h
-        || layout != Layout::Nhwc
-        || input.len() != s.in_len()
-        || out.len() != s.out_len()
-        || s.stride_h == 0
-    {
+    let n = chunk_count(par, s.out_h, 1, row_macs, max_chunks);
+    if n <= 1 || layout != Layout::Nhwc || input.len() != s.in_len() || out.len() != s.out_len() || s.stride_h == 0 {
         return simd::conv2d(s, tiles, layout, input, pad_value, weights, ep, out);
     }
     let row_in = s.in_w * s.in_c;
@@ -364,5 +373,36 @@ pub fn conv2d<T: Pixel + Sync>(
         let x = &input[ins.start * row_in..ins.end * row_in];
         simd::conv2d(&sub, tiles, layout, x, pad_value, weights, &ep, out);
     };
-    for_chunks(par, s.out_h, chunk, row_out, out, &part);
+    for_chunks(par, s.out_h, n, 1, row_out, out, &part);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chunk;
+
+    #[test]
+    fn chunks_cover_in_order_and_balance() {
+        for align in [1, 2, 12] {
+            for units in 1..300 {
+                for n in 1..=(units / align).max(1) {
+                    let mut end = 0;
+                    for i in 0..n {
+                        let r = chunk(i, n, units, align);
+                        assert_eq!(r.start, end, "units {units} n {n} align {align}: chunk {i} {r:?}");
+                        assert!(r.end > r.start, "units {units} n {n} align {align}: chunk {i} empty");
+                        assert!(i + 1 == n || r.end.is_multiple_of(align), "chunk {i} ends off the alignment");
+                        // Within `align` of the even share.
+                        let len = (r.end - r.start) as f64;
+                        let share = units as f64 / n as f64;
+                        assert!(
+                            (len - share).abs() <= align as f64,
+                            "units {units} n {n} align {align}: {r:?}"
+                        );
+                        end = r.end;
+                    }
+                    assert_eq!(end, units);
+                }
+            }
+        }
+    }
 }
