@@ -39,7 +39,7 @@ pub fn depthwise(
             isa::Isa::Avx2 => x86::depthwise_avx2(&d),
             #[cfg(target_arch = "aarch64")]
             isa::Isa::Neon => neon::depthwise_neon(&d),
-            _ => depthwise_v::<portable::F32x4, portable::F32x4, 4>(&d),
+            _ => depthwise_v::<portable::F32x4, portable::F32x4, 4, 4, false>(&d),
         }
     }
 }
@@ -55,65 +55,80 @@ pub(crate) struct Dw<'a> {
     out: *mut f32,
 }
 
-/// Depthwise over all channels: full vectors of `V::N` channels, then of
-/// `V2::N` (`<= V::N`), the remaining channels by the reference kernel's
-/// block function.
-/// `PX` output pixels per interior step.
+/// Depthwise over all channels, one output row at a time: within a row,
+/// blocks of `PX` (then `PX2`, then 1) interior pixels, and for each block
+/// every channel vector in turn (full vectors of `V::N` channels, then of
+/// `V2::N <= V::N`), so the input rows and the output row are walked in
+/// memory order; the remaining channels by the reference kernel's block
+/// function. `K5`: specialize 5x5 kernels too (the portable path does not,
+/// to keep microcontroller code small: MobileNet v1/v2 use 3x3 only).
 ///
 /// # Safety
-/// `d` satisfies [`Dw`]'s contract; the CPU supports `V`'s instruction set.
+/// `d` satisfies [`Dw`]'s contract; the CPU supports `V`'s and `V2`'s
+/// instruction set.
 #[inline(always)]
-pub(crate) unsafe fn depthwise_v<V: Vf32, V2: Vf32, const PX: usize>(d: &Dw<'_>) {
+pub(crate) unsafe fn depthwise_v<V: Vf32, V2: Vf32, const PX: usize, const PX2: usize, const K5: bool>(d: &Dw<'_>) {
     let s = &d.cx.s;
     let c = s.in_c;
     let full = c - c % V::N;
     // Then half-width vectors (e.g. 8 channels of ymm on AVX-512), which
     // small models (8, 24, 40 channels) need.
     let full2 = full + (c - full) / V2::N * V2::N;
+    let ch = Chans { full, full2 };
     let mut oy0 = 0;
     while oy0 < s.out_h {
         let oy1 = oy0 + d.rows.min(s.out_h - oy0);
-        let mut c0 = 0;
-        while c0 < full {
-            // SAFETY: c0 + N <= c.
-            unsafe { dw_channels::<V, PX>(d, oy0, oy1, c0) };
-            c0 += V::N;
+        for oy in oy0..oy1 {
+            // SAFETY: forwarded; `ch` is within `c`.
+            unsafe { dw_row::<V, V2, PX, PX2, K5>(d, oy, ch) };
         }
-        while c0 < full2 {
-            // SAFETY: c0 + N2 <= c.
-            unsafe { dw_channels::<V2, PX>(d, oy0, oy1, c0) };
-            c0 += V2::N;
-        }
-        let full = full2;
-        if full < c {
+        if full2 < c {
             // SAFETY: `out` has `out_len` elements (checked by `DwCx::new`)
             // and no other reference to it is live here.
             let out = unsafe { core::slice::from_raw_parts_mut(d.out, s.out_len()) };
-            kernels::depthwise_block::<16>(&d.cx, oy0, oy1, full, c - full, out);
+            kernels::depthwise_block::<16>(&d.cx, oy0, oy1, full2, c - full2, out);
         }
         oy0 = oy1;
     }
 }
 
-/// Output rows `oy0..oy1`, channels `c0..c0 + N`: the kernel-size and
-/// stride specializations, else every pixel through [`dw_border`].
+/// The vectorized channels: `0..full` in vectors of `V::N`, `full..full2`
+/// in vectors of `V2::N`.
+#[derive(Clone, Copy)]
+struct Chans {
+    full: usize,
+    full2: usize,
+}
+
+/// Output row `oy`, vectorized channels: the kernel-size and stride
+/// specializations, else every pixel through [`dw_border`].
 ///
 /// # Safety
-/// As [`depthwise_v`]; `c0 + N <= c`.
+/// As [`depthwise_v`]; `ch` within `c`, `oy < out_h`.
 #[inline(always)]
-unsafe fn dw_channels<V: Vf32, const PX: usize>(d: &Dw<'_>, oy0: usize, oy1: usize, c0: usize) {
+unsafe fn dw_row<V: Vf32, V2: Vf32, const PX: usize, const PX2: usize, const K5: bool>(
+    d: &Dw<'_>,
+    oy: usize,
+    ch: Chans,
+) {
     let s = &d.cx.s;
     // SAFETY: forwarded.
     unsafe {
         match (s.kernel_h, s.kernel_w, s.stride_w) {
-            (3, 3, 1) => dw_rows::<V, 3, 3, 1, PX>(d, oy0, oy1, c0),
-            (3, 3, 2) => dw_rows::<V, 3, 3, 2, PX>(d, oy0, oy1, c0),
-            (5, 5, 1) => dw_rows::<V, 5, 5, 1, PX>(d, oy0, oy1, c0),
-            (5, 5, 2) => dw_rows::<V, 5, 5, 2, PX>(d, oy0, oy1, c0),
+            (3, 3, 1) => dw_row_k::<V, V2, 3, 1, PX, PX2>(d, oy, ch),
+            (3, 3, 2) => dw_row_k::<V, V2, 3, 2, PX, PX2>(d, oy, ch),
+            (5, 5, 1) if K5 => dw_row_k::<V, V2, 5, 1, PX, PX2>(d, oy, ch),
+            (5, 5, 2) if K5 => dw_row_k::<V, V2, 5, 2, PX, PX2>(d, oy, ch),
             _ => {
-                for oy in oy0..oy1 {
-                    for ox in 0..s.out_w {
+                for ox in 0..s.out_w {
+                    let mut c0 = 0;
+                    while c0 < ch.full {
                         dw_border::<V>(d, oy, ox, c0);
+                        c0 += V::N;
+                    }
+                    while V2::N < V::N && c0 < ch.full2 {
+                        dw_border::<V2>(d, oy, ox, c0);
+                        c0 += V2::N;
                     }
                 }
             }
@@ -121,135 +136,260 @@ unsafe fn dw_channels<V: Vf32, const PX: usize>(d: &Dw<'_>, oy0: usize, oy1: usi
     }
 }
 
-/// Output rows `oy0..oy1`, channels `c0..c0 + N`, for a `KH x KW` kernel
-/// of horizontal stride `SW`: the weights stay in registers across the
-/// rows; interior pixels run `PX` at a time with no bounds tests (with `SW`
-/// a constant, the input vectors shared by neighbouring pixels' windows are
-/// loaded once).
+/// Where one output row reads: `x0` points at column 0, channel 0 of the
+/// first window row inside the input (window row `ky_lo`), `w0` at the
+/// weights of that window row, `nky` window rows are inside the input.
+#[derive(Clone, Copy)]
+struct RowAt {
+    x0: *const f32,
+    w0: *const f32,
+    nky: usize,
+    oy: usize,
+}
+
+/// Output row `oy` for a `K x K` kernel of horizontal stride `SW`: window
+/// rows outside the input are skipped once for the whole row; the columns
+/// whose window reaches into the padding go through [`dw_edge`], the
+/// interior ones `PX` (then `PX2`, then 1) at a time with no bounds tests.
 ///
 /// # Safety
-/// As [`depthwise_v`]; `c0 + N <= c`; `SW == s.stride_w`.
+/// As [`dw_row`]; `K == kernel_h == kernel_w`, `SW == stride_w`.
 #[inline(always)]
-unsafe fn dw_rows<V: Vf32, const KH: usize, const KW: usize, const SW: usize, const PX: usize>(
+unsafe fn dw_row_k<V: Vf32, V2: Vf32, const K: usize, const SW: usize, const PX: usize, const PX2: usize>(
     d: &Dw<'_>,
-    oy0: usize,
-    oy1: usize,
+    oy: usize,
+    ch: Chans,
+) {
+    let s = &d.cx.s;
+    let c = s.in_c;
+    let iy0 = (oy * s.stride_h) as isize - s.pad_top as isize;
+    let ky_lo = (-iy0).clamp(0, K as isize) as usize;
+    let ky_hi = (s.in_h as isize - iy0).clamp(ky_lo as isize, K as isize) as usize;
+    let nky = ky_hi - ky_lo;
+    // SAFETY: window row `ky_lo` is an input row when `nky > 0` (else
+    // nothing is read through `x0`); the weights have `K` rows.
+    let at = unsafe {
+        RowAt {
+            x0: if nky > 0 {
+                d.cx.input.as_ptr().add((iy0 + ky_lo as isize) as usize * s.in_w * c)
+            } else {
+                d.cx.input.as_ptr()
+            },
+            w0: d.cx.weights.as_ptr().add(ky_lo * K * c),
+            nky,
+            oy,
+        }
+    };
+    // SAFETY: forwarded.
+    unsafe { dw_cols::<V, V2, K, SW, PX, PX2>(d, at, ch) }
+}
+
+/// The columns of one output row (see [`dw_row_k`]).
+///
+/// # Safety
+/// As [`dw_row_k`]; `at` describes row `at.oy`.
+#[inline(always)]
+unsafe fn dw_cols<V: Vf32, V2: Vf32, const K: usize, const SW: usize, const PX: usize, const PX2: usize>(
+    d: &Dw<'_>,
+    at: RowAt,
+    ch: Chans,
+) {
+    let s = &d.cx.s;
+    let (x_lo, x_hi) = d.cx.x_in;
+    // SAFETY: `x_in` is the range of interior columns; the others are
+    // bounds-tested per tap.
+    unsafe {
+        for ox in 0..x_lo {
+            dw_edge::<V, V2, K>(d, at, ox, ch);
+        }
+        let mut ox = x_lo;
+        while ox + PX <= x_hi {
+            dw_pixels::<V, V2, K, SW, PX>(d, at, ox, ch);
+            ox += PX;
+        }
+        while PX2 < PX && ox + PX2 <= x_hi {
+            dw_pixels::<V, V2, K, SW, PX2>(d, at, ox, ch);
+            ox += PX2;
+        }
+        while ox < x_hi {
+            dw_pixels::<V, V2, K, SW, 1>(d, at, ox, ch);
+            ox += 1;
+        }
+        for ox in x_hi.max(x_lo)..s.out_w {
+            dw_edge::<V, V2, K>(d, at, ox, ch);
+        }
+    }
+}
+
+/// `P` interior output pixels from column `ox`, all vectorized channels.
+///
+/// # Safety
+/// As [`dw_cols`]; `ox..ox + P` are interior columns.
+#[inline(always)]
+unsafe fn dw_pixels<V: Vf32, V2: Vf32, const K: usize, const SW: usize, const P: usize>(
+    d: &Dw<'_>,
+    at: RowAt,
+    ox: usize,
+    ch: Chans,
+) {
+    let s = &d.cx.s;
+    let c = s.in_c;
+    // SAFETY: interior columns: input columns `ox * SW - pad_left ..` of the
+    // window lie inside the row; outputs `ox..ox + P` of row `oy` exist.
+    unsafe {
+        let x = at.x0.add((ox * SW - s.pad_left) * c);
+        let o = (at.oy * s.out_w + ox) * c;
+        let mut c0 = 0;
+        while c0 < ch.full {
+            dw_block::<V, K, SW, P>(d, at, x.add(c0), o + c0, c0);
+            c0 += V::N;
+        }
+        while V2::N < V::N && c0 < ch.full2 {
+            dw_block::<V2, K, SW, P>(d, at, x.add(c0), o + c0, c0);
+            c0 += V2::N;
+        }
+    }
+}
+
+/// Runs `$body` with `$j` = 0, 1, ... up to (not including) `$n` <= 20,
+/// written out (the `if`s on constants fold away).
+macro_rules! unroll_cols {
+    ($j:ident < $n:expr; $body:block) => {
+        unroll_cols!(@ $j, $n, $body; 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19)
+    };
+    (@ $j:ident, $n:expr, $body:block; $($i:literal)*) => {
+        const { assert!($n <= 20) };
+        $(
+            if $i < $n {
+                let $j: usize = $i;
+                $body
+            }
+        )*
+    };
+}
+
+/// `P` interior output pixels, channels `c0..c0 + N`: `x` points at their
+/// window's first input (window row `ky_lo`, column 0, channel `c0`), `o`
+/// is the first output's flat index. One FMA chain per pixel, in window
+/// order, weights loaded once per window row.
+///
+/// # Safety
+/// As [`dw_pixels`]; `c0 + N <= c`.
+#[inline(always)]
+unsafe fn dw_block<V: Vf32, const K: usize, const SW: usize, const P: usize>(
+    d: &Dw<'_>,
+    at: RowAt,
+    x: *const f32,
+    o: usize,
     c0: usize,
 ) {
     let s = &d.cx.s;
     let c = s.in_c;
-    let (x_lo, x_hi) = d.cx.x_in;
-    // SAFETY: (whole body) interior columns' windows lie inside the input
-    // columns (what `x_in` means), only window rows inside the input are
-    // read (`valid`), channels c0..c0 + N exist, and output pixels are
-    // < out_h * out_w.
+    let row = s.in_w * c;
+    // SAFETY: the caller's bounds.
     unsafe {
-        let wts: [[V; KW]; KH] = core::array::from_fn(|ky| {
-            core::array::from_fn(|kx| V::load(d.cx.weights.as_ptr().add((ky * KW + kx) * c + c0)))
-        });
-        for oy in oy0..oy1 {
-            // Window rows inside the input (all of them in the interior
-            // rows; the others skip the padding rows, not the pixels).
-            let iy0 = (oy * s.stride_h) as isize - s.pad_top as isize;
-            let valid: [bool; KH] = core::array::from_fn(|ky| {
-                let iy = iy0 + ky as isize;
-                iy >= 0 && (iy as usize) < s.in_h
-            });
-            let rows: [*const f32; KH] = core::array::from_fn(|ky| {
-                if valid[ky] {
-                    d.cx.input
-                        .as_ptr()
-                        .add(((iy0 + ky as isize) as usize * s.in_w) * c + c0)
-                } else {
-                    d.cx.input.as_ptr()
-                }
-            });
-            for ox in 0..x_lo {
-                dw_border::<V>(d, oy, ox, c0);
+        let mut acc = [V::zero(); P];
+        for ky in 0..K {
+            if ky >= at.nky {
+                break;
             }
-            if x_hi - x_lo >= PX {
-                let mut ox = x_lo;
-                while ox + PX <= x_hi {
-                    dw_block::<V, KH, KW, SW, PX>(d, &wts, &valid, &rows, oy, ox, c0);
-                    ox += PX;
+            let wr = at.w0.add(ky * K * c + c0);
+            let mut w = [V::zero(); K];
+            for (kx, wk) in w.iter_mut().enumerate() {
+                *wk = V::load(wr.add(kx * c));
+            }
+            // Each input column of the window row is loaded once, by a
+            // pointer stepping one pixel (not by `j * c` offsets, which
+            // would each need a register), and feeds every pixel whose
+            // window holds it, in the window order of each pixel. The
+            // macro unrolls the columns (LLVM does not, at 17 columns of
+            // 8 pixels).
+            let mut q = x.add(ky * row);
+            unroll_cols!(j < (P - 1) * SW + K; {
+                let v = V::load(q);
+                if j + 1 < (P - 1) * SW + K {
+                    q = q.add(c);
                 }
-                if ox < x_hi {
-                    // The last block overlaps the previous one: those
-                    // pixels are recomputed, with the same result.
-                    dw_block::<V, KH, KW, SW, PX>(d, &wts, &valid, &rows, oy, x_hi - PX, c0);
-                }
-            } else {
-                for ox in x_lo..x_hi {
-                    let ix0 = (ox * SW - s.pad_left) * c;
-                    let mut acc = [V::zero(); KH];
-                    for ky in 0..KH {
-                        if !valid[ky] {
-                            continue;
-                        }
-                        let row = rows[ky].add(ix0);
-                        for (kx, &w) in wts[ky].iter().enumerate() {
-                            acc[ky] = V::fma(V::load(row.add(kx * c)), w, acc[ky]);
-                        }
+                for (p, a) in acc.iter_mut().enumerate() {
+                    if j >= p * SW && j - p * SW < K {
+                        *a = V::fma(v, w[j - p * SW], *a);
                     }
-                    let mut a = acc[0];
-                    for &x in &acc[1..] {
-                        a = V::add(a, x);
-                    }
-                    dw_store::<V>(d, (oy * s.out_w + ox) * c + c0, c0, a);
                 }
-            }
-            for ox in x_hi.max(x_lo)..s.out_w {
-                dw_border::<V>(d, oy, ox, c0);
-            }
+            });
+        }
+        dw_store_n::<V, P>(d, o, c0, &acc);
+    }
+}
+
+/// One output pixel whose window reaches into the left or right padding,
+/// all vectorized channels: the columns inside the input are found once.
+///
+/// # Safety
+/// As [`dw_cols`].
+#[inline(always)]
+unsafe fn dw_edge<V: Vf32, V2: Vf32, const K: usize>(d: &Dw<'_>, at: RowAt, ox: usize, ch: Chans) {
+    let s = &d.cx.s;
+    let ix0 = (ox * s.stride_w) as isize - s.pad_left as isize;
+    let kx_lo = (-ix0).clamp(0, s.kernel_w as isize) as usize;
+    let kx_hi = (s.in_w as isize - ix0).clamp(kx_lo as isize, s.kernel_w as isize) as usize;
+    let o = (at.oy * s.out_w + ox) * s.in_c;
+    let mut c0 = 0;
+    // SAFETY: only columns `ix0 + kx_lo .. ix0 + kx_hi` (inside the input)
+    // are read; `ch` within `c`.
+    unsafe {
+        while c0 < ch.full {
+            dw_edge_v::<V, K>(d, at, ix0, kx_lo, kx_hi, o + c0, c0);
+            c0 += V::N;
+        }
+        while V2::N < V::N && c0 < ch.full2 {
+            dw_edge_v::<V2, K>(d, at, ix0, kx_lo, kx_hi, o + c0, c0);
+            c0 += V2::N;
         }
     }
 }
 
-/// `PX` interior output pixels from column `ox` of row `oy` (a function,
-/// not a closure: closures do not inherit `#[target_feature]`).
+/// One vector of [`dw_edge`]: window columns `kx_lo..kx_hi` (inside the
+/// input), in window order.
 ///
 /// # Safety
-/// As [`dw_rows`]; `rows[ky]` points at channel `c0` of input row
-/// `oy * stride_h - pad_top + ky` where `valid[ky]`; `ox..ox + PX` are
-/// interior columns.
-#[allow(clippy::too_many_arguments)]
+/// As [`dw_edge`]; `c0 + N <= c`.
 #[inline(always)]
-unsafe fn dw_block<V: Vf32, const KH: usize, const KW: usize, const SW: usize, const PX: usize>(
+unsafe fn dw_edge_v<V: Vf32, const K: usize>(
     d: &Dw<'_>,
-    wts: &[[V; KW]; KH],
-    valid: &[bool; KH],
-    rows: &[*const f32; KH],
-    oy: usize,
-    ox: usize,
+    at: RowAt,
+    ix0: isize,
+    kx_lo: usize,
+    kx_hi: usize,
+    o: usize,
     c0: usize,
 ) {
     let s = &d.cx.s;
     let c = s.in_c;
     // SAFETY: the caller's bounds.
     unsafe {
-        let ix0 = (ox * SW - s.pad_left) * c;
-        let mut acc = [V::zero(); PX];
-        for ky in 0..KH {
-            if !valid[ky] {
-                continue;
-            }
-            let row = rows[ky].add(ix0);
-            for (kx, &w) in wts[ky].iter().enumerate() {
-                for (p, a) in acc.iter_mut().enumerate() {
-                    *a = V::fma(V::load(row.add((p * SW + kx) * c)), w, *a);
+        let mut a = V::zero();
+        // Unrolled over the whole window, taps outside it skipped by
+        // branches that go the same way for every channel vector.
+        for ky in 0..K {
+            if ky < at.nky {
+                let r = at.x0.add(ky * s.in_w * c + c0);
+                let wr = at.w0.add(ky * K * c + c0);
+                for kx in 0..K {
+                    if kx >= kx_lo && kx < kx_hi {
+                        let ix = (ix0 + kx as isize) as usize;
+                        a = V::fma(V::load(r.add(ix * c)), V::load(wr.add(kx * c)), a);
+                    }
                 }
             }
         }
-        for (p, &a) in acc.iter().enumerate() {
-            dw_store::<V>(d, (oy * s.out_w + ox + p) * c + c0, c0, a);
-        }
+        dw_store::<V>(d, o, c0, a);
     }
 }
 
 /// One output pixel, channels `c0..c0 + N`, testing every tap's bounds.
 ///
 /// # Safety
-/// As [`dw_rows`].
+/// As [`dw_row`].
 #[inline(always)]
 unsafe fn dw_border<V: Vf32>(d: &Dw<'_>, oy: usize, ox: usize, c0: usize) {
     let s = &d.cx.s;
@@ -282,19 +422,38 @@ unsafe fn dw_border<V: Vf32>(d: &Dw<'_>, oy: usize, ox: usize, c0: usize) {
 /// `o + N <= out_len`, `c0 + N <= c`.
 #[inline(always)]
 unsafe fn dw_store<V: Vf32>(d: &Dw<'_>, o: usize, c0: usize, a: V) {
+    // SAFETY: forwarded.
+    unsafe { dw_store_n::<V, 1>(d, o, c0, &[a]) }
+}
+
+/// The epilogue of `P` depthwise output vectors of neighbouring pixels,
+/// the first at flat index `o`: bias, residual and clamp per vector, then
+/// the activation (a scalar loop) over all of them.
+///
+/// # Safety
+/// `o + (P - 1) * c + N <= out_len`, `c0 + N <= c`.
+#[inline(always)]
+unsafe fn dw_store_n<V: Vf32, const P: usize>(d: &Dw<'_>, o: usize, c0: usize, acc: &[V; P]) {
     let ep = d.cx.ep;
+    let c = d.cx.s.in_c;
     // SAFETY: the caller's bounds.
     unsafe {
-        let mut x = a;
-        if let Some(bias) = ep.bias {
-            x = V::add(x, V::load(bias.as_ptr().add(c0)));
+        let (lo, hi) = (V::splat(ep.min), V::splat(ep.max));
+        for (p, &a) in acc.iter().enumerate() {
+            let o = o + p * c;
+            let mut x = a;
+            if let Some(b) = ep.bias {
+                x = V::add(x, V::load(b.as_ptr().add(c0)));
+            }
+            if let Some(res) = ep.residual {
+                x = V::add(x, V::load(res.as_ptr().add(o)));
+            }
+            V::clamp(x, lo, hi).store(d.out.add(o));
         }
-        if let Some(res) = ep.residual {
-            x = V::add(x, V::load(res.as_ptr().add(o)));
-        }
-        V::clamp(x, V::splat(ep.min), V::splat(ep.max)).store(d.out.add(o));
         if ep.act != Activation::None {
-            kernels::activate(ep.act, core::slice::from_raw_parts_mut(d.out.add(o), V::N));
+            for p in 0..P {
+                kernels::activate(ep.act, core::slice::from_raw_parts_mut(d.out.add(o + p * c), V::N));
+            }
         }
     }
 }

@@ -66,7 +66,7 @@ pub(crate) unsafe fn gemm_neon(b: &Block<'_>) {
 #[target_feature(enable = "neon")]
 pub(crate) unsafe fn depthwise_neon(d: &Dw<'_>) {
     // SAFETY: forwarded.
-    unsafe { depthwise_v::<Neon, Neon, 4>(d) }
+    unsafe { depthwise_v::<Neon, Neon, 4, 4, true>(d) }
 }
 
 /// # Safety

@@ -120,7 +120,7 @@ pub(crate) unsafe fn gemm_avx2(b: &Block<'_>) {
 #[target_feature(enable = "avx512f,avx2,fma")]
 pub(crate) unsafe fn depthwise_avx512(d: &Dw<'_>) {
     // SAFETY: forwarded.
-    unsafe { depthwise_v::<Avx512, Avx2, 8>(d) }
+    unsafe { depthwise_v::<Avx512, Avx2, 8, 4, true>(d) }
 }
 
 /// # Safety
@@ -128,7 +128,7 @@ pub(crate) unsafe fn depthwise_avx512(d: &Dw<'_>) {
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn depthwise_avx2(d: &Dw<'_>) {
     // SAFETY: forwarded.
-    unsafe { depthwise_v::<Avx2, super::portable::F32x4, 4>(d) }
+    unsafe { depthwise_v::<Avx2, super::portable::F32x4, 4, 2, true>(d) }
 }
 
 /// # Safety
