@@ -390,7 +390,10 @@ mod tests {
                         let r = chunk(i, n, units, align);
                         assert_eq!(r.start, end, "units {units} n {n} align {align}: chunk {i} {r:?}");
                         assert!(r.end > r.start, "units {units} n {n} align {align}: chunk {i} empty");
-                        assert!(i + 1 == n || r.end.is_multiple_of(align), "chunk {i} ends off the alignment");
+                        assert!(
+                            i + 1 == n || r.end.is_multiple_of(align),
+                            "chunk {i} ends off the alignment"
+                        );
                         // Within `align` of the even share.
                         let len = (r.end - r.start) as f64;
                         let share = units as f64 / n as f64;
