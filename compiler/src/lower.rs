@@ -32,8 +32,10 @@
 //!   (early layers: each input row once).
 //! * `depthwise`: `rows` = the output rows whose input rows (`rows * stride
 //!   + k - 1` rows of `in_w * c` floats) fit half of L1, at least 1.
-//! * `conv2d`: blocks of output pixels whose im2col rows fit the runtime's
-//!   16 KiB stack buffer.
+//! * `conv2d`: no cache tiles to choose. The runtime takes a direct route
+//!   for 3x3 kernels on 1 to 4 input channels (every MobileNet's first
+//!   layer; one output row at a time) and otherwise blocks of output pixels
+//!   whose im2col rows fit its 16 KiB stack buffer.
 
 use crate::ir::{Act, Clamp, DType, Graph, Layout, Op, TensorId, INPUT};
 use crate::passes::PassReport;

@@ -16,12 +16,12 @@
 //!
 //! # Register tiles
 //!
-//! | ISA | pointwise `MR x NR` | depthwise pixels x lanes |
-//! |---|---|---|
-//! | AVX-512 | 12 x 32 (2 panels) | 8 x 16 |
-//! | AVX2 | 6 x 16 | 4 x 8 |
-//! | NEON | 6 x 16 | 4 x 4 |
-//! | portable | 2 x 16 | 4 x 4 |
+//! | ISA | pointwise `MR x NR` | depthwise pixels x lanes | first conv (direct) pixels x channels |
+//! |---|---|---|---|
+//! | AVX-512 | 12 x 32 (2 panels) | 8 x 16 | 8 x 32, 16 x 16, 8 x 8 |
+//! | AVX2 | 6 x 16 | 4 x 8 | 4 x 16, 8 x 8 |
+//! | NEON | 6 x 16 | 4 x 4 | 4 x 16, 12 x 4 |
+//! | portable | 2 x 16 | 4 x 4 | (im2col through the 2 x 16 GEMM) |
 //!
 //! The cache tiles and loop order (`kc`, `order`, `rows`) come from the
 //! compiler's schedule, as for the reference kernels.
