@@ -6,15 +6,10 @@
 //! nested joins, an idle pool parks).
 mod common;
 
-use common::{Epi, Rng};
-use mncc_runtime::isa::{self, Isa};
+use common::{for_each_isa, Epi, Rng};
 use mncc_runtime::par::{self, Parallel, Serial};
 use mncc_runtime::{simd, Conv2dTiles, ConvShape, DepthwiseTiles, Epilogue, Layout, Pixel};
 use mncc_runtime::{PointwiseShape, PointwiseTiles, PwOrder};
-use std::sync::Mutex;
-
-/// `isa::set_limit` is process-wide: the tests of this file take turns.
-static LOCK: Mutex<()> = Mutex::new(());
 
 /// Splits into `n` parts (any size: `min_part_macs` 1) and runs them on the
 /// calling thread, in order (`rev: false`) or the second closure first.
@@ -69,24 +64,6 @@ fn executors() -> Vec<(String, Box<dyn Parallel>)> {
     v.push(("scoped 2".into(), Box::new(Scoped(2))));
     v.push(("scoped 3".into(), Box::new(Scoped(3))));
     v
-}
-
-/// Runs `f` once per instruction set this CPU has.
-fn on_each_isa(mut f: impl FnMut(Isa)) {
-    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let d = isa::detected();
-    for i in Isa::ALL {
-        let have = match i {
-            Isa::Portable => true,
-            Isa::Neon => d == Isa::Neon,
-            Isa::Avx2 | Isa::Avx512 => matches!(d, Isa::Avx2 | Isa::Avx512) && i <= d,
-        };
-        if have {
-            isa::set_limit(Some(i));
-            f(i);
-        }
-    }
-    isa::set_limit(None);
 }
 
 /// Exact equality, bit for bit (NaNs of any payload are equal).
@@ -144,7 +121,7 @@ fn check_pointwise(pixels: usize, in_c: usize, out_c: usize, seed: u64) {
 
 #[test]
 fn pointwise_splits_are_bit_identical() {
-    on_each_isa(|_| {
+    for_each_isa(|_| {
         // Pixels: 1, fewer than two tiles of every ISA, not divisible by
         // the parts or the tiles, a 7x7 layer, a larger one.
         for (i, &pixels) in [1, 2, 5, 11, 12, 13, 23, 25, 49, 100, 197].iter().enumerate() {
@@ -192,7 +169,7 @@ fn conv_shapes(in_c: usize, out_c: usize) -> Vec<ConvShape> {
 
 #[test]
 fn depthwise_splits_are_bit_identical() {
-    on_each_isa(|_| {
+    for_each_isa(|_| {
         let mut seed = 2000;
         for c in [1, 8, 19, 32] {
             for s in conv_shapes(c, c) {
@@ -240,7 +217,7 @@ fn check_conv2d<T: Pixel + Sync>(s: &ConvShape, input: &[T], layout: Layout, rng
 
 #[test]
 fn conv2d_splits_are_bit_identical() {
-    on_each_isa(|_| {
+    for_each_isa(|_| {
         let mut seed = 3000;
         for (in_c, out_c) in [(3, 8), (3, 32), (2, 17)] {
             for s in conv_shapes(in_c, out_c)

@@ -15,57 +15,8 @@
 mod common;
 
 use common::*;
-use mncc_runtime::isa::{self, Isa};
+use mncc_runtime::isa::Isa;
 use mncc_runtime::{simd, Conv2dTiles, ConvShape, Epilogue, Layout, Pixel};
-use std::sync::Mutex;
-
-/// `set_limit` is process-wide: the tests of this file take turns.
-static LOCK: Mutex<()> = Mutex::new(());
-
-/// The instruction sets to test on this CPU (fails if one named in
-/// `MNCC_REQUIRE_ISA` is missing).
-fn isas() -> Vec<Isa> {
-    let d = isa::detected();
-    let req: Vec<String> = std::env::var("MNCC_REQUIRE_ISA")
-        .unwrap_or_default()
-        .split(',')
-        .map(|s| s.trim().to_lowercase())
-        .filter(|s| !s.is_empty())
-        .collect();
-    let mut out = Vec::new();
-    for i in Isa::ALL {
-        let have = match i {
-            Isa::Portable => true,
-            Isa::Neon => d == Isa::Neon,
-            Isa::Avx2 | Isa::Avx512 => matches!(d, Isa::Avx2 | Isa::Avx512) && i <= d,
-        };
-        if have {
-            out.push(i);
-        } else if req.iter().any(|r| r == i.name()) {
-            panic!(
-                "MNCC_REQUIRE_ISA names {} but this CPU has at most {}",
-                i.name(),
-                d.name()
-            );
-        } else {
-            eprintln!("skipping {}: this CPU has at most {}", i.name(), d.name());
-        }
-    }
-    out
-}
-
-/// Runs `f` once per instruction set, checking that it ran on that set.
-fn on_each_isa(what: &str, mut f: impl FnMut(Isa)) {
-    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    for i in isas() {
-        isa::set_limit(Some(i));
-        assert_eq!(isa::active(), i, "{what}: set_limit({i:?}) did not select {i:?}");
-        let before = isa::calls(i);
-        f(i);
-        assert!(isa::calls(i) > before, "{what}: no kernel call ran on {}", i.name());
-    }
-    isa::set_limit(None);
-}
 
 /// Which epilogues a check runs.
 #[derive(Clone, Copy, PartialEq)]

@@ -8,35 +8,8 @@
 mod common;
 
 use common::*;
-use mncc_runtime::isa::{self, Isa};
+use mncc_runtime::isa::Isa;
 use mncc_runtime::{simd, ConvShape, DepthwiseTiles};
-use std::sync::Mutex;
-
-/// `set_limit` is process-wide: the tests of this file take turns.
-static LOCK: Mutex<()> = Mutex::new(());
-
-/// Runs `f` once per instruction set this CPU has, checking that the
-/// kernel ran on it.
-fn on_each_isa(what: &str, mut f: impl FnMut(Isa)) {
-    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let d = isa::detected();
-    for i in Isa::ALL {
-        let have = match i {
-            Isa::Portable => true,
-            Isa::Neon => d == Isa::Neon,
-            Isa::Avx2 | Isa::Avx512 => matches!(d, Isa::Avx2 | Isa::Avx512) && i <= d,
-        };
-        if !have {
-            continue;
-        }
-        isa::set_limit(Some(i));
-        assert_eq!(isa::active(), i, "{what}: set_limit({i:?}) did not select {i:?}");
-        let before = isa::calls(i);
-        f(i);
-        assert!(isa::calls(i) > before, "{what}: no kernel call ran on {}", i.name());
-    }
-    isa::set_limit(None);
-}
 
 /// Every epilogue against the f64 reference with `rows` = 1, 2 and all;
 /// the three results bit-identical.

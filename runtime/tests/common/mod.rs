@@ -1,9 +1,75 @@
 //! Shared by the integration tests: a deterministic RNG, naive f64 reference
 //! kernels (direct loops over NHWC indices, explicit padding tests), weight
-//! packing, and whole-tensor comparison.
+//! packing, whole-tensor comparison, and running a check on every
+//! instruction set this CPU has.
 #![allow(dead_code)]
 
+use mncc_runtime::isa::{self, Isa};
 use mncc_runtime::{Activation, ConvShape, Epilogue};
+use std::sync::Mutex;
+
+/// `isa::set_limit` is process-wide: the tests of one binary take turns.
+static ISA_LOCK: Mutex<()> = Mutex::new(());
+
+/// The instruction sets `MNCC_REQUIRE_ISA` (comma-separated names) says
+/// must be tested.
+pub fn required_isas() -> Vec<String> {
+    std::env::var("MNCC_REQUIRE_ISA")
+        .unwrap_or_default()
+        .split(',')
+        .map(|s| s.trim().to_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// The instruction sets to test on this CPU (fails if one named in
+/// `MNCC_REQUIRE_ISA` is missing).
+pub fn isas() -> Vec<Isa> {
+    let d = isa::detected();
+    let have = |i: Isa| match i {
+        Isa::Portable => true,
+        Isa::Neon => d == Isa::Neon,
+        Isa::Avx2 | Isa::Avx512 => matches!(d, Isa::Avx2 | Isa::Avx512) && i <= d,
+    };
+    let req = required_isas();
+    let mut out = Vec::new();
+    for i in Isa::ALL {
+        if have(i) {
+            out.push(i);
+        } else if req.iter().any(|r| r == i.name()) {
+            panic!(
+                "MNCC_REQUIRE_ISA names {} but this CPU has at most {}",
+                i.name(),
+                d.name()
+            );
+        } else {
+            eprintln!("skipping {}: this CPU has at most {}", i.name(), d.name());
+        }
+    }
+    out
+}
+
+/// Runs `f` once per instruction set of [`isas`], with `isa::set_limit` on
+/// it (holding the lock that serializes `set_limit` users).
+pub fn for_each_isa(mut f: impl FnMut(Isa)) {
+    let _g = ISA_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    for i in isas() {
+        isa::set_limit(Some(i));
+        f(i);
+    }
+    isa::set_limit(None);
+}
+
+/// [`for_each_isa`], checking that the set is the active one and that a
+/// kernel call ran on it.
+pub fn on_each_isa(what: &str, mut f: impl FnMut(Isa)) {
+    for_each_isa(|i| {
+        assert_eq!(isa::active(), i, "{what}: set_limit({i:?}) did not select {i:?}");
+        let before = isa::calls(i);
+        f(i);
+        assert!(isa::calls(i) > before, "{what}: no kernel call ran on {}", i.name());
+    });
+}
 
 /// SplitMix64: deterministic, dependency-free test data.
 pub struct Rng(u64);
