@@ -7,6 +7,7 @@
 //! [--only pw|dw] [--isa avx2|portable]`
 #![forbid(unsafe_code)]
 
+use mncc_bench_kernels::{fill, Aligned};
 use mncc_runtime::simd;
 use mncc_runtime::{Activation, ConvShape, DepthwiseTiles, Epilogue, PointwiseShape, PointwiseTiles, PwOrder};
 use std::hint::black_box;
@@ -53,20 +54,49 @@ fn default_tiles(pixels: usize, in_c: usize, out_c: usize) -> PointwiseTiles {
     PointwiseTiles { kc, order }
 }
 
-fn fill(n: usize, seed: u32) -> Vec<f32> {
-    let mut x = seed.wrapping_mul(2654435761).wrapping_add(1);
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x as f32 / u32::MAX as f32) - 0.5
-        })
-        .collect()
+/// A pointwise layer's data: seeded input, packed weights and bias in
+/// 64-byte aligned buffers (as the generated code's), bias + ReLU6.
+struct PwCase {
+    s: PointwiseShape,
+    input: Aligned,
+    packed: Aligned,
+    bias: Aligned,
+    out: Aligned,
+}
+
+impl PwCase {
+    fn new(pixels: usize, in_c: usize, out_c: usize) -> PwCase {
+        PwCase {
+            s: PointwiseShape { pixels, in_c, out_c },
+            input: Aligned::new(&fill(pixels * in_c, 1)),
+            packed: Aligned::new(&fill(simd::pointwise_packed_len(in_c, out_c), 2)),
+            bias: Aligned::new(&fill(out_c, 3)),
+            out: Aligned::new(&vec![0.0; pixels * out_c]),
+        }
+    }
+
+    /// One call of `simd::pointwise` with tiles `t`.
+    fn run(&mut self, t: &PointwiseTiles) {
+        let ep = Epilogue {
+            bias: Some(self.bias.get()),
+            min: 0.0,
+            max: 6.0,
+            residual: None,
+            act: Activation::None,
+        };
+        simd::pointwise(
+            &self.s,
+            t,
+            black_box(self.input.get()),
+            self.packed.get(),
+            &ep,
+            self.out.get_mut(),
+        );
+        black_box(self.out.get());
+    }
 }
 
 fn pointwise(o: &Opts, name: &str, pixels: usize, in_c: usize, out_c: usize) -> (f64, f64) {
-    let s = PointwiseShape { pixels, in_c, out_c };
     let mut t = default_tiles(pixels, in_c, out_c);
     if let Some(kc) = o.kc {
         t.kc = kc.min(in_c);
@@ -74,20 +104,9 @@ fn pointwise(o: &Opts, name: &str, pixels: usize, in_c: usize, out_c: usize) -> 
     if let Some(ord) = o.order {
         t.order = ord;
     }
-    let input = fill(pixels * in_c, 1);
-    let packed = fill(simd::pointwise_packed_len(in_c, out_c), 2);
-    let bias = fill(out_c, 3);
-    let mut out = vec![0.0; pixels * out_c];
-    let ep = Epilogue {
-        bias: Some(&bias),
-        min: 0.0,
-        max: 6.0,
-        residual: None,
-        act: Activation::None,
-    };
+    let mut case = PwCase::new(pixels, in_c, out_c);
     let ms = median_ms(o.seconds, || {
-        simd::pointwise(&s, &t, black_box(&input), &packed, &ep, &mut out);
-        black_box(&out);
+        case.run(&t);
     });
     let macs = (pixels * in_c * out_c) as f64;
     let gf = 2.0 * macs / ms / 1e6;
@@ -146,18 +165,7 @@ fn depthwise(o: &Opts, name: &str, h: usize, c: usize, k: usize, stride: usize) 
 /// Alternates the schedules of `--compare` on one shape, 40 rounds of
 /// about `seconds / 40` each, and prints each schedule's median.
 fn compare(o: &Opts, pixels: usize, in_c: usize, out_c: usize) {
-    let s = PointwiseShape { pixels, in_c, out_c };
-    let input = fill(pixels * in_c, 1);
-    let packed = fill(simd::pointwise_packed_len(in_c, out_c), 2);
-    let bias = fill(out_c, 3);
-    let mut out = vec![0.0; pixels * out_c];
-    let ep = Epilogue {
-        bias: Some(&bias),
-        min: 0.0,
-        max: 6.0,
-        residual: None,
-        act: Activation::None,
-    };
+    let mut case = PwCase::new(pixels, in_c, out_c);
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); o.compare.len()];
     for _ in 0..40 {
         for (j, &(kc, order)) in o.compare.iter().enumerate() {
@@ -168,8 +176,7 @@ fn compare(o: &Opts, pixels: usize, in_c: usize, out_c: usize) {
             let start = Instant::now();
             while start.elapsed().as_secs_f64() < o.seconds / 40.0 {
                 let t0 = Instant::now();
-                simd::pointwise(&s, &t, black_box(&input), &packed, &ep, &mut out);
-                black_box(&out);
+                case.run(&t);
                 times[j].push(t0.elapsed().as_secs_f64() * 1e3);
             }
         }

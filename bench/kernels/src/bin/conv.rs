@@ -10,6 +10,7 @@
 //! Usage: `conv [--seconds S] [--isa avx512|avx2|portable] [--only NAME]`
 #![forbid(unsafe_code)]
 
+use mncc_bench_kernels::{fill, median};
 use mncc_runtime::isa::{self, Isa};
 use mncc_runtime::{simd, Activation, Conv2dTiles, ConvShape, Epilogue, Layout, Pixel, PointwiseShape};
 use mncc_runtime::{PointwiseTiles, PwOrder};
@@ -23,18 +24,6 @@ const SHAPES: [(&str, usize, usize); 3] = [
     ("v1_1.0_224", 224, 32),
     ("v2_0.35_128", 128, 16),
 ];
-
-fn fill(n: usize, seed: u32) -> Vec<f32> {
-    let mut x = seed.wrapping_mul(2654435761).wrapping_add(1);
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x as f32 / u32::MAX as f32) - 0.5
-        })
-        .collect()
-}
 
 /// The previous `simd::conv2d` route, for 3x3-like first layers (all
 /// im2col columns in one K-block, as for every `kk <= 512`).
@@ -119,11 +108,6 @@ fn gather<T: Pixel>(s: &ConvShape, layout: Layout, input: &[T], pad: &[f32], p0:
             oy += 1;
         }
     }
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 struct Case<'a, T> {

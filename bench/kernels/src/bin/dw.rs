@@ -12,44 +12,11 @@
 //! (`kernels::depthwise`); default `avx512,avx2`.
 #![forbid(unsafe_code)]
 
+use mncc_bench_kernels::{fill, median, Aligned};
 use mncc_runtime::isa::{self, Isa};
 use mncc_runtime::{kernels, simd, Activation, ConvShape, DepthwiseTiles, Epilogue};
 use std::hint::black_box;
 use std::time::Instant;
-
-fn fill(n: usize, seed: u32) -> Vec<f32> {
-    let mut x = seed.wrapping_mul(2654435761).wrapping_add(1);
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x as f32 / u32::MAX as f32) - 0.5
-        })
-        .collect()
-}
-
-/// `n` floats starting on a 64-byte boundary, inside a larger vector.
-struct Aligned {
-    v: Vec<f32>,
-    at: usize,
-    n: usize,
-}
-
-impl Aligned {
-    fn new(x: &[f32]) -> Aligned {
-        let mut v = vec![0.0f32; x.len() + 16];
-        let at = (16 - (v.as_ptr() as usize / 4) % 16) % 16;
-        v[at..at + x.len()].copy_from_slice(x);
-        Aligned { v, at, n: x.len() }
-    }
-    fn get(&self) -> &[f32] {
-        &self.v[self.at..self.at + self.n]
-    }
-    fn get_mut(&mut self) -> &mut [f32] {
-        &mut self.v[self.at..self.at + self.n]
-    }
-}
 
 #[derive(Clone, Copy, PartialEq)]
 enum Variant {
@@ -197,15 +164,11 @@ fn main() {
         }
         isa::set_limit(None);
         let rounds = times[0].len();
-        let median = |mut x: Vec<f64>| {
-            x.sort_by(|a, b| a.partial_cmp(b).unwrap());
-            x[x.len() / 2]
-        };
         let macs = (out_h * out_h * c * k * k) as f64;
         let mut line = format!("{tag:<26} rows={rows:<2}");
         for j in 0..variants.len() {
-            let ms = median(times[j].clone());
-            let ratio = median((0..rounds).map(|r| times[j][r] / times[0][r]).collect());
+            let ms = median(&mut times[j].clone());
+            let ratio = median(&mut (0..rounds).map(|r| times[j][r] / times[0][r]).collect::<Vec<_>>());
             log_ratio[j] += ratio.ln();
             line += &format!(
                 "  {} {ms:.4} ms {:.1} GF/s ({ratio:.3})",
