@@ -6,7 +6,9 @@
 //! under `#![deny(warnings)]`, and a small `main` that reads an input file
 //! and writes the output, or times repeated runs. It is built in release
 //! mode for the host CPU (`-C target-cpu=native`). Built artifacts are cached
-//! in `$MNCC_HARNESS_TARGET` (default: a folder in the system temp dir).
+//! in `$MNCC_HARNESS_TARGET` (default: a folder in the system temp dir),
+//! together with one copy of the runtime per runtime version, so the runtime
+//! is compiled once per target dir, not once per harness.
 
 use crate::codegen::{self, WeightsEmbed};
 use crate::interp::InputData;
@@ -119,7 +121,7 @@ fn decode(bytes: &[u8], input: &mut [u8]) {
 }
 "#;
 
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     std::env::var_os("MNCC_HARNESS_TARGET")
         .map(PathBuf::from)
         .unwrap_or_else(|| std::env::temp_dir().join("mncc-harness-target"))
@@ -138,9 +140,55 @@ pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-/// A temporary workspace with the embedded runtime (`runtime/`) and an
-/// `app` package holding the generated module (`app/src/model.rs` and its
-/// weights); the caller adds `app/src/main.rs` or `lib.rs` and any config.
+const RUNTIME_MANIFEST: &str = "[package]\nname = \"mncc-runtime\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[features]\ndefault = []\nmacros = []\nstd = []\n\n# Its own workspace root: the copy may sit inside someone else's workspace\n# (e.g. `$MNCC_HARNESS_TARGET` under a checkout's `target/`).\n[workspace]\n";
+
+/// The embedded runtime, written once per runtime version to
+/// `<target dir>/src/mncc-runtime-<hash>/` and shared by every scratch crate
+/// built into that target dir. A stable path (and untouched mtimes) lets
+/// cargo reuse the compiled runtime instead of rebuilding it for each
+/// harness: the runtime's SIMD kernels take about 45 CPU seconds to build in
+/// release, the generated module a few. Concurrent writers race safely: each
+/// writes a private directory and renames it into place; the loser discards
+/// its copy.
+pub(crate) fn shared_runtime(target: &Path) -> Result<PathBuf, String> {
+    let mut key = RUNTIME_MANIFEST.as_bytes().to_vec();
+    for (rel, text) in RUNTIME_SOURCES {
+        key.extend_from_slice(rel.as_bytes());
+        key.push(0);
+        key.extend_from_slice(text.as_bytes());
+        key.push(0);
+    }
+    let parent = target.join("src");
+    let dir = parent.join(format!("mncc-runtime-{:016x}", fnv1a(&key)));
+    if dir.join("Cargo.toml").is_file() {
+        return Ok(dir);
+    }
+    std::fs::create_dir_all(&parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".mncc-runtime-")
+        .tempdir_in(&parent)
+        .map_err(|e| format!("cannot create a temp dir in {}: {e}", parent.display()))?;
+    for (rel, text) in RUNTIME_SOURCES {
+        write(&tmp.path().join("src").join(rel), text)?;
+    }
+    // The manifest last: its presence marks a complete copy.
+    write(&tmp.path().join("Cargo.toml"), RUNTIME_MANIFEST)?;
+    match std::fs::rename(tmp.path(), &dir) {
+        Ok(()) => {
+            // Renamed away: nothing left for the guard to delete.
+            let _ = tmp.keep();
+            Ok(dir)
+        }
+        // Another process put its (identical) copy there first.
+        Err(_) if dir.join("Cargo.toml").is_file() => Ok(dir),
+        Err(e) => Err(format!("cannot create {}: {e}", dir.display())),
+    }
+}
+
+/// A temporary workspace with an `app` package holding the generated module
+/// (`app/src/model.rs` and its weights) and depending on the shared runtime
+/// copy ([`shared_runtime`]); the caller adds `app/src/main.rs` or `lib.rs`
+/// and any config, and builds with `CARGO_TARGET_DIR` = [`target_dir`].
 /// The package is named `{prefix}_{hash}` from the module, its weights and
 /// `salt`, so concurrent builds sharing a target cache never overwrite each
 /// other's output. `profile` is the body of `[profile.release]`;
@@ -167,20 +215,18 @@ pub(crate) fn scratch_crate(
     key.extend_from_slice(&blob);
     key.extend_from_slice(salt.as_bytes());
     let pkg = format!("{prefix}_{:016x}", fnv1a(&key));
+    let runtime = shared_runtime(&target_dir())?;
     write(
         &root.join("Cargo.toml"),
-        format!("[workspace]\nresolver = \"2\"\nmembers = [\"app\", \"runtime\"]\n\n[profile.release]\n{profile}"),
+        format!("[workspace]\nresolver = \"2\"\nmembers = [\"app\"]\n\n[profile.release]\n{profile}"),
     )?;
-    write(
-        &root.join("runtime/Cargo.toml"),
-        "[package]\nname = \"mncc-runtime\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[features]\ndefault = []\nmacros = []\nstd = []\n",
-    )?;
-    for (rel, text) in RUNTIME_SOURCES {
-        write(&root.join("runtime/src").join(rel), text)?;
-    }
+    // A TOML literal string: no escapes, so Windows paths survive.
     write(
         &root.join("app/Cargo.toml"),
-        format!("[package]\nname = \"{pkg}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n{app_extra}\n[dependencies]\nmncc-runtime = {{ path = \"../runtime\" }}\n"),
+        format!(
+            "[package]\nname = \"{pkg}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n{app_extra}\n[dependencies]\nmncc-runtime = {{ path = '{}' }}\n",
+            runtime.display()
+        ),
     )?;
     write(&root.join("app/src/model.rs"), src)?;
     write(&root.join("app/src/model.weights.bin"), blob)?;

@@ -256,9 +256,7 @@ pub fn code_size(p: &Program, target: &str, opt_level: &str) -> Result<CodeSize,
         )?;
     }
 
-    let target_dir = std::env::var_os("MNCC_HARNESS_TARGET")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join("mncc-harness-target"));
+    let target_dir = crate::harness::target_dir();
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.args([
         "build",
