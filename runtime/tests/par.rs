@@ -283,6 +283,7 @@ fn conv_rows_covers_the_windows() {
 
 #[test]
 fn serial_and_small_layers_run_whole() {
+    let _isa = common::hold_isa();
     // Serial: threads() == 1, the parallel entry point is the serial kernel.
     let s = PointwiseShape {
         pixels: 49,
@@ -415,6 +416,7 @@ mod std_pool {
 
     #[test]
     fn splits_on_the_pool_are_bit_identical() {
+        let _isa = super::common::hold_isa();
         let pool = StdPool::new();
         let s = ConvShape {
             in_h: 56,

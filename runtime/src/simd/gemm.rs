@@ -256,7 +256,13 @@ unsafe fn micro<V: Vf32, const MR: usize, const NV: usize>(b: &Block<'_>, i0: us
                 }
             }
         }
-        for k in 0..g.k {
+        let asm = MR == 12 && NV == 2 && mr == 12 && {
+            // `[[V; NV]; MR]` is `[[V; 2]; 12]` here; rows are `lda` apart
+            // (`mr == MR`: no repeated row).
+            let acc12 = &mut *(acc.as_mut_ptr() as *mut [[V; 2]; 12]);
+            V::k_loop_12x2(acc12, a[0], g.lda, w[0], w[1].offset_from(w[0]) as usize, g.k)
+        };
+        for k in 0..if asm { 0 } else { g.k } {
             let wk: [V; NV] = core::array::from_fn(|v| V::load(w[v].add(k * PANEL)));
             for r in 0..MR {
                 let x = V::splat(*a[r].add(k));

@@ -59,6 +59,22 @@ pub(crate) trait Vf32: Copy {
     /// `clamp(v, lo, hi)` with the reference's semantics up to the sign of
     /// zero: `v < lo` gives `lo`, `v > hi` gives `hi`, NaN stays NaN.
     unsafe fn clamp(v: Self, lo: Self, hi: Self) -> Self;
+    /// The K loop of a full 12-row, 2-vector register tile, where the ISA
+    /// has it written out in assembly: for `k` steps, `acc[r][v] +=
+    /// a[r * lda + k] * w[v * wd + k * PANEL]` (`lda`, `wd` in floats).
+    /// Returns `false` (and does nothing) where it has not.
+    #[inline(always)]
+    unsafe fn k_loop_12x2(
+        acc: &mut [[Self; 2]; 12],
+        a: *const f32,
+        lda: usize,
+        w: *const f32,
+        wd: usize,
+        k: usize,
+    ) -> bool {
+        let _ = (acc, a, lda, w, wd, k);
+        false
+    }
 }
 
 pub use conv2d::{conv2d, conv2d_packed_len};

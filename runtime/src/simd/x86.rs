@@ -21,6 +21,20 @@ pub(crate) struct Avx2(__m256);
 impl Vf32 for Avx512 {
     const N: usize = 16;
     #[inline(always)]
+    unsafe fn k_loop_12x2(
+        acc: &mut [[Self; 2]; 12],
+        a: *const f32,
+        lda: usize,
+        w: *const f32,
+        wd: usize,
+        k: usize,
+    ) -> bool {
+        // SAFETY: forwarded (the caller runs on an AVX-512 CPU).
+        unsafe { k_loop_12x2_avx512(acc, a, lda, w, wd, k) };
+        true
+    }
+
+    #[inline(always)]
     unsafe fn zero() -> Self {
         // SAFETY: see the impl.
         Avx512(unsafe { _mm512_setzero_ps() })
@@ -57,6 +71,129 @@ impl Vf32 for Avx512 {
         // SAFETY: see the impl.
         Avx512(unsafe { _mm512_min_ps(hi.0, _mm512_max_ps(lo.0, v.0)) })
     }
+}
+
+/// [`Vf32::k_loop_12x2`] for AVX-512: per K step 2 weight loads, 12
+/// broadcasts and 24 FMAs, rows addressed from 4 base registers and `lda`
+/// (1x, 2x), so the loop carries 5 pointer increments instead of the 13
+/// adds LLVM emits to rebuild 12 row pointers it cannot keep in registers.
+/// Same operations in the same order as the generic loop (bit-identical
+/// results); 1-8% faster on the MobileNet pointwise shapes (NOTES.md).
+///
+/// # Safety
+/// As [`Vf32::k_loop_12x2`]; the CPU has AVX-512F.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn k_loop_12x2_avx512(
+    acc: &mut [[Avx512; 2]; 12],
+    a: *const f32,
+    lda: usize,
+    w: *const f32,
+    wd: usize,
+    k: usize,
+) {
+    if k == 0 {
+        return;
+    }
+    // SAFETY: `Avx512` is a `__m512` newtype (same size and layout).
+    let mut c: [[__m512; 2]; 12] = unsafe { core::mem::transmute_copy(acc) };
+    let lda = lda * 4;
+    // Typed scratch registers (an untyped `_` prints as a byte register).
+    let (_scratch_b0, _scratch_b1, _scratch_x, _scratch_y): (__m512, __m512, __m512, __m512);
+    // SAFETY: the caller guarantees (`Vf32::k_loop_12x2`) that rows
+    // `a + r * lda`, `r < 12`, have `k` floats and that `w + v * wd + i
+    // * 16`, `v < 2`, `i < k`, have 16; the loop reads exactly those,
+    // writes only its register operands, and touches no stack or flags
+    // the compiler relies on.
+    unsafe {
+        core::arch::asm!(
+            "2:",
+            "vmovups {b0:z}, zmmword ptr [{w}]",
+            "vmovups {b1:z}, zmmword ptr [{w} + {wd}]",
+            "vbroadcastss {x:z}, dword ptr [{a0}]",
+            "vfmadd231ps {c0_0:z}, {b0:z}, {x:z}",
+            "vfmadd231ps {c0_1:z}, {b1:z}, {x:z}",
+            "vbroadcastss {y:z}, dword ptr [{a0} + {lda}]",
+            "vfmadd231ps {c1_0:z}, {b0:z}, {y:z}",
+            "vfmadd231ps {c1_1:z}, {b1:z}, {y:z}",
+            "vbroadcastss {x:z}, dword ptr [{a0} + {lda}*2]",
+            "vfmadd231ps {c2_0:z}, {b0:z}, {x:z}",
+            "vfmadd231ps {c2_1:z}, {b1:z}, {x:z}",
+            "vbroadcastss {y:z}, dword ptr [{a3}]",
+            "vfmadd231ps {c3_0:z}, {b0:z}, {y:z}",
+            "vfmadd231ps {c3_1:z}, {b1:z}, {y:z}",
+            "vbroadcastss {x:z}, dword ptr [{a3} + {lda}]",
+            "vfmadd231ps {c4_0:z}, {b0:z}, {x:z}",
+            "vfmadd231ps {c4_1:z}, {b1:z}, {x:z}",
+            "vbroadcastss {y:z}, dword ptr [{a3} + {lda}*2]",
+            "vfmadd231ps {c5_0:z}, {b0:z}, {y:z}",
+            "vfmadd231ps {c5_1:z}, {b1:z}, {y:z}",
+            "vbroadcastss {x:z}, dword ptr [{a6}]",
+            "vfmadd231ps {c6_0:z}, {b0:z}, {x:z}",
+            "vfmadd231ps {c6_1:z}, {b1:z}, {x:z}",
+            "vbroadcastss {y:z}, dword ptr [{a6} + {lda}]",
+            "vfmadd231ps {c7_0:z}, {b0:z}, {y:z}",
+            "vfmadd231ps {c7_1:z}, {b1:z}, {y:z}",
+            "vbroadcastss {x:z}, dword ptr [{a6} + {lda}*2]",
+            "vfmadd231ps {c8_0:z}, {b0:z}, {x:z}",
+            "vfmadd231ps {c8_1:z}, {b1:z}, {x:z}",
+            "vbroadcastss {y:z}, dword ptr [{a9}]",
+            "vfmadd231ps {c9_0:z}, {b0:z}, {y:z}",
+            "vfmadd231ps {c9_1:z}, {b1:z}, {y:z}",
+            "vbroadcastss {x:z}, dword ptr [{a9} + {lda}]",
+            "vfmadd231ps {c10_0:z}, {b0:z}, {x:z}",
+            "vfmadd231ps {c10_1:z}, {b1:z}, {x:z}",
+            "vbroadcastss {y:z}, dword ptr [{a9} + {lda}*2]",
+            "vfmadd231ps {c11_0:z}, {b0:z}, {y:z}",
+            "vfmadd231ps {c11_1:z}, {b1:z}, {y:z}",
+            "add {a0}, 4",
+            "add {a3}, 4",
+            "add {a6}, 4",
+            "add {a9}, 4",
+            "add {w}, 64",
+            "dec {k}",
+            "jnz 2b",
+            a0 = inout(reg) a => _,
+            a3 = inout(reg) a.wrapping_byte_add(3 * lda) => _,
+            a6 = inout(reg) a.wrapping_byte_add(6 * lda) => _,
+            a9 = inout(reg) a.wrapping_byte_add(9 * lda) => _,
+            lda = in(reg) lda,
+            w = inout(reg) w => _,
+            wd = in(reg) wd * 4,
+            k = inout(reg) k => _,
+            b0 = out(zmm_reg) _scratch_b0,
+            b1 = out(zmm_reg) _scratch_b1,
+            x = out(zmm_reg) _scratch_x,
+            y = out(zmm_reg) _scratch_y,
+            c0_0 = inout(zmm_reg) c[0][0],
+            c0_1 = inout(zmm_reg) c[0][1],
+            c1_0 = inout(zmm_reg) c[1][0],
+            c1_1 = inout(zmm_reg) c[1][1],
+            c2_0 = inout(zmm_reg) c[2][0],
+            c2_1 = inout(zmm_reg) c[2][1],
+            c3_0 = inout(zmm_reg) c[3][0],
+            c3_1 = inout(zmm_reg) c[3][1],
+            c4_0 = inout(zmm_reg) c[4][0],
+            c4_1 = inout(zmm_reg) c[4][1],
+            c5_0 = inout(zmm_reg) c[5][0],
+            c5_1 = inout(zmm_reg) c[5][1],
+            c6_0 = inout(zmm_reg) c[6][0],
+            c6_1 = inout(zmm_reg) c[6][1],
+            c7_0 = inout(zmm_reg) c[7][0],
+            c7_1 = inout(zmm_reg) c[7][1],
+            c8_0 = inout(zmm_reg) c[8][0],
+            c8_1 = inout(zmm_reg) c[8][1],
+            c9_0 = inout(zmm_reg) c[9][0],
+            c9_1 = inout(zmm_reg) c[9][1],
+            c10_0 = inout(zmm_reg) c[10][0],
+            c10_1 = inout(zmm_reg) c[10][1],
+            c11_0 = inout(zmm_reg) c[11][0],
+            c11_1 = inout(zmm_reg) c[11][1],
+            options(nostack, readonly),
+        );
+    }
+    // SAFETY: as above.
+    *acc = unsafe { core::mem::transmute_copy(&c) };
 }
 
 impl Vf32 for Avx2 {

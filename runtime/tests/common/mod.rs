@@ -60,6 +60,13 @@ pub fn for_each_isa(mut f: impl FnMut(Isa)) {
     isa::set_limit(None);
 }
 
+/// Holds the lock of [`for_each_isa`] without changing the limit: for tests
+/// that compare two kernel calls bit for bit and must not see another test
+/// switch the instruction set between them.
+pub fn hold_isa() -> std::sync::MutexGuard<'static, ()> {
+    ISA_LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// [`for_each_isa`], checking that the set is the active one and that a
 /// kernel call ran on it.
 pub fn on_each_isa(what: &str, mut f: impl FnMut(Isa)) {
