@@ -55,6 +55,12 @@ fn ui() {
     copy_models(&Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/ui/models"), &models);
     write_bad_weights(&models.join("bad_weights.safetensors"));
 
+    // trybuild builds its project (the compiler behind the macro, its
+    // dependencies, the runtime) in its own target dir with the default dev
+    // profile; without debuginfo that first build is a good deal shorter.
+    // The variable reaches only the cargo that trybuild runs. Single
+    // writer: this binary has one test.
+    std::env::set_var("CARGO_PROFILE_DEV_DEBUG", "0");
     let t = trybuild::TestCases::new();
     t.pass("tests/ui/pass_tiny.rs");
     for name in PATHLESS {
