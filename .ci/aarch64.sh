@@ -108,12 +108,14 @@ fi
 # 3 seeds each; the pretrained v1 0.25 224 on parrot.jpg (one inference).
 e2e_filter=${MNCC_A64_E2E:-"v1_025_128_u8_nhwc_tf_same v2_035_96_u8_nhwc parrot_is_a_macaw"}
 n_e2e=$(wc -w <<<"$e2e_filter")
-step "end to end under qemu: cargo test -p mncc-tests --test e2e --target $TARGET -- $e2e_filter"
-cargo test -p mncc-tests --target "$TARGET" --test e2e --no-run 2>&1 | tail -3
+step "end to end under qemu: cargo test -p mncc-tests --no-default-features --test e2e --target $TARGET -- $e2e_filter"
+# --no-default-features: mncc-tests compiles only the three models run here
+# (feature all-models; the other seven cost ~10 min of cross builds).
+cargo test -p mncc-tests --no-default-features --target "$TARGET" --test e2e --no-run 2>&1 | tail -3
 took
 run_start=$(date +%s)
 # shellcheck disable=SC2086 # the filter is a word list
-cargo test -p mncc-tests --target "$TARGET" --test e2e -- --exact $e2e_filter --nocapture 2>&1 | tee "$log/e2e.log" \
+cargo test -p mncc-tests --no-default-features --target "$TARGET" --test e2e -- --exact $e2e_filter --nocapture 2>&1 | tee "$log/e2e.log" \
     || fail "end-to-end tests under qemu (log above)"
 read -r p f < <(counts "$log/e2e.log")
 grep -q "/$TARGET/" "$log/e2e.log" || fail "e2e: no $TARGET test binary ran"

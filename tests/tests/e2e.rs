@@ -85,12 +85,18 @@ where
 }
 
 seeded!(v1_025_128_u8_nhwc_tf_same, v1_025_128_u8);
-seeded!(v1_05_160_f32_nchw_relu, v1_05_160_f32);
-seeded!(v1_075_192_f32_nhwc_softmax, v1_075_192);
-seeded!(v1_14_96_u8_nchw, v1_14_96);
 seeded!(v2_035_96_u8_nhwc, v2_035_96);
+#[cfg(feature = "all-models")]
+seeded!(v1_05_160_f32_nchw_relu, v1_05_160_f32);
+#[cfg(feature = "all-models")]
+seeded!(v1_075_192_f32_nhwc_softmax, v1_075_192);
+#[cfg(feature = "all-models")]
+seeded!(v1_14_96_u8_nchw, v1_14_96);
+#[cfg(feature = "all-models")]
 seeded!(v2_05_128_f32_nchw_tf_same, v2_05_128_f32);
+#[cfg(feature = "all-models")]
 seeded!(v2_075_160_f32_softmax_1001, v2_075_160);
+#[cfg(feature = "all-models")]
 seeded!(v2_13_192_u8_nchw, v2_13_192);
 
 /// The pretrained model against onnxruntime on the six photos (fixtures made
@@ -143,6 +149,7 @@ fn parrot_is_a_macaw() {
 /// The ONNX export of the pretrained model, compiled by `mobilenet!`, on the
 /// six photos against onnxruntime (same input as the fixtures: NCHW floats
 /// x / 127.5 - 1).
+#[cfg(feature = "all-models")]
 #[test]
 fn keras_v1_onnx_matches_onnxruntime_on_photos() {
     use mncc_tests::keras_v1_onnx as model;

@@ -80,12 +80,16 @@ macro_rules! parallel_equals_serial {
 
 parallel_equals_serial! {
     keras_v1 => keras_v1,
-    keras_v1_onnx => keras_v1_onnx,
     v1_025_128_u8 => v1_025_128_u8,
+    v2_035_96 => v2_035_96,
+}
+
+#[cfg(feature = "all-models")]
+parallel_equals_serial! {
+    keras_v1_onnx => keras_v1_onnx,
     v1_05_160_f32 => v1_05_160_f32,
     v1_075_192 => v1_075_192,
     v1_14_96 => v1_14_96,
-    v2_035_96 => v2_035_96,
     v2_05_128_f32 => v2_05_128_f32,
     v2_075_160 => v2_075_160,
     v2_13_192 => v2_13_192,
