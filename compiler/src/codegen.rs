@@ -189,7 +189,7 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
         #[doc = " Number of output elements."]
         #[allow(dead_code)]
         pub const OUTPUT_LEN: usize = #out_len;
-        #[doc = " The output."]
+        #[doc = " The output, in the order of [`OUTPUT_SHAPE`] (NCHW for a 4-D output)."]
         #[allow(dead_code)]
         pub type Output = [f32; OUTPUT_LEN];
         #[doc = #arena_doc]
@@ -556,6 +556,10 @@ fn layer_fn(p: &Program, i: usize, l: &Layer, par: bool) -> TokenStream {
             let r = &names[1];
             let (pixels, c) = (usize_lit(*pixels), usize_lit(*c));
             quote!(::mncc_runtime::scale_channels(#pixels, #c, #x, #r, y);)
+        }
+        Kernel::NhwcToNchw { pixels, c } => {
+            let (pixels, c) = (usize_lit(*pixels), usize_lit(*c));
+            quote!(::mncc_runtime::nhwc_to_nchw(#pixels, #c, #x, y);)
         }
     };
     quote! {

@@ -266,6 +266,14 @@ pub enum Kernel {
         /// Channels.
         c: usize,
     },
+    /// The model output from channels-last storage to the NCHW order its
+    /// `[1, c, h, w]` shape promises (added by lowering, no graph node).
+    NhwcToNchw {
+        /// Pixels.
+        pixels: usize,
+        /// Channels.
+        c: usize,
+    },
 }
 
 impl Kernel {
@@ -284,6 +292,7 @@ impl Kernel {
             Kernel::Add => "add".into(),
             Kernel::Map => "map".into(),
             Kernel::ScaleChannels { .. } => "scale_channels".into(),
+            Kernel::NhwcToNchw { .. } => "nhwc_to_nchw".into(),
         }
     }
 
@@ -616,10 +625,41 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
         layers.push(layer);
     }
 
+    // Activations are stored channels-last; a `[1, c, h, w]` output with
+    // more than one pixel and channel is NCHW for the caller (as ONNX and
+    // the interpreter define it): one last layer writes it in that order,
+    // into a tensor id past the graph's.
+    let mut tensor_lens: Vec<usize> = g.tensors.iter().map(|t| t.len()).collect();
+    let mut output = alias[g.output];
+    let out_shape = &g.tensors[g.output].shape;
+    if !same_order_in_nhwc(out_shape) && output != INPUT {
+        let (c, h, w) = (out_shape[1], out_shape[2], out_shape[3]);
+        let last = tensor_lens.len();
+        tensor_lens.push(c * h * w);
+        layers.push(Layer {
+            name: "output".into(),
+            op: "Transpose",
+            fused: Vec::new(),
+            kernel: Kernel::NhwcToNchw { pixels: h * w, c },
+            inputs: vec![output],
+            output: last,
+            in_shape: vec![h, w, c],
+            out_shape: vec![c, h, w],
+            weights: None,
+            bias: None,
+            clamp: Clamp::NONE,
+            residual: false,
+            act: Act::None,
+            macs: 0,
+            params: 0,
+            why: "the model output is NCHW; activations are stored NHWC".into(),
+        });
+        output = last;
+    }
+
     // Storage: input and output are the caller's; the rest is planned.
-    let mut storage: Vec<Option<Storage>> = vec![None; g.tensors.len()];
+    let mut storage: Vec<Option<Storage>> = vec![None; tensor_lens.len()];
     storage[INPUT] = Some(Storage::Input);
-    let output = alias[g.output];
     if output == INPUT {
         return Err("the model output is its input: nothing to compute".into());
     }
@@ -642,7 +682,7 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
             .unwrap_or(step);
         ids.push(l.output);
         intervals.push(Interval {
-            len: g.tensors[l.output].len(),
+            len: tensor_lens[l.output],
             first: step,
             last,
         });

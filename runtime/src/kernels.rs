@@ -806,6 +806,34 @@ pub fn scale_channels(pixels: usize, c: usize, x: &[f32], scale: &[f32], out: &m
     }
 }
 
+/// Channels-last to channels-first: `x` is `pixels * c` (NHWC), `out[ch *
+/// pixels + px] = x[px * c + ch]`. Generated code calls it once, into the
+/// caller's output, when the model's output is a `[1, c, h, w]` tensor
+/// (NCHW, as ONNX defines it) with more than one pixel and channel.
+///
+/// # Panics
+/// If `x` or `out` does not have `pixels * c` elements.
+#[inline]
+pub fn nhwc_to_nchw(pixels: usize, c: usize, x: &[f32], out: &mut [f32]) {
+    const K: &str = "nhwc_to_nchw";
+    check_len(K, "x", x.len(), pixels * c);
+    check_len(K, "out", out.len(), pixels * c);
+    if pixels == 0 || c == 0 {
+        return;
+    }
+    // Blocks of 16 channels: each pixel's 16 values are read once (one or
+    // two cache lines) and written to 16 output rows.
+    for (c0, rows) in out.chunks_mut(16 * pixels).enumerate() {
+        let c0 = c0 * 16;
+        let cb = rows.len() / pixels;
+        for (px, xs) in x.chunks_exact(c).enumerate() {
+            for (j, &v) in xs[c0..c0 + cb].iter().enumerate() {
+                rows[j * pixels + px] = v;
+            }
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Shared helpers.
 

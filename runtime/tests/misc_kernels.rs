@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use mncc_runtime::{add, global_avg_pool, map, scale_channels, softmax, Activation, Epilogue};
+use mncc_runtime::{add, global_avg_pool, map, nhwc_to_nchw, scale_channels, softmax, Activation, Epilogue};
 
 fn ref_gap(pixels: usize, c: usize, input: &[f32]) -> Vec<f64> {
     (0..c)
@@ -384,4 +384,31 @@ fn add_rejects_bias_not_dividing_length() {
 #[should_panic(expected = "add: `b` has")]
 fn add_rejects_length_mismatch() {
     add(&[0.0; 4], &[0.0; 3], &Epilogue::NONE, &mut [0.0; 4]);
+}
+
+#[test]
+fn nhwc_to_nchw_moves_every_element() {
+    // Channel counts around the 16-channel block; pixels 1, odd, larger.
+    for &c in &[1usize, 3, 15, 16, 17, 32, 40] {
+        for &pixels in &[1usize, 7, 49, 196] {
+            let x: Vec<f32> = (0..pixels * c).map(|i| i as f32).collect();
+            let mut out = vec![f32::NAN; pixels * c];
+            nhwc_to_nchw(pixels, c, &x, &mut out);
+            for ch in 0..c {
+                for px in 0..pixels {
+                    assert_eq!(
+                        out[ch * pixels + px],
+                        x[px * c + ch],
+                        "c {c} pixels {pixels}: channel {ch} pixel {px}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "nhwc_to_nchw: `out` has")]
+fn nhwc_to_nchw_checks_lengths() {
+    nhwc_to_nchw(4, 3, &[0.0; 12], &mut [0.0; 11]);
 }
