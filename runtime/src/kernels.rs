@@ -821,14 +821,18 @@ pub fn nhwc_to_nchw(pixels: usize, c: usize, x: &[f32], out: &mut [f32]) {
     if pixels == 0 || c == 0 {
         return;
     }
-    // Blocks of 16 channels: each pixel's 16 values are read once (one or
-    // two cache lines) and written to 16 output rows.
-    for (c0, rows) in out.chunks_mut(16 * pixels).enumerate() {
-        let c0 = c0 * 16;
-        let cb = rows.len() / pixels;
-        for (px, xs) in x.chunks_exact(c).enumerate() {
-            for (j, &v) in xs[c0..c0 + cb].iter().enumerate() {
-                rows[j * pixels + px] = v;
+    // 16x16 tiles: 16 pixels' runs of 16 channels in, 16 channels' runs of
+    // 16 pixels out, so reads and writes stay within 32 cache lines.
+    const T: usize = 16;
+    for p0 in (0..pixels).step_by(T) {
+        let pb = T.min(pixels - p0);
+        for c0 in (0..c).step_by(T) {
+            let cb = T.min(c - c0);
+            for j in 0..cb {
+                let row = &mut out[(c0 + j) * pixels + p0..][..pb];
+                for (p, o) in row.iter_mut().enumerate() {
+                    *o = x[(p0 + p) * c + c0 + j];
+                }
             }
         }
     }
