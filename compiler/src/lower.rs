@@ -637,7 +637,7 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
         let last = tensor_lens.len();
         tensor_lens.push(c * h * w);
         layers.push(Layer {
-            name: "output".into(),
+            name: "(output layout)".into(),
             op: "Transpose",
             fused: Vec::new(),
             kernel: Kernel::NhwcToNchw { pixels: h * w, c },
