@@ -203,14 +203,18 @@ unsafe fn tile<V: Vf32, const MR: usize, const MR2: usize, const MR3: usize, con
     // SAFETY: forwarded; each call gets `mr` no larger than its row count.
     unsafe {
         match (mr, wide) {
-            (1, true) => micro::<V, 1, NV>(b, i0, 1, c0, n),
-            (1, false) => micro::<V, 1, NV1>(b, i0, 1, c0, n),
-            (r, true) if r <= MR3 => micro::<V, MR3, NV>(b, i0, r, c0, n),
-            (r, false) if r <= MR3 => micro::<V, MR3, NV1>(b, i0, r, c0, n),
-            (r, true) if r <= MR2 => micro::<V, MR2, NV>(b, i0, r, c0, n),
-            (r, false) if r <= MR2 => micro::<V, MR2, NV1>(b, i0, r, c0, n),
-            (r, true) => micro::<V, MR, NV>(b, i0, r, c0, n),
-            (r, false) => micro::<V, MR, NV1>(b, i0, r, c0, n),
+            // The common case, full rows and columns, gets its own copy
+            // without the narrow-tile code (which changed LLVM's register
+            // allocation of the K loop: up to 1.1x slower when shared).
+            (r, true) if r == MR && n == NV * V::N => micro::<V, MR, NV, true>(b, i0, r, c0, n),
+            (1, true) => micro::<V, 1, NV, false>(b, i0, 1, c0, n),
+            (1, false) => micro::<V, 1, NV1, false>(b, i0, 1, c0, n),
+            (r, true) if r <= MR3 => micro::<V, MR3, NV, false>(b, i0, r, c0, n),
+            (r, false) if r <= MR3 => micro::<V, MR3, NV1, false>(b, i0, r, c0, n),
+            (r, true) if r <= MR2 => micro::<V, MR2, NV, false>(b, i0, r, c0, n),
+            (r, false) if r <= MR2 => micro::<V, MR2, NV1, false>(b, i0, r, c0, n),
+            (r, true) => micro::<V, MR, NV, false>(b, i0, r, c0, n),
+            (r, false) => micro::<V, MR, NV1, false>(b, i0, r, c0, n),
         }
     }
 }
@@ -222,7 +226,13 @@ unsafe fn tile<V: Vf32, const MR: usize, const MR2: usize, const MR3: usize, con
 /// # Safety
 /// As [`gemm`]; the tile lies within the matrices.
 #[inline(always)]
-unsafe fn micro<V: Vf32, const MR: usize, const NV: usize>(b: &Block<'_>, i0: usize, mr: usize, c0: usize, n: usize) {
+unsafe fn micro<V: Vf32, const MR: usize, const NV: usize, const FULL: bool>(
+    b: &Block<'_>,
+    i0: usize,
+    mr: usize,
+    c0: usize,
+    n: usize,
+) {
     let g = &b.g;
     let cols = NV * V::N;
     // SAFETY: (whole body) pointers stay within the rows `i0..i0 + mr` of
@@ -239,7 +249,8 @@ unsafe fn micro<V: Vf32, const MR: usize, const NV: usize>(b: &Block<'_>, i0: us
             g.b.add(panel * b.ldb * PANEL + col % PANEL)
         });
         let mut acc = [[V::zero(); NV]; MR];
-        let full = n == cols;
+        // `FULL`: the caller guarantees `n == cols` (and `mr == MR`).
+        let full = FULL || n == cols;
         if !b.first {
             for (r, row) in acc.iter_mut().enumerate().take(mr) {
                 let o = g.out.add((i0 + r) * g.n + c0);
@@ -295,17 +306,35 @@ unsafe fn micro<V: Vf32, const MR: usize, const NV: usize>(b: &Block<'_>, i0: us
                     x.store(o.add(v * V::N));
                 }
             } else {
-                let mut tmp = [0.0f32; 64];
+                // A narrower last tile (`n < cols`): the full path's
+                // operations on the vectors that hold columns, the last of
+                // them through partial loads and stores.
+                let lo = V::splat(g.ep.min);
+                let hi = V::splat(g.ep.max);
                 for (v, &x) in row.iter().enumerate() {
-                    x.store(tmp.as_mut_ptr().add(v * V::N));
+                    let c = v * V::N;
+                    if c >= n {
+                        break;
+                    }
+                    let lanes = (n - c).min(V::N);
+                    let mut x = x;
+                    if b.last {
+                        if let Some(bias) = g.ep.bias {
+                            x = V::add(x, V::load_n(bias.as_ptr().add(c0 + c), lanes));
+                        }
+                        if let Some(res) = g.ep.residual {
+                            x = V::add(x, V::load_n(res.as_ptr().add(oi + c), lanes));
+                        }
+                        x = V::clamp(x, lo, hi);
+                    }
+                    if lanes == V::N {
+                        x.store(o.add(c));
+                    } else {
+                        x.store_n(o.add(c), lanes);
+                    }
                 }
-                if b.last {
-                    // The reference epilogue on the partial row (`out` is
-                    // addressed from its start for the residual's index).
-                    let out = core::slice::from_raw_parts_mut(o, n);
-                    kernels::store_at(g.ep, &tmp[..n], c0, oi, out);
-                } else {
-                    core::ptr::copy_nonoverlapping(tmp.as_ptr(), o, n);
+                if b.last && g.ep.act != Activation::None {
+                    kernels::activate(g.ep.act, core::slice::from_raw_parts_mut(o, n));
                 }
             }
         }

@@ -59,6 +59,27 @@ pub(crate) trait Vf32: Copy {
     /// `clamp(v, lo, hi)` with the reference's semantics up to the sign of
     /// zero: `v < lo` gives `lo`, `v > hi` gives `hi`, NaN stays NaN.
     unsafe fn clamp(v: Self, lo: Self, hi: Self) -> Self;
+    /// Loads the first `n <= N` lanes (the rest zero); reads only those `n`
+    /// floats (AVX-512: a masked load).
+    #[inline(always)]
+    unsafe fn load_n(p: *const f32, n: usize) -> Self {
+        let mut t = [0.0f32; 16];
+        // SAFETY: the caller guarantees `n` floats at `p`; `n <= N <= 16`.
+        unsafe {
+            core::ptr::copy_nonoverlapping(p, t.as_mut_ptr(), n);
+            Self::load(t.as_ptr())
+        }
+    }
+    /// Stores the first `n <= N` lanes; writes only those `n` floats.
+    #[inline(always)]
+    unsafe fn store_n(self, p: *mut f32, n: usize) {
+        let mut t = [0.0f32; 16];
+        // SAFETY: the caller guarantees room for `n` floats at `p`; `n <= N <= 16`.
+        unsafe {
+            self.store(t.as_mut_ptr());
+            core::ptr::copy_nonoverlapping(t.as_ptr(), p, n);
+        }
+    }
     /// The K loop of a full 12-row, 2-vector register tile, where the ISA
     /// has it written out in assembly: for `k` steps, `acc[r][v] +=
     /// a[r * lda + k] * w[v * wd + k * PANEL]` (`lda`, `wd` in floats).

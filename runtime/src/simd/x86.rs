@@ -71,6 +71,16 @@ impl Vf32 for Avx512 {
         // SAFETY: see the impl.
         Avx512(unsafe { _mm512_min_ps(hi.0, _mm512_max_ps(lo.0, v.0)) })
     }
+    #[inline(always)]
+    unsafe fn load_n(p: *const f32, n: usize) -> Self {
+        // SAFETY: see the impl; masked-off lanes are not read (no fault).
+        Avx512(unsafe { _mm512_maskz_loadu_ps(((1u32 << n) - 1) as u16, p) })
+    }
+    #[inline(always)]
+    unsafe fn store_n(self, p: *mut f32, n: usize) {
+        // SAFETY: see the impl; masked-off lanes are not written.
+        unsafe { _mm512_mask_storeu_ps(p, ((1u32 << n) - 1) as u16, self.0) }
+    }
 }
 
 /// [`Vf32::k_loop_12x2`] for AVX-512: per K step 2 weight loads, 12
