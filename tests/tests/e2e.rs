@@ -30,9 +30,10 @@ fn check(what: &str, got: &[f32], reference: &[f64]) {
     );
 }
 
-/// Runs one seeded model on three inputs and compares with the interpreter.
+/// One test per `test => model`: the seeded model on three inputs,
+/// compared with the interpreter.
 macro_rules! seeded {
-    ($test:ident, $m:ident) => {
+    ($($test:ident => $m:ident),* $(,)?) => {$(
         #[test]
         fn $test() {
             use mncc_tests::$m as model;
@@ -55,7 +56,7 @@ macro_rules! seeded {
                 );
             }
         }
-    };
+    )*};
 }
 
 trait AsInput<T> {
@@ -84,20 +85,20 @@ where
     x.get()
 }
 
-seeded!(v1_025_128_u8_nhwc_tf_same, v1_025_128_u8);
-seeded!(v2_035_96_u8_nhwc, v2_035_96);
+seeded! {
+    v1_025_128_u8_nhwc_tf_same => v1_025_128_u8,
+    v2_035_96_u8_nhwc => v2_035_96,
+}
+
 #[cfg(feature = "all-models")]
-seeded!(v1_05_160_f32_nchw_relu, v1_05_160_f32);
-#[cfg(feature = "all-models")]
-seeded!(v1_075_192_f32_nhwc_softmax, v1_075_192);
-#[cfg(feature = "all-models")]
-seeded!(v1_14_96_u8_nchw, v1_14_96);
-#[cfg(feature = "all-models")]
-seeded!(v2_05_128_f32_nchw_tf_same, v2_05_128_f32);
-#[cfg(feature = "all-models")]
-seeded!(v2_075_160_f32_softmax_1001, v2_075_160);
-#[cfg(feature = "all-models")]
-seeded!(v2_13_192_u8_nchw, v2_13_192);
+seeded! {
+    v1_05_160_f32_nchw_relu => v1_05_160_f32,
+    v1_075_192_f32_nhwc_softmax => v1_075_192,
+    v1_14_96_u8_nchw => v1_14_96,
+    v2_05_128_f32_nchw_tf_same => v2_05_128_f32,
+    v2_075_160_f32_softmax_1001 => v2_075_160,
+    v2_13_192_u8_nchw => v2_13_192,
+}
 
 /// The pretrained model against onnxruntime on the six photos (fixtures made
 /// by tests/fixtures/make_keras_v1_fixtures.py), and the interpreter too.

@@ -203,9 +203,7 @@ unsafe fn tile<V: Vf32, const MR: usize, const MR2: usize, const MR3: usize, con
     // SAFETY: forwarded; each call gets `mr` no larger than its row count.
     unsafe {
         match (mr, wide) {
-            // The common case, full rows and columns, gets its own copy
-            // without the narrow-tile code (which changed LLVM's register
-            // allocation of the K loop: up to 1.1x slower when shared).
+            // Full rows and columns: their own copy (see `micro`'s `FULL`).
             (r, true) if r == MR && n == NV * V::N => micro::<V, MR, NV, true>(b, i0, r, c0, n),
             (1, true) => micro::<V, 1, NV, false>(b, i0, 1, c0, n),
             (1, false) => micro::<V, 1, NV1, false>(b, i0, 1, c0, n),
@@ -239,8 +237,9 @@ unsafe fn micro<V: Vf32, const MR: usize, const NV: usize, const FULL: bool>(
     // `a`/`out`/residual, the panels covering `c0..c0 + cols` (which exist:
     // panels are padded to 16 columns and `cols` is a whole number of
     // panels past `c0`, or `n <= 16` fits one panel), and columns
-    // `c0..c0 + n` of `out` and the bias; full-width vector accesses to
-    // `out`/bias/residual happen only when `n == cols`.
+    // `c0..c0 + n` of `out` and the bias; accesses to `out`/bias/residual
+    // are whole vectors inside `n` and, past the last whole one, `lanes`
+    // floats through `load_n`/`store_n`.
     unsafe {
         let a: [*const f32; MR] = core::array::from_fn(|r| g.a.add((i0 + r.min(mr - 1)) * g.lda));
         let w: [*const f32; NV] = core::array::from_fn(|v| {
@@ -249,21 +248,21 @@ unsafe fn micro<V: Vf32, const MR: usize, const NV: usize, const FULL: bool>(
             g.b.add(panel * b.ldb * PANEL + col % PANEL)
         });
         let mut acc = [[V::zero(); NV]; MR];
-        // `FULL`: the caller guarantees `n == cols` (and `mr == MR`).
-        let full = FULL || n == cols;
+        // Columns `c0..c0 + n` are whole vectors and, when `n < cols`, a
+        // last partial one. `FULL` (the caller guarantees `n == cols`)
+        // makes that a constant, so the full tile's code has no partial
+        // accesses (sharing them changed LLVM's register allocation of the
+        // K loop: up to 1.1x slower).
+        let n = if FULL { cols } else { n };
         if !b.first {
             for (r, row) in acc.iter_mut().enumerate().take(mr) {
                 let o = g.out.add((i0 + r) * g.n + c0);
-                if full {
-                    for (v, x) in row.iter_mut().enumerate() {
-                        *x = V::load(o.add(v * V::N));
+                for (v, x) in row.iter_mut().enumerate() {
+                    let c = v * V::N;
+                    if c >= n {
+                        break;
                     }
-                } else {
-                    let mut tmp = [0.0f32; 64];
-                    core::ptr::copy_nonoverlapping(o, tmp.as_mut_ptr(), n);
-                    for (v, x) in row.iter_mut().enumerate() {
-                        *x = V::load(tmp.as_ptr().add(v * V::N));
-                    }
+                    *x = load_lanes(o.add(c), (n - c).min(V::N));
                 }
             }
         }
@@ -282,61 +281,66 @@ unsafe fn micro<V: Vf32, const MR: usize, const NV: usize, const FULL: bool>(
                 }
             }
         }
+        let lo = V::splat(g.ep.min);
+        let hi = V::splat(g.ep.max);
         for (r, row) in acc.iter().enumerate().take(mr) {
             let oi = (i0 + r) * g.n + c0;
             let o = g.out.add(oi);
-            if full && b.last {
-                let lo = V::splat(g.ep.min);
-                let hi = V::splat(g.ep.max);
-                for (v, &x) in row.iter().enumerate() {
-                    let mut x = x;
+            for (v, &x) in row.iter().enumerate() {
+                let c = v * V::N;
+                if c >= n {
+                    break;
+                }
+                let lanes = (n - c).min(V::N);
+                let mut x = x;
+                if b.last {
                     if let Some(bias) = g.ep.bias {
-                        x = V::add(x, V::load(bias.as_ptr().add(c0 + v * V::N)));
+                        x = V::add(x, load_lanes(bias.as_ptr().add(c0 + c), lanes));
                     }
                     if let Some(res) = g.ep.residual {
-                        x = V::add(x, V::load(res.as_ptr().add(oi + v * V::N)));
+                        x = V::add(x, load_lanes(res.as_ptr().add(oi + c), lanes));
                     }
-                    V::clamp(x, lo, hi).store(o.add(v * V::N));
+                    x = V::clamp(x, lo, hi);
                 }
-                if g.ep.act != Activation::None {
-                    kernels::activate(g.ep.act, core::slice::from_raw_parts_mut(o, n));
-                }
-            } else if full {
-                for (v, &x) in row.iter().enumerate() {
-                    x.store(o.add(v * V::N));
-                }
-            } else {
-                // A narrower last tile (`n < cols`): the full path's
-                // operations on the vectors that hold columns, the last of
-                // them through partial loads and stores.
-                let lo = V::splat(g.ep.min);
-                let hi = V::splat(g.ep.max);
-                for (v, &x) in row.iter().enumerate() {
-                    let c = v * V::N;
-                    if c >= n {
-                        break;
-                    }
-                    let lanes = (n - c).min(V::N);
-                    let mut x = x;
-                    if b.last {
-                        if let Some(bias) = g.ep.bias {
-                            x = V::add(x, V::load_n(bias.as_ptr().add(c0 + c), lanes));
-                        }
-                        if let Some(res) = g.ep.residual {
-                            x = V::add(x, V::load_n(res.as_ptr().add(oi + c), lanes));
-                        }
-                        x = V::clamp(x, lo, hi);
-                    }
-                    if lanes == V::N {
-                        x.store(o.add(c));
-                    } else {
-                        x.store_n(o.add(c), lanes);
-                    }
-                }
-                if b.last && g.ep.act != Activation::None {
-                    kernels::activate(g.ep.act, core::slice::from_raw_parts_mut(o, n));
-                }
+                store_lanes(x, o.add(c), lanes);
             }
+            if b.last && g.ep.act != Activation::None {
+                kernels::activate(g.ep.act, core::slice::from_raw_parts_mut(o, n));
+            }
+        }
+    }
+}
+
+/// The first `lanes <= N` floats at `p` (the rest zero): a whole-vector
+/// load when `lanes == N`.
+///
+/// # Safety
+/// `lanes` floats are readable at `p`; the CPU supports `V`'s instruction set.
+#[inline(always)]
+unsafe fn load_lanes<V: Vf32>(p: *const f32, lanes: usize) -> V {
+    // SAFETY: forwarded.
+    unsafe {
+        if lanes == V::N {
+            V::load(p)
+        } else {
+            V::load_n(p, lanes)
+        }
+    }
+}
+
+/// Stores the first `lanes <= N` lanes of `x` at `p`: a whole-vector store
+/// when `lanes == N`.
+///
+/// # Safety
+/// `lanes` floats are writable at `p`; the CPU supports `V`'s instruction set.
+#[inline(always)]
+unsafe fn store_lanes<V: Vf32>(x: V, p: *mut f32, lanes: usize) {
+    // SAFETY: forwarded.
+    unsafe {
+        if lanes == V::N {
+            x.store(p)
+        } else {
+            x.store_n(p, lanes)
         }
     }
 }
