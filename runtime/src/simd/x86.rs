@@ -20,6 +20,7 @@ pub(crate) struct Avx2(__m256);
 // pointers valid for `N` floats.
 impl Vf32 for Avx512 {
     const N: usize = 16;
+    const UNROLLED_EPILOGUE: bool = true;
     #[inline(always)]
     unsafe fn k_loop_12x2(
         acc: &mut [[Self; 2]; 12],
@@ -31,6 +32,12 @@ impl Vf32 for Avx512 {
     ) -> bool {
         // SAFETY: forwarded (the caller runs on an AVX-512 CPU).
         unsafe { k_loop_12x2_avx512(acc, a, lda, w, wd, k) };
+        true
+    }
+    #[inline(always)]
+    unsafe fn k_loop_12x1(acc: &mut [Self; 12], a: *const f32, lda: usize, w: *const f32, k: usize) -> bool {
+        // SAFETY: forwarded (the caller runs on an AVX-512 CPU).
+        unsafe { k_loop_12x1_avx512(acc, a, lda, w, k) };
         true
     }
 
@@ -206,8 +213,82 @@ unsafe fn k_loop_12x2_avx512(
     *acc = unsafe { core::mem::transmute_copy(&c) };
 }
 
+/// [`Vf32::k_loop_12x1`] for AVX-512: [`k_loop_12x2_avx512`] with one
+/// weight vector (the tiles of at most 16 columns: narrow layers and the
+/// last tile of the others). Per K step 1 weight load and 12 FMAs with
+/// the row's value broadcast from memory; LLVM's loop rebuilt the row
+/// addresses with a chain of dependent adds (1.2-1.5x slower, NOTES.md).
+///
+/// # Safety
+/// As [`Vf32::k_loop_12x1`]; the CPU has AVX-512F.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn k_loop_12x1_avx512(acc: &mut [Avx512; 12], a: *const f32, lda: usize, w: *const f32, k: usize) {
+    if k == 0 {
+        return;
+    }
+    // SAFETY: `Avx512` is a `__m512` newtype (same size and layout).
+    let mut c: [__m512; 12] = unsafe { core::mem::transmute_copy(acc) };
+    let lda = lda * 4;
+    let _scratch_b: __m512;
+    // SAFETY: the caller guarantees (`Vf32::k_loop_12x1`) that rows
+    // `a + r * lda`, `r < 12`, have `k` floats and that `w + i * 16`,
+    // `i < k`, have 16; the loop reads exactly those, writes only its
+    // register operands, and touches no stack or flags the compiler
+    // relies on.
+    unsafe {
+        core::arch::asm!(
+            "2:",
+            "vmovups {b:z}, zmmword ptr [{w}]",
+            "vfmadd231ps {c0:z}, {b:z}, dword ptr [{a0}]{{1to16}}",
+            "vfmadd231ps {c1:z}, {b:z}, dword ptr [{a0} + {lda}]{{1to16}}",
+            "vfmadd231ps {c2:z}, {b:z}, dword ptr [{a0} + {lda}*2]{{1to16}}",
+            "vfmadd231ps {c3:z}, {b:z}, dword ptr [{a3}]{{1to16}}",
+            "vfmadd231ps {c4:z}, {b:z}, dword ptr [{a3} + {lda}]{{1to16}}",
+            "vfmadd231ps {c5:z}, {b:z}, dword ptr [{a3} + {lda}*2]{{1to16}}",
+            "vfmadd231ps {c6:z}, {b:z}, dword ptr [{a6}]{{1to16}}",
+            "vfmadd231ps {c7:z}, {b:z}, dword ptr [{a6} + {lda}]{{1to16}}",
+            "vfmadd231ps {c8:z}, {b:z}, dword ptr [{a6} + {lda}*2]{{1to16}}",
+            "vfmadd231ps {c9:z}, {b:z}, dword ptr [{a9}]{{1to16}}",
+            "vfmadd231ps {c10:z}, {b:z}, dword ptr [{a9} + {lda}]{{1to16}}",
+            "vfmadd231ps {c11:z}, {b:z}, dword ptr [{a9} + {lda}*2]{{1to16}}",
+            "add {a0}, 4",
+            "add {a3}, 4",
+            "add {a6}, 4",
+            "add {a9}, 4",
+            "add {w}, 64",
+            "dec {k}",
+            "jnz 2b",
+            a0 = inout(reg) a => _,
+            a3 = inout(reg) a.wrapping_byte_add(3 * lda) => _,
+            a6 = inout(reg) a.wrapping_byte_add(6 * lda) => _,
+            a9 = inout(reg) a.wrapping_byte_add(9 * lda) => _,
+            lda = in(reg) lda,
+            w = inout(reg) w => _,
+            k = inout(reg) k => _,
+            b = out(zmm_reg) _scratch_b,
+            c0 = inout(zmm_reg) c[0],
+            c1 = inout(zmm_reg) c[1],
+            c2 = inout(zmm_reg) c[2],
+            c3 = inout(zmm_reg) c[3],
+            c4 = inout(zmm_reg) c[4],
+            c5 = inout(zmm_reg) c[5],
+            c6 = inout(zmm_reg) c[6],
+            c7 = inout(zmm_reg) c[7],
+            c8 = inout(zmm_reg) c[8],
+            c9 = inout(zmm_reg) c[9],
+            c10 = inout(zmm_reg) c[10],
+            c11 = inout(zmm_reg) c[11],
+            options(nostack, readonly),
+        );
+    }
+    // SAFETY: as above.
+    *acc = unsafe { core::mem::transmute_copy(&c) };
+}
+
 impl Vf32 for Avx2 {
     const N: usize = 8;
+    const UNROLLED_EPILOGUE: bool = true;
     #[inline(always)]
     unsafe fn zero() -> Self {
         // SAFETY: see the impl.
