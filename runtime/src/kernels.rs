@@ -937,14 +937,6 @@ fn store(ep: &Epilogue<'_>, acc: &[f32], c0: usize, o: usize, out: &mut [f32]) {
     activate(ep.act, dst);
 }
 
-/// [`store`] into `dst` (of `acc.len()` elements) rather than `out[o..]`;
-/// `o` still indexes the residual.
-#[inline(always)]
-pub(crate) fn store_at(ep: &Epilogue<'_>, acc: &[f32], c0: usize, o: usize, dst: &mut [f32]) {
-    store_clamped(ep, acc, c0, o, dst);
-    activate(ep.act, dst);
-}
-
 /// `dst[j] = clamp((acc[j] + bias[c0 + j]) + residual[o + j], min, max)`
 /// (no activation). The bias/residual cases are separate loops.
 #[inline(always)]

@@ -235,6 +235,7 @@ fn direct_applies(isa: Isa, s: &ConvShape) -> bool {
 /// The direct route: row buffer, register tiles, per-ISA entry points.
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub(crate) mod direct {
+    use super::super::gemm::{load_lanes, store_lanes};
     use super::super::{Vf32, PANEL};
     use super::DK;
     use crate::isa::Isa;
@@ -584,8 +585,26 @@ pub(crate) mod direct {
                         kernels::activate(ep.act, core::slice::from_raw_parts_mut(o, n));
                     }
                 } else {
-                    let acc = core::slice::from_raw_parts(accp, n);
-                    kernels::store_at(ep, acc, c0, oi, core::slice::from_raw_parts_mut(o, n));
+                    // The last, narrower tile: whole vectors and a partial
+                    // one (masked on AVX-512) instead of the scalar loop.
+                    for v in 0..NV {
+                        let c = v * V::N;
+                        if c >= n {
+                            break;
+                        }
+                        let lanes = (n - c).min(V::N);
+                        let mut x = V::load(accp.add(c));
+                        if let Some(bias) = ep.bias {
+                            x = V::add(x, load_lanes(bias.as_ptr().add(c0 + c), lanes));
+                        }
+                        if let Some(res) = ep.residual {
+                            x = V::add(x, load_lanes(res.as_ptr().add(oi + c), lanes));
+                        }
+                        store_lanes(V::clamp(x, lo, hi), o.add(c), lanes);
+                    }
+                    if ep.act != Activation::None {
+                        kernels::activate(ep.act, core::slice::from_raw_parts_mut(o, n));
+                    }
                 }
             }
         }

@@ -364,7 +364,7 @@ unsafe fn micro<V: Vf32, const MR: usize, const NV: usize, const FULL: bool>(
 /// # Safety
 /// `lanes` floats are readable at `p`; the CPU supports `V`'s instruction set.
 #[inline(always)]
-unsafe fn load_lanes<V: Vf32>(p: *const f32, lanes: usize) -> V {
+pub(super) unsafe fn load_lanes<V: Vf32>(p: *const f32, lanes: usize) -> V {
     // SAFETY: forwarded.
     unsafe {
         if lanes == V::N {
@@ -381,7 +381,7 @@ unsafe fn load_lanes<V: Vf32>(p: *const f32, lanes: usize) -> V {
 /// # Safety
 /// `lanes` floats are writable at `p`; the CPU supports `V`'s instruction set.
 #[inline(always)]
-unsafe fn store_lanes<V: Vf32>(x: V, p: *mut f32, lanes: usize) {
+pub(super) unsafe fn store_lanes<V: Vf32>(x: V, p: *mut f32, lanes: usize) {
     // SAFETY: forwarded.
     unsafe {
         if lanes == V::N {
