@@ -235,7 +235,7 @@ fn direct_applies(isa: Isa, s: &ConvShape) -> bool {
 /// The direct route: row buffer, register tiles, per-ISA entry points.
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub(crate) mod direct {
-    use super::super::gemm::{load_lanes, store_lanes};
+    use super::super::gemm::{store_lanes, VecEpilogue};
     use super::super::{Vf32, PANEL};
     use super::DK;
     use crate::isa::Isa;
@@ -569,42 +569,27 @@ pub(crate) mod direct {
                     x.store(sp.add((p * NV + v) * V::N));
                 }
             }
+            // Whole vectors and, in a narrower last tile, a partial one
+            // (masked on AVX-512); full tiles have the bias added above.
+            let mut e = VecEpilogue::<V>::new(ep);
+            if full {
+                e.bias = None;
+            }
             for p in 0..mp {
                 let oi = d.o + (px + p) * d.out_c + c0;
                 let o = d.out.add(oi);
                 let accp = sp.add(p * NV * V::N);
-                if full {
-                    for v in 0..NV {
-                        let mut x = V::load(accp.add(v * V::N));
-                        if let Some(res) = ep.residual {
-                            x = V::add(x, V::load(res.as_ptr().add(oi + v * V::N)));
-                        }
-                        V::clamp(x, lo, hi).store(o.add(v * V::N));
+                for v in 0..NV {
+                    let c = v * V::N;
+                    if c >= n {
+                        break;
                     }
-                    if ep.act != Activation::None {
-                        kernels::activate(ep.act, core::slice::from_raw_parts_mut(o, n));
-                    }
-                } else {
-                    // The last, narrower tile: whole vectors and a partial
-                    // one (masked on AVX-512) instead of the scalar loop.
-                    for v in 0..NV {
-                        let c = v * V::N;
-                        if c >= n {
-                            break;
-                        }
-                        let lanes = (n - c).min(V::N);
-                        let mut x = V::load(accp.add(c));
-                        if let Some(bias) = ep.bias {
-                            x = V::add(x, load_lanes(bias.as_ptr().add(c0 + c), lanes));
-                        }
-                        if let Some(res) = ep.residual {
-                            x = V::add(x, load_lanes(res.as_ptr().add(oi + c), lanes));
-                        }
-                        store_lanes(V::clamp(x, lo, hi), o.add(c), lanes);
-                    }
-                    if ep.act != Activation::None {
-                        kernels::activate(ep.act, core::slice::from_raw_parts_mut(o, n));
-                    }
+                    let lanes = (n - c).min(V::N);
+                    let x = e.apply(V::load(accp.add(c)), c0 + c, oi + c, lanes);
+                    store_lanes(x, o.add(c), lanes);
+                }
+                if ep.act != Activation::None {
+                    kernels::activate(ep.act, core::slice::from_raw_parts_mut(o, n));
                 }
             }
         }

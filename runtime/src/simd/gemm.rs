@@ -293,30 +293,19 @@ unsafe fn micro<V: Vf32, const MR: usize, const NV: usize, const FULL: bool>(
                 }
             }
         }
-        let lo = V::splat(g.ep.min);
-        let hi = V::splat(g.ep.max);
         if FULL && V::UNROLLED_EPILOGUE {
             // Full tiles: the epilogue's fields in locals and constant trip
             // counts, so the loops unroll and nothing is reloaded per vector
             // (the general loop below reloads `g.ep`'s fields after every
             // store: 1.05-1.15x slower on layers with few input channels).
             // Only where measured to pay (`Vf32::UNROLLED_EPILOGUE`).
-            let (bias, res, act, last) = (g.ep.bias, g.ep.residual, g.ep.act, b.last);
+            let (e, act, last) = (VecEpilogue::new(g.ep), g.ep.act, b.last);
             for (r, row) in acc.iter().enumerate() {
                 let oi = (i0 + r) * g.n + c0;
                 let o = g.out.add(oi);
                 for (v, &x) in row.iter().enumerate() {
                     let c = v * V::N;
-                    let mut x = x;
-                    if last {
-                        if let Some(bias) = bias {
-                            x = V::add(x, V::load(bias.as_ptr().add(c0 + c)));
-                        }
-                        if let Some(res) = res {
-                            x = V::add(x, V::load(res.as_ptr().add(oi + c)));
-                        }
-                        x = V::clamp(x, lo, hi);
-                    }
+                    let x = if last { e.apply(x, c0 + c, oi + c, V::N) } else { x };
                     x.store(o.add(c));
                 }
             }
@@ -339,21 +328,68 @@ unsafe fn micro<V: Vf32, const MR: usize, const NV: usize, const FULL: bool>(
                     break;
                 }
                 let lanes = (n - c).min(V::N);
-                let mut x = x;
-                if b.last {
-                    if let Some(bias) = g.ep.bias {
-                        x = V::add(x, load_lanes(bias.as_ptr().add(c0 + c), lanes));
-                    }
-                    if let Some(res) = g.ep.residual {
-                        x = V::add(x, load_lanes(res.as_ptr().add(oi + c), lanes));
-                    }
-                    x = V::clamp(x, lo, hi);
-                }
+                // `g.ep`'s fields read per vector, as before the unrolled
+                // epilogue: hoisting them here made large layers slower.
+                let x = if b.last {
+                    VecEpilogue::new(g.ep).apply(x, c0 + c, oi + c, lanes)
+                } else {
+                    x
+                };
                 store_lanes(x, o.add(c), lanes);
             }
             if b.last && g.ep.act != Activation::None {
                 kernels::activate(g.ep.act, core::slice::from_raw_parts_mut(o, n));
             }
+        }
+    }
+}
+
+/// The epilogue of one vector, before the activation: `clamp((x + bias) +
+/// residual, min, max)`, the terms `ep` has, in the reference's order.
+#[derive(Clone, Copy)]
+pub(super) struct VecEpilogue<'a, V> {
+    pub(super) bias: Option<&'a [f32]>,
+    residual: Option<&'a [f32]>,
+    lo: V,
+    hi: V,
+}
+
+impl<'a, V: Vf32> VecEpilogue<'a, V> {
+    /// `ep`'s bias, residual and clamp bounds.
+    ///
+    /// # Safety
+    /// The CPU supports `V`'s instruction set.
+    #[inline(always)]
+    pub(super) unsafe fn new(ep: &Epilogue<'a>) -> Self {
+        // SAFETY: forwarded.
+        let (lo, hi) = unsafe { (V::splat(ep.min), V::splat(ep.max)) };
+        VecEpilogue {
+            bias: ep.bias,
+            residual: ep.residual,
+            lo,
+            hi,
+        }
+    }
+
+    /// `x` (output channels `bi..bi + lanes`, flat output index `ri`, which
+    /// indexes the residual) through the epilogue; `lanes <= N`, lanes past
+    /// it are not read.
+    ///
+    /// # Safety
+    /// `bias[bi..bi + lanes]` and `residual[ri..ri + lanes]` are in bounds
+    /// (where present); the CPU supports `V`'s instruction set.
+    #[inline(always)]
+    pub(super) unsafe fn apply(&self, x: V, bi: usize, ri: usize, lanes: usize) -> V {
+        // SAFETY: forwarded.
+        unsafe {
+            let mut x = x;
+            if let Some(bias) = self.bias {
+                x = V::add(x, load_lanes(bias.as_ptr().add(bi), lanes));
+            }
+            if let Some(res) = self.residual {
+                x = V::add(x, load_lanes(res.as_ptr().add(ri), lanes));
+            }
+            V::clamp(x, self.lo, self.hi)
         }
     }
 }

@@ -90,6 +90,39 @@ impl Vf32 for Avx512 {
     }
 }
 
+/// The K loop of the 12-row AVX-512 kernels: one K step's template lines
+/// (`$body`, a list of string literals), then the pointer increments and
+/// the loop branch. Rows are addressed from 4 base registers and `lda`
+/// (bytes; 1x, 2x): row `r` at `[{a0}]`, `[{a0} + {lda}]`, `[{a0} +
+/// {lda}*2]`, `[{a3}]`, ... `[{a9} + {lda}*2]`, the K step's weights at
+/// `[{w}]`. `$a`, `$lda`, `$w`, `$k` are places the loop consumes; `$ops`
+/// are the kernel's own operands (weight offsets, scratch and
+/// accumulator registers), each followed by a comma.
+macro_rules! k_loop_12_asm {
+    ($a:ident, $lda:ident, $w:ident, $k:ident, [$($body:expr),* $(,)?], $($ops:tt)*) => {
+        core::arch::asm!(
+            "2:",
+            $($body,)*
+            "add {a0}, 4",
+            "add {a3}, 4",
+            "add {a6}, 4",
+            "add {a9}, 4",
+            "add {w}, 64",
+            "dec {k}",
+            "jnz 2b",
+            a0 = inout(reg) $a => _,
+            a3 = inout(reg) $a.wrapping_byte_add(3 * $lda) => _,
+            a6 = inout(reg) $a.wrapping_byte_add(6 * $lda) => _,
+            a9 = inout(reg) $a.wrapping_byte_add(9 * $lda) => _,
+            lda = in(reg) $lda,
+            w = inout(reg) $w => _,
+            k = inout(reg) $k => _,
+            $($ops)*
+            options(nostack, readonly),
+        )
+    };
+}
+
 /// [`Vf32::k_loop_12x2`] for AVX-512: per K step 2 weight loads, 12
 /// broadcasts and 24 FMAs, rows addressed from 4 base registers and `lda`
 /// (1x, 2x), so the loop carries 5 pointer increments instead of the 13
@@ -123,61 +156,52 @@ unsafe fn k_loop_12x2_avx512(
     // writes only its register operands, and touches no stack or flags
     // the compiler relies on.
     unsafe {
-        core::arch::asm!(
-            "2:",
-            "vmovups {b0:z}, zmmword ptr [{w}]",
-            "vmovups {b1:z}, zmmword ptr [{w} + {wd}]",
-            "vbroadcastss {x:z}, dword ptr [{a0}]",
-            "vfmadd231ps {c0_0:z}, {b0:z}, {x:z}",
-            "vfmadd231ps {c0_1:z}, {b1:z}, {x:z}",
-            "vbroadcastss {y:z}, dword ptr [{a0} + {lda}]",
-            "vfmadd231ps {c1_0:z}, {b0:z}, {y:z}",
-            "vfmadd231ps {c1_1:z}, {b1:z}, {y:z}",
-            "vbroadcastss {x:z}, dword ptr [{a0} + {lda}*2]",
-            "vfmadd231ps {c2_0:z}, {b0:z}, {x:z}",
-            "vfmadd231ps {c2_1:z}, {b1:z}, {x:z}",
-            "vbroadcastss {y:z}, dword ptr [{a3}]",
-            "vfmadd231ps {c3_0:z}, {b0:z}, {y:z}",
-            "vfmadd231ps {c3_1:z}, {b1:z}, {y:z}",
-            "vbroadcastss {x:z}, dword ptr [{a3} + {lda}]",
-            "vfmadd231ps {c4_0:z}, {b0:z}, {x:z}",
-            "vfmadd231ps {c4_1:z}, {b1:z}, {x:z}",
-            "vbroadcastss {y:z}, dword ptr [{a3} + {lda}*2]",
-            "vfmadd231ps {c5_0:z}, {b0:z}, {y:z}",
-            "vfmadd231ps {c5_1:z}, {b1:z}, {y:z}",
-            "vbroadcastss {x:z}, dword ptr [{a6}]",
-            "vfmadd231ps {c6_0:z}, {b0:z}, {x:z}",
-            "vfmadd231ps {c6_1:z}, {b1:z}, {x:z}",
-            "vbroadcastss {y:z}, dword ptr [{a6} + {lda}]",
-            "vfmadd231ps {c7_0:z}, {b0:z}, {y:z}",
-            "vfmadd231ps {c7_1:z}, {b1:z}, {y:z}",
-            "vbroadcastss {x:z}, dword ptr [{a6} + {lda}*2]",
-            "vfmadd231ps {c8_0:z}, {b0:z}, {x:z}",
-            "vfmadd231ps {c8_1:z}, {b1:z}, {x:z}",
-            "vbroadcastss {y:z}, dword ptr [{a9}]",
-            "vfmadd231ps {c9_0:z}, {b0:z}, {y:z}",
-            "vfmadd231ps {c9_1:z}, {b1:z}, {y:z}",
-            "vbroadcastss {x:z}, dword ptr [{a9} + {lda}]",
-            "vfmadd231ps {c10_0:z}, {b0:z}, {x:z}",
-            "vfmadd231ps {c10_1:z}, {b1:z}, {x:z}",
-            "vbroadcastss {y:z}, dword ptr [{a9} + {lda}*2]",
-            "vfmadd231ps {c11_0:z}, {b0:z}, {y:z}",
-            "vfmadd231ps {c11_1:z}, {b1:z}, {y:z}",
-            "add {a0}, 4",
-            "add {a3}, 4",
-            "add {a6}, 4",
-            "add {a9}, 4",
-            "add {w}, 64",
-            "dec {k}",
-            "jnz 2b",
-            a0 = inout(reg) a => _,
-            a3 = inout(reg) a.wrapping_byte_add(3 * lda) => _,
-            a6 = inout(reg) a.wrapping_byte_add(6 * lda) => _,
-            a9 = inout(reg) a.wrapping_byte_add(9 * lda) => _,
-            lda = in(reg) lda,
-            w = inout(reg) w => _,
+        k_loop_12_asm!(
+            a,
+            lda,
+            w,
+            k,
+            [
+                "vmovups {b0:z}, zmmword ptr [{w}]",
+                "vmovups {b1:z}, zmmword ptr [{w} + {wd}]",
+                "vbroadcastss {x:z}, dword ptr [{a0}]",
+                "vfmadd231ps {c0_0:z}, {b0:z}, {x:z}",
+                "vfmadd231ps {c0_1:z}, {b1:z}, {x:z}",
+                "vbroadcastss {y:z}, dword ptr [{a0} + {lda}]",
+                "vfmadd231ps {c1_0:z}, {b0:z}, {y:z}",
+                "vfmadd231ps {c1_1:z}, {b1:z}, {y:z}",
+                "vbroadcastss {x:z}, dword ptr [{a0} + {lda}*2]",
+                "vfmadd231ps {c2_0:z}, {b0:z}, {x:z}",
+                "vfmadd231ps {c2_1:z}, {b1:z}, {x:z}",
+                "vbroadcastss {y:z}, dword ptr [{a3}]",
+                "vfmadd231ps {c3_0:z}, {b0:z}, {y:z}",
+                "vfmadd231ps {c3_1:z}, {b1:z}, {y:z}",
+                "vbroadcastss {x:z}, dword ptr [{a3} + {lda}]",
+                "vfmadd231ps {c4_0:z}, {b0:z}, {x:z}",
+                "vfmadd231ps {c4_1:z}, {b1:z}, {x:z}",
+                "vbroadcastss {y:z}, dword ptr [{a3} + {lda}*2]",
+                "vfmadd231ps {c5_0:z}, {b0:z}, {y:z}",
+                "vfmadd231ps {c5_1:z}, {b1:z}, {y:z}",
+                "vbroadcastss {x:z}, dword ptr [{a6}]",
+                "vfmadd231ps {c6_0:z}, {b0:z}, {x:z}",
+                "vfmadd231ps {c6_1:z}, {b1:z}, {x:z}",
+                "vbroadcastss {y:z}, dword ptr [{a6} + {lda}]",
+                "vfmadd231ps {c7_0:z}, {b0:z}, {y:z}",
+                "vfmadd231ps {c7_1:z}, {b1:z}, {y:z}",
+                "vbroadcastss {x:z}, dword ptr [{a6} + {lda}*2]",
+                "vfmadd231ps {c8_0:z}, {b0:z}, {x:z}",
+                "vfmadd231ps {c8_1:z}, {b1:z}, {x:z}",
+                "vbroadcastss {y:z}, dword ptr [{a9}]",
+                "vfmadd231ps {c9_0:z}, {b0:z}, {y:z}",
+                "vfmadd231ps {c9_1:z}, {b1:z}, {y:z}",
+                "vbroadcastss {x:z}, dword ptr [{a9} + {lda}]",
+                "vfmadd231ps {c10_0:z}, {b0:z}, {x:z}",
+                "vfmadd231ps {c10_1:z}, {b1:z}, {x:z}",
+                "vbroadcastss {y:z}, dword ptr [{a9} + {lda}*2]",
+                "vfmadd231ps {c11_0:z}, {b0:z}, {y:z}",
+                "vfmadd231ps {c11_1:z}, {b1:z}, {y:z}",
+            ],
             wd = in(reg) wd * 4,
-            k = inout(reg) k => _,
             b0 = out(zmm_reg) _scratch_b0,
             b1 = out(zmm_reg) _scratch_b1,
             x = out(zmm_reg) _scratch_x,
@@ -206,7 +230,6 @@ unsafe fn k_loop_12x2_avx512(
             c10_1 = inout(zmm_reg) c[10][1],
             c11_0 = inout(zmm_reg) c[11][0],
             c11_1 = inout(zmm_reg) c[11][1],
-            options(nostack, readonly),
         );
     }
     // SAFETY: as above.
@@ -237,35 +260,26 @@ unsafe fn k_loop_12x1_avx512(acc: &mut [Avx512; 12], a: *const f32, lda: usize, 
     // register operands, and touches no stack or flags the compiler
     // relies on.
     unsafe {
-        core::arch::asm!(
-            "2:",
-            "vmovups {b:z}, zmmword ptr [{w}]",
-            "vfmadd231ps {c0:z}, {b:z}, dword ptr [{a0}]{{1to16}}",
-            "vfmadd231ps {c1:z}, {b:z}, dword ptr [{a0} + {lda}]{{1to16}}",
-            "vfmadd231ps {c2:z}, {b:z}, dword ptr [{a0} + {lda}*2]{{1to16}}",
-            "vfmadd231ps {c3:z}, {b:z}, dword ptr [{a3}]{{1to16}}",
-            "vfmadd231ps {c4:z}, {b:z}, dword ptr [{a3} + {lda}]{{1to16}}",
-            "vfmadd231ps {c5:z}, {b:z}, dword ptr [{a3} + {lda}*2]{{1to16}}",
-            "vfmadd231ps {c6:z}, {b:z}, dword ptr [{a6}]{{1to16}}",
-            "vfmadd231ps {c7:z}, {b:z}, dword ptr [{a6} + {lda}]{{1to16}}",
-            "vfmadd231ps {c8:z}, {b:z}, dword ptr [{a6} + {lda}*2]{{1to16}}",
-            "vfmadd231ps {c9:z}, {b:z}, dword ptr [{a9}]{{1to16}}",
-            "vfmadd231ps {c10:z}, {b:z}, dword ptr [{a9} + {lda}]{{1to16}}",
-            "vfmadd231ps {c11:z}, {b:z}, dword ptr [{a9} + {lda}*2]{{1to16}}",
-            "add {a0}, 4",
-            "add {a3}, 4",
-            "add {a6}, 4",
-            "add {a9}, 4",
-            "add {w}, 64",
-            "dec {k}",
-            "jnz 2b",
-            a0 = inout(reg) a => _,
-            a3 = inout(reg) a.wrapping_byte_add(3 * lda) => _,
-            a6 = inout(reg) a.wrapping_byte_add(6 * lda) => _,
-            a9 = inout(reg) a.wrapping_byte_add(9 * lda) => _,
-            lda = in(reg) lda,
-            w = inout(reg) w => _,
-            k = inout(reg) k => _,
+        k_loop_12_asm!(
+            a,
+            lda,
+            w,
+            k,
+            [
+                "vmovups {b:z}, zmmword ptr [{w}]",
+                "vfmadd231ps {c0:z}, {b:z}, dword ptr [{a0}]{{1to16}}",
+                "vfmadd231ps {c1:z}, {b:z}, dword ptr [{a0} + {lda}]{{1to16}}",
+                "vfmadd231ps {c2:z}, {b:z}, dword ptr [{a0} + {lda}*2]{{1to16}}",
+                "vfmadd231ps {c3:z}, {b:z}, dword ptr [{a3}]{{1to16}}",
+                "vfmadd231ps {c4:z}, {b:z}, dword ptr [{a3} + {lda}]{{1to16}}",
+                "vfmadd231ps {c5:z}, {b:z}, dword ptr [{a3} + {lda}*2]{{1to16}}",
+                "vfmadd231ps {c6:z}, {b:z}, dword ptr [{a6}]{{1to16}}",
+                "vfmadd231ps {c7:z}, {b:z}, dword ptr [{a6} + {lda}]{{1to16}}",
+                "vfmadd231ps {c8:z}, {b:z}, dword ptr [{a6} + {lda}*2]{{1to16}}",
+                "vfmadd231ps {c9:z}, {b:z}, dword ptr [{a9}]{{1to16}}",
+                "vfmadd231ps {c10:z}, {b:z}, dword ptr [{a9} + {lda}]{{1to16}}",
+                "vfmadd231ps {c11:z}, {b:z}, dword ptr [{a9} + {lda}*2]{{1to16}}",
+            ],
             b = out(zmm_reg) _scratch_b,
             c0 = inout(zmm_reg) c[0],
             c1 = inout(zmm_reg) c[1],
@@ -279,7 +293,6 @@ unsafe fn k_loop_12x1_avx512(acc: &mut [Avx512; 12], a: *const f32, lda: usize, 
             c9 = inout(zmm_reg) c[9],
             c10 = inout(zmm_reg) c[10],
             c11 = inout(zmm_reg) c[11],
-            options(nostack, readonly),
         );
     }
     // SAFETY: as above.
