@@ -146,6 +146,7 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
             }
         })
         .collect();
+    let par_observed = par_calls.iter().enumerate().map(|(i, call)| quote!(#call after(#i);));
     let n_layers = p.layers.len();
     let infos = p.layers.iter().map(|l| {
         let (name, kernel, macs) = (l.name.as_str(), l.kernel.name(), l.macs);
@@ -238,6 +239,21 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
             #w_let
             #arena_unused
             #(#par_calls)*
+        }
+
+        #[doc = " [`run_parallel`], calling `after(i)` on the calling thread when layer `i`"]
+        #[doc = " is done (all its parts joined), e.g. to time each layer of the parallel mode."]
+        #[allow(dead_code)]
+        pub fn run_parallel_observed(
+            input: &Input,
+            output: &mut Output,
+            arena: &mut Arena,
+            par: &dyn ::mncc_runtime::par::Parallel,
+            after: &mut dyn FnMut(usize),
+        ) {
+            #w_let
+            #arena_unused
+            #(#par_observed)*
         }
 
         #[doc = " Runs the model and returns the output by value."]

@@ -79,6 +79,8 @@ fn main() {
         }
         "layers" => {
             let seconds: f64 = args[3].parse().unwrap();
+            // `layers2`: each layer of run_parallel on the two-thread pool.
+            let pool = (args.len() > 4 && args[4] == "2").then(mncc_runtime::par::StdPool::new);
             let n = model::LAYERS.len();
             let mut times: Vec<Vec<f64>> = vec![Vec::new(); n];
             let start = std::time::Instant::now();
@@ -90,7 +92,10 @@ fn main() {
                     times[i].push((now - t).as_secs_f64() * 1e3);
                     t = now;
                 };
-                model::run_observed(std::hint::black_box(&input), &mut output, &mut arena, &mut after);
+                match &pool {
+                    Some(p) => model::run_parallel_observed(std::hint::black_box(&input), &mut output, &mut arena, p, &mut after),
+                    None => model::run_observed(std::hint::black_box(&input), &mut output, &mut arena, &mut after),
+                }
                 std::hint::black_box(&output);
                 runs += 1;
             }
@@ -377,11 +382,17 @@ pub struct LayerTiming {
 }
 
 impl Harness {
-    /// Times each layer within repeated whole-model runs for about `seconds`.
-    pub fn bench_layers(&self, input: &InputData, seconds: f64) -> Result<Vec<LayerTiming>, String> {
+    /// Times each layer within repeated whole-model runs for about `seconds`,
+    /// on `threads` threads (1: `run_observed`; 2: `run_parallel_observed`
+    /// on the runtime's two-thread pool).
+    pub fn bench_layers(&self, input: &InputData, seconds: f64, threads: usize) -> Result<Vec<LayerTiming>, String> {
+        if !(1..=2).contains(&threads) {
+            return Err(format!("{threads} threads: the harness runs 1 or 2"));
+        }
         let inp = self.input_file(input)?;
         let secs = seconds.to_string();
-        let stdout = self.exec(&["layers".as_ref(), inp.as_os_str(), secs.as_ref()])?;
+        let threads = threads.to_string();
+        let stdout = self.exec(&["layers".as_ref(), inp.as_os_str(), secs.as_ref(), threads.as_ref()])?;
         let text = String::from_utf8_lossy(&stdout);
         text.lines()
             .map(|line| {

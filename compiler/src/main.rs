@@ -79,7 +79,8 @@ enum Cmd {
         /// Seconds of timed runs.
         #[arg(long, default_value_t = 3.0)]
         seconds: f64,
-        /// Also time each layer (within whole-model runs) and summarize per kernel.
+        /// Also time each layer (within whole-model runs, on --threads threads)
+        /// and summarize per kernel.
         #[arg(long)]
         layers: bool,
         /// Threads per inference: 1 (`run`) or 2 (`run_parallel` on the runtime's
@@ -254,7 +255,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 100.0 * gflops / peak
             );
             if layers {
-                let lt = h.bench_layers(&x, seconds)?;
+                let lt = h.bench_layers(&x, seconds, threads as usize)?;
                 print!("{}", harness::layer_report(&lt, peak));
             }
         }

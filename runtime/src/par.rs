@@ -14,7 +14,9 @@
 //!   `std::thread::scope`, a second core with a mailbox), so the user's
 //!   implementation is a few lines.
 //! * The runtime needs nothing else: both closures claim chunks of the
-//!   layer from one atomic counter until none are left, so the work adapts
+//!   layer from one atomic word until none are left (the calling thread
+//!   from the front, the other from the back, so each keeps to its own part
+//!   of the tensors from layer to layer), so the work adapts
 //!   to a thread that starts late or is descheduled (a busy machine), and an
 //!   executor that runs the second closure after the first (or on the same
 //!   thread) is still correct.
@@ -33,12 +35,14 @@
 //! * [`pointwise`]: by pixels (rows of the `[pixels x in_c]` matrix), at
 //!   multiples of [`PIXEL_ALIGN`] so no register tile straddles two chunks;
 //!   one chunk per thread when the weights outweigh the input (every chunk
-//!   streams all of them);
+//!   streams all of them); a single pixel (the classifier) by output
+//!   channels, at multiples of [`COLUMN_ALIGN`];
 //! * [`depthwise`] and [`conv2d`]: by output rows; each part reads the input
 //!   rows its windows need (halo included) through a smaller
 //!   [`ConvShape`] from [`conv_rows`] (`in_h`, `pad_top` adjusted).
-//!   [`conv2d`] with an NCHW input runs on one thread (an NCHW row window is
-//!   not one contiguous slice).
+//!   [`conv2d`] with an NCHW input (not one slice per row window) computes
+//!   its parts' rows from the whole input on the direct route (the first
+//!   layer), and runs on one thread otherwise.
 //!
 //! Layers too small to pay for a fork ([`Parallel::min_part_macs`]) run
 //! whole on the calling thread. The one `unsafe` block hands each claimed
@@ -107,6 +111,11 @@ pub const MIN_MACS_PER_PART: usize = 1 << 16;
 /// counts (12 on AVX-512, 6 on AVX2/NEON, 2 portable) divide it.
 pub const PIXEL_ALIGN: usize = 12;
 
+/// [`pointwise`] with one pixel splits output channels at multiples of this:
+/// a whole number of weight panels ([`simd::PANEL`]) and of every register
+/// tile's width (32 on AVX-512, 16 elsewhere).
+pub const COLUMN_ALIGN: usize = 32;
+
 /// Chunks per thread a layer is cut into at most: the threads claim chunks
 /// one at a time, so a thread that is descheduled for a while (a busy
 /// machine) delays its layer by at most one chunk, not by half the layer.
@@ -161,9 +170,13 @@ impl OutPtr {
 /// Runs `f(range, out_part)` for the `n` chunks `range` covering `0..units`
 /// (see [`chunk`]), where `out_part` is the part of `out` (`unit` elements
 /// per unit) the chunk writes. `par.threads()` participants (the calling thread
-/// and the others, through nested [`Parallel::join`]s) claim chunks from a
-/// shared counter until none are left. Targets without atomic
-/// read-modify-write run all chunks on the calling thread.
+/// and the others, through nested [`Parallel::join`]s) claim chunks until
+/// none are left: the calling thread from the front, the first other
+/// participant from the back, any further ones from the front ([`Claims`]).
+/// So with two threads each keeps to its own end of the tensor, the same
+/// end in every layer (the rows it wrote are the rows it reads next, in its
+/// own cache), and the two meet wherever the work runs out. Targets without
+/// atomic read-modify-write run all chunks on the calling thread.
 fn for_chunks<F>(par: &dyn Parallel, units: usize, n: usize, align: usize, unit: usize, out: &mut [f32], f: &F)
 where
     F: Fn(Range<usize>, &mut [f32]) + Sync,
@@ -171,42 +184,87 @@ where
     assert_eq!(out.len(), units * unit, "par: output length (compiler bug)");
     #[cfg(target_has_atomic = "ptr")]
     if n > 1 && par.threads() > 1 {
-        use core::sync::atomic::{AtomicUsize, Ordering};
-        let next = AtomicUsize::new(0);
+        let claims = Claims::new(n);
         let base = OutPtr(out.as_mut_ptr());
-        let work = || loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            if i >= n {
-                return;
+        let work = |participant: usize| {
+            while let Some(i) = claims.claim(participant == 1) {
+                let r = chunk(i, n, units, align);
+                if r.is_empty() {
+                    continue;
+                }
+                // SAFETY: `Claims::claim` gives each chunk index to exactly
+                // one participant, and the chunks' element ranges
+                // `r.start * unit..r.end * unit` are disjoint and inside `out`
+                // (`r.end <= units`, `out.len() == units * unit`). `out` is
+                // borrowed exclusively by this function, which returns only
+                // after `join` did, i.e. after every participant finished.
+                let part = unsafe {
+                    core::slice::from_raw_parts_mut(base.get().add(r.start * unit), (r.end - r.start) * unit)
+                };
+                f(r, part);
             }
-            let r = chunk(i, n, units, align);
-            if r.is_empty() {
-                continue;
-            }
-            // SAFETY: `fetch_add` gives each chunk index to exactly one
-            // participant, and the chunks' element ranges
-            // `r.start * unit..r.end * unit` are disjoint and inside `out`
-            // (`r.end <= units`, `out.len() == units * unit`). `out` is
-            // borrowed exclusively by this function, which returns only after
-            // `join` did, i.e. after every participant finished.
-            let part =
-                unsafe { core::slice::from_raw_parts_mut(base.get().add(r.start * unit), (r.end - r.start) * unit) };
-            f(r, part);
         };
-        participate(par, par.threads().min(n), &work);
+        participate(par, par.threads().min(n), 0, &work);
         return;
     }
     f(0..units, out);
 }
 
-/// Runs `work` on `k` participants: the calling thread, and `k - 1` more
-/// through nested joins.
+/// The unclaimed chunks `front..back` of a layer, packed in one atomic word
+/// (`front` in the low half, `back` in the high half), so a participant
+/// takes a chunk from either end with one compare-exchange.
 #[cfg(target_has_atomic = "ptr")]
-fn participate(par: &dyn Parallel, k: usize, work: &(dyn Fn() + Sync)) {
+struct Claims(core::sync::atomic::AtomicUsize);
+
+#[cfg(target_has_atomic = "ptr")]
+impl Claims {
+    const HALF: u32 = usize::BITS / 2;
+
+    /// Chunks `0..n` unclaimed.
+    ///
+    /// # Panics
+    /// If `n` does not fit half a word (chunk counts are at most
+    /// `threads * CHUNKS_PER_THREAD`).
+    fn new(n: usize) -> Self {
+        assert!(n < 1 << Self::HALF, "par: {n} chunks (compiler bug)");
+        Claims(core::sync::atomic::AtomicUsize::new(n << Self::HALF))
+    }
+
+    /// Claims the first unclaimed chunk (the last one if `from_back`), or
+    /// `None` when all are taken.
+    fn claim(&self, from_back: bool) -> Option<usize> {
+        use core::sync::atomic::Ordering;
+        let mask = (1usize << Self::HALF) - 1;
+        let mut cur = self.0.load(Ordering::Relaxed);
+        loop {
+            let (front, back) = (cur & mask, cur >> Self::HALF);
+            if front >= back {
+                return None;
+            }
+            let (next, i) = if from_back {
+                (front | (back - 1) << Self::HALF, back - 1)
+            } else {
+                ((front + 1) | back << Self::HALF, front)
+            };
+            match self
+                .0
+                .compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return Some(i),
+                Err(now) => cur = now,
+            }
+        }
+    }
+}
+
+/// Runs `work(i)` on `k` participants `i = first..first + k`: the calling
+/// thread, and `k - 1` more through nested joins.
+#[cfg(target_has_atomic = "ptr")]
+fn participate(par: &dyn Parallel, k: usize, first: usize, work: &(dyn Fn(usize) + Sync)) {
     if k <= 1 {
-        work();
+        work(first);
     } else {
-        par.join(&mut || work(), &mut || participate(par, k - 1, work));
+        par.join(&mut || work(first), &mut || participate(par, k - 1, first + 1, work));
     }
 }
 
@@ -225,6 +283,9 @@ pub fn pointwise(
     ep: &Epilogue<'_>,
     out: &mut [f32],
 ) {
+    if s.pixels == 1 {
+        return pointwise_columns(par, s, tiles, input, packed, ep, out);
+    }
     // Weights larger than the input: every chunk streams all of them, so
     // one chunk per thread.
     let per_thread = if s.out_c > s.pixels { 1 } else { CHUNKS_PER_THREAD };
@@ -255,6 +316,49 @@ pub fn pointwise(
         );
     };
     for_chunks(par, s.pixels, n, PIXEL_ALIGN, s.out_c, out, &part);
+}
+
+/// [`pointwise`] with one pixel (a dense layer: the classifier): split by
+/// output channels at multiples of [`COLUMN_ALIGN`], each part multiplying
+/// the input by its own panels of the weights (the layer streams its weights
+/// once, half on each thread).
+fn pointwise_columns(
+    par: &dyn Parallel,
+    s: &PointwiseShape,
+    tiles: &PointwiseTiles,
+    input: &[f32],
+    packed: &[f32],
+    ep: &Epilogue<'_>,
+    out: &mut [f32],
+) {
+    let n = chunk_count(par, s.out_c, COLUMN_ALIGN, s.in_c, par.threads());
+    let ok = |x: Option<&[f32]>| x.is_none_or(|x| x.len() == s.out_c);
+    if n <= 1
+        || input.len() != s.in_c
+        || packed.len() != simd::pointwise_packed_len(s.in_c, s.out_c)
+        || out.len() != s.out_c
+        || !ok(ep.bias)
+        || !ok(ep.residual)
+    {
+        // One part (or a length error, which the kernel reports).
+        return simd::pointwise(s, tiles, input, packed, ep, out);
+    }
+    let part = |cols: Range<usize>, out: &mut [f32]| {
+        let sub = PointwiseShape {
+            out_c: cols.end - cols.start,
+            ..*s
+        };
+        let ep = Epilogue {
+            bias: ep.bias.map(|b| &b[cols.clone()]),
+            residual: ep.residual.map(|r| &r[cols.clone()]),
+            ..*ep
+        };
+        // Panel `p` (columns `16p..16p + 16`) starts at `p * 16 * in_c`;
+        // `cols.start` is a multiple of 16.
+        let w = &packed[cols.start * s.in_c..][..simd::pointwise_packed_len(s.in_c, sub.out_c)];
+        simd::pointwise(&sub, tiles, input, w, &ep, out);
+    };
+    for_chunks(par, s.out_c, n, COLUMN_ALIGN, 1, out, &part);
 }
 
 /// The geometry of output rows `rows` of a convolution `s` as a convolution
@@ -357,21 +461,32 @@ pub fn conv2d<T: Pixel + Sync>(
     let row_macs = s.out_w * s.out_c * s.kernel_h * s.kernel_w * s.in_c;
     let max_chunks = par.threads().saturating_mul(CHUNKS_PER_THREAD);
     let n = chunk_count(par, s.out_h, 1, row_macs, max_chunks);
-    if n <= 1 || layout != Layout::Nhwc || input.len() != s.in_len() || out.len() != s.out_len() || s.stride_h == 0 {
+    if n <= 1 || input.len() != s.in_len() || out.len() != s.out_len() || s.stride_h == 0 {
         return simd::conv2d(s, tiles, layout, input, pad_value, weights, ep, out);
     }
     let row_in = s.in_w * s.in_c;
     let row_out = s.out_w * s.out_c;
+    let rows_ep = |rows: &Range<usize>| Epilogue {
+        residual: ep
+            .residual
+            .map(|r| r.get(rows.start * row_out..rows.end * row_out).unwrap_or(r)),
+        ..*ep
+    };
+    if layout != Layout::Nhwc {
+        // An NCHW row window is not one slice: the direct route computes
+        // output rows of the whole input; other shapes run whole.
+        if !simd::conv2d_rows_applies(s) {
+            return simd::conv2d(s, tiles, layout, input, pad_value, weights, ep, out);
+        }
+        let part = |rows: Range<usize>, out: &mut [f32]| {
+            simd::conv2d_rows(s, layout, input, pad_value, weights, &rows_ep(&rows), rows, out);
+        };
+        return for_chunks(par, s.out_h, n, 1, row_out, out, &part);
+    }
     let part = |rows: Range<usize>, out: &mut [f32]| {
         let (sub, ins) = conv_rows(s, rows.clone());
-        let ep = Epilogue {
-            residual: ep
-                .residual
-                .map(|r| r.get(rows.start * row_out..rows.end * row_out).unwrap_or(r)),
-            ..*ep
-        };
         let x = &input[ins.start * row_in..ins.end * row_in];
-        simd::conv2d(&sub, tiles, layout, x, pad_value, weights, &ep, out);
+        simd::conv2d(&sub, tiles, layout, x, pad_value, weights, &rows_ep(&rows), out);
     };
     for_chunks(par, s.out_h, n, 1, row_out, out, &part);
 }
@@ -379,6 +494,39 @@ pub fn conv2d<T: Pixel + Sync>(
 #[cfg(test)]
 mod tests {
     use super::chunk;
+
+    #[test]
+    #[cfg(target_has_atomic = "ptr")]
+    fn claims_from_both_ends_take_each_chunk_once() {
+        use super::Claims;
+        for n in 1..20 {
+            for pattern in 0u32..64 {
+                let c = Claims::new(n);
+                let mut seen = [false; 20];
+                let (mut front, mut back) = (0, n);
+                for step in 0.. {
+                    let from_back = pattern >> (step % 6) & 1 == 1;
+                    match c.claim(from_back) {
+                        Some(i) => {
+                            assert!(!seen[i], "n {n}: chunk {i} twice");
+                            seen[i] = true;
+                            if from_back {
+                                back -= 1;
+                                assert_eq!(i, back, "n {n}: from the back");
+                            } else {
+                                assert_eq!(i, front, "n {n}: from the front");
+                                front += 1;
+                            }
+                        }
+                        None => break,
+                    }
+                }
+                assert!(seen[..n].iter().all(|&s| s), "n {n}: a chunk was never claimed");
+                assert_eq!(c.claim(false), None);
+                assert_eq!(c.claim(true), None);
+            }
+        }
+    }
 
     #[test]
     fn chunks_cover_in_order_and_balance() {

@@ -129,6 +129,11 @@ fn pointwise_splits_are_bit_identical() {
                 check_pointwise(pixels, in_c, out_c, 1000 + i as u64);
             }
         }
+        // One pixel (a classifier) splits by output channels, at multiples
+        // of 32: columns not divisible by the parts, a partial last panel.
+        for (i, &(in_c, out_c)) in [(24, 64), (24, 100), (7, 1000), (40, 33)].iter().enumerate() {
+            check_pointwise(1, in_c, out_c, 1100 + i as u64);
+        }
     });
 }
 
@@ -231,6 +236,7 @@ fn conv2d_splits_are_bit_identical() {
                 check_conv2d(&s, &x, Layout::Nchw, &mut rng);
                 let bytes = rng.bytes(s.in_len());
                 check_conv2d(&s, &bytes, Layout::Nhwc, &mut rng);
+                check_conv2d(&s, &bytes, Layout::Nchw, &mut rng);
             }
         }
         // The first layer of a 224 model (K-blocks and pixel blocks of the
@@ -252,6 +258,8 @@ fn conv2d_splits_are_bit_identical() {
         let mut rng = Rng::new(3999);
         let x = rng.vec(s.in_len(), 2.0);
         check_conv2d(&s, &x, Layout::Nhwc, &mut rng);
+        // NCHW (an ONNX model's input): the parts' rows from the whole input.
+        check_conv2d(&s, &x, Layout::Nchw, &mut rng);
     });
 }
 
@@ -320,7 +328,7 @@ fn serial_and_small_layers_run_whole() {
     par::pointwise(&c, &s, &tiles, &input, &packed, &Epilogue::NONE, &mut got);
     assert_eq!(c.0.load(std::sync::atomic::Ordering::Relaxed), 0);
     same_bits("small layer", &got, &want);
-    // A 1-pixel classifier is never split.
+    // A 1-pixel classifier (1M MACs) is split once, by output channels.
     let s1 = PointwiseShape {
         pixels: 1,
         in_c: 1024,
@@ -329,8 +337,12 @@ fn serial_and_small_layers_run_whole() {
     let input = rng.vec(1024, 1.0);
     let packed = rng.vec(simd::pointwise_packed_len(1024, 1000), 1.0);
     let mut out = vec![0.0; 1000];
+    let mut want = vec![0.0; 1000];
     par::pointwise(&c, &s1, &tiles, &input, &packed, &Epilogue::NONE, &mut out);
-    assert_eq!(c.0.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert_eq!(c.0.load(std::sync::atomic::Ordering::Relaxed), 1);
+    simd::pointwise(&s1, &tiles, &input, &packed, &Epilogue::NONE, &mut want);
+    same_bits("classifier", &out, &want);
+    c.0.store(0, std::sync::atomic::Ordering::Relaxed);
     // A 56x56 layer is split once on two threads.
     let s2 = PointwiseShape {
         pixels: 56 * 56,

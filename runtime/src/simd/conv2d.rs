@@ -65,10 +65,62 @@ pub fn conv2d<T: Pixel>(
     let isa = isa::active_counted();
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     if direct_applies(isa, s) {
-        direct::run(isa, s, layout, input, pad_value, weights, ep, out);
+        direct::run(isa, s, layout, input, pad_value, weights, ep, 0..s.out_h, out);
         return;
     }
     conv2d_im2col(isa, s, layout, input, pad_value, weights, ep, out);
+}
+
+/// Whether [`conv2d_rows`] computes `s` on this CPU (the direct route).
+pub(crate) fn conv2d_rows_applies(s: &ConvShape) -> bool {
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    return direct_applies(isa::active(), s);
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    return {
+        let _ = s;
+        false
+    };
+}
+
+/// Output rows `rows` of [`conv2d`] on the whole input, into `out` (those
+/// rows only; `ep.residual`, if any, holds those rows only), when the direct
+/// route applies; `false`, touching nothing, when it does not. The parallel
+/// mode's split for inputs whose row windows are not one slice (NCHW): each
+/// row is computed exactly as by [`conv2d`].
+///
+/// # Panics
+/// If a slice length does not match `s` and `rows`, or `rows` is not inside
+/// `0..s.out_h`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv2d_rows<T: Pixel>(
+    s: &ConvShape,
+    layout: Layout,
+    input: &[T],
+    pad_value: &[f32],
+    weights: &[f32],
+    ep: &Epilogue<'_>,
+    rows: core::ops::Range<usize>,
+    out: &mut [f32],
+) -> bool {
+    const K: &str = "simd::conv2d_rows";
+    assert!(
+        rows.start <= rows.end && rows.end <= s.out_h,
+        "{K}: rows {rows:?} outside 0..{}",
+        s.out_h
+    );
+    let isa = isa::active_counted();
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    if direct_applies(isa, s) {
+        check_len(K, "input", input.len(), s.in_len());
+        check_len(K, "pad_value", pad_value.len(), s.in_c);
+        check_len(K, "weights", weights.len(), conv2d_packed_len(s));
+        check_len(K, "out", out.len(), (rows.end - rows.start) * s.out_w * s.out_c);
+        check_epilogue(K, ep, s.out_c, out.len());
+        direct::run(isa, s, layout, input, pad_value, weights, ep, rows, out);
+        return true;
+    }
+    let _ = (isa, s, layout, input, pad_value, weights, ep, rows, out);
+    false
 }
 
 /// The im2col route of [`conv2d`] (arguments validated).
@@ -287,6 +339,7 @@ pub(crate) mod direct {
         pad: &[f32],
         weights: &[f32],
         ep: &Epilogue<'_>,
+        rows: core::ops::Range<usize>,
         out: &mut [f32],
     ) {
         let (c, sw) = (s.in_c, s.stride_w);
@@ -296,7 +349,8 @@ pub(crate) mod direct {
         let interleaved = layout == Layout::Nhwc && c == 3;
         let n_max = (ROW_W - DK - PMAX * sw) / sw;
         let mut buf = [0.0f32; DK * ROW_STRIDE];
-        for oy in 0..s.out_h {
+        // `out` (and the residual) hold output rows `rows`.
+        for oy in rows.clone() {
             let mut ox0 = 0;
             while ox0 < s.out_w {
                 let n = n_max.min(s.out_w - ox0);
@@ -316,7 +370,7 @@ pub(crate) mod direct {
                     kk: DK * DK * c,
                     w: weights.as_ptr(),
                     ep,
-                    o: (oy * s.out_w + ox0) * s.out_c,
+                    o: ((oy - rows.start) * s.out_w + ox0) * s.out_c,
                     out: out.as_mut_ptr(),
                 };
                 // SAFETY: `DirectRow`'s contract: `buf` has the 3 rows,

@@ -112,5 +112,6 @@ pub(crate) trait Vf32: Copy {
 }
 
 pub use conv2d::{conv2d, conv2d_packed_len};
+pub(crate) use conv2d::{conv2d_rows, conv2d_rows_applies};
 pub use depthwise::depthwise;
 pub use gemm::{pointwise, pointwise_packed_len};
