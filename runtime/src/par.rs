@@ -121,12 +121,16 @@ pub const COLUMN_ALIGN: usize = 32;
 /// machine) delays its layer by at most one chunk, not by half the layer.
 pub const CHUNKS_PER_THREAD: usize = 4;
 
+/// Chunks a layer is cut into at most, whatever [`Parallel::threads`] says
+/// (the claims of a layer's chunks are counted in half a word).
+const MAX_CHUNKS: usize = 1 << 12;
+
 /// How many chunks `units` units (rows or pixels) of `macs_per_unit` each
 /// are cut into on `par`: at most `max_chunks`, with at least `align` units
 /// and [`Parallel::min_part_macs`] per chunk; 1 means "do not split".
 fn chunk_count(par: &dyn Parallel, units: usize, align: usize, macs_per_unit: usize, max_chunks: usize) -> usize {
     let by_macs = units.saturating_mul(macs_per_unit) / par.min_part_macs().max(1);
-    let n = by_macs.min(max_chunks).min(units / align.max(1));
+    let n = by_macs.min(max_chunks).min(units / align.max(1)).min(MAX_CHUNKS);
     if par.threads() < 2 {
         1
     } else {
