@@ -47,6 +47,9 @@ fn main() {
     decode(&bytes, &mut input[..]);
     let mut arena: Box<model::Arena> = vec![0.0f32; model::ARENA_LEN].into_boxed_slice().try_into().unwrap();
     let mut output: Box<model::Output> = Box::new([0.0; model::OUTPUT_LEN]);
+    // `bench <input> <seconds> 2`, `layers <input> <seconds> 2`: run_parallel
+    // on the runtime's two-thread pool.
+    let pool = (args.len() > 4 && args[4] == "2").then(mncc_runtime::par::StdPool::new);
     match args[1].as_str() {
         "run" => {
             // Poison the arena: the model must not depend on its contents.
@@ -57,8 +60,6 @@ fn main() {
         }
         "bench" => {
             let seconds: f64 = args[3].parse().unwrap();
-            // `bench2`: run_parallel on the runtime's two-thread pool.
-            let pool = (args.len() > 4 && args[4] == "2").then(mncc_runtime::par::StdPool::new);
             let run = |input: &model::Input, output: &mut model::Output, arena: &mut model::Arena| match &pool {
                 Some(p) => model::run_parallel(input, output, arena, p),
                 None => model::run(input, output, arena),
@@ -79,8 +80,6 @@ fn main() {
         }
         "layers" => {
             let seconds: f64 = args[3].parse().unwrap();
-            // `layers2`: each layer of run_parallel on the two-thread pool.
-            let pool = (args.len() > 4 && args[4] == "2").then(mncc_runtime::par::StdPool::new);
             let n = model::LAYERS.len();
             let mut times: Vec<Vec<f64>> = vec![Vec::new(); n];
             let start = std::time::Instant::now();
@@ -348,12 +347,9 @@ impl Harness {
     /// Times repeated runs for about `seconds` on `threads` threads: 1
     /// (`run`) or 2 (`run_parallel` on the runtime's `par::StdPool`).
     pub fn bench_threads(&self, input: &InputData, seconds: f64, threads: usize) -> Result<Timing, String> {
-        if !(1..=2).contains(&threads) {
-            return Err(format!("{threads} threads: the harness runs 1 or 2"));
-        }
+        let threads = threads_arg(threads)?;
         let inp = self.input_file(input)?;
         let secs = seconds.to_string();
-        let threads = threads.to_string();
         let stdout = self.exec(&["bench".as_ref(), inp.as_os_str(), secs.as_ref(), threads.as_ref()])?;
         let text = String::from_utf8_lossy(&stdout);
         let f: Vec<f64> = text.split_whitespace().filter_map(|t| t.parse().ok()).collect();
@@ -365,6 +361,16 @@ impl Harness {
             }),
             _ => Err(format!("unexpected harness output: {text}")),
         }
+    }
+}
+
+/// The harness binary's thread-count argument: 1 (`run`) or 2 (the
+/// runtime's two-thread pool).
+fn threads_arg(threads: usize) -> Result<String, String> {
+    if (1..=2).contains(&threads) {
+        Ok(threads.to_string())
+    } else {
+        Err(format!("{threads} threads: the harness runs 1 or 2"))
     }
 }
 
@@ -386,12 +392,9 @@ impl Harness {
     /// on `threads` threads (1: `run_observed`; 2: `run_parallel_observed`
     /// on the runtime's two-thread pool).
     pub fn bench_layers(&self, input: &InputData, seconds: f64, threads: usize) -> Result<Vec<LayerTiming>, String> {
-        if !(1..=2).contains(&threads) {
-            return Err(format!("{threads} threads: the harness runs 1 or 2"));
-        }
+        let threads = threads_arg(threads)?;
         let inp = self.input_file(input)?;
         let secs = seconds.to_string();
-        let threads = threads.to_string();
         let stdout = self.exec(&["layers".as_ref(), inp.as_os_str(), secs.as_ref(), threads.as_ref()])?;
         let text = String::from_utf8_lossy(&stdout);
         text.lines()

@@ -272,6 +272,16 @@ fn participate(par: &dyn Parallel, k: usize, first: usize, work: &(dyn Fn(usize)
     }
 }
 
+/// `ep` for the part of a layer whose output is elements `elems` of the
+/// whole: the residual sliced alike (left whole when too short, so the
+/// kernel reports the length error).
+fn part_epilogue<'a>(ep: &Epilogue<'a>, elems: Range<usize>) -> Epilogue<'a> {
+    Epilogue {
+        residual: ep.residual.map(|r| r.get(elems).unwrap_or(r)),
+        ..*ep
+    }
+}
+
 /// [`simd::pointwise`] on `par`'s threads, split by pixels. Same arguments,
 /// same result bit for bit.
 ///
@@ -304,12 +314,7 @@ pub fn pointwise(
             pixels: px.end - px.start,
             ..*s
         };
-        let ep = Epilogue {
-            residual: ep
-                .residual
-                .map(|r| r.get(px.start * s.out_c..px.end * s.out_c).unwrap_or(r)),
-            ..*ep
-        };
+        let ep = part_epilogue(ep, px.start * s.out_c..px.end * s.out_c);
         simd::pointwise(
             &sub,
             tiles,
@@ -425,12 +430,7 @@ pub fn depthwise(
     let row_out = s.out_w * s.out_c;
     let part = |rows: Range<usize>, out: &mut [f32]| {
         let (sub, ins) = conv_rows(s, rows.clone());
-        let ep = Epilogue {
-            residual: ep
-                .residual
-                .map(|r| r.get(rows.start * row_out..rows.end * row_out).unwrap_or(r)),
-            ..*ep
-        };
+        let ep = part_epilogue(ep, rows.start * row_out..rows.end * row_out);
         simd::depthwise(
             &sub,
             tiles,
@@ -443,8 +443,9 @@ pub fn depthwise(
     for_chunks(par, s.out_h, n, 1, row_out, out, &part);
 }
 
-/// [`simd::conv2d`] on `par`'s threads, split by output rows (NHWC input; an
-/// NCHW input runs whole on the calling thread). Same arguments, same result
+/// [`simd::conv2d`] on `par`'s threads, split by output rows (an NCHW input
+/// only on the direct route, which computes rows of the whole input; other
+/// NCHW layers run whole on the calling thread). Same arguments, same result
 /// bit for bit.
 ///
 /// # Panics
@@ -470,12 +471,7 @@ pub fn conv2d<T: Pixel + Sync>(
     }
     let row_in = s.in_w * s.in_c;
     let row_out = s.out_w * s.out_c;
-    let rows_ep = |rows: &Range<usize>| Epilogue {
-        residual: ep
-            .residual
-            .map(|r| r.get(rows.start * row_out..rows.end * row_out).unwrap_or(r)),
-        ..*ep
-    };
+    let rows_ep = |rows: &Range<usize>| part_epilogue(ep, rows.start * row_out..rows.end * row_out);
     if layout != Layout::Nhwc {
         // An NCHW row window is not one slice: the direct route computes
         // output rows of the whole input; other shapes run whole.

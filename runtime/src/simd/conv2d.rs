@@ -57,11 +57,7 @@ pub fn conv2d<T: Pixel>(
 ) {
     const K: &str = "simd::conv2d";
     let _ = tiles;
-    check_len(K, "input", input.len(), s.in_len());
-    check_len(K, "pad_value", pad_value.len(), s.in_c);
-    check_len(K, "weights", weights.len(), conv2d_packed_len(s));
-    check_len(K, "out", out.len(), s.out_len());
-    check_epilogue(K, ep, s.out_c, out.len());
+    check_args(K, s, input, pad_value, weights, ep, s.out_len(), out.len());
     let isa = isa::active_counted();
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     if direct_applies(isa, s) {
@@ -69,6 +65,26 @@ pub fn conv2d<T: Pixel>(
         return;
     }
     conv2d_im2col(isa, s, layout, input, pad_value, weights, ep, out);
+}
+
+/// The slice lengths of a [`conv2d`] call of shape `s` whose output has
+/// `want_out` floats (`out` is their number), as `K`'s panics.
+#[allow(clippy::too_many_arguments)]
+fn check_args<T>(
+    k: &str,
+    s: &ConvShape,
+    input: &[T],
+    pad_value: &[f32],
+    weights: &[f32],
+    ep: &Epilogue<'_>,
+    want_out: usize,
+    out: usize,
+) {
+    check_len(k, "input", input.len(), s.in_len());
+    check_len(k, "pad_value", pad_value.len(), s.in_c);
+    check_len(k, "weights", weights.len(), conv2d_packed_len(s));
+    check_len(k, "out", out, want_out);
+    check_epilogue(k, ep, s.out_c, out);
 }
 
 /// Whether [`conv2d_rows`] computes `s` on this CPU (the direct route).
@@ -83,15 +99,16 @@ pub(crate) fn conv2d_rows_applies(s: &ConvShape) -> bool {
 }
 
 /// Output rows `rows` of [`conv2d`] on the whole input, into `out` (those
-/// rows only; `ep.residual`, if any, holds those rows only), when the direct
-/// route applies; `false`, touching nothing, when it does not. The parallel
-/// mode's split for inputs whose row windows are not one slice (NCHW): each
-/// row is computed exactly as by [`conv2d`].
+/// rows only; `ep.residual`, if any, holds those rows only), on the direct
+/// route ([`conv2d_rows_applies`]). The parallel mode's split for inputs
+/// whose row windows are not one slice (NCHW): each row is computed exactly
+/// as by [`conv2d`].
 ///
 /// # Panics
-/// If a slice length does not match `s` and `rows`, or `rows` is not inside
-/// `0..s.out_h`.
+/// If a slice length does not match `s` and `rows`, `rows` is not inside
+/// `0..s.out_h`, or the direct route does not apply.
 #[allow(clippy::too_many_arguments)]
+#[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(unused_variables))]
 pub(crate) fn conv2d_rows<T: Pixel>(
     s: &ConvShape,
     layout: Layout,
@@ -101,26 +118,32 @@ pub(crate) fn conv2d_rows<T: Pixel>(
     ep: &Epilogue<'_>,
     rows: core::ops::Range<usize>,
     out: &mut [f32],
-) -> bool {
+) {
     const K: &str = "simd::conv2d_rows";
     assert!(
         rows.start <= rows.end && rows.end <= s.out_h,
         "{K}: rows {rows:?} outside 0..{}",
         s.out_h
     );
-    let isa = isa::active_counted();
+    check_args(
+        K,
+        s,
+        input,
+        pad_value,
+        weights,
+        ep,
+        rows.len() * s.out_w * s.out_c,
+        out.len(),
+    );
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-    if direct_applies(isa, s) {
-        check_len(K, "input", input.len(), s.in_len());
-        check_len(K, "pad_value", pad_value.len(), s.in_c);
-        check_len(K, "weights", weights.len(), conv2d_packed_len(s));
-        check_len(K, "out", out.len(), (rows.end - rows.start) * s.out_w * s.out_c);
-        check_epilogue(K, ep, s.out_c, out.len());
-        direct::run(isa, s, layout, input, pad_value, weights, ep, rows, out);
-        return true;
+    {
+        let isa = isa::active_counted();
+        if direct_applies(isa, s) {
+            direct::run(isa, s, layout, input, pad_value, weights, ep, rows, out);
+            return;
+        }
     }
-    let _ = (isa, s, layout, input, pad_value, weights, ep, rows, out);
-    false
+    panic!("{K}: only the direct route computes row ranges (conv2d_rows_applies)");
 }
 
 /// The im2col route of [`conv2d`] (arguments validated).
