@@ -251,23 +251,6 @@ unsafe fn dw_pixels<V: Vf32, V2: Vf32, const K: usize, const SW: usize, const P:
     }
 }
 
-/// Runs `$body` with `$j` = 0, 1, ... up to (not including) `$n` <= 20,
-/// written out (the `if`s on constants fold away).
-macro_rules! unroll_cols {
-    ($j:ident < $n:expr; $body:block) => {
-        unroll_cols!(@ $j, $n, $body; 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19)
-    };
-    (@ $j:ident, $n:expr, $body:block; $($i:literal)*) => {
-        const { assert!($n <= 20) };
-        $(
-            if $i < $n {
-                let $j: usize = $i;
-                $body
-            }
-        )*
-    };
-}
-
 /// `P` interior output pixels, channels `c0..c0 + N`: `x` points at their
 /// window's first input (window row `ky_lo`, column 0, channel `c0`), `o`
 /// is the first output's flat index. One FMA chain per pixel, in window
@@ -305,7 +288,7 @@ unsafe fn dw_block<V: Vf32, const K: usize, const SW: usize, const P: usize>(
             // macro unrolls the columns (LLVM does not, at 17 columns of
             // 8 pixels).
             let mut q = x.add(ky * row);
-            unroll_cols!(j < (P - 1) * SW + K; {
+            super::unroll!(j < (P - 1) * SW + K; {
                 let v = V::load(q);
                 if j + 1 < (P - 1) * SW + K {
                     q = q.add(c);

@@ -300,15 +300,18 @@ unsafe fn micro<V: Vf32, const MR: usize, const NV: usize, const FULL: bool>(
             // store: 1.05-1.15x slower on layers with few input channels).
             // Only where measured to pay (`Vf32::UNROLLED_EPILOGUE`).
             let (e, act, last) = (VecEpilogue::new(g.ep), g.ep.act, b.last);
-            for (r, row) in acc.iter().enumerate() {
+            // Rows written out by `unroll!` (constant indices), so the
+            // accumulators go from the K loop's registers to the stores
+            // (a rolled row loop indexes them, which puts them on the stack).
+            super::unroll!(r < MR; {
                 let oi = (i0 + r) * g.n + c0;
                 let o = g.out.add(oi);
-                for (v, &x) in row.iter().enumerate() {
+                for (v, &x) in acc[r].iter().enumerate() {
                     let c = v * V::N;
                     let x = if last { e.apply(x, c0 + c, oi + c, V::N) } else { x };
                     x.store(o.add(c));
                 }
-            }
+            });
             // The activation after the stores (inside the row loop it kept
             // that loop from unrolling).
             if last && act != Activation::None {

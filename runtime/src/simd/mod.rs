@@ -111,6 +111,25 @@ pub(crate) trait Vf32: Copy {
     }
 }
 
+/// Runs `$body` with `$i` = 0, 1, ... up to (not including) `$n` <= 20,
+/// written out (the `if`s on constants fold away): for loops LLVM would
+/// keep rolled, which indexes register arrays through the stack.
+macro_rules! unroll {
+    ($i:ident < $n:expr; $body:block) => {
+        $crate::simd::unroll!(@ $i, $n, $body; 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19)
+    };
+    (@ $i:ident, $n:expr, $body:block; $($lit:literal)*) => {
+        const { assert!($n <= 20) };
+        $(
+            if $lit < $n {
+                let $i: usize = $lit;
+                $body
+            }
+        )*
+    };
+}
+pub(crate) use unroll;
+
 pub use conv2d::{conv2d, conv2d_packed_len};
 pub(crate) use conv2d::{conv2d_rows, conv2d_rows_applies};
 pub use depthwise::depthwise;
