@@ -365,10 +365,13 @@ def bench_model(name, onnx_path, npy, raw, exe, args):
             lat = statistics.median(warm)
             per_round[key] = max(1, min(args.max_per_round, round(args.seconds / max(lat, 1e-6))))
         times = {key: [] for key in engines}
+        round_medians = {key: [] for key in engines}
         t0 = time.time()
         for r in range(args.rounds):
             for key in engines:
-                times[key] += run(key, per_round[key])
+                got_times = run(key, per_round[key])
+                times[key] += got_times
+                round_medians[key].append(statistics.median(got_times))
             if args.verbose:
                 log(f"    round {r + 1}/{args.rounds}: " + ", ".join(
                     f"{k} {statistics.median(v) * 1e3:.3f} ms" for k, v in times.items()))
@@ -377,6 +380,14 @@ def bench_model(name, onnx_path, npy, raw, exe, args):
         mncc.close()
 
     med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+
+    def round_ratio(a, b):
+        """Median over rounds of a's median / b's median in that round: the two ran back to
+        back, so a phase of the machine (they last seconds) mostly hits both."""
+        if a not in round_medians or b not in round_medians:
+            return None
+        return statistics.median(x / y for x, y in zip(round_medians[a], round_medians[b]))
+
     res = {
         "model": name,
         "macs": macs,
@@ -396,23 +407,29 @@ def bench_model(name, onnx_path, npy, raw, exe, args):
         "ort2_vs_ort1_max_abs_diff": diff_ort2,
         "ratio_1t": med["mncc1"] / med["ort1"],
         "ratio_2t": (med["mncc2"] / med["ort2"]) if "mncc2" in med else None,
+        "round_ratio_1t": round_ratio("mncc1", "ort1"),
+        "round_ratio_2t": round_ratio("mncc2", "ort2"),
+        "round_medians_ms": {k: [x * 1e3 for x in v] for k, v in round_medians.items()},
         "mncc_gflops": 2 * macs / (med["mncc1"] * 1e-3) / 1e9,
     }
     return res
 
 
 def fmt_table(results, peak):
-    rows = ["| model | MACs | ort 1t ms | mncc 1t ms | ratio | ort 2t ms | mncc 2t ms | ratio | mncc GFLOP/s "
-            "| % of peak | max abs diff vs ort |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| model | MACs | ort 1t ms | mncc 1t ms | ratio | round ratio | ort 2t ms | mncc 2t ms | ratio "
+            "| round ratio | mncc GFLOP/s | % of peak | max abs diff vs ort |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         m = r["median_ms"]
         mncc2 = f"{m['mncc2']:.3f}" if "mncc2" in m else "n/a"
         ratio2 = f"{r['ratio_2t']:.2f}" if r["ratio_2t"] is not None else "n/a"
+        rr1 = f"{r['round_ratio_1t']:.2f}" if r.get("round_ratio_1t") is not None else "n/a"
+        rr2 = f"{r['round_ratio_2t']:.2f}" if r.get("round_ratio_2t") is not None else "n/a"
         pk = f"{100 * r['mncc_gflops'] / peak:.1f}%" if peak else "n/a"
         flag = "" if r["ok"] else " **FAIL**"
         rows.append(f"| {r['model']} | {r['macs'] / 1e6:.1f}M | {m['ort1']:.3f} | {m['mncc1']:.3f} | "
-                    f"{r['ratio_1t']:.2f} | {m['ort2']:.3f} | {mncc2} | {ratio2} | {r['mncc_gflops']:.1f} | "
+                    f"{r['ratio_1t']:.2f} | {rr1} | {m['ort2']:.3f} | {mncc2} | {ratio2} | {rr2} | "
+                    f"{r['mncc_gflops']:.1f} | "
                     f"{pk} | {r['max_abs_diff']:.2e}{flag} |")
     return "\n".join(rows)
 
