@@ -124,6 +124,7 @@ pub const CHUNKS_PER_THREAD: usize = 4;
 /// Chunks a layer is cut into at most, whatever [`Parallel::threads`] says
 /// (the claims of a layer's chunks are counted in half a word).
 const MAX_CHUNKS: usize = 1 << 12;
+const _: () = assert!(MAX_CHUNKS < 1 << (usize::BITS / 2));
 
 /// How many chunks `units` units (rows or pixels) of `macs_per_unit` each
 /// are cut into on `par`: at most `max_chunks`, with at least `align` units
@@ -227,8 +228,8 @@ impl Claims {
     /// Chunks `0..n` unclaimed.
     ///
     /// # Panics
-    /// If `n` does not fit half a word (chunk counts are at most
-    /// `threads * CHUNKS_PER_THREAD`).
+    /// If `n` does not fit half a word ([`chunk_count`] gives at most
+    /// [`MAX_CHUNKS`], which does).
     fn new(n: usize) -> Self {
         assert!(n < 1 << Self::HALF, "par: {n} chunks (compiler bug)");
         Claims(core::sync::atomic::AtomicUsize::new(n << Self::HALF))

@@ -294,15 +294,14 @@ unsafe fn micro<V: Vf32, const MR: usize, const NV: usize, const FULL: bool>(
             }
         }
         if FULL && V::UNROLLED_EPILOGUE {
-            // Full tiles: the epilogue's fields in locals and constant trip
-            // counts, so the loops unroll and nothing is reloaded per vector
-            // (the general loop below reloads `g.ep`'s fields after every
-            // store: 1.05-1.15x slower on layers with few input channels).
+            // Full tiles: the epilogue's fields in locals, so nothing is
+            // reloaded per vector (the general loop below reloads `g.ep`'s
+            // fields after every store: 1.05-1.15x slower on layers with few
+            // input channels), and the rows written out by `unroll!`, so the
+            // accumulators go from the K loop's registers to the stores (a
+            // rolled row loop indexes them, which puts them on the stack).
             // Only where measured to pay (`Vf32::UNROLLED_EPILOGUE`).
             let (e, act, last) = (VecEpilogue::new(g.ep), g.ep.act, b.last);
-            // Rows written out by `unroll!` (constant indices), so the
-            // accumulators go from the K loop's registers to the stores
-            // (a rolled row loop indexes them, which puts them on the stack).
             super::unroll!(r < MR; {
                 let oi = (i0 + r) * g.n + c0;
                 let o = g.out.add(oi);
