@@ -75,6 +75,16 @@ pub(super) struct Gemm<'a> {
     pub(super) out: *mut f32,
 }
 
+/// Weights (of one K-block) from this size on are prefetched a strip
+/// ahead in [`PwOrder::ChannelsOuter`]: in a whole model they come from
+/// memory (the rest of the model's weights evicted them). In v1 1.0 224,
+/// one thread: 7x7x1024->1024 0.80 -> 0.63 ms, 7x7x512->1024 0.39 ->
+/// 0.30, 14x14x512->512 0.58 -> 0.54, 14x14x256->512 (512 KiB) 0.97x;
+/// alone, with the weights in cache, it costs 1-2% (NOTES.md). The first
+/// row tile of `PixelsOuter` layers prefetching the next strip gave
+/// nothing measurable.
+const PREFETCH_MIN_BYTES: usize = 1 << 18;
+
 /// [`gemm_dispatch`] over all of `k` in blocks of `kc`.
 ///
 /// # Safety
@@ -170,14 +180,25 @@ pub(crate) unsafe fn gemm_v<
             PwOrder::PixelsOuter => {
                 for i in 0..tiles_m {
                     for j in 0..tiles_n {
-                        tile::<V, MR, MR2, MR3, NV, NV1>(b, i * rows, j * tile_cols);
+                        tile::<V, MR, MR2, MR3, NV, NV1>(b, i * rows, j * tile_cols, core::ptr::null());
                     }
                 }
             }
             PwOrder::ChannelsOuter => {
+                // Large weights stream from memory once per strip of
+                // `tile_cols` columns: while the row tiles run over strip
+                // `j`, each prefetches its share of strip `j + 1`'s rows.
+                let prefetch = g.k * g.n * 4 >= PREFETCH_MIN_BYTES;
+                let share = g.k / tiles_m.max(1);
                 for j in 0..tiles_n {
+                    let next = (j + 1) * tile_cols / PANEL * b.ldb * PANEL;
                     for i in 0..tiles_m {
-                        tile::<V, MR, MR2, MR3, NV, NV1>(b, i * rows, j * tile_cols);
+                        let pf = if prefetch && j + 1 < tiles_n {
+                            g.b.wrapping_add(next + i * share * PANEL)
+                        } else {
+                            core::ptr::null()
+                        };
+                        tile::<V, MR, MR2, MR3, NV, NV1>(b, i * rows, j * tile_cols, pf);
                     }
                 }
             }
@@ -186,7 +207,7 @@ pub(crate) unsafe fn gemm_v<
 }
 
 /// The register tile at row `i0`, column `c0` (a function, not a closure:
-/// closures do not inherit `#[target_feature]`).
+/// closures do not inherit `#[target_feature]`); `pf` as in [`micro`].
 ///
 /// # Safety
 /// As [`gemm_v`]; `i0 < m`, `c0 < n`.
@@ -195,6 +216,7 @@ unsafe fn tile<V: Vf32, const MR: usize, const MR2: usize, const MR3: usize, con
     b: &Block<'_>,
     i0: usize,
     c0: usize,
+    pf: *const f32,
 ) {
     let g = &b.g;
     let mr = MR.min(g.m - i0);
@@ -204,16 +226,16 @@ unsafe fn tile<V: Vf32, const MR: usize, const MR2: usize, const MR3: usize, con
     unsafe {
         match (mr, wide) {
             // Full rows and columns: their own copy (see `micro`'s `FULL`).
-            (r, true) if r == MR && n == NV * V::N => micro::<V, MR, NV, true>(b, i0, r, c0, n),
-            (r, false) if r == MR && n == NV1 * V::N => micro::<V, MR, NV1, true>(b, i0, r, c0, n),
-            (1, true) => micro::<V, 1, NV, false>(b, i0, 1, c0, n),
-            (1, false) => micro::<V, 1, NV1, false>(b, i0, 1, c0, n),
-            (r, true) if r <= MR3 => micro::<V, MR3, NV, false>(b, i0, r, c0, n),
-            (r, false) if r <= MR3 => micro::<V, MR3, NV1, false>(b, i0, r, c0, n),
-            (r, true) if r <= MR2 => micro::<V, MR2, NV, false>(b, i0, r, c0, n),
-            (r, false) if r <= MR2 => micro::<V, MR2, NV1, false>(b, i0, r, c0, n),
-            (r, true) => micro::<V, MR, NV, false>(b, i0, r, c0, n),
-            (r, false) => micro::<V, MR, NV1, false>(b, i0, r, c0, n),
+            (r, true) if r == MR && n == NV * V::N => micro::<V, MR, NV, true>(b, i0, r, c0, n, pf),
+            (r, false) if r == MR && n == NV1 * V::N => micro::<V, MR, NV1, true>(b, i0, r, c0, n, core::ptr::null()),
+            (1, true) => micro::<V, 1, NV, false>(b, i0, 1, c0, n, core::ptr::null()),
+            (1, false) => micro::<V, 1, NV1, false>(b, i0, 1, c0, n, core::ptr::null()),
+            (r, true) if r <= MR3 => micro::<V, MR3, NV, false>(b, i0, r, c0, n, core::ptr::null()),
+            (r, false) if r <= MR3 => micro::<V, MR3, NV1, false>(b, i0, r, c0, n, core::ptr::null()),
+            (r, true) if r <= MR2 => micro::<V, MR2, NV, false>(b, i0, r, c0, n, core::ptr::null()),
+            (r, false) if r <= MR2 => micro::<V, MR2, NV1, false>(b, i0, r, c0, n, core::ptr::null()),
+            (r, true) => micro::<V, MR, NV, false>(b, i0, r, c0, n, core::ptr::null()),
+            (r, false) => micro::<V, MR, NV1, false>(b, i0, r, c0, n, core::ptr::null()),
         }
     }
 }
@@ -221,6 +243,8 @@ unsafe fn tile<V: Vf32, const MR: usize, const MR2: usize, const MR3: usize, con
 /// The micro-kernel: rows `i0..i0 + mr` (`mr <= MR`; missing rows repeat
 /// the last one and are not stored), columns `c0..c0 + n` (`n <= NV * N`,
 /// padding columns computed from the zero-padded panels and not stored).
+/// Unless `pf` is null, full 12-row tiles with an assembly K loop also
+/// prefetch from `pf` ([`Vf32::k_loop_12x2`]).
 ///
 /// # Safety
 /// As [`gemm`]; the tile lies within the matrices.
@@ -231,6 +255,7 @@ unsafe fn micro<V: Vf32, const MR: usize, const NV: usize, const FULL: bool>(
     mr: usize,
     c0: usize,
     n: usize,
+    pf: *const f32,
 ) {
     let g = &b.g;
     let cols = NV * V::N;
@@ -279,6 +304,7 @@ unsafe fn micro<V: Vf32, const MR: usize, const NV: usize, const FULL: bool>(
                     w[0],
                     w[1].offset_from(w[0]) as usize,
                     g.k,
+                    pf,
                 ),
                 // `[[V; 1]; 12]`, laid out as `[V; 12]`.
                 1 => V::k_loop_12x1(&mut *(acc.as_mut_ptr() as *mut [V; 12]), a[0], g.lda, w[0], g.k),

@@ -89,7 +89,11 @@ pub(crate) trait Vf32: Copy {
     /// The K loop of a full 12-row, 2-vector register tile, where the ISA
     /// has it written out in assembly: for `k` steps, `acc[r][v] +=
     /// a[r * lda + k] * w[v * wd + k * PANEL]` (`lda`, `wd` in floats).
-    /// Returns `false` (and does nothing) where it has not.
+    /// Returns `false` (and does nothing) where it has not. Unless `pf`
+    /// is null, step `k` also prefetches (towards L2; never faults, so
+    /// `pf` may point anywhere) the lines at `pf + k * PANEL` and `pf + wd
+    /// + k * PANEL`: the next weight strip's, whose first touch would
+    /// otherwise miss to memory.
     #[inline(always)]
     unsafe fn k_loop_12x2(
         acc: &mut [[Self; 2]; 12],
@@ -98,8 +102,9 @@ pub(crate) trait Vf32: Copy {
         w: *const f32,
         wd: usize,
         k: usize,
+        pf: *const f32,
     ) -> bool {
-        let _ = (acc, a, lda, w, wd, k);
+        let _ = (acc, a, lda, w, wd, k, pf);
         false
     }
     /// [`Vf32::k_loop_12x2`] for a 12-row, 1-vector tile (one panel,

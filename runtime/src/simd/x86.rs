@@ -29,9 +29,10 @@ impl Vf32 for Avx512 {
         w: *const f32,
         wd: usize,
         k: usize,
+        pf: *const f32,
     ) -> bool {
         // SAFETY: forwarded (the caller runs on an AVX-512 CPU).
-        unsafe { k_loop_12x2_avx512(acc, a, lda, w, wd, k) };
+        unsafe { k_loop_12x2_avx512(acc, a, lda, w, wd, k, pf) };
         true
     }
     #[inline(always)]
@@ -102,10 +103,12 @@ impl Vf32 for Avx512 {
 /// steps per iteration was 1.07-1.09x faster on whole layers, NOTES.md),
 /// then the `k % 4` steps left one at a time; either way each accumulator
 /// gets its FMAs in K order. `$a`, `$lda`, `$w`, `$k` are places the loop
-/// consumes (`$k >= 1`); `$ops` are the kernel's own operands (weight
-/// offsets, scratch and accumulator registers), each followed by a comma.
+/// consumes (`$k >= 1`); `[$inc4]` and `[$inc1]` are the kernel's own
+/// pointer increments after 4 steps and after 1; `$ops` are the kernel's
+/// own operands (weight offsets, scratch and accumulator registers), each
+/// followed by a comma.
 macro_rules! k_loop_12_asm {
-    ($a:ident, $lda:ident, $w:ident, $k:ident, $step:ident, $($ops:tt)*) => {
+    ($a:ident, $lda:ident, $w:ident, $k:ident, $step:ident, [$($inc4:expr),*], [$($inc1:expr),*], $($ops:tt)*) => {
         core::arch::asm!(
             "test {k4}, {k4}",
             "jz 3f",
@@ -119,6 +122,7 @@ macro_rules! k_loop_12_asm {
             "add {a6}, 16",
             "add {a9}, 16",
             "add {w}, 256",
+            $($inc4,)*
             "dec {k4}",
             "jnz 2b",
             "3:",
@@ -131,6 +135,7 @@ macro_rules! k_loop_12_asm {
             "add {a6}, 4",
             "add {a9}, 4",
             "add {w}, 64",
+            $($inc1,)*
             "dec {k1}",
             "jnz 4b",
             "5:",
@@ -222,6 +227,21 @@ macro_rules! step_12x2 {
     };
 }
 
+/// [`step_12x2`] plus a `prefetcht2` of the lines at `{pf}` and `{pf} +
+/// {wd}` (the next weight strip's, see [`Vf32::k_loop_12x2`]).
+macro_rules! step_12x2_pf {
+    ($ao:literal, $wo:literal) => {
+        concat!(
+            step_12x2!($ao, $wo),
+            "\nprefetcht2 byte ptr [{pf} + ",
+            $wo,
+            "]\nprefetcht2 byte ptr [{pf} + {wd} + ",
+            $wo,
+            "]",
+        )
+    };
+}
+
 /// One K step of [`k_loop_12x1_avx512`] (see [`k_loop_12_asm`]).
 macro_rules! step_12x1 {
     ($ao:literal, $wo:literal) => {
@@ -287,6 +307,7 @@ unsafe fn k_loop_12x2_avx512(
     w: *const f32,
     wd: usize,
     k: usize,
+    pf: *const f32,
 ) {
     if k == 0 {
         return;
@@ -302,42 +323,54 @@ unsafe fn k_loop_12x2_avx512(
     // writes only its register operands, and touches no stack or flags
     // the compiler relies on.
     unsafe {
-        k_loop_12_asm!(
-            a,
-            lda,
-            w,
-            k,
-            step_12x2,
-            wd = in(reg) wd * 4,
-            b0 = out(zmm_reg) _scratch_b0,
-            b1 = out(zmm_reg) _scratch_b1,
-            x = out(zmm_reg) _scratch_x,
-            y = out(zmm_reg) _scratch_y,
-            c0_0 = inout(zmm_reg) c[0][0],
-            c0_1 = inout(zmm_reg) c[0][1],
-            c1_0 = inout(zmm_reg) c[1][0],
-            c1_1 = inout(zmm_reg) c[1][1],
-            c2_0 = inout(zmm_reg) c[2][0],
-            c2_1 = inout(zmm_reg) c[2][1],
-            c3_0 = inout(zmm_reg) c[3][0],
-            c3_1 = inout(zmm_reg) c[3][1],
-            c4_0 = inout(zmm_reg) c[4][0],
-            c4_1 = inout(zmm_reg) c[4][1],
-            c5_0 = inout(zmm_reg) c[5][0],
-            c5_1 = inout(zmm_reg) c[5][1],
-            c6_0 = inout(zmm_reg) c[6][0],
-            c6_1 = inout(zmm_reg) c[6][1],
-            c7_0 = inout(zmm_reg) c[7][0],
-            c7_1 = inout(zmm_reg) c[7][1],
-            c8_0 = inout(zmm_reg) c[8][0],
-            c8_1 = inout(zmm_reg) c[8][1],
-            c9_0 = inout(zmm_reg) c[9][0],
-            c9_1 = inout(zmm_reg) c[9][1],
-            c10_0 = inout(zmm_reg) c[10][0],
-            c10_1 = inout(zmm_reg) c[10][1],
-            c11_0 = inout(zmm_reg) c[11][0],
-            c11_1 = inout(zmm_reg) c[11][1],
-        );
+        macro_rules! k_loop {
+            ($step:ident, [$($inc4:expr),*], [$($inc1:expr),*], $($pf:tt)*) => {
+                k_loop_12_asm!(
+                    a,
+                    lda,
+                    w,
+                    k,
+                    $step,
+                    [$($inc4),*],
+                    [$($inc1),*],
+                    wd = in(reg) wd * 4,
+                    b0 = out(zmm_reg) _scratch_b0,
+                    b1 = out(zmm_reg) _scratch_b1,
+                    x = out(zmm_reg) _scratch_x,
+                    y = out(zmm_reg) _scratch_y,
+                    c0_0 = inout(zmm_reg) c[0][0],
+                    c0_1 = inout(zmm_reg) c[0][1],
+                    c1_0 = inout(zmm_reg) c[1][0],
+                    c1_1 = inout(zmm_reg) c[1][1],
+                    c2_0 = inout(zmm_reg) c[2][0],
+                    c2_1 = inout(zmm_reg) c[2][1],
+                    c3_0 = inout(zmm_reg) c[3][0],
+                    c3_1 = inout(zmm_reg) c[3][1],
+                    c4_0 = inout(zmm_reg) c[4][0],
+                    c4_1 = inout(zmm_reg) c[4][1],
+                    c5_0 = inout(zmm_reg) c[5][0],
+                    c5_1 = inout(zmm_reg) c[5][1],
+                    c6_0 = inout(zmm_reg) c[6][0],
+                    c6_1 = inout(zmm_reg) c[6][1],
+                    c7_0 = inout(zmm_reg) c[7][0],
+                    c7_1 = inout(zmm_reg) c[7][1],
+                    c8_0 = inout(zmm_reg) c[8][0],
+                    c8_1 = inout(zmm_reg) c[8][1],
+                    c9_0 = inout(zmm_reg) c[9][0],
+                    c9_1 = inout(zmm_reg) c[9][1],
+                    c10_0 = inout(zmm_reg) c[10][0],
+                    c10_1 = inout(zmm_reg) c[10][1],
+                    c11_0 = inout(zmm_reg) c[11][0],
+                    c11_1 = inout(zmm_reg) c[11][1],
+                    $($pf)*
+                )
+            };
+        }
+        if pf.is_null() {
+            k_loop!(step_12x2, [], [],);
+        } else {
+            k_loop!(step_12x2_pf, ["add {pf}, 256"], ["add {pf}, 64"], pf = inout(reg) pf => _,);
+        }
     }
     // SAFETY: as above.
     *acc = unsafe { core::mem::transmute_copy(&c) };
@@ -373,6 +406,8 @@ unsafe fn k_loop_12x1_avx512(acc: &mut [Avx512; 12], a: *const f32, lda: usize, 
             w,
             k,
             step_12x1,
+            [],
+            [],
             b = out(zmm_reg) _scratch_b,
             c0 = inout(zmm_reg) c[0],
             c1 = inout(zmm_reg) c[1],
