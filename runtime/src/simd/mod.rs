@@ -91,9 +91,9 @@ pub(crate) trait Vf32: Copy {
     /// a[r * lda + k] * w[v * wd + k * PANEL]` (`lda`, `wd` in floats).
     /// Returns `false` (and does nothing) where it has not. Unless `pf`
     /// is null, step `k` also prefetches (towards L2; never faults, so
-    /// `pf` may point anywhere) the lines at `pf + k * PANEL` and `pf + wd
-    /// + k * PANEL`: the next weight strip's, whose first touch would
-    /// otherwise miss to memory.
+    /// `pf` may point anywhere) the lines at `pf + k * PANEL` and at
+    /// `pf + wd + k * PANEL`: the next weight strip's, whose first touch
+    /// would otherwise miss to memory.
     #[inline(always)]
     unsafe fn k_loop_12x2(
         acc: &mut [[Self; 2]; 12],
