@@ -152,8 +152,9 @@ pub(super) unsafe fn gemm_dispatch(isa: Isa, g: &Gemm<'_>, ldb: usize, order: Pw
 /// (`NV * V::N` columns, a multiple of [`PANEL`]); `NV1 = PANEL / V::N`
 /// vectors cover one panel (for the last, narrower tile). The last row
 /// tile, when shorter, runs a tile of `MR2` or `MR3` rows (`MR > MR2 > MR3`)
-/// if it fits, so few rows are computed for nothing; a single row (`m == 1`,
-/// dense layers) uses one-row tiles.
+/// if it fits, so few rows are computed for nothing; a last row tile of
+/// one row uses one-row tiles, and a single row (`m == 1`, dense layers)
+/// one-row tiles of 8 vectors.
 ///
 /// # Safety
 /// As [`gemm`]; the CPU supports `V`'s instruction set.
@@ -170,9 +171,23 @@ pub(crate) unsafe fn gemm_v<
 ) {
     debug_assert!((NV * V::N).is_multiple_of(PANEL) && NV1 * V::N == PANEL);
     let g = &b.g;
+    if g.m == 1 {
+        // A dense layer (one row): tiles of `DENSE_NV` vectors, whose
+        // independent FMA chains hide the FMA latency (a 1x2 tile waits on
+        // its 2 chains: 4 cycles per K step). Each output's terms are summed
+        // in the same order either way.
+        const DENSE_NV: usize = 8;
+        let cols = DENSE_NV * V::N;
+        for j in 0..g.n.div_ceil(cols) {
+            let c0 = j * cols;
+            // SAFETY: the tile lies within the matrices of `g`'s contract.
+            unsafe { micro::<V, 1, DENSE_NV, false>(b, 0, 1, c0, cols.min(g.n - c0), core::ptr::null()) };
+        }
+        return;
+    }
     let tile_cols = NV * V::N;
     let tiles_n = g.n.div_ceil(tile_cols);
-    let rows = if g.m == 1 { 1 } else { MR };
+    let rows = MR;
     let tiles_m = g.m.div_ceil(rows);
     // SAFETY: every tile lies within the matrices of `g`'s contract.
     unsafe {
