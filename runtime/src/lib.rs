@@ -30,7 +30,7 @@ pub mod par;
 pub mod simd;
 pub mod weights;
 
-pub use arena::{split2, split3};
+pub use arena::{split2, split3, split4};
 pub use kernels::*;
 pub use weights::{f32_view, Aligned};
 

@@ -544,3 +544,124 @@ mod std_pool {
         drop(pool);
     }
 }
+
+/// `simd::depthwise_pointwise` equals `simd::depthwise` then
+/// `simd::pointwise` bit for bit (whatever the band), and every split of
+/// `par::depthwise_pointwise` equals it: the band's rows go through the
+/// same two kernels.
+#[test]
+fn depthwise_pointwise_is_the_two_kernels_bit_for_bit() {
+    use simd::DwPwTiles;
+    for_each_isa(|_| {
+        let mut seed = 5000;
+        for (c, out_c) in [(1, 3), (8, 16), (19, 33), (32, 64)] {
+            for s in conv_shapes(c, c).into_iter().step_by(3) {
+                seed += 1;
+                let mut rng = Rng::new(seed);
+                let input = rng.vec(s.in_len(), 2.0);
+                let dw_w = rng.vec(s.kernel_h * s.kernel_w * c, 1.0);
+                let dw_b = rng.vec(c, 1.0);
+                let dw_ep = Epilogue {
+                    bias: Some(&dw_b),
+                    min: 0.0,
+                    max: 6.0,
+                    residual: None,
+                    act: mncc_runtime::Activation::None,
+                };
+                let pixels = s.out_h * s.out_w;
+                let packed = rng.vec(simd::pointwise_packed_len(c, out_c), 1.0);
+                let mut mid = vec![f32::NAN; s.out_len()];
+                simd::depthwise(&s, &DepthwiseTiles { rows: 1 }, &input, &dw_w, &dw_ep, &mut mid);
+                for e in epilogues(&mut rng, out_c, pixels * out_c) {
+                    let ep = e.ep();
+                    let pw = PointwiseTiles {
+                        kc: c,
+                        order: PwOrder::PixelsOuter,
+                    };
+                    let mut want = vec![f32::NAN; pixels * out_c];
+                    let shape = PointwiseShape { pixels, in_c: c, out_c };
+                    simd::pointwise(&shape, &pw, &mid, &packed, &ep, &mut want);
+                    for band in [1, 2, 3, s.out_h + 1] {
+                        let tiles = DwPwTiles {
+                            band,
+                            dw: DepthwiseTiles { rows: 1 },
+                            pw,
+                        };
+                        let len = simd::depthwise_pointwise_scratch_len(&s, band.min(s.out_h));
+                        let tag = format!("depthwise_pointwise {s:?} -> {out_c} band {band} {}", e.name);
+                        let mut scratch = vec![f32::NAN; len];
+                        let mut got = vec![f32::NAN; pixels * out_c];
+                        simd::depthwise_pointwise(
+                            &s,
+                            out_c,
+                            &tiles,
+                            &input,
+                            &dw_w,
+                            &dw_ep,
+                            &packed,
+                            &ep,
+                            &mut scratch,
+                            &mut got,
+                        );
+                        same_bits(&tag, &got, &want);
+                        let mut scratch = vec![f32::NAN; len * par::SCRATCH_SLOTS];
+                        for (name, p) in executors() {
+                            let mut got = vec![f32::NAN; pixels * out_c];
+                            par::depthwise_pointwise(
+                                &*p,
+                                &s,
+                                out_c,
+                                &tiles,
+                                &input,
+                                &dw_w,
+                                &dw_ep,
+                                &packed,
+                                &ep,
+                                &mut scratch,
+                                &mut got,
+                            );
+                            same_bits(&format!("{tag} on {name}"), &got, &want);
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+#[test]
+#[should_panic(expected = "`scratch` has 3 elements, a band needs")]
+fn depthwise_pointwise_checks_its_scratch() {
+    let s = conv_shapes(4, 4)[0];
+    let tiles = simd::DwPwTiles {
+        band: 1,
+        dw: DepthwiseTiles { rows: 1 },
+        pw: PointwiseTiles {
+            kc: 4,
+            order: PwOrder::PixelsOuter,
+        },
+    };
+    let ep = Epilogue {
+        bias: None,
+        min: f32::NEG_INFINITY,
+        max: f32::INFINITY,
+        residual: None,
+        act: mncc_runtime::Activation::None,
+    };
+    let input = vec![0.0; s.in_len()];
+    let mut out = vec![0.0; s.out_h * s.out_w * 16];
+    let dw_w = vec![0.0; s.kernel_h * s.kernel_w * 4];
+    let packed = vec![0.0; simd::pointwise_packed_len(4, 16)];
+    simd::depthwise_pointwise(
+        &s,
+        16,
+        &tiles,
+        &input,
+        &dw_w,
+        &ep,
+        &packed,
+        &ep,
+        &mut [0.0; 3],
+        &mut out,
+    );
+}
