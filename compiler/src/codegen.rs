@@ -72,7 +72,14 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
     let model_name = &p.name;
     let in_len = usize_lit(p.input_len());
     let out_len = usize_lit(p.output_len());
-    let arena_len = usize_lit(p.arena_len);
+    // Slack for `align_arena` (`mncc_runtime::ARENA_SLACK`), when there is
+    // an arena at all.
+    let uses_arena = p.storage.iter().any(|s| matches!(s, Some(Storage::Arena(_))));
+    let arena_len = usize_lit(if uses_arena {
+        p.arena_len + ARENA_SLACK
+    } else {
+        p.arena_len
+    });
     let in_rank = usize_lit(p.input_shape.len());
     let out_rank = usize_lit(p.output_shape.len());
     let in_dims = p.input_shape.iter().map(|&d| usize_lit(d));
@@ -112,9 +119,10 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
         human(p.params() as u64)
     );
     let arena_doc = format!(
-        " Arena elements (`f32`): {} bytes; the largest set of live tensors needs {} elements.",
+        " Arena elements (`f32`): {} bytes of planned tensors (the largest set of live tensors needs {} elements), plus {} elements so they can start on a 64-byte boundary wherever the arena is.",
         p.arena_len * 4,
-        p.arena_lower_bound
+        p.arena_lower_bound,
+        if uses_arena { ARENA_SLACK } else { 0 }
     );
 
     let calls: Vec<_> = p
@@ -160,8 +168,8 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
     let uses_weights = p.layers.iter().any(|l| l.weights.is_some() || l.bias.is_some());
     // A model whose layers all read the input and write the output needs no
     // scratch: `run` keeps the same signature and ignores the (empty) arena.
-    let arena_unused = if p.storage.iter().any(|s| matches!(s, Some(Storage::Arena(_)))) {
-        quote!()
+    let arena_unused = if uses_arena {
+        quote!(let arena = ::mncc_runtime::align_arena(arena);)
     } else {
         quote!(let _ = arena;)
     };
@@ -267,6 +275,9 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
         #(#fns)*
     }
 }
+
+/// `mncc_runtime::ARENA_SLACK`.
+const ARENA_SLACK: usize = 15;
 
 /// Whether the layer's kernel has a parallel entry point (`mncc_runtime::par`).
 fn splits(l: &Layer) -> bool {
@@ -462,7 +473,7 @@ fn layer_fn(p: &Program, i: usize, l: &Layer, par: bool) -> TokenStream {
         Storage::Input => None,
     };
     if !arena_in.is_empty() || out_arena.is_some() {
-        params.push(quote!(arena: &mut Arena));
+        params.push(quote!(arena: &mut [f32]));
     }
     if l.weights.is_some() || l.bias.is_some() {
         params.push(quote!(w: &[f32]));

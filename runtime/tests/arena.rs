@@ -174,3 +174,23 @@ fn split4_out_of_range_panics() {
     let mut a = [0.0f32; 32];
     let _ = split4(&mut a, 0..4, 0..0, 8..16, 30..40);
 }
+
+/// `align_arena` starts on a 64-byte boundary at most `ARENA_SLACK` floats
+/// in, whatever the arena's address, and keeps the rest.
+#[test]
+fn align_arena_skips_to_a_cache_line() {
+    use mncc_runtime::{align_arena, ARENA_SLACK};
+    let mut buf = vec![0.0f32; 64 + 32];
+    for shift in 0..32 {
+        let arena = &mut buf[shift..shift + 64];
+        let start = arena.as_ptr() as usize;
+        let a = align_arena(arena);
+        let skipped = (a.as_ptr() as usize - start) / 4;
+        assert_eq!(a.as_ptr() as usize % 64, 0, "shift {shift}");
+        assert!(skipped <= ARENA_SLACK, "shift {shift}: skipped {skipped}");
+        assert_eq!(a.len(), 64 - skipped);
+    }
+    // Shorter than the way to the boundary: empty, no panic.
+    let mut short = [0.0f32; 1];
+    let _ = align_arena(&mut short);
+}

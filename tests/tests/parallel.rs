@@ -78,6 +78,33 @@ macro_rules! parallel_equals_serial {
     };
 }
 
+/// The generated code starts its tensors at the arena's first 64-byte
+/// boundary: the output is the same wherever the arena is (here at every
+/// float offset within a cache line).
+#[test]
+fn output_does_not_depend_on_the_arena_address() {
+    use mncc_tests::v2_035_96 as model;
+    let input: Box<model::Input> = (0..model::INPUT_LEN)
+        .map(|i| Fill::at(i, 7))
+        .collect::<Vec<_>>()
+        .into_boxed_slice()
+        .try_into()
+        .unwrap();
+    let mut want = [0.0f32; model::OUTPUT_LEN];
+    let mut got = [0.0f32; model::OUTPUT_LEN];
+    let mut buf = vec![f32::NAN; model::ARENA_LEN + 16];
+    for shift in 0..16 {
+        let arena: &mut model::Arena = (&mut buf[shift..shift + model::ARENA_LEN]).try_into().unwrap();
+        arena.iter_mut().for_each(|v| *v = f32::NAN);
+        if shift == 0 {
+            model::run(&input, &mut want, arena);
+        } else {
+            model::run(&input, &mut got, arena);
+            same_bits(&format!("arena at float offset {shift}"), &got, &want);
+        }
+    }
+}
+
 parallel_equals_serial! {
     keras_v1 => keras_v1,
     v1_025_128_u8 => v1_025_128_u8,
