@@ -75,68 +75,6 @@ pub fn split3(
 }
 
 /// Panics unless `r` is a valid range inside a slice of `len` elements.
-/// Borrows `a` and `b` shared (they may overlap each other) and `scratch`
-/// and `output` exclusively: a layer that reads one or two tensors and
-/// writes its output and a scratch tensor (the fused depthwise + pointwise
-/// layer's band).
-///
-/// # Panics
-/// If `scratch` and `output` overlap, a read range overlaps either, or a
-/// range lies outside `arena`.
-#[inline]
-#[track_caller]
-pub fn split4(
-    arena: &mut [f32],
-    a: Range<usize>,
-    b: Range<usize>,
-    scratch: Range<usize>,
-    output: Range<usize>,
-) -> (&[f32], &[f32], &mut [f32], &mut [f32]) {
-    const F: &str = "split4";
-    for (name, r) in [("a", &a), ("b", &b), ("scratch", &scratch), ("output", &output)] {
-        check_range(F, name, r, arena.len());
-    }
-    // Empty ranges overlap nothing: borrow them from nowhere.
-    let s_at = if scratch.is_empty() {
-        arena.len()..arena.len()
-    } else {
-        scratch.clone()
-    };
-    let o_at = if output.is_empty() {
-        arena.len()..arena.len()
-    } else {
-        output.clone()
-    };
-    let swap = s_at.start > o_at.start;
-    let (lo, hi) = if swap { (&o_at, &s_at) } else { (&s_at, &o_at) };
-    assert!(
-        lo.end <= hi.start,
-        "{F}: scratch range {scratch:?} overlaps output range {output:?} (compiler bug: memory plan)"
-    );
-    // arena = p0 | lo | p1 | hi | p2
-    let (head, p2) = arena.split_at_mut(hi.end);
-    let (head, hi_part) = head.split_at_mut(hi.start);
-    let (head, p1) = head.split_at_mut(lo.end);
-    let (p0, lo_part) = head.split_at_mut(lo.start);
-    let (p0, p1, p2): (&[f32], &[f32], &[f32]) = (p0, p1, p2);
-    let pick = |name: &str, r: &Range<usize>| -> &[f32] {
-        if r.is_empty() {
-            &[]
-        } else if r.end <= lo.start {
-            &p0[r.clone()]
-        } else if r.start >= lo.end && r.end <= hi.start {
-            &p1[r.start - lo.end..r.end - lo.end]
-        } else if r.start >= hi.end {
-            &p2[r.start - hi.end..r.end - hi.end]
-        } else {
-            panic!("{F}: {name} range {r:?} overlaps the scratch {scratch:?} or output {output:?} range (compiler bug: memory plan)")
-        }
-    };
-    let (a, b) = (pick("a", &a), pick("b", &b));
-    let (s, o) = if swap { (hi_part, lo_part) } else { (lo_part, hi_part) };
-    (a, b, s, o)
-}
-
 #[inline]
 #[track_caller]
 fn check_range(func: &str, name: &str, r: &Range<usize>, len: usize) {

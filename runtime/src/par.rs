@@ -49,7 +49,6 @@
 //! chunk its `&mut` part of the output.
 
 use crate::kernels::{Conv2dTiles, ConvShape, DepthwiseTiles, PointwiseShape, PointwiseTiles};
-use crate::simd::DwPwTiles;
 use crate::{simd, Epilogue, Layout, Pixel};
 use core::ops::Range;
 
@@ -187,29 +186,9 @@ fn for_chunks<F>(par: &dyn Parallel, units: usize, n: usize, align: usize, unit:
 where
     F: Fn(Range<usize>, &mut [f32]) + Sync,
 {
-    for_chunks_by(par, usize::MAX, units, n, align, unit, out, &|_, r, o| f(r, o));
-}
-
-/// [`for_chunks`] on at most `max_participants` participants, telling `f`
-/// which one runs the chunk (`0..max_participants`; each participant's
-/// chunks run one after another on one thread, and no two threads are the
-/// same participant).
-#[allow(clippy::too_many_arguments)]
-fn for_chunks_by<F>(
-    par: &dyn Parallel,
-    max_participants: usize,
-    units: usize,
-    n: usize,
-    align: usize,
-    unit: usize,
-    out: &mut [f32],
-    f: &F,
-) where
-    F: Fn(usize, Range<usize>, &mut [f32]) + Sync,
-{
     assert_eq!(out.len(), units * unit, "par: output length (compiler bug)");
     #[cfg(target_has_atomic = "ptr")]
-    if n > 1 && par.threads() > 1 && max_participants > 1 {
+    if n > 1 && par.threads() > 1 {
         let claims = Claims::new(n);
         let base = OutPtr(out.as_mut_ptr());
         let work = |participant: usize| {
@@ -227,13 +206,13 @@ fn for_chunks_by<F>(
                 let part = unsafe {
                     core::slice::from_raw_parts_mut(base.get().add(r.start * unit), (r.end - r.start) * unit)
                 };
-                f(participant, r, part);
+                f(r, part);
             }
         };
-        participate(par, par.threads().min(n).min(max_participants), 0, &work);
+        participate(par, par.threads().min(n), 0, &work);
         return;
     }
-    f(0, 0..units, out);
+    f(0..units, out);
 }
 
 /// The unclaimed chunks `front..back` of a layer, packed in one atomic word
@@ -463,71 +442,6 @@ pub fn depthwise(
         );
     };
     for_chunks(par, s.out_h, n, 1, row_out, out, &part);
-}
-
-/// Scratch bands [`depthwise_pointwise`] can use at once: the compiler
-/// plans `SCRATCH_SLOTS` times [`simd::depthwise_pointwise_scratch_len`]
-/// floats, and at most this many participants share such a layer.
-pub const SCRATCH_SLOTS: usize = 2;
-
-/// [`simd::depthwise_pointwise`] on `par`'s threads, split by output rows
-/// at multiples of the band; participant `i` uses band `i` of `scratch`
-/// (so at most `scratch.len() / band` participants, see
-/// [`SCRATCH_SLOTS`]). Same arguments, same result bit for bit.
-///
-/// # Panics
-/// As [`simd::depthwise_pointwise`].
-#[allow(clippy::too_many_arguments)]
-#[inline]
-pub fn depthwise_pointwise(
-    par: &dyn Parallel,
-    s: &ConvShape,
-    out_c: usize,
-    tiles: &DwPwTiles,
-    input: &[f32],
-    dw_weights: &[f32],
-    dw_ep: &Epilogue<'_>,
-    pw_packed: &[f32],
-    pw_ep: &Epilogue<'_>,
-    scratch: &mut [f32],
-    out: &mut [f32],
-) {
-    let band = tiles.band.clamp(1, s.out_h.max(1));
-    let band_len = simd::depthwise_pointwise_scratch_len(s, band);
-    let slots = scratch.len().checked_div(band_len).unwrap_or(0);
-    let row_macs = s.out_w * s.out_c * (s.kernel_h * s.kernel_w + out_c);
-    let max_chunks = par.threads().saturating_mul(CHUNKS_PER_THREAD);
-    let n = chunk_count(par, s.out_h, band, row_macs, max_chunks);
-    let row_out = s.out_w * out_c;
-    if n <= 1
-        || slots < 2
-        || tiles.band == 0
-        || s.in_c != s.out_c
-        || s.stride_h == 0
-        || dw_ep.residual.is_some()
-        || input.len() != s.in_len()
-        || out.len() != s.out_h * row_out
-        || pw_ep.residual.is_some_and(|r| r.len() != out.len())
-    {
-        // One part (or an argument error, which the kernel reports).
-        return simd::depthwise_pointwise(
-            s, out_c, tiles, input, dw_weights, dw_ep, pw_packed, pw_ep, scratch, out,
-        );
-    }
-    let base = OutPtr(scratch.as_mut_ptr());
-    let part = |participant: usize, rows: Range<usize>, out: &mut [f32]| {
-        // SAFETY: `for_chunks_by` runs each participant index `0..slots` on
-        // one thread at a time (its chunks one after another), so band
-        // `participant` of `scratch`, inside it (`participant < slots ==
-        // scratch.len() / band_len`), is used by one thread at a time; the
-        // exclusive borrow of `scratch` lasts until this function returns,
-        // after every participant finished.
-        let scratch = unsafe { core::slice::from_raw_parts_mut(base.get().add(participant * band_len), band_len) };
-        simd::band_rows_impl(
-            s, out_c, tiles, rows, input, dw_weights, dw_ep, pw_packed, pw_ep, scratch, out,
-        );
-    };
-    for_chunks_by(par, slots, s.out_h, n, band, row_out, out, &part);
 }
 
 /// [`simd::conv2d`] on `par`'s threads, split by output rows (an NCHW input

@@ -1,5 +1,5 @@
-//! `split2` / `split3` / `split4`: correct borrows, panics on overlap and out of range.
-use mncc_runtime::{split2, split3, split4};
+//! `split2` / `split3`: correct borrows, panics on overlap and out of range.
+use mncc_runtime::{split2, split3};
 
 fn arena() -> Vec<f32> {
     (0..32).map(|i| i as f32).collect()
@@ -124,57 +124,6 @@ fn split3_out_of_range_panics() {
     let mut a = arena();
     let _ = split3(&mut a, 0..40, 0..8, 16..24);
 }
-
-/// `split4` on every order of scratch and output, with the reads before,
-/// between and after them: each borrow is the range asked for.
-#[test]
-fn split4_borrows_the_ranges_in_any_order() {
-    let mut a: Vec<f32> = (0..40).map(|i| i as f32).collect();
-    let cases = [
-        (0..4, 34..40, 10..20, 20..30),
-        (0..4, 34..40, 20..30, 10..20),
-        (12..16, 0..2, 20..30, 4..10),
-        (30..40, 30..40, 0..10, 10..20),
-        (0..40, 0..0, 0..0, 0..0),
-        (0..5, 0..0, 5..5, 5..10),
-    ];
-    for (ra, rb, rs, ro) in cases {
-        let (x, y, s, o) = split4(&mut a, ra.clone(), rb.clone(), rs.clone(), ro.clone());
-        let vals = |r: &std::ops::Range<usize>| r.clone().map(|i| i as f32).collect::<Vec<_>>();
-        assert_eq!(x, &vals(&ra)[..], "{ra:?}");
-        assert_eq!(y, &vals(&rb)[..], "{rb:?}");
-        assert_eq!(s, &vals(&rs)[..], "{rs:?}");
-        assert_eq!(o, &vals(&ro)[..], "{ro:?}");
-        s.fill(-1.0);
-        o.fill(-2.0);
-        assert!(a[rs.clone()].iter().all(|&v| v == -1.0) && a[ro.clone()].iter().all(|&v| v == -2.0));
-        for (i, v) in a.iter_mut().enumerate() {
-            *v = i as f32;
-        }
-    }
-}
-
-#[test]
-#[should_panic(expected = "split4: scratch range 8..16 overlaps output range 12..20")]
-fn split4_scratch_output_overlap_panics() {
-    let mut a = [0.0f32; 32];
-    let _ = split4(&mut a, 0..4, 0..0, 8..16, 12..20);
-}
-
-#[test]
-#[should_panic(expected = "split4: a range 14..22 overlaps the scratch 8..16 or output 20..28 range")]
-fn split4_read_overlap_panics() {
-    let mut a = [0.0f32; 32];
-    let _ = split4(&mut a, 14..22, 0..0, 8..16, 20..28);
-}
-
-#[test]
-#[should_panic(expected = "split4: output range 30..40 is not inside the arena")]
-fn split4_out_of_range_panics() {
-    let mut a = [0.0f32; 32];
-    let _ = split4(&mut a, 0..4, 0..0, 8..16, 30..40);
-}
-
 /// `align_arena` starts on a 64-byte boundary at most `ARENA_SLACK` floats
 /// in, whatever the arena's address, and keeps the rest.
 #[test]

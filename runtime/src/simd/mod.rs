@@ -28,7 +28,6 @@
 
 mod conv2d;
 mod depthwise;
-mod fused;
 mod gemm;
 #[cfg(target_arch = "aarch64")]
 mod neon;
@@ -139,6 +138,4 @@ pub(crate) use unroll;
 pub use conv2d::{conv2d, conv2d_packed_len};
 pub(crate) use conv2d::{conv2d_rows, conv2d_rows_applies};
 pub use depthwise::depthwise;
-pub(crate) use fused::band_rows as band_rows_impl;
-pub use fused::{depthwise_pointwise, depthwise_pointwise_scratch_len, DwPwTiles};
 pub use gemm::{pointwise, pointwise_packed_len};
