@@ -72,14 +72,17 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
     let model_name = &p.name;
     let in_len = usize_lit(p.input_len());
     let out_len = usize_lit(p.output_len());
-    // Slack for `align_arena` (`mncc_runtime::ARENA_SLACK`), when there is
-    // an arena at all.
     let uses_arena = p.storage.iter().any(|s| matches!(s, Some(Storage::Arena(_))));
-    let arena_len = usize_lit(if uses_arena {
-        p.arena_len + ARENA_SLACK
-    } else {
-        p.arena_len
-    });
+    // The planned tensors, plus the runtime's slack for `align_arena` when
+    // there is an arena at all (named, not copied: the runtime owns it).
+    let arena_len = {
+        let planned = usize_lit(p.arena_len);
+        if uses_arena {
+            quote!(#planned + ::mncc_runtime::ARENA_SLACK)
+        } else {
+            quote!(#planned)
+        }
+    };
     let in_rank = usize_lit(p.input_shape.len());
     let out_rank = usize_lit(p.output_shape.len());
     let in_dims = p.input_shape.iter().map(|&d| usize_lit(d));
@@ -119,10 +122,14 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
         human(p.params() as u64)
     );
     let arena_doc = format!(
-        " Arena elements (`f32`): {} bytes of planned tensors (the largest set of live tensors needs {} elements), plus {} elements so they can start on a 64-byte boundary wherever the arena is.",
+        " Arena elements (`f32`): {} bytes of planned tensors (the largest set of live tensors needs {} elements){}.",
         p.arena_len * 4,
         p.arena_lower_bound,
-        if uses_arena { ARENA_SLACK } else { 0 }
+        if uses_arena {
+            ", plus `mncc_runtime::ARENA_SLACK` so they can start on a 64-byte boundary wherever the arena is"
+        } else {
+            ""
+        }
     );
 
     let calls: Vec<_> = p
@@ -275,9 +282,6 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
         #(#fns)*
     }
 }
-
-/// `mncc_runtime::ARENA_SLACK`.
-const ARENA_SLACK: usize = 15;
 
 /// Whether the layer's kernel has a parallel entry point (`mncc_runtime::par`).
 fn splits(l: &Layer) -> bool {

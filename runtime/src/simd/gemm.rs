@@ -187,15 +187,14 @@ pub(crate) unsafe fn gemm_v<
     }
     let tile_cols = NV * V::N;
     let tiles_n = g.n.div_ceil(tile_cols);
-    let rows = MR;
-    let tiles_m = g.m.div_ceil(rows);
+    let tiles_m = g.m.div_ceil(MR);
     // SAFETY: every tile lies within the matrices of `g`'s contract.
     unsafe {
         match b.order {
             PwOrder::PixelsOuter => {
                 for i in 0..tiles_m {
                     for j in 0..tiles_n {
-                        tile::<V, MR, MR2, MR3, NV, NV1>(b, i * rows, j * tile_cols, core::ptr::null());
+                        tile::<V, MR, MR2, MR3, NV, NV1>(b, i * MR, j * tile_cols, core::ptr::null());
                     }
                 }
             }
@@ -213,7 +212,7 @@ pub(crate) unsafe fn gemm_v<
                         } else {
                             core::ptr::null()
                         };
-                        tile::<V, MR, MR2, MR3, NV, NV1>(b, i * rows, j * tile_cols, pf);
+                        tile::<V, MR, MR2, MR3, NV, NV1>(b, i * MR, j * tile_cols, pf);
                     }
                 }
             }
@@ -222,7 +221,8 @@ pub(crate) unsafe fn gemm_v<
 }
 
 /// The register tile at row `i0`, column `c0` (a function, not a closure:
-/// closures do not inherit `#[target_feature]`); `pf` as in [`micro`].
+/// closures do not inherit `#[target_feature]`); `pf` as in [`micro`]
+/// (only full-width strips get a non-null one: the last strip has no next).
 ///
 /// # Safety
 /// As [`gemm_v`]; `i0 < m`, `c0 < n`.
@@ -242,15 +242,15 @@ unsafe fn tile<V: Vf32, const MR: usize, const MR2: usize, const MR3: usize, con
         match (mr, wide) {
             // Full rows and columns: their own copy (see `micro`'s `FULL`).
             (r, true) if r == MR && n == NV * V::N => micro::<V, MR, NV, true>(b, i0, r, c0, n, pf),
-            (r, false) if r == MR && n == NV1 * V::N => micro::<V, MR, NV1, true>(b, i0, r, c0, n, core::ptr::null()),
-            (1, true) => micro::<V, 1, NV, false>(b, i0, 1, c0, n, core::ptr::null()),
-            (1, false) => micro::<V, 1, NV1, false>(b, i0, 1, c0, n, core::ptr::null()),
-            (r, true) if r <= MR3 => micro::<V, MR3, NV, false>(b, i0, r, c0, n, core::ptr::null()),
-            (r, false) if r <= MR3 => micro::<V, MR3, NV1, false>(b, i0, r, c0, n, core::ptr::null()),
-            (r, true) if r <= MR2 => micro::<V, MR2, NV, false>(b, i0, r, c0, n, core::ptr::null()),
-            (r, false) if r <= MR2 => micro::<V, MR2, NV1, false>(b, i0, r, c0, n, core::ptr::null()),
-            (r, true) => micro::<V, MR, NV, false>(b, i0, r, c0, n, core::ptr::null()),
-            (r, false) => micro::<V, MR, NV1, false>(b, i0, r, c0, n, core::ptr::null()),
+            (r, false) if r == MR && n == NV1 * V::N => micro::<V, MR, NV1, true>(b, i0, r, c0, n, pf),
+            (1, true) => micro::<V, 1, NV, false>(b, i0, 1, c0, n, pf),
+            (1, false) => micro::<V, 1, NV1, false>(b, i0, 1, c0, n, pf),
+            (r, true) if r <= MR3 => micro::<V, MR3, NV, false>(b, i0, r, c0, n, pf),
+            (r, false) if r <= MR3 => micro::<V, MR3, NV1, false>(b, i0, r, c0, n, pf),
+            (r, true) if r <= MR2 => micro::<V, MR2, NV, false>(b, i0, r, c0, n, pf),
+            (r, false) if r <= MR2 => micro::<V, MR2, NV1, false>(b, i0, r, c0, n, pf),
+            (r, true) => micro::<V, MR, NV, false>(b, i0, r, c0, n, pf),
+            (r, false) => micro::<V, MR, NV1, false>(b, i0, r, c0, n, pf),
         }
     }
 }
