@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Side-by-side benchmark: mncc's generated code against onnxruntime, per model.
+"""Side-by-side benchmark: mncc's generated code against onnxruntime and LiteRT (XNNPACK), per model.
 
 Usage (from anywhere; see bench/README.md):
 
@@ -8,23 +8,30 @@ Usage (from anywhere; see bench/README.md):
     python3 bench/run.py --quick              # CI: one small model, few rounds, checks the outputs
 
 Needs Python 3.8+ with numpy, onnx and onnxruntime (`pip install numpy onnx
-onnxruntime`) and a Rust toolchain (the crates need nothing from the network:
-the bench crates depend only on the checkout's runtime/).
+onnxruntime`), optionally ai-edge-litert (`pip install ai-edge-litert`; without
+it, or with --no-litert, LiteRT is left out) and a Rust toolchain (the crates
+need nothing from the network: the bench crates depend only on the checkout's
+runtime/).
 
 For each model it:
-1. makes the model if missing (bench/make_models.py, seeded) into bench/out/models/;
+1. makes the model if missing (bench/make_models.py, seeded) into bench/out/models/,
+   and converts it to bench/out/models/<model>.tflite (bench/to_tflite.py: NHWC,
+   float32, what a PyTorch -> TFLite converter writes; rewritten when it changes);
 2. compiles it with `mncc compile` into a bench crate bench/out/crates/<model>/
    (its own [workspace]; `src/main.rs` is bench/bench_main.rs; release,
    codegen-units=1, lto, opt-level 3, RUSTFLAGS from --rustflags) and builds it;
 3. starts the bench binary (a line protocol on stdin/stdout: `run N`, `out`,
-   `threads N`, `quit`) and two onnxruntime sessions (CPU, intra_op_num_threads
-   1 and 2, ORT_SEQUENTIAL, ORT_ENABLE_ALL, session.force_spinning_stop);
-4. checks that mncc's whole output agrees with onnxruntime's;
+   `threads N`, `quit`), two onnxruntime sessions (CPU, intra_op_num_threads
+   1 and 2, ORT_SEQUENTIAL, ORT_ENABLE_ALL, session.force_spinning_stop) and two
+   LiteRT interpreters (num_threads 1 and 2; XNNPACK, its default delegate for
+   float models);
+4. checks that mncc's and LiteRT's whole outputs agree with onnxruntime's;
 5. warms each engine up, then for --rounds rounds runs, alternately, onnxruntime
-   1 thread, mncc, onnxruntime 2 threads (and mncc 2 threads when the bench
-   binary accepts `threads 2`), about --seconds per engine per round, timing
-   every inference;
-6. prints the medians over all timed inferences;
+   1 thread, LiteRT 1 thread, mncc, onnxruntime 2 threads, LiteRT 2 threads (and
+   mncc 2 threads when the bench binary accepts `threads 2`), about --seconds per
+   engine per round, timing every inference;
+6. prints the medians over all timed inferences, and mncc's ratios to each peer
+   and to the faster of the two;
 7. with --layers, runs `mncc bench --layers` on each model (per-layer and
    per-kernel-type times, % of peak) and prints its per-kernel-type table.
 
@@ -56,6 +63,14 @@ try:
     import onnxruntime as ort
 except ImportError as e:  # pragma: no cover
     sys.exit(f"bench/run.py needs numpy, onnx and onnxruntime: pip install numpy onnx onnxruntime ({e})")
+
+try:
+    from ai_edge_litert.interpreter import Interpreter as LitertInterpreter
+    import to_tflite  # bench/to_tflite.py (the TFLite schema of ai-edge-litert, and flatbuffers)
+    LITERT_MISSING = None
+except ImportError as e:
+    to_tflite = LitertInterpreter = None
+    LITERT_MISSING = str(e)
 
 QUICK_MODEL = "v1_0.25_128"
 
@@ -290,6 +305,68 @@ class Ort:
         return times
 
 
+class Litert:
+    """A LiteRT interpreter on the converted model (XNNPACK: the default delegate for float
+    models), its input set once; each invoke() is timed on its own."""
+
+    def __init__(self, path, threads, x):
+        self.interp = LitertInterpreter(model_path=str(path), num_threads=threads)
+        self.interp.allocate_tensors()  # applies the default delegate (XNNPACK)
+        inp, outp = self.interp.get_input_details()[0], self.interp.get_output_details()[0]
+        x = np.ascontiguousarray(np.asarray(x, dtype=np.float32).transpose(0, 2, 3, 1))  # NCHW -> NHWC
+        if list(inp["shape"]) != list(x.shape):
+            raise RuntimeError(f"{path}: input shape {list(inp['shape'])}, expected {list(x.shape)}")
+        self.interp.set_tensor(inp["index"], x)
+        self.out_index = outp["index"]
+        self.xnnpack = self._whole_graph_delegated(inp["index"], outp["index"])
+
+    def _whole_graph_delegated(self, inp, outp):
+        """True when one delegate node (XNNPACK's; there is no other here) runs the whole graph:
+        from the model's input to its output. None if the (private) node API is unavailable."""
+        try:
+            ops = self.interp._get_ops_details()
+        except Exception:  # noqa: BLE001 (a private API: report "unknown")
+            return None
+        delegates = [op for op in ops if op["op_name"] == "DELEGATE"]
+        return len(delegates) == 1 and inp in list(delegates[0]["inputs"]) \
+            and list(delegates[0]["outputs"]) == [outp]
+
+    def output(self):
+        self.interp.invoke()
+        return self.interp.get_tensor(self.out_index).reshape(-1).copy()
+
+    def run(self, n):
+        times = []
+        invoke, clock = self.interp.invoke, time.perf_counter_ns
+        for _ in range(n):
+            t = clock()
+            invoke()
+            times.append((clock() - t) * 1e-9)
+        return times
+
+
+def litert_version():
+    try:
+        from importlib.metadata import version
+        return version("ai-edge-litert")
+    except Exception:  # noqa: BLE001
+        return "?"
+
+
+def convert_tflite(name, onnx_path, out):
+    """bench/out/models/<name>.tflite from the .onnx (rewritten only when its bytes change);
+    returns its path, or None (with a message) when the converter does not handle the model."""
+    path = out / "models" / f"{name}.tflite"
+    try:
+        data = to_tflite.convert_file(onnx_path)
+    except Exception as e:  # noqa: BLE001 (ConversionError: an op or attribute it does not handle)
+        log(f"warning: {name}: cannot convert to TFLite ({type(e).__name__}: {e}): LiteRT left out for this model")
+        return None
+    if write_if_changed(path, data):
+        log(f"  {name}: converted to {path} (bench/to_tflite.py)")
+    return path
+
+
 # ---- the benchmark -------------------------------------------------------------------------
 
 
@@ -324,7 +401,7 @@ def pct(v, q):
     return float(np.percentile(v, q)) if v else float("nan")
 
 
-def bench_model(name, onnx_path, npy, raw, exe, args):
+def bench_model(name, onnx_path, npy, raw, exe, tflite, args):
     model = onnx.load(str(onnx_path))
     macs = count_macs(model)
     x = np.load(npy)
@@ -333,14 +410,19 @@ def bench_model(name, onnx_path, npy, raw, exe, args):
     try:
         if mncc.macs != macs:
             log(f"  note: {name}: mncc counts {mncc.macs} MACs, the ONNX graph {macs}")
-        engines["ort1"] = Ort(onnx_path, 1, x)
-        engines["mncc1"] = mncc
-        engines["ort2"] = Ort(onnx_path, 2, x)
         # HOOK (mncc 2-thread mode): measured when the bench binary accepts `threads 2`.
         mncc2 = mncc.set_threads(2)
         mncc.set_threads(1)
-        if mncc2:
-            engines["mncc2"] = mncc
+        # The order of a round: ort 1t, litert 1t, mncc 1t, ort 2t, litert 2t, mncc 2t.
+        for t in (1, 2):
+            engines[f"ort{t}"] = Ort(onnx_path, t, x)
+            if tflite is not None:
+                engines[f"litert{t}"] = Litert(tflite, t, x)
+            if t == 1 or mncc2:
+                engines[f"mncc{t}"] = mncc
+        xnnpack = {k: engines[k].xnnpack for k in ("litert1", "litert2") if k in engines}
+        if any(v is False for v in xnnpack.values()):
+            log(f"  warning: {name}: XNNPACK does not run the whole LiteRT graph ({xnnpack})")
 
         def run(key, n):
             if key.startswith("mncc"):
@@ -353,10 +435,21 @@ def bench_model(name, onnx_path, npy, raw, exe, args):
         ort2 = engines["ort2"].output().astype(np.float64)
         if got.shape != ref.shape:
             raise RuntimeError(f"{name}: mncc output has {got.size} values, onnxruntime {ref.size}")
-        diff = float(np.max(np.abs(got - ref))) if np.all(np.isfinite(got)) else float("inf")
+
+        def max_diff(y):
+            return float(np.max(np.abs(y - ref))) if np.all(np.isfinite(y)) else float("inf")
+
+        diff = max_diff(got)
         tol = 1e-4 * max(1.0, float(np.max(np.abs(ref))))
         diff_ort2 = float(np.max(np.abs(ort2 - ref)))
         same_top1 = int(np.argmax(got)) == int(np.argmax(ref))
+        litert_diff = {}
+        for k in ("litert1", "litert2"):
+            if k in engines:
+                y = engines[k].output().astype(np.float64)
+                if y.shape != ref.shape:
+                    raise RuntimeError(f"{name}: LiteRT output has {y.size} values, onnxruntime {ref.size}")
+                litert_diff[k] = max_diff(y)
 
         # Warm-up, and inferences per engine per round from the warm-up latency.
         per_round = {}
@@ -381,12 +474,24 @@ def bench_model(name, onnx_path, npy, raw, exe, args):
 
     med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
 
-    def round_ratio(a, b):
-        """Median over rounds of a's median / b's median in that round: the two ran back to
-        back, so a phase of the machine (they last seconds) mostly hits both."""
-        if a not in round_medians or b not in round_medians:
+    def round_ratio(a, *peers):
+        """Median over rounds of a's median / the smallest of the peers' medians in that round:
+        they ran back to back, so a phase of the machine (they last seconds) mostly hits all."""
+        if a not in round_medians or any(p not in round_medians for p in peers):
             return None
-        return statistics.median(x / y for x, y in zip(round_medians[a], round_medians[b]))
+        return statistics.median(x / min(ys) for x, *ys in zip(round_medians[a], *(round_medians[p] for p in peers)))
+
+    def ratio(a, *peers):
+        """a's median over the smallest of the peers' medians (None if one was not measured)."""
+        if a not in med or any(p not in med for p in peers):
+            return None
+        return med[a] / min(med[p] for p in peers)
+
+    def peers(t):
+        return [k for k in (f"ort{t}", f"litert{t}") if k in med]
+
+    def best_peer(t):
+        return min(peers(t), key=lambda k: med[k])[:-1] if peers(t) else None
 
     res = {
         "model": name,
@@ -405,10 +510,26 @@ def bench_model(name, onnx_path, npy, raw, exe, args):
         "ok": diff <= tol,
         "same_top1": same_top1,
         "ort2_vs_ort1_max_abs_diff": diff_ort2,
-        "ratio_1t": med["mncc1"] / med["ort1"],
-        "ratio_2t": (med["mncc2"] / med["ort2"]) if "mncc2" in med else None,
+        "litert_max_abs_diff": max(litert_diff.values()) if litert_diff else None,
+        "litert_max_abs_diff_by_threads": litert_diff or None,
+        "litert_ok": all(d <= tol for d in litert_diff.values()),
+        "litert_xnnpack_whole_graph": xnnpack or None,
+        # mncc / ort (ratio_*), mncc / litert (ratio_litert_*), mncc / the faster of the two (ratio_best_*;
+        # best_peer_* names it, by medians); round_ratio_*: per round, then the median over rounds.
+        "ratio_1t": ratio("mncc1", "ort1"),
+        "ratio_2t": ratio("mncc2", "ort2"),
+        "ratio_litert_1t": ratio("mncc1", "litert1"),
+        "ratio_litert_2t": ratio("mncc2", "litert2"),
+        "ratio_best_1t": ratio("mncc1", *peers(1)),
+        "ratio_best_2t": ratio("mncc2", *peers(2)),
+        "best_peer_1t": best_peer(1),
+        "best_peer_2t": best_peer(2),
         "round_ratio_1t": round_ratio("mncc1", "ort1"),
         "round_ratio_2t": round_ratio("mncc2", "ort2"),
+        "round_ratio_litert_1t": round_ratio("mncc1", "litert1"),
+        "round_ratio_litert_2t": round_ratio("mncc2", "litert2"),
+        "round_ratio_best_1t": round_ratio("mncc1", *peers(1)),
+        "round_ratio_best_2t": round_ratio("mncc2", *peers(2)),
         "round_medians_ms": {k: [x * 1e3 for x in v] for k, v in round_medians.items()},
         "mncc_gflops": 2 * macs / (med["mncc1"] * 1e-3) / 1e9,
     }
@@ -416,21 +537,32 @@ def bench_model(name, onnx_path, npy, raw, exe, args):
 
 
 def fmt_table(results, peak):
-    rows = ["| model | MACs | ort 1t ms | mncc 1t ms | ratio | round ratio | ort 2t ms | mncc 2t ms | ratio "
-            "| round ratio | mncc GFLOP/s | % of peak | max abs diff vs ort |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    """One row per model. A ratio cell is `ratio of the medians (round ratio)`."""
+    head = ["model", "MACs"]
+    for t in (1, 2):
+        head += [f"ort {t}t ms", f"litert {t}t ms", f"mncc {t}t ms", f"mncc/ort {t}t", f"mncc/litert {t}t",
+                 f"mncc/best {t}t"]
+    head += ["mncc GFLOP/s", "% of peak", "max abs diff vs ort", "litert max abs diff vs ort"]
+    rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def ms(m, k):
+        return f"{m[k]:.3f}" if k in m else "n/a"
+
+    def ratio(r, suffix):
+        a, b = r.get(f"ratio_{suffix}"), r.get(f"round_ratio_{suffix}")
+        return "n/a" if a is None else f"{a:.2f} ({b:.2f})" if b is not None else f"{a:.2f}"
+
     for r in results:
         m = r["median_ms"]
-        mncc2 = f"{m['mncc2']:.3f}" if "mncc2" in m else "n/a"
-        ratio2 = f"{r['ratio_2t']:.2f}" if r["ratio_2t"] is not None else "n/a"
-        rr1 = f"{r['round_ratio_1t']:.2f}" if r.get("round_ratio_1t") is not None else "n/a"
-        rr2 = f"{r['round_ratio_2t']:.2f}" if r.get("round_ratio_2t") is not None else "n/a"
+        cells = [r["model"], f"{r['macs'] / 1e6:.1f}M"]
+        for t in (1, 2):
+            cells += [ms(m, f"ort{t}"), ms(m, f"litert{t}"), ms(m, f"mncc{t}"), ratio(r, f"{t}t"),
+                      ratio(r, f"litert_{t}t"), ratio(r, f"best_{t}t")]
         pk = f"{100 * r['mncc_gflops'] / peak:.1f}%" if peak else "n/a"
-        flag = "" if r["ok"] else " **FAIL**"
-        rows.append(f"| {r['model']} | {r['macs'] / 1e6:.1f}M | {m['ort1']:.3f} | {m['mncc1']:.3f} | "
-                    f"{r['ratio_1t']:.2f} | {rr1} | {m['ort2']:.3f} | {mncc2} | {ratio2} | {rr2} | "
-                    f"{r['mncc_gflops']:.1f} | "
-                    f"{pk} | {r['max_abs_diff']:.2e}{flag} |")
+        ld = r.get("litert_max_abs_diff")
+        cells += [f"{r['mncc_gflops']:.1f}", pk, f"{r['max_abs_diff']:.2e}" + ("" if r["ok"] else " **FAIL**"),
+                  "n/a" if ld is None else f"{ld:.2e}" + ("" if r["litert_ok"] else " **FAIL**")]
+        rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
@@ -473,6 +605,9 @@ def main():
                     help="also run `mncc bench --layers` on each model (per-layer and per-kernel-type times "
                          "and %% of peak; builds its own harness crate, about 30 s per model)")
     ap.add_argument("--layer-seconds", type=float, default=3.0, help="--seconds of `mncc bench --layers`")
+    ap.add_argument("--no-litert", action="store_true",
+                    help="leave LiteRT out (it is also left out, with a warning, when ai_edge_litert cannot be "
+                         "imported)")
     ap.add_argument("--verbose", "-v", action="store_true", help="print the running medians after each round")
     args = ap.parse_args()
     if args.quick:
@@ -482,6 +617,17 @@ def main():
     t_start = time.time()
 
     specs = [model_files(m, out) for m in args.models]
+    use_litert = not args.no_litert and LITERT_MISSING is None
+    if not args.no_litert and LITERT_MISSING is not None:
+        log(f"warning: LiteRT left out: {LITERT_MISSING} (pip install ai-edge-litert; --no-litert leaves it "
+            "out without this warning)")
+    tflites, failed_convert = {}, []
+    if use_litert:
+        log("converting the models to TFLite (bench/to_tflite.py)")
+        for name, onnx_path, _, _ in specs:
+            tflites[name] = convert_tflite(name, onnx_path, out)
+            if tflites[name] is None and name in make_models.MODELS:
+                failed_convert.append(name)  # the converter must handle every model of make_models.py
     mncc = build_mncc()
     log(f"compiling and building the bench crates (RUSTFLAGS={args.rustflags!r})")
     exes, failed = {}, []
@@ -504,11 +650,13 @@ def main():
         if name not in exes:
             continue
         log(f"benchmarking {name}")
-        r = bench_model(name, onnx_path, npy, raw, exes[name], args)
+        r = bench_model(name, onnx_path, npy, raw, exes[name], tflites.get(name), args)
         results.append(r)
         m = r["median_ms"]
-        log(f"  ort 1t {m['ort1']:.3f} ms, mncc 1t {m['mncc1']:.3f} ms, ort 2t {m['ort2']:.3f} ms; "
-            f"max abs diff {r['max_abs_diff']:.2e} (tolerance {r['tolerance']:.1e}); {r['seconds_timed']:.1f} s")
+        lt = f", litert {r['litert_max_abs_diff']:.2e}" if r["litert_max_abs_diff"] is not None else ""
+        log("  " + ", ".join(f"{k[:-1]} {k[-1]}t {v:.3f} ms" for k, v in m.items()) +
+            f"; max abs diff vs ort: mncc {r['max_abs_diff']:.2e}{lt} (tolerance {r['tolerance']:.1e}); "
+            f"{r['seconds_timed']:.1f} s")
 
     print(f"\nFMA peak (1 core, f32): {peak:.1f} GFLOP/s")
     if load_start is not None:
@@ -516,8 +664,16 @@ def main():
         busy = " (busy machine: medians include waiting for a core; see the spread table)" \
             if max(load_start, load_end) > 1.0 else ""
         print(f"load average {load_start:.1f} at the start of the benchmark, {load_end:.1f} at the end{busy}")
-    print(f"onnxruntime {ort.__version__}; rounds {args.rounds}, about {args.seconds} s per engine per round; "
-          f"RUSTFLAGS {args.rustflags!r}; {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs\n")
+    if use_litert:
+        xnn = [v for r in results for v in (r["litert_xnnpack_whole_graph"] or {}).values()]
+        xnn = "XNNPACK on the whole graph" if xnn and all(xnn) else \
+            "XNNPACK not confirmed on the whole graph (see results.json)" if xnn else "no model converted"
+        lt = f"LiteRT {litert_version()} ({xnn})"
+    else:
+        lt = "LiteRT left out"
+    print(f"onnxruntime {ort.__version__}; {lt}; rounds {args.rounds}, about {args.seconds} s per engine per round; "
+          f"RUSTFLAGS {args.rustflags!r}; {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
+    print("ratio cells: mncc's median over the peer's (its median of per-round ratios); best: the faster peer\n")
     print(fmt_table(results, peak))
     print("\nSpread (all timed inferences):\n")
     print(fmt_spread(results))
@@ -546,8 +702,10 @@ def main():
           f"total {time.time() - t_start:.0f} s")
     (out / "results.json").write_text(json.dumps({
         "peak_gflops": peak, "peak_report": peak_report, "onnxruntime": ort.__version__,
+        "litert": litert_version() if use_litert else None,
         "rustflags": args.rustflags, "rounds": args.rounds, "seconds": args.seconds,
-        "results": results, "failed_to_build": failed, "mncc_bench_layers": layer_reports}, indent=2) + "\n")
+        "results": results, "failed_to_build": failed, "failed_to_convert": failed_convert,
+        "mncc_bench_layers": layer_reports}, indent=2) + "\n")
 
     status = status_layers
     for r in results:
@@ -555,6 +713,13 @@ def main():
             log(f"FAIL: {r['model']}: mncc's output differs from onnxruntime's by {r['max_abs_diff']:.3e} "
                 f"> {r['tolerance']:.3e} (1e-4 * max(1, max|ort|))")
             status = 1
+        if not r["litert_ok"]:
+            log(f"FAIL: {r['model']}: LiteRT's output differs from onnxruntime's by {r['litert_max_abs_diff']:.3e} "
+                f"> {r['tolerance']:.3e} (1e-4 * max(1, max|ort|))")
+            status = 1
+    if failed_convert:
+        log(f"FAIL: bench/to_tflite.py could not convert {', '.join(failed_convert)}")
+        status = 1
     if failed:
         log(f"FAIL: could not build {', '.join(failed)}")
         status = 1
