@@ -49,7 +49,8 @@ fn pointwise_edge_shapes() {
     on_each_isa("pointwise", |isa| {
         let mut seed = 1;
         for &pixels in &[1, 2, 5, 6, 7, 12, 13, 25] {
-            for &out_c in &[1, 8, 15, 16, 17, 32, 33, 48, 64] {
+            // 8, 24, 40, 56: a last vector of half the lanes on AVX-512.
+            for &out_c in &[1, 8, 15, 16, 17, 24, 32, 33, 40, 48, 56, 64] {
                 for &in_c in &[1, 3, 16, 17] {
                     seed += 1;
                     check_pointwise(isa, pixels, in_c, out_c, seed);
@@ -270,9 +271,17 @@ fn conv2d_edge_shapes() {
 /// out of the middle of larger, NaN-filled buffers.
 #[test]
 fn no_reads_outside_the_slices() {
+    // 33: a partial tile; 24: a full tile with a half-width last vector.
     on_each_isa("bounds", |isa| {
+        for (pixels, in_c, out_c) in [(13, 17, 33), (24, 5, 24)] {
+            check_bounds(isa, pixels, in_c, out_c);
+        }
+    });
+}
+
+fn check_bounds(isa: Isa, pixels: usize, in_c: usize, out_c: usize) {
+    {
         let mut rng = Rng::new(3);
-        let (pixels, in_c, out_c) = (13, 17, 33);
         let mut buf = vec![f32::NAN; pixels * in_c + 64];
         let input = rng.vec(pixels * in_c, 1.0);
         buf[32..32 + pixels * in_c].copy_from_slice(&input);
@@ -304,5 +313,5 @@ fn no_reads_outside_the_slices() {
         );
         let want = ref_pointwise(pixels, in_c, out_c, &input, &weights, &ep);
         assert_close(isa.name(), &out[32..32 + pixels * out_c], &want);
-    });
+    }
 }

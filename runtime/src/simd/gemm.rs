@@ -181,7 +181,7 @@ pub(crate) unsafe fn gemm_v<
         for j in 0..g.n.div_ceil(cols) {
             let c0 = j * cols;
             // SAFETY: the tile lies within the matrices of `g`'s contract.
-            unsafe { micro::<V, 1, DENSE_NV, false>(b, 0, 1, c0, cols.min(g.n - c0), core::ptr::null()) };
+            unsafe { micro::<V, 1, DENSE_NV, false, false>(b, 0, 1, c0, cols.min(g.n - c0), core::ptr::null()) };
         }
         return;
     }
@@ -241,16 +241,22 @@ unsafe fn tile<V: Vf32, const MR: usize, const MR2: usize, const MR3: usize, con
     unsafe {
         match (mr, wide) {
             // Full rows and columns: their own copy (see `micro`'s `FULL`).
-            (r, true) if r == MR && n == NV * V::N => micro::<V, MR, NV, true>(b, i0, r, c0, n, pf),
-            (r, false) if r == MR && n == NV1 * V::N => micro::<V, MR, NV1, true>(b, i0, r, c0, n, pf),
-            (1, true) => micro::<V, 1, NV, false>(b, i0, 1, c0, n, pf),
-            (1, false) => micro::<V, 1, NV1, false>(b, i0, 1, c0, n, pf),
-            (r, true) if r <= MR3 => micro::<V, MR3, NV, false>(b, i0, r, c0, n, pf),
-            (r, false) if r <= MR3 => micro::<V, MR3, NV1, false>(b, i0, r, c0, n, pf),
-            (r, true) if r <= MR2 => micro::<V, MR2, NV, false>(b, i0, r, c0, n, pf),
-            (r, false) if r <= MR2 => micro::<V, MR2, NV1, false>(b, i0, r, c0, n, pf),
-            (r, true) => micro::<V, MR, NV, false>(b, i0, r, c0, n, pf),
-            (r, false) => micro::<V, MR, NV1, false>(b, i0, r, c0, n, pf),
+            (r, true) if r == MR && n == NV * V::N => micro::<V, MR, NV, true, false>(b, i0, r, c0, n, pf),
+            (r, false) if r == MR && n == NV1 * V::N => micro::<V, MR, NV1, true, false>(b, i0, r, c0, n, pf),
+            // A last vector of half the lanes (8 of 16: the 8, 24, 56
+            // channels of small models): full tiles with that vector's
+            // store masked by a constant, not the general partial tile
+            // (whose epilogue made a 16 -> 8 layer slower than 16 -> 16).
+            (r, true) if r == MR && n == NV * V::N - V::N / 2 => micro::<V, MR, NV, true, true>(b, i0, r, c0, n, pf),
+            (r, false) if r == MR && n == NV1 * V::N - V::N / 2 => micro::<V, MR, NV1, true, true>(b, i0, r, c0, n, pf),
+            (1, true) => micro::<V, 1, NV, false, false>(b, i0, 1, c0, n, pf),
+            (1, false) => micro::<V, 1, NV1, false, false>(b, i0, 1, c0, n, pf),
+            (r, true) if r <= MR3 => micro::<V, MR3, NV, false, false>(b, i0, r, c0, n, pf),
+            (r, false) if r <= MR3 => micro::<V, MR3, NV1, false, false>(b, i0, r, c0, n, pf),
+            (r, true) if r <= MR2 => micro::<V, MR2, NV, false, false>(b, i0, r, c0, n, pf),
+            (r, false) if r <= MR2 => micro::<V, MR2, NV1, false, false>(b, i0, r, c0, n, pf),
+            (r, true) => micro::<V, MR, NV, false, false>(b, i0, r, c0, n, pf),
+            (r, false) => micro::<V, MR, NV1, false, false>(b, i0, r, c0, n, pf),
         }
     }
 }
@@ -264,7 +270,7 @@ unsafe fn tile<V: Vf32, const MR: usize, const MR2: usize, const MR3: usize, con
 /// # Safety
 /// As [`gemm`]; the tile lies within the matrices.
 #[inline(always)]
-unsafe fn micro<V: Vf32, const MR: usize, const NV: usize, const FULL: bool>(
+unsafe fn micro<V: Vf32, const MR: usize, const NV: usize, const FULL: bool, const HALF: bool>(
     b: &Block<'_>,
     i0: usize,
     mr: usize,
@@ -294,7 +300,12 @@ unsafe fn micro<V: Vf32, const MR: usize, const NV: usize, const FULL: bool>(
         // makes that a constant, so the full tile's code has no partial
         // accesses (sharing them changed LLVM's register allocation of the
         // K loop: up to 1.1x slower).
-        let n = if FULL { cols } else { n };
+        // `HALF` (with `FULL`): the last vector has `V::N / 2` columns.
+        let n = if FULL {
+            cols - if HALF { V::N / 2 } else { 0 }
+        } else {
+            n
+        };
         if !b.first {
             for (r, row) in acc.iter_mut().enumerate().take(mr) {
                 let o = g.out.add((i0 + r) * g.n + c0);
@@ -348,8 +359,13 @@ unsafe fn micro<V: Vf32, const MR: usize, const NV: usize, const FULL: bool>(
                 let o = g.out.add(oi);
                 for (v, &x) in acc[r].iter().enumerate() {
                     let c = v * V::N;
-                    let x = if last { e.apply(x, c0 + c, oi + c, V::N) } else { x };
-                    x.store(o.add(c));
+                    if HALF && v == NV - 1 {
+                        let x = if last { e.apply(x, c0 + c, oi + c, V::N / 2) } else { x };
+                        store_lanes(x, o.add(c), V::N / 2);
+                    } else {
+                        let x = if last { e.apply(x, c0 + c, oi + c, V::N) } else { x };
+                        x.store(o.add(c));
+                    }
                 }
             });
             // The activation after the stores (inside the row loop it kept
@@ -357,7 +373,7 @@ unsafe fn micro<V: Vf32, const MR: usize, const NV: usize, const FULL: bool>(
             if last && act != Activation::None {
                 for r in 0..MR {
                     let o = g.out.add((i0 + r) * g.n + c0);
-                    kernels::activate(act, core::slice::from_raw_parts_mut(o, cols));
+                    kernels::activate(act, core::slice::from_raw_parts_mut(o, n));
                 }
             }
             return;
