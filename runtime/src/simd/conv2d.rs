@@ -290,7 +290,7 @@ fn gather<T: Pixel>(
 
 /// Kernel height and width of the direct route.
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-const DK: usize = 3;
+pub(crate) const DK: usize = 3;
 
 /// Whether [`conv2d`] takes the direct route on `isa` for `s`.
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
@@ -312,15 +312,15 @@ fn direct_applies(isa: Isa, s: &ConvShape) -> bool {
 pub(crate) mod direct {
     use super::super::gemm::{store_lanes, VecEpilogue};
     use super::super::{Vf32, PANEL};
-    use super::DK;
+    pub(crate) use super::DK;
     use crate::isa::Isa;
     use crate::kernels::{self, ConvShape};
     use crate::{Activation, Epilogue, Layout, Pixel};
 
     /// Input columns per channel in the row buffer.
-    const ROW_W: usize = 320;
+    pub(crate) const ROW_W: usize = 320;
     /// Floats per buffered input row (up to 4 channels of `ROW_W` columns).
-    const ROW_STRIDE: usize = 4 * ROW_W;
+    pub(crate) const ROW_STRIDE: usize = 4 * ROW_W;
     /// The largest pixel tile of any instruction set. A tile computes all
     /// its pixels, also those past the chunk (not stored): the buffer
     /// leaves room for their reads.
@@ -336,17 +336,17 @@ pub(crate) mod direct {
     /// `out_c` columns; `out` (and `ep.residual`, if any) has at least
     /// `o + n * out_c` floats; `ep.bias`, if any, has `out_c`.
     pub(crate) struct DirectRow<'a> {
-        rows: *const f32,
-        c: usize,
-        stride: usize,
-        interleaved: bool,
-        n: usize,
-        out_c: usize,
+        pub(crate) rows: *const f32,
+        pub(crate) c: usize,
+        pub(crate) stride: usize,
+        pub(crate) interleaved: bool,
+        pub(crate) n: usize,
+        pub(crate) out_c: usize,
         kk: usize,
-        w: *const f32,
-        ep: &'a Epilogue<'a>,
-        o: usize,
-        out: *mut f32,
+        pub(crate) w: *const f32,
+        pub(crate) ep: &'a Epilogue<'a>,
+        pub(crate) o: usize,
+        pub(crate) out: *mut f32,
     }
 
     /// The direct route, row by row: copy the 3 input rows of each output
@@ -413,6 +413,8 @@ pub(crate) mod direct {
         unsafe {
             match isa {
                 #[cfg(target_arch = "x86_64")]
+                Isa::Avx512 if px8_applies(d) => super::super::x86::conv2d_direct_px8_avx512(d),
+                #[cfg(target_arch = "x86_64")]
                 Isa::Avx512 => super::super::x86::conv2d_direct_avx512(d),
                 #[cfg(target_arch = "x86_64")]
                 Isa::Avx2 => super::super::x86::conv2d_direct_avx2(d),
@@ -421,6 +423,13 @@ pub(crate) mod direct {
                 _ => unreachable!("simd::conv2d: no direct route on {isa:?}"),
             }
         }
+    }
+
+    /// Whether the pixels-in-lanes kernel of 8 output channels
+    /// (`x86::conv2d_direct_px8_avx512`) computes `d` on AVX-512.
+    #[cfg(target_arch = "x86_64")]
+    fn px8_applies(d: &DirectRow<'_>) -> bool {
+        d.out_c == 8 && !d.interleaved && d.ep.residual.is_none() && d.ep.act == Activation::None
     }
 
     /// Copies input row `iy` (padding if outside), columns `x0..x0 + span`
