@@ -353,17 +353,30 @@ unsafe fn micro<V: Vf32, const MR: usize, const NV: usize, const FULL: bool, con
             // accumulators go from the K loop's registers to the stores (a
             // rolled row loop indexes them, which puts them on the stack).
             // Only where measured to pay (`Vf32::UNROLLED_EPILOGUE`).
-            let (e, act, last) = (VecEpilogue::new(g.ep), g.ep.act, b.last);
+            let (mut e, act, last) = (VecEpilogue::new(g.ep), g.ep.act, b.last);
+            // The bias depends on the column only: loaded once per tile.
+            let lanes = |v: usize| if HALF && v == NV - 1 { V::N / 2 } else { V::N };
+            let bias: Option<[V; NV]> = e.bias.map(|bias| {
+                let mut bv = [V::zero(); NV];
+                for (v, b) in bv.iter_mut().enumerate() {
+                    *b = load_lanes(bias.as_ptr().add(c0 + v * V::N), lanes(v));
+                }
+                bv
+            });
+            e.bias = None;
             super::unroll!(r < MR; {
                 let oi = (i0 + r) * g.n + c0;
                 let o = g.out.add(oi);
                 for (v, &x) in acc[r].iter().enumerate() {
                     let c = v * V::N;
+                    let x = match (last, bias) {
+                        (false, _) => x,
+                        (true, Some(bv)) => e.apply(V::add(x, bv[v]), c0 + c, oi + c, lanes(v)),
+                        (true, None) => e.apply(x, c0 + c, oi + c, lanes(v)),
+                    };
                     if HALF && v == NV - 1 {
-                        let x = if last { e.apply(x, c0 + c, oi + c, V::N / 2) } else { x };
                         store_lanes(x, o.add(c), V::N / 2);
                     } else {
-                        let x = if last { e.apply(x, c0 + c, oi + c, V::N) } else { x };
                         x.store(o.add(c));
                     }
                 }
