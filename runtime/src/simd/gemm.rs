@@ -243,12 +243,18 @@ unsafe fn tile<V: Vf32, const MR: usize, const MR2: usize, const MR3: usize, con
             // Full rows and columns: their own copy (see `micro`'s `FULL`).
             (r, true) if r == MR && n == NV * V::N => micro::<V, MR, NV, true, false>(b, i0, r, c0, n, pf),
             (r, false) if r == MR && n == NV1 * V::N => micro::<V, MR, NV1, true, false>(b, i0, r, c0, n, pf),
-            // A last vector of half the lanes (8 of 16: the 8, 24, 56
-            // channels of small models): full tiles with that vector's
-            // store masked by a constant, not the general partial tile
-            // (whose epilogue made a 16 -> 8 layer slower than 16 -> 16).
-            (r, true) if r == MR && n == NV * V::N - V::N / 2 => micro::<V, MR, NV, true, true>(b, i0, r, c0, n, pf),
-            (r, false) if r == MR && n == NV1 * V::N - V::N / 2 => micro::<V, MR, NV1, true, true>(b, i0, r, c0, n, pf),
+            // A last vector of half the lanes (8 of 16 on AVX-512: the 8,
+            // 24, 56 channels of small models): full tiles with that
+            // vector's store masked by a constant, not the general partial
+            // tile (whose epilogue made a 16 -> 8 layer slower than 16 ->
+            // 16). Only for 16 lanes, where it was measured (elsewhere the
+            // arms fold away and cost no code: Cortex-M).
+            (r, true) if V::N == 16 && r == MR && n == NV * V::N - V::N / 2 => {
+                micro::<V, MR, NV, true, true>(b, i0, r, c0, n, pf)
+            }
+            (r, false) if V::N == 16 && r == MR && n == NV1 * V::N - V::N / 2 => {
+                micro::<V, MR, NV1, true, true>(b, i0, r, c0, n, pf)
+            }
             (1, true) => micro::<V, 1, NV, false, false>(b, i0, 1, c0, n, pf),
             (1, false) => micro::<V, 1, NV1, false, false>(b, i0, 1, c0, n, pf),
             (r, true) if r <= MR3 => micro::<V, MR3, NV, false, false>(b, i0, r, c0, n, pf),
