@@ -41,6 +41,7 @@ Results also go to bench/out/results.json.
 """
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -269,6 +270,17 @@ class Mncc:
         self.p.wait(timeout=30)
 
 
+def time_each(call, n):
+    """Seconds of each of `n` calls of `call()`, timed one by one (how the Python-side peers are timed)."""
+    times = []
+    clock = time.perf_counter_ns
+    for _ in range(n):
+        t = clock()
+        call()
+        times.append((clock() - t) * 1e-9)
+    return times
+
+
 class Ort:
     """An onnxruntime session, run with I/O binding on preallocated buffers."""
 
@@ -296,13 +308,7 @@ class Ort:
         return self.y.reshape(-1).copy()
 
     def run(self, n):
-        times = []
-        run, io, clock = self.sess.run_with_iobinding, self.io, time.perf_counter_ns
-        for _ in range(n):
-            t = clock()
-            run(io)
-            times.append((clock() - t) * 1e-9)
-        return times
+        return time_each(functools.partial(self.sess.run_with_iobinding, self.io), n)
 
 
 class Litert:
@@ -336,13 +342,7 @@ class Litert:
         return self.interp.get_tensor(self.out_index).reshape(-1).copy()
 
     def run(self, n):
-        times = []
-        invoke, clock = self.interp.invoke, time.perf_counter_ns
-        for _ in range(n):
-            t = clock()
-            invoke()
-            times.append((clock() - t) * 1e-9)
-        return times
+        return time_each(self.interp.invoke, n)
 
 
 def litert_version():
@@ -514,25 +514,17 @@ def bench_model(name, onnx_path, npy, raw, exe, tflite, args):
         "litert_max_abs_diff_by_threads": litert_diff or None,
         "litert_ok": all(d <= tol for d in litert_diff.values()),
         "litert_xnnpack_whole_graph": xnnpack or None,
-        # mncc / ort (ratio_*), mncc / litert (ratio_litert_*), mncc / the faster of the two (ratio_best_*;
-        # best_peer_* names it, by medians); round_ratio_*: per round, then the median over rounds.
-        "ratio_1t": ratio("mncc1", "ort1"),
-        "ratio_2t": ratio("mncc2", "ort2"),
-        "ratio_litert_1t": ratio("mncc1", "litert1"),
-        "ratio_litert_2t": ratio("mncc2", "litert2"),
-        "ratio_best_1t": ratio("mncc1", *peers(1)),
-        "ratio_best_2t": ratio("mncc2", *peers(2)),
-        "best_peer_1t": best_peer(1),
-        "best_peer_2t": best_peer(2),
-        "round_ratio_1t": round_ratio("mncc1", "ort1"),
-        "round_ratio_2t": round_ratio("mncc2", "ort2"),
-        "round_ratio_litert_1t": round_ratio("mncc1", "litert1"),
-        "round_ratio_litert_2t": round_ratio("mncc2", "litert2"),
-        "round_ratio_best_1t": round_ratio("mncc1", *peers(1)),
-        "round_ratio_best_2t": round_ratio("mncc2", *peers(2)),
         "round_medians_ms": {k: [x * 1e3 for x in v] for k, v in round_medians.items()},
         "mncc_gflops": 2 * macs / (med["mncc1"] * 1e-3) / 1e9,
     }
+    # mncc / ort (ratio_<t>t), mncc / litert (ratio_litert_<t>t), mncc / the faster of the two
+    # (ratio_best_<t>t; best_peer_<t>t names it, by medians); round_ratio_*: per round, then the
+    # median over rounds.
+    for t in (1, 2):
+        for tag, vs in (("", [f"ort{t}"]), ("litert_", [f"litert{t}"]), ("best_", peers(t))):
+            res[f"ratio_{tag}{t}t"] = ratio(f"mncc{t}", *vs)
+            res[f"round_ratio_{tag}{t}t"] = round_ratio(f"mncc{t}", *vs)
+        res[f"best_peer_{t}t"] = best_peer(t)
     return res
 
 

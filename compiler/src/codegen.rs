@@ -173,9 +173,11 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
         quote!(#serial #par)
     });
     let uses_weights = p.layers.iter().any(|l| l.weights.is_some() || l.bias.is_some());
-    // A model whose layers all read the input and write the output needs no
-    // scratch: `run` keeps the same signature and ignores the (empty) arena.
-    let arena_unused = if uses_arena {
+    // The first line of every `run*`: the arena from its first cache line
+    // on; a model whose layers all read the input and write the output needs
+    // no scratch: `run` keeps the same signature and ignores the (empty)
+    // arena.
+    let arena_prelude = if uses_arena {
         quote!(let arena = ::mncc_runtime::align_arena(arena);)
     } else {
         quote!(let _ = arena;)
@@ -229,7 +231,7 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
         #[allow(dead_code)]
         pub fn run(input: &Input, output: &mut Output, arena: &mut Arena) {
             #w_let
-            #arena_unused
+            #arena_prelude
             #(#calls)*
         }
 
@@ -241,7 +243,7 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
         #[allow(dead_code)]
         pub fn run_observed(input: &Input, output: &mut Output, arena: &mut Arena, after: &mut dyn FnMut(usize)) {
             #w_let
-            #arena_unused
+            #arena_prelude
             #(#observed)*
         }
 
@@ -252,7 +254,7 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
         #[allow(dead_code)]
         pub fn run_parallel(input: &Input, output: &mut Output, arena: &mut Arena, par: &dyn ::mncc_runtime::par::Parallel) {
             #w_let
-            #arena_unused
+            #arena_prelude
             #(#par_calls)*
         }
 
@@ -267,7 +269,7 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
             after: &mut dyn FnMut(usize),
         ) {
             #w_let
-            #arena_unused
+            #arena_prelude
             #(#par_observed)*
         }
 

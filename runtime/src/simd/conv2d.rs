@@ -623,12 +623,11 @@ pub(crate) mod direct {
             let (lo, hi) = (V::splat(ep.min), V::splat(ep.max));
             let mp = P.min(d.n - px);
             let full = n == NV * V::N;
+            // Full tiles add the bias here, once per tile (then `e` has
+            // none); the others through `e` per vector.
+            let mut e = VecEpilogue::<V>::new(ep);
             if full {
-                if let Some(bias) = ep.bias {
-                    let mut b = [V::zero(); NV];
-                    for (v, bv) in b.iter_mut().enumerate() {
-                        *bv = V::load(bias.as_ptr().add(c0 + v * V::N));
-                    }
+                if let Some(b) = e.take_tile_bias::<NV>(c0, V::N) {
                     for accp in acc.iter_mut() {
                         for (a, &bv) in accp.iter_mut().zip(&b) {
                             *a = V::add(*a, bv);
@@ -657,10 +656,6 @@ pub(crate) mod direct {
             }
             // Whole vectors and, in a narrower last tile, a partial one
             // (masked on AVX-512); full tiles have the bias added above.
-            let mut e = VecEpilogue::<V>::new(ep);
-            if full {
-                e.bias = None;
-            }
             for p in 0..mp {
                 let oi = d.o + (px + p) * d.out_c + c0;
                 let o = d.out.add(oi);

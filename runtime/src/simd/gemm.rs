@@ -360,31 +360,25 @@ unsafe fn micro<V: Vf32, const MR: usize, const NV: usize, const FULL: bool, con
             // rolled row loop indexes them, which puts them on the stack).
             // Only where measured to pay (`Vf32::UNROLLED_EPILOGUE`).
             let (mut e, act, last) = (VecEpilogue::new(g.ep), g.ep.act, b.last);
-            // The bias depends on the column only: loaded once per tile.
-            let lanes = |v: usize| if HALF && v == NV - 1 { V::N / 2 } else { V::N };
-            let bias: Option<[V; NV]> = e.bias.map(|bias| {
-                let mut bv = [V::zero(); NV];
-                for (v, b) in bv.iter_mut().enumerate() {
-                    *b = load_lanes(bias.as_ptr().add(c0 + v * V::N), lanes(v));
-                }
-                bv
-            });
-            e.bias = None;
+            // Lanes of the last vector.
+            let tail = if HALF { V::N / 2 } else { V::N };
+            let bias = e.take_tile_bias::<NV>(c0, tail);
             super::unroll!(r < MR; {
                 let oi = (i0 + r) * g.n + c0;
                 let o = g.out.add(oi);
                 for (v, &x) in acc[r].iter().enumerate() {
                     let c = v * V::N;
-                    let x = match (last, bias) {
-                        (false, _) => x,
-                        (true, Some(bv)) => e.apply(V::add(x, bv[v]), c0 + c, oi + c, lanes(v)),
-                        (true, None) => e.apply(x, c0 + c, oi + c, lanes(v)),
-                    };
-                    if HALF && v == NV - 1 {
-                        store_lanes(x, o.add(c), V::N / 2);
+                    let lanes = if v == NV - 1 { tail } else { V::N };
+                    let x = if last {
+                        let x = match bias {
+                            Some(bv) => V::add(x, bv[v]),
+                            None => x,
+                        };
+                        e.apply(x, c0 + c, oi + c, lanes)
                     } else {
-                        x.store(o.add(c));
-                    }
+                        x
+                    };
+                    store_lanes(x, o.add(c), lanes);
                 }
             });
             // The activation after the stores (inside the row loop it kept
@@ -446,6 +440,29 @@ impl<'a, V: Vf32> VecEpilogue<'a, V> {
             residual: ep.residual,
             lo,
             hi,
+        }
+    }
+
+    /// The bias of columns `c0..c0 + NV * V::N` as `NV` vectors (the last
+    /// one `tail` lanes, the rest zero), removed from `self`: for full
+    /// tiles, whose bias depends on the column only, so they add it once
+    /// per tile instead of once per row (the stores in between would make
+    /// the compiler reload it). `None` without a bias.
+    ///
+    /// # Safety
+    /// `bias[c0..c0 + (NV - 1) * V::N + tail]` is in bounds; the CPU
+    /// supports `V`'s instruction set.
+    #[inline(always)]
+    pub(super) unsafe fn take_tile_bias<const NV: usize>(&mut self, c0: usize, tail: usize) -> Option<[V; NV]> {
+        let bias = self.bias.take()?;
+        // SAFETY: the caller's bounds and instruction set.
+        unsafe {
+            let mut bv = [V::zero(); NV];
+            for (v, b) in bv.iter_mut().enumerate() {
+                let lanes = if v == NV - 1 { tail } else { V::N };
+                *b = load_lanes(bias.as_ptr().add(c0 + v * V::N), lanes);
+            }
+            Some(bv)
         }
     }
 

@@ -664,16 +664,16 @@ unsafe fn px8_tile<const S: usize, const NV: usize>(d: &DirectRow<'_>, px: usize
                 }
             }
         }
+        // The epilogue per channel: its bias (if any) broadcast, the clamp.
         let ep = d.ep;
-        let (lo, hi) = (_mm512_set1_ps(ep.min), _mm512_set1_ps(ep.max));
+        let (lo, hi) = (Avx512::splat(ep.min), Avx512::splat(ep.max));
         for c in 0..C {
-            let b = match ep.bias {
-                Some(b) => _mm512_set1_ps(*b.as_ptr().add(c)),
-                None => _mm512_setzero_ps(),
-            };
             for accv in acc.iter_mut() {
-                // As `Vf32::clamp`: `v` second in both, so NaN stays NaN.
-                accv[c] = _mm512_min_ps(hi, _mm512_max_ps(lo, _mm512_add_ps(accv[c], b)));
+                let x = match ep.bias {
+                    Some(b) => _mm512_add_ps(accv[c], _mm512_set1_ps(b[c])),
+                    None => accv[c],
+                };
+                accv[c] = Avx512::clamp(Avx512(x), lo, hi).0;
             }
         }
         for (v, &accv) in acc.iter().enumerate() {
