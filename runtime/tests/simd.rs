@@ -63,6 +63,46 @@ fn pointwise_edge_shapes() {
     });
 }
 
+/// 8 input channels take their own path on 16-lane vectors (one layer
+/// call, no K blocks): against the reference, and bit-identical to the
+/// register tiles (the same product in K blocks of 4, which goes through
+/// them and sums in the same order), for row counts around its 12-row
+/// groups and column counts around the vector width.
+#[test]
+fn pointwise_eight_input_channels() {
+    on_each_isa("pointwise, 8 input channels", |isa| {
+        let in_c = 8;
+        let mut seed = 500;
+        for &pixels in &[11, 12, 13, 23, 24, 25, 36, 100] {
+            for &out_c in &[1, 8, 15, 16, 17, 24, 32, 48] {
+                seed += 1;
+                let mut rng = Rng::new(seed);
+                let s = PointwiseShape { pixels, in_c, out_c };
+                let input = rng.vec(pixels * in_c, 2.0);
+                let weights = rng.vec(in_c * out_c, 1.0);
+                let packed = pack_pointwise(&weights, in_c, out_c, simd::PANEL);
+                for epi in epilogues(&mut rng, out_c, pixels * out_c) {
+                    let ep = epi.ep();
+                    let want = ref_pointwise(pixels, in_c, out_c, &input, &weights, &ep);
+                    let run = |kc| {
+                        let mut out = vec![f32::NAN; pixels * out_c];
+                        let t = PointwiseTiles {
+                            kc,
+                            order: PwOrder::PixelsOuter,
+                        };
+                        simd::pointwise(&s, &t, &input, &packed, &ep, &mut out);
+                        out
+                    };
+                    let tag = format!("{} pointwise {pixels}x{in_c}->{out_c} ep={}", isa.name(), epi.name);
+                    let whole = run(in_c);
+                    assert_close(&tag, &whole, &want);
+                    assert_same_bits(&tag, &whole, &run(4));
+                }
+            }
+        }
+    });
+}
+
 #[test]
 fn pointwise_random_shapes() {
     on_each_isa("pointwise random", |isa| {
