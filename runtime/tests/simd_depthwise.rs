@@ -56,6 +56,34 @@ fn depthwise_wide_rows() {
     });
 }
 
+/// Rows that run in blocks only, edges included (3x3, padding at most 1):
+/// every width from below one block to two wide blocks plus 1, 2 or 3
+/// pixels (the last three: one more overlapping block), both strides,
+/// symmetric padding and right-only padding.
+#[test]
+fn depthwise_narrow_rows_in_edge_blocks() {
+    on_each_isa("depthwise narrow rows", |isa| {
+        let mut seed = 1100;
+        for w in 1..=19 {
+            for stride in [1, 2] {
+                for (pad_l, pad_r) in [(1, 1), (0, 1)] {
+                    if w + pad_l + pad_r < 3 {
+                        continue;
+                    }
+                    for c in [16, 40] {
+                        seed += 1;
+                        check(
+                            isa,
+                            conv_shape((5, w), c, c, (3, 3), (stride, stride), (1, pad_l), (1, pad_r)),
+                            seed,
+                        );
+                    }
+                }
+            }
+        }
+    });
+}
+
 #[test]
 fn depthwise_odd_geometry() {
     on_each_isa("depthwise odd geometry", |isa| {
