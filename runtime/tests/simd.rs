@@ -67,7 +67,8 @@ fn pointwise_edge_shapes() {
 /// call, no K blocks): against the reference, and bit-identical to the
 /// register tiles (the same product in K blocks of 4, which goes through
 /// them and sums in the same order), for row counts around its 12-row
-/// groups and column counts around the vector width.
+/// groups and column counts around the vector width. (At most 8 columns
+/// go through the even/odd path on AVX-512, `pointwise_eight_outputs`.)
 #[test]
 fn pointwise_eight_input_channels() {
     on_each_isa("pointwise, 8 input channels", |isa| {
@@ -96,7 +97,64 @@ fn pointwise_eight_input_channels() {
                     let tag = format!("{} pointwise {pixels}x{in_c}->{out_c} ep={}", isa.name(), epi.name);
                     let whole = run(in_c);
                     assert_close(&tag, &whole, &want);
-                    assert_same_bits(&tag, &whole, &run(4));
+                    if out_c > 8 || isa != Isa::Avx512 {
+                        assert_same_bits(&tag, &whole, &run(4));
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// At most 8 output channels, an even K up to 128, one K block: on
+/// AVX-512 two partial sums per output (even and odd input channels) in a
+/// vector's lane pairs. Against the reference; every row computed the same
+/// wherever it falls in a call (rows 5.. on their own give the same bits),
+/// as the parallel split needs; and K blocks (the register tiles) agree
+/// to rounding.
+#[test]
+fn pointwise_eight_outputs() {
+    on_each_isa("pointwise, at most 8 outputs", |isa| {
+        let mut seed = 700;
+        for &in_c in &[2, 3, 8, 16, 48, 96, 128, 130] {
+            for &out_c in &[1, 5, 8, 9] {
+                for &pixels in &[12, 13, 30] {
+                    seed += 1;
+                    let mut rng = Rng::new(seed);
+                    let s = PointwiseShape { pixels, in_c, out_c };
+                    let input = rng.vec(pixels * in_c, 2.0);
+                    let weights = rng.vec(in_c * out_c, 1.0);
+                    let packed = pack_pointwise(&weights, in_c, out_c, simd::PANEL);
+                    for epi in epilogues(&mut rng, out_c, pixels * out_c) {
+                        let ep = epi.ep();
+                        let want = ref_pointwise(pixels, in_c, out_c, &input, &weights, &ep);
+                        let tag = format!("{} pointwise {pixels}x{in_c}->{out_c} ep={}", isa.name(), epi.name);
+                        let t = |kc| PointwiseTiles {
+                            kc,
+                            order: PwOrder::PixelsOuter,
+                        };
+                        let mut out = vec![f32::NAN; pixels * out_c];
+                        simd::pointwise(&s, &t(in_c), &input, &packed, &ep, &mut out);
+                        assert_close(&tag, &out, &want);
+                        let mut blocked = vec![f32::NAN; pixels * out_c];
+                        simd::pointwise(&s, &t(in_c / 2 + 1), &input, &packed, &ep, &mut blocked);
+                        assert_close(&tag, &blocked, &want);
+                        // Rows 5.. as a call of their own (the residual
+                        // offset with them).
+                        let skip = 5;
+                        let s2 = PointwiseShape {
+                            pixels: pixels - skip,
+                            in_c,
+                            out_c,
+                        };
+                        let ep2 = mncc_runtime::Epilogue {
+                            residual: ep.residual.map(|r| &r[skip * out_c..]),
+                            ..ep
+                        };
+                        let mut part = vec![f32::NAN; (pixels - skip) * out_c];
+                        simd::pointwise(&s2, &t(in_c), &input[skip * in_c..], &packed, &ep2, &mut part);
+                        assert_same_bits(&format!("{tag} rows {skip}.."), &out[skip * out_c..], &part);
+                    }
                 }
             }
         }

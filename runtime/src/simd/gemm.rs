@@ -113,14 +113,14 @@ unsafe fn gemm(isa: Isa, g: &Gemm<'_>, kc: usize, order: PwOrder) {
 /// Arguments of one K-block of the GEMM loop nest.
 #[derive(Clone, Copy)]
 pub(crate) struct Block<'a> {
-    g: Gemm<'a>,
+    pub(super) g: Gemm<'a>,
     /// Rows between panels of `b`.
-    ldb: usize,
+    pub(super) ldb: usize,
     order: PwOrder,
     /// First K-block: start from zero (else from the partial sums in `out`).
-    first: bool,
+    pub(super) first: bool,
     /// Last K-block: apply the epilogue (else store partial sums).
-    last: bool,
+    pub(super) last: bool,
 }
 
 /// # Safety

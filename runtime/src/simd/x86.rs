@@ -473,7 +473,110 @@ impl Vf32 for Avx2 {
 #[target_feature(enable = "avx512f,avx2,fma")]
 pub(crate) unsafe fn gemm_avx512(b: &Block<'_>) {
     // SAFETY: forwarded.
-    unsafe { gemm_v::<Avx512, 12, 8, 4, 2, 1>(b) }
+    unsafe {
+        if !gemm_n8_avx512(b) {
+            gemm_v::<Avx512, 12, 8, 4, 2, 1>(b)
+        }
+    }
+}
+
+/// Input channels (even, at most this many) of [`gemm_n8_avx512`]: its
+/// weight pairs live on the stack (`N8_MAX_K * 16` floats).
+const N8_MAX_K: usize = 128;
+
+/// Pointwise layers with at most 8 output channels (v2 0.35's project
+/// layers to 8): a tile of 16 lanes would leave 8 empty and feed each
+/// broadcast input to one FMA. Here each vector holds an output's two
+/// partial sums, over the even and the odd input channels (lanes `2o`,
+/// `2o + 1`): one 8-byte broadcast brings a row's `x[k], x[k + 1]`, one FMA
+/// multiplies them by `w[k][o], w[k + 1][o]`, and at the end the pairs are
+/// added (`even + odd`) and packed into 8 lanes. Half the loads and FMAs of
+/// the half-empty tiles. Each output is `(sum over even k + sum over odd
+/// k) + bias (+ residual)`, clamped, each sum by FMAs in K order from zero:
+/// the same for every row, wherever it falls in a call (the parallel split
+/// stays bit-identical); it differs from the tiles' order by rounding.
+/// `false` (nothing done) where it does not apply: more than 8 outputs, K
+/// odd or above [`N8_MAX_K`], K blocks (whatever the row count, so a row's
+/// result does not depend on the size of the call it is in).
+///
+/// # Safety
+/// As [`gemm_avx512`].
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+unsafe fn gemm_n8_avx512(b: &Block<'_>) -> bool {
+    let g = &b.g;
+    if g.n > 8 || g.k < 2 || !g.k.is_multiple_of(2) || g.k > N8_MAX_K || !b.first || !b.last || b.ldb != g.k {
+        return false;
+    }
+    let pairs = g.k / 2;
+    // Lanes (2o, 2o + 1) = (w[2j][o], w[2j + 1][o]): from panel 0's rows
+    // 2j and 2j + 1 (16 floats each, columns past `n` zero).
+    let mut w2 = [_mm512_setzero_ps(); N8_MAX_K / 2];
+    // SAFETY: panel 0 has `k` rows of 16 floats (`Gemm`'s contract).
+    unsafe {
+        let idx = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+        for (j, w) in w2.iter_mut().enumerate().take(pairs) {
+            let lo = _mm512_loadu_ps(g.b.add(2 * j * super::PANEL));
+            let hi = _mm512_loadu_ps(g.b.add((2 * j + 1) * super::PANEL));
+            *w = _mm512_permutex2var_ps(lo, idx, hi);
+        }
+        let mut i0 = 0;
+        while i0 + 12 <= g.m {
+            n8_rows::<12>(b, i0, &w2[..pairs]);
+            i0 += 12;
+        }
+        while i0 < g.m {
+            n8_rows::<1>(b, i0, &w2[..pairs]);
+            i0 += 1;
+        }
+    }
+    true
+}
+
+/// Rows `i0..i0 + R` of [`gemm_n8_avx512`].
+///
+/// # Safety
+/// As [`gemm_n8_avx512`] (which checked the shape); `i0 + R <= m`.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+unsafe fn n8_rows<const R: usize>(b: &Block<'_>, i0: usize, w2: &[__m512]) {
+    use super::gemm::{store_lanes, VecEpilogue};
+    let g = &b.g;
+    let n = g.n;
+    // SAFETY: rows `i0..i0 + R` of `a` have `k = 2 * w2.len()` floats (8
+    // bytes per pair) and of `out` `n` floats; the bias and residual cover
+    // them (`Gemm`'s contract).
+    unsafe {
+        let a = g.a.add(i0 * g.lda);
+        let mut acc = [_mm512_setzero_ps(); R];
+        for (j, &w) in w2.iter().enumerate() {
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let x = _mm512_castpd_ps(_mm512_set1_pd(
+                    (a.add(r * g.lda + 2 * j) as *const f64).read_unaligned(),
+                ));
+                *acc = _mm512_fmadd_ps(x, w, *acc);
+            }
+        }
+        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 0, 2, 4, 6, 8, 10, 12, 14);
+        let mut e = VecEpilogue::<Avx512>::new(g.ep);
+        let bias = e.take_tile_bias::<1>(0, n);
+        for (r, &v) in acc.iter().enumerate() {
+            // Lane 2o: even + odd (the swapped neighbour).
+            let sum = _mm512_add_ps(v, _mm512_shuffle_ps::<0b10_11_00_01>(v, v));
+            let mut x = Avx512(_mm512_permutexvar_ps(even, sum));
+            if let Some(bv) = bias {
+                x = Avx512::add(x, bv[0]);
+            }
+            let oi = (i0 + r) * n;
+            store_lanes(e.apply(x, 0, oi, n), g.out.add(oi), n);
+        }
+        if g.ep.act != crate::Activation::None {
+            for r in 0..R {
+                let o = g.out.add((i0 + r) * n);
+                crate::kernels::activate(g.ep.act, core::slice::from_raw_parts_mut(o, n));
+            }
+        }
+    }
 }
 
 /// # Safety
