@@ -359,6 +359,12 @@ fn conv2d_edge_shapes() {
                 );
             }
         }
+        // Rows of several tiles, both strides: 8 output channels (pixels in
+        // lanes on AVX-512, tiles of 32 pixels) and 16.
+        for (i, &out_c) in [8, 16].iter().enumerate() {
+            check_conv2d(isa, same_shape(37, 3, out_c, 3, 1), 910 + i as u64);
+            check_conv2d(isa, same_shape(70, 3, out_c, 3, 2), 920 + i as u64);
+        }
         // More than 512 im2col columns: K-blocks with partial sums in `out`.
         check_conv2d(isa, same_shape(6, 64, 20, 3, 1), 900);
         check_conv2d(isa, same_shape(5, 130, 40, 2, 1), 901);
