@@ -15,24 +15,74 @@ use mncc_runtime::isa::Isa;
 use mncc_runtime::{simd, Activation, Conv2dTiles, ConvShape, DepthwiseTiles, Epilogue, Layout, Pixel, PointwiseShape};
 use mncc_runtime::{PointwiseTiles, PwOrder};
 
+/// A pointwise test case: seeded input and weights, the weights packed for
+/// `simd::pointwise`, and the generator (next: the epilogues).
+struct PwCase {
+    rng: Rng,
+    s: PointwiseShape,
+    input: Vec<f32>,
+    weights: Vec<f32>,
+    packed: Vec<f32>,
+}
+
+impl PwCase {
+    fn new(seed: u64, pixels: usize, in_c: usize, out_c: usize) -> Self {
+        let mut rng = Rng::new(seed);
+        let input = rng.vec(pixels * in_c, 2.0);
+        let weights = rng.vec(in_c * out_c, 1.0);
+        let packed = pack_pointwise(&weights, in_c, out_c, simd::PANEL);
+        assert_eq!(packed.len(), simd::pointwise_packed_len(in_c, out_c));
+        PwCase {
+            rng,
+            s: PointwiseShape { pixels, in_c, out_c },
+            input,
+            weights,
+            packed,
+        }
+    }
+
+    /// Every epilogue of `common::epilogues` for this shape.
+    fn epilogues(&mut self) -> Vec<Epi> {
+        epilogues(&mut self.rng, self.s.out_c, self.s.pixels * self.s.out_c)
+    }
+
+    /// `simd::pointwise` in K blocks of `kc`, pixels outer.
+    fn run(&self, kc: usize, ep: &Epilogue<'_>) -> Vec<f32> {
+        let mut out = vec![f32::NAN; self.s.pixels * self.s.out_c];
+        let t = PointwiseTiles {
+            kc,
+            order: PwOrder::PixelsOuter,
+        };
+        simd::pointwise(&self.s, &t, &self.input, &self.packed, ep, &mut out);
+        out
+    }
+
+    /// The f64 reference's output under `ep`.
+    fn want(&self, ep: &Epilogue<'_>) -> Vec<f64> {
+        ref_pointwise(self.s.pixels, self.s.in_c, self.s.out_c, &self.input, &self.weights, ep)
+    }
+}
+
 fn check_pointwise(isa: Isa, pixels: usize, in_c: usize, out_c: usize, seed: u64) {
-    let mut rng = Rng::new(seed);
-    let s = PointwiseShape { pixels, in_c, out_c };
-    let input = rng.vec(pixels * in_c, 2.0);
-    let weights = rng.vec(in_c * out_c, 1.0);
-    let packed = pack_pointwise(&weights, in_c, out_c, simd::PANEL);
-    assert_eq!(packed.len(), simd::pointwise_packed_len(in_c, out_c));
+    let mut case = PwCase::new(seed, pixels, in_c, out_c);
     let mut kcs = vec![in_c.max(1), 1, 7];
     if in_c > 8 {
         kcs.push(in_c / 2 + 1);
     }
-    for epi in epilogues(&mut rng, out_c, pixels * out_c) {
+    for epi in case.epilogues() {
         let ep = epi.ep();
-        let want = ref_pointwise(pixels, in_c, out_c, &input, &weights, &ep);
+        let want = case.want(&ep);
         for &kc in &kcs {
             for order in [PwOrder::PixelsOuter, PwOrder::ChannelsOuter] {
                 let mut out = vec![f32::NAN; pixels * out_c];
-                simd::pointwise(&s, &PointwiseTiles { kc, order }, &input, &packed, &ep, &mut out);
+                simd::pointwise(
+                    &case.s,
+                    &PointwiseTiles { kc, order },
+                    &case.input,
+                    &case.packed,
+                    &ep,
+                    &mut out,
+                );
                 let tag = format!(
                     "{} pointwise {pixels}x{in_c}->{out_c} kc={kc} {order:?} ep={}",
                     isa.name(),
@@ -77,28 +127,15 @@ fn pointwise_eight_input_channels() {
         for &pixels in &[11, 12, 13, 23, 24, 25, 36, 100] {
             for &out_c in &[1, 8, 15, 16, 17, 24, 32, 48] {
                 seed += 1;
-                let mut rng = Rng::new(seed);
-                let s = PointwiseShape { pixels, in_c, out_c };
-                let input = rng.vec(pixels * in_c, 2.0);
-                let weights = rng.vec(in_c * out_c, 1.0);
-                let packed = pack_pointwise(&weights, in_c, out_c, simd::PANEL);
-                for epi in epilogues(&mut rng, out_c, pixels * out_c) {
+                let mut case = PwCase::new(seed, pixels, in_c, out_c);
+                for epi in case.epilogues() {
                     let ep = epi.ep();
-                    let want = ref_pointwise(pixels, in_c, out_c, &input, &weights, &ep);
-                    let run = |kc| {
-                        let mut out = vec![f32::NAN; pixels * out_c];
-                        let t = PointwiseTiles {
-                            kc,
-                            order: PwOrder::PixelsOuter,
-                        };
-                        simd::pointwise(&s, &t, &input, &packed, &ep, &mut out);
-                        out
-                    };
+                    let want = case.want(&ep);
                     let tag = format!("{} pointwise {pixels}x{in_c}->{out_c} ep={}", isa.name(), epi.name);
-                    let whole = run(in_c);
+                    let whole = case.run(in_c, &ep);
                     assert_close(&tag, &whole, &want);
                     if out_c > 8 || isa != Isa::Avx512 {
-                        assert_same_bits(&tag, &whole, &run(4));
+                        assert_same_bits(&tag, &whole, &case.run(4, &ep));
                     }
                 }
             }
@@ -120,25 +157,14 @@ fn pointwise_eight_outputs() {
             for &out_c in &[1, 5, 8, 9] {
                 for &pixels in &[12, 13, 30] {
                     seed += 1;
-                    let mut rng = Rng::new(seed);
-                    let s = PointwiseShape { pixels, in_c, out_c };
-                    let input = rng.vec(pixels * in_c, 2.0);
-                    let weights = rng.vec(in_c * out_c, 1.0);
-                    let packed = pack_pointwise(&weights, in_c, out_c, simd::PANEL);
-                    for epi in epilogues(&mut rng, out_c, pixels * out_c) {
+                    let mut case = PwCase::new(seed, pixels, in_c, out_c);
+                    for epi in case.epilogues() {
                         let ep = epi.ep();
-                        let want = ref_pointwise(pixels, in_c, out_c, &input, &weights, &ep);
+                        let want = case.want(&ep);
                         let tag = format!("{} pointwise {pixels}x{in_c}->{out_c} ep={}", isa.name(), epi.name);
-                        let t = |kc| PointwiseTiles {
-                            kc,
-                            order: PwOrder::PixelsOuter,
-                        };
-                        let mut out = vec![f32::NAN; pixels * out_c];
-                        simd::pointwise(&s, &t(in_c), &input, &packed, &ep, &mut out);
+                        let out = case.run(in_c, &ep);
                         assert_close(&tag, &out, &want);
-                        let mut blocked = vec![f32::NAN; pixels * out_c];
-                        simd::pointwise(&s, &t(in_c / 2 + 1), &input, &packed, &ep, &mut blocked);
-                        assert_close(&tag, &blocked, &want);
+                        assert_close(&tag, &case.run(in_c / 2 + 1, &ep), &want);
                         // Rows 5.. as a call of their own (the residual
                         // offset with them).
                         let skip = 5;
@@ -152,7 +178,11 @@ fn pointwise_eight_outputs() {
                             ..ep
                         };
                         let mut part = vec![f32::NAN; (pixels - skip) * out_c];
-                        simd::pointwise(&s2, &t(in_c), &input[skip * in_c..], &packed, &ep2, &mut part);
+                        let t = PointwiseTiles {
+                            kc: in_c,
+                            order: PwOrder::PixelsOuter,
+                        };
+                        simd::pointwise(&s2, &t, &case.input[skip * in_c..], &case.packed, &ep2, &mut part);
                         assert_same_bits(&format!("{tag} rows {skip}.."), &out[skip * out_c..], &part);
                     }
                 }

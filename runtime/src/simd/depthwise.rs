@@ -75,16 +75,14 @@ pub(crate) unsafe fn depthwise_v<V: Vf32, V2: Vf32, const PX: usize, const PX2: 
     // Then half-width vectors (e.g. 8 channels of ymm on AVX-512), which
     // small models (8, 24, 40 channels) need.
     let full2 = full + (c - full) / V2::N * V2::N;
-    let ch = Chans { full, full2 };
     // The edge blocks' rows are a separate copy of the row loop: in one
     // body with the others, a layer that did not use them ran 1.08x slower
     // (14x14x512).
     // SAFETY: forwarded.
     unsafe {
-        if FULL && edge_blocks::<PX, PX2>(d).is_some() {
-            dw_rows::<V, V2, PX, PX2, FULL, true>(d, ch)
-        } else {
-            dw_rows::<V, V2, PX, PX2, FULL, false>(d, ch)
+        match edge_blocks::<PX, PX2>(d).filter(|_| FULL) {
+            Some(right) => dw_rows::<V, V2, PX, PX2, FULL, true>(d, Chans { full, full2, right }),
+            None => dw_rows::<V, V2, PX, PX2, FULL, false>(d, Chans { full, full2, right: 0 }),
         }
     }
 }
@@ -119,11 +117,14 @@ unsafe fn dw_rows<V: Vf32, V2: Vf32, const PX: usize, const PX2: usize, const FU
 }
 
 /// The vectorized channels: `0..full` in vectors of `V::N`, `full..full2`
-/// in vectors of `V2::N`.
+/// in vectors of `V2::N`; and, for rows in edge blocks, `right`: the
+/// window columns of a row's last pixel past the input (from
+/// [`edge_blocks`], once per layer).
 #[derive(Clone, Copy)]
 struct Chans {
     full: usize,
     full2: usize,
+    right: usize,
 }
 
 /// Output row `oy`, vectorized channels: the kernel-size and stride
@@ -293,19 +294,16 @@ fn edge_blocks<const PX: usize, const PX2: usize>(d: &Dw<'_>) -> Option<usize> {
 /// same way); one or two are single pixels.
 ///
 /// # Safety
-/// As [`dw_cols`]; [`edge_blocks`] applies to the layer.
+/// As [`dw_cols`]; [`edge_blocks`] applies to the layer and gave `ch.right`.
 #[inline(always)]
 unsafe fn dw_cols_edge_blocks<V: Vf32, V2: Vf32, const K: usize, const SW: usize, const PX: usize, const PX2: usize>(
     d: &Dw<'_>,
     at: RowAt,
     ch: Chans,
 ) {
-    let s = &d.cx.s;
     let x_lo = d.cx.x_in.0;
-    let w = s.out_w;
-    let Some(right) = edge_blocks::<PX, PX2>(d) else {
-        return;
-    };
+    let w = d.cx.s.out_w;
+    let right = ch.right;
     // SAFETY: each block's pixels are within the row, and its window
     // columns outside the input are the `L` first (pixel 0: `pad_left` of
     // them) and the `R` last (the last pixel: `right` of them), skipped.

@@ -265,7 +265,6 @@ unsafe fn gemm_small_k<V: Vf32, const K: usize>(b: &Block<'_>) {
 #[inline(always)]
 unsafe fn small_k_rows<V: Vf32, const K: usize, const R: usize>(b: &Block<'_>, i0: usize) {
     let g = &b.g;
-    let act = g.ep.act;
     // SAFETY: rows `i0..i0 + R` of `a` (K floats each) and of `out`; panel
     // `c0 / PANEL` holds `K` rows of 16 weights; bias and residual cover
     // columns `c0..c0 + lanes` (`Gemm`'s contract).
@@ -286,20 +285,12 @@ unsafe fn small_k_rows<V: Vf32, const K: usize, const R: usize>(b: &Block<'_>, i
             }
             super::unroll!(r < R; {
                 let oi = (i0 + r) * g.n + c0;
-                let x = match bias {
-                    Some(bv) => V::add(acc[r], bv[0]),
-                    None => acc[r],
-                };
-                store_lanes(e.apply(x, c0, oi, lanes), g.out.add(oi), lanes);
+                let x = e.apply_biased(acc[r], bias.map(|bv| bv[0]), c0, oi, lanes);
+                store_lanes(x, g.out.add(oi), lanes);
             });
             c0 += V::N;
         }
-        if act != Activation::None {
-            for r in 0..R {
-                let o = g.out.add((i0 + r) * g.n);
-                kernels::activate(act, core::slice::from_raw_parts_mut(o, g.n));
-            }
-        }
+        activate_rows(g, i0, R, 0, g.n);
     }
 }
 
@@ -442,7 +433,7 @@ unsafe fn micro<V: Vf32, const MR: usize, const NV: usize, const FULL: bool, con
             // accumulators go from the K loop's registers to the stores (a
             // rolled row loop indexes them, which puts them on the stack).
             // Only where measured to pay (`Vf32::UNROLLED_EPILOGUE`).
-            let (mut e, act, last) = (VecEpilogue::new(g.ep), g.ep.act, b.last);
+            let (mut e, last) = (VecEpilogue::new(g.ep), b.last);
             // Lanes of the last vector.
             let tail = if HALF { V::N / 2 } else { V::N };
             let bias = e.take_tile_bias::<NV>(c0, tail);
@@ -453,24 +444,15 @@ unsafe fn micro<V: Vf32, const MR: usize, const NV: usize, const FULL: bool, con
                     let c = v * V::N;
                     let lanes = if v == NV - 1 { tail } else { V::N };
                     let x = if last {
-                        let x = match bias {
-                            Some(bv) => V::add(x, bv[v]),
-                            None => x,
-                        };
-                        e.apply(x, c0 + c, oi + c, lanes)
+                        e.apply_biased(x, bias.map(|bv| bv[v]), c0 + c, oi + c, lanes)
                     } else {
                         x
                     };
                     store_lanes(x, o.add(c), lanes);
                 }
             });
-            // The activation after the stores (inside the row loop it kept
-            // that loop from unrolling).
-            if last && act != Activation::None {
-                for r in 0..MR {
-                    let o = g.out.add((i0 + r) * g.n + c0);
-                    kernels::activate(act, core::slice::from_raw_parts_mut(o, n));
-                }
+            if last {
+                activate_rows(g, i0, MR, c0, n);
             }
             return;
         }
@@ -549,6 +531,24 @@ impl<'a, V: Vf32> VecEpilogue<'a, V> {
         }
     }
 
+    /// [`apply`](Self::apply) after adding `bias`, a vector of
+    /// [`take_tile_bias`](Self::take_tile_bias) (the reference's order:
+    /// bias, residual, clamp).
+    ///
+    /// # Safety
+    /// As [`apply`](Self::apply).
+    #[inline(always)]
+    pub(super) unsafe fn apply_biased(&self, x: V, bias: Option<V>, bi: usize, ri: usize, lanes: usize) -> V {
+        // SAFETY: forwarded.
+        unsafe {
+            let x = match bias {
+                Some(b) => V::add(x, b),
+                None => x,
+            };
+            self.apply(x, bi, ri, lanes)
+        }
+    }
+
     /// `x` (output channels `bi..bi + lanes`, flat output index `ri`, which
     /// indexes the residual) through the epilogue; `lanes <= N`, lanes past
     /// it are not read.
@@ -568,6 +568,23 @@ impl<'a, V: Vf32> VecEpilogue<'a, V> {
                 x = V::add(x, load_lanes(res.as_ptr().add(ri), lanes));
             }
             V::clamp(x, self.lo, self.hi)
+        }
+    }
+}
+
+/// `g.ep`'s activation (if any) over columns `c0..c0 + n` of rows
+/// `i0..i0 + rows` of `g.out`, after their stores (inside the row loops it
+/// kept them from unrolling).
+///
+/// # Safety
+/// Those rows and columns are within `g.out`.
+#[inline(always)]
+pub(super) unsafe fn activate_rows(g: &Gemm<'_>, i0: usize, rows: usize, c0: usize, n: usize) {
+    if g.ep.act != Activation::None {
+        for r in i0..i0 + rows {
+            // SAFETY: the caller's bounds.
+            let o = unsafe { core::slice::from_raw_parts_mut(g.out.add(r * g.n + c0), n) };
+            kernels::activate(g.ep.act, o);
         }
     }
 }

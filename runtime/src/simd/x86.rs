@@ -540,7 +540,7 @@ unsafe fn gemm_n8_avx512(b: &Block<'_>) -> bool {
 #[target_feature(enable = "avx512f,avx2,fma")]
 #[inline]
 unsafe fn n8_rows<const R: usize>(b: &Block<'_>, i0: usize, w2: &[__m512]) {
-    use super::gemm::{store_lanes, VecEpilogue};
+    use super::gemm::{activate_rows, store_lanes, VecEpilogue};
     let g = &b.g;
     let n = g.n;
     // SAFETY: rows `i0..i0 + R` of `a` have `k = 2 * w2.len()` floats (8
@@ -563,19 +563,11 @@ unsafe fn n8_rows<const R: usize>(b: &Block<'_>, i0: usize, w2: &[__m512]) {
         for (r, &v) in acc.iter().enumerate() {
             // Lane 2o: even + odd (the swapped neighbour).
             let sum = _mm512_add_ps(v, _mm512_shuffle_ps::<0b10_11_00_01>(v, v));
-            let mut x = Avx512(_mm512_permutexvar_ps(even, sum));
-            if let Some(bv) = bias {
-                x = Avx512::add(x, bv[0]);
-            }
+            let x = Avx512(_mm512_permutexvar_ps(even, sum));
             let oi = (i0 + r) * n;
-            store_lanes(e.apply(x, 0, oi, n), g.out.add(oi), n);
+            store_lanes(e.apply_biased(x, bias.map(|bv| bv[0]), 0, oi, n), g.out.add(oi), n);
         }
-        if g.ep.act != crate::Activation::None {
-            for r in 0..R {
-                let o = g.out.add((i0 + r) * n);
-                crate::kernels::activate(g.ep.act, core::slice::from_raw_parts_mut(o, n));
-            }
-        }
+        activate_rows(g, i0, R, 0, n);
     }
 }
 
