@@ -117,15 +117,16 @@ fn pointwise_edge_shapes() {
 /// call, no K blocks): against the reference, and bit-identical to the
 /// register tiles (the same product in K blocks of 4, which goes through
 /// them and sums in the same order), for row counts around its 12-row
-/// groups and column counts around the vector width. (At most 8 columns
+/// groups (8-row groups for 33 to 48 columns) and column counts around the
+/// vector width. (At most 8 columns
 /// go through the even/odd path on AVX-512, `pointwise_eight_outputs`.)
 #[test]
 fn pointwise_eight_input_channels() {
     on_each_isa("pointwise, 8 input channels", |isa| {
         let in_c = 8;
         let mut seed = 500;
-        for &pixels in &[11, 12, 13, 23, 24, 25, 36, 100] {
-            for &out_c in &[1, 8, 15, 16, 17, 24, 32, 48] {
+        for &pixels in &[7, 8, 9, 11, 12, 13, 16, 20, 23, 24, 25, 36, 100] {
+            for &out_c in &[1, 8, 15, 16, 17, 24, 32, 33, 40, 47, 48] {
                 seed += 1;
                 let mut case = PwCase::new(seed, pixels, in_c, out_c);
                 for epi in case.epilogues() {

@@ -232,8 +232,10 @@ pub(crate) unsafe fn gemm_v<
 const SMALL_K_ROWS: usize = 12;
 
 /// The whole product for `K` input channels (8: see [`gemm_v`]), one block
-/// (`first`, `last`, `ldb == k`): groups of [`SMALL_K_ROWS`] rows (then
-/// single rows), and for each group every output vector in turn, with its
+/// (`first`, `last`, `ldb == k`): for 3 vectors of columns, groups of
+/// [`SMALL_K_ROWS3`] rows by all 3 ([`small_k_rows3`]); then groups of
+/// [`SMALL_K_ROWS`] rows (then single rows), and for each group every
+/// output vector in turn, with its
 /// `K` weight vectors and bias loaded once per group and column vector.
 /// Each output is `clamp(((0 + x_0 w_0) + ... + x_{K-1} w_{K-1}) + bias
 /// (+ residual))`, FMAs in K order: the register tiles' result, bit for bit.
@@ -247,6 +249,12 @@ unsafe fn gemm_small_k<V: Vf32, const K: usize>(b: &Block<'_>) {
     // SAFETY: rows `i0..i0 + R` exist (the loops' bounds); the columns as in
     // `small_k_rows`.
     unsafe {
+        if g.n > 2 * V::N && g.n <= 3 * V::N {
+            while i0 + SMALL_K_ROWS3 <= g.m {
+                small_k_rows3::<V, K, SMALL_K_ROWS3>(b, i0);
+                i0 += SMALL_K_ROWS3;
+            }
+        }
         while i0 + SMALL_K_ROWS <= g.m {
             small_k_rows::<V, K, SMALL_K_ROWS>(b, i0);
             i0 += SMALL_K_ROWS;
@@ -255,6 +263,57 @@ unsafe fn gemm_small_k<V: Vf32, const K: usize>(b: &Block<'_>) {
             small_k_rows::<V, K, 1>(b, i0);
             i0 += 1;
         }
+    }
+}
+
+/// Rows per group of [`small_k_rows3`].
+const SMALL_K_ROWS3: usize = 8;
+
+/// Rows `i0..i0 + R` of [`gemm_small_k`] when the output has 3 vectors of
+/// columns (the last one possibly partial): all three at once, `R` rows by
+/// 3 accumulators, the weights loaded per `k` (3 loads and `R` broadcasts
+/// per `3 R` FMAs, against one broadcast per FMA in [`small_k_rows`]).
+/// Same sums in the same order as [`small_k_rows`].
+///
+/// # Safety
+/// As [`gemm_small_k`]; `i0 + R <= m`, `2 V::N < n <= 3 V::N`.
+#[inline(always)]
+unsafe fn small_k_rows3<V: Vf32, const K: usize, const R: usize>(b: &Block<'_>, i0: usize) {
+    const NV: usize = 3;
+    let g = &b.g;
+    // SAFETY: rows `i0..i0 + R` of `a` (K floats each) and of `out`; the
+    // panels of columns `0..3 V::N` hold `K` rows of 16 weights (zero-padded
+    // past `n`); bias and residual cover columns `0..n` (`Gemm`'s contract),
+    // read and written in whole vectors and a last one of `tail` lanes.
+    unsafe {
+        let a = g.a.add(i0 * g.lda);
+        let wp: [*const f32; NV] = core::array::from_fn(|v| {
+            let c = v * V::N;
+            g.b.add(c / PANEL * b.ldb * PANEL + c % PANEL)
+        });
+        let mut acc = [[V::zero(); NV]; R];
+        for k in 0..K {
+            let w: [V; NV] = core::array::from_fn(|v| V::load(wp[v].add(k * PANEL)));
+            super::unroll!(r < R; {
+                let x = V::splat(*a.add(r * g.lda + k));
+                for v in 0..NV {
+                    acc[r][v] = V::fma(x, w[v], acc[r][v]);
+                }
+            });
+        }
+        let tail = g.n - 2 * V::N;
+        let mut e = VecEpilogue::<V>::new(g.ep);
+        let bias = e.take_tile_bias::<NV>(0, tail);
+        super::unroll!(r < R; {
+            let oi = (i0 + r) * g.n;
+            for v in 0..NV {
+                let c = v * V::N;
+                let lanes = if v == NV - 1 { tail } else { V::N };
+                let x = e.apply_biased(acc[r][v], bias.map(|bv| bv[v]), c, oi + c, lanes);
+                store_lanes(x, g.out.add(oi + c), lanes);
+            }
+        });
+        activate_rows(g, i0, R, 0, g.n);
     }
 }
 
