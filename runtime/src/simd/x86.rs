@@ -495,6 +495,9 @@ const N8_MAX_K: usize = 128;
 /// k) + bias (+ residual)`, clamped, each sum by FMAs in K order from zero:
 /// the same for every row, wherever it falls in a call (the parallel split
 /// stays bit-identical); it differs from the tiles' order by rounding.
+/// With exactly 8 outputs, rows go in pairs through one vector (one
+/// epilogue and store per two rows: 4096x16->8 0.0120 -> 0.0094 ms,
+/// 1024x48->8 0.0067 -> 0.0061), each sum as above.
 /// `false` (nothing done) where it does not apply: more than 8 outputs, K
 /// odd or above [`N8_MAX_K`], K blocks (whatever the row count, so a row's
 /// result does not depend on the size of the call it is in).
@@ -557,8 +560,29 @@ unsafe fn n8_rows<const R: usize>(b: &Block<'_>, i0: usize, w2: &[__m512]) {
                 *acc = _mm512_fmadd_ps(x, w, *acc);
             }
         }
-        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 0, 2, 4, 6, 8, 10, 12, 14);
         let mut e = VecEpilogue::<Avx512>::new(g.ep);
+        if n == 8 && R.is_multiple_of(2) {
+            // Rows in pairs (adjacent in `out`): one vector holds both rows'
+            // 8 sums, even + odd as below, and takes one epilogue and one
+            // store (the bias in both halves).
+            let lo = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+            let hi = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+            let bias = e.bias.take().map(|b| {
+                let b8 = _mm256_loadu_ps(b.as_ptr());
+                Avx512(_mm512_castpd_ps(_mm512_broadcast_f64x4(_mm256_castps_pd(b8))))
+            });
+            for r in (0..R).step_by(2) {
+                let (v0, v1) = (acc[r], acc[r + 1]);
+                let even = _mm512_permutex2var_ps(v0, lo, v1);
+                let odd = _mm512_permutex2var_ps(v0, hi, v1);
+                let x = Avx512(_mm512_add_ps(even, odd));
+                let oi = (i0 + r) * n;
+                e.apply_biased(x, bias, 0, oi, 16).store(g.out.add(oi));
+            }
+            activate_rows(g, i0, R, 0, n);
+            return;
+        }
+        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 0, 2, 4, 6, 8, 10, 12, 14);
         let bias = e.take_tile_bias::<1>(0, n);
         for (r, &v) in acc.iter().enumerate() {
             // Lane 2o: even + odd (the swapped neighbour).

@@ -1,5 +1,5 @@
 //! A/B benchmark of `simd::depthwise` on the depthwise layers of MobileNet
-//! v1 1.0 224 and v2 1.0 224 (PyTorch padding 1, bias + ReLU6, the
+//! v1 1.0 224 and v2 1.0 224 (and v2 0.35 128's first three) (PyTorch padding 1, bias + ReLU6, the
 //! compiler's `rows` for x86-64): the variants run alternately, one call
 //! each in turn, on the same 64-byte aligned buffers (as in generated
 //! code), so that the machine's swings hit all of them alike. Prints each
@@ -97,6 +97,9 @@ fn main() {
         ("v2", 14, 576, 1, 3),
         ("v2", 14, 576, 2, 3),
         ("v2", 7, 960, 1, 3),
+        ("v2 0.35", 64, 16, 1, 3),
+        ("v2 0.35", 64, 48, 2, 3),
+        ("v2 0.35", 32, 48, 1, 3),
         ("k5", 28, 96, 1, 5),
         ("k5", 28, 96, 2, 5),
     ];
