@@ -389,13 +389,8 @@ unsafe fn dw_pixels<
 
 /// `P` interior output pixels, channels `c0..c0 + N`: `x` points at their
 /// window's first input (window row `ky_lo`, column 0, channel `c0`), `o`
-/// is the first output's flat index. One FMA chain per pixel, from the
-/// bias (if any) in window order, weights loaded once per window row. (The
-/// bias as the chain's start, not added last, saves an add per pixel and
-/// vector: alone, v2 0.35 128's 64x64x48 s2 and 32x32x48 layers 1.07x and
-/// 1.11x faster, the v1/v2 1.0 shapes within noise; v2 0.35 128 0.991.
-/// Single edge pixels ([`dw_edge_v`], [`dw_border`]) add it last: a pixel
-/// always takes the same path, whatever the row split.)
+/// is the first output's flat index. One FMA chain per pixel, from
+/// [`dw_init`] in window order, weights loaded once per window row.
 ///
 /// # Safety
 /// As [`dw_pixels`]; `c0 + N <= c`.
@@ -412,11 +407,7 @@ unsafe fn dw_block<V: Vf32, const K: usize, const SW: usize, const P: usize, con
     let row = s.in_w * c;
     // SAFETY: the caller's bounds.
     unsafe {
-        let init = match d.cx.ep.bias {
-            Some(b) => V::load(b.as_ptr().add(c0)),
-            None => V::zero(),
-        };
-        let mut acc = [init; P];
+        let mut acc = [dw_init::<V>(d, c0); P];
         for ky in 0..K {
             if ky >= at.nky {
                 break;
@@ -451,7 +442,7 @@ unsafe fn dw_block<V: Vf32, const K: usize, const SW: usize, const P: usize, con
                 }
             });
         }
-        dw_store_n::<V, P, false>(d, o, c0, &acc);
+        dw_store_n::<V, P>(d, o, &acc);
     }
 }
 
@@ -501,7 +492,7 @@ unsafe fn dw_edge_v<V: Vf32, const K: usize>(
     let c = s.in_c;
     // SAFETY: the caller's bounds.
     unsafe {
-        let mut a = V::zero();
+        let mut a = dw_init::<V>(d, c0);
         // Unrolled over the whole window, taps outside it skipped by
         // branches that go the same way for every channel vector.
         for ky in 0..K {
@@ -516,7 +507,7 @@ unsafe fn dw_edge_v<V: Vf32, const K: usize>(
                 }
             }
         }
-        dw_store::<V>(d, o, c0, a);
+        dw_store::<V>(d, o, a);
     }
 }
 
@@ -530,7 +521,7 @@ unsafe fn dw_border<V: Vf32>(d: &Dw<'_>, oy: usize, ox: usize, c0: usize) {
     let c = s.in_c;
     // SAFETY: taps are bounds-tested; c0 + N <= c.
     unsafe {
-        let mut a = V::zero();
+        let mut a = dw_init::<V>(d, c0);
         for ky in 0..s.kernel_h {
             let iy = (oy * s.stride_h + ky).wrapping_sub(s.pad_top);
             if iy >= s.in_h {
@@ -546,29 +537,48 @@ unsafe fn dw_border<V: Vf32>(d: &Dw<'_>, oy: usize, ox: usize, c0: usize) {
                 a = V::fma(x, w, a);
             }
         }
-        dw_store::<V>(d, (oy * s.out_w + ox) * c + c0, c0, a);
+        dw_store::<V>(d, (oy * s.out_w + ox) * c + c0, a);
+    }
+}
+
+/// The start of every depthwise FMA chain of channels `c0..c0 + N`: the
+/// bias (zero without one), so the epilogue has one add fewer per pixel
+/// and vector (alone, v2 0.35 128's 64x64x48 s2 and 32x32x48 layers 1.07x
+/// and 1.11x faster, the v1/v2 1.0 shapes within noise; the model 0.991).
+/// The sum differs from the reference's (taps, then bias) by rounding.
+///
+/// # Safety
+/// `c0 + N <= c`; the CPU supports `V`'s instruction set.
+#[inline(always)]
+unsafe fn dw_init<V: Vf32>(d: &Dw<'_>, c0: usize) -> V {
+    // SAFETY: the bias has `c` floats (`DwCx::new`); the caller's bounds.
+    unsafe {
+        match d.cx.ep.bias {
+            Some(b) => V::load(b.as_ptr().add(c0)),
+            None => V::zero(),
+        }
     }
 }
 
 /// The epilogue of one depthwise output vector at flat index `o`.
 ///
 /// # Safety
-/// `o + N <= out_len`, `c0 + N <= c`.
+/// `o + N <= out_len`.
 #[inline(always)]
-unsafe fn dw_store<V: Vf32>(d: &Dw<'_>, o: usize, c0: usize, a: V) {
+unsafe fn dw_store<V: Vf32>(d: &Dw<'_>, o: usize, a: V) {
     // SAFETY: forwarded.
-    unsafe { dw_store_n::<V, 1, true>(d, o, c0, &[a]) }
+    unsafe { dw_store_n::<V, 1>(d, o, &[a]) }
 }
 
 /// The epilogue of `P` depthwise output vectors of neighbouring pixels,
-/// the first at flat index `o`: bias (if `BIAS`; else `acc` started from
-/// it), residual and clamp per vector, then the activation (a scalar loop)
-/// over all of them.
+/// the first at flat index `o`, whose chains started from the bias
+/// ([`dw_init`]): residual and clamp per vector, then the activation (a
+/// scalar loop) over all of them.
 ///
 /// # Safety
-/// `o + (P - 1) * c + N <= out_len`, `c0 + N <= c`.
+/// `o + (P - 1) * c + N <= out_len`.
 #[inline(always)]
-unsafe fn dw_store_n<V: Vf32, const P: usize, const BIAS: bool>(d: &Dw<'_>, o: usize, c0: usize, acc: &[V; P]) {
+unsafe fn dw_store_n<V: Vf32, const P: usize>(d: &Dw<'_>, o: usize, acc: &[V; P]) {
     let ep = d.cx.ep;
     let c = d.cx.s.in_c;
     // SAFETY: the caller's bounds.
@@ -577,9 +587,6 @@ unsafe fn dw_store_n<V: Vf32, const P: usize, const BIAS: bool>(d: &Dw<'_>, o: u
         for (p, &a) in acc.iter().enumerate() {
             let o = o + p * c;
             let mut x = a;
-            if let (true, Some(b)) = (BIAS, ep.bias) {
-                x = V::add(x, V::load(b.as_ptr().add(c0)));
-            }
             if let Some(res) = ep.residual {
                 x = V::add(x, V::load(res.as_ptr().add(o)));
             }
