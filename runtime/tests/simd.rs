@@ -118,8 +118,8 @@ fn pointwise_edge_shapes() {
 /// register tiles (the same product in K blocks of 4, which goes through
 /// them and sums in the same order), for row counts around its 12-row
 /// groups (8-row groups for 33 to 48 columns) and column counts around the
-/// vector width. (At most 8 columns
-/// go through the even/odd path on AVX-512, `pointwise_eight_outputs`.)
+/// vector width. (At most 8 columns go through the even/odd path on
+/// AVX-512, `pointwise_eight_outputs`.)
 #[test]
 fn pointwise_eight_input_channels() {
     on_each_isa("pointwise, 8 input channels", |isa| {
