@@ -132,14 +132,24 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
         }
     );
 
+    // A banded pointwise layer's function also runs the depthwise layer
+    // after it (`in_band`), which has no call or function of its own.
+    let in_band = |i: usize| i > 0 && p.layers[i - 1].band.is_some();
     let calls: Vec<_> = p
         .layers
         .iter()
         .enumerate()
         .map(|(i, l)| {
             let f = layer_fn_name(i, l);
-            let args = layer_args(p, l);
-            quote!(#f(#args);)
+            if l.band.is_some() {
+                let args = fused_args(p, i);
+                quote!(#f(#args);)
+            } else if in_band(i) {
+                quote!()
+            } else {
+                let args = layer_args(p, l);
+                quote!(#f(#args);)
+            }
         })
         .collect();
     let observed = calls.iter().enumerate().map(|(i, call)| quote!(#call after(#i);));
@@ -150,7 +160,14 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
         .iter()
         .enumerate()
         .map(|(i, l)| {
-            let args = layer_args(p, l);
+            if in_band(i) {
+                return quote!();
+            }
+            let args = if l.band.is_some() {
+                fused_args(p, i)
+            } else {
+                layer_args(p, l)
+            };
             if splits(l) {
                 let f = format_ident!("{}_par", layer_fn_name(i, l));
                 let sep = if args.is_empty() { quote!() } else { quote!(,) };
@@ -163,14 +180,31 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
         .collect();
     let par_observed = par_calls.iter().enumerate().map(|(i, call)| quote!(#call after(#i);));
     let n_layers = p.layers.len();
-    let infos = p.layers.iter().map(|l| {
-        let (name, kernel, macs) = (l.name.as_str(), l.kernel.name(), l.macs);
+    // A banded pair is timed as one: its pointwise entry names both
+    // kernels and counts both layers' MACs, its depthwise entry none.
+    let infos = p.layers.iter().enumerate().map(|(i, l)| {
+        let name = l.name.as_str();
+        let (kernel, macs) = if l.band.is_some() {
+            let dw = &p.layers[i + 1];
+            (format!("{}+{}", l.kernel.name(), dw.kernel.name()), l.macs + dw.macs)
+        } else if in_band(i) {
+            (format!("(in layer {}'s bands)", i - 1), 0)
+        } else {
+            (l.kernel.name(), l.macs)
+        };
         quote!((#name, #kernel, #macs))
     });
     let fns = p.layers.iter().enumerate().map(|(i, l)| {
-        let serial = layer_fn(p, i, l, false);
-        let par = if splits(l) { layer_fn(p, i, l, true) } else { quote!() };
-        quote!(#serial #par)
+        if in_band(i) {
+            quote!()
+        } else if l.band.is_some() {
+            let (serial, par) = (fused_fn(p, i, false), fused_fn(p, i, true));
+            quote!(#serial #par)
+        } else {
+            let serial = layer_fn(p, i, l, false);
+            let par = if splits(l) { layer_fn(p, i, l, true) } else { quote!() };
+            quote!(#serial #par)
+        }
     });
     let uses_weights = p.layers.iter().any(|l| l.weights.is_some() || l.bias.is_some());
     // The first line of every `run*`: the arena from its first cache line
@@ -601,6 +635,135 @@ fn layer_fn(p: &Program, i: usize, l: &Layer, par: bool) -> TokenStream {
         fn #name(#(#params),*) {
             #(#bind)*
             #body
+        }
+    }
+}
+
+/// The arguments of a banded pair's call (layer `i`, the pointwise one,
+/// and layer `i + 1`): the pointwise input, the depthwise output, the
+/// arena (the scratch at least), the weights.
+fn fused_args(p: &Program, i: usize) -> TokenStream {
+    let (pw, dw) = (&p.layers[i], &p.layers[i + 1]);
+    let mut args = Vec::new();
+    if *storage_of(p, pw.inputs[0]) == Storage::Input {
+        args.push(quote!(input));
+    }
+    if *storage_of(p, dw.output) == Storage::Output {
+        args.push(quote!(output));
+    }
+    args.push(quote!(arena));
+    args.push(quote!(w));
+    quote!(#(#args),*)
+}
+
+fn conv_tokens(l: &Layer) -> (TokenStream, TokenStream) {
+    match &l.kernel {
+        Kernel::Depthwise { shape, tiles, .. } => {
+            let rows = usize_lit(tiles.rows);
+            (
+                conv_shape(shape),
+                quote!(::mncc_runtime::DepthwiseTiles { rows: #rows }),
+            )
+        }
+        _ => unreachable!("a band ends in a depthwise layer"),
+    }
+}
+
+fn pointwise_tokens(l: &Layer) -> (TokenStream, TokenStream) {
+    match &l.kernel {
+        Kernel::Pointwise { shape, tiles, .. } => {
+            let (pixels, in_c, out_c) = (usize_lit(shape.pixels), usize_lit(shape.in_c), usize_lit(shape.out_c));
+            let kc = usize_lit(tiles.kc);
+            let order = match tiles.order {
+                crate::lower::PwOrder::PixelsOuter => quote!(::mncc_runtime::PwOrder::PixelsOuter),
+                crate::lower::PwOrder::ChannelsOuter => quote!(::mncc_runtime::PwOrder::ChannelsOuter),
+            };
+            (
+                quote!(::mncc_runtime::PointwiseShape { pixels: #pixels, in_c: #in_c, out_c: #out_c }),
+                quote!(::mncc_runtime::PointwiseTiles { kc: #kc, order: #order }),
+            )
+        }
+        _ => unreachable!("a band starts with a pointwise layer"),
+    }
+}
+
+/// The function of a banded pair (layer `i`, pointwise, and `i + 1`,
+/// depthwise), named after layer `i`; with `par`, its `_par` variant.
+fn fused_fn(p: &Program, i: usize, par: bool) -> TokenStream {
+    let (pw, dw) = (&p.layers[i], &p.layers[i + 1]);
+    let band = pw.band.expect("fused_fn is called for banded layers");
+    let serial_name = layer_fn_name(i, pw);
+    let (name, docs) = if par {
+        let doc = format!(" [`{serial_name}`] on two threads of `par` (same result, bit for bit).");
+        (format_ident!("{serial_name}_par"), vec![doc])
+    } else {
+        let mut docs = layer_doc(i, pw);
+        docs.push(String::new());
+        docs.extend(layer_doc(i + 1, dw));
+        docs.push(String::new());
+        docs.push(format!(
+            " Layers {i} and {} run together in bands of {} output rows: layer {i}'s {} output is never stored whole, only the {} rows a band reads (scratch of {} floats per thread).",
+            i + 1,
+            band.rows,
+            shape_str(&pw.out_shape),
+            band.scratch_rows,
+            band.scratch_len
+        ));
+        (serial_name, docs)
+    };
+    let (call, par_arg) = if par {
+        (quote!(::mncc_runtime::par::pointwise_depthwise), quote!(par,))
+    } else {
+        (quote!(::mncc_runtime::simd::pointwise_depthwise), quote!())
+    };
+    let mut params = Vec::new();
+    let mut bind = Vec::new();
+    let range_or_empty = |t| match storage_of(p, t) {
+        Storage::Arena(r) => range_lit(r),
+        _ => quote!(0..0),
+    };
+    let x_range = range_or_empty(pw.inputs[0]);
+    let y_range = range_or_empty(dw.output);
+    let Storage::Arena(scratch) = storage_of(p, pw.output) else {
+        unreachable!("a band's scratch is in the arena")
+    };
+    let scratch = range_lit(scratch);
+    if *storage_of(p, pw.inputs[0]) == Storage::Input {
+        params.push(quote!(input: &Input));
+    }
+    if *storage_of(p, dw.output) == Storage::Output {
+        params.push(quote!(output: &mut Output));
+    }
+    params.push(quote!(arena: &mut [f32]));
+    params.push(quote!(w: &[f32]));
+    if par {
+        params.push(quote!(par: &dyn ::mncc_runtime::par::Parallel));
+    }
+    let x_in = *storage_of(p, pw.inputs[0]) == Storage::Input;
+    let y_out = *storage_of(p, dw.output) == Storage::Output;
+    let xp = if x_in { quote!(_) } else { quote!(x) };
+    let yp = if y_out { quote!(_) } else { quote!(y) };
+    bind.push(quote!(let (#xp, s, #yp) = ::mncc_runtime::split_scratch(arena, #x_range, #scratch, #y_range);));
+    if x_in {
+        bind.push(quote!(let x: &[f32] = input;));
+    }
+    if y_out {
+        bind.push(quote!(let y: &mut [f32] = output;));
+    }
+    let (pws, pwt) = pointwise_tokens(pw);
+    let (dws, dwt) = conv_tokens(dw);
+    let rows = usize_lit(band.rows);
+    let (pw_w, dw_w) = (pw.weights.as_ref().map(range_lit), dw.weights.as_ref().map(range_lit));
+    let (pw_ep, dw_ep) = (epilogue(pw, quote!(None)), epilogue(dw, quote!(None)));
+    quote! {
+        #(#[doc = #docs])*
+        #[inline(never)]
+        fn #name(#(#params),*) {
+            #(#bind)*
+            const SHAPE: ::mncc_runtime::simd::PwDwShape = ::mncc_runtime::simd::PwDwShape {
+                pw: #pws, pw_tiles: #pwt, dw: #dws, dw_tiles: #dwt, band: #rows,
+            };
+            #call(#par_arg &SHAPE, &w[#pw_w], #pw_ep, &w[#dw_w], #dw_ep, x, s, y);
         }
     }
 }

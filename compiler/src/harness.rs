@@ -438,7 +438,14 @@ pub fn layer_report(layers: &[LayerTiming], peak: f64) -> String {
     }
     let mut kinds: Vec<(String, u64, f64)> = Vec::new();
     for l in layers {
-        let kind = l.kernel.split('_').next().unwrap_or("").to_string();
+        // "pointwise_12x32+depthwise_3x3_ct16": a banded pair, timed as one.
+        let kind = if l.kernel.starts_with('(') {
+            continue;
+        } else if l.kernel.contains('+') {
+            "pointwise+depthwise (bands)".to_string()
+        } else {
+            l.kernel.split('_').next().unwrap_or("").to_string()
+        };
         let kind = if kind == "global" {
             "global_avg_pool".to_string()
         } else {

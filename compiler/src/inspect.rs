@@ -97,6 +97,21 @@ pub fn report(p: &Program) -> String {
             let _ = writeln!(s, "  layer {i} `{}` also computes: {}", l.name, l.fused.join(", "));
         }
     }
+    for (i, l) in p.layers.iter().enumerate() {
+        if let Some(b) = &l.band {
+            let o = &l.out_shape;
+            let _ = writeln!(
+                s,
+                "  layers {i} and {} run in bands of {} output rows: the {}x{}x{} tensor between them is never stored whole (scratch: {} of its rows per thread, 2 threads)",
+                i + 1,
+                b.rows,
+                o[0],
+                o[1],
+                o[2],
+                b.scratch_rows
+            );
+        }
+    }
     let _ = writeln!(s);
     let _ = writeln!(s, "MACs          {} ({:.1} M)", p.macs(), p.macs() as f64 / 1e6);
     let _ = writeln!(s, "params        {}", p.params());

@@ -77,15 +77,23 @@ fn target_option_changes_the_schedule() {
     let m = "examples/models/mobilenet_v1_0.25_224.toml";
     let (x86, err) = text(&mncc(&["inspect", m]));
     assert!(
-        x86.contains("target: x86-64 (16 f32 lanes, 48 KiB L1, pointwise tile 12x32)"),
+        x86.contains("target: x86-64 (16 f32 lanes, 48 KiB L1, 2048 KiB L2, pointwise tile 12x32)"),
         "{x86}{err}"
     );
     assert!(x86.contains("pointwise_12x32"), "{x86}");
+    // The 112x112x16 tensor (784 KiB) between layers 2 and 3 is at least a
+    // quarter of the 2 MiB L2: the pair runs in bands.
+    assert!(
+        x86.contains("layers 2 and 3 run in bands of 27 output rows: the 112x112x16 tensor"),
+        "{x86}"
+    );
+    let (portable, _) = text(&mncc(&["inspect", "--target", "portable", m]));
+    assert!(!portable.contains("run in bands"), "{portable}");
     let o = mncc(&["inspect", "--target", "aarch64", m]);
     let (arm, err) = text(&o);
     assert!(o.status.success(), "{err}");
     assert!(
-        arm.contains("target: aarch64 (4 f32 lanes, 64 KiB L1, pointwise tile 6x16)"),
+        arm.contains("target: aarch64 (4 f32 lanes, 64 KiB L1, 1024 KiB L2, pointwise tile 6x16)"),
         "{arm}"
     );
     assert!(

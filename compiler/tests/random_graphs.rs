@@ -183,3 +183,107 @@ fn random_graphs_match_the_interpreter() {
         }
     }
 }
+
+/// A chain of pointwise -> depthwise pairs: the first pointwise layer reads
+/// the model input, the last depthwise layer (a window over the whole
+/// feature map) writes the model output; random kernels, strides, pads,
+/// channels (below, at and above the vector widths) and epilogues.
+fn banded_graph(seed: u64) -> Graph {
+    let mut r = Rng::new(seed ^ 0xba4d);
+    let size = pick(&mut r, &[13usize, 16, 21]);
+    let mut c = 3;
+    let mut g = Graph::new(
+        "banded",
+        &format!("seed {seed}"),
+        InputSpec {
+            dtype: DType::F32,
+            layout: Layout::Nhwc,
+        },
+        vec![1, c, size, size],
+    );
+    let mut x = INPUT;
+    for b in 0..3 {
+        let oc = pick(&mut r, &[4usize, 8, 16, 24, 40]);
+        x = g
+            .push(
+                &format!("b{b}.pw"),
+                Op::Conv(ConvCfg::new(param(&mut r, vec![oc, c, 1, 1]), [1, 1], [0; 4], 1)),
+                &[x],
+            )
+            .unwrap();
+        x = g.push(&format!("b{b}.pw.bn"), bn(&mut r, oc), &[x]).unwrap();
+        x = g.push(&format!("b{b}.pw.relu6"), Op::Clip(Clamp::RELU6), &[x]).unwrap();
+        c = oc;
+        let (h, w) = (g.tensors[x].shape[2], g.tensors[x].shape[3]);
+        let (kh, kw, s, pads) = if b == 2 {
+            (h, w, 1, [0; 4])
+        } else {
+            let k = pick(&mut r, &[3usize, 5]);
+            let s = pick(&mut r, &[1usize, 2]);
+            let p = k / 2;
+            (
+                k,
+                k,
+                s,
+                [pick(&mut r, &[0, p]), pick(&mut r, &[0, p]), p, pick(&mut r, &[0, p])],
+            )
+        };
+        x = g
+            .push(
+                &format!("b{b}.dw"),
+                Op::Conv(ConvCfg::new(param(&mut r, vec![c, 1, kh, kw]), [s, s], pads, c)),
+                &[x],
+            )
+            .unwrap();
+        x = g.push(&format!("b{b}.dw.bn"), bn(&mut r, c), &[x]).unwrap();
+        x = g.push(&format!("b{b}.dw.relu"), Op::Clip(Clamp::RELU), &[x]).unwrap();
+    }
+    let _ = x;
+    g
+}
+
+/// Pointwise -> depthwise chains on x86-64 with an L2 so small that every
+/// pixels-outer pair runs in bands (of one row, then of a few rows): the banded pairs
+/// give the interpreter's output, reading the model input and writing the
+/// model output directly.
+#[test]
+fn banded_layers_match_the_interpreter() {
+    let mut banded = 0;
+    for (l2, seeds) in [(64usize, 0..4u64), (24 * 1024, 4..8)] {
+        let target = mncc::lower::Target {
+            l2_bytes: l2,
+            ..mncc::lower::Target::X86_64
+        };
+        for seed in seeds {
+            let g = banded_graph(seed);
+            let (opt, reports) = mncc::passes::optimize(g.clone()).unwrap();
+            let p = mncc::lower::lower(&opt, reports, &target).unwrap();
+            let bands: Vec<(usize, usize)> = p
+                .layers
+                .iter()
+                .enumerate()
+                .filter_map(|(i, l)| l.band.map(|b| (i, b.rows)))
+                .collect();
+            // (A channels-outer pointwise layer, weights larger than its
+            // input, is not banded.)
+            assert!(!bands.is_empty(), "seed {seed}: no banded pair");
+            banded += bands.len();
+            let h = harness::build(&p, true).unwrap();
+            let x = InputData::random(g.input.dtype, g.tensors[INPUT].len(), seed);
+            let want = interp::run(&g, &x).unwrap();
+            let got = h.run(&x).unwrap();
+            let c = harness::compare(&got, &want);
+            println!(
+                "seed {seed}, L2 {l2} B: banded (layer, rows) {bands:?}; max abs {:.3e}, max rel {:.3e} (tolerance {:.3e})",
+                c.max_abs, c.max_rel, c.tolerance
+            );
+            assert!(
+                c.ok(),
+                "seed {seed}: max abs error {:.3e} > {:.3e}",
+                c.max_abs,
+                c.tolerance
+            );
+        }
+    }
+    assert!(banded >= 16, "only {banded} banded pairs in 8 graphs");
+}

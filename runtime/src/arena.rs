@@ -74,6 +74,78 @@ pub fn split3(
     (a, b, out)
 }
 
+/// Borrows `input` shared, and `scratch` and `output` exclusively (a layer
+/// that works through a scratch tensor: a pointwise layer run in bands with
+/// the depthwise layer after it). An empty range borrows nothing (the input
+/// or output is the caller's).
+///
+/// # Panics
+/// If two non-empty ranges overlap, or a range lies outside `arena`.
+#[inline]
+#[track_caller]
+pub fn split_scratch(
+    arena: &mut [f32],
+    input: Range<usize>,
+    scratch: Range<usize>,
+    output: Range<usize>,
+) -> (&[f32], &mut [f32], &mut [f32]) {
+    const F: &str = "split_scratch";
+    check_range(F, "input", &input, arena.len());
+    check_range(F, "scratch", &scratch, arena.len());
+    check_range(F, "output", &output, arena.len());
+    let (before, out, after) = carve(arena, 0, &output, "scratch", &scratch);
+    // `scratch` lies on one side of `output`; carve it out of that side.
+    let (pieces, scr) = if scratch.is_empty() || scratch.end <= output.start {
+        let (b0, scr, b1) = carve(before, 0, &scratch, "input", &input);
+        ([(b0, 0), (b1, scratch.end), (after, output.end)], scr)
+    } else {
+        let (a0, scr, a1) = carve(after, output.end, &scratch, "input", &input);
+        ([(before, 0), (a0, output.end), (a1, scratch.end)], scr)
+    };
+    if input.is_empty() {
+        return (&[], scr, out);
+    }
+    for (piece, base) in pieces {
+        if input.start >= base && input.end <= base + piece.len() {
+            let piece: &[f32] = piece;
+            return (&piece[input.start - base..input.end - base], scr, out);
+        }
+    }
+    panic!("{F}: input range {input:?} overlaps scratch {scratch:?} or output {output:?} (compiler bug: memory plan)")
+}
+
+/// Splits `s` (which starts at arena offset `base`) into the part before
+/// `r`, `r` itself and the part after it; `r` must lie inside `s` or be
+/// empty (then it is cut at `s`'s end when `r` lies past `s`, else at its
+/// start). `other` (named `name`), if non-empty, must not overlap `r`.
+#[inline]
+#[track_caller]
+#[allow(clippy::type_complexity)]
+fn carve<'a>(
+    s: &'a mut [f32],
+    base: usize,
+    r: &Range<usize>,
+    name: &str,
+    other: &Range<usize>,
+) -> (&'a mut [f32], &'a mut [f32], &'a mut [f32]) {
+    assert!(
+        r.is_empty() || other.is_empty() || other.end <= r.start || other.start >= r.end,
+        "split_scratch: {name} range {other:?} overlaps {r:?} (compiler bug: memory plan)"
+    );
+    let at = if r.is_empty() {
+        r.start.clamp(base, base + s.len()) - base
+    } else {
+        assert!(
+            r.start >= base && r.end <= base + s.len(),
+            "split_scratch: {r:?} straddles another range (compiler bug: memory plan)"
+        );
+        r.start - base
+    };
+    let (before, rest) = s.split_at_mut(at);
+    let (mid, after) = rest.split_at_mut(r.len());
+    (before, mid, after)
+}
+
 /// Panics unless `r` is a valid range inside a slice of `len` elements.
 #[inline]
 #[track_caller]

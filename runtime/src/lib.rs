@@ -30,7 +30,7 @@ pub mod par;
 pub mod simd;
 pub mod weights;
 
-pub use arena::{align_arena, split2, split3, ARENA_SLACK};
+pub use arena::{align_arena, split2, split3, split_scratch, ARENA_SLACK};
 pub use kernels::*;
 pub use weights::{f32_view, Aligned};
 

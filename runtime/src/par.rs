@@ -444,6 +444,52 @@ pub fn depthwise(
     for_chunks(par, s.out_h, n, 1, row_out, out, &part);
 }
 
+/// [`simd::pointwise_depthwise`] on two of `par`'s threads: the output
+/// rows in two halves, each run in bands on its own half of `scratch`
+/// (which holds two [`simd::PwDwShape::scratch_len`]s; the pointwise rows
+/// both halves' windows read are computed by both). Same arguments, same
+/// result bit for bit. The halves are fixed, not claimed in chunks: each
+/// band reuses the rows of the one before it in its thread's scratch.
+/// With fewer than 2 threads, too little work for two parts
+/// ([`Parallel::min_part_macs`]) or one output row, it runs serially.
+///
+/// # Panics
+/// As [`simd::pointwise_depthwise`].
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub fn pointwise_depthwise(
+    par: &dyn Parallel,
+    s: &simd::PwDwShape,
+    pw_weights: &[f32],
+    pw_ep: &Epilogue<'_>,
+    dw_weights: &[f32],
+    dw_ep: &Epilogue<'_>,
+    input: &[f32],
+    scratch: &mut [f32],
+    out: &mut [f32],
+) {
+    let slot = s.scratch_len();
+    let macs = s.pw.pixels * s.pw.in_c * s.pw.out_c + s.dw.out_len() * s.dw.kernel_h * s.dw.kernel_w;
+    let out_h = s.dw.out_h;
+    if par.threads() < 2
+        || out_h < 2
+        || macs / 2 < par.min_part_macs()
+        || scratch.len() < 2 * slot
+        || out.len() != s.dw.out_len()
+    {
+        return simd::pointwise_depthwise(s, pw_weights, pw_ep, dw_weights, dw_ep, input, scratch, out);
+    }
+    // Checks every length (and the shapes) before any part runs.
+    s.check("par::pointwise_depthwise", input.len(), slot, out.len(), pw_ep, dw_ep);
+    let half = out_h / 2;
+    let (s0, s1) = scratch.split_at_mut(slot);
+    let (o0, o1) = out.split_at_mut(half * s.dw.out_w * s.dw.out_c);
+    par.join(
+        &mut || simd::pointwise_depthwise_bands(s, 0..half, pw_weights, pw_ep, dw_weights, dw_ep, input, s0, o0),
+        &mut || simd::pointwise_depthwise_bands(s, half..out_h, pw_weights, pw_ep, dw_weights, dw_ep, input, s1, o1),
+    );
+}
+
 /// [`simd::conv2d`] on `par`'s threads, split by output rows (an NCHW input
 /// only on the direct route, which computes rows of the whole input; other
 /// NCHW layers run whole on the calling thread). Same arguments, same result

@@ -28,6 +28,7 @@
 
 mod conv2d;
 mod depthwise;
+mod fused;
 mod gemm;
 #[cfg(target_arch = "aarch64")]
 mod neon;
@@ -138,4 +139,6 @@ pub(crate) use unroll;
 pub use conv2d::{conv2d, conv2d_packed_len};
 pub(crate) use conv2d::{conv2d_rows, conv2d_rows_applies};
 pub use depthwise::depthwise;
+pub(crate) use fused::bands as pointwise_depthwise_bands;
+pub use fused::{pointwise_depthwise, PwDwShape};
 pub use gemm::{pointwise, pointwise_packed_len};

@@ -1,0 +1,188 @@
+//! A pointwise layer and the depthwise layer that reads its output, run
+//! together in bands of output rows, so the pointwise output (the largest
+//! tensors of a MobileNet: v1's 112x112x64, v2's 112x112x96 expansions)
+//! is never stored whole: each band's input rows are computed into a small
+//! scratch buffer that stays in L2 and is consumed right away.
+
+use super::{depthwise, pointwise};
+use crate::kernels::{check_len, ConvShape, DepthwiseTiles, PointwiseShape, PointwiseTiles};
+use crate::par::conv_rows;
+use crate::Epilogue;
+use core::ops::Range;
+
+/// The geometry and schedule of [`pointwise_depthwise`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PwDwShape {
+    /// The pointwise layer: `pixels == dw.in_h * dw.in_w`, `out_c == dw.in_c`.
+    pub pw: PointwiseShape,
+    /// Its cache tiles (run on each band's rows).
+    pub pw_tiles: PointwiseTiles,
+    /// The depthwise layer.
+    pub dw: ConvShape,
+    /// Its cache tiles.
+    pub dw_tiles: DepthwiseTiles,
+    /// Depthwise output rows per band (at least 1).
+    pub band: usize,
+}
+
+impl PwDwShape {
+    /// Pointwise output rows one band reads at most (its windows' rows).
+    pub const fn scratch_rows(&self) -> usize {
+        let band = if self.band == 0 { 1 } else { self.band };
+        let rows = (band - 1) * self.dw.stride_h + self.dw.kernel_h;
+        if rows < self.dw.in_h {
+            rows
+        } else {
+            self.dw.in_h
+        }
+    }
+
+    /// Elements of scratch [`pointwise_depthwise`] needs (one band's rows
+    /// of the pointwise output); the parallel entry point
+    /// [`crate::par::pointwise_depthwise`] uses two of these.
+    pub const fn scratch_len(&self) -> usize {
+        self.scratch_rows() * self.dw.in_w * self.dw.in_c
+    }
+
+    /// Checks the shapes agree and the slices have their lengths (`k`
+    /// names the entry point in the panic message).
+    #[track_caller]
+    pub(crate) fn check(
+        &self,
+        k: &str,
+        input: usize,
+        scratch: usize,
+        out: usize,
+        pw_ep: &Epilogue<'_>,
+        dw_ep: &Epilogue<'_>,
+    ) {
+        let (pw, dw) = (&self.pw, &self.dw);
+        assert!(
+            pw.pixels == dw.in_h * dw.in_w && pw.out_c == dw.in_c && dw.in_c == dw.out_c && dw.stride_h >= 1,
+            "{k}: pointwise {pw:?} does not feed depthwise {dw:?}"
+        );
+        assert!(
+            pw_ep.residual.is_none() && dw_ep.residual.is_none(),
+            "{k}: residual epilogues are not supported (the compiler does not fuse such layers)"
+        );
+        check_len(k, "input", input, pw.pixels * pw.in_c);
+        assert!(
+            scratch >= self.scratch_len(),
+            "{k}: `scratch` has {scratch} elements, one band needs {}",
+            self.scratch_len()
+        );
+        check_len(k, "out", out, dw.out_len());
+    }
+}
+
+/// `depthwise(pointwise(input))` without the intermediate tensor: for each
+/// band of [`PwDwShape::band`] output rows, the pointwise rows its windows
+/// read are computed into `scratch` (rows the previous band computed are
+/// moved to the front, not recomputed), then the band's depthwise rows.
+///
+/// Every value is computed by the same kernels on the same data as the two
+/// layers one after the other ([`pointwise`] gives a pixel the same bits
+/// wherever it falls in a call; [`depthwise`] on the rows of
+/// [`conv_rows`] sees the same windows), so the result is bit for bit that
+/// of the unfused pair (`runtime/tests/fused.rs`).
+///
+/// `pw_weights` and `dw_weights` are packed as for [`pointwise`] and
+/// [`depthwise`]; neither epilogue may have a residual.
+///
+/// # Panics
+/// If the shapes disagree, a slice length does not match, or `scratch` has
+/// fewer than [`PwDwShape::scratch_len`] elements.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub fn pointwise_depthwise(
+    s: &PwDwShape,
+    pw_weights: &[f32],
+    pw_ep: &Epilogue<'_>,
+    dw_weights: &[f32],
+    dw_ep: &Epilogue<'_>,
+    input: &[f32],
+    scratch: &mut [f32],
+    out: &mut [f32],
+) {
+    s.check(
+        "simd::pointwise_depthwise",
+        input.len(),
+        scratch.len(),
+        out.len(),
+        pw_ep,
+        dw_ep,
+    );
+    bands(
+        s,
+        0..s.dw.out_h,
+        pw_weights,
+        pw_ep,
+        dw_weights,
+        dw_ep,
+        input,
+        scratch,
+        out,
+    );
+}
+
+/// [`pointwise_depthwise`] for output rows `rows` only (`out` holds just
+/// those rows); the shapes were checked by the caller.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn bands(
+    s: &PwDwShape,
+    rows: Range<usize>,
+    pw_weights: &[f32],
+    pw_ep: &Epilogue<'_>,
+    dw_weights: &[f32],
+    dw_ep: &Epilogue<'_>,
+    input: &[f32],
+    scratch: &mut [f32],
+    out: &mut [f32],
+) {
+    let dw = &s.dw;
+    let row_in = dw.in_w * s.pw.in_c;
+    let row_mid = dw.in_w * dw.in_c;
+    let row_out = dw.out_w * dw.out_c;
+    // Pointwise output rows held in `scratch`, from its start.
+    let mut held = 0..0;
+    let mut r0 = rows.start;
+    while r0 < rows.end {
+        let r1 = (r0 + s.band.max(1)).min(rows.end);
+        let (sub, ins) = conv_rows(dw, r0..r1);
+        // Rows of the previous band this one reads again: to the front.
+        let kept = if held.start <= ins.start && ins.start < held.end {
+            held.end.min(ins.end) - ins.start
+        } else {
+            0
+        };
+        if kept > 0 && held.start != ins.start {
+            let from = (ins.start - held.start) * row_mid;
+            scratch.copy_within(from..from + kept * row_mid, 0);
+        }
+        let new = ins.start + kept..ins.end;
+        if !new.is_empty() {
+            let part = PointwiseShape {
+                pixels: new.len() * dw.in_w,
+                ..s.pw
+            };
+            pointwise(
+                &part,
+                &s.pw_tiles,
+                &input[new.start * row_in..new.end * row_in],
+                pw_weights,
+                pw_ep,
+                &mut scratch[kept * row_mid..ins.len() * row_mid],
+            );
+        }
+        depthwise(
+            &sub,
+            &s.dw_tiles,
+            &scratch[..ins.len() * row_mid],
+            dw_weights,
+            dw_ep,
+            &mut out[(r0 - rows.start) * row_out..(r1 - rows.start) * row_out],
+        );
+        held = ins;
+        r0 = r1;
+    }
+}
