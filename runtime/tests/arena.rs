@@ -1,5 +1,6 @@
-//! `split2` / `split3`: correct borrows, panics on overlap and out of range.
-use mncc_runtime::{split2, split3};
+//! `split2` / `split3` / `split_scratch`: correct borrows, panics on overlap
+//! and out of range.
+use mncc_runtime::{split2, split3, split_scratch};
 
 fn arena() -> Vec<f32> {
     (0..32).map(|i| i as f32).collect()
@@ -142,4 +143,63 @@ fn align_arena_skips_to_a_cache_line() {
     // Shorter than the way to the boundary: empty, no panic.
     let mut short = [0.0f32; 1];
     let _ = align_arena(&mut short);
+}
+
+/// Every order of input, scratch and output, and empty input or output
+/// (the caller's): each slice is the range asked for.
+#[test]
+fn split_scratch_every_order() {
+    let (i, s, o) = (0..5, 5..12, 12..20);
+    let perms = [
+        (i.clone(), s.clone(), o.clone()),
+        (i.clone(), o.clone(), s.clone()),
+        (s.clone(), i.clone(), o.clone()),
+        (s.clone(), o.clone(), i.clone()),
+        (o.clone(), i.clone(), s.clone()),
+        (o.clone(), s.clone(), i.clone()),
+        (0..0, 3..9, 20..32),
+        (4..9, 10..20, 0..0),
+        (0..0, 0..32, 0..0),
+    ];
+    for (input, scratch, output) in perms {
+        let mut a = arena();
+        let (x, sc, y) = split_scratch(&mut a, input.clone(), scratch.clone(), output.clone());
+        let want = |r: &std::ops::Range<usize>| r.clone().map(|v| v as f32).collect::<Vec<_>>();
+        assert_eq!(x, &want(&input)[..], "{input:?} {scratch:?} {output:?}");
+        assert_eq!(&sc[..], &want(&scratch)[..], "{input:?} {scratch:?} {output:?}");
+        assert_eq!(&y[..], &want(&output)[..], "{input:?} {scratch:?} {output:?}");
+        sc.fill(-1.0);
+        y.fill(-2.0);
+        let _ = x;
+        assert!(a[scratch.clone()].iter().all(|&v| v == -1.0));
+        assert!(a[output.clone()].iter().all(|&v| v == -2.0));
+    }
+}
+
+#[test]
+#[should_panic(expected = "split_scratch: scratch range 10..20 overlaps 15..25")]
+fn split_scratch_panics_on_scratch_over_output() {
+    let mut a = arena();
+    let _ = split_scratch(&mut a, 0..5, 10..20, 15..25);
+}
+
+#[test]
+#[should_panic(expected = "split_scratch: input range 0..12 overlaps")]
+fn split_scratch_panics_on_input_over_scratch() {
+    let mut a = arena();
+    let _ = split_scratch(&mut a, 0..12, 10..20, 20..25);
+}
+
+#[test]
+#[should_panic(expected = "split_scratch: input range 18..22 overlaps")]
+fn split_scratch_panics_on_input_over_output() {
+    let mut a = arena();
+    let _ = split_scratch(&mut a, 18..22, 0..10, 20..25);
+}
+
+#[test]
+#[should_panic(expected = "is not inside the arena")]
+fn split_scratch_panics_out_of_range() {
+    let mut a = arena();
+    let _ = split_scratch(&mut a, 0..5, 10..40, 20..25);
 }
