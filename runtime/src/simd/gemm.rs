@@ -209,7 +209,10 @@ pub(crate) unsafe fn gemm_v<
             PwOrder::ChannelsOuter => {
                 // Large weights stream from memory once per strip of
                 // `tile_cols` columns: while the row tiles run over strip
-                // `j`, each prefetches its share of strip `j + 1`'s rows.
+                // `j`, each prefetches its share of strip `j + 1`'s rows
+                // (`k / 4` rows from `i * share`: all of them from 4 row
+                // tiles on; one line per panel every 4 K steps, not every
+                // step: 0.7-0.9% faster on v1 1.0 224, neutral elsewhere).
                 let prefetch = g.k * g.n * 4 >= PREFETCH_MIN_BYTES;
                 let share = g.k / tiles_m.max(1);
                 for j in 0..tiles_n {

@@ -91,10 +91,12 @@ pub(crate) trait Vf32: Copy {
     /// has it written out in assembly: for `k` steps, `acc[r][v] +=
     /// a[r * lda + k] * w[v * wd + k * PANEL]` (`lda`, `wd` in floats).
     /// Returns `false` (and does nothing) where it has not. Unless `pf`
-    /// is null, step `k` also prefetches (towards L2; never faults, so
-    /// `pf` may point anywhere) the lines at `pf + k * PANEL` and at
-    /// `pf + wd + k * PANEL`: the next weight strip's, whose first touch
-    /// would otherwise miss to memory.
+    /// is null, every fourth step `k` (and each of the last `k % 4`)
+    /// also prefetches (towards L2; never faults, so `pf` may point
+    /// anywhere) the lines at `pf + k / 4 * PANEL` and at `pf + wd + k /
+    /// 4 * PANEL`: `k / 4` rows of both panels of the next weight strip,
+    /// whose first touch would otherwise miss to memory (each row tile
+    /// prefetches its share of them).
     #[inline(always)]
     unsafe fn k_loop_12x2(
         acc: &mut [[Self; 2]; 12],

@@ -227,18 +227,18 @@ macro_rules! step_12x2 {
     };
 }
 
-/// [`step_12x2`] plus a `prefetcht2` of the lines at `{pf}` and `{pf} +
-/// {wd}` (the next weight strip's, see [`Vf32::k_loop_12x2`]).
+/// [`step_12x2`], the first of every 4 (`$wo == "0"`) with a `prefetcht2`
+/// of the lines at `{pf}` and `{pf} + {wd}` (the next weight strip's, see
+/// [`Vf32::k_loop_12x2`]).
 macro_rules! step_12x2_pf {
-    ($ao:literal, $wo:literal) => {
+    ($ao:literal, "0") => {
         concat!(
-            step_12x2!($ao, $wo),
-            "\nprefetcht2 byte ptr [{pf} + ",
-            $wo,
-            "]\nprefetcht2 byte ptr [{pf} + {wd} + ",
-            $wo,
-            "]",
+            step_12x2!($ao, "0"),
+            "\nprefetcht2 byte ptr [{pf}]\nprefetcht2 byte ptr [{pf} + {wd}]",
         )
+    };
+    ($ao:literal, $wo:literal) => {
+        step_12x2!($ao, $wo)
     };
 }
 
@@ -369,7 +369,7 @@ unsafe fn k_loop_12x2_avx512(
         if pf.is_null() {
             k_loop!(step_12x2, [], [],);
         } else {
-            k_loop!(step_12x2_pf, ["add {pf}, 256"], ["add {pf}, 64"], pf = inout(reg) pf => _,);
+            k_loop!(step_12x2_pf, ["add {pf}, 64"], ["add {pf}, 16"], pf = inout(reg) pf => _,);
         }
     }
     // SAFETY: as above.
