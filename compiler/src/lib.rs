@@ -159,18 +159,25 @@ pub struct Build {
 }
 
 impl Build {
-    /// A build of the model described at `model` (relative to the package root).
+    /// A build of the model described at `model` (relative to the package
+    /// root), for the target cargo builds the package for (`TARGET`, see
+    /// [`lower::Target::for_triple`]; [`lower::Target::X86_64`] outside a
+    /// build script).
     pub fn new(model: impl Into<PathBuf>) -> Build {
+        let target = std::env::var("TARGET")
+            .map(|t| lower::Target::for_triple(&t))
+            .unwrap_or(lower::Target::X86_64);
         Build {
             model: model.into(),
             out_dir: None,
             name: None,
-            target: lower::Target::X86_64,
+            target,
         }
     }
 
-    /// The schedule target (default [`lower::Target::X86_64`]): the cache
-    /// tiles are chosen for it; the code runs everywhere.
+    /// The schedule target (default: from cargo's `TARGET`, see
+    /// [`Build::new`]): the cache tiles are chosen for it; the code runs
+    /// everywhere.
     pub fn target(mut self, target: lower::Target) -> Build {
         self.target = target;
         self

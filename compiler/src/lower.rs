@@ -183,6 +183,18 @@ impl Target {
     /// All targets, for `--target`.
     pub const ALL: [Target; 4] = [Target::X86_64, Target::X86_64_AVX2, Target::AARCH64, Target::PORTABLE];
 
+    /// The target for a Rust target triple (cargo's `TARGET` in a build
+    /// script): `x86_64-*` [`Target::X86_64`], `aarch64-*`
+    /// [`Target::AARCH64`], anything else (`thumbv7em-none-eabihf`,
+    /// `wasm32-*`, `riscv32*`) [`Target::PORTABLE`].
+    pub fn for_triple(triple: &str) -> Target {
+        match triple.split('-').next().unwrap_or("") {
+            "x86_64" => Target::X86_64,
+            "aarch64" | "arm64" => Target::AARCH64,
+            _ => Target::PORTABLE,
+        }
+    }
+
     /// The target named `name`.
     pub fn by_name(name: &str) -> Option<Target> {
         Target::ALL.into_iter().find(|t| t.name == name)
@@ -901,6 +913,20 @@ mod tests {
 
     fn graph(dtype: DType, layout: Layout) -> Graph {
         Graph::new("t", "", InputSpec { dtype, layout }, vec![1, 4, 6, 6])
+    }
+
+    #[test]
+    fn target_for_a_triple() {
+        assert_eq!(Target::for_triple("x86_64-unknown-linux-gnu"), Target::X86_64);
+        assert_eq!(Target::for_triple("aarch64-apple-darwin"), Target::AARCH64);
+        for t in [
+            "thumbv7em-none-eabihf",
+            "wasm32-unknown-unknown",
+            "riscv32imc-unknown-none-elf",
+            "",
+        ] {
+            assert_eq!(Target::for_triple(t), Target::PORTABLE, "{t}");
+        }
     }
 
     #[test]

@@ -52,7 +52,10 @@ fn main() {
     for f in &model.files {
         println!("cargo:rerun-if-changed={}", f.display());
     }
-    let program = mncc::compile(&model).unwrap_or_else(|e| panic!("{e}"));
+    // Schedules for the board (`portable` for thumbv7em: no bands, the
+    // smallest code), not for the host the build script runs on.
+    let target = mncc::lower::Target::for_triple(&std::env::var("TARGET").unwrap_or_default());
+    let program = mncc::compile_for(&model, &target).unwrap_or_else(|e| panic!("{e}"));
     mncc::write(&program, &out.join("model.rs"), &model_path).unwrap_or_else(|e| panic!("{e}"));
 
     // 2. The photo, as the model's raw input bytes.
