@@ -174,14 +174,27 @@ panic = "abort"
 """
 
 
-def build_bench_crate(name, onnx_path, mncc, out, rustflags):
+def host_target():
+    """mncc's --target for this machine: x86-64-amx where the CPU has the AMX-BF16 tiles (Linux: the
+    amx_bf16 and amx_tile flags of /proc/cpuinfo), else x86-64 (mncc's default). As `-C
+    target-cpu=native` does for the Rust code, it picks what this CPU runs best; the generated code still
+    runs on any x86-64 CPU."""
+    try:
+        flags = next((ln.split(":", 1)[1].split() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                      if ln.startswith("flags")), [])
+    except OSError:
+        flags = []
+    return "x86-64-amx" if platform.machine() == "x86_64" and {"amx_bf16", "amx_tile"} <= set(flags) else "x86-64"
+
+
+def build_bench_crate(name, onnx_path, mncc, out, rustflags, target):
     """mncc compile -> bench/out/crates/<name>/src/model.rs; cargo build; returns the binary."""
     crate = out / "crates" / name
     pkg = "mncc-bench-" + "".join(c if c.isalnum() else "-" for c in name)
     stage = out / "crates" / f".{name}.compile"
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
-    cmd = [mncc, "compile", str(onnx_path), "-o", str(stage / "model.rs")]
+    cmd = [mncc, "compile", "--target", target, str(onnx_path), "-o", str(stage / "model.rs")]
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if p.returncode != 0:
         raise RuntimeError(f"`{' '.join(cmd)}` failed:\n{p.stderr.strip()}")
@@ -601,7 +614,12 @@ def main():
                     help="leave LiteRT out (it is also left out, with a warning, when ai_edge_litert cannot be "
                          "imported)")
     ap.add_argument("--verbose", "-v", action="store_true", help="print the running medians after each round")
+    ap.add_argument("--target", default=None,
+                    help="mncc's --target for the bench crates (default: x86-64-amx where the CPU has AMX-BF16, "
+                         "else x86-64)")
     args = ap.parse_args()
+    if args.target is None:
+        args.target = host_target()
     if args.quick:
         args.models, args.rounds, args.seconds, args.peak_seconds = [QUICK_MODEL], 5, 0.05, 0.2
     out = args.out.resolve()
@@ -621,11 +639,11 @@ def main():
             if tflites[name] is None and name in make_models.MODELS:
                 failed_convert.append(name)  # the converter must handle every model of make_models.py
     mncc = build_mncc()
-    log(f"compiling and building the bench crates (RUSTFLAGS={args.rustflags!r})")
+    log(f"compiling and building the bench crates (--target {args.target}, RUSTFLAGS={args.rustflags!r})")
     exes, failed = {}, []
     for name, onnx_path, _, _ in specs:
         try:
-            exes[name] = build_bench_crate(name, onnx_path, mncc, out, args.rustflags)
+            exes[name] = build_bench_crate(name, onnx_path, mncc, out, args.rustflags, args.target)
         except RuntimeError as e:
             log(f"error: {name}: {e}")
             failed.append(name)
@@ -664,7 +682,8 @@ def main():
     else:
         lt = "LiteRT left out"
     print(f"onnxruntime {ort.__version__}; {lt}; rounds {args.rounds}, about {args.seconds} s per engine per round; "
-          f"RUSTFLAGS {args.rustflags!r}; {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
+          f"mncc --target {args.target}; RUSTFLAGS {args.rustflags!r}; "
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs")
     print("ratio cells: mncc's median over the peer's (its median of per-round ratios); best: the faster peer\n")
     print(fmt_table(results, peak))
     print("\nSpread (all timed inferences):\n")
@@ -676,7 +695,7 @@ def main():
             if name not in exes:
                 continue
             cmd = [mncc, "bench", "--layers", "--seconds", str(args.layer_seconds), "--peak", f"{peak:.1f}",
-                   str(onnx_path)]
+                   "--target", args.target, str(onnx_path)]
             log(f"per-layer times of {name}: {' '.join(cmd)}")
             p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             if p.returncode != 0:
@@ -695,7 +714,7 @@ def main():
     (out / "results.json").write_text(json.dumps({
         "peak_gflops": peak, "peak_report": peak_report, "onnxruntime": ort.__version__,
         "litert": litert_version() if use_litert else None,
-        "rustflags": args.rustflags, "rounds": args.rounds, "seconds": args.seconds,
+        "rustflags": args.rustflags, "target": args.target, "rounds": args.rounds, "seconds": args.seconds,
         "results": results, "failed_to_build": failed, "failed_to_convert": failed_convert,
         "mncc_bench_layers": layer_reports}, indent=2) + "\n")
 

@@ -374,7 +374,7 @@ fn layer_args(p: &Program, l: &Layer) -> TokenStream {
         Storage::Arena(_) => arena = true,
         Storage::Input => {}
     }
-    if arena {
+    if arena || amx_planes(l).is_some() {
         args.push(quote!(arena));
     }
     if l.weights.is_some() || l.bias.is_some() {
@@ -512,8 +512,14 @@ fn layer_fn(p: &Program, i: usize, l: &Layer, par: bool) -> TokenStream {
         Storage::Arena(r) => Some(r.clone()),
         Storage::Input => None,
     };
-    if !arena_in.is_empty() || out_arena.is_some() {
+    let planes = amx_planes(l);
+    if !arena_in.is_empty() || out_arena.is_some() || planes.is_some() {
         params.push(quote!(arena: &mut [f32]));
+    }
+    if planes.is_some() {
+        // The AMX scratch is the arena's end, past the planned tensors.
+        let at = usize_lit(p.amx_at);
+        bind.push(quote!(let (arena, amx) = arena.split_at_mut(#at);));
     }
     if l.weights.is_some() || l.bias.is_some() {
         params.push(quote!(w: &[f32]));
@@ -599,10 +605,17 @@ fn layer_fn(p: &Program, i: usize, l: &Layer, par: bool) -> TokenStream {
                 }
             };
             let ep = epilogue(l, residual);
+            let call = match &planes {
+                Some(planes) => {
+                    let len = usize_lit(p.amx_scratch * if par { crate::lower::AMX_PARTS } else { 1 });
+                    quote!(#module::pointwise_amx(#par_arg &SHAPE, &TILES, #x, &w[#wr], &w[#planes], #ep, y, &mut amx[..#len]);)
+                }
+                None => quote!(#module::pointwise(#par_arg &SHAPE, &TILES, #x, &w[#wr], #ep, y);),
+            };
             quote! {
                 const SHAPE: ::mncc_runtime::PointwiseShape = ::mncc_runtime::PointwiseShape { pixels: #pixels, in_c: #in_c, out_c: #out_c };
                 const TILES: ::mncc_runtime::PointwiseTiles = ::mncc_runtime::PointwiseTiles { kc: #kc, order: #order };
-                #module::pointwise(#par_arg &SHAPE, &TILES, #x, &w[#wr], #ep, y);
+                #call
             }
         }
         Kernel::GlobalAvgPool { pixels, c } => {
@@ -636,6 +649,14 @@ fn layer_fn(p: &Program, i: usize, l: &Layer, par: bool) -> TokenStream {
             #(#bind)*
             #body
         }
+    }
+}
+
+/// The AMX weights' range in the blob, for a pointwise layer on the tiles.
+fn amx_planes(l: &Layer) -> Option<TokenStream> {
+    match &l.kernel {
+        Kernel::Pointwise { amx: Some(r), .. } => Some(range_lit(r)),
+        _ => None,
     }
 }
 
@@ -711,11 +732,13 @@ fn fused_fn(p: &Program, i: usize, par: bool) -> TokenStream {
         ));
         (serial_name, docs)
     };
-    let (call, par_arg) = if par {
-        (quote!(::mncc_runtime::par::pointwise_depthwise), quote!(par,))
+    let planes = amx_planes(pw);
+    let module = if par {
+        quote!(::mncc_runtime::par)
     } else {
-        (quote!(::mncc_runtime::simd::pointwise_depthwise), quote!())
+        quote!(::mncc_runtime::simd)
     };
+    let par_arg = if par { quote!(par,) } else { quote!() };
     let mut params = Vec::new();
     let mut bind = Vec::new();
     let range_or_empty = |t| match storage_of(p, t) {
@@ -743,6 +766,11 @@ fn fused_fn(p: &Program, i: usize, par: bool) -> TokenStream {
     let y_out = *storage_of(p, dw.output) == Storage::Output;
     let xp = if x_in { quote!(_) } else { quote!(x) };
     let yp = if y_out { quote!(_) } else { quote!(y) };
+    if planes.is_some() {
+        // The AMX scratch is the arena's end, past the planned tensors.
+        let at = usize_lit(p.amx_at);
+        bind.push(quote!(let (arena, amx) = arena.split_at_mut(#at);));
+    }
     bind.push(quote!(let (#xp, s, #yp) = ::mncc_runtime::split_scratch(arena, #x_range, #scratch, #y_range);));
     if x_in {
         bind.push(quote!(let x: &[f32] = input;));
@@ -755,6 +783,13 @@ fn fused_fn(p: &Program, i: usize, par: bool) -> TokenStream {
     let rows = usize_lit(band.rows);
     let (pw_w, dw_w) = (pw.weights.as_ref().map(range_lit), dw.weights.as_ref().map(range_lit));
     let (pw_ep, dw_ep) = (epilogue(pw, quote!(None)), epilogue(dw, quote!(None)));
+    let call = match &planes {
+        Some(planes) => {
+            let len = usize_lit(p.amx_scratch * if par { crate::lower::AMX_PARTS } else { 1 });
+            quote!(#module::pointwise_depthwise_amx(#par_arg &SHAPE, &w[#pw_w], &w[#planes], #pw_ep, &w[#dw_w], #dw_ep, x, s, &mut amx[..#len], y);)
+        }
+        None => quote!(#module::pointwise_depthwise(#par_arg &SHAPE, &w[#pw_w], #pw_ep, &w[#dw_w], #dw_ep, x, s, y);),
+    };
     quote! {
         #(#[doc = #docs])*
         #[inline(never)]
@@ -763,7 +798,7 @@ fn fused_fn(p: &Program, i: usize, par: bool) -> TokenStream {
             const SHAPE: ::mncc_runtime::simd::PwDwShape = ::mncc_runtime::simd::PwDwShape {
                 pw: #pws, pw_tiles: #pwt, dw: #dws, dw_tiles: #dwt, band: #rows,
             };
-            #call(#par_arg &SHAPE, &w[#pw_w], #pw_ep, &w[#dw_w], #dw_ep, x, s, y);
+            #call
         }
     }
 }

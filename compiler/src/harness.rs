@@ -37,6 +37,10 @@ pub struct Timing {
     pub min_ms: f64,
 }
 
+/// Kernel calls per instruction set of one run (`isa::calls`), the sets
+/// with at least one.
+pub type IsaCalls = Vec<(String, u64)>;
+
 const MAIN: &str = r#"#![deny(warnings)]
 mod model;
 
@@ -57,6 +61,13 @@ fn main() {
             model::run(&input, &mut output, &mut arena);
             let out: Vec<u8> = output.iter().flat_map(|v| v.to_le_bytes()).collect();
             std::fs::write(&args[3], out).expect("write output");
+            // Which instruction sets the kernels ran on (calls per set).
+            for isa in mncc_runtime::isa::Isa::ALL {
+                let n = mncc_runtime::isa::calls(isa);
+                if n > 0 {
+                    println!("{} {n}", isa.name());
+                }
+            }
         }
         "bench" => {
             let seconds: f64 = args[3].parse().unwrap();
@@ -329,14 +340,29 @@ impl Harness {
 
     /// Runs the model once on `input`.
     pub fn run(&self, input: &InputData) -> Result<Vec<f32>, String> {
+        Ok(self.run_isa(input)?.0)
+    }
+
+    /// Runs the model once on `input`; also returns the instruction sets
+    /// the kernels ran on, with their call counts (`isa::calls`), e.g.
+    /// `[("avx512", 28), ("amx", 13)]`.
+    pub fn run_isa(&self, input: &InputData) -> Result<(Vec<f32>, IsaCalls), String> {
         let inp = self.input_file(input)?;
         let outp = self.dir.path().join("output.bin");
-        self.exec(&["run".as_ref(), inp.as_os_str(), outp.as_os_str()])?;
+        let stdout = self.exec(&["run".as_ref(), inp.as_os_str(), outp.as_os_str()])?;
         let bytes = std::fs::read(&outp).map_err(|e| format!("cannot read the output: {e}"))?;
-        Ok(bytes
+        let isa = String::from_utf8_lossy(&stdout)
+            .lines()
+            .filter_map(|l| {
+                let (name, n) = l.split_once(' ')?;
+                Some((name.to_string(), n.trim().parse().ok()?))
+            })
+            .collect();
+        let out = bytes
             .chunks_exact(4)
             .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect())
+            .collect();
+        Ok((out, isa))
     }
 
     /// Times repeated runs for about `seconds`.

@@ -137,6 +137,10 @@ pub struct Target {
     /// run in bands with the depthwise layer that reads it (see
     /// [`fuse_bands`]); 0 never fuses.
     pub l2_bytes: usize,
+    /// Whether pointwise layers also get their weights in the AMX format
+    /// and call `simd::pointwise_amx` (see [`use_amx`]), which runs them
+    /// on the AMX-BF16 tiles where the CPU has them.
+    pub amx: bool,
 }
 
 impl Target {
@@ -150,6 +154,18 @@ impl Target {
         pw_mr: 12,
         pw_nr: 32,
         l2_bytes: 2 * 1024 * 1024,
+        amx: false,
+    };
+    /// [`Target::X86_64`] plus the AMX-BF16 tile unit (Sapphire Rapids and
+    /// later Xeons, on Linux): pointwise layers of at least
+    /// [`AMX_MIN_PIXELS`] pixels carry their weights a second time, split
+    /// into bf16 planes (6 bytes per weight), and run on the tiles at f32
+    /// accuracy; on a CPU without AMX the same code runs on AVX-512 (or
+    /// less).
+    pub const X86_64_AMX: Target = Target {
+        name: "x86-64-amx",
+        amx: true,
+        ..Target::X86_64
     };
     /// x86-64 with AVX2 at most: 8 lanes, 32 KiB L1, 1 MiB L2, 6 x 16 tiles.
     pub const X86_64_AVX2: Target = Target {
@@ -159,6 +175,7 @@ impl Target {
         pw_mr: 6,
         pw_nr: 16,
         l2_bytes: 1024 * 1024,
+        amx: false,
     };
     /// aarch64 NEON: 4 lanes, 64 KiB L1, 1 MiB L2, 6 x 16 tiles.
     pub const AARCH64: Target = Target {
@@ -168,6 +185,7 @@ impl Target {
         pw_mr: 6,
         pw_nr: 16,
         l2_bytes: 1024 * 1024,
+        amx: false,
     };
     /// Anything else (Cortex-M, wasm): the portable path, 2 x 16 tiles, no
     /// banded layers (less code; a microcontroller has no cache to keep
@@ -179,9 +197,16 @@ impl Target {
         pw_mr: 2,
         pw_nr: 16,
         l2_bytes: 0,
+        amx: false,
     };
     /// All targets, for `--target`.
-    pub const ALL: [Target; 4] = [Target::X86_64, Target::X86_64_AVX2, Target::AARCH64, Target::PORTABLE];
+    pub const ALL: [Target; 5] = [
+        Target::X86_64,
+        Target::X86_64_AMX,
+        Target::X86_64_AVX2,
+        Target::AARCH64,
+        Target::PORTABLE,
+    ];
 
     /// The target for a Rust target triple (cargo's `TARGET` in a build
     /// script): `x86_64-*` [`Target::X86_64`], `aarch64-*`
@@ -211,13 +236,18 @@ impl Target {
     /// One line for reports: name, lanes, L1, L2, pointwise register tile.
     pub fn describe(&self) -> String {
         format!(
-            "{} ({} f32 lanes, {} KiB L1, {} KiB L2, pointwise tile {}x{})",
+            "{} ({} f32 lanes, {} KiB L1, {} KiB L2, pointwise tile {}x{}{})",
             self.name,
             self.vector_lanes,
             self.l1_bytes / 1024,
             self.l2_bytes / 1024,
             self.pw_mr,
-            self.pw_nr
+            self.pw_nr,
+            if self.amx {
+                "; AMX tiles 32x32 for pointwise layers"
+            } else {
+                ""
+            }
         )
     }
 }
@@ -273,6 +303,9 @@ pub enum Kernel {
         nr: usize,
         /// Cache tiles and loop order.
         tiles: PointwiseTiles,
+        /// The weights in the AMX format, where the layer runs on the tiles
+        /// (`mncc_runtime::simd::pointwise_amx`).
+        amx: Option<Range<usize>>,
     },
     /// Global average pooling.
     GlobalAvgPool {
@@ -314,6 +347,7 @@ impl Kernel {
             Kernel::Depthwise { shape, ct, .. } => {
                 format!("depthwise_{}x{}_ct{ct}", shape.kernel_h, shape.kernel_w)
             }
+            Kernel::Pointwise { amx: Some(_), .. } => "pointwise_amx_32x32".into(),
             Kernel::Pointwise { mr, nr, .. } => format!("pointwise_{mr}x{nr}"),
             Kernel::GlobalAvgPool { .. } => "global_avg_pool".into(),
             Kernel::Softmax => "softmax".into(),
@@ -415,8 +449,15 @@ pub struct Program {
     pub storage: Vec<Option<Storage>>,
     /// Weight blob (f32, each segment 16-aligned).
     pub blob: Vec<f32>,
-    /// Arena elements.
+    /// Arena elements: the planned tensors, then (from [`Program::amx_at`])
+    /// the AMX layers' scratch.
     pub arena_len: usize,
+    /// Where the AMX scratch starts in the arena: [`AMX_PARTS`] parts of
+    /// [`Program::amx_scratch`] elements, one per thread of the parallel
+    /// mode, shared by every AMX layer (none: 0 elements).
+    pub amx_at: usize,
+    /// Elements of one thread's AMX scratch (the most any AMX layer needs).
+    pub amx_scratch: usize,
     /// Largest live set (elements).
     pub arena_lower_bound: usize,
     /// What the passes did.
@@ -583,9 +624,18 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
                     && c.pad_value.is_none()
                 {
                     let pixels = oh * ow;
-                    let (kernel, packed, why) = pointwise(target, pixels, ic, oc, |o, i| w[o * ic + i]);
+                    let (mut kernel, packed, why) = pointwise(target, pixels, ic, oc, |o, i| w[o * ic + i]);
                     layer.weights = Some(push_blob(&mut blob, &packed));
                     layer.why = why;
+                    if let Kernel::Pointwise { amx, shape, tiles, .. } = &mut kernel {
+                        if use_amx(target, shape) {
+                            *amx = Some(push_blob(&mut blob, &pack_amx(ic, oc, |o, i| w[o * ic + i])));
+                            layer.why += &format!(
+                                "; AMX tiles (bf16x6), {} scratch floats per thread",
+                                amx_scratch_len(shape.pixels, ic, tiles.order)
+                            );
+                        }
+                    }
                     layer.kernel = kernel;
                 } else {
                     // im2col row (k * ic + i) = tap k, input channel i.
@@ -743,6 +793,26 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
     for (k, &id) in ids.iter().enumerate() {
         storage[id] = Some(Storage::Arena(p.offsets[k]..p.offsets[k] + intervals[k].len));
     }
+    // The AMX scratch: after the planned tensors, one part per thread.
+    let amx_scratch = layers
+        .iter()
+        .filter_map(|l| match &l.kernel {
+            Kernel::Pointwise {
+                shape,
+                tiles,
+                amx: Some(_),
+                ..
+            } => Some(amx_scratch_len(shape.pixels, shape.in_c, tiles.order)),
+            _ => None,
+        })
+        .max()
+        .unwrap_or(0);
+    let amx_at = p.arena_len.div_ceil(plan::ALIGN) * plan::ALIGN;
+    let arena_len = if amx_scratch > 0 {
+        amx_at + AMX_PARTS * amx_scratch
+    } else {
+        p.arena_len
+    };
     let input_shape = match (g.input.layout, g.tensors[INPUT].shape.as_slice()) {
         (Layout::Nhwc, &[n, c, h, w]) => vec![n, h, w, c],
         (_, s) => s.to_vec(),
@@ -757,7 +827,9 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
         layers,
         storage,
         blob,
-        arena_len: p.arena_len,
+        arena_len,
+        amx_at,
+        amx_scratch,
         arena_lower_bound: p.lower_bound,
         passes,
         target: *target,
@@ -902,14 +974,122 @@ fn pointwise(
         mr,
         nr,
         tiles: PointwiseTiles { kc, order },
+        amx: None,
     };
     (kernel, packed, why)
+}
+
+/// Pointwise layers with fewer pixels stay on AVX-512 on an AMX target:
+/// their weights (6 bytes each in the AMX format, against 4) come from
+/// memory, so the tiles gain nothing (see [`use_amx`]).
+pub const AMX_MIN_PIXELS: usize = 64;
+
+/// Pointwise layers with fewer input or output channels stay on AVX-512 on
+/// an AMX target (see [`use_amx`]).
+pub const AMX_MIN_CHANNELS: usize = 32;
+
+/// Participants of the parallel mode with an AMX scratch part
+/// (`mncc_runtime::par::AMX_PARTS`).
+pub const AMX_PARTS: usize = 2;
+
+/// Whether a pointwise layer runs on the AMX tiles on target `t`: at least
+/// [`AMX_MIN_PIXELS`] pixels and [`AMX_MIN_CHANNELS`] input and output
+/// channels. A tile product covers 32 input channels of 32 pixels by 16
+/// output channels, and every pixel costs vector work (splitting its
+/// inputs, the epilogue) the AVX-512 kernel does not have; narrower
+/// layers waste most of the tiles. Measured in whole models (`mncc bench
+/// --layers`, AMX / AVX-512 time per layer): v1 1.0 224's 112x112x32->64
+/// to 14x14x512->512 0.52-0.70, its 7x7 layers (49 pixels) 0.95-0.96 (both
+/// on AVX-512: noise); v2 1.0 224's 28x28x32->192 0.77-0.89, 14x14 layers
+/// 0.63-0.88, but 112x112x32->16 1.30, 112x112x16->96 1.10, 56x56x144->24
+/// 1.08, 56x56x24->144 0.99-1.06; v2 0.35 128's 16x16x48->16 2.33,
+/// 16x16x96->16 1.28, 8x8x32->192 0.70-0.72, 8x8x144->32 1.03.
+pub fn use_amx(t: &Target, s: &PointwiseShape) -> bool {
+    t.amx && s.pixels >= AMX_MIN_PIXELS && s.in_c >= AMX_MIN_CHANNELS && s.out_c >= AMX_MIN_CHANNELS
+}
+
+/// `mncc_runtime::simd::pointwise_amx_scratch_len`: per block of 32 pixels
+/// (two pixels outer, all of them channels outer) its split inputs (two
+/// row tiles of `ceil(in_c / 32)` K steps of three 1 KiB planes) and 32 x 32
+/// sums, plus 64 bytes of alignment slack, in floats.
+pub const fn amx_scratch_len(pixels: usize, in_c: usize, order: PwOrder) -> usize {
+    let blocks = match order {
+        PwOrder::PixelsOuter => 2,
+        PwOrder::ChannelsOuter => pixels.div_ceil(32),
+    };
+    (blocks * (2 * in_c.div_ceil(32) * 3 * 1024 + 32 * 32 * 4) + 64) / 4
+}
+
+/// The bf16 truncation of `x` (its top 16 bits).
+fn bf16_bits(x: f32) -> u16 {
+    (x.to_bits() >> 16) as u16
+}
+
+/// The weights `w(o, i)` of a `k x n` pointwise layer in the AMX format of
+/// `mncc_runtime::simd::pointwise_amx` (`simd/amx.rs`): per panel of 16
+/// output channels and K step of 32 input channels, three 1 KiB B tiles, one
+/// per plane of `w = w1 + w2 + w3` (each the bf16 truncation of what the
+/// planes before left: exact); tile row `q` holds, for each of the 16
+/// columns, the pair of input channels `2q`, `2q + 1`. Zero past `k` and
+/// `n`. Two bf16 per `f32` slot (the blob is `f32`; the bytes are what
+/// count).
+fn pack_amx(k: usize, n: usize, w: impl Fn(usize, usize) -> f32) -> Vec<f32> {
+    let (panels, steps) = (n.div_ceil(PANEL), k.div_ceil(32));
+    let mut bits = vec![0u16; panels * steps * 3 * 512];
+    for p in 0..panels {
+        for s in 0..steps {
+            for q in 0..16 {
+                for c in 0..PANEL {
+                    for h in 0..2 {
+                        let (i, o) = (32 * s + 2 * q + h, PANEL * p + c);
+                        let x = if i < k && o < n { w(o, i) } else { 0.0 };
+                        let x1 = f32::from_bits(x.to_bits() & 0xffff_0000);
+                        let r = x - x1;
+                        let x2 = f32::from_bits(r.to_bits() & 0xffff_0000);
+                        let x3 = r - x2;
+                        for (plane, v) in [x1, x2, x3].into_iter().enumerate() {
+                            bits[((((p * steps + s) * 3 + plane) * 16 + q) * 16 + c) * 2 + h] = bf16_bits(v);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    bits.chunks_exact(2)
+        .map(|h| f32::from_bits(u32::from(h[0]) | (u32::from(h[1]) << 16)))
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ir::{ConvCfg, InputSpec, Param};
+
+    #[test]
+    fn amx_planes_sum_to_the_weight() {
+        // Each weight is exactly the sum of its three planes.
+        let (k, n) = (40, 20);
+        let w = |o: usize, i: usize| ((o * 31 + i * 7) as f32).sin() * 1.7e-2 + (i as f32) * 1e-5;
+        let packed = pack_amx(k, n, w);
+        let bits: Vec<u16> = packed
+            .iter()
+            .flat_map(|v| [v.to_bits() as u16, (v.to_bits() >> 16) as u16])
+            .collect();
+        let steps = k.div_ceil(32);
+        for o in 0..n {
+            for i in 0..k {
+                let (p, c, s, q, h) = (o / 16, o % 16, i / 32, (i % 32) / 2, i % 2);
+                let sum: f64 = (0..3)
+                    .map(|plane| {
+                        let b = bits[((((p * steps + s) * 3 + plane) * 16 + q) * 16 + c) * 2 + h];
+                        f64::from(f32::from_bits(u32::from(b) << 16))
+                    })
+                    .sum();
+                assert_eq!(sum, f64::from(w(o, i)), "weight {o} {i}");
+            }
+        }
+        assert_eq!(packed.len(), n.div_ceil(16) * steps * 3 * 256);
+    }
 
     fn graph(dtype: DType, layout: Layout) -> Graph {
         Graph::new("t", "", InputSpec { dtype, layout }, vec![1, 4, 6, 6])

@@ -206,9 +206,11 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             };
             eprintln!("building the generated code (release)...");
             let h = harness::build(&p, true)?;
-            let got = h.run(&x)?;
+            let (got, isa) = h.run_isa(&x)?;
             let c = harness::compare(&got, &reference);
             println!("model         {} ({})", p.name, p.description);
+            let ran: Vec<String> = isa.iter().map(|(name, n)| format!("{name} ({n} calls)")).collect();
+            println!("ran on        {}", ran.join(", "));
             print_comparison(&c, &what);
             if !c.ok() {
                 println!(

@@ -104,9 +104,38 @@ fn target_option_changes_the_schedule() {
     let (_, err) = text(&o);
     assert!(!o.status.success());
     assert!(
-        err.contains("unknown target `avx9`: expected one of x86-64, x86-64-avx2, aarch64, portable"),
+        err.contains("unknown target `avx9`: expected one of x86-64, x86-64-amx, x86-64-avx2, aarch64, portable"),
         "{err}"
     );
+}
+
+/// `--target x86-64-amx`: pointwise layers of 64 pixels and 32 channels
+/// on up carry their weights in the AMX format too and run on the tiles
+/// where the CPU has them (`MNCC_REQUIRE_ISA` naming `amx` makes their
+/// absence a failure), at the f32 tolerance against the interpreter; the
+/// 7x7 layers and the classifier stay on AVX-512.
+#[test]
+fn verify_on_the_amx_target() {
+    let m = "tests/models/v1_1.0_224.toml";
+    let (ins, err) = text(&mncc(&["inspect", "--target", "x86-64-amx", m]));
+    assert!(ins.contains("AMX tiles 32x32 for pointwise layers"), "{ins}{err}");
+    assert_eq!(ins.matches("pointwise_amx_32x32").count(), 11, "{ins}");
+    assert!(
+        ins.contains("pointwise_12x32") && ins.contains("pointwise_1x32"),
+        "{ins}"
+    );
+    for m in [m, "tests/models/v2_1.0_224.toml"] {
+        let o = mncc(&["verify", "--target", "x86-64-amx", m]);
+        let (out, err) = text(&o);
+        println!("{m}:\n{out}");
+        assert!(o.status.success(), "{m}: {out}\n{err}");
+        assert!(out.ends_with("ok\n"), "{out}");
+        let cpu_has_amx = std::fs::read_to_string("/proc/cpuinfo").is_ok_and(|c| c.contains(" amx_bf16"));
+        let required = std::env::var("MNCC_REQUIRE_ISA").is_ok_and(|r| r.split(',').any(|i| i.trim() == "amx"));
+        if cpu_has_amx || required {
+            assert!(out.contains("amx ("), "{m}: the AMX kernels did not run:\n{out}");
+        }
+    }
 }
 
 /// The largest models, through `mncc verify` (a release build of the

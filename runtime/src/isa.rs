@@ -26,17 +26,23 @@ pub enum Isa {
     Avx2 = 3,
     /// x86-64 AVX-512F: 32 registers of 16 lanes.
     Avx512 = 4,
+    /// AVX-512 plus the AMX-BF16 tile unit (Sapphire Rapids and later, on
+    /// Linux): pointwise layers compiled with AMX weights
+    /// ([`crate::simd::pointwise_amx`]) run on the tiles, every other kernel
+    /// on AVX-512.
+    Amx = 5,
 }
 
 impl Isa {
     /// All instruction sets, in the order of [`calls`]' array.
-    pub const ALL: [Isa; 4] = [Isa::Portable, Isa::Neon, Isa::Avx2, Isa::Avx512];
+    pub const ALL: [Isa; 5] = [Isa::Portable, Isa::Neon, Isa::Avx2, Isa::Avx512, Isa::Amx];
 
     fn from_u8(v: u8) -> Isa {
         match v {
             2 => Isa::Neon,
             3 => Isa::Avx2,
             4 => Isa::Avx512,
+            5 => Isa::Amx,
             _ => Isa::Portable,
         }
     }
@@ -48,6 +54,7 @@ impl Isa {
             Isa::Neon => "neon",
             Isa::Avx2 => "avx2",
             Isa::Avx512 => "avx512",
+            Isa::Amx => "amx",
         }
     }
 }
@@ -56,22 +63,39 @@ impl Isa {
 static DETECTED: AtomicU8 = AtomicU8::new(0);
 /// 0 = no limit.
 static LIMIT: AtomicU8 = AtomicU8::new(0);
-static CALLS: [AtomicU32; 4] = [
+static CALLS: [AtomicU32; 5] = [
+    AtomicU32::new(0),
     AtomicU32::new(0),
     AtomicU32::new(0),
     AtomicU32::new(0),
     AtomicU32::new(0),
 ];
 
-/// The best instruction set this CPU supports (detected once, then cached).
+/// The best instruction set this CPU supports (detected once, then cached):
+/// [`Isa::Amx`] where the tiles are usable (which, on Linux, asks the
+/// kernel for the permission to use them once, by `arch_prctl`).
 pub fn detected() -> Isa {
     let v = DETECTED.load(Ordering::Relaxed);
     if v != 0 {
         return Isa::from_u8(v);
     }
-    let isa = detect();
+    let mut isa = detect();
+    if isa == Isa::Avx512 && amx_usable() {
+        isa = Isa::Amx;
+    }
     DETECTED.store(isa as u8, Ordering::Relaxed);
     isa
+}
+
+/// The best vector instruction set the kernels use now ([`active`], with
+/// [`Isa::Amx`] as [`Isa::Avx512`]: every kernel but the AMX pointwise one
+/// runs on AVX-512 there).
+#[inline]
+pub fn active_vector() -> Isa {
+    match active() {
+        Isa::Amx => Isa::Avx512,
+        i => i,
+    }
 }
 
 /// Caps the instruction set the kernels use (`None`: no cap). The cap is
@@ -96,18 +120,18 @@ pub fn calls(isa: Isa) -> u32 {
     CALLS[isa as usize - 1].load(Ordering::Relaxed)
 }
 
-/// [`active`], counting one kernel call on it: what every `simd` kernel
-/// calls once at entry.
+/// [`active_vector`], counting one kernel call on it: what every `simd`
+/// kernel calls once at entry.
 #[inline]
 pub(crate) fn active_counted() -> Isa {
-    let isa = active();
+    let isa = active_vector();
     count(isa);
     isa
 }
 
 /// Counts one kernel call on `isa`.
 #[inline]
-fn count(isa: Isa) {
+pub(crate) fn count(isa: Isa) {
     let c = &CALLS[isa as usize - 1];
     // Not `fetch_add`: that needs compare-and-swap, which thumbv6m lacks. A
     // lost update under a race only makes the count low, never wrong in kind.
@@ -141,6 +165,54 @@ fn detect() -> Isa {
     } else {
         Isa::Portable
     }
+}
+
+/// Whether the AMX-BF16 tiles can be used: AVX-512F/BW, AMX-TILE and
+/// AMX-BF16 in CPUID, the tile state enabled in XCR0 by the OS, and, on
+/// Linux, the permission to use it granted to this process
+/// (`arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`, a raw system
+/// call: no libc). Other operating systems: not used.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+fn amx_usable() -> bool {
+    use core::arch::x86_64::__cpuid_count;
+    let leaf1 = __cpuid_count(1, 0);
+    if leaf1.ecx & (1 << 27) == 0 {
+        return false;
+    }
+    let leaf7 = __cpuid_count(7, 0);
+    let avx512bw = leaf7.ebx & (1 << 30) != 0;
+    let amx_bf16 = leaf7.edx & (1 << 22) != 0;
+    let amx_tile = leaf7.edx & (1 << 24) != 0;
+    // SAFETY: OSXSAVE is set (checked above).
+    let xcr0 = unsafe { xgetbv0() };
+    let tiles_os = xcr0 & (0b11 << 17) == 0b11 << 17; // XTILECFG, XTILEDATA
+    if !(avx512bw && amx_bf16 && amx_tile && tiles_os) {
+        return false;
+    }
+    const SYS_ARCH_PRCTL: usize = 158;
+    const ARCH_REQ_XCOMP_PERM: usize = 0x1023;
+    const XFEATURE_XTILEDATA: usize = 18;
+    let ret: isize;
+    // SAFETY: a Linux system call that only changes this process's
+    // permission to use the tile state; it reads no memory of ours, and
+    // `syscall` clobbers exactly rcx and r11 besides rax.
+    unsafe {
+        core::arch::asm!(
+            "syscall",
+            inlateout("rax") SYS_ARCH_PRCTL as isize => ret,
+            in("rdi") ARCH_REQ_XCOMP_PERM,
+            in("rsi") XFEATURE_XTILEDATA,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    ret == 0
+}
+
+#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+fn amx_usable() -> bool {
+    false
 }
 
 /// Reads XCR0.

@@ -186,9 +186,27 @@ fn for_chunks<F>(par: &dyn Parallel, units: usize, n: usize, align: usize, unit:
 where
     F: Fn(Range<usize>, &mut [f32]) + Sync,
 {
+    for_chunks_of(par, usize::MAX, units, n, align, unit, out, &|_, r, o| f(r, o));
+}
+
+/// [`for_chunks`] with at most `most` participants (the calling thread is
+/// participant 0), each chunk's `f` told which participant runs it.
+#[allow(clippy::too_many_arguments)]
+fn for_chunks_of<F>(
+    par: &dyn Parallel,
+    most: usize,
+    units: usize,
+    n: usize,
+    align: usize,
+    unit: usize,
+    out: &mut [f32],
+    f: &F,
+) where
+    F: Fn(usize, Range<usize>, &mut [f32]) + Sync,
+{
     assert_eq!(out.len(), units * unit, "par: output length (compiler bug)");
     #[cfg(target_has_atomic = "ptr")]
-    if n > 1 && par.threads() > 1 {
+    if n > 1 && par.threads() > 1 && most > 1 {
         let claims = Claims::new(n);
         let base = OutPtr(out.as_mut_ptr());
         let work = |participant: usize| {
@@ -206,13 +224,13 @@ where
                 let part = unsafe {
                     core::slice::from_raw_parts_mut(base.get().add(r.start * unit), (r.end - r.start) * unit)
                 };
-                f(r, part);
+                f(participant, r, part);
             }
         };
-        participate(par, par.threads().min(n), 0, &work);
+        participate(par, par.threads().min(n).min(most), 0, &work);
         return;
     }
-    f(0..units, out);
+    f(0, 0..units, out);
 }
 
 /// The unclaimed chunks `front..back` of a layer, packed in one atomic word
@@ -326,6 +344,94 @@ pub fn pointwise(
         );
     };
     for_chunks(par, s.pixels, n, PIXEL_ALIGN, s.out_c, out, &part);
+}
+
+/// Participants of [`pointwise_amx`] and [`pointwise_depthwise_amx`]: the
+/// scratch they are given holds this many per-thread parts.
+pub const AMX_PARTS: usize = 2;
+
+/// [`simd::pointwise_amx`] on `par`'s threads, split by pixels (at
+/// multiples of 32, the tile rows, where the tiles run; of
+/// [`PIXEL_ALIGN`] otherwise), on at most [`AMX_PARTS`] of them: `scratch`
+/// holds one [`simd::pointwise_amx_scratch_len`] part per participant.
+/// Same arguments, same result bit for bit.
+///
+/// # Panics
+/// As [`simd::pointwise_amx`]; if `scratch` has fewer than [`AMX_PARTS`]
+/// parts.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub fn pointwise_amx(
+    par: &dyn Parallel,
+    s: &PointwiseShape,
+    tiles: &PointwiseTiles,
+    input: &[f32],
+    packed: &[f32],
+    planes: &[f32],
+    ep: &Epilogue<'_>,
+    out: &mut [f32],
+    scratch: &mut [f32],
+) {
+    let slot = simd::pointwise_amx_scratch_len(s.pixels, s.in_c, tiles.order);
+    assert!(
+        scratch.len() >= AMX_PARTS * slot,
+        "par::pointwise_amx: `scratch` has {} elements, {AMX_PARTS} parts of {slot} needed",
+        scratch.len()
+    );
+    let align = if crate::isa::active() == crate::isa::Isa::Amx {
+        32
+    } else {
+        PIXEL_ALIGN
+    };
+    let per_thread = if s.out_c > s.pixels { 1 } else { CHUNKS_PER_THREAD };
+    let max_chunks = par.threads().min(AMX_PARTS).saturating_mul(per_thread);
+    let n = chunk_count(par, s.pixels, align, s.in_c * s.out_c, max_chunks);
+    if n <= 1 || input.len() != s.pixels * s.in_c || out.len() != s.pixels * s.out_c {
+        // One part (or a length error, which the kernel reports).
+        return simd::pointwise_amx(s, tiles, input, packed, planes, ep, out, &mut scratch[..slot]);
+    }
+    let parts = ScratchParts(scratch.as_mut_ptr(), slot);
+    let part = |participant: usize, px: Range<usize>, out: &mut [f32]| {
+        let sub = PointwiseShape {
+            pixels: px.end - px.start,
+            ..*s
+        };
+        let ep = part_epilogue(ep, px.start * s.out_c..px.end * s.out_c);
+        simd::pointwise_amx(
+            &sub,
+            tiles,
+            &input[px.start * s.in_c..px.end * s.in_c],
+            packed,
+            planes,
+            &ep,
+            out,
+            parts.get(participant),
+        );
+    };
+    for_chunks_of(par, AMX_PARTS, s.pixels, n, align, s.out_c, out, &part);
+}
+
+/// The per-participant parts of a scratch slice: `.1` elements each, at
+/// least [`AMX_PARTS`] of them from `.0`.
+struct ScratchParts(*mut f32, usize);
+
+// SAFETY: `get` hands part `p` only to participant `p`, and a participant
+// index belongs to one thread at a time (`participate` gives each closure
+// its own); the pointer itself is only copied.
+unsafe impl Sync for ScratchParts {}
+
+impl ScratchParts {
+    /// Participant `p`'s part (`p < AMX_PARTS`).
+    #[allow(clippy::mut_from_ref)]
+    fn get(&self, p: usize) -> &mut [f32] {
+        assert!(p < AMX_PARTS, "par: participant {p} has no scratch part (compiler bug)");
+        // SAFETY: parts `0..AMX_PARTS` lie inside the scratch slice (checked
+        // by the caller against `AMX_PARTS * .1`), are disjoint, and part
+        // `p` is only used by participant `p`, which runs one chunk at a
+        // time; the slice is borrowed exclusively by the caller until
+        // `for_chunks_of` (which joins every participant) returns.
+        unsafe { core::slice::from_raw_parts_mut(self.0.add(p * self.1), self.1) }
+    }
 }
 
 /// [`pointwise`] with one pixel (a dense layer: the classifier): split by
@@ -485,8 +591,113 @@ pub fn pointwise_depthwise(
     let (s0, s1) = scratch.split_at_mut(slot);
     let (o0, o1) = out.split_at_mut(half * s.dw.out_w * s.dw.out_c);
     par.join(
-        &mut || simd::pointwise_depthwise_bands(s, 0..half, pw_weights, pw_ep, dw_weights, dw_ep, input, s0, o0),
-        &mut || simd::pointwise_depthwise_bands(s, half..out_h, pw_weights, pw_ep, dw_weights, dw_ep, input, s1, o1),
+        &mut || simd::pointwise_depthwise_bands(s, 0..half, pw_weights, None, pw_ep, dw_weights, dw_ep, input, s0, o0),
+        &mut || {
+            simd::pointwise_depthwise_bands(
+                s,
+                half..out_h,
+                pw_weights,
+                None,
+                pw_ep,
+                dw_weights,
+                dw_ep,
+                input,
+                s1,
+                o1,
+            )
+        },
+    );
+}
+
+/// [`pointwise_depthwise`] with the pointwise layer on the AMX tiles
+/// ([`simd::pointwise_depthwise_amx`]): `amx_scratch` holds
+/// [`AMX_PARTS`] parts, one per half. Same result, bit for bit, as the
+/// serial call.
+///
+/// # Panics
+/// As [`simd::pointwise_depthwise_amx`].
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub fn pointwise_depthwise_amx(
+    par: &dyn Parallel,
+    s: &simd::PwDwShape,
+    pw_weights: &[f32],
+    pw_planes: &[f32],
+    pw_ep: &Epilogue<'_>,
+    dw_weights: &[f32],
+    dw_ep: &Epilogue<'_>,
+    input: &[f32],
+    scratch: &mut [f32],
+    amx_scratch: &mut [f32],
+    out: &mut [f32],
+) {
+    let slot = s.scratch_len();
+    let amx_slot = simd::pointwise_amx_scratch_len(s.pw.pixels, s.pw.in_c, s.pw_tiles.order);
+    let macs = s.pw.pixels * s.pw.in_c * s.pw.out_c + s.dw.out_len() * s.dw.kernel_h * s.dw.kernel_w;
+    let out_h = s.dw.out_h;
+    if par.threads() < 2
+        || out_h < 2
+        || macs / 2 < par.min_part_macs()
+        || scratch.len() < 2 * slot
+        || amx_scratch.len() < AMX_PARTS * amx_slot
+        || out.len() != s.dw.out_len()
+    {
+        return simd::pointwise_depthwise_amx(
+            s,
+            pw_weights,
+            pw_planes,
+            pw_ep,
+            dw_weights,
+            dw_ep,
+            input,
+            scratch,
+            amx_scratch,
+            out,
+        );
+    }
+    // Checks every length (and the shapes) before any part runs.
+    s.check(
+        "par::pointwise_depthwise_amx",
+        input.len(),
+        slot,
+        out.len(),
+        pw_ep,
+        dw_ep,
+    );
+    simd::check_amx(s, pw_planes, amx_slot);
+    let half = out_h / 2;
+    let (s0, s1) = scratch.split_at_mut(slot);
+    let (a0, a1) = amx_scratch.split_at_mut(amx_slot);
+    let (o0, o1) = out.split_at_mut(half * s.dw.out_w * s.dw.out_c);
+    par.join(
+        &mut || {
+            simd::pointwise_depthwise_bands(
+                s,
+                0..half,
+                pw_weights,
+                Some((pw_planes, &mut *a0)),
+                pw_ep,
+                dw_weights,
+                dw_ep,
+                input,
+                s0,
+                o0,
+            )
+        },
+        &mut || {
+            simd::pointwise_depthwise_bands(
+                s,
+                half..out_h,
+                pw_weights,
+                Some((pw_planes, &mut *a1)),
+                pw_ep,
+                dw_weights,
+                dw_ep,
+                input,
+                s1,
+                o1,
+            )
+        },
     );
 }
 

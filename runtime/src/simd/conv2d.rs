@@ -90,7 +90,7 @@ fn check_args<T>(
 /// Whether [`conv2d_rows`] computes `s` on this CPU (the direct route).
 pub(crate) fn conv2d_rows_applies(s: &ConvShape) -> bool {
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
-    return direct_applies(isa::active(), s);
+    return direct_applies(isa::active_vector(), s);
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     return {
         let _ = s;

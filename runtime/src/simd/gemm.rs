@@ -54,6 +54,92 @@ pub fn pointwise(
     unsafe { gemm(isa, &g, tiles.kc, tiles.order) }
 }
 
+/// Input channels per K step of the AMX kernel (one A tile row: 32 bf16).
+pub(crate) const AMX_K: usize = 32;
+/// Bytes of one AMX tile (16 rows of 64 bytes).
+pub(crate) const AMX_TILE: usize = 1024;
+/// Bytes of one K step of one panel (or one row tile) in the AMX format:
+/// three planes.
+pub(crate) const AMX_STEP: usize = 3 * AMX_TILE;
+
+/// Number of `f32` slots (two bf16 each) of a pointwise layer's weights in
+/// the AMX format of [`pointwise_amx`]: `ceil(out_c / 16)` panels of
+/// `ceil(in_c / 32)` K steps of three 1 KiB B tiles (see `simd/amx.rs`).
+pub const fn pointwise_amx_len(in_c: usize, out_c: usize) -> usize {
+    out_c.div_ceil(PANEL) * in_c.div_ceil(AMX_K) * AMX_STEP / 4
+}
+
+/// Number of `f32` of scratch [`pointwise_amx`] needs for `pixels` pixels
+/// of `in_c` input channels in `order`: per block of 32 pixels (one
+/// pixels outer, all of them channels outer), their split inputs (A tiles)
+/// and a 32 x 32 block of sums; and 64 bytes of alignment slack.
+pub const fn pointwise_amx_scratch_len(pixels: usize, in_c: usize, order: PwOrder) -> usize {
+    // Row blocks of 32 pixels whose A tiles (and, channels outer, partial
+    // sums) the scratch holds.
+    let blocks = match order {
+        PwOrder::PixelsOuter => 2,
+        PwOrder::ChannelsOuter => pixels.div_ceil(32),
+    };
+    (blocks * (2 * in_c.div_ceil(AMX_K) * AMX_STEP + 32 * 32 * 4) + 64) / 4
+}
+
+/// [`pointwise`] on the AMX tile unit where the CPU has it
+/// ([`Isa::Amx`]), at f32 accuracy (each product summed from six bf16
+/// partial products, see `simd/amx.rs`), else exactly [`pointwise`]:
+/// `packed` as for [`pointwise`], `planes` the same weights in the AMX
+/// format ([`pointwise_amx_len`] slots), `scratch` at least
+/// [`pointwise_amx_scratch_len`] floats (any contents). The AMX result
+/// differs from [`pointwise`]'s by float rounding; on the tiles, a pixel
+/// gets the same bits wherever it falls in a call.
+///
+/// # Panics
+/// As [`pointwise`]; if `planes` or `scratch` is too short.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub fn pointwise_amx(
+    s: &PointwiseShape,
+    tiles: &PointwiseTiles,
+    input: &[f32],
+    packed: &[f32],
+    planes: &[f32],
+    ep: &Epilogue<'_>,
+    out: &mut [f32],
+    scratch: &mut [f32],
+) {
+    const K: &str = "simd::pointwise_amx";
+    check_len(K, "planes", planes.len(), pointwise_amx_len(s.in_c, s.out_c));
+    let need = pointwise_amx_scratch_len(s.pixels, s.in_c, tiles.order);
+    assert!(
+        scratch.len() >= need,
+        "{K}: `scratch` has {} elements, {need} needed",
+        scratch.len()
+    );
+    #[cfg(target_arch = "x86_64")]
+    if s.pixels > 0 && s.out_c > 0 && isa::active() == Isa::Amx {
+        check_len(K, "input", input.len(), s.pixels * s.in_c);
+        check_len(K, "packed", packed.len(), pointwise_packed_len(s.in_c, s.out_c));
+        check_len(K, "out", out.len(), s.pixels * s.out_c);
+        check_epilogue(K, ep, s.out_c, out.len());
+        isa::count(Isa::Amx);
+        let g = super::amx::AmxGemm {
+            m: s.pixels,
+            k: s.in_c,
+            n: s.out_c,
+            a: input.as_ptr(),
+            lda: s.in_c,
+            planes: planes.as_ptr().cast(),
+            ep,
+            out: out.as_mut_ptr(),
+            scratch: scratch.as_mut_ptr(),
+        };
+        // SAFETY: the lengths were checked above (`AmxGemm`'s contract) and
+        // the CPU runs AMX (`Isa::Amx` is only detected where it does).
+        unsafe { super::amx::gemm_amx(&g, tiles.order) };
+        return;
+    }
+    pointwise(s, tiles, input, packed, ep, out)
+}
+
 // ---------------------------------------------------------------------------
 // GEMM: C[m x n] (+)= A[m x k] * B[k x n], B packed in panels of 16 columns.
 

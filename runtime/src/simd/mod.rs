@@ -26,6 +26,9 @@
 //! The cache tiles and loop order (`kc`, `order`, `rows`) come from the
 //! compiler's schedule, as for the reference kernels.
 
+#[cfg(target_arch = "x86_64")]
+mod amx;
+
 mod conv2d;
 mod depthwise;
 mod fused;
@@ -142,5 +145,6 @@ pub use conv2d::{conv2d, conv2d_packed_len};
 pub(crate) use conv2d::{conv2d_rows, conv2d_rows_applies};
 pub use depthwise::depthwise;
 pub(crate) use fused::bands as pointwise_depthwise_bands;
-pub use fused::{pointwise_depthwise, PwDwShape};
-pub use gemm::{pointwise, pointwise_packed_len};
+pub(crate) use fused::check_amx;
+pub use fused::{pointwise_depthwise, pointwise_depthwise_amx, PwDwShape};
+pub use gemm::{pointwise, pointwise_amx, pointwise_amx_len, pointwise_amx_scratch_len, pointwise_packed_len};

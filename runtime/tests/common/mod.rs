@@ -29,11 +29,14 @@ pub fn isas() -> Vec<Isa> {
     let have = |i: Isa| match i {
         Isa::Portable => true,
         Isa::Neon => d == Isa::Neon,
-        Isa::Avx2 | Isa::Avx512 => matches!(d, Isa::Avx2 | Isa::Avx512) && i <= d,
+        Isa::Avx2 | Isa::Avx512 => matches!(d, Isa::Avx2 | Isa::Avx512 | Isa::Amx) && i <= d,
+        Isa::Amx => false,
     };
     let req = required_isas();
     let mut out = Vec::new();
-    for i in Isa::ALL {
+    // The vector instruction sets; AMX (pointwise layers only) has its own
+    // tests (`amx_isas`).
+    for i in Isa::ALL.into_iter().filter(|&i| i != Isa::Amx) {
         if have(i) {
             out.push(i);
         } else if req.iter().any(|r| r == i.name()) {
@@ -47,6 +50,22 @@ pub fn isas() -> Vec<Isa> {
         }
     }
     out
+}
+
+/// `[Isa::Amx]` if this CPU can run the AMX kernels, else nothing (and a
+/// panic if `MNCC_REQUIRE_ISA` names `amx`).
+pub fn amx_isas() -> Vec<Isa> {
+    if isa::detected() == Isa::Amx {
+        vec![Isa::Amx]
+    } else if required_isas().iter().any(|r| r == "amx") {
+        panic!(
+            "MNCC_REQUIRE_ISA names amx but this CPU has at most {}",
+            isa::detected().name()
+        );
+    } else {
+        eprintln!("skipping amx: this CPU has at most {}", isa::detected().name());
+        Vec::new()
+    }
 }
 
 /// Runs `f` once per instruction set of [`isas`], with `isa::set_limit` on
