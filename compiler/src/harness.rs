@@ -465,12 +465,19 @@ pub fn layer_report(layers: &[LayerTiming], peak: f64) -> String {
     let mut kinds: Vec<(String, u64, f64)> = Vec::new();
     for l in layers {
         // "pointwise_12x32+depthwise_3x3_ct16": a banded pair, timed as one.
+        // AMX layers ("pointwise_amx_32x32") apart: their "% peak" is of
+        // the f32 FMA peak, which the tiles exceed.
+        let amx = if l.kernel.starts_with("pointwise_amx") {
+            " (AMX)"
+        } else {
+            ""
+        };
         let kind = if l.kernel.starts_with('(') {
             continue;
         } else if l.kernel.contains('+') {
-            "pointwise+depthwise (bands)".to_string()
+            format!("pointwise+depthwise (bands){amx}")
         } else {
-            l.kernel.split('_').next().unwrap_or("").to_string()
+            format!("{}{amx}", l.kernel.split('_').next().unwrap_or(""))
         };
         let kind = if kind == "global" {
             "global_avg_pool".to_string()

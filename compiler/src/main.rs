@@ -87,8 +87,9 @@ enum Cmd {
         /// two-thread pool).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
         threads: u8,
-        /// FMA peak of one core in GFLOP/s, for the "% of peak" columns
-        /// (177 on the Xeon the README's figures come from; `bench/peak` measures yours).
+        /// f32 FMA peak of one core in GFLOP/s, for the "% of peak" columns
+        /// (177 on the Xeon the README's figures come from; `bench/peak` measures yours;
+        /// layers on the AMX tiles can exceed it).
         #[arg(long, default_value_t = 177.0)]
         peak: f64,
     },
