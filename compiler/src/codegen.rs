@@ -374,7 +374,7 @@ fn layer_args(p: &Program, l: &Layer) -> TokenStream {
         Storage::Arena(_) => arena = true,
         Storage::Input => {}
     }
-    if arena || amx_planes(l).is_some() {
+    if arena || on_amx(l) {
         args.push(quote!(arena));
     }
     if l.weights.is_some() || l.bias.is_some() {
@@ -512,11 +512,11 @@ fn layer_fn(p: &Program, i: usize, l: &Layer, par: bool) -> TokenStream {
         Storage::Arena(r) => Some(r.clone()),
         Storage::Input => None,
     };
-    let planes = amx_planes(l);
-    if !arena_in.is_empty() || out_arena.is_some() || planes.is_some() {
+    let amx = on_amx(l);
+    if !arena_in.is_empty() || out_arena.is_some() || amx {
         params.push(quote!(arena: &mut [f32]));
     }
-    if planes.is_some() {
+    if amx {
         // The AMX scratch is the arena's end, past the planned tensors.
         let at = usize_lit(p.amx_at);
         bind.push(quote!(let (arena, amx) = arena.split_at_mut(#at);));
@@ -605,12 +605,11 @@ fn layer_fn(p: &Program, i: usize, l: &Layer, par: bool) -> TokenStream {
                 }
             };
             let ep = epilogue(l, residual);
-            let call = match &planes {
-                Some(planes) => {
-                    let len = usize_lit(p.amx_scratch * if par { crate::lower::AMX_PARTS } else { 1 });
-                    quote!(#module::pointwise_amx(#par_arg &SHAPE, &TILES, #x, &w[#wr], &w[#planes], #ep, y, &mut amx[..#len]);)
-                }
-                None => quote!(#module::pointwise(#par_arg &SHAPE, &TILES, #x, &w[#wr], #ep, y);),
+            let call = if amx {
+                let len = usize_lit(p.amx_scratch * if par { crate::lower::AMX_PARTS } else { 1 });
+                quote!(#module::pointwise_amx(#par_arg &SHAPE, &TILES, #x, &w[#wr], #ep, y, &mut amx[..#len]);)
+            } else {
+                quote!(#module::pointwise(#par_arg &SHAPE, &TILES, #x, &w[#wr], #ep, y);)
             };
             quote! {
                 const SHAPE: ::mncc_runtime::PointwiseShape = ::mncc_runtime::PointwiseShape { pixels: #pixels, in_c: #in_c, out_c: #out_c };
@@ -652,12 +651,9 @@ fn layer_fn(p: &Program, i: usize, l: &Layer, par: bool) -> TokenStream {
     }
 }
 
-/// The AMX weights' range in the blob, for a pointwise layer on the tiles.
-fn amx_planes(l: &Layer) -> Option<TokenStream> {
-    match &l.kernel {
-        Kernel::Pointwise { amx: Some(r), .. } => Some(range_lit(r)),
-        _ => None,
-    }
+/// Whether the layer is a pointwise one on the AMX tiles.
+fn on_amx(l: &Layer) -> bool {
+    matches!(&l.kernel, Kernel::Pointwise { amx: true, .. })
 }
 
 /// The arguments of a banded pair's call (layer `i`, the pointwise one,
@@ -732,7 +728,7 @@ fn fused_fn(p: &Program, i: usize, par: bool) -> TokenStream {
         ));
         (serial_name, docs)
     };
-    let planes = amx_planes(pw);
+    let amx = on_amx(pw);
     let module = if par {
         quote!(::mncc_runtime::par)
     } else {
@@ -766,7 +762,7 @@ fn fused_fn(p: &Program, i: usize, par: bool) -> TokenStream {
     let y_out = *storage_of(p, dw.output) == Storage::Output;
     let xp = if x_in { quote!(_) } else { quote!(x) };
     let yp = if y_out { quote!(_) } else { quote!(y) };
-    if planes.is_some() {
+    if amx {
         // The AMX scratch is the arena's end, past the planned tensors.
         let at = usize_lit(p.amx_at);
         bind.push(quote!(let (arena, amx) = arena.split_at_mut(#at);));
@@ -783,12 +779,11 @@ fn fused_fn(p: &Program, i: usize, par: bool) -> TokenStream {
     let rows = usize_lit(band.rows);
     let (pw_w, dw_w) = (pw.weights.as_ref().map(range_lit), dw.weights.as_ref().map(range_lit));
     let (pw_ep, dw_ep) = (epilogue(pw, quote!(None)), epilogue(dw, quote!(None)));
-    let call = match &planes {
-        Some(planes) => {
-            let len = usize_lit(p.amx_scratch * if par { crate::lower::AMX_PARTS } else { 1 });
-            quote!(#module::pointwise_depthwise_amx(#par_arg &SHAPE, &w[#pw_w], &w[#planes], #pw_ep, &w[#dw_w], #dw_ep, x, s, &mut amx[..#len], y);)
-        }
-        None => quote!(#module::pointwise_depthwise(#par_arg &SHAPE, &w[#pw_w], #pw_ep, &w[#dw_w], #dw_ep, x, s, y);),
+    let call = if amx {
+        let len = usize_lit(p.amx_scratch * if par { crate::lower::AMX_PARTS } else { 1 });
+        quote!(#module::pointwise_depthwise_amx(#par_arg &SHAPE, &w[#pw_w], #pw_ep, &w[#dw_w], #dw_ep, x, s, &mut amx[..#len], y);)
+    } else {
+        quote!(#module::pointwise_depthwise(#par_arg &SHAPE, &w[#pw_w], #pw_ep, &w[#dw_w], #dw_ep, x, s, y);)
     };
     quote! {
         #(#[doc = #docs])*

@@ -137,9 +137,9 @@ pub struct Target {
     /// run in bands with the depthwise layer that reads it (see
     /// [`fuse_bands`]); 0 never fuses.
     pub l2_bytes: usize,
-    /// Whether pointwise layers also get their weights in the AMX format
-    /// and call `simd::pointwise_amx` (see [`use_amx`]), which runs them
-    /// on the AMX-BF16 tiles where the CPU has them.
+    /// Whether pointwise layers call `simd::pointwise_amx` (see
+    /// [`use_amx`]), which runs them on the AMX-BF16 tiles where the CPU
+    /// has them.
     pub amx: bool,
 }
 
@@ -157,11 +157,10 @@ impl Target {
         amx: false,
     };
     /// [`Target::X86_64`] plus the AMX-BF16 tile unit (Sapphire Rapids and
-    /// later Xeons, on Linux): pointwise layers of at least
-    /// [`AMX_MIN_PIXELS`] pixels carry their weights a second time, split
-    /// into bf16 planes (6 bytes per weight), and run on the tiles at f32
-    /// accuracy; on a CPU without AMX the same code runs on AVX-512 (or
-    /// less).
+    /// later Xeons, on Linux): pointwise layers chosen by [`use_amx`] run on
+    /// the tiles at f32 accuracy (their weights split into bf16 planes at
+    /// run time, in a scratch at the arena's end); on a CPU without AMX the
+    /// same code runs on AVX-512 (or less).
     pub const X86_64_AMX: Target = Target {
         name: "x86-64-amx",
         amx: true,
@@ -303,9 +302,9 @@ pub enum Kernel {
         nr: usize,
         /// Cache tiles and loop order.
         tiles: PointwiseTiles,
-        /// The weights in the AMX format, where the layer runs on the tiles
-        /// (`mncc_runtime::simd::pointwise_amx`).
-        amx: Option<Range<usize>>,
+        /// Whether the layer runs on the AMX tiles where the CPU has them
+        /// (`mncc_runtime::simd::pointwise_amx`, on the same weights).
+        amx: bool,
     },
     /// Global average pooling.
     GlobalAvgPool {
@@ -347,7 +346,7 @@ impl Kernel {
             Kernel::Depthwise { shape, ct, .. } => {
                 format!("depthwise_{}x{}_ct{ct}", shape.kernel_h, shape.kernel_w)
             }
-            Kernel::Pointwise { amx: Some(_), .. } => "pointwise_amx_32x32".into(),
+            Kernel::Pointwise { amx: true, .. } => "pointwise_amx_32x32".into(),
             Kernel::Pointwise { mr, nr, .. } => format!("pointwise_{mr}x{nr}"),
             Kernel::GlobalAvgPool { .. } => "global_avg_pool".into(),
             Kernel::Softmax => "softmax".into(),
@@ -629,10 +628,10 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
                     layer.why = why;
                     if let Kernel::Pointwise { amx, shape, tiles, .. } = &mut kernel {
                         if use_amx(target, shape) {
-                            *amx = Some(push_blob(&mut blob, &pack_amx(ic, oc, |o, i| w[o * ic + i])));
+                            *amx = true;
                             layer.why += &format!(
                                 "; AMX tiles (bf16x6), {} scratch floats per thread",
-                                amx_scratch_len(shape.pixels, ic, tiles.order)
+                                amx_scratch_len(shape.pixels, ic, oc, tiles.order)
                             );
                         }
                     }
@@ -800,9 +799,9 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
             Kernel::Pointwise {
                 shape,
                 tiles,
-                amx: Some(_),
+                amx: true,
                 ..
-            } => Some(amx_scratch_len(shape.pixels, shape.in_c, tiles.order)),
+            } => Some(amx_scratch_len(shape.pixels, shape.in_c, shape.out_c, tiles.order)),
             _ => None,
         })
         .max()
@@ -974,14 +973,13 @@ fn pointwise(
         mr,
         nr,
         tiles: PointwiseTiles { kc, order },
-        amx: None,
+        amx: false,
     };
     (kernel, packed, why)
 }
 
 /// Pointwise layers with fewer pixels stay on AVX-512 on an AMX target:
-/// their weights (6 bytes each in the AMX format, against 4) come from
-/// memory, so the tiles gain nothing (see [`use_amx`]).
+/// the tiles gain nothing there (see [`use_amx`]).
 pub const AMX_MIN_PIXELS: usize = 64;
 
 /// Pointwise layers with fewer input or output channels stay on AVX-512 on
@@ -1008,88 +1006,25 @@ pub fn use_amx(t: &Target, s: &PointwiseShape) -> bool {
     t.amx && s.pixels >= AMX_MIN_PIXELS && s.in_c >= AMX_MIN_CHANNELS && s.out_c >= AMX_MIN_CHANNELS
 }
 
-/// `mncc_runtime::simd::pointwise_amx_scratch_len`: per block of 32 pixels
-/// (two pixels outer, all of them channels outer) its split inputs (two
-/// row tiles of `ceil(in_c / 32)` K steps of three 1 KiB planes) and 32 x 32
-/// sums, plus 64 bytes of alignment slack, in floats.
-pub const fn amx_scratch_len(pixels: usize, in_c: usize, order: PwOrder) -> usize {
-    let blocks = match order {
-        PwOrder::PixelsOuter => 2,
-        PwOrder::ChannelsOuter => pixels.div_ceil(32),
+/// `mncc_runtime::simd::pointwise_amx_scratch_len`, in floats: 1 KiB
+/// tiles of `ceil(in_c / 32)` K steps of three planes for, pixels outer,
+/// two blocks of 32 pixels' inputs (four row tiles) and all the weights
+/// (`ceil(out_c / 16)` panels), and two 32 x 32 staging blocks; channels
+/// outer, all the pixels' inputs, two strips' weights (four panels) and a
+/// 32 x 32 block of sums per 32 pixels; plus 64 bytes of alignment slack.
+pub const fn amx_scratch_len(pixels: usize, in_c: usize, out_c: usize, order: PwOrder) -> usize {
+    let step = in_c.div_ceil(32) * 3 * 1024;
+    let (row_tiles, panels, sums) = match order {
+        PwOrder::PixelsOuter => (4, out_c.div_ceil(PANEL), 2),
+        PwOrder::ChannelsOuter => (2 * pixels.div_ceil(32), 4, pixels.div_ceil(32)),
     };
-    (blocks * (2 * in_c.div_ceil(32) * 3 * 1024 + 32 * 32 * 4) + 64) / 4
-}
-
-/// The bf16 truncation of `x` (its top 16 bits).
-fn bf16_bits(x: f32) -> u16 {
-    (x.to_bits() >> 16) as u16
-}
-
-/// The weights `w(o, i)` of a `k x n` pointwise layer in the AMX format of
-/// `mncc_runtime::simd::pointwise_amx` (`simd/amx.rs`): per panel of 16
-/// output channels and K step of 32 input channels, three 1 KiB B tiles, one
-/// per plane of `w = w1 + w2 + w3` (each the bf16 truncation of what the
-/// planes before left: exact); tile row `q` holds, for each of the 16
-/// columns, the pair of input channels `2q`, `2q + 1`. Zero past `k` and
-/// `n`. Two bf16 per `f32` slot (the blob is `f32`; the bytes are what
-/// count).
-fn pack_amx(k: usize, n: usize, w: impl Fn(usize, usize) -> f32) -> Vec<f32> {
-    let (panels, steps) = (n.div_ceil(PANEL), k.div_ceil(32));
-    let mut bits = vec![0u16; panels * steps * 3 * 512];
-    for p in 0..panels {
-        for s in 0..steps {
-            for q in 0..16 {
-                for c in 0..PANEL {
-                    for h in 0..2 {
-                        let (i, o) = (32 * s + 2 * q + h, PANEL * p + c);
-                        let x = if i < k && o < n { w(o, i) } else { 0.0 };
-                        let x1 = f32::from_bits(x.to_bits() & 0xffff_0000);
-                        let r = x - x1;
-                        let x2 = f32::from_bits(r.to_bits() & 0xffff_0000);
-                        let x3 = r - x2;
-                        for (plane, v) in [x1, x2, x3].into_iter().enumerate() {
-                            bits[((((p * steps + s) * 3 + plane) * 16 + q) * 16 + c) * 2 + h] = bf16_bits(v);
-                        }
-                    }
-                }
-            }
-        }
-    }
-    bits.chunks_exact(2)
-        .map(|h| f32::from_bits(u32::from(h[0]) | (u32::from(h[1]) << 16)))
-        .collect()
+    ((row_tiles + panels) * step + sums * 32 * 32 * 4 + 64) / 4
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ir::{ConvCfg, InputSpec, Param};
-
-    #[test]
-    fn amx_planes_sum_to_the_weight() {
-        // Each weight is exactly the sum of its three planes.
-        let (k, n) = (40, 20);
-        let w = |o: usize, i: usize| ((o * 31 + i * 7) as f32).sin() * 1.7e-2 + (i as f32) * 1e-5;
-        let packed = pack_amx(k, n, w);
-        let bits: Vec<u16> = packed
-            .iter()
-            .flat_map(|v| [v.to_bits() as u16, (v.to_bits() >> 16) as u16])
-            .collect();
-        let steps = k.div_ceil(32);
-        for o in 0..n {
-            for i in 0..k {
-                let (p, c, s, q, h) = (o / 16, o % 16, i / 32, (i % 32) / 2, i % 2);
-                let sum: f64 = (0..3)
-                    .map(|plane| {
-                        let b = bits[((((p * steps + s) * 3 + plane) * 16 + q) * 16 + c) * 2 + h];
-                        f64::from(f32::from_bits(u32::from(b) << 16))
-                    })
-                    .sum();
-                assert_eq!(sum, f64::from(w(o, i)), "weight {o} {i}");
-            }
-        }
-        assert_eq!(packed.len(), n.div_ceil(16) * steps * 3 * 256);
-    }
 
     fn graph(dtype: DType, layout: Layout) -> Graph {
         Graph::new("t", "", InputSpec { dtype, layout }, vec![1, 4, 6, 6])

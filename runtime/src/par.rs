@@ -367,12 +367,11 @@ pub fn pointwise_amx(
     tiles: &PointwiseTiles,
     input: &[f32],
     packed: &[f32],
-    planes: &[f32],
     ep: &Epilogue<'_>,
     out: &mut [f32],
     scratch: &mut [f32],
 ) {
-    let slot = simd::pointwise_amx_scratch_len(s.pixels, s.in_c, tiles.order);
+    let slot = simd::pointwise_amx_scratch_len(s.pixels, s.in_c, s.out_c, tiles.order);
     assert!(
         scratch.len() >= AMX_PARTS * slot,
         "par::pointwise_amx: `scratch` has {} elements, {AMX_PARTS} parts of {slot} needed",
@@ -388,7 +387,7 @@ pub fn pointwise_amx(
     let n = chunk_count(par, s.pixels, align, s.in_c * s.out_c, max_chunks);
     if n <= 1 || input.len() != s.pixels * s.in_c || out.len() != s.pixels * s.out_c {
         // One part (or a length error, which the kernel reports).
-        return simd::pointwise_amx(s, tiles, input, packed, planes, ep, out, &mut scratch[..slot]);
+        return simd::pointwise_amx(s, tiles, input, packed, ep, out, &mut scratch[..slot]);
     }
     let parts = ScratchParts(scratch.as_mut_ptr(), slot);
     let part = |participant: usize, px: Range<usize>, out: &mut [f32]| {
@@ -402,7 +401,6 @@ pub fn pointwise_amx(
             tiles,
             &input[px.start * s.in_c..px.end * s.in_c],
             packed,
-            planes,
             &ep,
             out,
             parts.get(participant),
@@ -622,7 +620,6 @@ pub fn pointwise_depthwise_amx(
     par: &dyn Parallel,
     s: &simd::PwDwShape,
     pw_weights: &[f32],
-    pw_planes: &[f32],
     pw_ep: &Epilogue<'_>,
     dw_weights: &[f32],
     dw_ep: &Epilogue<'_>,
@@ -632,7 +629,7 @@ pub fn pointwise_depthwise_amx(
     out: &mut [f32],
 ) {
     let slot = s.scratch_len();
-    let amx_slot = simd::pointwise_amx_scratch_len(s.pw.pixels, s.pw.in_c, s.pw_tiles.order);
+    let amx_slot = simd::pointwise_amx_scratch_len(s.pw.pixels, s.pw.in_c, s.pw.out_c, s.pw_tiles.order);
     let macs = s.pw.pixels * s.pw.in_c * s.pw.out_c + s.dw.out_len() * s.dw.kernel_h * s.dw.kernel_w;
     let out_h = s.dw.out_h;
     if par.threads() < 2
@@ -645,7 +642,6 @@ pub fn pointwise_depthwise_amx(
         return simd::pointwise_depthwise_amx(
             s,
             pw_weights,
-            pw_planes,
             pw_ep,
             dw_weights,
             dw_ep,
@@ -664,7 +660,7 @@ pub fn pointwise_depthwise_amx(
         pw_ep,
         dw_ep,
     );
-    simd::check_amx(s, pw_planes, amx_slot);
+    simd::check_amx(s, amx_slot);
     let half = out_h / 2;
     let (s0, s1) = scratch.split_at_mut(slot);
     let (a0, a1) = amx_scratch.split_at_mut(amx_slot);
@@ -675,7 +671,7 @@ pub fn pointwise_depthwise_amx(
                 s,
                 0..half,
                 pw_weights,
-                Some((pw_planes, &mut *a0)),
+                Some(&mut *a0),
                 pw_ep,
                 dw_weights,
                 dw_ep,
@@ -689,7 +685,7 @@ pub fn pointwise_depthwise_amx(
                 s,
                 half..out_h,
                 pw_weights,
-                Some((pw_planes, &mut *a1)),
+                Some(&mut *a1),
                 pw_ep,
                 dw_weights,
                 dw_ep,

@@ -5,7 +5,9 @@
 //! remainders), both loop orders and every epilogue; each pixel's bits the
 //! same wherever it falls in a call (what the parallel split relies on), the
 //! parallel and banded forms bit for bit the serial unfused ones; and on a
-//! CPU without AMX (or with it capped), exactly `simd::pointwise`.
+//! CPU without AMX (or with it capped), exactly `simd::pointwise`. The
+//! weights are the same panels `simd::pointwise` reads, split into bf16
+//! planes by the kernel.
 //!
 //! The tests that need the tiles are skipped with a message where the CPU
 //! (or the OS) has none, unless `MNCC_REQUIRE_ISA` names `amx`: then they
@@ -18,56 +20,12 @@ use mncc_runtime::par::{self, Parallel};
 use mncc_runtime::simd::{self, PwDwShape};
 use mncc_runtime::{ConvShape, DepthwiseTiles, Epilogue, PointwiseShape, PointwiseTiles, PwOrder};
 
-/// The weights `[in_c][out_c]` in the AMX format (`simd/amx.rs`): per panel
-/// of 16 outputs and K step of 32 inputs, three 1 KiB tiles, one per plane
-/// of `w = w1 + w2 + w3` (bf16 truncations), row `q` holding for each of
-/// the 16 columns the pair of inputs `2q`, `2q + 1`; two bf16 per `f32`.
-fn pack_amx(weights: &[f32], in_c: usize, out_c: usize) -> Vec<f32> {
-    let (panels, steps) = (out_c.div_ceil(16), in_c.div_ceil(32));
-    let mut h = vec![0u16; panels * steps * 3 * 512];
-    for p in 0..panels {
-        for s in 0..steps {
-            for q in 0..16 {
-                for c in 0..16 {
-                    for half in 0..2 {
-                        let (i, o) = (32 * s + 2 * q + half, 16 * p + c);
-                        let x = if i < in_c && o < out_c {
-                            weights[i * out_c + o]
-                        } else {
-                            0.0
-                        };
-                        let mut rest = x;
-                        for plane in 0..3 {
-                            let v = if plane < 2 {
-                                f32::from_bits(rest.to_bits() & 0xffff_0000)
-                            } else {
-                                rest
-                            };
-                            h[((((p * steps + s) * 3 + plane) * 16 + q) * 16 + c) * 2 + half] =
-                                (v.to_bits() >> 16) as u16;
-                            rest -= v;
-                        }
-                        assert_eq!(rest, 0.0, "the three planes sum to the weight");
-                    }
-                }
-            }
-        }
-    }
-    let packed: Vec<f32> = h
-        .chunks_exact(2)
-        .map(|p| f32::from_bits(u32::from(p[0]) | u32::from(p[1]) << 16))
-        .collect();
-    assert_eq!(packed.len(), simd::pointwise_amx_len(in_c, out_c));
-    packed
-}
-
-/// A pointwise layer with its weights in both formats.
+/// A pointwise layer: seeded input and weights, packed in panels.
 struct Case {
     s: PointwiseShape,
     input: Vec<f32>,
     weights: Vec<f32>,
     packed: Vec<f32>,
-    planes: Vec<f32>,
     rng: Rng,
 }
 
@@ -77,13 +35,11 @@ impl Case {
         let input = rng.vec(pixels * in_c, 2.0);
         let weights = rng.vec(in_c * out_c, 1.0);
         let packed = pack_pointwise(&weights, in_c, out_c, simd::PANEL);
-        let planes = pack_amx(&weights, in_c, out_c);
         Case {
             s: PointwiseShape { pixels, in_c, out_c },
             input,
             weights,
             packed,
-            planes,
             rng,
         }
     }
@@ -102,18 +58,10 @@ impl Case {
     /// `simd::pointwise_amx` on a scratch of exactly the documented length.
     fn amx(&self, order: PwOrder, ep: &Epilogue<'_>) -> Vec<f32> {
         let mut out = vec![f32::NAN; self.s.pixels * self.s.out_c];
-        let mut scratch = vec![f32::NAN; simd::pointwise_amx_scratch_len(self.s.pixels, self.s.in_c, order)];
+        let mut scratch =
+            vec![f32::NAN; simd::pointwise_amx_scratch_len(self.s.pixels, self.s.in_c, self.s.out_c, order)];
         let t = self.tiles(order);
-        simd::pointwise_amx(
-            &self.s,
-            &t,
-            &self.input,
-            &self.packed,
-            &self.planes,
-            ep,
-            &mut out,
-            &mut scratch,
-        );
+        simd::pointwise_amx(&self.s, &t, &self.input, &self.packed, ep, &mut out, &mut scratch);
         out
     }
 
@@ -221,13 +169,12 @@ fn each_pixel_gets_the_same_bits_wherever_it_falls() {
                         ..ep
                     };
                     let mut out = vec![f32::NAN; (b - a) * oc];
-                    let mut scratch = vec![0.0; simd::pointwise_amx_scratch_len(b - a, ic, order)];
+                    let mut scratch = vec![0.0; simd::pointwise_amx_scratch_len(b - a, ic, oc, order)];
                     simd::pointwise_amx(
                         &s,
                         &c.tiles(order),
                         &c.input[a * ic..b * ic],
                         &c.packed,
-                        &c.planes,
                         &part_ep,
                         &mut out,
                         &mut scratch,
@@ -315,7 +262,7 @@ fn parallel_splits_are_bit_identical() {
                 let ep = e.ep();
                 for order in [PwOrder::PixelsOuter, PwOrder::ChannelsOuter] {
                     let want = c.amx(order, &ep);
-                    let slot = simd::pointwise_amx_scratch_len(pixels, in_c, order);
+                    let slot = simd::pointwise_amx_scratch_len(pixels, in_c, out_c, order);
                     for (name, p) in executors() {
                         let mut got = vec![f32::NAN; pixels * out_c];
                         let mut scratch = vec![f32::NAN; par::AMX_PARTS * slot];
@@ -325,7 +272,6 @@ fn parallel_splits_are_bit_identical() {
                             &c.tiles(order),
                             &c.input,
                             &c.packed,
-                            &c.planes,
                             &ep,
                             &mut got,
                             &mut scratch,
@@ -385,10 +331,7 @@ fn banded_pairs_are_the_unfused_pair() {
             };
             let input = rng.vec(pw.pixels * in_c, 2.0);
             let weights = rng.vec(in_c * mid, 1.0);
-            let (packed, planes) = (
-                pack_pointwise(&weights, in_c, mid, simd::PANEL),
-                pack_amx(&weights, in_c, mid),
-            );
+            let packed = pack_pointwise(&weights, in_c, mid, simd::PANEL);
             let (pw_bias, dw_w, dw_bias) = (rng.vec(mid, 1.0), rng.vec(9 * mid, 1.0), rng.vec(mid, 1.0));
             let pw_ep = Epilogue {
                 bias: Some(&pw_bias),
@@ -401,20 +344,11 @@ fn banded_pairs_are_the_unfused_pair() {
                 bias: Some(&dw_bias),
                 ..pw_ep
             };
-            let amx_len = simd::pointwise_amx_scratch_len(pw.pixels, in_c, PwOrder::PixelsOuter);
+            let amx_len = simd::pointwise_amx_scratch_len(pw.pixels, in_c, mid, PwOrder::PixelsOuter);
             // The unfused pair.
             let mut mid_t = vec![f32::NAN; pw.pixels * mid];
             let mut scratch = vec![0.0; amx_len];
-            simd::pointwise_amx(
-                &pw,
-                &s.pw_tiles,
-                &input,
-                &packed,
-                &planes,
-                &pw_ep,
-                &mut mid_t,
-                &mut scratch,
-            );
+            simd::pointwise_amx(&pw, &s.pw_tiles, &input, &packed, &pw_ep, &mut mid_t, &mut scratch);
             let mut want = vec![f32::NAN; dw.out_len()];
             simd::depthwise(&dw, &s.dw_tiles, &mid_t, &dw_w, &dw_ep, &mut want);
             // Banded, serial and on two threads.
@@ -424,7 +358,6 @@ fn banded_pairs_are_the_unfused_pair() {
             simd::pointwise_depthwise_amx(
                 &s,
                 &packed,
-                &planes,
                 &pw_ep,
                 &dw_w,
                 &dw_ep,
@@ -440,7 +373,6 @@ fn banded_pairs_are_the_unfused_pair() {
                     &*p,
                     &s,
                     &packed,
-                    &planes,
                     &pw_ep,
                     &dw_w,
                     &dw_ep,
@@ -471,29 +403,8 @@ fn a_short_scratch_panics() {
         &c.tiles(PwOrder::PixelsOuter),
         &c.input,
         &c.packed,
-        &c.planes,
         &ep,
         &mut out,
         &mut [0.0; 10],
-    );
-}
-
-#[test]
-#[should_panic(expected = "simd::pointwise_amx: `planes`")]
-fn short_planes_panic() {
-    let c = Case::new(1, 40, 32, 32);
-    let mut out = vec![0.0; 40 * 32];
-    let mut scratch = vec![0.0; simd::pointwise_amx_scratch_len(40, 32, PwOrder::PixelsOuter)];
-    let ep = Epilogue::NONE;
-    let planes = &c.planes[..c.planes.len() - 1];
-    simd::pointwise_amx(
-        &c.s,
-        &c.tiles(PwOrder::PixelsOuter),
-        &c.input,
-        &c.packed,
-        planes,
-        &ep,
-        &mut out,
-        &mut scratch,
     );
 }

@@ -11,16 +11,19 @@
 //! result has the accuracy of an f32 GEMM ("bf16x6", as XLA's `HIGHEST`
 //! precision on bf16 hardware), at 16 / 6 of its rate.
 //!
-//! * Weights: split and packed at compile time ([`pointwise_amx_len`]):
-//!   per panel of 16 output channels and K step of 32 input channels, the
-//!   three planes' B tiles (16 rows of 16 input-channel pairs, VNNI order:
-//!   row `q` holds, for each of the 16 columns, the bf16 pair of input
-//!   channels `2q`, `2q + 1`), 1 KiB each; input channels past `in_c` and
-//!   columns past `out_c` are zero.
+//! * Weights: the f32 panels every kernel reads (`[panel][in_c][16]`),
+//!   split at run time into the three planes' B tiles: per panel of 16
+//!   output channels and K step of 32 input channels, 16 rows of 16 input
+//!   channel pairs (VNNI order: row `q` holds, for each of the 16 columns,
+//!   the bf16 pair of input channels `2q`, `2q + 1`), 1 KiB each ([`split_weights`]).
+//!   Pixels outer: all of them first; channels outer: the next strip's
+//!   while the current one runs. So the blob holds the weights once, and
+//!   they stream from memory at 4 bytes each.
 //! * Inputs: split at run time into the three planes' A tiles (16 pixels by
-//!   32 input channels, 1 KiB) in a scratch ([`pointwise_amx_scratch_len`]):
-//!   a block of 32 pixels at a time (pixels outer) or all of them first
-//!   (channels outer).
+//!   32 input channels, 1 KiB) ([`split_rows`]): a block of 32 pixels at a
+//!   time, the next while the current one runs (pixels outer), or all of
+//!   them first (channels outer).
+//! * Both go to a caller's scratch ([`pointwise_amx_scratch_len`]).
 //! * Register tiles: C is 32 pixels by 32 channels (tiles 0-3), A and B two
 //!   tiles each (4-5, 6-7); one K step is 24 tile products and 6 + 12 tile
 //!   loads, the 6 of the operand that comes from L2 ([`k_loop`]; a tile
@@ -43,6 +46,7 @@ use crate::{Activation, Epilogue};
 use core::arch::x86_64::*;
 
 use super::gemm::{AMX_K, AMX_STEP as STEP, AMX_TILE as TILE};
+use super::PANEL;
 
 /// K steps of `in_c` input channels.
 const fn ksteps(in_c: usize) -> usize {
@@ -50,19 +54,23 @@ const fn ksteps(in_c: usize) -> usize {
 }
 
 /// A validated AMX pointwise call: `m` pixels of `k` channels at `a` (rows
-/// `lda` floats apart), weights `planes` in the AMX format for `k x n`,
-/// output `m x n` at `out`; `scratch` has
-/// [`pointwise_amx_scratch_len`]`(m, k, order)` floats.
+/// `lda` floats apart), weights `b` packed as for `simd::pointwise`
+/// (`ceil(n / 16)` panels of `[k][16]`), output `m x n` at `out`; `scratch`
+/// has [`pointwise_amx_scratch_len`](super::pointwise_amx_scratch_len)`(m,
+/// k, n, order)` floats.
 pub(crate) struct AmxGemm<'a> {
     pub(crate) m: usize,
     pub(crate) k: usize,
     pub(crate) n: usize,
     pub(crate) a: *const f32,
     pub(crate) lda: usize,
-    pub(crate) planes: *const u8,
+    pub(crate) b: *const f32,
     pub(crate) ep: &'a Epilogue<'a>,
     pub(crate) out: *mut f32,
     pub(crate) scratch: *mut f32,
+    /// Pixels outer: the weights are already split in the scratch (by a
+    /// call on the same weights and scratch: the bands of one layer).
+    pub(crate) b_split: bool,
 }
 
 /// The tile configuration: palette 1, tiles 0-7 of 16 rows of 64 bytes.
@@ -92,21 +100,22 @@ const KB: usize = 4;
 /// The whole product: tiles configured, the loop nest of `order`, tiles
 /// released.
 ///
-/// * Pixels outer: per block of 32 pixels, every strip of 32 output
-///   channels, each K step loading its weight tiles once
-///   ([`Step::WeightsOnce`]; the block's A tiles, up to 128 input channels,
-///   stay in L1).
+/// * Pixels outer: all the weights split first; per block of 32 pixels,
+///   every strip of 32 output channels, each K step loading its weight
+///   tiles once ([`Step::WeightsOnce`]; the block's A tiles, up to 128
+///   input channels, stay in L1).
 /// * Channels outer (few pixels, many weights): all inputs split first;
 ///   per strip, K blocks of [`KB`] steps whose weights stay in L1 while
 ///   every row block runs over them ([`Step::InputsOnce`]), the partial
-///   sums kept in the scratch between blocks; each call prefetches its
-///   share of the next strip's weights.
+///   sums kept in the scratch between blocks; the next strip's weights
+///   split meanwhile.
 ///
-/// The vector work (splitting the next block's inputs, the epilogue of the
-/// previous C block) is done a slice after each K step, while the tile
-/// unit works through it ([`Work`]): as separate phases it took as long as
-/// the tile products (its loads wait on memory, and data a tile store just
-/// wrote reads back only once the stores have drained).
+/// The vector work (splitting the next block's inputs or the next strip's
+/// weights, the epilogue of the previous C block) is done a slice after
+/// each K step, while the tile unit works through it ([`Work`]): as
+/// separate phases it took as long as the tile products (its loads wait on
+/// memory, and data a tile store just wrote reads back only once the stores
+/// have drained).
 ///
 /// # Safety
 /// The CPU can run AMX-BF16 (`isa::Isa::Amx`) and AVX-512F/BW; `g`
@@ -116,14 +125,22 @@ pub(crate) unsafe fn gemm_amx(g: &AmxGemm<'_>, order: PwOrder) {
     let ks = ksteps(g.k);
     // SAFETY: (whole body) the caller's contract; every pointer formed
     // stays in the scratch (aligned up by at most 60 bytes, inside its
-    // slack), the planes (`ceil(n / 16)` panels of `ks` steps) or the rows
-    // of `a` and `out`.
+    // slack, laid out as `pointwise_amx_scratch_len` counts it), the
+    // weights or the rows of `a` and `out`.
     unsafe {
         let base = g.scratch.cast::<u8>();
-        let atiles = base.add(base.align_offset(64));
+        let scratch = base.add(base.align_offset(64));
         let strips = g.n.div_ceil(32);
-        let panels = g.n.div_ceil(16);
+        let panels = g.n.div_ceil(PANEL);
         let blocks = g.m.div_ceil(32);
+        // One K step of one panel or one row tile: `STEP` bytes.
+        let (row_tiles, weight_panels) = match order {
+            PwOrder::PixelsOuter => (4, panels),
+            PwOrder::ChannelsOuter => (2 * blocks, 4),
+        };
+        let atiles = scratch;
+        let btiles = atiles.add(row_tiles * ks * STEP);
+        let sums = btiles.add(weight_panels * ks * STEP).cast::<f32>();
         core::arch::asm!("ldtilecfg [{}]", in(reg) CONFIG.0.as_ptr(), options(nostack, readonly));
         let mut w = Work::default();
         match order {
@@ -131,9 +148,11 @@ pub(crate) unsafe fn gemm_amx(g: &AmxGemm<'_>, order: PwOrder) {
                 // Two A buffers (block `i + 1` is split while block `i`
                 // computes) and two staging blocks (the epilogue of one C
                 // block runs during the next).
+                if !g.b_split {
+                    split_weights(g, 0, panels, btiles, 0, panels * ks * 16);
+                }
                 let abuf = [atiles, atiles.add(2 * ks * STEP)];
-                let stage = atiles.add(4 * ks * STEP).cast::<f32>();
-                let stages = [stage, stage.add(32 * 32)];
+                let stages = [sums, sums.add(32 * 32)];
                 split_rows(g, 0, g.m.min(32), abuf[0], 0, 32);
                 let mut item = 0;
                 for bi in 0..blocks {
@@ -146,18 +165,24 @@ pub(crate) unsafe fn gemm_amx(g: &AmxGemm<'_>, order: PwOrder) {
                             next: 0,
                         });
                     }
-                    // Split rows per K step so the next block is done by
+                    // Split rows per K step, so the next block is done by
                     // the end of this one.
                     let split_per = 32usize.div_ceil(strips * ks);
                     for j in 0..strips {
-                        let t = Tiles::new(abuf[bi % 2], rows, g.planes, j, panels, ks);
+                        let t = Tiles::new(
+                            abuf[bi % 2],
+                            rows,
+                            btiles.add(2 * j * ks * STEP),
+                            2 * j + 1 < panels,
+                            ks,
+                        );
                         zero_c();
                         let ep_per = 32usize.div_ceil(ks);
                         for s in 0..ks {
-                            k_loop(Step::WeightsOnce, t.at_step(s), 1, core::ptr::null());
-                            w.run(g, ep_per, split_per);
+                            k_loop(Step::WeightsOnce, t.at_step(s), 1);
+                            w.run(g, ep_per, split_per, 0);
                         }
-                        w.run(g, 32, 0);
+                        w.run(g, 32, 0, 0);
                         store_c(stages[item % 2]);
                         w.ep = Some(Pending {
                             c: stages[item % 2],
@@ -168,7 +193,7 @@ pub(crate) unsafe fn gemm_amx(g: &AmxGemm<'_>, order: PwOrder) {
                         });
                         item += 1;
                     }
-                    w.run(g, 0, 32);
+                    w.run(g, 0, 32, 0);
                 }
             }
             PwOrder::ChannelsOuter => {
@@ -177,36 +202,41 @@ pub(crate) unsafe fn gemm_amx(g: &AmxGemm<'_>, order: PwOrder) {
                     split_rows(g, i0, (g.m - i0).min(32), atiles.add(i0 / 16 * ks * STEP), 0, 32);
                     i0 += 32;
                 }
-                // Partial sums of block `b`: 32 x 32 floats.
-                let sums = atiles.add(blocks * 2 * ks * STEP).cast::<f32>();
+                // Two strips' weights: strip `j + 1`'s split while `j` runs.
+                let bbuf = [btiles, btiles.add(2 * ks * STEP)];
+                split_weights(g, 0, panels.min(2), bbuf[0], 0, panels.min(2) * ks * 16);
                 let kblocks = ks.div_ceil(KB);
-                // Each call prefetches (towards L2) its share of the next
-                // strip's weights, 48 lines per K step.
-                let share = (2 * ks * STEP).div_ceil(kblocks * blocks);
+                // Pair rows of the next strip's weights to split per K step.
+                let pairs_per = (2 * ks * 16).div_ceil(kblocks * blocks * KB.min(ks)) + 1;
                 for j in 0..strips {
-                    let next = g.planes.add((2 * (j + 1)).min(panels - 1) * ks * STEP);
+                    if j + 1 < strips {
+                        let p0 = 2 * (j + 1);
+                        let np = (panels - p0).min(2);
+                        w.splitb = Some(SplitB {
+                            p0,
+                            np,
+                            at: bbuf[(j + 1) % 2],
+                            next: 0,
+                        });
+                    }
                     for kb in 0..kblocks {
                         let (s0, n) = (kb * KB, KB.min(ks - kb * KB));
                         for b in 0..blocks {
                             let rows = (g.m - 32 * b).min(32);
                             let t =
-                                Tiles::new(atiles.add(2 * b * ks * STEP), rows, g.planes, j, panels, ks).at_step(s0);
+                                Tiles::new(atiles.add(2 * b * ks * STEP), rows, bbuf[j % 2], 2 * j + 1 < panels, ks)
+                                    .at_step(s0);
                             let c = sums.add(b * 32 * 32);
                             if kb == 0 {
                                 zero_c();
                             } else {
                                 load_c(c);
                             }
-                            let pf = if j + 1 < strips {
-                                next.add((kb * blocks + b) * share)
-                            } else {
-                                core::ptr::null()
-                            };
                             for s in 0..n {
-                                k_loop(Step::InputsOnce, t.at_step(s), 1, pf.wrapping_add(s * STEP));
-                                w.run(g, 32usize.div_ceil(n), 0);
+                                k_loop(Step::InputsOnce, t.at_step(s), 1);
+                                w.run(g, 32usize.div_ceil(n), 0, pairs_per);
                             }
-                            w.run(g, 32, 0);
+                            w.run(g, 32, 0, 0);
                             store_c(c);
                             if kb + 1 == kblocks {
                                 w.ep = Some(Pending {
@@ -219,20 +249,23 @@ pub(crate) unsafe fn gemm_amx(g: &AmxGemm<'_>, order: PwOrder) {
                             }
                         }
                     }
+                    w.run(g, 0, 0, usize::MAX);
                 }
             }
         }
-        w.run(g, 32, 32);
+        w.run(g, 32, 32, usize::MAX);
         core::arch::asm!("tilerelease", options(nostack, nomem));
     }
 }
 
-/// The vector work done between K steps: the epilogue of a stored C block
-/// and the split of the next block's inputs, a few rows at a time.
+/// The vector work done between K steps: the epilogue of a stored C block,
+/// the split of the next block's inputs or of the next strip's weights, a
+/// few rows at a time.
 #[derive(Default)]
 struct Work {
     ep: Option<Pending>,
     split: Option<Split>,
+    splitb: Option<SplitB>,
 }
 
 /// A C block stored at `c` (32 rows of 32 floats) for output pixels `i0..i0
@@ -253,13 +286,23 @@ struct Split {
     next: usize,
 }
 
+/// Panels `p0..p0 + np` of the weights split into the B tiles at `at`: pair
+/// rows below `next` are done.
+struct SplitB {
+    p0: usize,
+    np: usize,
+    at: *mut u8,
+    next: usize,
+}
+
 impl Work {
-    /// Up to `ep_rows` epilogue rows and `split_rows` split rows.
+    /// Up to `ep_rows` epilogue rows, `split_n` input rows and `pairs`
+    /// weight pair rows.
     ///
     /// # Safety
-    /// As [`gemm_amx`]; the pending block and split target are valid.
+    /// As [`gemm_amx`]; the pending block and split targets are valid.
     #[inline(always)]
-    unsafe fn run(&mut self, g: &AmxGemm<'_>, ep_rows: usize, split_n: usize) {
+    unsafe fn run(&mut self, g: &AmxGemm<'_>, ep_rows: usize, split_n: usize, pairs: usize) {
         // SAFETY: the caller's contract.
         unsafe {
             if let Some(p) = &mut self.ep {
@@ -278,6 +321,69 @@ impl Work {
                     self.split = None;
                 }
             }
+            if let Some(sb) = &mut self.splitb {
+                let total = sb.np * ksteps(g.k) * 16;
+                let end = sb.next.saturating_add(pairs).min(total);
+                split_weights(g, sb.p0, sb.np, sb.at, sb.next, end);
+                sb.next = end;
+                if end == total {
+                    self.splitb = None;
+                }
+            }
+        }
+    }
+}
+
+/// Splits pair rows `from..to` of panels `p0..p0 + np` of the weights into
+/// the B tiles at `at`: pair row `r` is row `q = r % 16` of K step `s = r /
+/// 16 % ks` of panel `p0 + r / (16 ks)`, the tile of plane `j` at `at +
+/// ((p * ks + s) * 3 + j) * 1024` (`p` from 0), its row `q` at `+ 64 q`:
+/// for each of the 16 columns the bf16 pair of input channels `32 s + 2
+/// q` and the next (zero past `k`).
+///
+/// # Safety
+/// As [`gemm_amx`]; panels below `ceil(n / 16)`; `at` has room for `np *
+/// ks` steps.
+#[target_feature(enable = "avx512f,avx512bw,avx2,fma")]
+unsafe fn split_weights(g: &AmxGemm<'_>, p0: usize, np: usize, at: *mut u8, from: usize, to: usize) {
+    let ks = ksteps(g.k);
+    // Word `2c` from the first row's lane `c` (its high half, word `2c +
+    // 1`), word `2c + 1` from the second row's (`32 + 2c + 1`).
+    let pair = _mm512_set_epi16(
+        63, 31, 61, 29, 59, 27, 57, 25, 55, 23, 53, 21, 51, 19, 49, 17, 47, 15, 45, 13, 43, 11, 41, 9, 39, 7, 37, 5,
+        35, 3, 33, 1,
+    );
+    let mask = _mm512_set1_epi32(0xffff_0000_u32 as i32);
+    // SAFETY: the caller's contract: rows `k0`, `k0 + 1` below `k` of
+    // panel `p0 + p` are 16 floats each in the packed weights; the tiles
+    // written are inside `at`'s room.
+    unsafe {
+        for r in from..to.min(np * ks * 16) {
+            let (p, s, q) = (r / (16 * ks), r / 16 % ks, r % 16);
+            let k0 = 32 * s + 2 * q;
+            let row = |k: usize| {
+                if k < g.k {
+                    _mm512_loadu_ps(g.b.add(((p0 + p) * g.k + k) * PANEL))
+                } else {
+                    _mm512_setzero_ps()
+                }
+            };
+            let (mut r0, mut r1) = (row(k0), row(k0 + 1));
+            let dst = at.add((p * ks + s) * STEP + q * 64);
+            for j in 0..3 {
+                let (h0, h1) = if j < 2 {
+                    (
+                        _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(r0), mask)),
+                        _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(r1), mask)),
+                    )
+                } else {
+                    (r0, r1)
+                };
+                let packed = _mm512_permutex2var_epi16(_mm512_castps_si512(h0), pair, _mm512_castps_si512(h1));
+                _mm512_storeu_si512(dst.add(j * TILE).cast(), packed);
+                r0 = _mm512_sub_ps(r0, h0);
+                r1 = _mm512_sub_ps(r1, h1);
+            }
         }
     }
 }
@@ -294,18 +400,18 @@ struct Tiles {
 }
 
 impl Tiles {
-    /// Block of `rows` pixels whose A tiles start at `a`, strip `j`, at K
-    /// step 0.
+    /// Block of `rows` pixels whose A tiles start at `a`, a strip whose B
+    /// tiles start at `b` (a second panel after the first's `ks` steps if
+    /// `two`), at K step 0.
     ///
     /// # Safety
-    /// `a` and `planes` as in [`gemm_amx`].
-    unsafe fn new(a: *const u8, rows: usize, planes: *const u8, j: usize, panels: usize, ks: usize) -> Self {
+    /// `a` and `b` as in [`gemm_amx`].
+    unsafe fn new(a: *const u8, rows: usize, b: *const u8, two: bool, ks: usize) -> Self {
         // SAFETY: the caller's contract.
         unsafe {
             let a1 = if rows > 16 { a.add(ks * STEP) } else { a };
-            let b0 = planes.add(2 * j * ks * STEP);
-            let b1 = if 2 * j + 1 < panels { b0.add(ks * STEP) } else { b0 };
-            Tiles { a0: a, a1, b0, b1 }
+            let b1 = if two { b.add(ks * STEP) } else { b };
+            Tiles { a0: a, a1, b0: b, b1 }
         }
     }
 
@@ -458,14 +564,15 @@ enum Step {
 
 /// `n` K steps of one C block: per step, the six partial products (A plane
 /// `p` with B plane `q`, `p + q <= 2`) into tiles 0-3, in the order of
-/// `step`, then every pointer one step on. `pf` (if not null): 48 lines
-/// prefetched from there per step (towards L2).
+/// `step`, then every pointer one step on. (Prefetching the next strip's
+/// weights from here, 48 lines per step, made 49x1024->1024 1.18x slower
+/// than leaving them to the hardware.)
 ///
 /// # Safety
 /// The tiles are configured; `t`'s pointers have `n` more steps of three
 /// planes each.
 #[inline(always)]
-unsafe fn k_loop(step: Step, t: Tiles, n: usize, pf: *const u8) {
+unsafe fn k_loop(step: Step, t: Tiles, n: usize) {
     macro_rules! products {
         () => {
             concat!(
@@ -543,12 +650,10 @@ unsafe fn k_loop(step: Step, t: Tiles, n: usize, pf: *const u8) {
         };
     }
     macro_rules! body {
-        ($products:expr, [$($pf:literal),*], [$($inc:literal),*]) => {
+        ($products:expr) => {
             concat!(
                 "2:\n",
                 $products,
-                $("prefetcht1 byte ptr [{pf} + ", $pf, "]\n",)*
-                $($inc, "\n",)*
                 "add {a0}, 3072\n",
                 "add {a1}, 3072\n",
                 "add {b0}, 3072\n",
@@ -560,42 +665,22 @@ unsafe fn k_loop(step: Step, t: Tiles, n: usize, pf: *const u8) {
     }
     macro_rules! run {
         ($products:expr) => {
-            if pf.is_null() {
-                core::arch::asm!(
-                    body!($products, [], []),
-                    a0 = inout(reg) t.a0 => _,
-                    a1 = inout(reg) t.a1 => _,
-                    b0 = inout(reg) t.b0 => _,
-                    b1 = inout(reg) t.b1 => _,
-                    n = inout(reg) n => _,
-                    st = in(reg) 64usize,
-                    options(nostack, readonly)
-                );
-            } else {
-                core::arch::asm!(
-                    body!($products, [
-                        "0", "64", "128", "192", "256", "320", "384", "448", "512", "576", "640", "704", "768",
-                        "832", "896", "960", "1024", "1088", "1152", "1216", "1280", "1344", "1408", "1472",
-                        "1536", "1600", "1664", "1728", "1792", "1856", "1920", "1984", "2048", "2112", "2176",
-                        "2240", "2304", "2368", "2432", "2496", "2560", "2624", "2688", "2752", "2816", "2880",
-                        "2944", "3008"
-                    ], ["add {pf}, 3072"]),
-                    a0 = inout(reg) t.a0 => _,
-                    a1 = inout(reg) t.a1 => _,
-                    b0 = inout(reg) t.b0 => _,
-                    b1 = inout(reg) t.b1 => _,
-                    n = inout(reg) n => _,
-                    pf = inout(reg) pf => _,
-                    st = in(reg) 64usize,
-                    options(nostack, readonly)
-                );
-            }
+            core::arch::asm!(
+                body!($products),
+                a0 = inout(reg) t.a0 => _,
+                a1 = inout(reg) t.a1 => _,
+                b0 = inout(reg) t.b0 => _,
+                b1 = inout(reg) t.b1 => _,
+                n = inout(reg) n => _,
+                st = in(reg) 64usize,
+                options(nostack, readonly)
+            )
         };
     }
     if n == 0 {
         return;
     }
-    // SAFETY: the caller's contract; prefetches never fault.
+    // SAFETY: the caller's contract.
     unsafe {
         match step {
             Step::InputsOnce => run!(inputs_once!()),

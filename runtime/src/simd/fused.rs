@@ -4,7 +4,8 @@
 //! is never stored whole: each band's input rows are computed into a small
 //! scratch buffer that stays in L2 and is consumed right away.
 
-use super::{depthwise, pointwise, pointwise_amx, pointwise_amx_len, pointwise_amx_scratch_len};
+use super::gemm::pointwise_amx_split;
+use super::{depthwise, pointwise, pointwise_amx_scratch_len};
 use crate::kernels::{check_len, ConvShape, DepthwiseTiles, PointwiseShape, PointwiseTiles};
 use crate::par::conv_rows;
 use crate::Epilogue;
@@ -127,20 +128,17 @@ pub fn pointwise_depthwise(
 }
 
 /// [`pointwise_depthwise`] with the pointwise layer on the AMX tiles where
-/// the CPU has them ([`pointwise_amx`]): `pw_planes` its weights in the
-/// AMX format, `amx_scratch` at least [`pointwise_amx_scratch_len`] floats
-/// for its pixels-outer order. Bit for bit the unfused pair of
-/// [`pointwise_amx`] and [`depthwise`].
+/// the CPU has them ([`pointwise_amx`](super::pointwise_amx)): `amx_scratch` at least
+/// [`pointwise_amx_scratch_len`] floats for its pixels-outer order. Bit for
+/// bit the unfused pair of [`pointwise_amx`](super::pointwise_amx) and [`depthwise`].
 ///
 /// # Panics
-/// As [`pointwise_depthwise`]; if `pw_planes` or `amx_scratch` is too
-/// short.
+/// As [`pointwise_depthwise`]; if `amx_scratch` is too short.
 #[allow(clippy::too_many_arguments)]
 #[inline]
 pub fn pointwise_depthwise_amx(
     s: &PwDwShape,
     pw_weights: &[f32],
-    pw_planes: &[f32],
     pw_ep: &Epilogue<'_>,
     dw_weights: &[f32],
     dw_ep: &Epilogue<'_>,
@@ -157,12 +155,12 @@ pub fn pointwise_depthwise_amx(
         pw_ep,
         dw_ep,
     );
-    check_amx(s, pw_planes, amx_scratch.len());
+    check_amx(s, amx_scratch.len());
     bands(
         s,
         0..s.dw.out_h,
         pw_weights,
-        Some((pw_planes, amx_scratch)),
+        Some(amx_scratch),
         pw_ep,
         dw_weights,
         dw_ep,
@@ -172,33 +170,25 @@ pub fn pointwise_depthwise_amx(
     );
 }
 
-/// Checks the AMX weights' length and the AMX scratch (`amx_scratch`
-/// floats) of a banded pair.
+/// Checks the AMX scratch (`amx_scratch` floats) of a banded pair.
 #[track_caller]
-pub(crate) fn check_amx(s: &PwDwShape, pw_planes: &[f32], amx_scratch: usize) {
-    let k = "simd::pointwise_depthwise_amx";
-    check_len(
-        k,
-        "pw_planes",
-        pw_planes.len(),
-        pointwise_amx_len(s.pw.in_c, s.pw.out_c),
-    );
-    let need = pointwise_amx_scratch_len(s.pw.pixels, s.pw.in_c, s.pw_tiles.order);
+pub(crate) fn check_amx(s: &PwDwShape, amx_scratch: usize) {
+    let need = pointwise_amx_scratch_len(s.pw.pixels, s.pw.in_c, s.pw.out_c, s.pw_tiles.order);
     assert!(
         amx_scratch >= need,
-        "{k}: `amx_scratch` has {amx_scratch} elements, {need} needed"
+        "simd::pointwise_depthwise_amx: `amx_scratch` has {amx_scratch} elements, {need} needed"
     );
 }
 
 /// [`pointwise_depthwise`] for output rows `rows` only (`out` holds just
-/// those rows), the pointwise rows through [`pointwise_amx`] when `amx`
-/// gives its weights and scratch; the shapes were checked by the caller.
+/// those rows), the pointwise rows through [`pointwise_amx`](super::pointwise_amx) when `amx`
+/// gives its scratch; the shapes were checked by the caller.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn bands(
     s: &PwDwShape,
     rows: Range<usize>,
     pw_weights: &[f32],
-    mut amx: Option<(&[f32], &mut [f32])>,
+    mut amx: Option<&mut [f32]>,
     pw_ep: &Epilogue<'_>,
     dw_weights: &[f32],
     dw_ep: &Epilogue<'_>,
@@ -212,6 +202,8 @@ pub(crate) fn bands(
     let row_out = dw.out_w * dw.out_c;
     // Pointwise output rows held in `scratch`, from its start.
     let mut held = 0..0;
+    // Whether `amx`'s scratch holds the pointwise weights split.
+    let mut b_split = false;
     let mut r0 = rows.start;
     while r0 < rows.end {
         let r1 = (r0 + s.band.max(1)).min(rows.end);
@@ -235,8 +227,9 @@ pub(crate) fn bands(
             let x = &input[new.start * row_in..new.end * row_in];
             let y = &mut scratch[kept * row_mid..ins.len() * row_mid];
             match &mut amx {
-                Some((planes, amx_scratch)) => {
-                    pointwise_amx(&part, &s.pw_tiles, x, pw_weights, planes, pw_ep, y, amx_scratch)
+                // The weights are split once, by the first band on the tiles.
+                Some(amx_scratch) => {
+                    b_split |= pointwise_amx_split(&part, &s.pw_tiles, x, pw_weights, pw_ep, y, amx_scratch, b_split)
                 }
                 None => pointwise(&part, &s.pw_tiles, x, pw_weights, pw_ep, y),
             }

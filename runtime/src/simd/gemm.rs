@@ -62,38 +62,34 @@ pub(crate) const AMX_TILE: usize = 1024;
 /// three planes.
 pub(crate) const AMX_STEP: usize = 3 * AMX_TILE;
 
-/// Number of `f32` slots (two bf16 each) of a pointwise layer's weights in
-/// the AMX format of [`pointwise_amx`]: `ceil(out_c / 16)` panels of
-/// `ceil(in_c / 32)` K steps of three 1 KiB B tiles (see `simd/amx.rs`).
-pub const fn pointwise_amx_len(in_c: usize, out_c: usize) -> usize {
-    out_c.div_ceil(PANEL) * in_c.div_ceil(AMX_K) * AMX_STEP / 4
-}
-
 /// Number of `f32` of scratch [`pointwise_amx`] needs for `pixels` pixels
-/// of `in_c` input channels in `order`: per block of 32 pixels (one
-/// pixels outer, all of them channels outer), their split inputs (A tiles)
-/// and a 32 x 32 block of sums; and 64 bytes of alignment slack.
-pub const fn pointwise_amx_scratch_len(pixels: usize, in_c: usize, order: PwOrder) -> usize {
-    // Row blocks of 32 pixels whose A tiles (and, channels outer, partial
-    // sums) the scratch holds.
-    let blocks = match order {
-        PwOrder::PixelsOuter => 2,
-        PwOrder::ChannelsOuter => pixels.div_ceil(32),
+/// of `in_c` input and `out_c` output channels in `order`, in 1 KiB tiles
+/// of `ceil(in_c / 32)` K steps, three planes each (see `simd/amx.rs`):
+/// pixels outer, two blocks of 32 pixels' inputs (two row tiles each) and
+/// all the weights (`ceil(out_c / 16)` panels), and two 32 x 32 staging
+/// blocks; channels outer, all the pixels' inputs (blocks of 32), two
+/// strips' weights (four panels) and a 32 x 32 block of sums per block;
+/// plus 64 bytes of alignment slack.
+pub const fn pointwise_amx_scratch_len(pixels: usize, in_c: usize, out_c: usize, order: PwOrder) -> usize {
+    let step = in_c.div_ceil(AMX_K) * AMX_STEP;
+    let (row_tiles, panels, sums) = match order {
+        PwOrder::PixelsOuter => (4, out_c.div_ceil(PANEL), 2),
+        PwOrder::ChannelsOuter => (2 * pixels.div_ceil(32), 4, pixels.div_ceil(32)),
     };
-    (blocks * (2 * in_c.div_ceil(AMX_K) * AMX_STEP + 32 * 32 * 4) + 64) / 4
+    ((row_tiles + panels) * step + sums * 32 * 32 * 4 + 64) / 4
 }
 
 /// [`pointwise`] on the AMX tile unit where the CPU has it
 /// ([`Isa::Amx`]), at f32 accuracy (each product summed from six bf16
-/// partial products, see `simd/amx.rs`), else exactly [`pointwise`]:
-/// `packed` as for [`pointwise`], `planes` the same weights in the AMX
-/// format ([`pointwise_amx_len`] slots), `scratch` at least
-/// [`pointwise_amx_scratch_len`] floats (any contents). The AMX result
-/// differs from [`pointwise`]'s by float rounding; on the tiles, a pixel
-/// gets the same bits wherever it falls in a call.
+/// partial products, see `simd/amx.rs`), else exactly [`pointwise`]: the
+/// same arguments and weights (split into bf16 planes at run time), and a
+/// `scratch` of at least [`pointwise_amx_scratch_len`] floats (any
+/// contents). The AMX result differs from [`pointwise`]'s by float
+/// rounding; on the tiles, a pixel gets the same bits wherever it falls in
+/// a call.
 ///
 /// # Panics
-/// As [`pointwise`]; if `planes` or `scratch` is too short.
+/// As [`pointwise`]; if `scratch` is too short.
 #[allow(clippy::too_many_arguments)]
 #[inline]
 pub fn pointwise_amx(
@@ -101,14 +97,31 @@ pub fn pointwise_amx(
     tiles: &PointwiseTiles,
     input: &[f32],
     packed: &[f32],
-    planes: &[f32],
     ep: &Epilogue<'_>,
     out: &mut [f32],
     scratch: &mut [f32],
 ) {
+    pointwise_amx_split(s, tiles, input, packed, ep, out, scratch, false);
+}
+
+/// [`pointwise_amx`]; `b_split`: pixels outer, `scratch` already holds
+/// these weights split (an earlier call on the same weights and scratch,
+/// pixels outer: the bands of one layer). Returns whether it ran on the
+/// tiles (and so left the weights split in `scratch`).
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub(crate) fn pointwise_amx_split(
+    s: &PointwiseShape,
+    tiles: &PointwiseTiles,
+    input: &[f32],
+    packed: &[f32],
+    ep: &Epilogue<'_>,
+    out: &mut [f32],
+    scratch: &mut [f32],
+    b_split: bool,
+) -> bool {
     const K: &str = "simd::pointwise_amx";
-    check_len(K, "planes", planes.len(), pointwise_amx_len(s.in_c, s.out_c));
-    let need = pointwise_amx_scratch_len(s.pixels, s.in_c, tiles.order);
+    let need = pointwise_amx_scratch_len(s.pixels, s.in_c, s.out_c, tiles.order);
     assert!(
         scratch.len() >= need,
         "{K}: `scratch` has {} elements, {need} needed",
@@ -127,17 +140,19 @@ pub fn pointwise_amx(
             n: s.out_c,
             a: input.as_ptr(),
             lda: s.in_c,
-            planes: planes.as_ptr().cast(),
+            b: packed.as_ptr(),
             ep,
             out: out.as_mut_ptr(),
             scratch: scratch.as_mut_ptr(),
+            b_split: b_split && tiles.order == PwOrder::PixelsOuter,
         };
         // SAFETY: the lengths were checked above (`AmxGemm`'s contract) and
         // the CPU runs AMX (`Isa::Amx` is only detected where it does).
         unsafe { super::amx::gemm_amx(&g, tiles.order) };
-        return;
+        return true;
     }
-    pointwise(s, tiles, input, packed, ep, out)
+    pointwise(s, tiles, input, packed, ep, out);
+    false
 }
 
 // ---------------------------------------------------------------------------

@@ -147,4 +147,4 @@ pub use depthwise::depthwise;
 pub(crate) use fused::bands as pointwise_depthwise_bands;
 pub(crate) use fused::check_amx;
 pub use fused::{pointwise_depthwise, pointwise_depthwise_amx, PwDwShape};
-pub use gemm::{pointwise, pointwise_amx, pointwise_amx_len, pointwise_amx_scratch_len, pointwise_packed_len};
+pub use gemm::{pointwise, pointwise_amx, pointwise_amx_scratch_len, pointwise_packed_len};
