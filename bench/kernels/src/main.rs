@@ -4,7 +4,10 @@
 //! Prints the median time and GFLOP/s of each shape (2 flops per MAC).
 //!
 //! Usage: `mncc-bench-kernels [--seconds S] [--kc N] [--order pixels|channels]
-//! [--only pw|dw] [--isa avx2|portable]`
+//! [--only pw|dw] [--isa avx2|portable|avx512] [--amx]`
+//!
+//! `--amx`: the pointwise shapes through `simd::pointwise_amx` (the AMX
+//! tiles where the CPU has them; `--isa avx512` or less caps them off).
 #![forbid(unsafe_code)]
 
 use mncc_bench_kernels::{fill, Aligned};
@@ -21,6 +24,8 @@ struct Opts {
     shape: Option<(usize, usize, usize)>,
     /// `--compare kc:order,...`: alternate these schedules on `--shape`.
     compare: Vec<(usize, PwOrder)>,
+    /// `--amx`: `simd::pointwise_amx`.
+    amx: bool,
 }
 
 fn median_ms(seconds: f64, mut f: impl FnMut()) -> f64 {
@@ -75,8 +80,13 @@ impl PwCase {
         }
     }
 
-    /// One call of `simd::pointwise` with tiles `t`.
+    /// One call of `simd::pointwise` with tiles `t` (`simd::pointwise_amx`
+    /// with `scratch`, if given).
     fn run(&mut self, t: &PointwiseTiles) {
+        self.run_on(t, None)
+    }
+
+    fn run_on(&mut self, t: &PointwiseTiles, scratch: Option<&mut [f32]>) {
         let ep = Epilogue {
             bias: Some(self.bias.get()),
             min: 0.0,
@@ -84,14 +94,25 @@ impl PwCase {
             residual: None,
             act: Activation::None,
         };
-        simd::pointwise(
-            &self.s,
-            t,
-            black_box(self.input.get()),
-            self.packed.get(),
-            &ep,
-            self.out.get_mut(),
-        );
+        match scratch {
+            Some(scratch) => simd::pointwise_amx(
+                &self.s,
+                t,
+                black_box(self.input.get()),
+                self.packed.get(),
+                &ep,
+                self.out.get_mut(),
+                scratch,
+            ),
+            None => simd::pointwise(
+                &self.s,
+                t,
+                black_box(self.input.get()),
+                self.packed.get(),
+                &ep,
+                self.out.get_mut(),
+            ),
+        }
         black_box(self.out.get());
     }
 }
@@ -105,8 +126,9 @@ fn pointwise(o: &Opts, name: &str, pixels: usize, in_c: usize, out_c: usize) -> 
         t.order = ord;
     }
     let mut case = PwCase::new(pixels, in_c, out_c);
+    let mut scratch = vec![0.0; simd::pointwise_amx_scratch_len(pixels, in_c, out_c, t.order)];
     let ms = median_ms(o.seconds, || {
-        case.run(&t);
+        case.run_on(&t, o.amx.then_some(&mut scratch[..]));
     });
     let macs = (pixels * in_c * out_c) as f64;
     let gf = 2.0 * macs / ms / 1e6;
@@ -228,6 +250,7 @@ fn main() {
         only: None,
         shape: None,
         compare: Vec::new(),
+        amx: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -265,13 +288,22 @@ fn main() {
             "--isa" => mncc_runtime::isa::set_limit(match v.as_str() {
                 "avx2" => Some(mncc_runtime::isa::Isa::Avx2),
                 "portable" => Some(mncc_runtime::isa::Isa::Portable),
-                _ => panic!("--isa avx2|portable"),
+                "avx512" => Some(mncc_runtime::isa::Isa::Avx512),
+                _ => panic!("--isa avx2|portable|avx512"),
             }),
+            "--amx" => {
+                o.amx = true;
+                i -= 1; // a flag: no value
+            }
             a => panic!("unknown argument {a}"),
         }
         i += 2;
     }
-    println!("isa {:?}", mncc_runtime::isa::active());
+    println!(
+        "isa {:?}{}",
+        mncc_runtime::isa::active(),
+        if o.amx { ", pointwise through simd::pointwise_amx" } else { "" }
+    );
     if let Some((p, i, c)) = o.shape {
         if o.compare.is_empty() {
             pointwise(&o, "shape", p, i, c);
