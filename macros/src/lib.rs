@@ -14,6 +14,11 @@
 //! mod model {
 //!     mncc_runtime::mobilenet!("models/v1_0.25_128.toml");
 //! }
+//! mod fast {
+//!     // The schedule of another target (`mncc --target`'s names): here the
+//!     // AMX tiles for the pointwise layers where the CPU has them.
+//!     mncc_runtime::mobilenet!("models/v1_1.0_224.toml", target = "x86-64-amx");
+//! }
 //! ```
 
 use proc_macro::TokenStream;
@@ -26,23 +31,67 @@ use syn::LitStr;
 /// (relative to the crate root) into items: `INPUT_SHAPE`, `INPUT_LEN`,
 /// `Input`, `OUTPUT_SHAPE`, `OUTPUT_LEN`, `Output`, `ARENA_LEN`, `Arena`,
 /// `MACS`, `PARAMS`, `run(&Input, &mut Output, &mut Arena)` and
-/// `classify(&Input, &mut Arena) -> Output`.
+/// `classify(&Input, &mut Arena) -> Output`. An optional `target =
+/// "name"` picks the schedule's target as `mncc --target` does (default
+/// `x86-64`).
 #[proc_macro]
 pub fn mobilenet(input: TokenStream) -> TokenStream {
-    let lit = match syn::parse::<LitStr>(input) {
-        Ok(lit) => lit,
+    let Args { lit, target } = match syn::parse::<Args>(input) {
+        Ok(a) => a,
         Err(e) => {
-            let hint = "expected the path of a model description as a string literal, e.g. mobilenet!(\"models/v1_0.25_224.toml\")";
-            return syn::Error::new(e.span(), hint).to_compile_error().into();
+            let hint = "expected the path of a model description as a string literal, e.g. mobilenet!(\"models/v1_0.25_224.toml\"), optionally followed by `, target = \"x86-64-amx\"`";
+            let msg = e.to_string();
+            let msg = if msg.starts_with("unknown option") {
+                msg.as_str()
+            } else {
+                hint
+            };
+            return syn::Error::new(e.span(), msg).to_compile_error().into();
         }
     };
-    match expand(&lit) {
+    let target = match &target {
+        None => mncc::lower::Target::X86_64,
+        Some(t) => match mncc::lower::Target::parse(&t.value()) {
+            Ok(t) => t,
+            Err(e) => return syn::Error::new(t.span(), e).to_compile_error().into(),
+        },
+    };
+    match expand(&lit, &target) {
         Ok(ts) => ts.into(),
         Err(errors) => errors
             .into_iter()
             .map(|e| syn::Error::new(lit.span(), e).to_compile_error())
             .collect::<proc_macro2::TokenStream>()
             .into(),
+    }
+}
+
+/// The macro's arguments: the description's path, then optionally
+/// `, target = "name"`.
+struct Args {
+    lit: LitStr,
+    target: Option<LitStr>,
+}
+
+impl syn::parse::Parse for Args {
+    fn parse(input: syn::parse::ParseStream<'_>) -> syn::Result<Self> {
+        let lit: LitStr = input.parse()?;
+        let mut target = None;
+        if input.parse::<Option<syn::Token![,]>>()?.is_some() && !input.is_empty() {
+            let key: syn::Ident = input.parse()?;
+            if key != "target" {
+                return Err(syn::Error::new(
+                    key.span(),
+                    format!(
+                        "unknown option `{key}`: the only option is `target = \"...\"` (a name of `mncc --target`)"
+                    ),
+                ));
+            }
+            input.parse::<syn::Token![=]>()?;
+            target = Some(input.parse()?);
+            let _ = input.parse::<Option<syn::Token![,]>>()?;
+        }
+        Ok(Args { lit, target })
     }
 }
 
@@ -57,7 +106,7 @@ fn resolve(rel: &str) -> PathBuf {
     }
 }
 
-fn expand(lit: &LitStr) -> Result<proc_macro2::TokenStream, Vec<String>> {
+fn expand(lit: &LitStr, target: &mncc::lower::Target) -> Result<proc_macro2::TokenStream, Vec<String>> {
     let rel = lit.value();
     if rel.is_empty() {
         return Err(vec![
@@ -72,7 +121,7 @@ fn expand(lit: &LitStr) -> Result<proc_macro2::TokenStream, Vec<String>> {
         )]);
     }
     let model = mncc::load(&path).map_err(|e| e.0)?;
-    let program = mncc::compile(&model).map_err(|e| e.0)?;
+    let program = mncc::compile_for(&model, target).map_err(|e| e.0)?;
     let items = mncc::codegen::tokens(&program, &mncc::codegen::WeightsEmbed::Inline);
     let tracked: Vec<String> = model.files.iter().map(|f| f.to_string_lossy().into_owned()).collect();
     let tracked = tracked.iter().map(|t| LitStr::new(t, Span::call_site()));

@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Files whose expected stderr mentions no path outside `tests/ui/`.
-const PATHLESS: &[&str] = &["empty_path", "not_a_string", "no_argument"];
+const PATHLESS: &[&str] = &["empty_path", "not_a_string", "no_argument", "bad_target"];
 
 /// Files whose expected stderr contains the resolved model path.
 const WITH_PATHS: &[&str] = &[

@@ -98,6 +98,34 @@ seeded! {
     v2_05_128_f32_nchw_tf_same => v2_05_128_f32,
     v2_075_160_f32_softmax_1001 => v2_075_160,
     v2_13_192_u8_nchw => v2_13_192,
+    v1_075_192_on_amx => v1_075_192_amx,
+    v2_13_192_on_amx => v2_13_192_amx,
+}
+
+/// The models compiled for `x86-64-amx` run their pointwise layers on the
+/// tiles where the CPU has them (or `MNCC_REQUIRE_ISA` names `amx`).
+#[cfg(feature = "all-models")]
+#[test]
+fn amx_models_run_on_the_tiles() {
+    use mncc_runtime::isa::{self, Isa};
+    let required = std::env::var("MNCC_REQUIRE_ISA").is_ok_and(|r| r.split(',').any(|i| i.trim() == "amx"));
+    if isa::detected() != Isa::Amx {
+        assert!(
+            !required,
+            "MNCC_REQUIRE_ISA names amx but this CPU has at most {:?}",
+            isa::detected()
+        );
+        eprintln!("skipping: this CPU has no AMX tiles");
+        return;
+    }
+    let before = isa::calls(Isa::Amx);
+    let input = vec![128u8; mncc_tests::v2_13_192_amx::INPUT_LEN];
+    let mut arena = vec![0.0f32; mncc_tests::v2_13_192_amx::ARENA_LEN].into_boxed_slice();
+    let _ = mncc_tests::v2_13_192_amx::classify(
+        input.as_slice().try_into().unwrap(),
+        (&mut arena[..]).try_into().unwrap(),
+    );
+    assert!(isa::calls(Isa::Amx) > before, "no AMX kernel call ran");
 }
 
 /// The pretrained model against onnxruntime on the six photos (fixtures made
