@@ -121,9 +121,13 @@ pub fn report(p: &Program) -> String {
         p.blob.len() * 4,
         mib(p.blob.len() * 4)
     );
+    // The planned tensors against their lower bound; the AMX layers'
+    // scratch (after them) apart.
+    let amx = p.arena_len - p.amx_at.min(p.arena_len);
+    let planned = p.arena_len - if p.amx_scratch > 0 { amx } else { 0 };
     let _ = writeln!(
         s,
-        "arena bytes   {} ({}); lower bound {} ({}), {:.2}x",
+        "arena bytes   {} ({}); lower bound {} ({}), {:.2}x{}",
         p.arena_len * 4,
         mib(p.arena_len * 4),
         p.arena_lower_bound * 4,
@@ -131,7 +135,17 @@ pub fn report(p: &Program) -> String {
         if p.arena_lower_bound == 0 {
             1.0
         } else {
-            p.arena_len as f64 / p.arena_lower_bound as f64
+            planned as f64 / p.arena_lower_bound as f64
+        },
+        if p.amx_scratch > 0 {
+            format!(
+                "; plus the AMX scratch, {} bytes ({}: 2 threads' parts of {} floats)",
+                (p.arena_len - p.amx_at) * 4,
+                mib((p.arena_len - p.amx_at) * 4),
+                p.amx_scratch
+            )
+        } else {
+            String::new()
         }
     );
     s
