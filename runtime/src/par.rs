@@ -572,39 +572,7 @@ pub fn pointwise_depthwise(
     scratch: &mut [f32],
     out: &mut [f32],
 ) {
-    let slot = s.scratch_len();
-    let macs = s.pw.pixels * s.pw.in_c * s.pw.out_c + s.dw.out_len() * s.dw.kernel_h * s.dw.kernel_w;
-    let out_h = s.dw.out_h;
-    if par.threads() < 2
-        || out_h < 2
-        || macs / 2 < par.min_part_macs()
-        || scratch.len() < 2 * slot
-        || out.len() != s.dw.out_len()
-    {
-        return simd::pointwise_depthwise(s, pw_weights, pw_ep, dw_weights, dw_ep, input, scratch, out);
-    }
-    // Checks every length (and the shapes) before any part runs.
-    s.check("par::pointwise_depthwise", input.len(), slot, out.len(), pw_ep, dw_ep);
-    let half = out_h / 2;
-    let (s0, s1) = scratch.split_at_mut(slot);
-    let (o0, o1) = out.split_at_mut(half * s.dw.out_w * s.dw.out_c);
-    par.join(
-        &mut || simd::pointwise_depthwise_bands(s, 0..half, pw_weights, None, pw_ep, dw_weights, dw_ep, input, s0, o0),
-        &mut || {
-            simd::pointwise_depthwise_bands(
-                s,
-                half..out_h,
-                pw_weights,
-                None,
-                pw_ep,
-                dw_weights,
-                dw_ep,
-                input,
-                s1,
-                o1,
-            )
-        },
-    );
+    pointwise_depthwise_halves(par, s, pw_weights, pw_ep, dw_weights, dw_ep, input, scratch, None, out);
 }
 
 /// [`pointwise_depthwise`] with the pointwise layer on the AMX tiles
@@ -628,72 +596,79 @@ pub fn pointwise_depthwise_amx(
     amx_scratch: &mut [f32],
     out: &mut [f32],
 ) {
+    pointwise_depthwise_halves(
+        par,
+        s,
+        pw_weights,
+        pw_ep,
+        dw_weights,
+        dw_ep,
+        input,
+        scratch,
+        Some(amx_scratch),
+        out,
+    );
+}
+
+/// [`pointwise_depthwise`] (`amx` None) and [`pointwise_depthwise_amx`]
+/// (`amx` its scratch): the two halves of the output rows on two threads,
+/// or the serial call.
+#[allow(clippy::too_many_arguments)]
+fn pointwise_depthwise_halves(
+    par: &dyn Parallel,
+    s: &simd::PwDwShape,
+    pw_weights: &[f32],
+    pw_ep: &Epilogue<'_>,
+    dw_weights: &[f32],
+    dw_ep: &Epilogue<'_>,
+    input: &[f32],
+    scratch: &mut [f32],
+    amx: Option<&mut [f32]>,
+    out: &mut [f32],
+) {
     let slot = s.scratch_len();
     let amx_slot = simd::pointwise_amx_scratch_len(s.pw.pixels, s.pw.in_c, s.pw.out_c, s.pw_tiles.order);
     let macs = s.pw.pixels * s.pw.in_c * s.pw.out_c + s.dw.out_len() * s.dw.kernel_h * s.dw.kernel_w;
     let out_h = s.dw.out_h;
-    if par.threads() < 2
+    let serial = par.threads() < 2
         || out_h < 2
         || macs / 2 < par.min_part_macs()
         || scratch.len() < 2 * slot
-        || amx_scratch.len() < AMX_PARTS * amx_slot
-        || out.len() != s.dw.out_len()
-    {
-        return simd::pointwise_depthwise_amx(
-            s,
-            pw_weights,
-            pw_ep,
-            dw_weights,
-            dw_ep,
-            input,
-            scratch,
-            amx_scratch,
-            out,
-        );
+        || amx.as_ref().is_some_and(|a| a.len() < AMX_PARTS * amx_slot)
+        || out.len() != s.dw.out_len();
+    let name = if amx.is_some() {
+        "par::pointwise_depthwise_amx"
+    } else {
+        "par::pointwise_depthwise"
+    };
+    match amx {
+        Some(a) if serial => {
+            return simd::pointwise_depthwise_amx(s, pw_weights, pw_ep, dw_weights, dw_ep, input, scratch, a, out)
+        }
+        None if serial => {
+            return simd::pointwise_depthwise(s, pw_weights, pw_ep, dw_weights, dw_ep, input, scratch, out)
+        }
+        _ => {}
     }
     // Checks every length (and the shapes) before any part runs.
-    s.check(
-        "par::pointwise_depthwise_amx",
-        input.len(),
-        slot,
-        out.len(),
-        pw_ep,
-        dw_ep,
-    );
-    simd::check_amx(s, amx_slot);
+    s.check(name, input.len(), slot, out.len(), pw_ep, dw_ep);
+    let (mut a0, mut a1) = match amx {
+        Some(a) => {
+            simd::check_amx(s, amx_slot);
+            let (a0, a1) = a.split_at_mut(amx_slot);
+            (Some(a0), Some(a1))
+        }
+        None => (None, None),
+    };
     let half = out_h / 2;
     let (s0, s1) = scratch.split_at_mut(slot);
-    let (a0, a1) = amx_scratch.split_at_mut(amx_slot);
     let (o0, o1) = out.split_at_mut(half * s.dw.out_w * s.dw.out_c);
+    let band = |rows: Range<usize>, amx: Option<&mut [f32]>, scratch: &mut [f32], out: &mut [f32]| {
+        simd::pointwise_depthwise_bands(s, rows, pw_weights, amx, pw_ep, dw_weights, dw_ep, input, scratch, out)
+    };
     par.join(
-        &mut || {
-            simd::pointwise_depthwise_bands(
-                s,
-                0..half,
-                pw_weights,
-                Some(&mut *a0),
-                pw_ep,
-                dw_weights,
-                dw_ep,
-                input,
-                s0,
-                o0,
-            )
-        },
-        &mut || {
-            simd::pointwise_depthwise_bands(
-                s,
-                half..out_h,
-                pw_weights,
-                Some(&mut *a1),
-                pw_ep,
-                dw_weights,
-                dw_ep,
-                input,
-                s1,
-                o1,
-            )
-        },
+        &mut || band(0..half, a0.as_deref_mut(), &mut *s0, &mut *o0),
+        &mut || band(half..out_h, a1.as_deref_mut(), &mut *s1, &mut *o1),
     );
 }
 
