@@ -34,10 +34,7 @@ pub fn pointwise(
 ) {
     const K: &str = "simd::pointwise";
     assert!(tiles.kc >= 1, "{K}: tiles.kc must be at least 1");
-    check_len(K, "input", input.len(), s.pixels * s.in_c);
-    check_len(K, "packed", packed.len(), pointwise_packed_len(s.in_c, s.out_c));
-    check_len(K, "out", out.len(), s.pixels * s.out_c);
-    check_epilogue(K, ep, s.out_c, out.len());
+    check_pointwise(K, s, input, packed, ep, out);
     let g = Gemm {
         m: s.pixels,
         k: s.in_c,
@@ -52,6 +49,16 @@ pub fn pointwise(
     // SAFETY: the lengths were checked above (`Gemm`'s contract) and `isa`
     // is supported by this CPU (`isa::active`).
     unsafe { gemm(isa, &g, tiles.kc, tiles.order) }
+}
+
+/// The slice lengths and the epilogue of a pointwise call, for kernel `k`.
+#[inline(always)]
+#[track_caller]
+fn check_pointwise(k: &str, s: &PointwiseShape, input: &[f32], packed: &[f32], ep: &Epilogue<'_>, out: &[f32]) {
+    check_len(k, "input", input.len(), s.pixels * s.in_c);
+    check_len(k, "packed", packed.len(), pointwise_packed_len(s.in_c, s.out_c));
+    check_len(k, "out", out.len(), s.pixels * s.out_c);
+    check_epilogue(k, ep, s.out_c, out.len());
 }
 
 /// Input channels per K step of the AMX kernel (one A tile row: 32 bf16).
@@ -129,10 +136,7 @@ pub(crate) fn pointwise_amx_split(
     );
     #[cfg(target_arch = "x86_64")]
     if s.pixels > 0 && s.out_c > 0 && isa::active() == Isa::Amx {
-        check_len(K, "input", input.len(), s.pixels * s.in_c);
-        check_len(K, "packed", packed.len(), pointwise_packed_len(s.in_c, s.out_c));
-        check_len(K, "out", out.len(), s.pixels * s.out_c);
-        check_epilogue(K, ep, s.out_c, out.len());
+        check_pointwise(K, s, input, packed, ep, out);
         isa::count(Isa::Amx);
         let g = super::amx::AmxGemm {
             m: s.pixels,
