@@ -1002,6 +1002,12 @@ pub const AMX_PARTS: usize = 2;
 /// 0.63-0.88, but 112x112x32->16 1.30, 112x112x16->96 1.10, 56x56x144->24
 /// 1.08, 56x56x24->144 0.99-1.06; v2 0.35 128's 16x16x48->16 2.33,
 /// 16x16x96->16 1.28, 8x8x32->192 0.70-0.72, 8x8x144->32 1.03.
+/// The first AMX layer of an inference also pays the tiles' warm-up
+/// (about 5 us after the classifier and the layers before ran without
+/// them: v2 0.35 128's first AMX layer 0.0079-0.0090 ms against 0.0042-0.0047
+/// for the same work later); v2 0.35 128, whose AMX layers are 2.2M MACs,
+/// runs the same on either target (whole model alternated, 0.998), and
+/// the models with more AMX work gain (v1 0.25 128, 8.4M MACs: 0.89).
 pub fn use_amx(t: &Target, s: &PointwiseShape) -> bool {
     t.amx && s.pixels >= AMX_MIN_PIXELS && s.in_c >= AMX_MIN_CHANNELS && s.out_c >= AMX_MIN_CHANNELS
 }
