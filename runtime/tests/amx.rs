@@ -386,6 +386,25 @@ fn banded_pairs_are_the_unfused_pair() {
                     &got,
                     &want,
                 );
+                // One AMX part only: the serial call.
+                let mut got = vec![f32::NAN; dw.out_len()];
+                par::pointwise_depthwise_amx(
+                    &*p,
+                    &s,
+                    &packed,
+                    &pw_ep,
+                    &dw_w,
+                    &dw_ep,
+                    &input,
+                    &mut band_scratch,
+                    &mut amx_scratch[..amx_len],
+                    &mut got,
+                );
+                assert_same_bits(
+                    &format!("{limit:?} banded {h}x{in_c}->{mid} s{stride} on {name}, one AMX part"),
+                    &got,
+                    &want,
+                );
             }
         }
     }
@@ -406,5 +425,69 @@ fn a_short_scratch_panics() {
         &ep,
         &mut out,
         &mut [0.0; 10],
+    );
+}
+
+#[test]
+#[should_panic(expected = "simd::pointwise_depthwise_amx: `amx_scratch` has 10 elements")]
+fn a_short_banded_scratch_panics_on_two_threads() {
+    struct Two;
+    impl Parallel for Two {
+        fn threads(&self) -> usize {
+            2
+        }
+        fn min_part_macs(&self) -> usize {
+            0
+        }
+        fn join(&self, a: &mut (dyn FnMut() + Send), b: &mut (dyn FnMut() + Send)) {
+            a();
+            b();
+        }
+    }
+    let h = 8;
+    let (in_c, mid) = (32, 32);
+    let pw = PointwiseShape {
+        pixels: h * h,
+        in_c,
+        out_c: mid,
+    };
+    let dw = ConvShape {
+        in_h: h,
+        in_w: h,
+        in_c: mid,
+        out_h: h,
+        out_w: h,
+        out_c: mid,
+        kernel_h: 3,
+        kernel_w: 3,
+        stride_h: 1,
+        stride_w: 1,
+        pad_top: 1,
+        pad_left: 1,
+    };
+    let s = PwDwShape {
+        pw,
+        pw_tiles: PointwiseTiles {
+            kc: in_c,
+            order: PwOrder::PixelsOuter,
+        },
+        dw,
+        dw_tiles: DepthwiseTiles { rows: 1 },
+        band: 2,
+    };
+    let ep = Epilogue::NONE;
+    let mut band_scratch = vec![0.0; 2 * s.scratch_len()];
+    let mut out = vec![0.0; dw.out_len()];
+    par::pointwise_depthwise_amx(
+        &Two,
+        &s,
+        &vec![0.0; simd::pointwise_packed_len(in_c, mid)],
+        &ep,
+        &[0.0; 9 * 32],
+        &ep,
+        &vec![0.0; pw.pixels * in_c],
+        &mut band_scratch,
+        &mut [0.0; 10],
+        &mut out,
     );
 }
