@@ -517,9 +517,7 @@ fn layer_fn(p: &Program, i: usize, l: &Layer, par: bool) -> TokenStream {
         params.push(quote!(arena: &mut [f32]));
     }
     if amx {
-        // The AMX scratch is the arena's end, past the planned tensors.
-        let at = usize_lit(p.amx_at);
-        bind.push(quote!(let (arena, amx) = arena.split_at_mut(#at);));
+        bind.push(amx_split(p));
     }
     if l.weights.is_some() || l.bias.is_some() {
         params.push(quote!(w: &[f32]));
@@ -606,8 +604,8 @@ fn layer_fn(p: &Program, i: usize, l: &Layer, par: bool) -> TokenStream {
             };
             let ep = epilogue(l, residual);
             let call = if amx {
-                let len = usize_lit(p.amx_scratch * if par { crate::lower::AMX_PARTS } else { 1 });
-                quote!(#module::pointwise_amx(#par_arg &SHAPE, &TILES, #x, &w[#wr], #ep, y, &mut amx[..#len]);)
+                let amx = amx_scratch(p, par);
+                quote!(#module::pointwise_amx(#par_arg &SHAPE, &TILES, #x, &w[#wr], #ep, y, #amx);)
             } else {
                 quote!(#module::pointwise(#par_arg &SHAPE, &TILES, #x, &w[#wr], #ep, y);)
             };
@@ -654,6 +652,20 @@ fn layer_fn(p: &Program, i: usize, l: &Layer, par: bool) -> TokenStream {
 /// Whether the layer is a pointwise one on the AMX tiles.
 fn on_amx(l: &Layer) -> bool {
     matches!(&l.kernel, Kernel::Pointwise { amx: true, .. })
+}
+
+/// The statement an AMX layer's function starts with: the AMX scratch is
+/// the arena's end, past the planned tensors.
+fn amx_split(p: &Program) -> TokenStream {
+    let at = usize_lit(p.amx_at);
+    quote!(let (arena, amx) = arena.split_at_mut(#at);)
+}
+
+/// The AMX scratch argument of a call: one thread's part, or
+/// `AMX_PARTS` of them in the parallel mode.
+fn amx_scratch(p: &Program, par: bool) -> TokenStream {
+    let len = usize_lit(p.amx_scratch * if par { crate::lower::AMX_PARTS } else { 1 });
+    quote!(&mut amx[..#len])
 }
 
 /// The arguments of a banded pair's call (layer `i`, the pointwise one,
@@ -763,9 +775,7 @@ fn fused_fn(p: &Program, i: usize, par: bool) -> TokenStream {
     let xp = if x_in { quote!(_) } else { quote!(x) };
     let yp = if y_out { quote!(_) } else { quote!(y) };
     if amx {
-        // The AMX scratch is the arena's end, past the planned tensors.
-        let at = usize_lit(p.amx_at);
-        bind.push(quote!(let (arena, amx) = arena.split_at_mut(#at);));
+        bind.push(amx_split(p));
     }
     bind.push(quote!(let (#xp, s, #yp) = ::mncc_runtime::split_scratch(arena, #x_range, #scratch, #y_range);));
     if x_in {
@@ -780,8 +790,8 @@ fn fused_fn(p: &Program, i: usize, par: bool) -> TokenStream {
     let (pw_w, dw_w) = (pw.weights.as_ref().map(range_lit), dw.weights.as_ref().map(range_lit));
     let (pw_ep, dw_ep) = (epilogue(pw, quote!(None)), epilogue(dw, quote!(None)));
     let call = if amx {
-        let len = usize_lit(p.amx_scratch * if par { crate::lower::AMX_PARTS } else { 1 });
-        quote!(#module::pointwise_depthwise_amx(#par_arg &SHAPE, &w[#pw_w], #pw_ep, &w[#dw_w], #dw_ep, x, s, &mut amx[..#len], y);)
+        let amx = amx_scratch(p, par);
+        quote!(#module::pointwise_depthwise_amx(#par_arg &SHAPE, &w[#pw_w], #pw_ep, &w[#dw_w], #dw_ep, x, s, #amx, y);)
     } else {
         quote!(#module::pointwise_depthwise(#par_arg &SHAPE, &w[#pw_w], #pw_ep, &w[#dw_w], #dw_ep, x, s, y);)
     };

@@ -122,9 +122,8 @@ pub fn report(p: &Program) -> String {
         mib(p.blob.len() * 4)
     );
     // The planned tensors against their lower bound; the AMX layers'
-    // scratch (after them) apart.
-    let amx = p.arena_len - p.amx_at.min(p.arena_len);
-    let planned = p.arena_len - if p.amx_scratch > 0 { amx } else { 0 };
+    // scratch (from `amx_at` on) apart.
+    let planned = if p.amx_scratch > 0 { p.amx_at } else { p.arena_len };
     let _ = writeln!(
         s,
         "arena bytes   {} ({}); lower bound {} ({}), {:.2}x{}",
@@ -139,9 +138,10 @@ pub fn report(p: &Program) -> String {
         },
         if p.amx_scratch > 0 {
             format!(
-                "; plus the AMX scratch, {} bytes ({}: 2 threads' parts of {} floats)",
-                (p.arena_len - p.amx_at) * 4,
-                mib((p.arena_len - p.amx_at) * 4),
+                "; plus the AMX scratch, {} bytes ({}: {} threads' parts of {} floats)",
+                (p.arena_len - planned) * 4,
+                mib((p.arena_len - planned) * 4),
+                crate::lower::AMX_PARTS,
                 p.amx_scratch
             )
         } else {

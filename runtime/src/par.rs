@@ -319,31 +319,47 @@ pub fn pointwise(
     if s.pixels == 1 {
         return pointwise_columns(par, s, tiles, input, packed, ep, out);
     }
+    by_pixels(par, s, usize::MAX, PIXEL_ALIGN, input, ep, out, &|_, sub, x, ep, y| {
+        simd::pointwise(sub, tiles, x, packed, ep, y)
+    });
+}
+
+/// A pointwise layer `s` on at most `most` of `par`'s participants, split
+/// by pixels at multiples of `align`: `run(participant, sub, input, ep,
+/// out)` computes one chunk (or, in one part, the whole layer as
+/// participant 0, also when a length does not match: the kernel reports
+/// it).
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn by_pixels<F>(
+    par: &dyn Parallel,
+    s: &PointwiseShape,
+    most: usize,
+    align: usize,
+    input: &[f32],
+    ep: &Epilogue<'_>,
+    out: &mut [f32],
+    run: &F,
+) where
+    F: Fn(usize, &PointwiseShape, &[f32], &Epilogue<'_>, &mut [f32]) + Sync,
+{
     // Weights larger than the input: every chunk streams all of them, so
     // one chunk per thread.
     let per_thread = if s.out_c > s.pixels { 1 } else { CHUNKS_PER_THREAD };
-    let max_chunks = par.threads().saturating_mul(per_thread);
-    let n = chunk_count(par, s.pixels, PIXEL_ALIGN, s.in_c * s.out_c, max_chunks);
+    let max_chunks = par.threads().min(most).saturating_mul(per_thread);
+    let n = chunk_count(par, s.pixels, align, s.in_c * s.out_c, max_chunks);
     if n <= 1 || input.len() != s.pixels * s.in_c || out.len() != s.pixels * s.out_c {
-        // One part (or a length error, which the kernel reports).
-        return simd::pointwise(s, tiles, input, packed, ep, out);
+        return run(0, s, input, ep, out);
     }
-    let part = |px: Range<usize>, out: &mut [f32]| {
+    let part = |participant: usize, px: Range<usize>, out: &mut [f32]| {
         let sub = PointwiseShape {
             pixels: px.end - px.start,
             ..*s
         };
         let ep = part_epilogue(ep, px.start * s.out_c..px.end * s.out_c);
-        simd::pointwise(
-            &sub,
-            tiles,
-            &input[px.start * s.in_c..px.end * s.in_c],
-            packed,
-            &ep,
-            out,
-        );
+        run(participant, &sub, &input[px.start * s.in_c..px.end * s.in_c], &ep, out);
     };
-    for_chunks(par, s.pixels, n, PIXEL_ALIGN, s.out_c, out, &part);
+    for_chunks_of(par, most, s.pixels, n, align, s.out_c, out, &part);
 }
 
 /// Participants of [`pointwise_amx`] and [`pointwise_depthwise_amx`]: the
@@ -382,31 +398,17 @@ pub fn pointwise_amx(
     } else {
         PIXEL_ALIGN
     };
-    let per_thread = if s.out_c > s.pixels { 1 } else { CHUNKS_PER_THREAD };
-    let max_chunks = par.threads().min(AMX_PARTS).saturating_mul(per_thread);
-    let n = chunk_count(par, s.pixels, align, s.in_c * s.out_c, max_chunks);
-    if n <= 1 || input.len() != s.pixels * s.in_c || out.len() != s.pixels * s.out_c {
-        // One part (or a length error, which the kernel reports).
-        return simd::pointwise_amx(s, tiles, input, packed, ep, out, &mut scratch[..slot]);
-    }
     let parts = ScratchParts(scratch.as_mut_ptr(), slot);
-    let part = |participant: usize, px: Range<usize>, out: &mut [f32]| {
-        let sub = PointwiseShape {
-            pixels: px.end - px.start,
-            ..*s
-        };
-        let ep = part_epilogue(ep, px.start * s.out_c..px.end * s.out_c);
-        simd::pointwise_amx(
-            &sub,
-            tiles,
-            &input[px.start * s.in_c..px.end * s.in_c],
-            packed,
-            &ep,
-            out,
-            parts.get(participant),
-        );
-    };
-    for_chunks_of(par, AMX_PARTS, s.pixels, n, align, s.out_c, out, &part);
+    by_pixels(
+        par,
+        s,
+        AMX_PARTS,
+        align,
+        input,
+        ep,
+        out,
+        &|participant, sub, x, ep, y| simd::pointwise_amx(sub, tiles, x, packed, ep, y, parts.get(participant)),
+    );
 }
 
 /// The per-participant parts of a scratch slice: `.1` elements each, at
@@ -427,7 +429,7 @@ impl ScratchParts {
         // by the caller against `AMX_PARTS * .1`), are disjoint, and part
         // `p` is only used by participant `p`, which runs one chunk at a
         // time; the slice is borrowed exclusively by the caller until
-        // `for_chunks_of` (which joins every participant) returns.
+        // `by_pixels` (which joins every participant) returns.
         unsafe { core::slice::from_raw_parts_mut(self.0.add(p * self.1), self.1) }
     }
 }

@@ -223,24 +223,6 @@ impl Parallel for Inline {
     }
 }
 
-/// A scoped thread per join.
-struct Scoped;
-
-impl Parallel for Scoped {
-    fn threads(&self) -> usize {
-        2
-    }
-    fn join(&self, a: &mut (dyn FnMut() + Send), b: &mut (dyn FnMut() + Send)) {
-        std::thread::scope(|s| {
-            s.spawn(b);
-            a();
-        });
-    }
-    fn min_part_macs(&self) -> usize {
-        1
-    }
-}
-
 fn executors() -> Vec<(&'static str, Box<dyn Parallel>)> {
     vec![
         ("inline 2", Box::new(Inline(2))),
@@ -431,19 +413,6 @@ fn a_short_scratch_panics() {
 #[test]
 #[should_panic(expected = "simd::pointwise_depthwise_amx: `amx_scratch` has 10 elements")]
 fn a_short_banded_scratch_panics_on_two_threads() {
-    struct Two;
-    impl Parallel for Two {
-        fn threads(&self) -> usize {
-            2
-        }
-        fn min_part_macs(&self) -> usize {
-            0
-        }
-        fn join(&self, a: &mut (dyn FnMut() + Send), b: &mut (dyn FnMut() + Send)) {
-            a();
-            b();
-        }
-    }
     let h = 8;
     let (in_c, mid) = (32, 32);
     let pw = PointwiseShape {
@@ -479,7 +448,7 @@ fn a_short_banded_scratch_panics_on_two_threads() {
     let mut band_scratch = vec![0.0; 2 * s.scratch_len()];
     let mut out = vec![0.0; dw.out_len()];
     par::pointwise_depthwise_amx(
-        &Two,
+        &Inline(2),
         &s,
         &vec![0.0; simd::pointwise_packed_len(in_c, mid)],
         &ep,

@@ -6,7 +6,7 @@
 //! executor. The unfused pair is itself checked against an f64 reference.
 mod common;
 
-use common::{assert_close, conv_shape, on_each_isa, pack_pointwise, ref_depthwise, ref_pointwise, Rng};
+use common::{assert_close, conv_shape, on_each_isa, pack_pointwise, ref_depthwise, ref_pointwise, Rng, Scoped};
 use mncc_runtime::par::{self, Parallel, Serial};
 use mncc_runtime::simd::{self, PwDwShape};
 use mncc_runtime::{Activation, ConvShape, DepthwiseTiles, Epilogue, PointwiseShape, PointwiseTiles, PwOrder};
@@ -188,24 +188,6 @@ fn fused_equals_the_two_layers_bit_for_bit() {
             same_bits(&format!("{what} (larger scratch)"), &c.fused(7), &want);
         }
     });
-}
-
-/// Real threads without the `std` feature: a scoped thread per join.
-struct Scoped;
-
-impl Parallel for Scoped {
-    fn threads(&self) -> usize {
-        2
-    }
-    fn join(&self, a: &mut (dyn FnMut() + Send), b: &mut (dyn FnMut() + Send)) {
-        std::thread::scope(|s| {
-            s.spawn(b);
-            a();
-        });
-    }
-    fn min_part_macs(&self) -> usize {
-        1
-    }
 }
 
 /// Two or three participants run one after the other on this thread.

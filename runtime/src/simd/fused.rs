@@ -105,26 +105,7 @@ pub fn pointwise_depthwise(
     scratch: &mut [f32],
     out: &mut [f32],
 ) {
-    s.check(
-        "simd::pointwise_depthwise",
-        input.len(),
-        scratch.len(),
-        out.len(),
-        pw_ep,
-        dw_ep,
-    );
-    bands(
-        s,
-        0..s.dw.out_h,
-        pw_weights,
-        None,
-        pw_ep,
-        dw_weights,
-        dw_ep,
-        input,
-        scratch,
-        out,
-    );
+    whole(s, pw_weights, None, pw_ep, dw_weights, dw_ep, input, scratch, out);
 }
 
 /// [`pointwise_depthwise`] with the pointwise layer on the AMX tiles where
@@ -147,20 +128,48 @@ pub fn pointwise_depthwise_amx(
     amx_scratch: &mut [f32],
     out: &mut [f32],
 ) {
-    s.check(
-        "simd::pointwise_depthwise_amx",
-        input.len(),
-        scratch.len(),
-        out.len(),
+    whole(
+        s,
+        pw_weights,
+        Some(amx_scratch),
         pw_ep,
+        dw_weights,
         dw_ep,
+        input,
+        scratch,
+        out,
     );
-    check_amx(s, amx_scratch.len());
+}
+
+/// [`pointwise_depthwise`] (`amx` None) and [`pointwise_depthwise_amx`]
+/// (`amx` its scratch): checks every argument, then all output rows.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+#[track_caller]
+fn whole(
+    s: &PwDwShape,
+    pw_weights: &[f32],
+    amx: Option<&mut [f32]>,
+    pw_ep: &Epilogue<'_>,
+    dw_weights: &[f32],
+    dw_ep: &Epilogue<'_>,
+    input: &[f32],
+    scratch: &mut [f32],
+    out: &mut [f32],
+) {
+    let name = match amx {
+        Some(_) => "simd::pointwise_depthwise_amx",
+        None => "simd::pointwise_depthwise",
+    };
+    s.check(name, input.len(), scratch.len(), out.len(), pw_ep, dw_ep);
+    if let Some(a) = &amx {
+        check_amx(s, a.len());
+    }
     bands(
         s,
         0..s.dw.out_h,
         pw_weights,
-        Some(amx_scratch),
+        amx,
         pw_ep,
         dw_weights,
         dw_ep,

@@ -500,3 +500,22 @@ pub fn assert_same_bits(what: &str, a: &[f32], b: &[f32]) {
         );
     }
 }
+
+/// Real threads without the `std` feature: a scoped thread per join, two
+/// participants.
+pub struct Scoped;
+
+impl mncc_runtime::par::Parallel for Scoped {
+    fn threads(&self) -> usize {
+        2
+    }
+    fn join(&self, a: &mut (dyn FnMut() + Send), b: &mut (dyn FnMut() + Send)) {
+        std::thread::scope(|s| {
+            s.spawn(b);
+            a();
+        });
+    }
+    fn min_part_macs(&self) -> usize {
+        1
+    }
+}
