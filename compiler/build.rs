@@ -1,6 +1,7 @@
-//! Embeds the runtime crate's sources in the compiler, so `mncc verify` and
-//! `mncc bench` can build generated code against the exact runtime this
-//! compiler targets, with no network and no path to a checkout.
+//! Embeds the runtime crate's sources (and those of `mncc-abi`, its one
+//! dependency) in the compiler, so `mncc verify` and `mncc bench` can build
+//! generated code against the exact runtime this compiler targets, with no
+//! network and no path to a checkout.
 
 use std::path::{Path, PathBuf};
 
@@ -21,13 +22,18 @@ fn collect(dir: &Path, base: &Path, out: &mut Vec<PathBuf>) {
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
-    let src = manifest.join("../runtime/src");
+    let runtime = manifest.join("../runtime");
     let mut files = Vec::new();
-    collect(&src, &src, &mut files);
-    println!("cargo:rerun-if-changed={}", src.display());
-    let mut code = String::from("/// The runtime crate's `src/` files: (relative path, contents).\npub const RUNTIME_SOURCES: &[(&str, &str)] = &[\n");
+    for dir in ["src", "abi/src"] {
+        let d = runtime.join(dir);
+        collect(&d, &runtime, &mut files);
+        println!("cargo:rerun-if-changed={}", d.display());
+    }
+    let mut code = String::from(
+        "/// The runtime crate's `src/` and `abi/src/` files: (path relative to `runtime/`, contents).\npub const RUNTIME_SOURCES: &[(&str, &str)] = &[\n",
+    );
     for f in &files {
-        let abs = src.join(f);
+        let abs = runtime.join(f);
         println!("cargo:rerun-if-changed={}", abs.display());
         code += &format!(
             "    ({:?}, include_str!({:?})),\n",

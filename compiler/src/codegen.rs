@@ -7,8 +7,9 @@
 //! 64-byte aligned, embedded with `include_bytes!` (a file beside the
 //! generated `.rs`) or as a byte-string literal (the proc macro).
 
-use crate::ir::{Act, DType, Layout};
+use crate::ir::{Activation, DType, Layout};
 use crate::lower::{Kernel, Layer, Program, Storage};
+use mncc_abi::{amx, ConvShape, DepthwiseTiles, PointwiseShape, PointwiseTiles, PwDwShape, PwOrder};
 use proc_macro2::{Literal, TokenStream};
 use quote::{format_ident, quote};
 use std::ops::Range;
@@ -411,8 +412,8 @@ fn layer_doc(i: usize, l: &Layer) -> Vec<String> {
     if !l.clamp.is_none() {
         epi.push(l.clamp.describe());
     }
-    if l.act != Act::None {
-        epi.push(l.act.describe());
+    if l.act != Activation::None {
+        epi.push(l.act.to_string());
     }
     let epi = if epi.is_empty() {
         String::new()
@@ -439,29 +440,92 @@ fn epilogue(l: &Layer, residual: TokenStream) -> TokenStream {
         None => quote!(None),
     };
     let (min, max) = (f32_lit(l.clamp.min), f32_lit(l.clamp.max));
-    let act = match l.act {
-        Act::None => quote!(::mncc_runtime::Activation::None),
-        Act::HardSwish => quote!(::mncc_runtime::Activation::HardSwish),
-        Act::HardSigmoid { alpha, beta } => {
-            let (a, b) = (f32_lit(alpha), f32_lit(beta));
-            quote!(::mncc_runtime::Activation::HardSigmoid { alpha: #a, beta: #b })
-        }
-    };
+    let act = activation(l.act);
     quote!(&::mncc_runtime::Epilogue { bias: #bias, min: #min, max: #max, residual: #residual, act: #act })
 }
 
-fn conv_shape(s: &crate::lower::ConvShape) -> TokenStream {
-    let f = [
-        s.in_h, s.in_w, s.in_c, s.out_h, s.out_w, s.out_c, s.kernel_h, s.kernel_w, s.stride_h, s.stride_w, s.pad_top,
-        s.pad_left,
+/// `::mncc_runtime::Activation::<variant>` with its fields ([`Activation::params`]).
+fn activation(a: Activation) -> TokenStream {
+    let name = format_ident!("{}", a.name());
+    let (params, n) = a.params();
+    if n == 0 {
+        return quote!(::mncc_runtime::Activation::#name);
+    }
+    let fields = params[..n].iter().map(|&(f, v)| {
+        let f = format_ident!("{f}");
+        let v = f32_lit(v);
+        quote!(#f: #v)
+    });
+    quote!(::mncc_runtime::Activation::#name { #(#fields),* })
+}
+
+// The contract's structs as literals. Each destructures its struct
+// exhaustively, so a field added to `mncc_abi` fails to compile here.
+
+fn conv_shape(s: &ConvShape) -> TokenStream {
+    let ConvShape {
+        in_h,
+        in_w,
+        in_c,
+        out_h,
+        out_w,
+        out_c,
+        kernel_h,
+        kernel_w,
+        stride_h,
+        stride_w,
+        pad_top,
+        pad_left,
+    } = *s;
+    let [in_h, in_w, in_c, out_h, out_w, out_c, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left] = [
+        in_h, in_w, in_c, out_h, out_w, out_c, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left,
     ]
     .map(usize_lit);
-    let [in_h, in_w, in_c, out_h, out_w, out_c, kernel_h, kernel_w, stride_h, stride_w, pad_top, pad_left] = f;
     quote!(::mncc_runtime::ConvShape {
         in_h: #in_h, in_w: #in_w, in_c: #in_c, out_h: #out_h, out_w: #out_w, out_c: #out_c,
         kernel_h: #kernel_h, kernel_w: #kernel_w, stride_h: #stride_h, stride_w: #stride_w,
         pad_top: #pad_top, pad_left: #pad_left,
     })
+}
+
+fn pointwise_shape(s: &PointwiseShape) -> TokenStream {
+    let PointwiseShape { pixels, in_c, out_c } = *s;
+    let [pixels, in_c, out_c] = [pixels, in_c, out_c].map(usize_lit);
+    quote!(::mncc_runtime::PointwiseShape { pixels: #pixels, in_c: #in_c, out_c: #out_c })
+}
+
+fn pointwise_tiles(t: &PointwiseTiles) -> TokenStream {
+    let PointwiseTiles { kc, order } = *t;
+    let kc = usize_lit(kc);
+    let order = match order {
+        PwOrder::PixelsOuter => quote!(::mncc_runtime::PwOrder::PixelsOuter),
+        PwOrder::ChannelsOuter => quote!(::mncc_runtime::PwOrder::ChannelsOuter),
+    };
+    quote!(::mncc_runtime::PointwiseTiles { kc: #kc, order: #order })
+}
+
+fn depthwise_tiles(t: &DepthwiseTiles) -> TokenStream {
+    let DepthwiseTiles { rows } = *t;
+    let rows = usize_lit(rows);
+    quote!(::mncc_runtime::DepthwiseTiles { rows: #rows })
+}
+
+fn pw_dw_shape(s: &PwDwShape) -> TokenStream {
+    let PwDwShape {
+        pw,
+        pw_tiles,
+        dw,
+        dw_tiles,
+        band,
+    } = s;
+    let (pw, pw_tiles, dw, dw_tiles) = (
+        pointwise_shape(pw),
+        pointwise_tiles(pw_tiles),
+        conv_shape(dw),
+        depthwise_tiles(dw_tiles),
+    );
+    let band = usize_lit(*band);
+    quote!(::mncc_runtime::PwDwShape { pw: #pw, pw_tiles: #pw_tiles, dw: #dw, dw_tiles: #dw_tiles, band: #band })
 }
 
 /// The function of layer `i`; with `par`, its variant `<name>_par` that
@@ -560,7 +624,6 @@ fn layer_fn(p: &Program, i: usize, l: &Layer, par: bool) -> TokenStream {
     let body = match &l.kernel {
         Kernel::Conv2d {
             shape,
-            tiles,
             input_type,
             layout,
             pad_value,
@@ -568,7 +631,6 @@ fn layer_fn(p: &Program, i: usize, l: &Layer, par: bool) -> TokenStream {
         } => {
             let s = conv_shape(shape);
             let ty = dtype_ty(*input_type);
-            let rows = usize_lit(tiles.rows);
             let lay = match layout {
                 Layout::Nhwc => quote!(::mncc_runtime::Layout::Nhwc),
                 Layout::Nchw => quote!(::mncc_runtime::Layout::Nchw),
@@ -578,30 +640,21 @@ fn layer_fn(p: &Program, i: usize, l: &Layer, par: bool) -> TokenStream {
             let ep = epilogue(l, residual);
             quote! {
                 const SHAPE: ::mncc_runtime::ConvShape = #s;
-                const TILES: ::mncc_runtime::Conv2dTiles = ::mncc_runtime::Conv2dTiles { rows: #rows };
                 const PAD: [f32; #npad] = [#(#pads),*];
-                #module::conv2d::<#ty>(#par_arg &SHAPE, &TILES, #lay, #x, &PAD, &w[#wr], #ep, y);
+                #module::conv2d::<#ty>(#par_arg &SHAPE, #lay, #x, &PAD, &w[#wr], #ep, y);
             }
         }
         Kernel::Depthwise { shape, tiles, .. } => {
-            let s = conv_shape(shape);
-            let rows = usize_lit(tiles.rows);
+            let (s, t) = (conv_shape(shape), depthwise_tiles(tiles));
             let ep = epilogue(l, residual);
             quote! {
                 const SHAPE: ::mncc_runtime::ConvShape = #s;
-                const TILES: ::mncc_runtime::DepthwiseTiles = ::mncc_runtime::DepthwiseTiles { rows: #rows };
+                const TILES: ::mncc_runtime::DepthwiseTiles = #t;
                 #module::depthwise(#par_arg &SHAPE, &TILES, #x, &w[#wr], #ep, y);
             }
         }
         Kernel::Pointwise { shape, tiles, .. } => {
-            let (pixels, in_c, out_c) = (usize_lit(shape.pixels), usize_lit(shape.in_c), usize_lit(shape.out_c));
-            let kc = usize_lit(tiles.kc);
-            let order = match tiles.order {
-                crate::lower::PwOrder::PixelsOuter => quote!(::mncc_runtime::PwOrder::PixelsOuter),
-                crate::lower::PwOrder::ChannelsOuter => {
-                    quote!(::mncc_runtime::PwOrder::ChannelsOuter)
-                }
-            };
+            let (s, t) = (pointwise_shape(shape), pointwise_tiles(tiles));
             let ep = epilogue(l, residual);
             let call = if amx {
                 let amx = amx_scratch(p, par);
@@ -610,8 +663,8 @@ fn layer_fn(p: &Program, i: usize, l: &Layer, par: bool) -> TokenStream {
                 quote!(#module::pointwise(#par_arg &SHAPE, &TILES, #x, &w[#wr], #ep, y);)
             };
             quote! {
-                const SHAPE: ::mncc_runtime::PointwiseShape = ::mncc_runtime::PointwiseShape { pixels: #pixels, in_c: #in_c, out_c: #out_c };
-                const TILES: ::mncc_runtime::PointwiseTiles = ::mncc_runtime::PointwiseTiles { kc: #kc, order: #order };
+                const SHAPE: ::mncc_runtime::PointwiseShape = #s;
+                const TILES: ::mncc_runtime::PointwiseTiles = #t;
                 #call
             }
         }
@@ -664,7 +717,7 @@ fn amx_split(p: &Program) -> TokenStream {
 /// The AMX scratch argument of a call: one thread's part, or
 /// `AMX_PARTS` of them in the parallel mode.
 fn amx_scratch(p: &Program, par: bool) -> TokenStream {
-    let len = usize_lit(p.amx_scratch * if par { crate::lower::AMX_PARTS } else { 1 });
+    let len = usize_lit(p.amx_scratch * if par { amx::PARTS } else { 1 });
     quote!(&mut amx[..#len])
 }
 
@@ -685,37 +738,6 @@ fn fused_args(p: &Program, i: usize) -> TokenStream {
     quote!(#(#args),*)
 }
 
-fn conv_tokens(l: &Layer) -> (TokenStream, TokenStream) {
-    match &l.kernel {
-        Kernel::Depthwise { shape, tiles, .. } => {
-            let rows = usize_lit(tiles.rows);
-            (
-                conv_shape(shape),
-                quote!(::mncc_runtime::DepthwiseTiles { rows: #rows }),
-            )
-        }
-        _ => unreachable!("a band ends in a depthwise layer"),
-    }
-}
-
-fn pointwise_tokens(l: &Layer) -> (TokenStream, TokenStream) {
-    match &l.kernel {
-        Kernel::Pointwise { shape, tiles, .. } => {
-            let (pixels, in_c, out_c) = (usize_lit(shape.pixels), usize_lit(shape.in_c), usize_lit(shape.out_c));
-            let kc = usize_lit(tiles.kc);
-            let order = match tiles.order {
-                crate::lower::PwOrder::PixelsOuter => quote!(::mncc_runtime::PwOrder::PixelsOuter),
-                crate::lower::PwOrder::ChannelsOuter => quote!(::mncc_runtime::PwOrder::ChannelsOuter),
-            };
-            (
-                quote!(::mncc_runtime::PointwiseShape { pixels: #pixels, in_c: #in_c, out_c: #out_c }),
-                quote!(::mncc_runtime::PointwiseTiles { kc: #kc, order: #order }),
-            )
-        }
-        _ => unreachable!("a band starts with a pointwise layer"),
-    }
-}
-
 /// The function of a banded pair (layer `i`, pointwise, and `i + 1`,
 /// depthwise), named after layer `i`; with `par`, its `_par` variant.
 fn fused_fn(p: &Program, i: usize, par: bool) -> TokenStream {
@@ -733,10 +755,10 @@ fn fused_fn(p: &Program, i: usize, par: bool) -> TokenStream {
         docs.push(format!(
             " Layers {i} and {} run together in bands of {} output rows: layer {i}'s {} output is never stored whole, only the {} rows a band reads (scratch of {} floats per thread).",
             i + 1,
-            band.rows,
+            band.shape.band,
             shape_str(&pw.out_shape),
-            band.scratch_rows,
-            band.scratch_len
+            band.shape.scratch_rows(),
+            band.shape.scratch_len()
         ));
         (serial_name, docs)
     };
@@ -784,9 +806,7 @@ fn fused_fn(p: &Program, i: usize, par: bool) -> TokenStream {
     if y_out {
         bind.push(quote!(let y: &mut [f32] = output;));
     }
-    let (pws, pwt) = pointwise_tokens(pw);
-    let (dws, dwt) = conv_tokens(dw);
-    let rows = usize_lit(band.rows);
+    let shape = pw_dw_shape(&band.shape);
     let (pw_w, dw_w) = (pw.weights.as_ref().map(range_lit), dw.weights.as_ref().map(range_lit));
     let (pw_ep, dw_ep) = (epilogue(pw, quote!(None)), epilogue(dw, quote!(None)));
     let call = if amx {
@@ -800,9 +820,7 @@ fn fused_fn(p: &Program, i: usize, par: bool) -> TokenStream {
         #[inline(never)]
         fn #name(#(#params),*) {
             #(#bind)*
-            const SHAPE: ::mncc_runtime::simd::PwDwShape = ::mncc_runtime::simd::PwDwShape {
-                pw: #pws, pw_tiles: #pwt, dw: #dws, dw_tiles: #dwt, band: #rows,
-            };
+            const SHAPE: ::mncc_runtime::PwDwShape = #shape;
             #call
         }
     }

@@ -155,7 +155,9 @@ pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-const RUNTIME_MANIFEST: &str = "[package]\nname = \"mncc-runtime\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[features]\ndefault = []\nmacros = []\nstd = []\n\n# Its own workspace root: the copy may sit inside someone else's workspace\n# (e.g. `$MNCC_HARNESS_TARGET` under a checkout's `target/`).\n[workspace]\n";
+const RUNTIME_MANIFEST: &str = "[package]\nname = \"mncc-runtime\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[features]\ndefault = []\nmacros = []\nstd = []\n\n[dependencies]\nmncc-abi = { path = \"abi\" }\n\n# Its own workspace root: the copy may sit inside someone else's workspace\n# (e.g. `$MNCC_HARNESS_TARGET` under a checkout's `target/`).\n[workspace]\n";
+
+const ABI_MANIFEST: &str = "[package]\nname = \"mncc-abi\"\nversion = \"0.1.0\"\nedition = \"2021\"\n";
 
 /// The embedded runtime, written once per runtime version to
 /// `<target dir>/src/mncc-runtime-<hash>/` and shared by every scratch crate
@@ -166,7 +168,7 @@ const RUNTIME_MANIFEST: &str = "[package]\nname = \"mncc-runtime\"\nversion = \"
 /// writes a private directory and renames it into place; the loser discards
 /// its copy.
 pub(crate) fn shared_runtime(target: &Path) -> Result<PathBuf, String> {
-    let mut key = RUNTIME_MANIFEST.as_bytes().to_vec();
+    let mut key = [RUNTIME_MANIFEST, ABI_MANIFEST].concat().into_bytes();
     for (rel, text) in RUNTIME_SOURCES {
         key.extend_from_slice(rel.as_bytes());
         key.push(0);
@@ -184,8 +186,9 @@ pub(crate) fn shared_runtime(target: &Path) -> Result<PathBuf, String> {
         .tempdir_in(&parent)
         .map_err(|e| format!("cannot create a temp dir in {}: {e}", parent.display()))?;
     for (rel, text) in RUNTIME_SOURCES {
-        write(&tmp.path().join("src").join(rel), text)?;
+        write(&tmp.path().join(rel), text)?;
     }
+    write(&tmp.path().join("abi/Cargo.toml"), ABI_MANIFEST)?;
     // The manifest last: its presence marks a complete copy.
     write(&tmp.path().join("Cargo.toml"), RUNTIME_MANIFEST)?;
     match std::fs::rename(tmp.path(), &dir) {

@@ -3,7 +3,7 @@
 //! the generated module and the runtime as linked for that target.
 
 use crate::harness::write as write_file;
-use crate::ir::{Act, DType};
+use crate::ir::{Activation, DType};
 use crate::lower::Program;
 use std::fmt::Write;
 
@@ -47,8 +47,8 @@ pub fn report(p: &Program) -> String {
             if !l.clamp.is_none() {
                 epi.push(l.clamp.describe());
             }
-            if l.act != Act::None {
-                epi.push(l.act.describe());
+            if l.act != Activation::None {
+                epi.push(l.act.to_string());
             }
             [
                 i.to_string(),
@@ -104,11 +104,11 @@ pub fn report(p: &Program) -> String {
                 s,
                 "  layers {i} and {} run in bands of {} output rows: the {}x{}x{} tensor between them is never stored whole (scratch: {} of its rows per thread, 2 threads)",
                 i + 1,
-                b.rows,
+                b.shape.band,
                 o[0],
                 o[1],
                 o[2],
-                b.scratch_rows
+                b.shape.scratch_rows()
             );
         }
     }
@@ -141,7 +141,7 @@ pub fn report(p: &Program) -> String {
                 "; plus the AMX scratch, {} bytes ({}: {} threads' parts of {} floats)",
                 (p.arena_len - planned) * 4,
                 mib((p.arena_len - planned) * 4),
-                crate::lower::AMX_PARTS,
+                crate::lower::amx::PARTS,
                 p.amx_scratch
             )
         } else {

@@ -132,13 +132,13 @@ pub fn eval(op: &Op, ins: &[&[f64]], shapes: &[&[usize]], out_shape: &[usize]) -
                     for i in 0..k {
                         acc += x[b * k + i] * d.weight.data[j * k + i] as f64;
                     }
-                    out[b * o + j] = d.act.apply(clamp(acc, d.clamp.min, d.clamp.max));
+                    out[b * o + j] = d.act.reference(clamp(acc, d.clamp.min, d.clamp.max));
                 }
             }
             out
         }
         Op::Reshape(_) => x.to_vec(),
-        Op::Activation(a) => x.iter().map(|&v| a.apply(v)).collect(),
+        Op::Activation(a) => x.iter().map(|&v| a.reference(v)).collect(),
         Op::Mul => {
             let s = ins[1];
             if s.len() == x.len() {
@@ -206,7 +206,7 @@ fn conv(cfg: &ConvCfg, x: &[f64], ins: &[usize], outs: &[usize], residual: Optio
                     if let Some(r) = residual {
                         acc += r[i];
                     }
-                    out[i] = cfg.act.apply(clamp(acc, cfg.clamp.min, cfg.clamp.max));
+                    out[i] = cfg.act.reference(clamp(acc, cfg.clamp.min, cfg.clamp.max));
                 }
             }
         }

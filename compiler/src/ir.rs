@@ -14,6 +14,7 @@
 //! * every op config is consistent with its input shapes (weights, bias, BN
 //!   and normalization vectors of the right lengths, non-zero strides, ...).
 
+pub use mncc_abi::Activation;
 use std::fmt;
 
 /// Index of a tensor in [`Graph::tensors`].
@@ -133,41 +134,6 @@ impl Clamp {
     }
 }
 
-/// A nonlinearity applied after the clamp (mirror of `mncc_runtime::Activation`).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Act {
-    /// Nothing beyond the clamp.
-    None,
-    /// `x * min(max(x + 3, 0), 6) / 6`.
-    HardSwish,
-    /// `min(max(alpha * x + beta, 0), 1)`.
-    HardSigmoid {
-        /// Slope.
-        alpha: f32,
-        /// Offset.
-        beta: f32,
-    },
-}
-
-impl Act {
-    /// Applies the activation (in f64, for the interpreter).
-    pub fn apply(&self, x: f64) -> f64 {
-        match *self {
-            Act::None => x,
-            Act::HardSwish => x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
-            Act::HardSigmoid { alpha, beta } => (alpha as f64 * x + beta as f64).clamp(0.0, 1.0),
-        }
-    }
-    /// Human name.
-    pub fn describe(&self) -> String {
-        match self {
-            Act::None => "none".into(),
-            Act::HardSwish => "hardswish".into(),
-            Act::HardSigmoid { alpha, beta } => format!("hardsigmoid({alpha}, {beta})"),
-        }
-    }
-}
-
 /// A 2-D convolution and its fused epilogue.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ConvCfg {
@@ -189,7 +155,7 @@ pub struct ConvCfg {
     /// If true the node has a second input, added before the clamp.
     pub residual: bool,
     /// Epilogue activation, after the clamp.
-    pub act: Act,
+    pub act: Activation,
 }
 
 impl ConvCfg {
@@ -204,7 +170,7 @@ impl ConvCfg {
             pad_value: None,
             clamp: Clamp::NONE,
             residual: false,
-            act: Act::None,
+            act: Activation::None,
         }
     }
     /// Output channels.
@@ -249,7 +215,7 @@ pub struct DenseCfg {
     /// Epilogue clamp.
     pub clamp: Clamp,
     /// Epilogue activation, after the clamp.
-    pub act: Act,
+    pub act: Activation,
 }
 
 impl DenseCfg {
@@ -259,7 +225,7 @@ impl DenseCfg {
             weight,
             bias,
             clamp: Clamp::NONE,
-            act: Act::None,
+            act: Activation::None,
         }
     }
 }
@@ -293,7 +259,7 @@ pub enum Op {
     /// Softmax over the last dim of `[n, k]`.
     Softmax,
     /// A standalone activation (fused into the conv or dense layer before it by a pass).
-    Activation(Act),
+    Activation(Activation),
     /// `x * s` where `s` has `x`'s shape or is `[n, c, 1, 1]` (broadcast over
     /// pixels: squeeze-and-excitation).
     Mul,

@@ -41,82 +41,12 @@
 //!   with it in bands of output rows (`simd::pointwise_depthwise`), so that
 //!   tensor is never stored whole.
 
-use crate::ir::{Act, Clamp, DType, Graph, Layout, Op, TensorId, INPUT};
+use crate::ir::{Activation, Clamp, DType, Graph, Layout, Op, TensorId, INPUT};
 use crate::passes::PassReport;
 use crate::plan::{self, Interval};
+use mncc_abi::pack::{self, PANEL};
+pub use mncc_abi::{amx, ConvShape, DepthwiseTiles, PointwiseShape, PointwiseTiles, PwDwShape, PwOrder, RegisterTiles};
 use std::ops::Range;
-
-// The kernel parameter types below mirror `mncc_runtime`'s field for field
-// (the compiler cannot depend on the runtime: the runtime re-exports the
-// proc macro, which depends on the compiler). Codegen writes them out as
-// `::mncc_runtime::` struct literals, so any drift fails to compile in the
-// end-to-end tests.
-
-/// Mirror of `mncc_runtime::ConvShape`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[allow(missing_docs)]
-pub struct ConvShape {
-    pub in_h: usize,
-    pub in_w: usize,
-    pub in_c: usize,
-    pub out_h: usize,
-    pub out_w: usize,
-    pub out_c: usize,
-    pub kernel_h: usize,
-    pub kernel_w: usize,
-    pub stride_h: usize,
-    pub stride_w: usize,
-    pub pad_top: usize,
-    pub pad_left: usize,
-}
-
-/// Mirror of `mncc_runtime::Conv2dTiles`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Conv2dTiles {
-    /// Output rows per block.
-    pub rows: usize,
-}
-
-/// Mirror of `mncc_runtime::DepthwiseTiles`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DepthwiseTiles {
-    /// Output rows per block.
-    pub rows: usize,
-}
-
-/// Mirror of `mncc_runtime::PointwiseShape`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PointwiseShape {
-    /// Pixels.
-    pub pixels: usize,
-    /// Input channels.
-    pub in_c: usize,
-    /// Output channels.
-    pub out_c: usize,
-}
-
-/// Mirror of `mncc_runtime::PwOrder`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PwOrder {
-    /// Pixel blocks outer.
-    PixelsOuter,
-    /// Channel panels outer.
-    ChannelsOuter,
-}
-
-/// Mirror of `mncc_runtime::PointwiseTiles`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PointwiseTiles {
-    /// Input channels per cache block.
-    pub kc: usize,
-    /// Loop order.
-    pub order: PwOrder,
-}
-
-/// `mncc_runtime::pointwise_packed_len`.
-pub const fn pointwise_packed_len(in_c: usize, out_c: usize, nr: usize) -> usize {
-    out_c.div_ceil(nr) * nr * in_c
-}
 
 /// What the schedule rule assumes of the CPU. The runtime picks the
 /// instruction set at run time; the target fixes the cache tiles written
@@ -125,16 +55,13 @@ pub const fn pointwise_packed_len(in_c: usize, out_c: usize, nr: usize) -> usize
 pub struct Target {
     /// Name shown by `mncc inspect` and accepted by `--target`.
     pub name: &'static str,
-    /// f32 lanes per vector register.
-    pub vector_lanes: usize,
+    /// The register tiles of the instruction set the target's CPUs run
+    /// (the runtime's, from `mncc_abi`).
+    pub tiles: RegisterTiles,
     /// L1 data cache bytes.
     pub l1_bytes: usize,
-    /// The runtime's pointwise register tile on this target: rows (pixels).
-    pub pw_mr: usize,
-    /// The runtime's pointwise register tile: columns (output channels).
-    pub pw_nr: usize,
-    /// L2 cache bytes per core: a pointwise output from half of this on is
-    /// run in bands with the depthwise layer that reads it (see
+    /// L2 cache bytes per core: a pointwise output from a quarter of this
+    /// on is run in bands with the depthwise layer that reads it (see
     /// [`fuse_bands`]); 0 never fuses.
     pub l2_bytes: usize,
     /// Whether pointwise layers call `simd::pointwise_amx` (see
@@ -149,10 +76,8 @@ impl Target {
     /// 12 x 32 pointwise tiles.
     pub const X86_64: Target = Target {
         name: "x86-64",
-        vector_lanes: 16,
+        tiles: RegisterTiles::AVX512,
         l1_bytes: 48 * 1024,
-        pw_mr: 12,
-        pw_nr: 32,
         l2_bytes: 2 * 1024 * 1024,
         amx: false,
     };
@@ -169,20 +94,16 @@ impl Target {
     /// x86-64 with AVX2 at most: 8 lanes, 32 KiB L1, 1 MiB L2, 6 x 16 tiles.
     pub const X86_64_AVX2: Target = Target {
         name: "x86-64-avx2",
-        vector_lanes: 8,
+        tiles: RegisterTiles::AVX2,
         l1_bytes: 32 * 1024,
-        pw_mr: 6,
-        pw_nr: 16,
         l2_bytes: 1024 * 1024,
         amx: false,
     };
     /// aarch64 NEON: 4 lanes, 64 KiB L1, 1 MiB L2, 6 x 16 tiles.
     pub const AARCH64: Target = Target {
         name: "aarch64",
-        vector_lanes: 4,
+        tiles: RegisterTiles::NEON,
         l1_bytes: 64 * 1024,
-        pw_mr: 6,
-        pw_nr: 16,
         l2_bytes: 1024 * 1024,
         amx: false,
     };
@@ -191,10 +112,8 @@ impl Target {
     /// them in).
     pub const PORTABLE: Target = Target {
         name: "portable",
-        vector_lanes: 4,
+        tiles: RegisterTiles::PORTABLE,
         l1_bytes: 32 * 1024,
-        pw_mr: 2,
-        pw_nr: 16,
         l2_bytes: 0,
         amx: false,
     };
@@ -237,11 +156,11 @@ impl Target {
         format!(
             "{} ({} f32 lanes, {} KiB L1, {} KiB L2, pointwise tile {}x{}{})",
             self.name,
-            self.vector_lanes,
+            self.tiles.lanes,
             self.l1_bytes / 1024,
             self.l2_bytes / 1024,
-            self.pw_mr,
-            self.pw_nr,
+            self.tiles.pw_mr,
+            self.tiles.pw_nr,
             if self.amx {
                 "; AMX tiles 32x32 for pointwise layers"
             } else {
@@ -250,9 +169,6 @@ impl Target {
         )
     }
 }
-
-/// Output channels per packed weight panel (`mncc_runtime::simd::PANEL`).
-pub const PANEL: usize = 16;
 
 /// Where a tensor lives at run time.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -272,10 +188,12 @@ pub enum Kernel {
     Conv2d {
         /// Geometry.
         shape: ConvShape,
-        /// Output channels per register tile.
+        /// Output channels per register tile of the im2col route.
         nr: usize,
-        /// Cache tiles.
-        tiles: Conv2dTiles,
+        /// Whether the runtime takes its direct route on the target's
+        /// instruction set ([`mncc_abi::conv2d_direct`]; never on the
+        /// portable path), else im2col blocks through the GEMM micro-kernel.
+        direct: bool,
         /// Element type of the input.
         input_type: DType,
         /// Layout of the input.
@@ -340,6 +258,9 @@ impl Kernel {
     /// The kernel's name and register tile, e.g. `pointwise_12x32`.
     pub fn name(&self) -> String {
         match self {
+            Kernel::Conv2d {
+                shape, direct: true, ..
+            } => format!("conv2d_{}x{}_direct", shape.kernel_h, shape.kernel_w),
             Kernel::Conv2d { shape, nr, .. } => {
                 format!("conv2d_{}x{}_nr{nr}", shape.kernel_h, shape.kernel_w)
             }
@@ -360,7 +281,6 @@ impl Kernel {
     /// The cache tiles and loop order, e.g. `kc=256 channels-outer`.
     pub fn tiles(&self) -> String {
         match self {
-            Kernel::Conv2d { tiles, .. } => format!("rows={}", tiles.rows),
             Kernel::Depthwise { tiles, .. } => format!("rows={}", tiles.rows),
             Kernel::Pointwise { tiles, .. } => format!(
                 "kc={} {}",
@@ -403,7 +323,7 @@ pub struct Layer {
     /// Whether `inputs[1]` is added in the epilogue.
     pub residual: bool,
     /// Epilogue activation after the clamp.
-    pub act: Act,
+    pub act: Activation,
     /// Multiply-accumulates.
     pub macs: u64,
     /// Parameters.
@@ -415,16 +335,14 @@ pub struct Layer {
     pub band: Option<Band>,
 }
 
-/// How a pointwise layer runs in bands with the depthwise layer after it
-/// (`mncc_runtime::simd::PwDwShape`).
+/// How a pointwise layer runs in bands with the depthwise layer after it:
+/// the pair's geometry and band height ([`PwDwShape::band`]); one thread's
+/// scratch holds [`PwDwShape::scratch_rows`] rows, the planned tensor two
+/// threads' [`PwDwShape::scratch_len`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Band {
-    /// Depthwise output rows per band.
-    pub rows: usize,
-    /// Pointwise output rows one band holds (the scratch of one thread).
-    pub scratch_rows: usize,
-    /// Elements of one thread's scratch; the planned tensor holds two.
-    pub scratch_len: usize,
+    /// The pair, as the runtime takes it.
+    pub shape: PwDwShape,
 }
 
 /// A model ready for code generation.
@@ -451,7 +369,7 @@ pub struct Program {
     /// Arena elements: the planned tensors, then (from [`Program::amx_at`])
     /// the AMX layers' scratch.
     pub arena_len: usize,
-    /// Where the AMX scratch starts in the arena: [`AMX_PARTS`] parts of
+    /// Where the AMX scratch starts in the arena: [`amx::PARTS`] parts of
     /// [`Program::amx_scratch`] elements, one per thread of the parallel
     /// mode, shared by every AMX layer (none: 0 elements).
     pub amx_at: usize,
@@ -557,7 +475,7 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
             bias: None,
             clamp: Clamp::NONE,
             residual: false,
-            act: Act::None,
+            act: Activation::None,
             macs: n.op.macs(y),
             params: n.op.params(),
             why: String::new(),
@@ -612,7 +530,7 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
                     );
                     layer.kernel = Kernel::Depthwise {
                         shape,
-                        ct: target.vector_lanes,
+                        ct: target.tiles.lanes,
                         tiles: DepthwiseTiles { rows },
                     };
                 } else if kh == 1
@@ -631,7 +549,7 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
                             *amx = true;
                             layer.why += &format!(
                                 "; AMX tiles (bf16x6), {} scratch floats per thread",
-                                amx_scratch_len(shape.pixels, ic, oc, tiles.order)
+                                amx::scratch_len(shape.pixels, ic, oc, tiles.order)
                             );
                         }
                     }
@@ -640,21 +558,25 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
                     // im2col row (k * ic + i) = tap k, input channel i.
                     let packed = pack_panels(kh * kw * ic, oc, |o, r| w[(o * ic + r % ic) * kh * kw + r / ic]);
                     layer.weights = Some(push_blob(&mut blob, &packed));
-                    let nr = target.pw_nr;
-                    let rows = rows_fitting(target, iw, ic, c.stride[0], kh, oh);
+                    let nr = target.tiles.pw_nr;
                     let (input_type, layout) = if reads_input {
                         (g.input.dtype, g.input.layout)
                     } else {
                         (DType::F32, Layout::Nhwc)
                     };
-                    layer.why = format!(
-                        "im2col blocks of output pixels through the {}x{nr} pointwise micro-kernel",
-                        target.pw_mr
-                    );
+                    let direct = target.tiles != RegisterTiles::PORTABLE && mncc_abi::conv2d_direct(&shape);
+                    layer.why = if direct {
+                        "direct route: each output row from a copy of its 3 input rows, broadcast-FMA register tiles of pixels x channels".into()
+                    } else {
+                        format!(
+                            "im2col blocks of output pixels through the {}x{nr} pointwise micro-kernel",
+                            target.tiles.pw_mr
+                        )
+                    };
                     layer.kernel = Kernel::Conv2d {
                         shape,
                         nr,
-                        tiles: Conv2dTiles { rows },
+                        direct,
                         input_type,
                         layout,
                         pad_value: c.pad_value.clone().unwrap_or_else(|| vec![0.0; ic]),
@@ -744,7 +666,7 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
             bias: None,
             clamp: Clamp::NONE,
             residual: false,
-            act: Act::None,
+            act: Activation::None,
             macs: 0,
             params: 0,
             why: "the model output is NCHW; activations are stored NHWC".into(),
@@ -801,14 +723,14 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
                 tiles,
                 amx: true,
                 ..
-            } => Some(amx_scratch_len(shape.pixels, shape.in_c, shape.out_c, tiles.order)),
+            } => Some(amx::scratch_len(shape.pixels, shape.in_c, shape.out_c, tiles.order)),
             _ => None,
         })
         .max()
         .unwrap_or(0);
     let amx_at = p.arena_len.div_ceil(plan::ALIGN) * plan::ALIGN;
     let arena_len = if amx_scratch > 0 {
-        amx_at + AMX_PARTS * amx_scratch
+        amx_at + amx::PARTS * amx_scratch
     } else {
         p.arena_len
     };
@@ -893,14 +815,18 @@ fn fuse_bands(layers: &mut [Layer], tensor_lens: &mut [usize], output: TensorId,
         // Both threads' scratch within the tensor it replaces, where it can be.
         let half_rows = (dw.in_h / 2).max(dw.kernel_h);
         let rows = ((budget_rows.min(half_rows) - dw.kernel_h) / dw.stride_h + 1).clamp(1, dw.out_h);
-        let scratch_rows = ((rows - 1) * dw.stride_h + dw.kernel_h).min(dw.in_h);
-        let scratch_len = scratch_rows * dw.in_w * dw.in_c;
-        tensor_lens[mid] = 2 * scratch_len;
-        layers[i].band = Some(Band {
-            rows,
-            scratch_rows,
-            scratch_len,
-        });
+        let Kernel::Depthwise { tiles: dw_tiles, .. } = b.kernel else {
+            unreachable!("matched above")
+        };
+        let shape = PwDwShape {
+            pw: *pw,
+            pw_tiles: *tiles,
+            dw: *dw,
+            dw_tiles,
+            band: rows,
+        };
+        tensor_lens[mid] = 2 * shape.scratch_len();
+        layers[i].band = Some(Band { shape });
     }
 }
 
@@ -918,7 +844,7 @@ fn same_order_in_nhwc(shape: &[usize]) -> bool {
 /// zero past `n` (the layout of `mncc_runtime::simd::pointwise`).
 fn pack_panels(k: usize, n: usize, w: impl Fn(usize, usize) -> f32) -> Vec<f32> {
     let panels = n.div_ceil(PANEL);
-    let mut packed = vec![0.0; pointwise_packed_len(k, n, PANEL)];
+    let mut packed = vec![0.0; pack::panels_len(k, n, PANEL)];
     for p in 0..panels {
         for i in 0..k {
             for j in 0..PANEL {
@@ -941,8 +867,8 @@ fn pointwise(
     out_c: usize,
     w: impl Fn(usize, usize) -> f32,
 ) -> (Kernel, Vec<f32>, String) {
-    let nr = t.pw_nr;
-    let mr = if pixels == 1 { 1 } else { t.pw_mr };
+    let nr = t.tiles.pw_nr;
+    let mr = if pixels == 1 { 1 } else { t.tiles.pw_mr };
     let budget = t.l1_bytes / (4 * mr); // input channels whose MR x kc block of input rows fits L1
     let kc = if in_c <= budget {
         in_c
@@ -986,10 +912,6 @@ pub const AMX_MIN_PIXELS: usize = 64;
 /// an AMX target (see [`use_amx`]).
 pub const AMX_MIN_CHANNELS: usize = 32;
 
-/// Participants of the parallel mode with an AMX scratch part
-/// (`mncc_runtime::par::AMX_PARTS`).
-pub const AMX_PARTS: usize = 2;
-
 /// Whether a pointwise layer runs on the AMX tiles on target `t`: at least
 /// [`AMX_MIN_PIXELS`] pixels and [`AMX_MIN_CHANNELS`] input and output
 /// channels. A tile product covers 32 input channels of 32 pixels by 16
@@ -1010,21 +932,6 @@ pub const AMX_PARTS: usize = 2;
 /// the models with more AMX work gain (v1 0.25 128, 8.4M MACs: 0.89).
 pub fn use_amx(t: &Target, s: &PointwiseShape) -> bool {
     t.amx && s.pixels >= AMX_MIN_PIXELS && s.in_c >= AMX_MIN_CHANNELS && s.out_c >= AMX_MIN_CHANNELS
-}
-
-/// `mncc_runtime::simd::pointwise_amx_scratch_len`, in floats: 1 KiB
-/// tiles of `ceil(in_c / 32)` K steps of three planes for, pixels outer,
-/// two blocks of 32 pixels' inputs (four row tiles) and all the weights
-/// (`ceil(out_c / 16)` panels), and two 32 x 32 staging blocks; channels
-/// outer, all the pixels' inputs, two strips' weights (four panels) and a
-/// 32 x 32 block of sums per 32 pixels; plus 64 bytes of alignment slack.
-pub const fn amx_scratch_len(pixels: usize, in_c: usize, out_c: usize, order: PwOrder) -> usize {
-    let step = in_c.div_ceil(32) * 3 * 1024;
-    let (row_tiles, panels, sums) = match order {
-        PwOrder::PixelsOuter => (4, out_c.div_ceil(PANEL), 2),
-        PwOrder::ChannelsOuter => (2 * pixels.div_ceil(32), 4, pixels.div_ceil(32)),
-    };
-    ((row_tiles + panels) * step + sums * 32 * 32 * 4 + 64) / 4
 }
 
 #[cfg(test)]

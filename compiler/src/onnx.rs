@@ -11,8 +11,8 @@
 //! outputs as failed so its readers do not repeat it.
 
 use crate::ir::{
-    Act, BatchNormCfg, Clamp, ConvCfg, DType, DenseCfg, Graph, InputSpec, Layout, NormalizeCfg, Op, Param, TensorId,
-    INPUT,
+    Activation, BatchNormCfg, Clamp, ConvCfg, DType, DenseCfg, Graph, InputSpec, Layout, NormalizeCfg, Op, Param,
+    TensorId, INPUT,
 };
 use onnx_protobuf::{AttributeProto, Message, ModelProto, NodeProto, TensorProto};
 use std::collections::{HashMap, HashSet};
@@ -832,7 +832,7 @@ impl Importer {
             "HardSigmoid" => {
                 let a = Attrs(n);
                 let x = tensor(0)?;
-                let act = Act::HardSigmoid {
+                let act = Activation::HardSigmoid {
                     alpha: a.float("alpha", 0.2),
                     beta: a.float("beta", 0.5),
                 };
@@ -840,7 +840,7 @@ impl Importer {
             }
             "HardSwish" => {
                 let x = tensor(0)?;
-                one(self.push(name, Op::Activation(Act::HardSwish), &[x])?)
+                one(self.push(name, Op::Activation(Activation::HardSwish), &[x])?)
             }
             "Mul" => {
                 match (arg(0), arg(1)) {

@@ -5,7 +5,7 @@
 //! Merged nodes are recorded in [`Node::fused`](crate::ir::Node::fused) so the
 //! generated code can say where each layer came from.
 
-use crate::ir::{Act, Clamp, Graph, Node, Op};
+use crate::ir::{Activation, Clamp, Graph, Node, Op};
 
 /// One pass: a name and a rewrite returning how many rewrites it made.
 pub struct Pass {
@@ -209,7 +209,7 @@ pub fn fold_affine(g: &mut Graph) -> usize {
     }
     while let Some((i, j)) = find_pair(
         g,
-        |n| matches!(&n.op, Op::Conv(c) if c.clamp.is_none() && c.act == Act::None && !c.residual),
+        |n| matches!(&n.op, Op::Conv(c) if c.clamp.is_none() && c.act == Activation::None && !c.residual),
         |n| matches!(n.op, Op::Normalize(_)),
     ) {
         let Op::Normalize(aff) = g.nodes[j].op.clone() else {
@@ -231,7 +231,7 @@ pub fn fold_batchnorm(g: &mut Graph) -> usize {
     let mut count = 0;
     while let Some((i, j)) = find_pair(
         g,
-        |n| matches!(&n.op, Op::Conv(c) if c.clamp.is_none() && c.act == Act::None && !c.residual),
+        |n| matches!(&n.op, Op::Conv(c) if c.clamp.is_none() && c.act == Activation::None && !c.residual),
         |n| matches!(n.op, Op::BatchNorm(_)),
     ) {
         let Op::BatchNorm(bn) = g.nodes[j].op.clone() else {
@@ -262,7 +262,7 @@ pub fn fuse_residual(g: &mut Graph) -> usize {
             for side in 0..2 {
                 let (a, r) = (g.nodes[j].inputs[side], g.nodes[j].inputs[1 - side]);
                 let Some(i) = g.producer(a) else { continue };
-                let fusable = matches!(&g.nodes[i].op, Op::Conv(c) if c.clamp.is_none() && c.act == Act::None && !c.residual)
+                let fusable = matches!(&g.nodes[i].op, Op::Conv(c) if c.clamp.is_none() && c.act == Activation::None && !c.residual)
                     && g.uses(a) == 1
                     && a != r
                     && g.producer(r).is_none_or(|p| p < i);
@@ -286,17 +286,20 @@ pub fn fuse_residual(g: &mut Graph) -> usize {
 /// `Conv -> Clip`: the clip becomes (or tightens) the conv's epilogue clamp.
 pub fn fuse_activation(g: &mut Graph) -> usize {
     /// The epilogue of a conv or dense layer, if its activation is still free.
-    fn epilogue(op: &mut Op) -> Option<(&mut Clamp, &mut Act)> {
+    fn epilogue(op: &mut Op) -> Option<(&mut Clamp, &mut Activation)> {
         match op {
-            Op::Conv(c) if c.act == Act::None => Some((&mut c.clamp, &mut c.act)),
-            Op::Dense(d) if d.act == Act::None => Some((&mut d.clamp, &mut d.act)),
+            Op::Conv(c) if c.act == Activation::None => Some((&mut c.clamp, &mut c.act)),
+            Op::Dense(d) if d.act == Activation::None => Some((&mut d.clamp, &mut d.act)),
             _ => None,
         }
     }
     let mut count = 0;
     while let Some((i, j)) = find_pair(
         g,
-        |n| matches!(&n.op, Op::Conv(c) if c.act == Act::None) || matches!(&n.op, Op::Dense(d) if d.act == Act::None),
+        |n| {
+            matches!(&n.op, Op::Conv(c) if c.act == Activation::None)
+                || matches!(&n.op, Op::Dense(d) if d.act == Activation::None)
+        },
         |n| matches!(n.op, Op::Clip(_) | Op::Activation(_)),
     ) {
         let next = g.nodes[j].op.clone();
@@ -324,14 +327,14 @@ pub fn fuse_hardswish(g: &mut Graph) -> usize {
             for side in 0..2 {
                 let (x, h) = (g.nodes[j].inputs[side], g.nodes[j].inputs[1 - side]);
                 let Some(i) = g.producer(h) else { continue };
-                let is_hs = matches!(g.nodes[i].op, Op::Activation(Act::HardSigmoid { alpha, beta })
+                let is_hs = matches!(g.nodes[i].op, Op::Activation(Activation::HardSigmoid { alpha, beta })
                     if (alpha - 1.0 / 6.0).abs() < 1e-6 && (beta - 0.5).abs() < 1e-6);
                 if !is_hs || g.nodes[i].inputs[0] != x || g.uses(h) != 1 || g.output == h {
                     continue;
                 }
                 let hs_name = g.nodes.remove(i).name;
                 let j = if i < j { j - 1 } else { j };
-                g.nodes[j].op = Op::Activation(Act::HardSwish);
+                g.nodes[j].op = Op::Activation(Activation::HardSwish);
                 g.nodes[j].inputs = vec![x];
                 g.nodes[j].fused.insert(0, hs_name);
                 count += 1;

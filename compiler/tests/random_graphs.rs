@@ -262,7 +262,7 @@ fn banded_layers_match_the_interpreter() {
                 .layers
                 .iter()
                 .enumerate()
-                .filter_map(|(i, l)| l.band.map(|b| (i, b.rows)))
+                .filter_map(|(i, l)| l.band.map(|b| (i, b.shape.band)))
                 .collect();
             // (A channels-outer pointwise layer, weights larger than its
             // input, is not banded.)

@@ -30,60 +30,9 @@
 //! entry, with a message naming the kernel and the slice; past that point no
 //! index can go out of bounds.
 
+use crate::abi::{clamp, Conv2dTiles, ConvShape, DepthwiseTiles, PointwiseShape, PointwiseTiles, PwOrder};
 use crate::math::exp;
 use crate::{Activation, Epilogue, Layout, Pixel};
-
-/// Geometry of a 2-D convolution (full, depthwise) on NHWC tensors.
-///
-/// Output pixel `(oy, ox)` reads input rows `oy*stride_h - pad_top + ky` and
-/// columns `ox*stride_w - pad_left + kx`; reads outside the input see the pad
-/// value (zero, or the per-channel value given to [`conv2d`]). Padding at the
-/// bottom/right is implied by `out_h`/`out_w`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConvShape {
-    /// Input height.
-    pub in_h: usize,
-    /// Input width.
-    pub in_w: usize,
-    /// Input channels.
-    pub in_c: usize,
-    /// Output height.
-    pub out_h: usize,
-    /// Output width.
-    pub out_w: usize,
-    /// Output channels (equal to `in_c` for depthwise).
-    pub out_c: usize,
-    /// Kernel height.
-    pub kernel_h: usize,
-    /// Kernel width.
-    pub kernel_w: usize,
-    /// Vertical stride.
-    pub stride_h: usize,
-    /// Horizontal stride.
-    pub stride_w: usize,
-    /// Rows of padding above the input.
-    pub pad_top: usize,
-    /// Columns of padding left of the input.
-    pub pad_left: usize,
-}
-
-impl ConvShape {
-    /// Number of input elements (`in_h * in_w * in_c`).
-    pub const fn in_len(&self) -> usize {
-        self.in_h * self.in_w * self.in_c
-    }
-    /// Number of output elements (`out_h * out_w * out_c`).
-    pub const fn out_len(&self) -> usize {
-        self.out_h * self.out_w * self.out_c
-    }
-}
-
-/// Cache tiling of [`conv2d`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Conv2dTiles {
-    /// Output rows computed per block.
-    pub rows: usize,
-}
 
 /// Full convolution (groups = 1), any kernel size, stride and padding; used
 /// for the first layer (3 input channels) and any conv that is neither
@@ -213,13 +162,6 @@ fn conv2d_block<T: Pixel, const NR: usize, const CHW: bool>(
             store(&cx.ep, acc, co0, (oy * s.out_w + ox) * out_c + co0, out);
         }
     }
-}
-
-/// Cache tiling of [`depthwise`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DepthwiseTiles {
-    /// Output rows computed per block.
-    pub rows: usize,
 }
 
 /// Depthwise convolution (groups = channels): `out_c == in_c`, any kernel
@@ -417,52 +359,13 @@ fn depthwise_border<const CT: usize>(cx: &DwCx<'_>, oy: usize, ox: usize, c0: us
     store(&cx.ep, acc, c0, (oy * s.out_w + ox) * c + c0, out);
 }
 
-/// Geometry of a pointwise (1x1, stride 1) convolution: a matrix product
-/// `[pixels x in_c] * [in_c x out_c]`. A fully connected layer is the case
-/// `pixels == 1`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PointwiseShape {
-    /// Number of pixels (`h * w`).
-    pub pixels: usize,
-    /// Input channels.
-    pub in_c: usize,
-    /// Output channels.
-    pub out_c: usize,
-}
-
-/// Loop order of [`pointwise`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PwOrder {
-    /// For each block of `MR` pixels, all output-channel panels: activations
-    /// are read once, the weights once per pixel block (small weights).
-    PixelsOuter,
-    /// For each panel of `NR` output channels, all pixel blocks: each weight
-    /// panel is read once and stays in cache (weights larger than activations).
-    ChannelsOuter,
-}
-
-/// Cache tiling of [`pointwise`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PointwiseTiles {
-    /// Input channels per cache block (`1..=in_c`); partial sums over blocks
-    /// are accumulated in `out` and the epilogue applied after the last block.
-    pub kc: usize,
-    /// Loop order.
-    pub order: PwOrder,
-}
-
-/// Number of `f32` in the packed weights of [`pointwise`] for `NR`.
-pub const fn pointwise_packed_len(in_c: usize, out_c: usize, nr: usize) -> usize {
-    out_c.div_ceil(nr) * nr * in_c
-}
-
 /// Pointwise (1x1, stride 1) convolution / fully connected layer.
 ///
 /// * `input`: `pixels * in_c`, NHWC.
 /// * `packed`: `ceil(out_c / NR)` panels, each `[in_c][NR]`: element
 ///   `packed[(p * in_c + ci) * NR + j]` is the weight from input channel `ci`
 ///   to output channel `p * NR + j`, zero where that channel is `>= out_c`.
-///   Length [`pointwise_packed_len`].
+///   Length [`abi::pack::panels_len`](crate::abi::pack::panels_len)`(in_c, out_c, NR)`.
 /// * `out`: `pixels * out_c`, NHWC.
 /// * `MR` pixels by `NR` output channels per register tile.
 ///
@@ -487,7 +390,12 @@ pub fn pointwise<const MR: usize, const NR: usize>(
     assert!(NR >= 1, "pointwise: register tile NR must be at least 1");
     assert!(tiles.kc >= 1, "pointwise: tiles.kc must be at least 1");
     check_len(K, "input", input.len(), s.pixels * s.in_c);
-    check_len(K, "packed", packed.len(), pointwise_packed_len(s.in_c, s.out_c, NR));
+    check_len(
+        K,
+        "packed",
+        packed.len(),
+        crate::abi::pack::panels_len(s.in_c, s.out_c, NR),
+    );
     check_len(K, "out", out.len(), s.pixels * s.out_c);
     check_epilogue(K, ep, s.out_c, out.len());
     let cx = PwCx {
@@ -898,18 +806,6 @@ fn act_block(c: usize) -> usize {
     }
 }
 
-/// The epilogue clamp: infinite bounds are no-ops, NaN propagates.
-#[inline(always)]
-fn clamp(v: f32, min: f32, max: f32) -> f32 {
-    if v < min {
-        min
-    } else if v > max {
-        max
-    } else {
-        v
-    }
-}
-
 /// `acc[j] += x * w[j]` (over the shorter of the two).
 #[inline(always)]
 fn axpy(acc: &mut [f32], x: f32, w: &[f32]) {
@@ -971,32 +867,12 @@ fn store_clamped(ep: &Epilogue<'_>, acc: &[f32], c0: usize, o: usize, dst: &mut 
     }
 }
 
-/// Applies `act` in place to a just-stored tile.
+/// Applies `act` in place to a just-stored tile ([`Activation::apply`]).
 #[inline(always)]
 pub(crate) fn activate(act: Activation, dst: &mut [f32]) {
-    match act {
-        Activation::None => {}
-        Activation::HardSwish => {
-            for d in dst.iter_mut() {
-                *d = hard_swish(*d);
-            }
-        }
-        Activation::HardSigmoid { alpha, beta } => {
-            for d in dst.iter_mut() {
-                *d = hard_sigmoid(*d, alpha, beta);
-            }
+    if act != Activation::None {
+        for d in dst.iter_mut() {
+            *d = act.apply(*d);
         }
     }
-}
-
-/// `x * clamp(x + 3, 0, 6) * (1 / 6)`, in that order.
-#[inline(always)]
-fn hard_swish(x: f32) -> f32 {
-    x * clamp(x + 3.0, 0.0, 6.0) * (1.0 / 6.0)
-}
-
-/// `clamp(alpha * x + beta, 0, 1)`.
-#[inline(always)]
-fn hard_sigmoid(x: f32, alpha: f32, beta: f32) -> f32 {
-    clamp(alpha * x + beta, 0.0, 1.0)
 }

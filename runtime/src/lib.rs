@@ -15,8 +15,8 @@
 //! * Kernel names follow `op[_variant]`; tile parameters are const generics
 //!   (register tiles) or fields of a `*Tiles` struct (cache tiles and loop
 //!   order). Results never depend on tiles beyond float rounding order.
-//! * Weight packing for each kernel is documented on the kernel; the compiler's
-//!   `pack` module is its only writer.
+//! * Weight packing for each kernel is defined in [`abi::pack`], which the
+//!   compiler's packing and the kernels' length checks both use.
 #![no_std]
 #![deny(missing_docs)]
 #![forbid(unsafe_op_in_unsafe_fn)]
@@ -32,67 +32,17 @@ pub mod weights;
 
 pub use arena::{align_arena, split2, split3, split_scratch, ARENA_SLACK};
 pub use kernels::*;
+/// The contract with the compiler: shapes, tiles, packing, scratch sizes,
+/// epilogue, element types (the `mncc-abi` crate).
+pub use mncc_abi as abi;
+pub use mncc_abi::{
+    Activation, Conv2dTiles, ConvShape, DepthwiseTiles, Epilogue, Layout, PointwiseShape, PointwiseTiles, PwDwShape,
+    PwOrder,
+};
 pub use weights::{f32_view, Aligned};
 
 #[cfg(feature = "macros")]
 pub use mncc_macros::mobilenet;
-
-/// A nonlinearity applied after the clamp: out = act(clamp(acc + bias + residual, min, max)).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Activation {
-    /// None (the clamp alone: identity, ReLU, ReLU6).
-    None,
-    /// `x * min(max(x + 3, 0), 6) / 6` (ONNX HardSwish).
-    HardSwish,
-    /// `min(max(alpha * x + beta, 0), 1)` (ONNX HardSigmoid).
-    HardSigmoid {
-        /// Slope.
-        alpha: f32,
-        /// Offset.
-        beta: f32,
-    },
-}
-
-/// What a kernel does to each output value after the accumulation:
-/// `out = act(clamp(acc + bias[c] + residual[i], min, max))`.
-///
-/// BatchNorm folds into the weights and `bias`, ReLU is `min = 0`,
-/// ReLU6 is `min = 0, max = 6`, no activation is `min = -inf, max = inf`,
-/// a residual Add fused into the conv before it is `residual`, and a
-/// HardSwish or HardSigmoid that follows is `act`.
-#[derive(Clone, Copy, Debug)]
-pub struct Epilogue<'a> {
-    /// One value per output channel, or `None`.
-    pub bias: Option<&'a [f32]>,
-    /// Lower clamp bound (`f32::NEG_INFINITY` for none).
-    pub min: f32,
-    /// Upper clamp bound (`f32::INFINITY` for none).
-    pub max: f32,
-    /// A tensor of the output's shape and layout added before the clamp.
-    pub residual: Option<&'a [f32]>,
-    /// The nonlinearity applied after the clamp ([`Activation::None`] for none).
-    pub act: Activation,
-}
-
-impl Epilogue<'_> {
-    /// No bias, no clamp, no residual, no activation.
-    pub const NONE: Epilogue<'static> = Epilogue {
-        bias: None,
-        min: f32::NEG_INFINITY,
-        max: f32::INFINITY,
-        residual: None,
-        act: Activation::None,
-    };
-}
-
-/// Memory layout of the model input as the caller provides it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Layout {
-    /// `[H][W][C]`, channels last (what image decoders produce).
-    Nhwc,
-    /// `[C][H][W]`, channels first (PyTorch's default).
-    Nchw,
-}
 
 /// An input element the first convolution can read: `f32`, or `u8` pixels
 /// whose normalization was folded into that convolution's weights.

@@ -48,7 +48,7 @@
 //! whole on the calling thread. The one `unsafe` block hands each claimed
 //! chunk its `&mut` part of the output.
 
-use crate::kernels::{Conv2dTiles, ConvShape, DepthwiseTiles, PointwiseShape, PointwiseTiles};
+use crate::abi::{amx, conv_rows, ConvShape, DepthwiseTiles, PointwiseShape, PointwiseTiles, PwDwShape};
 use crate::{simd, Epilogue, Layout, Pixel};
 use core::ops::Range;
 
@@ -364,12 +364,12 @@ fn by_pixels<F>(
 
 /// Participants of [`pointwise_amx`] and [`pointwise_depthwise_amx`]: the
 /// scratch they are given holds this many per-thread parts.
-pub const AMX_PARTS: usize = 2;
+pub use crate::abi::amx::PARTS as AMX_PARTS;
 
 /// [`simd::pointwise_amx`] on `par`'s threads, split by pixels (at
 /// multiples of 32, the tile rows, where the tiles run; of
 /// [`PIXEL_ALIGN`] otherwise), on at most [`AMX_PARTS`] of them: `scratch`
-/// holds one [`simd::pointwise_amx_scratch_len`] part per participant.
+/// holds one [`amx::scratch_len`] part per participant.
 /// Same arguments, same result bit for bit.
 ///
 /// # Panics
@@ -387,7 +387,7 @@ pub fn pointwise_amx(
     out: &mut [f32],
     scratch: &mut [f32],
 ) {
-    let slot = simd::pointwise_amx_scratch_len(s.pixels, s.in_c, s.out_c, tiles.order);
+    let slot = amx::scratch_len(s.pixels, s.in_c, s.out_c, tiles.order);
     assert!(
         scratch.len() >= AMX_PARTS * slot,
         "par::pointwise_amx: `scratch` has {} elements, {AMX_PARTS} parts of {slot} needed",
@@ -451,7 +451,7 @@ fn pointwise_columns(
     let ok = |x: Option<&[f32]>| x.is_none_or(|x| x.len() == s.out_c);
     if n <= 1
         || input.len() != s.in_c
-        || packed.len() != simd::pointwise_packed_len(s.in_c, s.out_c)
+        || packed.len() != crate::abi::pack::pointwise_packed_len(s.in_c, s.out_c)
         || out.len() != s.out_c
         || !ok(ep.bias)
         || !ok(ep.residual)
@@ -471,45 +471,10 @@ fn pointwise_columns(
         };
         // Panel `p` (columns `16p..16p + 16`) starts at `p * 16 * in_c`;
         // `cols.start` is a multiple of 16.
-        let w = &packed[cols.start * s.in_c..][..simd::pointwise_packed_len(s.in_c, sub.out_c)];
+        let w = &packed[cols.start * s.in_c..][..crate::abi::pack::pointwise_packed_len(s.in_c, sub.out_c)];
         simd::pointwise(&sub, tiles, input, w, &ep, out);
     };
     for_chunks(par, s.out_c, n, COLUMN_ALIGN, 1, out, &part);
-}
-
-/// The geometry of output rows `rows` of a convolution `s` as a convolution
-/// of its own: the sub-shape (`out_h = rows.len()`, `in_h` and `pad_top`
-/// adjusted) and the input rows it reads (halo included; clipped to the
-/// input, the rest is padding as in `s`).
-///
-/// Each output value of the sub-convolution on those input rows sees the
-/// same window, the same taps and the same padding as in `s`.
-///
-/// # Panics
-/// If `rows` is not inside `0..s.out_h` or a stride is 0.
-pub fn conv_rows(s: &ConvShape, rows: Range<usize>) -> (ConvShape, Range<usize>) {
-    assert!(
-        rows.start < rows.end && rows.end <= s.out_h && s.stride_h >= 1,
-        "conv_rows: rows {rows:?} not inside 0..{} (or stride 0)",
-        s.out_h
-    );
-    // Input rows (in padded coordinates: + pad_top) the windows cover.
-    let lo = rows.start * s.stride_h;
-    let hi = (rows.end - 1) * s.stride_h + s.kernel_h;
-    let padded = |r: usize| r.clamp(s.pad_top, s.pad_top + s.in_h) - s.pad_top;
-    let (r0, r1) = (padded(lo), padded(hi));
-    // Padding rows above the sub-input: what lies above r0 in the window.
-    let pad_top = (r0 + s.pad_top).saturating_sub(lo);
-    let in_h = r1 - r0;
-    // A window entirely below the input: no rows, all padding.
-    let pad_top = if in_h == 0 { 0 } else { pad_top };
-    let sub = ConvShape {
-        in_h,
-        out_h: rows.end - rows.start,
-        pad_top,
-        ..*s
-    };
-    (sub, r0..r1)
 }
 
 /// [`simd::depthwise`] on `par`'s threads, split by output rows. Same
@@ -552,7 +517,7 @@ pub fn depthwise(
 
 /// [`simd::pointwise_depthwise`] on two of `par`'s threads: the output
 /// rows in two halves, each run in bands on its own half of `scratch`
-/// (which holds two [`simd::PwDwShape::scratch_len`]s; the pointwise rows
+/// (which holds two [`PwDwShape::scratch_len`]s; the pointwise rows
 /// both halves' windows read are computed by both). Same arguments, same
 /// result bit for bit. The halves are fixed, not claimed in chunks: each
 /// band reuses the rows of the one before it in its thread's scratch.
@@ -565,7 +530,7 @@ pub fn depthwise(
 #[inline]
 pub fn pointwise_depthwise(
     par: &dyn Parallel,
-    s: &simd::PwDwShape,
+    s: &PwDwShape,
     pw_weights: &[f32],
     pw_ep: &Epilogue<'_>,
     dw_weights: &[f32],
@@ -588,7 +553,7 @@ pub fn pointwise_depthwise(
 #[inline]
 pub fn pointwise_depthwise_amx(
     par: &dyn Parallel,
-    s: &simd::PwDwShape,
+    s: &PwDwShape,
     pw_weights: &[f32],
     pw_ep: &Epilogue<'_>,
     dw_weights: &[f32],
@@ -618,7 +583,7 @@ pub fn pointwise_depthwise_amx(
 #[allow(clippy::too_many_arguments)]
 fn pointwise_depthwise_halves(
     par: &dyn Parallel,
-    s: &simd::PwDwShape,
+    s: &PwDwShape,
     pw_weights: &[f32],
     pw_ep: &Epilogue<'_>,
     dw_weights: &[f32],
@@ -629,7 +594,7 @@ fn pointwise_depthwise_halves(
     out: &mut [f32],
 ) {
     let slot = s.scratch_len();
-    let amx_slot = simd::pointwise_amx_scratch_len(s.pw.pixels, s.pw.in_c, s.pw.out_c, s.pw_tiles.order);
+    let amx_slot = amx::scratch_len(s.pw.pixels, s.pw.in_c, s.pw.out_c, s.pw_tiles.order);
     let macs = s.pw.pixels * s.pw.in_c * s.pw.out_c + s.dw.out_len() * s.dw.kernel_h * s.dw.kernel_w;
     let out_h = s.dw.out_h;
     let serial = par.threads() < 2
@@ -653,7 +618,7 @@ fn pointwise_depthwise_halves(
         _ => {}
     }
     // Checks every length (and the shapes) before any part runs.
-    s.check(name, input.len(), slot, out.len(), pw_ep, dw_ep);
+    simd::check_pwdw(s, name, input.len(), slot, out.len(), pw_ep, dw_ep);
     let (mut a0, mut a1) = match amx {
         Some(a) => {
             simd::check_amx(s, amx_slot);
@@ -686,7 +651,6 @@ fn pointwise_depthwise_halves(
 pub fn conv2d<T: Pixel + Sync>(
     par: &dyn Parallel,
     s: &ConvShape,
-    tiles: &Conv2dTiles,
     layout: Layout,
     input: &[T],
     pad_value: &[f32],
@@ -698,7 +662,7 @@ pub fn conv2d<T: Pixel + Sync>(
     let max_chunks = par.threads().saturating_mul(CHUNKS_PER_THREAD);
     let n = chunk_count(par, s.out_h, 1, row_macs, max_chunks);
     if n <= 1 || input.len() != s.in_len() || out.len() != s.out_len() || s.stride_h == 0 {
-        return simd::conv2d(s, tiles, layout, input, pad_value, weights, ep, out);
+        return simd::conv2d(s, layout, input, pad_value, weights, ep, out);
     }
     let row_in = s.in_w * s.in_c;
     let row_out = s.out_w * s.out_c;
@@ -707,7 +671,7 @@ pub fn conv2d<T: Pixel + Sync>(
         // An NCHW row window is not one slice: the direct route computes
         // output rows of the whole input; other shapes run whole.
         if !simd::conv2d_rows_applies(s) {
-            return simd::conv2d(s, tiles, layout, input, pad_value, weights, ep, out);
+            return simd::conv2d(s, layout, input, pad_value, weights, ep, out);
         }
         let part = |rows: Range<usize>, out: &mut [f32]| {
             simd::conv2d_rows(s, layout, input, pad_value, weights, &rows_ep(&rows), rows, out);
@@ -717,7 +681,7 @@ pub fn conv2d<T: Pixel + Sync>(
     let part = |rows: Range<usize>, out: &mut [f32]| {
         let (sub, ins) = conv_rows(s, rows.clone());
         let x = &input[ins.start * row_in..ins.end * row_in];
-        simd::conv2d(&sub, tiles, layout, x, pad_value, weights, &rows_ep(&rows), out);
+        simd::conv2d(&sub, layout, x, pad_value, weights, &rows_ep(&rows), out);
     };
     for_chunks(par, s.out_h, n, 1, row_out, out, &part);
 }

@@ -17,7 +17,7 @@ mod common;
 use common::*;
 use mncc_runtime::isa::{self, Isa};
 use mncc_runtime::par::{self, Parallel};
-use mncc_runtime::simd::{self, PwDwShape};
+use mncc_runtime::{simd, PwDwShape};
 use mncc_runtime::{ConvShape, DepthwiseTiles, Epilogue, PointwiseShape, PointwiseTiles, PwOrder};
 
 /// A pointwise layer: seeded input and weights, packed in panels.
@@ -59,7 +59,7 @@ impl Case {
     fn amx(&self, order: PwOrder, ep: &Epilogue<'_>) -> Vec<f32> {
         let mut out = vec![f32::NAN; self.s.pixels * self.s.out_c];
         let mut scratch =
-            vec![f32::NAN; simd::pointwise_amx_scratch_len(self.s.pixels, self.s.in_c, self.s.out_c, order)];
+            vec![f32::NAN; mncc_runtime::abi::amx::scratch_len(self.s.pixels, self.s.in_c, self.s.out_c, order)];
         let t = self.tiles(order);
         simd::pointwise_amx(&self.s, &t, &self.input, &self.packed, ep, &mut out, &mut scratch);
         out
@@ -169,7 +169,7 @@ fn each_pixel_gets_the_same_bits_wherever_it_falls() {
                         ..ep
                     };
                     let mut out = vec![f32::NAN; (b - a) * oc];
-                    let mut scratch = vec![0.0; simd::pointwise_amx_scratch_len(b - a, ic, oc, order)];
+                    let mut scratch = vec![0.0; mncc_runtime::abi::amx::scratch_len(b - a, ic, oc, order)];
                     simd::pointwise_amx(
                         &s,
                         &c.tiles(order),
@@ -244,10 +244,10 @@ fn parallel_splits_are_bit_identical() {
                 let ep = e.ep();
                 for order in [PwOrder::PixelsOuter, PwOrder::ChannelsOuter] {
                     let want = c.amx(order, &ep);
-                    let slot = simd::pointwise_amx_scratch_len(pixels, in_c, out_c, order);
+                    let slot = mncc_runtime::abi::amx::scratch_len(pixels, in_c, out_c, order);
                     for (name, p) in executors() {
                         let mut got = vec![f32::NAN; pixels * out_c];
-                        let mut scratch = vec![f32::NAN; par::AMX_PARTS * slot];
+                        let mut scratch = vec![f32::NAN; mncc_runtime::abi::amx::PARTS * slot];
                         par::pointwise_amx(
                             &*p,
                             &c.s,
@@ -326,7 +326,7 @@ fn banded_pairs_are_the_unfused_pair() {
                 bias: Some(&dw_bias),
                 ..pw_ep
             };
-            let amx_len = simd::pointwise_amx_scratch_len(pw.pixels, in_c, mid, PwOrder::PixelsOuter);
+            let amx_len = mncc_runtime::abi::amx::scratch_len(pw.pixels, in_c, mid, PwOrder::PixelsOuter);
             // The unfused pair.
             let mut mid_t = vec![f32::NAN; pw.pixels * mid];
             let mut scratch = vec![0.0; amx_len];
@@ -336,7 +336,7 @@ fn banded_pairs_are_the_unfused_pair() {
             // Banded, serial and on two threads.
             let mut got = vec![f32::NAN; dw.out_len()];
             let mut band_scratch = vec![f32::NAN; 2 * s.scratch_len()];
-            let mut amx_scratch = vec![f32::NAN; par::AMX_PARTS * amx_len];
+            let mut amx_scratch = vec![f32::NAN; mncc_runtime::abi::amx::PARTS * amx_len];
             simd::pointwise_depthwise_amx(
                 &s,
                 &packed,
@@ -450,7 +450,7 @@ fn a_short_banded_scratch_panics_on_two_threads() {
     par::pointwise_depthwise_amx(
         &Inline(2),
         &s,
-        &vec![0.0; simd::pointwise_packed_len(in_c, mid)],
+        &vec![0.0; mncc_runtime::abi::pack::pointwise_packed_len(in_c, mid)],
         &ep,
         &[0.0; 9 * 32],
         &ep,

@@ -8,7 +8,7 @@ mod common;
 
 use common::{assert_close, conv_shape, on_each_isa, pack_pointwise, ref_depthwise, ref_pointwise, Rng, Scoped};
 use mncc_runtime::par::{self, Parallel, Serial};
-use mncc_runtime::simd::{self, PwDwShape};
+use mncc_runtime::{simd, PwDwShape};
 use mncc_runtime::{Activation, ConvShape, DepthwiseTiles, Epilogue, PointwiseShape, PointwiseTiles, PwOrder};
 
 struct Case {

@@ -8,7 +8,7 @@ mod common;
 
 use common::{for_each_isa, Epi, Rng};
 use mncc_runtime::par::{self, Parallel, Serial};
-use mncc_runtime::{simd, Conv2dTiles, ConvShape, DepthwiseTiles, Epilogue, Layout, Pixel};
+use mncc_runtime::{simd, ConvShape, DepthwiseTiles, Epilogue, Layout, Pixel};
 use mncc_runtime::{PointwiseShape, PointwiseTiles, PwOrder};
 
 /// Splits into `n` parts (any size: `min_part_macs` 1) and runs them on the
@@ -97,7 +97,7 @@ fn check_pointwise(pixels: usize, in_c: usize, out_c: usize, seed: u64) {
     let mut rng = Rng::new(seed);
     let s = PointwiseShape { pixels, in_c, out_c };
     let input = rng.vec(pixels * in_c, 2.0);
-    let packed = rng.vec(simd::pointwise_packed_len(in_c, out_c), 1.0);
+    let packed = rng.vec(mncc_runtime::abi::pack::pointwise_packed_len(in_c, out_c), 1.0);
     for e in epilogues(&mut rng, out_c, pixels * out_c) {
         let ep = e.ep();
         for kc in [in_c.max(1), in_c / 2 + 1] {
@@ -206,15 +206,14 @@ fn depthwise_splits_are_bit_identical() {
 
 fn check_conv2d<T: Pixel + Sync>(s: &ConvShape, input: &[T], layout: Layout, rng: &mut Rng) {
     let pad = rng.vec(s.in_c, 1.0);
-    let weights = rng.vec(simd::conv2d_packed_len(s), 1.0);
-    let tiles = Conv2dTiles { rows: 2 };
+    let weights = rng.vec(mncc_runtime::abi::pack::conv2d_packed_len(s), 1.0);
     for e in epilogues(rng, s.out_c, s.out_len()) {
         let ep = e.ep();
         let mut want = vec![f32::NAN; s.out_len()];
-        simd::conv2d(s, &tiles, layout, input, &pad, &weights, &ep, &mut want);
+        simd::conv2d(s, layout, input, &pad, &weights, &ep, &mut want);
         for (name, p) in executors() {
             let mut got = vec![f32::NAN; s.out_len()];
-            par::conv2d(&*p, s, &tiles, layout, input, &pad, &weights, &ep, &mut got);
+            par::conv2d(&*p, s, layout, input, &pad, &weights, &ep, &mut got);
             same_bits(&format!("conv2d {s:?} {layout:?} {} on {name}", e.name), &got, &want);
         }
     }
@@ -268,7 +267,7 @@ fn conv_rows_covers_the_windows() {
     for s in conv_shapes(1, 1) {
         for a in 0..s.out_h {
             for b in a + 1..=s.out_h {
-                let (sub, ins) = par::conv_rows(&s, a..b);
+                let (sub, ins) = mncc_runtime::abi::conv_rows(&s, a..b);
                 assert_eq!(sub.out_h, b - a);
                 assert_eq!(sub.in_h, ins.end - ins.start, "{s:?} rows {a}..{b}");
                 assert!(ins.end <= s.in_h);
@@ -300,7 +299,7 @@ fn serial_and_small_layers_run_whole() {
     };
     let mut rng = Rng::new(7);
     let input = rng.vec(49 * 8, 1.0);
-    let packed = rng.vec(simd::pointwise_packed_len(8, 16), 1.0);
+    let packed = rng.vec(mncc_runtime::abi::pack::pointwise_packed_len(8, 16), 1.0);
     let tiles = PointwiseTiles {
         kc: 8,
         order: PwOrder::PixelsOuter,
@@ -335,7 +334,7 @@ fn serial_and_small_layers_run_whole() {
         out_c: 1000,
     };
     let input = rng.vec(1024, 1.0);
-    let packed = rng.vec(simd::pointwise_packed_len(1024, 1000), 1.0);
+    let packed = rng.vec(mncc_runtime::abi::pack::pointwise_packed_len(1024, 1000), 1.0);
     let mut out = vec![0.0; 1000];
     let mut want = vec![0.0; 1000];
     par::pointwise(&c, &s1, &tiles, &input, &packed, &Epilogue::NONE, &mut out);
@@ -350,7 +349,7 @@ fn serial_and_small_layers_run_whole() {
         out_c: 128,
     };
     let input = rng.vec(56 * 56 * 64, 1.0);
-    let packed = rng.vec(simd::pointwise_packed_len(64, 128), 1.0);
+    let packed = rng.vec(mncc_runtime::abi::pack::pointwise_packed_len(64, 128), 1.0);
     let mut out = vec![0.0; 56 * 56 * 128];
     par::pointwise(&c, &s2, &tiles, &input, &packed, &Epilogue::NONE, &mut out);
     assert_eq!(c.0.load(std::sync::atomic::Ordering::Relaxed), 1);
@@ -364,7 +363,7 @@ fn length_errors_are_the_kernels() {
         in_c: 64,
         out_c: 64,
     };
-    let packed = vec![0.0; simd::pointwise_packed_len(64, 64)];
+    let packed = vec![0.0; mncc_runtime::abi::pack::pointwise_packed_len(64, 64)];
     let mut out = vec![0.0; 100 * 64];
     let tiles = PointwiseTiles {
         kc: 64,

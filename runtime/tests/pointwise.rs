@@ -2,7 +2,7 @@
 mod common;
 
 use common::*;
-use mncc_runtime::{pointwise, pointwise_packed_len, Activation, Epilogue, PointwiseShape, PointwiseTiles, PwOrder};
+use mncc_runtime::{pointwise, Activation, Epilogue, PointwiseShape, PointwiseTiles, PwOrder};
 
 const ORDERS: [PwOrder; 2] = [PwOrder::PixelsOuter, PwOrder::ChannelsOuter];
 
@@ -23,7 +23,7 @@ fn check<const MR: usize, const NR: usize>(
     let input = rng.vec(pixels * in_c, 2.0);
     let weights = rng.vec(in_c * out_c, 1.0);
     let packed = pack_pointwise(&weights, in_c, out_c, NR);
-    assert_eq!(packed.len(), pointwise_packed_len(in_c, out_c, NR));
+    assert_eq!(packed.len(), mncc_runtime::abi::pack::panels_len(in_c, out_c, NR));
     let mut kcs = vec![1, 2, 3, 7, in_c.max(1), in_c + 4];
     if in_c > 8 {
         kcs.push(in_c / 2 + 1); // does not divide in_c

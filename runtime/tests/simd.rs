@@ -12,7 +12,7 @@ mod common;
 
 use common::*;
 use mncc_runtime::isa::Isa;
-use mncc_runtime::{simd, Activation, Conv2dTiles, ConvShape, DepthwiseTiles, Epilogue, Layout, Pixel, PointwiseShape};
+use mncc_runtime::{simd, Activation, ConvShape, DepthwiseTiles, Epilogue, Layout, Pixel, PointwiseShape};
 use mncc_runtime::{PointwiseTiles, PwOrder};
 
 /// A pointwise test case: seeded input and weights, the weights packed for
@@ -31,7 +31,7 @@ impl PwCase {
         let input = rng.vec(pixels * in_c, 2.0);
         let weights = rng.vec(in_c * out_c, 1.0);
         let packed = pack_pointwise(&weights, in_c, out_c, simd::PANEL);
-        assert_eq!(packed.len(), simd::pointwise_packed_len(in_c, out_c));
+        assert_eq!(packed.len(), mncc_runtime::abi::pack::pointwise_packed_len(in_c, out_c));
         PwCase {
             rng,
             s: PointwiseShape { pixels, in_c, out_c },
@@ -310,7 +310,7 @@ fn check_conv2d(isa: Isa, s: ConvShape, seed: u64) {
     // and the 1e-5 tolerance keeps its meaning.
     let weights = rng.vec(kk * s.out_c, (4.0 / (kk.max(1) as f32).sqrt()).min(1.0));
     let packed = pack_pointwise(&weights, kk, s.out_c, simd::PANEL);
-    assert_eq!(packed.len(), simd::conv2d_packed_len(&s));
+    assert_eq!(packed.len(), mncc_runtime::abi::pack::conv2d_packed_len(&s));
     // u8 inputs see weights scaled as a folded `(x - mean) / std` would
     // (1/128), so sums stay O(1) as in a real first layer.
     let w_u8: Vec<f32> = weights.iter().map(|w| w / 128.0).collect();
@@ -361,16 +361,7 @@ impl<T: Pixel + Into<f64>> Conv2dCase<'_, T> {
             Layout::Nhwc => self.nhwc.to_vec(),
         };
         let mut out = vec![f32::NAN; s.out_len()];
-        simd::conv2d(
-            s,
-            &Conv2dTiles { rows: 1 },
-            self.layout,
-            &x,
-            self.pad,
-            self.packed,
-            ep,
-            &mut out,
-        );
+        simd::conv2d(s, self.layout, &x, self.pad, self.packed, ep, &mut out);
         assert_close(tag, &out, &want);
     }
 }

@@ -16,7 +16,7 @@ mod common;
 
 use common::*;
 use mncc_runtime::isa::Isa;
-use mncc_runtime::{simd, Conv2dTiles, ConvShape, Epilogue, Layout, Pixel};
+use mncc_runtime::{simd, ConvShape, Epilogue, Layout, Pixel};
 
 /// Which epilogues a check runs.
 #[derive(Clone, Copy, PartialEq)]
@@ -53,7 +53,6 @@ fn run<T: Pixel>(
     outbuf[GUARD + s.out_len()..].fill(guard);
     simd::conv2d(
         s,
-        &Conv2dTiles { rows: 1 },
         layout,
         &inbuf[GUARD..GUARD + x.len()],
         pad,
@@ -76,7 +75,7 @@ fn check(isa: Isa, s: ConvShape, seed: u64, eps: Eps) {
     let kk = s.kernel_h * s.kernel_w * s.in_c;
     let weights = rng.vec(kk * s.out_c, (4.0 / (kk as f32).sqrt()).min(1.0));
     let packed = pack_pointwise(&weights, kk, s.out_c, simd::PANEL);
-    assert_eq!(packed.len(), simd::conv2d_packed_len(&s));
+    assert_eq!(packed.len(), mncc_runtime::abi::pack::conv2d_packed_len(&s));
     // u8 inputs see weights scaled as a folded `(x - mean) / std` would.
     let w_u8: Vec<f32> = weights.iter().map(|w| w / 128.0).collect();
     let packed_u8 = pack_pointwise(&w_u8, kk, s.out_c, simd::PANEL);

@@ -74,7 +74,7 @@ impl PwCase {
         PwCase {
             s: PointwiseShape { pixels, in_c, out_c },
             input: Aligned::new(&fill(pixels * in_c, 1)),
-            packed: Aligned::new(&fill(simd::pointwise_packed_len(in_c, out_c), 2)),
+            packed: Aligned::new(&fill(mncc_runtime::abi::pack::pointwise_packed_len(in_c, out_c), 2)),
             bias: Aligned::new(&fill(out_c, 3)),
             out: Aligned::new(&vec![0.0; pixels * out_c]),
         }
@@ -126,7 +126,7 @@ fn pointwise(o: &Opts, name: &str, pixels: usize, in_c: usize, out_c: usize) -> 
         t.order = ord;
     }
     let mut case = PwCase::new(pixels, in_c, out_c);
-    let mut scratch = vec![0.0; simd::pointwise_amx_scratch_len(pixels, in_c, out_c, t.order)];
+    let mut scratch = vec![0.0; mncc_runtime::abi::amx::scratch_len(pixels, in_c, out_c, t.order)];
     let ms = median_ms(o.seconds, || {
         case.run_on(&t, o.amx.then_some(&mut scratch[..]));
     });

@@ -23,7 +23,7 @@
 //!   32 input channels, 1 KiB) ([`split_rows`]): a block of 32 pixels at a
 //!   time, the next while the current one runs (pixels outer), or all of
 //!   them first (channels outer).
-//! * Both go to a caller's scratch ([`pointwise_amx_scratch_len`]).
+//! * Both go to a caller's scratch ([`amx::scratch_len`](crate::abi::amx::scratch_len)).
 //! * Register tiles: C is 32 pixels by 32 channels (tiles 0-3), A and B two
 //!   tiles each (4-5, 6-7); one K step is 24 tile products and 6 + 12 tile
 //!   loads, the 6 of the operand that comes from L2 ([`k_loop`]; a tile
@@ -41,12 +41,12 @@
 use super::gemm::{activate_rows, store_lanes, VecEpilogue};
 use super::x86::Avx512;
 use super::Vf32;
-use crate::kernels::PwOrder;
+use crate::abi::PwOrder;
 use crate::{Activation, Epilogue};
 use core::arch::x86_64::*;
 
-use super::gemm::{AMX_K, AMX_STEP as STEP, AMX_TILE as TILE};
 use super::PANEL;
+use crate::abi::amx::{K as AMX_K, STEP, TILE};
 
 /// K steps of `in_c` input channels.
 const fn ksteps(in_c: usize) -> usize {
@@ -56,7 +56,7 @@ const fn ksteps(in_c: usize) -> usize {
 /// A validated AMX pointwise call: `m` pixels of `k` channels at `a` (rows
 /// `lda` floats apart), weights `b` packed as for `simd::pointwise`
 /// (`ceil(n / 16)` panels of `[k][16]`), output `m x n` at `out`; `scratch`
-/// has [`pointwise_amx_scratch_len`](super::pointwise_amx_scratch_len)`(m,
+/// has [`amx::scratch_len`](crate::abi::amx::scratch_len)`(m,
 /// k, n, order)` floats.
 pub(crate) struct AmxGemm<'a> {
     pub(crate) m: usize,
@@ -125,7 +125,7 @@ pub(crate) unsafe fn gemm_amx(g: &AmxGemm<'_>, order: PwOrder) {
     let ks = ksteps(g.k);
     // SAFETY: (whole body) the caller's contract; every pointer formed
     // stays in the scratch (aligned up by at most 60 bytes, inside its
-    // slack, laid out as `pointwise_amx_scratch_len` counts it), the
+    // slack, laid out as `amx::scratch_len` counts it), the
     // weights or the rows of `a` and `out`.
     unsafe {
         let base = g.scratch.cast::<u8>();

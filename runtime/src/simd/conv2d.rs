@@ -11,16 +11,13 @@
 //!   Cortex-M code small): the windows of a block of output pixels gathered
 //!   into a stack buffer, then the GEMM micro-kernel.
 
-use super::gemm::{gemm_dispatch, pointwise_packed_len, Gemm};
+use super::gemm::{gemm_dispatch, Gemm};
 use super::PANEL;
+use crate::abi::pack::conv2d_packed_len;
+use crate::abi::{ConvShape, PwOrder};
 use crate::isa::{self, Isa};
-use crate::kernels::{check_epilogue, check_len, Conv2dTiles, ConvShape, PwOrder};
+use crate::kernels::{check_epilogue, check_len};
 use crate::{Epilogue, Layout, Pixel};
-
-/// Number of `f32` in the packed weights of [`conv2d`].
-pub const fn conv2d_packed_len(s: &ConvShape) -> usize {
-    pointwise_packed_len(s.kernel_h * s.kernel_w * s.in_c, s.out_c)
-}
 
 /// Stack buffer of [`conv2d`]'s gathered input patches, in floats.
 const PATCH: usize = 4096;
@@ -37,9 +34,10 @@ const PATCH: usize = 4096;
 ///
 /// * `weights`: the `[kernel_h * kernel_w * in_c][out_c]` matrix (row
 ///   `(ky * kernel_w + kx) * in_c + ci`) packed in panels of [`PANEL`]
-///   output channels like [`pointwise`](super::pointwise)'s; length [`conv2d_packed_len`].
-/// * Other arguments as [`kernels::conv2d`](crate::kernels::conv2d). `tiles.rows` is not used (the
-///   pixel block is sized by the buffer).
+///   output channels like [`pointwise`](super::pointwise)'s; length
+///   [`conv2d_packed_len`].
+/// * Other arguments as [`kernels::conv2d`](crate::kernels::conv2d) (no
+///   cache tiles: the pixel block is sized by the buffer).
 ///
 /// # Panics
 /// If a slice length does not match `s`.
@@ -47,7 +45,6 @@ const PATCH: usize = 4096;
 #[inline]
 pub fn conv2d<T: Pixel>(
     s: &ConvShape,
-    tiles: &Conv2dTiles,
     layout: Layout,
     input: &[T],
     pad_value: &[f32],
@@ -56,7 +53,6 @@ pub fn conv2d<T: Pixel>(
     out: &mut [f32],
 ) {
     const K: &str = "simd::conv2d";
-    let _ = tiles;
     check_args(K, s, input, pad_value, weights, ep, s.out_len(), out.len());
     let isa = isa::active_counted();
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
@@ -296,15 +292,7 @@ pub(crate) const DK: usize = 3;
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 #[inline(always)]
 fn direct_applies(isa: Isa, s: &ConvShape) -> bool {
-    isa != Isa::Portable
-        && s.kernel_h == DK
-        && s.kernel_w == DK
-        && (1..=2).contains(&s.stride_w)
-        && s.stride_h >= 1
-        && (1..=4).contains(&s.in_c)
-        && s.out_c >= 1
-        && s.out_h >= 1
-        && s.out_w >= 1
+    isa != Isa::Portable && crate::abi::conv2d_direct(s)
 }
 
 /// The direct route: row buffer, register tiles, per-ISA entry points.
@@ -313,8 +301,9 @@ pub(crate) mod direct {
     use super::super::gemm::{store_lanes, VecEpilogue};
     use super::super::{Vf32, PANEL};
     pub(crate) use super::DK;
+    use crate::abi::ConvShape;
     use crate::isa::Isa;
-    use crate::kernels::{self, ConvShape};
+    use crate::kernels;
     use crate::{Activation, Epilogue, Layout, Pixel};
 
     /// Input columns per channel in the row buffer.

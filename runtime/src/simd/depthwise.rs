@@ -6,8 +6,9 @@ use super::portable;
 #[cfg(target_arch = "x86_64")]
 use super::x86;
 use super::Vf32;
+use crate::abi::{ConvShape, DepthwiseTiles};
 use crate::isa;
-use crate::kernels::{self, ConvShape, DepthwiseTiles};
+use crate::kernels;
 use crate::{Activation, Epilogue};
 
 /// Depthwise convolution: the contract of [`kernels::depthwise`](crate::kernels::depthwise)

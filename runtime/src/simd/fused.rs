@@ -5,75 +5,40 @@
 //! scratch buffer that stays in L2 and is consumed right away.
 
 use super::gemm::pointwise_amx_split;
-use super::{depthwise, pointwise, pointwise_amx_scratch_len};
-use crate::kernels::{check_len, ConvShape, DepthwiseTiles, PointwiseShape, PointwiseTiles};
-use crate::par::conv_rows;
+use super::{depthwise, pointwise};
+use crate::abi::{amx, conv_rows, PointwiseShape, PwDwShape};
+use crate::kernels::check_len;
 use crate::Epilogue;
 use core::ops::Range;
 
-/// The geometry and schedule of [`pointwise_depthwise`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PwDwShape {
-    /// The pointwise layer: `pixels == dw.in_h * dw.in_w`, `out_c == dw.in_c`.
-    pub pw: PointwiseShape,
-    /// Its cache tiles (run on each band's rows).
-    pub pw_tiles: PointwiseTiles,
-    /// The depthwise layer.
-    pub dw: ConvShape,
-    /// Its cache tiles.
-    pub dw_tiles: DepthwiseTiles,
-    /// Depthwise output rows per band (at least 1).
-    pub band: usize,
-}
-
-impl PwDwShape {
-    /// Pointwise output rows one band reads at most (its windows' rows).
-    pub const fn scratch_rows(&self) -> usize {
-        let band = if self.band == 0 { 1 } else { self.band };
-        let rows = (band - 1) * self.dw.stride_h + self.dw.kernel_h;
-        if rows < self.dw.in_h {
-            rows
-        } else {
-            self.dw.in_h
-        }
-    }
-
-    /// Elements of scratch [`pointwise_depthwise`] needs (one band's rows
-    /// of the pointwise output); the parallel entry point
-    /// [`crate::par::pointwise_depthwise`] uses two of these.
-    pub const fn scratch_len(&self) -> usize {
-        self.scratch_rows() * self.dw.in_w * self.dw.in_c
-    }
-
-    /// Checks the shapes agree and the slices have their lengths (`k`
-    /// names the entry point in the panic message).
-    #[track_caller]
-    pub(crate) fn check(
-        &self,
-        k: &str,
-        input: usize,
-        scratch: usize,
-        out: usize,
-        pw_ep: &Epilogue<'_>,
-        dw_ep: &Epilogue<'_>,
-    ) {
-        let (pw, dw) = (&self.pw, &self.dw);
-        assert!(
-            pw.pixels == dw.in_h * dw.in_w && pw.out_c == dw.in_c && dw.in_c == dw.out_c && dw.stride_h >= 1,
-            "{k}: pointwise {pw:?} does not feed depthwise {dw:?}"
-        );
-        assert!(
-            pw_ep.residual.is_none() && dw_ep.residual.is_none(),
-            "{k}: residual epilogues are not supported (the compiler does not fuse such layers)"
-        );
-        check_len(k, "input", input, pw.pixels * pw.in_c);
-        assert!(
-            scratch >= self.scratch_len(),
-            "{k}: `scratch` has {scratch} elements, one band needs {}",
-            self.scratch_len()
-        );
-        check_len(k, "out", out, dw.out_len());
-    }
+/// Checks the shapes of `s` agree and the slices have their lengths (`k`
+/// names the entry point in the panic message).
+#[track_caller]
+pub(crate) fn check(
+    s: &PwDwShape,
+    k: &str,
+    input: usize,
+    scratch: usize,
+    out: usize,
+    pw_ep: &Epilogue<'_>,
+    dw_ep: &Epilogue<'_>,
+) {
+    let (pw, dw) = (&s.pw, &s.dw);
+    assert!(
+        pw.pixels == dw.in_h * dw.in_w && pw.out_c == dw.in_c && dw.in_c == dw.out_c && dw.stride_h >= 1,
+        "{k}: pointwise {pw:?} does not feed depthwise {dw:?}"
+    );
+    assert!(
+        pw_ep.residual.is_none() && dw_ep.residual.is_none(),
+        "{k}: residual epilogues are not supported (the compiler does not fuse such layers)"
+    );
+    check_len(k, "input", input, pw.pixels * pw.in_c);
+    assert!(
+        scratch >= s.scratch_len(),
+        "{k}: `scratch` has {scratch} elements, one band needs {}",
+        s.scratch_len()
+    );
+    check_len(k, "out", out, dw.out_len());
 }
 
 /// `depthwise(pointwise(input))` without the intermediate tensor: for each
@@ -110,7 +75,7 @@ pub fn pointwise_depthwise(
 
 /// [`pointwise_depthwise`] with the pointwise layer on the AMX tiles where
 /// the CPU has them ([`pointwise_amx`](super::pointwise_amx)): `amx_scratch` at least
-/// [`pointwise_amx_scratch_len`] floats for its pixels-outer order. Bit for
+/// [`amx::scratch_len`] floats for its pixels-outer order. Bit for
 /// bit the unfused pair of [`pointwise_amx`](super::pointwise_amx) and [`depthwise`].
 ///
 /// # Panics
@@ -161,7 +126,7 @@ fn whole(
         Some(_) => "simd::pointwise_depthwise_amx",
         None => "simd::pointwise_depthwise",
     };
-    s.check(name, input.len(), scratch.len(), out.len(), pw_ep, dw_ep);
+    check(s, name, input.len(), scratch.len(), out.len(), pw_ep, dw_ep);
     if let Some(a) = &amx {
         check_amx(s, a.len());
     }
@@ -182,7 +147,7 @@ fn whole(
 /// Checks the AMX scratch (`amx_scratch` floats) of a banded pair.
 #[track_caller]
 pub(crate) fn check_amx(s: &PwDwShape, amx_scratch: usize) {
-    let need = pointwise_amx_scratch_len(s.pw.pixels, s.pw.in_c, s.pw.out_c, s.pw_tiles.order);
+    let need = amx::scratch_len(s.pw.pixels, s.pw.in_c, s.pw.out_c, s.pw_tiles.order);
     assert!(
         amx_scratch >= need,
         "simd::pointwise_depthwise_amx: `amx_scratch` has {amx_scratch} elements, {need} needed"

@@ -8,14 +8,12 @@ use super::portable;
 use super::x86;
 use super::Vf32;
 use super::PANEL;
+use crate::abi::amx;
+use crate::abi::pack::pointwise_packed_len;
+use crate::abi::{PointwiseShape, PointwiseTiles, PwOrder};
 use crate::isa::{self, Isa};
-use crate::kernels::{self, check_epilogue, check_len, PointwiseShape, PointwiseTiles, PwOrder};
+use crate::kernels::{self, check_epilogue, check_len};
 use crate::{Activation, Epilogue};
-
-/// Number of `f32` in the packed weights of [`pointwise`] (panels of [`PANEL`]).
-pub const fn pointwise_packed_len(in_c: usize, out_c: usize) -> usize {
-    kernels::pointwise_packed_len(in_c, out_c, PANEL)
-}
 
 /// Pointwise (1x1, stride 1) convolution / fully connected layer: the
 /// contract of [`kernels::pointwise`](crate::kernels::pointwise) with `NR = PANEL` packing (`packed`
@@ -61,36 +59,11 @@ fn check_pointwise(k: &str, s: &PointwiseShape, input: &[f32], packed: &[f32], e
     check_epilogue(k, ep, s.out_c, out.len());
 }
 
-/// Input channels per K step of the AMX kernel (one A tile row: 32 bf16).
-pub(crate) const AMX_K: usize = 32;
-/// Bytes of one AMX tile (16 rows of 64 bytes).
-pub(crate) const AMX_TILE: usize = 1024;
-/// Bytes of one K step of one panel (or one row tile) in the AMX format:
-/// three planes.
-pub(crate) const AMX_STEP: usize = 3 * AMX_TILE;
-
-/// Number of `f32` of scratch [`pointwise_amx`] needs for `pixels` pixels
-/// of `in_c` input and `out_c` output channels in `order`, in 1 KiB tiles
-/// of `ceil(in_c / 32)` K steps, three planes each (see `simd/amx.rs`):
-/// pixels outer, two blocks of 32 pixels' inputs (two row tiles each) and
-/// all the weights (`ceil(out_c / 16)` panels), and two 32 x 32 staging
-/// blocks; channels outer, all the pixels' inputs (blocks of 32), two
-/// strips' weights (four panels) and a 32 x 32 block of sums per block;
-/// plus 64 bytes of alignment slack.
-pub const fn pointwise_amx_scratch_len(pixels: usize, in_c: usize, out_c: usize, order: PwOrder) -> usize {
-    let step = in_c.div_ceil(AMX_K) * AMX_STEP;
-    let (row_tiles, panels, sums) = match order {
-        PwOrder::PixelsOuter => (4, out_c.div_ceil(PANEL), 2),
-        PwOrder::ChannelsOuter => (2 * pixels.div_ceil(32), 4, pixels.div_ceil(32)),
-    };
-    ((row_tiles + panels) * step + sums * 32 * 32 * 4 + 64) / 4
-}
-
 /// [`pointwise`] on the AMX tile unit where the CPU has it
 /// ([`Isa::Amx`]), at f32 accuracy (each product summed from six bf16
 /// partial products, see `simd/amx.rs`), else exactly [`pointwise`]: the
 /// same arguments and weights (split into bf16 planes at run time), and a
-/// `scratch` of at least [`pointwise_amx_scratch_len`] floats (any
+/// `scratch` of at least [`amx::scratch_len`] floats (any
 /// contents). The AMX result differs from [`pointwise`]'s by float
 /// rounding; on the tiles, a pixel gets the same bits wherever it falls in
 /// a call.
@@ -128,7 +101,7 @@ pub(crate) fn pointwise_amx_split(
     b_split: bool,
 ) -> bool {
     const K: &str = "simd::pointwise_amx";
-    let need = pointwise_amx_scratch_len(s.pixels, s.in_c, s.out_c, tiles.order);
+    let need = amx::scratch_len(s.pixels, s.in_c, s.out_c, tiles.order);
     assert!(
         scratch.len() >= need,
         "{K}: `scratch` has {} elements, {need} needed",

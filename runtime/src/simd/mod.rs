@@ -39,8 +39,7 @@ mod portable;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
-/// Output channels per packed weight panel of [`pointwise`] and [`conv2d`].
-pub const PANEL: usize = 16;
+pub use crate::abi::pack::PANEL;
 
 /// A vector of `f32` lanes. Every method is `unsafe`: the caller guarantees
 /// the CPU supports the instruction set (checked once, at dispatch) and, for
@@ -141,10 +140,10 @@ macro_rules! unroll {
 }
 pub(crate) use unroll;
 
-pub use conv2d::{conv2d, conv2d_packed_len};
+pub use conv2d::conv2d;
 pub(crate) use conv2d::{conv2d_rows, conv2d_rows_applies};
 pub use depthwise::depthwise;
 pub(crate) use fused::bands as pointwise_depthwise_bands;
-pub(crate) use fused::check_amx;
-pub use fused::{pointwise_depthwise, pointwise_depthwise_amx, PwDwShape};
-pub use gemm::{pointwise, pointwise_amx, pointwise_amx_scratch_len, pointwise_packed_len};
+pub(crate) use fused::{check as check_pwdw, check_amx};
+pub use fused::{pointwise_depthwise, pointwise_depthwise_amx};
+pub use gemm::{pointwise, pointwise_amx};

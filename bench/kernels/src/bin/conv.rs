@@ -128,7 +128,7 @@ fn run<T: Pixel>(c: &Case<'_, T>, weights: &[f32], ep: &Epilogue<'_>, seconds: f
     let old = |out: &mut [f32], patch: &mut [f32; 4096]| {
         old_conv2d(s, c.layout, black_box(c.input), c.pad, weights, ep, out, patch)
     };
-    let new = |out: &mut [f32]| simd::conv2d(s, &tiles, c.layout, black_box(c.input), c.pad, weights, ep, out);
+    let new = |out: &mut [f32]| simd::conv2d(s, c.layout, black_box(c.input), c.pad, weights, ep, out);
     old(&mut out_old, &mut patch);
     new(&mut out_new);
     let diff = out_old
@@ -197,7 +197,7 @@ fn main() {
             pad_top: 1,
             pad_left: 1,
         };
-        let weights = fill(simd::conv2d_packed_len(&s), 2);
+        let weights = fill(mncc_runtime::abi::pack::conv2d_packed_len(&s), 2);
         let bias = fill(out_c, 3);
         let ep = Epilogue {
             bias: Some(&bias),
