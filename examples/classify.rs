@@ -52,13 +52,13 @@ fn main() -> ExitCode {
     }
     // The arena is 'static-sized by the generated constant; on a heap-less
     // target it would be a `static mut`-free `static` in a cell, or a local.
-    let mut arena: Box<model::Arena> = vec![0.0; model::ARENA_LEN].into_boxed_slice().try_into().unwrap();
+    let mut arena: Box<model::Arena> = vec![0; model::ARENA_LEN].into_boxed_slice().try_into().unwrap();
     println!(
         "model {}: {:.1} M MACs, {} parameters, arena {} KiB",
         model::NAME,
         model::MACS as f64 / 1e6,
         model::PARAMS,
-        model::ARENA_LEN * 4 / 1024
+        model::ARENA_LEN / 1024
     );
     let mut failed = false;
     for p in &paths {

@@ -233,7 +233,7 @@ pub fn build(spec: &ModelSpec, layers: &[LayerDef], weights: &WeightTable, resol
     let mut g = Graph::new(
         &spec.name,
         &spec.describe(),
-        spec.input.clone(),
+        spec.input,
         vec![1, 3, resolution, resolution],
     );
     let mut x: TensorId = INPUT;

@@ -1,16 +1,20 @@
 //! Rust code generation with `quote!`, formatted by prettyplease.
 //!
 //! The output is deterministic (same program, same bytes) and depends only on
-//! `::mncc_runtime`: no `std`, no `alloc`, no `unsafe`. Each layer is a
-//! function whose doc comment names its source node(s), shapes, MACs, kernel,
-//! tiles and why they were chosen. Weights are one little-endian `f32` blob,
-//! 64-byte aligned, embedded with `include_bytes!` (a file beside the
-//! generated `.rs`) or as a byte-string literal (the proc macro).
+//! `::mncc_runtime`: no `std`, no `alloc`, no `unsafe`. Each step of the
+//! program (a layer, or a banded pair) is a function whose doc comment
+//! describes its layers ([`crate::lower::describe`]). Weights are one
+//! little-endian byte blob, each segment in its kernel's element type on a
+//! 64-byte boundary, embedded with `include_bytes!` (a file beside the
+//! generated `.rs`) or as a byte-string literal (the proc macro), and read
+//! through `mncc_runtime::Blob`; the arena is the caller's bytes, borrowed
+//! as typed tensors through `mncc_runtime::ArenaMut`.
 
-use crate::ir::{Activation, DType, Layout};
-use crate::lower::{Kernel, Layer, Program, Storage};
+use crate::ir::{Activation, ElemType, Layout};
+use crate::lower::describe::{human, shape_str, Description};
+use crate::lower::{Kernel, Layer, Program, Step, Storage};
 use mncc_abi::{amx, ConvShape, DepthwiseTiles, PointwiseShape, PointwiseTiles, PwDwShape, PwOrder};
-use proc_macro2::{Literal, TokenStream};
+use proc_macro2::{Ident, Literal, TokenStream};
 use quote::{format_ident, quote};
 use std::ops::Range;
 
@@ -23,9 +27,9 @@ pub enum WeightsEmbed {
     Inline,
 }
 
-/// The blob as little-endian bytes.
-pub fn blob_bytes(p: &Program) -> Vec<u8> {
-    p.blob.iter().flat_map(|v| v.to_le_bytes()).collect()
+/// The weight blob's bytes.
+pub fn blob_bytes(p: &Program) -> &[u8] {
+    &p.blob
 }
 
 fn f32_lit(v: f32) -> TokenStream {
@@ -48,23 +52,17 @@ fn usize_lit(v: usize) -> Literal {
     Literal::usize_unsuffixed(v)
 }
 
-fn human(n: u64) -> String {
-    match n {
-        n if n >= 10_000_000 => format!("{:.1}M", n as f64 / 1e6),
-        n if n >= 10_000 => format!("{:.1}K", n as f64 / 1e3),
-        n => n.to_string(),
-    }
+/// The Rust type of an element type's values.
+fn elem_ty(e: ElemType) -> TokenStream {
+    let t = format_ident!("{}", e.rust_name());
+    quote!(#t)
 }
 
-fn shape_str(s: &[usize]) -> String {
-    let v: Vec<String> = s.iter().map(|d| d.to_string()).collect();
-    format!("[{}]", v.join(", "))
-}
-
-fn dtype_ty(d: DType) -> TokenStream {
-    match d {
-        DType::F32 => quote!(f32),
-        DType::U8 => quote!(u8),
+/// Zero in an element type.
+fn zero(e: ElemType) -> TokenStream {
+    match e {
+        ElemType::F32 => quote!(0.0),
+        _ => quote!(0),
     }
 }
 
@@ -88,15 +86,16 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
     let out_rank = usize_lit(p.output_shape.len());
     let in_dims = p.input_shape.iter().map(|&d| usize_lit(d));
     let out_dims = p.output_shape.iter().map(|&d| usize_lit(d));
-    let in_ty = dtype_ty(p.input_type);
+    let in_ty = elem_ty(p.input_type);
+    let out_ty = elem_ty(p.output_type);
+    let out_zero = zero(p.output_type);
     let macs = Literal::u64_unsuffixed(p.macs());
     let params = usize_lit(p.params());
-    let bytes = blob_bytes(p);
-    let blob_len = usize_lit(bytes.len());
+    let blob_len = usize_lit(p.blob.len());
     let blob = match embed {
         WeightsEmbed::IncludeBytes(file) => quote!(*include_bytes!(#file)),
         WeightsEmbed::Inline => {
-            let lit = Literal::byte_string(&bytes);
+            let lit = Literal::byte_string(&p.blob);
             quote!(*#lit)
         }
     };
@@ -108,11 +107,16 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
         " The input: {} `{}` values, {layout}.{}",
         p.input_len(),
         p.input_type.rust_name(),
-        if p.input_type == DType::U8 {
+        if p.input_type == ElemType::U8 {
             " Raw pixels: the normalization is folded into the first layer."
         } else {
             ""
         }
+    );
+    let output_doc = format!(
+        " The output: {} `{}` values, in the order of [`OUTPUT_SHAPE`] (NCHW for a 4-D output).",
+        p.output_len(),
+        p.output_type.rust_name()
     );
     let model_doc = format!(
         " {} ({}): {} layers, {} MACs, {} parameters.",
@@ -123,8 +127,8 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
         human(p.params() as u64)
     );
     let arena_doc = format!(
-        " Arena elements (`f32`): {} bytes of planned tensors (the largest set of live tensors needs {} elements){}.",
-        p.arena_len * 4,
+        " Arena bytes: {} of planned tensors (the largest set of live tensors needs {}){}.",
+        p.arena_len,
         p.arena_lower_bound,
         if uses_arena {
             ", plus `mncc_runtime::ARENA_SLACK` so they can start on a 64-byte boundary wherever the arena is"
@@ -133,92 +137,56 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
         }
     );
 
-    // A banded pointwise layer's function also runs the depthwise layer
-    // after it (`in_band`), which has no call or function of its own.
-    let in_band = |i: usize| i > 0 && p.layers[i - 1].band.is_some();
-    let calls: Vec<_> = p
-        .layers
-        .iter()
-        .enumerate()
-        .map(|(i, l)| {
-            let f = layer_fn_name(i, l);
-            if l.band.is_some() {
-                let args = fused_args(p, i);
-                quote!(#f(#args);)
-            } else if in_band(i) {
-                quote!()
-            } else {
-                let args = layer_args(p, l);
-                quote!(#f(#args);)
-            }
-        })
-        .collect();
-    let observed = calls.iter().enumerate().map(|(i, call)| quote!(#call after(#i);));
-    // `run_parallel`: the layers that split over threads (convolutions)
-    // call their `_par` variant with the executor.
-    let par_calls: Vec<_> = p
-        .layers
-        .iter()
-        .enumerate()
-        .map(|(i, l)| {
-            if in_band(i) {
-                return quote!();
-            }
-            let args = if l.band.is_some() {
-                fused_args(p, i)
-            } else {
-                layer_args(p, l)
-            };
-            if splits(l) {
-                let f = format_ident!("{}_par", layer_fn_name(i, l));
-                let sep = if args.is_empty() { quote!() } else { quote!(,) };
-                quote!(#f(#args #sep par);)
-            } else {
-                let f = layer_fn_name(i, l);
-                quote!(#f(#args);)
-            }
-        })
-        .collect();
-    let par_observed = par_calls.iter().enumerate().map(|(i, call)| quote!(#call after(#i);));
+    let calls: Vec<TokenStream> = p.steps.iter().map(|s| step_call(p, s, false)).collect();
+    let observed = p.steps.iter().zip(&calls).map(|(s, call)| {
+        let done = s.layers();
+        quote!(#call #(after(#done);)*)
+    });
+    // `run_parallel`: the steps that split over threads call their `_par`
+    // variant with the executor.
+    let par_calls: Vec<TokenStream> = p.steps.iter().map(|s| step_call(p, s, true)).collect();
+    let par_observed = p.steps.iter().zip(&par_calls).map(|(s, call)| {
+        let done = s.layers();
+        quote!(#call #(after(#done);)*)
+    });
     let n_layers = p.layers.len();
     // A banded pair is timed as one: its pointwise entry names both
     // kernels and counts both layers' MACs, its depthwise entry none.
     let infos = p.layers.iter().enumerate().map(|(i, l)| {
         let name = l.name.as_str();
-        let (kernel, macs) = if l.band.is_some() {
-            let dw = &p.layers[i + 1];
-            (format!("{}+{}", l.kernel.name(), dw.kernel.name()), l.macs + dw.macs)
-        } else if in_band(i) {
-            (format!("(in layer {}'s bands)", i - 1), 0)
-        } else {
-            (l.kernel.name(), l.macs)
+        let (kernel, macs) = match p.band_of(i) {
+            Some(&Step::Banded {
+                pointwise, depthwise, ..
+            }) if pointwise == i => {
+                let dw = &p.layers[depthwise];
+                (format!("{}+{}", l.kernel.name(), dw.kernel.name()), l.macs + dw.macs)
+            }
+            Some(&Step::Banded { pointwise, .. }) => (format!("(in layer {pointwise}'s bands)"), 0),
+            _ => (l.kernel.name(), l.macs),
         };
         quote!((#name, #kernel, #macs))
     });
-    let fns = p.layers.iter().enumerate().map(|(i, l)| {
-        if in_band(i) {
-            quote!()
-        } else if l.band.is_some() {
-            let (serial, par) = (fused_fn(p, i, false), fused_fn(p, i, true));
-            quote!(#serial #par)
+    let fns = p.steps.iter().map(|s| {
+        let serial = step_fn(p, s, false);
+        let par = if step_splits(p, s) {
+            step_fn(p, s, true)
         } else {
-            let serial = layer_fn(p, i, l, false);
-            let par = if splits(l) { layer_fn(p, i, l, true) } else { quote!() };
-            quote!(#serial #par)
-        }
+            quote!()
+        };
+        quote!(#serial #par)
     });
     let uses_weights = p.layers.iter().any(|l| l.weights.is_some() || l.bias.is_some());
     // The first line of every `run*`: the arena from its first cache line
     // on; a model whose layers all read the input and write the output needs
     // no scratch: `run` keeps the same signature and ignores the (empty)
     // arena.
-    let arena_prelude = if uses_arena {
-        quote!(let arena = ::mncc_runtime::align_arena(arena);)
+    let arena_prelude = if uses_arena || p.amx_scratch > 0 {
+        quote!(let mut arena = ::mncc_runtime::align_arena(arena);)
     } else {
         quote!(let _ = arena;)
     };
     let w_let = if uses_weights {
-        quote!(let w = ::mncc_runtime::f32_view(&WEIGHTS);)
+        quote!(let w = ::mncc_runtime::Blob::new(&WEIGHTS);)
     } else {
         quote!()
     };
@@ -242,15 +210,16 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
         #[doc = " Number of output elements."]
         #[allow(dead_code)]
         pub const OUTPUT_LEN: usize = #out_len;
-        #[doc = " The output, in the order of [`OUTPUT_SHAPE`] (NCHW for a 4-D output)."]
+        #[doc = #output_doc]
         #[allow(dead_code)]
-        pub type Output = [f32; OUTPUT_LEN];
+        pub type Output = [#out_ty; OUTPUT_LEN];
         #[doc = #arena_doc]
         #[allow(dead_code)]
         pub const ARENA_LEN: usize = #arena_len;
-        #[doc = " Scratch memory for [`run`]; put it in a `static` on targets without a heap."]
+        #[doc = " Scratch memory for [`run`]: bytes, any alignment, any contents; put it in a"]
+        #[doc = " `static` on targets without a heap."]
         #[allow(dead_code)]
-        pub type Arena = [f32; ARENA_LEN];
+        pub type Arena = [u8; ARENA_LEN];
         #[doc = " Multiply-accumulates per inference."]
         #[allow(dead_code)]
         pub const MACS: u64 = #macs;
@@ -258,7 +227,7 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
         #[allow(dead_code)]
         pub const PARAMS: usize = #params;
 
-        #[doc = " All weights, packed in the kernels' order (little-endian `f32`)."]
+        #[doc = " All weights, each layer's packed in its kernel's order and element type (little-endian)."]
         static WEIGHTS: ::mncc_runtime::Aligned<[u8; #blob_len]> = ::mncc_runtime::Aligned(#blob);
 
         #[doc = " Runs the model: reads `input`, writes `output`, uses `arena` as scratch."]
@@ -311,7 +280,7 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
         #[doc = " Runs the model and returns the output by value."]
         #[allow(dead_code)]
         pub fn classify(input: &Input, arena: &mut Arena) -> Output {
-            let mut output = [0.0; OUTPUT_LEN];
+            let mut output = [#out_zero; OUTPUT_LEN];
             run(input, &mut output, arena);
             output
         }
@@ -320,16 +289,28 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
     }
 }
 
-/// Whether the layer's kernel has a parallel entry point (`mncc_runtime::par`).
-fn splits(l: &Layer) -> bool {
-    matches!(
-        l.kernel,
-        Kernel::Conv2d { .. } | Kernel::Depthwise { .. } | Kernel::Pointwise { .. }
-    )
+/// Whether a step has a parallel variant (`mncc_runtime::par`): the
+/// convolutions and banded pairs.
+fn step_splits(p: &Program, s: &Step) -> bool {
+    match *s {
+        Step::Banded { .. } => true,
+        Step::Layer(i) => matches!(
+            p.layers[i].kernel,
+            Kernel::Conv2d { .. } | Kernel::Depthwise { .. } | Kernel::Pointwise { .. }
+        ),
+    }
 }
 
-fn layer_fn_name(i: usize, l: &Layer) -> proc_macro2::Ident {
-    format_ident!("layer{:02}_{}", i, snake(&l.name))
+/// The function name of a step (its first layer's), `_par` for the
+/// parallel variant.
+fn step_fn_name(p: &Program, s: &Step, par: bool) -> Ident {
+    let i = s.first();
+    let name = format_ident!("layer{:02}_{}", i, snake(&p.layers[i].name));
+    if par {
+        format_ident!("{name}_par")
+    } else {
+        name
+    }
 }
 
 /// A node name as a snake_case identifier fragment: ASCII alphanumerics
@@ -359,83 +340,374 @@ fn storage_of(p: &Program, t: usize) -> &Storage {
         .expect("lowering assigns storage to every layer tensor")
 }
 
-/// The arguments of a layer function call: what it reads and writes.
-fn layer_args(p: &Program, l: &Layer) -> TokenStream {
-    let mut args = Vec::new();
-    let mut arena = false;
-    for &t in &l.inputs {
-        match storage_of(p, t) {
-            Storage::Input => args.push(quote!(input)),
-            Storage::Arena(_) => arena = true,
-            Storage::Output => args.push(quote!(output)),
-        }
+/// The tensors a step reads (its first layer's inputs) and writes (its
+/// last layer's output).
+fn step_io(p: &Program, s: &Step) -> (Vec<usize>, usize) {
+    match *s {
+        Step::Layer(i) => (p.layers[i].inputs.clone(), p.layers[i].output),
+        Step::Banded {
+            pointwise, depthwise, ..
+        } => (vec![p.layers[pointwise].inputs[0]], p.layers[depthwise].output),
     }
-    match storage_of(p, l.output) {
-        Storage::Output => args.push(quote!(output)),
-        Storage::Arena(_) => arena = true,
-        Storage::Input => {}
-    }
-    if arena || on_amx(l) {
-        args.push(quote!(arena));
-    }
-    if l.weights.is_some() || l.bias.is_some() {
-        args.push(quote!(w));
-    }
-    quote!(#(#args),*)
 }
 
-fn layer_doc(i: usize, l: &Layer) -> Vec<String> {
-    let mut from = vec![format!("`{}`", l.name)];
-    from.extend(l.fused.iter().map(|f| format!("`{f}`")));
-    let mut lines = vec![format!(" Layer {i}: {} from {}.", l.op, from.join(" + "))];
-    let mut what = format!(" {} -> {}", shape_str(&l.in_shape), shape_str(&l.out_shape));
-    if let Kernel::Conv2d { shape: s, .. } | Kernel::Depthwise { shape: s, .. } = &l.kernel {
-        let bottom = ((s.out_h - 1) * s.stride_h + s.kernel_h).saturating_sub(s.in_h + s.pad_top);
-        let right = ((s.out_w - 1) * s.stride_w + s.kernel_w).saturating_sub(s.in_w + s.pad_left);
-        what = format!(
-            " {}x{} stride {}, pads [top {}, left {}, bottom {bottom}, right {right}]:{what}",
-            s.kernel_h, s.kernel_w, s.stride_h, s.pad_top, s.pad_left
-        );
+/// Whether a step's function needs the arena: a tensor in it, or the AMX
+/// scratch (a banded pair's scratch is always in it).
+fn step_uses_arena(p: &Program, s: &Step) -> bool {
+    let (ins, out) = step_io(p, s);
+    matches!(s, Step::Banded { .. })
+        || ins
+            .iter()
+            .chain([&out])
+            .any(|&t| matches!(storage_of(p, t), Storage::Arena(_)))
+        || on_amx(&p.layers[s.first()])
+}
+
+/// Whether a step's function reads weights.
+fn step_uses_weights(p: &Program, s: &Step) -> bool {
+    s.layers()
+        .any(|i| p.layers[i].weights.is_some() || p.layers[i].bias.is_some())
+}
+
+/// The call of a step's function in `run` (or, with `par`, in
+/// `run_parallel`).
+fn step_call(p: &Program, s: &Step, par: bool) -> TokenStream {
+    let par = par && step_splits(p, s);
+    let f = step_fn_name(p, s, par);
+    let (ins, out) = step_io(p, s);
+    let mut args = Vec::new();
+    for &t in &ins {
+        match storage_of(p, t) {
+            Storage::Input => args.push(quote!(input)),
+            Storage::Output => args.push(quote!(output)),
+            Storage::Arena(_) => {}
+        }
     }
-    lines.push(format!(
-        "{what}; {} MACs, {} params.",
-        human(l.macs),
-        human(l.params as u64)
-    ));
-    let mut epi = vec![];
-    if l.bias.is_some() {
-        epi.push("bias".to_string());
+    if *storage_of(p, out) == Storage::Output {
+        args.push(quote!(output));
     }
-    if l.residual {
-        epi.push("residual add".to_string());
+    if step_uses_arena(p, s) {
+        args.push(quote!(&mut arena));
     }
-    if !l.clamp.is_none() {
-        epi.push(l.clamp.describe());
+    if step_uses_weights(p, s) {
+        args.push(quote!(w));
     }
-    if l.act != Activation::None {
-        epi.push(l.act.to_string());
+    if par {
+        args.push(quote!(par));
     }
-    let epi = if epi.is_empty() {
-        String::new()
+    quote!(#f(#(#args),*);)
+}
+
+/// The function of a step; with `par`, its `_par` variant that splits the
+/// work over an executor (the same kernels from `mncc_runtime::par`).
+fn step_fn(p: &Program, s: &Step, par: bool) -> TokenStream {
+    let name = step_fn_name(p, s, par);
+    let docs: Vec<String> = if par {
+        vec![format!(
+            " [`{}`] split over the threads of `par` (same result, bit for bit).",
+            step_fn_name(p, s, false)
+        )]
     } else {
-        format!(", epilogue {}", epi.join(" + "))
+        step_docs(p, s)
     };
-    lines.push(format!(
-        " Kernel `{}`, tiles {}{epi}.",
-        l.kernel.name(),
-        l.kernel.tiles()
-    ));
-    if !l.why.is_empty() {
-        lines.push(format!(" Schedule: {}.", l.why));
+    let (ins, out) = step_io(p, s);
+    let mut params = Vec::new();
+    let mut bind = Vec::new();
+    let mut arena_in = Vec::new();
+    let names: Vec<Ident> = (0..ins.len())
+        .map(|k| format_ident!("{}", if k == 0 { "x" } else { "r" }))
+        .collect();
+    for (k, &t) in ins.iter().enumerate() {
+        let (v, ty) = (&names[k], elem_ty(p.tensor_types[t]));
+        match storage_of(p, t) {
+            Storage::Input => {
+                params.push(quote!(input: &Input));
+                bind.push(quote!(let #v: &[#ty] = input;));
+            }
+            Storage::Output => {
+                params.push(quote!(output: &Output));
+                bind.push(quote!(let #v: &[#ty] = output;));
+            }
+            Storage::Arena(r) => arena_in.push((v.clone(), ty, r.clone())),
+        }
     }
-    lines
+    let out_ty = elem_ty(p.tensor_types[out]);
+    let out_arena = match storage_of(p, out) {
+        Storage::Output => {
+            params.push(quote!(output: &mut Output));
+            bind.push(quote!(let y: &mut [#out_ty] = output;));
+            None
+        }
+        Storage::Arena(r) => Some(r.clone()),
+        Storage::Input => None,
+    };
+    if step_uses_arena(p, s) {
+        params.push(quote!(arena: &mut ::mncc_runtime::ArenaMut<'_>));
+    }
+    if step_uses_weights(p, s) {
+        params.push(quote!(w: ::mncc_runtime::Blob<'_>));
+    }
+    if par {
+        params.push(quote!(par: &dyn ::mncc_runtime::par::Parallel));
+    }
+    let first = &p.layers[s.first()];
+    if on_amx(first) {
+        // The AMX scratch is the arena's end, past the planned tensors; the
+        // rest keeps the name `arena` (mutable where a tensor is written).
+        let at = usize_lit(p.amx_at);
+        let rest = match (s, &out_arena, arena_in.is_empty()) {
+            (Step::Banded { .. }, _, _) | (_, Some(_), _) => quote!(mut arena),
+            (_, None, false) => quote!(arena),
+            (_, None, true) => quote!(_),
+        };
+        bind.push(quote!(let (#rest, mut amx) = arena.split_at(#at);));
+    }
+    let body = match *s {
+        Step::Layer(_) => {
+            bind.push(arena_binds(&arena_in, out_arena.as_ref(), &out_ty));
+            layer_call(p, first, &names, par)
+        }
+        Step::Banded {
+            pointwise,
+            depthwise,
+            shape,
+        } => {
+            let Storage::Arena(scratch) = storage_of(p, p.layers[pointwise].output) else {
+                unreachable!("a band's scratch is in the arena")
+            };
+            let range_or_empty = |r: Option<&Range<usize>>| r.map_or(quote!(0..0), range_lit);
+            let x_range = range_or_empty(arena_in.first().map(|(_, _, r)| r));
+            let y_range = range_or_empty(out_arena.as_ref());
+            let xp = if arena_in.is_empty() { quote!(_) } else { quote!(x) };
+            let yp = if out_arena.is_some() { quote!(y) } else { quote!(_) };
+            let scratch = range_lit(scratch);
+            // Pushed before the caller's input/output bindings above take effect.
+            bind.insert(
+                0,
+                quote!(let (#xp, s, #yp): (&[f32], &mut [f32], &mut [f32]) = arena.split_scratch(#x_range, #scratch, #y_range);),
+            );
+            if on_amx(first) {
+                // The AMX split comes first: it shadows `arena`.
+                let amx_split = bind.pop().expect("pushed above");
+                bind.insert(0, amx_split);
+            }
+            banded_call(p, &p.layers[pointwise], &p.layers[depthwise], &shape, par)
+        }
+    };
+    quote! {
+        #(#[doc = #docs])*
+        #[inline(never)]
+        fn #name(#(#params),*) {
+            #(#bind)*
+            #body
+        }
+    }
+}
+
+/// The doc comment of a step: its layers' descriptions, and for a banded
+/// pair what the bands do.
+fn step_docs(p: &Program, s: &Step) -> Vec<String> {
+    match *s {
+        Step::Layer(i) => Description::of(p, i).doc_lines(),
+        Step::Banded {
+            pointwise,
+            depthwise,
+            shape,
+        } => {
+            let mut docs = Description::of(p, pointwise).doc_lines();
+            docs.push(String::new());
+            docs.extend(Description::of(p, depthwise).doc_lines());
+            docs.push(String::new());
+            docs.push(format!(
+                " Layers {pointwise} and {depthwise} run together in bands of {} output rows: layer {pointwise}'s {} output is never stored whole, only the {} rows a band reads (scratch of {} floats per thread).",
+                shape.band,
+                shape_str(&p.layers[pointwise].out_shape),
+                shape.scratch_rows(),
+                shape.scratch_len()
+            ));
+            docs
+        }
+    }
+}
+
+/// The statements that borrow a layer's arena tensors: `inputs` (name,
+/// type, bytes) shared, the output (`out`, of type `out_ty`) exclusively.
+fn arena_binds(
+    inputs: &[(Ident, TokenStream, Range<usize>)],
+    out: Option<&Range<usize>>,
+    out_ty: &TokenStream,
+) -> TokenStream {
+    match (inputs, out) {
+        ([], None) => quote!(),
+        ([], Some(o)) => {
+            let o = range_lit(o);
+            quote!(let y: &mut [#out_ty] = arena.get_mut(#o);)
+        }
+        ([(a, ta, ra)], None) => {
+            let ra = range_lit(ra);
+            quote!(let #a: &[#ta] = arena.get(#ra);)
+        }
+        ([(a, ta, ra)], Some(o)) => {
+            let (ra, o) = (range_lit(ra), range_lit(o));
+            quote!(let (#a, y): (&[#ta], &mut [#out_ty]) = arena.split2(#ra, #o);)
+        }
+        ([(a, ta, ra), (b, tb, rb)], Some(o)) => {
+            let (ra, rb, o) = (range_lit(ra), range_lit(rb), range_lit(o));
+            quote!(let (#a, #b, y): (&[#ta], &[#tb], &mut [#out_ty]) = arena.split3(#ra, #rb, #o);)
+        }
+        ([(a, ta, ra), (b, tb, rb)], None) => {
+            let (ra, rb) = (range_lit(ra), range_lit(rb));
+            quote!(let #a: &[#ta] = arena.get(#ra); let #b: &[#tb] = arena.get(#rb);)
+        }
+        _ => unreachable!("layers read at most two tensors"),
+    }
+}
+
+/// The kernel call of a layer (its tensors bound as `names` and `y`).
+fn layer_call(p: &Program, l: &Layer, names: &[Ident], par: bool) -> TokenStream {
+    // `simd::<kernel>(...)` or `par::<kernel>(par, ...)`.
+    let (module, par_arg) = if par {
+        (quote!(::mncc_runtime::par), quote!(par,))
+    } else {
+        (quote!(::mncc_runtime::simd), quote!())
+    };
+    let x = &names[0];
+    let residual = if l.residual {
+        let r = &names[1];
+        quote!(Some(#r))
+    } else {
+        quote!(None)
+    };
+    let wr = l.weights.as_ref().map(range_lit);
+    match &l.kernel {
+        Kernel::Conv2d {
+            shape,
+            input_type,
+            layout,
+            pad_value,
+            ..
+        } => {
+            let s = conv_shape(shape);
+            let ty = elem_ty(*input_type);
+            let lay = match layout {
+                Layout::Nhwc => quote!(::mncc_runtime::Layout::Nhwc),
+                Layout::Nchw => quote!(::mncc_runtime::Layout::Nchw),
+            };
+            let pads = pad_value.iter().map(|&v| f32_lit(v));
+            let npad = usize_lit(pad_value.len());
+            let ep = epilogue(l, residual);
+            quote! {
+                const SHAPE: ::mncc_runtime::ConvShape = #s;
+                const PAD: [f32; #npad] = [#(#pads),*];
+                #module::conv2d::<#ty>(#par_arg &SHAPE, #lay, #x, &PAD, w.get::<f32>(#wr), #ep, y);
+            }
+        }
+        Kernel::Depthwise { shape, tiles, .. } => {
+            let (s, t) = (conv_shape(shape), depthwise_tiles(tiles));
+            let ep = epilogue(l, residual);
+            quote! {
+                const SHAPE: ::mncc_runtime::ConvShape = #s;
+                const TILES: ::mncc_runtime::DepthwiseTiles = #t;
+                #module::depthwise(#par_arg &SHAPE, &TILES, #x, w.get::<f32>(#wr), #ep, y);
+            }
+        }
+        Kernel::Pointwise { shape, tiles, amx, .. } => {
+            let (s, t) = (pointwise_shape(shape), pointwise_tiles(tiles));
+            let ep = epilogue(l, residual);
+            let call = if *amx {
+                let amx = amx_scratch(p, par);
+                quote!(#module::pointwise_amx(#par_arg &SHAPE, &TILES, #x, w.get::<f32>(#wr), #ep, y, #amx);)
+            } else {
+                quote!(#module::pointwise(#par_arg &SHAPE, &TILES, #x, w.get::<f32>(#wr), #ep, y);)
+            };
+            quote! {
+                const SHAPE: ::mncc_runtime::PointwiseShape = #s;
+                const TILES: ::mncc_runtime::PointwiseTiles = #t;
+                #call
+            }
+        }
+        Kernel::GlobalAvgPool { pixels, c } => {
+            let (pixels, c) = (usize_lit(*pixels), usize_lit(*c));
+            quote!(::mncc_runtime::global_avg_pool(#pixels, #c, #x, y);)
+        }
+        Kernel::Softmax => quote!(::mncc_runtime::softmax(#x, y);),
+        Kernel::Add => {
+            let r = &names[1];
+            let ep = epilogue(l, quote!(None));
+            quote!(::mncc_runtime::add(#x, #r, #ep, y);)
+        }
+        Kernel::Map => {
+            let ep = epilogue(l, quote!(None));
+            quote!(::mncc_runtime::map(#x, #ep, y);)
+        }
+        Kernel::ScaleChannels { pixels, c } => {
+            let r = &names[1];
+            let (pixels, c) = (usize_lit(*pixels), usize_lit(*c));
+            quote!(::mncc_runtime::scale_channels(#pixels, #c, #x, #r, y);)
+        }
+        Kernel::NhwcToNchw { pixels, c } => {
+            let (pixels, c) = (usize_lit(*pixels), usize_lit(*c));
+            quote!(::mncc_runtime::nhwc_to_nchw(#pixels, #c, #x, y);)
+        }
+        Kernel::Quantize {
+            elem,
+            scale,
+            zero_point,
+        } => {
+            let (ty, scale, zp) = (elem_ty(*elem), f32_lit(*scale), Literal::i32_unsuffixed(*zero_point));
+            quote!(::mncc_runtime::quantize::<#ty>(#x, #scale, #zp, y);)
+        }
+        Kernel::Dequantize {
+            elem,
+            scale,
+            zero_point,
+        } => {
+            let (ty, scale, zp) = (elem_ty(*elem), f32_lit(*scale), Literal::i32_unsuffixed(*zero_point));
+            quote!(::mncc_runtime::dequantize::<#ty>(#x, #scale, #zp, y);)
+        }
+    }
+}
+
+/// The kernel call of a banded pair (`x`, `s`, `y` bound).
+fn banded_call(p: &Program, pw: &Layer, dw: &Layer, shape: &PwDwShape, par: bool) -> TokenStream {
+    let module = if par {
+        quote!(::mncc_runtime::par)
+    } else {
+        quote!(::mncc_runtime::simd)
+    };
+    let par_arg = if par { quote!(par,) } else { quote!() };
+    let shape = pw_dw_shape(shape);
+    let (pw_w, dw_w) = (pw.weights.as_ref().map(range_lit), dw.weights.as_ref().map(range_lit));
+    let (pw_ep, dw_ep) = (epilogue(pw, quote!(None)), epilogue(dw, quote!(None)));
+    let call = if on_amx(pw) {
+        let amx = amx_scratch(p, par);
+        quote!(#module::pointwise_depthwise_amx(#par_arg &SHAPE, w.get::<f32>(#pw_w), #pw_ep, w.get::<f32>(#dw_w), #dw_ep, x, s, #amx, y);)
+    } else {
+        quote!(#module::pointwise_depthwise(#par_arg &SHAPE, w.get::<f32>(#pw_w), #pw_ep, w.get::<f32>(#dw_w), #dw_ep, x, s, y);)
+    };
+    quote! {
+        const SHAPE: ::mncc_runtime::PwDwShape = #shape;
+        #call
+    }
+}
+
+/// Whether the layer is a pointwise one on the AMX tiles.
+fn on_amx(l: &Layer) -> bool {
+    matches!(&l.kernel, Kernel::Pointwise { amx: true, .. })
+}
+
+/// The AMX scratch argument of a call: one thread's part, or
+/// `amx::PARTS` of them in the parallel mode.
+fn amx_scratch(p: &Program, par: bool) -> TokenStream {
+    let len = usize_lit(p.amx_scratch * if par { amx::PARTS } else { 1 });
+    quote!(amx.get_mut::<f32>(0..#len))
 }
 
 fn epilogue(l: &Layer, residual: TokenStream) -> TokenStream {
     let bias = match &l.bias {
         Some(r) => {
             let r = range_lit(r);
-            quote!(Some(&w[#r]))
+            quote!(Some(w.get::<f32>(#r)))
         }
         None => quote!(None),
     };
@@ -526,304 +798,6 @@ fn pw_dw_shape(s: &PwDwShape) -> TokenStream {
     );
     let band = usize_lit(*band);
     quote!(::mncc_runtime::PwDwShape { pw: #pw, pw_tiles: #pw_tiles, dw: #dw, dw_tiles: #dw_tiles, band: #band })
-}
-
-/// The function of layer `i`; with `par`, its variant `<name>_par` that
-/// splits the work over an executor (the same kernel from
-/// `mncc_runtime::par`).
-fn layer_fn(p: &Program, i: usize, l: &Layer, par: bool) -> TokenStream {
-    let serial_name = layer_fn_name(i, l);
-    let (name, docs) = if par {
-        let doc = format!(" [`{serial_name}`] split over the threads of `par` (same result, bit for bit).");
-        (format_ident!("{serial_name}_par"), vec![doc])
-    } else {
-        (serial_name, layer_doc(i, l))
-    };
-    // The kernel call: `simd::<kernel>(...)` or `par::<kernel>(par, ...)`.
-    let (module, par_arg) = if par {
-        (quote!(::mncc_runtime::par), quote!(par,))
-    } else {
-        (quote!(::mncc_runtime::simd), quote!())
-    };
-    let in_ty = dtype_ty(p.input_type);
-
-    // Parameters, and the bindings of the tensors it reads and writes.
-    let mut params = Vec::new();
-    let mut arena_in = Vec::new();
-    let mut bind = Vec::new();
-    let mut names = Vec::new();
-    for (k, &t) in l.inputs.iter().enumerate() {
-        let v = format_ident!("{}", if k == 0 { "x" } else { "r" });
-        match storage_of(p, t) {
-            Storage::Input => {
-                params.push(quote!(input: &[#in_ty; INPUT_LEN]));
-                bind.push(quote!(let #v: &[#in_ty] = input;));
-            }
-            Storage::Output => {
-                params.push(quote!(output: &Output));
-                bind.push(quote!(let #v: &[f32] = output;));
-            }
-            Storage::Arena(r) => arena_in.push((v.clone(), r.clone())),
-        }
-        names.push(v);
-    }
-    let out_arena = match storage_of(p, l.output) {
-        Storage::Output => {
-            params.push(quote!(output: &mut Output));
-            bind.push(quote!(let y: &mut [f32] = output;));
-            None
-        }
-        Storage::Arena(r) => Some(r.clone()),
-        Storage::Input => None,
-    };
-    let amx = on_amx(l);
-    if !arena_in.is_empty() || out_arena.is_some() || amx {
-        params.push(quote!(arena: &mut [f32]));
-    }
-    if amx {
-        bind.push(amx_split(p));
-    }
-    if l.weights.is_some() || l.bias.is_some() {
-        params.push(quote!(w: &[f32]));
-    }
-    if par {
-        params.push(quote!(par: &dyn ::mncc_runtime::par::Parallel));
-    }
-    match (arena_in.as_slice(), &out_arena) {
-        ([], None) => {}
-        ([], Some(o)) => {
-            let o = range_lit(o);
-            bind.push(quote!(let y = &mut arena[#o];));
-        }
-        ([(a, ra)], None) => {
-            let ra = range_lit(ra);
-            bind.push(quote!(let #a = &arena[#ra];));
-        }
-        ([(a, ra)], Some(o)) => {
-            let (ra, o) = (range_lit(ra), range_lit(o));
-            bind.push(quote!(let (#a, y) = ::mncc_runtime::split2(arena, #ra, #o);));
-        }
-        ([(a, ra), (b, rb)], Some(o)) => {
-            let (ra, rb, o) = (range_lit(ra), range_lit(rb), range_lit(o));
-            bind.push(quote!(let (#a, #b, y) = ::mncc_runtime::split3(arena, #ra, #rb, #o);));
-        }
-        ([(a, ra), (b, rb)], None) => {
-            let (ra, rb) = (range_lit(ra), range_lit(rb));
-            bind.push(quote!(let #a = &arena[#ra]; let #b = &arena[#rb];));
-        }
-        _ => unreachable!("layers read at most two tensors"),
-    }
-    let x = &names[0];
-    let residual = if l.residual {
-        let r = &names[1];
-        quote!(Some(#r))
-    } else {
-        quote!(None)
-    };
-    let wr = l.weights.as_ref().map(range_lit);
-    let body = match &l.kernel {
-        Kernel::Conv2d {
-            shape,
-            input_type,
-            layout,
-            pad_value,
-            ..
-        } => {
-            let s = conv_shape(shape);
-            let ty = dtype_ty(*input_type);
-            let lay = match layout {
-                Layout::Nhwc => quote!(::mncc_runtime::Layout::Nhwc),
-                Layout::Nchw => quote!(::mncc_runtime::Layout::Nchw),
-            };
-            let pads = pad_value.iter().map(|&v| f32_lit(v));
-            let npad = usize_lit(pad_value.len());
-            let ep = epilogue(l, residual);
-            quote! {
-                const SHAPE: ::mncc_runtime::ConvShape = #s;
-                const PAD: [f32; #npad] = [#(#pads),*];
-                #module::conv2d::<#ty>(#par_arg &SHAPE, #lay, #x, &PAD, &w[#wr], #ep, y);
-            }
-        }
-        Kernel::Depthwise { shape, tiles, .. } => {
-            let (s, t) = (conv_shape(shape), depthwise_tiles(tiles));
-            let ep = epilogue(l, residual);
-            quote! {
-                const SHAPE: ::mncc_runtime::ConvShape = #s;
-                const TILES: ::mncc_runtime::DepthwiseTiles = #t;
-                #module::depthwise(#par_arg &SHAPE, &TILES, #x, &w[#wr], #ep, y);
-            }
-        }
-        Kernel::Pointwise { shape, tiles, .. } => {
-            let (s, t) = (pointwise_shape(shape), pointwise_tiles(tiles));
-            let ep = epilogue(l, residual);
-            let call = if amx {
-                let amx = amx_scratch(p, par);
-                quote!(#module::pointwise_amx(#par_arg &SHAPE, &TILES, #x, &w[#wr], #ep, y, #amx);)
-            } else {
-                quote!(#module::pointwise(#par_arg &SHAPE, &TILES, #x, &w[#wr], #ep, y);)
-            };
-            quote! {
-                const SHAPE: ::mncc_runtime::PointwiseShape = #s;
-                const TILES: ::mncc_runtime::PointwiseTiles = #t;
-                #call
-            }
-        }
-        Kernel::GlobalAvgPool { pixels, c } => {
-            let (pixels, c) = (usize_lit(*pixels), usize_lit(*c));
-            quote!(::mncc_runtime::global_avg_pool(#pixels, #c, #x, y);)
-        }
-        Kernel::Softmax => quote!(::mncc_runtime::softmax(#x, y);),
-        Kernel::Add => {
-            let r = &names[1];
-            let ep = epilogue(l, quote!(None));
-            quote!(::mncc_runtime::add(#x, #r, #ep, y);)
-        }
-        Kernel::Map => {
-            let ep = epilogue(l, quote!(None));
-            quote!(::mncc_runtime::map(#x, #ep, y);)
-        }
-        Kernel::ScaleChannels { pixels, c } => {
-            let r = &names[1];
-            let (pixels, c) = (usize_lit(*pixels), usize_lit(*c));
-            quote!(::mncc_runtime::scale_channels(#pixels, #c, #x, #r, y);)
-        }
-        Kernel::NhwcToNchw { pixels, c } => {
-            let (pixels, c) = (usize_lit(*pixels), usize_lit(*c));
-            quote!(::mncc_runtime::nhwc_to_nchw(#pixels, #c, #x, y);)
-        }
-    };
-    quote! {
-        #(#[doc = #docs])*
-        #[inline(never)]
-        fn #name(#(#params),*) {
-            #(#bind)*
-            #body
-        }
-    }
-}
-
-/// Whether the layer is a pointwise one on the AMX tiles.
-fn on_amx(l: &Layer) -> bool {
-    matches!(&l.kernel, Kernel::Pointwise { amx: true, .. })
-}
-
-/// The statement an AMX layer's function starts with: the AMX scratch is
-/// the arena's end, past the planned tensors.
-fn amx_split(p: &Program) -> TokenStream {
-    let at = usize_lit(p.amx_at);
-    quote!(let (arena, amx) = arena.split_at_mut(#at);)
-}
-
-/// The AMX scratch argument of a call: one thread's part, or
-/// `AMX_PARTS` of them in the parallel mode.
-fn amx_scratch(p: &Program, par: bool) -> TokenStream {
-    let len = usize_lit(p.amx_scratch * if par { amx::PARTS } else { 1 });
-    quote!(&mut amx[..#len])
-}
-
-/// The arguments of a banded pair's call (layer `i`, the pointwise one,
-/// and layer `i + 1`): the pointwise input, the depthwise output, the
-/// arena (the scratch at least), the weights.
-fn fused_args(p: &Program, i: usize) -> TokenStream {
-    let (pw, dw) = (&p.layers[i], &p.layers[i + 1]);
-    let mut args = Vec::new();
-    if *storage_of(p, pw.inputs[0]) == Storage::Input {
-        args.push(quote!(input));
-    }
-    if *storage_of(p, dw.output) == Storage::Output {
-        args.push(quote!(output));
-    }
-    args.push(quote!(arena));
-    args.push(quote!(w));
-    quote!(#(#args),*)
-}
-
-/// The function of a banded pair (layer `i`, pointwise, and `i + 1`,
-/// depthwise), named after layer `i`; with `par`, its `_par` variant.
-fn fused_fn(p: &Program, i: usize, par: bool) -> TokenStream {
-    let (pw, dw) = (&p.layers[i], &p.layers[i + 1]);
-    let band = pw.band.expect("fused_fn is called for banded layers");
-    let serial_name = layer_fn_name(i, pw);
-    let (name, docs) = if par {
-        let doc = format!(" [`{serial_name}`] on two threads of `par` (same result, bit for bit).");
-        (format_ident!("{serial_name}_par"), vec![doc])
-    } else {
-        let mut docs = layer_doc(i, pw);
-        docs.push(String::new());
-        docs.extend(layer_doc(i + 1, dw));
-        docs.push(String::new());
-        docs.push(format!(
-            " Layers {i} and {} run together in bands of {} output rows: layer {i}'s {} output is never stored whole, only the {} rows a band reads (scratch of {} floats per thread).",
-            i + 1,
-            band.shape.band,
-            shape_str(&pw.out_shape),
-            band.shape.scratch_rows(),
-            band.shape.scratch_len()
-        ));
-        (serial_name, docs)
-    };
-    let amx = on_amx(pw);
-    let module = if par {
-        quote!(::mncc_runtime::par)
-    } else {
-        quote!(::mncc_runtime::simd)
-    };
-    let par_arg = if par { quote!(par,) } else { quote!() };
-    let mut params = Vec::new();
-    let mut bind = Vec::new();
-    let range_or_empty = |t| match storage_of(p, t) {
-        Storage::Arena(r) => range_lit(r),
-        _ => quote!(0..0),
-    };
-    let x_range = range_or_empty(pw.inputs[0]);
-    let y_range = range_or_empty(dw.output);
-    let Storage::Arena(scratch) = storage_of(p, pw.output) else {
-        unreachable!("a band's scratch is in the arena")
-    };
-    let scratch = range_lit(scratch);
-    if *storage_of(p, pw.inputs[0]) == Storage::Input {
-        params.push(quote!(input: &Input));
-    }
-    if *storage_of(p, dw.output) == Storage::Output {
-        params.push(quote!(output: &mut Output));
-    }
-    params.push(quote!(arena: &mut [f32]));
-    params.push(quote!(w: &[f32]));
-    if par {
-        params.push(quote!(par: &dyn ::mncc_runtime::par::Parallel));
-    }
-    let x_in = *storage_of(p, pw.inputs[0]) == Storage::Input;
-    let y_out = *storage_of(p, dw.output) == Storage::Output;
-    let xp = if x_in { quote!(_) } else { quote!(x) };
-    let yp = if y_out { quote!(_) } else { quote!(y) };
-    if amx {
-        bind.push(amx_split(p));
-    }
-    bind.push(quote!(let (#xp, s, #yp) = ::mncc_runtime::split_scratch(arena, #x_range, #scratch, #y_range);));
-    if x_in {
-        bind.push(quote!(let x: &[f32] = input;));
-    }
-    if y_out {
-        bind.push(quote!(let y: &mut [f32] = output;));
-    }
-    let shape = pw_dw_shape(&band.shape);
-    let (pw_w, dw_w) = (pw.weights.as_ref().map(range_lit), dw.weights.as_ref().map(range_lit));
-    let (pw_ep, dw_ep) = (epilogue(pw, quote!(None)), epilogue(dw, quote!(None)));
-    let call = if amx {
-        let amx = amx_scratch(p, par);
-        quote!(#module::pointwise_depthwise_amx(#par_arg &SHAPE, &w[#pw_w], #pw_ep, &w[#dw_w], #dw_ep, x, s, #amx, y);)
-    } else {
-        quote!(#module::pointwise_depthwise(#par_arg &SHAPE, &w[#pw_w], #pw_ep, &w[#dw_w], #dw_ep, x, s, y);)
-    };
-    quote! {
-        #(#[doc = #docs])*
-        #[inline(never)]
-        fn #name(#(#params),*) {
-            #(#bind)*
-            const SHAPE: ::mncc_runtime::PwDwShape = #shape;
-            #call
-        }
-    }
 }
 
 /// The generated file: a header comment and the formatted items.

@@ -12,7 +12,7 @@
 
 use crate::codegen::{self, WeightsEmbed};
 use crate::interp::InputData;
-use crate::ir::DType;
+use crate::ir::ElemType;
 use crate::lower::Program;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,7 +23,7 @@ include!(concat!(env!("OUT_DIR"), "/runtime_sources.rs"));
 pub struct Harness {
     dir: tempfile::TempDir,
     exe: PathBuf,
-    input_type: DType,
+    input_type: ElemType,
 }
 
 /// Timing of repeated runs.
@@ -49,15 +49,16 @@ fn main() {
     let bytes = std::fs::read(&args[2]).expect("read input");
     let mut input: Box<model::Input> = vec![Default::default(); model::INPUT_LEN].into_boxed_slice().try_into().unwrap();
     decode(&bytes, &mut input[..]);
-    let mut arena: Box<model::Arena> = vec![0.0f32; model::ARENA_LEN].into_boxed_slice().try_into().unwrap();
+    let mut arena: Box<model::Arena> = vec![0u8; model::ARENA_LEN].into_boxed_slice().try_into().unwrap();
     let mut output: Box<model::Output> = Box::new([0.0; model::OUTPUT_LEN]);
     // `bench <input> <seconds> 2`, `layers <input> <seconds> 2`: run_parallel
     // on the runtime's two-thread pool.
     let pool = (args.len() > 4 && args[4] == "2").then(mncc_runtime::par::StdPool::new);
     match args[1].as_str() {
         "run" => {
-            // Poison the arena: the model must not depend on its contents.
-            arena.iter_mut().for_each(|v| *v = f32::NAN);
+            // Poison the arena (every f32 in it a NaN): the model must not
+            // depend on its contents.
+            arena.fill(0xff);
             model::run(&input, &mut output, &mut arena);
             let out: Vec<u8> = output.iter().flat_map(|v| v.to_le_bytes()).collect();
             std::fs::write(&args[3], out).expect("write output");
@@ -230,7 +231,7 @@ pub(crate) fn scratch_crate(
         .map_err(|e| format!("cannot create a temp dir: {e}"))?;
     let root = dir.path();
     let mut key = src.clone().into_bytes();
-    key.extend_from_slice(&blob);
+    key.extend_from_slice(blob);
     key.extend_from_slice(salt.as_bytes());
     let pkg = format!("{prefix}_{:016x}", fnv1a(&key));
     let runtime = shared_runtime(&target_dir())?;
@@ -259,7 +260,7 @@ pub fn build(program: &Program, quiet: bool) -> Result<Harness, String> {
         &root.join(".cargo/config.toml"),
         "[build]\nrustflags = [\"-C\", \"target-cpu=native\"]\n",
     )?;
-    let decode = if program.input_type == DType::U8 {
+    let decode = if program.input_type == ElemType::U8 {
         DECODE_U8
     } else {
         DECODE_F32
@@ -316,7 +317,7 @@ impl Harness {
     fn input_file(&self, input: &InputData) -> Result<PathBuf, String> {
         let ok = matches!(
             (input, self.input_type),
-            (InputData::F32(_), DType::F32) | (InputData::U8(_), DType::U8)
+            (InputData::F32(_), ElemType::F32) | (InputData::U8(_), ElemType::U8)
         );
         if !ok {
             return Err(format!("the model takes {} input", self.input_type.rust_name()));

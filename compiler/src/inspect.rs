@@ -3,8 +3,8 @@
 //! the generated module and the runtime as linked for that target.
 
 use crate::harness::write as write_file;
-use crate::ir::{Activation, DType};
-use crate::lower::Program;
+use crate::lower::describe::Description;
+use crate::lower::{Program, Step};
 use std::fmt::Write;
 
 fn shape(s: &[usize]) -> String {
@@ -35,35 +35,19 @@ pub fn report(p: &Program) -> String {
     let _ = writeln!(s, "passes: {}", passes.join(", "));
     let _ = writeln!(s, "target: {}", p.target.describe());
     let _ = writeln!(s);
-    let rows: Vec<[String; 9]> = p
-        .layers
-        .iter()
-        .enumerate()
-        .map(|(i, l)| {
-            let mut epi = Vec::new();
-            if l.residual {
-                epi.push("+res".to_string());
-            }
-            if !l.clamp.is_none() {
-                epi.push(l.clamp.describe());
-            }
-            if l.act != Activation::None {
-                epi.push(l.act.to_string());
-            }
+    let rows: Vec<[String; 9]> = (0..p.layers.len())
+        .map(|i| {
+            let d = Description::of(p, i);
             [
                 i.to_string(),
-                l.name.clone(),
-                if epi.is_empty() {
-                    l.op.to_string()
-                } else {
-                    format!("{}+{}", l.op, epi.join("+"))
-                },
-                shape(&l.in_shape),
-                shape(&l.out_shape),
-                l.macs.to_string(),
-                l.params.to_string(),
-                l.kernel.name(),
-                l.kernel.tiles(),
+                d.name.clone(),
+                d.op_column(),
+                shape(&p.layers[i].in_shape),
+                shape(&p.layers[i].out_shape),
+                d.macs.to_string(),
+                d.params.to_string(),
+                d.kernel,
+                d.tiles,
             ]
         })
         .collect();
@@ -97,18 +81,22 @@ pub fn report(p: &Program) -> String {
             let _ = writeln!(s, "  layer {i} `{}` also computes: {}", l.name, l.fused.join(", "));
         }
     }
-    for (i, l) in p.layers.iter().enumerate() {
-        if let Some(b) = &l.band {
-            let o = &l.out_shape;
+    for step in &p.steps {
+        if let Step::Banded {
+            pointwise,
+            depthwise,
+            shape: b,
+        } = step
+        {
+            let o = &p.layers[*pointwise].out_shape;
             let _ = writeln!(
                 s,
-                "  layers {i} and {} run in bands of {} output rows: the {}x{}x{} tensor between them is never stored whole (scratch: {} of its rows per thread, 2 threads)",
-                i + 1,
-                b.shape.band,
+                "  layers {pointwise} and {depthwise} run in bands of {} output rows: the {}x{}x{} tensor between them is never stored whole (scratch: {} of its rows per thread, 2 threads)",
+                b.band,
                 o[0],
                 o[1],
                 o[2],
-                b.shape.scratch_rows()
+                b.scratch_rows()
             );
         }
     }
@@ -118,8 +106,8 @@ pub fn report(p: &Program) -> String {
     let _ = writeln!(
         s,
         "weight bytes  {} ({}, packed, with alignment padding)",
-        p.blob.len() * 4,
-        mib(p.blob.len() * 4)
+        p.blob.len(),
+        mib(p.blob.len())
     );
     // The planned tensors against their lower bound; the AMX layers'
     // scratch (from `amx_at` on) apart.
@@ -127,10 +115,10 @@ pub fn report(p: &Program) -> String {
     let _ = writeln!(
         s,
         "arena bytes   {} ({}); lower bound {} ({}), {:.2}x{}",
-        p.arena_len * 4,
-        mib(p.arena_len * 4),
-        p.arena_lower_bound * 4,
-        mib(p.arena_lower_bound * 4),
+        p.arena_len,
+        mib(p.arena_len),
+        p.arena_lower_bound,
+        mib(p.arena_lower_bound),
         if p.arena_lower_bound == 0 {
             1.0
         } else {
@@ -138,9 +126,9 @@ pub fn report(p: &Program) -> String {
         },
         if p.amx_scratch > 0 {
             format!(
-                "; plus the AMX scratch, {} bytes ({}: {} threads' parts of {} floats)",
-                (p.arena_len - planned) * 4,
-                mib((p.arena_len - planned) * 4),
+                "; plus the AMX scratch, {} bytes ({}: {} threads' parts of {} bytes)",
+                p.arena_len - planned,
+                mib(p.arena_len - planned),
                 crate::lower::amx::PARTS,
                 p.amx_scratch
             )
@@ -371,20 +359,16 @@ pub fn code_size(p: &Program, target: &str, opt_level: &str) -> Result<CodeSize,
     Ok(s)
 }
 
-/// The memory a model needs (target-independent: f32 weights and arena)
+/// The memory a model needs (target-independent: weights and arena)
 /// and, per measured target, its code as linked.
 pub fn footprint_report(p: &Program, sizes: &[CodeSize]) -> String {
     let mut s = String::new();
-    let weights = p.blob.len() * 4;
-    let arena = p.arena_len * 4;
-    let input = p.input_len()
-        * match p.input_type {
-            DType::U8 => 1,
-            DType::F32 => 4,
-        };
-    let output = p.output_len() * 4;
+    let weights = p.blob.len();
+    let arena = p.arena_len;
+    let input = p.input_len() * p.input_type.size();
+    let output = p.output_len() * p.output_type.size();
     let _ = writeln!(s);
-    let _ = writeln!(s, "footprint (the same on every target: f32 weights and activations)");
+    let _ = writeln!(s, "footprint (the same on every target: weights and activations)");
     let _ = writeln!(
         s,
         "  weights     {weights} bytes ({}): one 64-byte-aligned `static`, read in place (flash on a microcontroller)",
@@ -392,9 +376,9 @@ pub fn footprint_report(p: &Program, sizes: &[CodeSize]) -> String {
     );
     let _ = writeln!(
         s,
-        "  arena       {arena} bytes ({}), lower bound {} bytes: RAM, the caller's (`Arena`, `ARENA_LEN` floats)",
+        "  arena       {arena} bytes ({}), lower bound {} bytes: RAM, the caller's (`Arena`, `ARENA_LEN` bytes)",
         mib(arena),
-        p.arena_lower_bound * 4
+        p.arena_lower_bound
     );
     let _ = writeln!(s, "  input       {input} bytes, output {output} bytes: the caller's");
     for c in sizes {

@@ -6,7 +6,7 @@
 //! accepts, before or after the passes, so each pass is tested by running the
 //! interpreter on both sides of it.
 
-use crate::ir::{ConvCfg, DType, Graph, Layout, Op, INPUT};
+use crate::ir::{ConvCfg, ElemType, Graph, Layout, Op, Param, TensorType, INPUT};
 
 /// The model input as callers give it to the generated code.
 #[derive(Clone, Debug, PartialEq)]
@@ -37,12 +37,13 @@ impl InputData {
         }
     }
     /// Deterministic pseudo-random input of `len` elements for `dtype`:
-    /// uniform pixels for `u8`, uniform in [-1, 1] for `f32`.
-    pub fn random(dtype: DType, len: usize, seed: u64) -> InputData {
+    /// uniform pixels for `u8`, uniform in [-1, 1] for `f32` (the model
+    /// input types the verifier allows).
+    pub fn random(dtype: ElemType, len: usize, seed: u64) -> InputData {
         let mut rng = crate::rng::Rng::new(seed);
         match dtype {
-            DType::U8 => InputData::U8((0..len).map(|_| (rng.next_u64() >> 56) as u8).collect()),
-            DType::F32 => InputData::F32((0..len).map(|_| rng.uniform(-1.0, 1.0) as f32).collect()),
+            ElemType::U8 => InputData::U8((0..len).map(|_| (rng.next_u64() >> 56) as u8).collect()),
+            _ => InputData::F32((0..len).map(|_| rng.uniform(-1.0, 1.0) as f32).collect()),
         }
     }
 }
@@ -55,7 +56,8 @@ pub fn run_all(g: &Graph, input: &InputData) -> Result<Vec<Vec<f64>>, String> {
     for n in &g.nodes {
         let ins: Vec<&[f64]> = n.inputs.iter().map(|&i| values[i].as_slice()).collect();
         let shapes: Vec<&[usize]> = n.inputs.iter().map(|&i| g.tensors[i].shape.as_slice()).collect();
-        values[n.output] = eval(&n.op, &ins, &shapes, &g.tensors[n.output].shape);
+        let types: Vec<&TensorType> = n.inputs.iter().map(|&i| &g.tensors[i].ty).collect();
+        values[n.output] = eval(&n.op, &ins, &shapes, &types, &g.tensors[n.output].shape);
     }
     Ok(values)
 }
@@ -71,7 +73,7 @@ pub fn input_nchw(g: &Graph, input: &InputData) -> Result<Vec<f64>, String> {
         ));
     }
     match (input, g.input.dtype) {
-        (InputData::F32(_), DType::F32) | (InputData::U8(_), DType::U8) => {}
+        (InputData::F32(_), ElemType::F32) | (InputData::U8(_), ElemType::U8) => {}
         _ => {
             return Err(format!(
                 "input element type does not match the model's {}",
@@ -107,8 +109,9 @@ fn to_nchw(x: &[f64], shape: &[usize], layout: Layout) -> Vec<f64> {
     }
 }
 
-/// Evaluates one op. `shapes` are the input shapes, `out_shape` the output's.
-pub fn eval(op: &Op, ins: &[&[f64]], shapes: &[&[usize]], out_shape: &[usize]) -> Vec<f64> {
+/// Evaluates one op. `shapes` and `in_types` are the inputs' shapes and
+/// types, `out_shape` the output's. Quantized tensors hold their integers.
+pub fn eval(op: &Op, ins: &[&[f64]], shapes: &[&[usize]], in_types: &[&TensorType], out_shape: &[usize]) -> Vec<f64> {
     let x = ins[0];
     match op {
         Op::Normalize(cfg) => per_channel(x, shapes[0], |ch, v| v * cfg.scale[ch] as f64 + cfg.offset[ch] as f64),
@@ -125,12 +128,13 @@ pub fn eval(op: &Op, ins: &[&[f64]], shapes: &[&[usize]], out_shape: &[usize]) -
         }
         Op::Dense(d) => {
             let (n, k, o) = (shapes[0][0], d.weight.shape[1], d.weight.shape[0]);
+            let wt = reals(&d.weight);
             let mut out = vec![0.0; n * o];
             for b in 0..n {
                 for j in 0..o {
                     let mut acc = d.bias.as_ref().map_or(0.0, |bias| bias[j] as f64);
                     for i in 0..k {
-                        acc += x[b * k + i] * d.weight.data[j * k + i] as f64;
+                        acc += x[b * k + i] * wt[j * k + i];
                     }
                     out[b * o + j] = d.act.reference(clamp(acc, d.clamp.min, d.clamp.max));
                 }
@@ -138,6 +142,20 @@ pub fn eval(op: &Op, ins: &[&[f64]], shapes: &[&[usize]], out_shape: &[usize]) -
             out
         }
         Op::Reshape(_) => x.to_vec(),
+        Op::Quantize(q) => {
+            let (lo, hi) = match q.elem {
+                ElemType::I8 => (i8::MIN as i32, i8::MAX as i32),
+                _ => (u8::MIN as i32, u8::MAX as i32),
+            };
+            x.iter().map(|&v| quantize(v, q.scale, q.zero_point, lo, hi)).collect()
+        }
+        Op::Dequantize => {
+            let q = in_types[0]
+                .quant
+                .as_ref()
+                .expect("the verifier checked a quantized input");
+            x.iter().map(|&v| dequantize(v, q.scale[0], q.zero_point[0])).collect()
+        }
         Op::Activation(a) => x.iter().map(|&v| a.reference(v)).collect(),
         Op::Mul => {
             let s = ins[1];
@@ -163,6 +181,25 @@ pub fn eval(op: &Op, ins: &[&[f64]], shapes: &[&[usize]], out_shape: &[usize]) -
     }
 }
 
+/// A parameter's real values ([`Param::real`]).
+fn reals(p: &Param) -> Vec<f64> {
+    (0..p.len()).map(|i| p.real(i)).collect()
+}
+
+/// ONNX QuantizeLinear of a real `v` (an `f32` value in the generated
+/// code): `v / scale` in `f32`, rounded half to even, plus the zero point,
+/// saturated to `[lo, hi]`. A NaN gives the zero point.
+fn quantize(v: f64, scale: f32, zero_point: i32, lo: i32, hi: i32) -> f64 {
+    let q = ((v as f32) / scale) as f64;
+    let q = if q.is_nan() { 0.0 } else { q.round_ties_even() };
+    (q + zero_point as f64).clamp(lo as f64, hi as f64)
+}
+
+/// ONNX DequantizeLinear: `(q - zero_point)` exactly, times `scale` in `f32`.
+fn dequantize(q: f64, scale: f32, zero_point: i32) -> f64 {
+    ((q - zero_point as f64) as f32 * scale) as f64
+}
+
 /// `f(channel, value)` over an NCHW tensor.
 fn per_channel(x: &[f64], shape: &[usize], f: impl Fn(usize, f64) -> f64) -> Vec<f64> {
     let (c, hw) = (shape[1], shape[2] * shape[3]);
@@ -179,7 +216,7 @@ fn conv(cfg: &ConvCfg, x: &[f64], ins: &[usize], outs: &[usize], residual: Optio
     let (oc, oh, ow) = (outs[1], outs[2], outs[3]);
     let [_, icg, kh, kw] = cfg.dims();
     let ocg = oc / cfg.groups;
-    let wt = &cfg.weight.data;
+    let wt = reals(&cfg.weight);
     let mut out = vec![0.0; n * oc * oh * ow];
     for b in 0..n {
         for o in 0..oc {
@@ -198,7 +235,7 @@ fn conv(cfg: &ConvCfg, x: &[f64], ins: &[usize], outs: &[usize], residual: Optio
                                 } else {
                                     x[((b * c + ci) * h + iy as usize) * w + ix as usize]
                                 };
-                                acc += v * wt[((o * icg + ic) * kh + ky) * kw + kx] as f64;
+                                acc += v * wt[((o * icg + ic) * kh + ky) * kw + kx];
                             }
                         }
                     }
@@ -226,7 +263,7 @@ mod tests {
             "t",
             "",
             InputSpec {
-                dtype: DType::F32,
+                dtype: ElemType::F32,
                 layout: Layout::Nchw,
             },
             vec![1, 1, 3, 3],
@@ -245,7 +282,7 @@ mod tests {
             "t",
             "",
             InputSpec {
-                dtype: DType::U8,
+                dtype: ElemType::U8,
                 layout: Layout::Nhwc,
             },
             vec![1, 2, 1, 2],
@@ -262,7 +299,7 @@ mod tests {
             "t",
             "",
             InputSpec {
-                dtype: DType::F32,
+                dtype: ElemType::F32,
                 layout: Layout::Nchw,
             },
             vec![1, 3, 1, 1],

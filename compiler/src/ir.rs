@@ -9,77 +9,270 @@
 //! Invariants (checked by [`Graph::verify`], run after every pass):
 //! * every input of a node is the graph input or the output of an earlier node;
 //! * every tensor but the input has exactly one producer;
-//! * the recorded shape of every tensor equals the shape inferred from its
-//!   producer and that producer's inputs;
+//! * the recorded shape and type (element type, quantization) of every
+//!   tensor equal those inferred from its producer and that producer's
+//!   inputs;
 //! * every op config is consistent with its input shapes (weights, bias, BN
 //!   and normalization vectors of the right lengths, non-zero strides, ...).
 
-pub use mncc_abi::Activation;
+pub use mncc_abi::{Activation, ElemType, Layout};
 use std::fmt;
 
 /// Index of a tensor in [`Graph::tensors`].
 pub type TensorId = usize;
 
-/// Element type of the model input.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DType {
-    /// 32-bit float.
-    F32,
-    /// 8-bit unsigned pixels.
-    U8,
-}
-
-impl DType {
-    /// Rust type name used by generated code.
-    pub fn rust_name(self) -> &'static str {
-        match self {
-            DType::F32 => "f32",
-            DType::U8 => "u8",
-        }
-    }
-}
-
-/// Memory layout of the model input as callers provide it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Layout {
-    /// Channels last.
-    Nhwc,
-    /// Channels first.
-    Nchw,
-}
-
-impl fmt::Display for Layout {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Layout::Nhwc => "NHWC",
-            Layout::Nchw => "NCHW",
-        })
-    }
-}
-
 /// The model input.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct InputSpec {
     /// Element type.
-    pub dtype: DType,
+    pub dtype: ElemType,
     /// Layout of the caller's buffer.
     pub layout: Layout,
 }
 
-/// A constant tensor (weights), row-major in its `shape`.
+/// Quantization of a tensor or parameter of integers: the real value of
+/// element `q` is `(q - zero_point) * scale`, with one scale and zero point
+/// for the whole tensor, or one per index along `axis` (per output
+/// channel).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Quant {
+    /// Scales: one, or one per index along `axis`.
+    pub scale: Vec<f32>,
+    /// Zero points, as many as scales.
+    pub zero_point: Vec<i32>,
+    /// The axis of per-channel quantization; `None` per tensor.
+    pub axis: Option<usize>,
+}
+
+impl Quant {
+    /// One scale and zero point for the whole tensor.
+    pub fn per_tensor(scale: f32, zero_point: i32) -> Quant {
+        Quant {
+            scale: vec![scale],
+            zero_point: vec![zero_point],
+            axis: None,
+        }
+    }
+
+    /// The scale and zero point of element `i` of a tensor of `shape`.
+    pub fn params_at(&self, shape: &[usize], i: usize) -> (f32, i32) {
+        match self.axis {
+            None => (self.scale[0], self.zero_point[0]),
+            Some(a) => {
+                let inner: usize = shape[a + 1..].iter().product();
+                let k = (i / inner.max(1)) % shape[a].max(1);
+                (self.scale[k], self.zero_point[k])
+            }
+        }
+    }
+
+    /// Checks the parameters against a tensor of `shape` holding `elem`s.
+    pub fn check(&self, shape: &[usize], elem: ElemType) -> Result<(), String> {
+        if !elem.is_integer() {
+            return Err(format!("a quantized tensor holds integers, not {elem}"));
+        }
+        let want = match self.axis {
+            None => 1,
+            Some(a) => *shape
+                .get(a)
+                .ok_or_else(|| format!("quantization axis {a} is out of range for shape {shape:?}"))?,
+        };
+        if self.scale.len() != want || self.zero_point.len() != want {
+            return Err(format!(
+                "{} scales and {} zero points for {want} quantization groups",
+                self.scale.len(),
+                self.zero_point.len()
+            ));
+        }
+        if let Some(s) = self.scale.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+            return Err(format!("quantization scale {s} is not a positive finite number"));
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Quant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.axis {
+            None => write!(f, "scale {} zero point {}", self.scale[0], self.zero_point[0]),
+            Some(a) => write!(f, "{} scales along axis {a}", self.scale.len()),
+        }
+    }
+}
+
+/// The values of a parameter, in its element type.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Values {
+    /// 32-bit floats.
+    F32(Vec<f32>),
+    /// 16-bit floats, as their bits.
+    F16(Vec<u16>),
+    /// Signed bytes.
+    I8(Vec<i8>),
+    /// Unsigned bytes.
+    U8(Vec<u8>),
+    /// 32-bit integers.
+    I32(Vec<i32>),
+}
+
+impl Values {
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        match self {
+            Values::F32(v) => v.len(),
+            Values::F16(v) => v.len(),
+            Values::I8(v) => v.len(),
+            Values::U8(v) => v.len(),
+            Values::I32(v) => v.len(),
+        }
+    }
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Their element type.
+    pub fn elem(&self) -> ElemType {
+        match self {
+            Values::F32(_) => ElemType::F32,
+            Values::F16(_) => ElemType::F16,
+            Values::I8(_) => ElemType::I8,
+            Values::U8(_) => ElemType::U8,
+            Values::I32(_) => ElemType::I32,
+        }
+    }
+    /// Value `i` as `f64` (exact; an `f16` is widened).
+    pub fn get_f64(&self, i: usize) -> f64 {
+        match self {
+            Values::F32(v) => v[i] as f64,
+            Values::F16(v) => f16_to_f64(v[i]),
+            Values::I8(v) => v[i] as f64,
+            Values::U8(v) => v[i] as f64,
+            Values::I32(v) => v[i] as f64,
+        }
+    }
+}
+
+/// The value of IEEE binary16 bits `h`, exactly.
+pub fn f16_to_f64(h: u16) -> f64 {
+    let sign = if h >> 15 == 1 { -1.0 } else { 1.0 };
+    let exp = ((h >> 10) & 0x1f) as i32;
+    let frac = (h & 0x3ff) as f64;
+    sign * match exp {
+        0 => frac * 2f64.powi(-24),
+        31 if frac == 0.0 => f64::INFINITY,
+        31 => f64::NAN,
+        e => (1.0 + frac / 1024.0) * 2f64.powi(e - 15),
+    }
+}
+
+/// A constant tensor (weights), row-major in its `shape`, in its element
+/// type, quantized or not.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Param {
     /// Dimensions.
     pub shape: Vec<usize>,
     /// `shape.iter().product()` values.
-    pub data: Vec<f32>,
+    pub values: Values,
+    /// For integer values, what they stand for.
+    pub quant: Option<Quant>,
 }
 
 impl Param {
-    /// A parameter of the given shape and values.
+    /// A float parameter of the given shape and values.
     pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Param {
         debug_assert_eq!(shape.iter().product::<usize>(), data.len());
-        Param { shape, data }
+        Param {
+            shape,
+            values: Values::F32(data),
+            quant: None,
+        }
+    }
+    /// The element type.
+    pub fn elem(&self) -> ElemType {
+        self.values.elem()
+    }
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+    /// The values, if they are unquantized `f32`s.
+    pub fn f32(&self) -> Option<&[f32]> {
+        match (&self.values, &self.quant) {
+            (Values::F32(v), None) => Some(v),
+            _ => None,
+        }
+    }
+    /// [`Param::f32`], mutable.
+    pub fn f32_mut(&mut self) -> Option<&mut Vec<f32>> {
+        match (&mut self.values, &self.quant) {
+            (Values::F32(v), None) => Some(v),
+            _ => None,
+        }
+    }
+    /// The real value of element `i`: dequantized (in `f64`, exactly as
+    /// `(q - zero_point) * scale`) when quantized.
+    pub fn real(&self, i: usize) -> f64 {
+        let v = self.values.get_f64(i);
+        match &self.quant {
+            None => v,
+            Some(q) => {
+                let (s, z) = q.params_at(&self.shape, i);
+                (v - z as f64) * s as f64
+            }
+        }
+    }
+    /// Checks that the values are `f32`, unquantized (what a float layer
+    /// needs); `what` names the parameter.
+    pub fn expect_f32(&self, what: &str) -> Result<&[f32], String> {
+        self.f32().ok_or_else(|| {
+            format!(
+                "{what} is {}{}: a float layer needs float32 weights",
+                self.elem(),
+                if self.quant.is_some() { ", quantized" } else { "" }
+            )
+        })
+    }
+}
+
+/// The element type of a tensor and, for integers standing for reals, its
+/// quantization.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorType {
+    /// Element type.
+    pub elem: ElemType,
+    /// Quantization (integer tensors only).
+    pub quant: Option<Quant>,
+}
+
+impl TensorType {
+    /// Unquantized `f32`.
+    pub const F32: TensorType = TensorType {
+        elem: ElemType::F32,
+        quant: None,
+    };
+
+    /// An unquantized tensor of `elem`s.
+    pub fn plain(elem: ElemType) -> TensorType {
+        TensorType { elem, quant: None }
+    }
+
+    /// Whether float layers can read it as real numbers: unquantized
+    /// `f32`, or unquantized `u8` (raw pixels, exact integers).
+    pub fn is_real(&self) -> bool {
+        self.quant.is_none() && matches!(self.elem, ElemType::F32 | ElemType::U8)
+    }
+}
+
+impl fmt::Display for TensorType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.quant {
+            None => write!(f, "{}", self.elem),
+            Some(q) => write!(f, "{} ({q})", self.elem),
+        }
     }
 }
 
@@ -239,6 +432,19 @@ pub struct NormalizeCfg {
     pub offset: Vec<f32>,
 }
 
+/// ONNX QuantizeLinear with one scale and zero point: real values to
+/// integers, `saturate(round_half_even(x / scale) + zero_point)`, the
+/// division in `f32`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QuantizeCfg {
+    /// The integer type (`I8` or `U8`).
+    pub elem: ElemType,
+    /// Scale.
+    pub scale: f32,
+    /// Zero point.
+    pub zero_point: i32,
+}
+
 /// An operation.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
@@ -266,6 +472,11 @@ pub enum Op {
     /// Same elements, new shape (NCHW order): Flatten, Reshape, Squeeze,
     /// Unsqueeze. Lowered to nothing when the NHWC storage order is the same.
     Reshape(Vec<usize>),
+    /// Real values to a quantized integer tensor.
+    Quantize(QuantizeCfg),
+    /// A quantized integer tensor to its real values (`f32`): `(q -
+    /// zero_point) as f32 * scale`, with the input type's quantization.
+    Dequantize,
 }
 
 impl Op {
@@ -283,6 +494,8 @@ impl Op {
             Op::Reshape(_) => "Reshape",
             Op::Activation(_) => "Activation",
             Op::Mul => "Mul",
+            Op::Quantize(_) => "Quantize",
+            Op::Dequantize => "Dequantize",
         }
     }
 
@@ -298,8 +511,8 @@ impl Op {
     /// Parameters (weights and biases, BN statistics) held by this op.
     pub fn params(&self) -> usize {
         match self {
-            Op::Conv(c) => c.weight.data.len() + c.bias.as_ref().map_or(0, Vec::len),
-            Op::Dense(d) => d.weight.data.len() + d.bias.as_ref().map_or(0, Vec::len),
+            Op::Conv(c) => c.weight.len() + c.bias.as_ref().map_or(0, Vec::len),
+            Op::Dense(d) => d.weight.len() + d.bias.as_ref().map_or(0, Vec::len),
             Op::BatchNorm(b) => 4 * b.gamma.len(),
             Op::Normalize(n) => 2 * n.scale.len(),
             _ => 0,
@@ -455,6 +668,73 @@ impl Op {
                 }
                 Ok(shape.clone())
             }
+            Op::Quantize(_) | Op::Dequantize => Ok(x.to_vec()),
+        }
+    }
+
+    /// Infers the output's element type and quantization from the
+    /// inputs', checking that the op can read them: float ops read real
+    /// tensors ([`TensorType::is_real`]) and hold float32 weights, a
+    /// Reshape keeps its input's type, Quantize reads reals, Dequantize a
+    /// quantized tensor.
+    pub fn infer_type(&self, inputs: &[&TensorType]) -> Result<TensorType, String> {
+        if inputs.len() != self.arity() {
+            return Err(format!("takes {} input(s), has {}", self.arity(), inputs.len()));
+        }
+        let real = |k: usize| -> Result<(), String> {
+            let t = inputs[k];
+            if t.is_real() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "input {k} is {t}; a float operation reads float32 (or raw uint8 pixels)"
+                ))
+            }
+        };
+        match self {
+            Op::Reshape(_) => Ok(inputs[0].clone()),
+            Op::Quantize(q) => {
+                real(0)?;
+                if !matches!(q.elem, ElemType::I8 | ElemType::U8) {
+                    return Err(format!("quantizes to {}; int8 and uint8 are supported", q.elem));
+                }
+                let quant = Quant::per_tensor(q.scale, q.zero_point);
+                quant.check(&[], q.elem)?;
+                let (lo, hi) = match q.elem {
+                    ElemType::I8 => (i8::MIN as i32, i8::MAX as i32),
+                    _ => (0, u8::MAX as i32),
+                };
+                if !(lo..=hi).contains(&q.zero_point) {
+                    return Err(format!(
+                        "zero point {} is outside the range of {}",
+                        q.zero_point, q.elem
+                    ));
+                }
+                Ok(TensorType {
+                    elem: q.elem,
+                    quant: Some(quant),
+                })
+            }
+            Op::Dequantize => match &inputs[0].quant {
+                Some(q) if q.axis.is_none() => Ok(TensorType::F32),
+                Some(_) => Err("dequantizing per channel is not supported (per tensor is)".into()),
+                None => Err(format!("input 0 is {}, not a quantized tensor", inputs[0])),
+            },
+            _ => {
+                for k in 0..inputs.len() {
+                    real(k)?;
+                }
+                match self {
+                    Op::Conv(c) => {
+                        c.weight.expect_f32("the weight")?;
+                    }
+                    Op::Dense(d) => {
+                        d.weight.expect_f32("the weight")?;
+                    }
+                    _ => {}
+                }
+                Ok(TensorType::F32)
+            }
         }
     }
 
@@ -486,6 +766,8 @@ pub struct TensorInfo {
     pub name: String,
     /// Logical NCHW shape.
     pub shape: Vec<usize>,
+    /// Element type and quantization.
+    pub ty: TensorType,
 }
 
 impl TensorInfo {
@@ -544,22 +826,25 @@ impl Graph {
             tensors: vec![TensorInfo {
                 name: "input".into(),
                 shape,
+                ty: TensorType::plain(input.dtype),
             }],
             nodes: Vec::new(),
             output: INPUT,
         }
     }
 
-    /// Appends a node, inferring its output shape.
+    /// Appends a node, inferring its output shape and type.
     pub fn push(&mut self, name: &str, op: Op, inputs: &[TensorId]) -> Result<TensorId, String> {
         let shapes: Vec<&[usize]> = inputs.iter().map(|&t| self.tensors[t].shape.as_slice()).collect();
-        let shape = op
-            .infer(&shapes)
-            .map_err(|e| format!("node `{name}` ({}): {e}", op.kind()))?;
+        let types: Vec<&TensorType> = inputs.iter().map(|&t| &self.tensors[t].ty).collect();
+        let at = |e: String| format!("node `{name}` ({}): {e}", op.kind());
+        let shape = op.infer(&shapes).map_err(at)?;
+        let ty = op.infer_type(&types).map_err(at)?;
         let id = self.tensors.len();
         self.tensors.push(TensorInfo {
             name: name.into(),
             shape,
+            ty,
         });
         self.nodes.push(Node {
             name: name.into(),
@@ -660,6 +945,29 @@ impl Graph {
                 Ok(_) => {}
                 Err(e) => problems.push(format!("{at}: {e}")),
             }
+            let types: Vec<&TensorType> = n.inputs.iter().map(|&t| &self.tensors[t].ty).collect();
+            match n.op.infer_type(&types) {
+                Ok(t) if t != self.tensors[n.output].ty => problems.push(format!(
+                    "{at}: output type recorded as {} but inferred as {t}",
+                    self.tensors[n.output].ty
+                )),
+                Ok(_) => {}
+                Err(e) => problems.push(format!("{at}: {e}")),
+            }
+        }
+        if !matches!(self.input.dtype, ElemType::F32 | ElemType::U8) {
+            problems.push(format!(
+                "the model input is {}; float32 and uint8 inputs are supported",
+                self.input.dtype
+            ));
+        }
+        if let Some(t) = self.tensors.first() {
+            if t.ty != TensorType::plain(self.input.dtype) {
+                problems.push(format!(
+                    "the input tensor is {} but the input spec says {}",
+                    t.ty, self.input.dtype
+                ));
+            }
         }
         if self.output >= self.tensors.len() || !produced[self.output] {
             problems.push(format!("graph output tensor {} is not produced", self.output));
@@ -681,7 +989,7 @@ mod tests {
             "t",
             "",
             InputSpec {
-                dtype: DType::F32,
+                dtype: ElemType::F32,
                 layout: Layout::Nchw,
             },
             vec![1, 3, 8, 8],
@@ -724,7 +1032,7 @@ mod tests {
         assert!(g
             .push("dw", Op::Conv(ConvCfg::new(w, [1, 1], [1; 4], 3)), &[INPUT])
             .is_ok());
-        let mut g = Graph::new("t", "", g.input.clone(), vec![1, 4, 8, 8]);
+        let mut g = Graph::new("t", "", g.input, vec![1, 4, 8, 8]);
         let w = Param::new(vec![4, 2, 3, 3], vec![0.0; 72]);
         let e = g
             .push("g2", Op::Conv(ConvCfg::new(w, [1, 1], [1; 4], 2)), &[INPUT])

@@ -27,7 +27,10 @@ pub mod passes;
 pub mod plan;
 pub mod rng;
 pub mod spec;
+pub mod target;
 pub mod weights;
+
+pub use target::Target;
 
 use std::fmt;
 use std::path::{Path, PathBuf};

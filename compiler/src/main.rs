@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use mncc::harness::{self, Comparison};
 use mncc::interp::{self, InputData};
-use mncc::ir::DType;
+use mncc::ir::ElemType;
 use mncc::lower::Target;
 use mncc::{npy, Error};
 use std::path::{Path, PathBuf};
@@ -131,16 +131,16 @@ fn load_input(path: Option<&Path>, program: &mncc::lower::Program, seed: u64) ->
         )));
     }
     Ok(match (program.input_type, n.data) {
-        (DType::U8, npy::NpyData::U8(v)) => InputData::U8(v),
-        (DType::U8, _) => {
+        (ElemType::U8, npy::NpyData::U8(v)) => InputData::U8(v),
+        (ElemType::U8, _) => {
             return Err(Error::msg(format!(
                 "{}: the model takes u8 pixels; save the input as uint8",
                 path.display()
             )))
         }
-        (DType::F32, npy::NpyData::F32(v)) => InputData::F32(v),
-        (DType::F32, npy::NpyData::F64(v)) => InputData::F32(v.iter().map(|&x| x as f32).collect()),
-        (DType::F32, npy::NpyData::U8(v)) => InputData::F32(v.iter().map(|&x| x as f32).collect()),
+        (_, npy::NpyData::F32(v)) => InputData::F32(v),
+        (_, npy::NpyData::F64(v)) => InputData::F32(v.iter().map(|&x| x as f32).collect()),
+        (_, npy::NpyData::U8(v)) => InputData::F32(v.iter().map(|&x| x as f32).collect()),
     })
 }
 
@@ -167,7 +167,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 blob.display(),
                 p.layers.len(),
                 p.macs() as f64 / 1e6,
-                p.arena_len * 4
+                p.arena_len
             );
         }
         Cmd::Inspect {

@@ -11,7 +11,7 @@
 //! outputs as failed so its readers do not repeat it.
 
 use crate::ir::{
-    Activation, BatchNormCfg, Clamp, ConvCfg, DType, DenseCfg, Graph, InputSpec, Layout, NormalizeCfg, Op, Param,
+    Activation, BatchNormCfg, Clamp, ConvCfg, DenseCfg, ElemType, Graph, InputSpec, Layout, NormalizeCfg, Op, Param,
     TensorId, INPUT,
 };
 use onnx_protobuf::{AttributeProto, Message, ModelProto, NodeProto, TensorProto};
@@ -565,7 +565,7 @@ impl Importer {
             name,
             &description,
             InputSpec {
-                dtype: DType::F32,
+                dtype: ElemType::F32,
                 layout,
             },
             shape,

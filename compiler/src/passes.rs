@@ -124,7 +124,7 @@ pub fn fold_normalize(g: &mut Graph) -> usize {
         g,
         // A zero scale has no raw value that normalizes to 0, unless nothing is added.
         |n| matches!(&n.op, Op::Normalize(c) if c.offset.iter().all(|&o| o == 0.0) || c.scale.iter().all(|&s| s != 0.0)),
-        |n| matches!(&n.op, Op::Conv(c) if c.pad_value.is_none() && !c.residual),
+        |n| matches!(&n.op, Op::Conv(c) if c.pad_value.is_none() && !c.residual && c.weight.f32().is_some()),
     ) {
         let Op::Normalize(norm) = g.nodes[i].op.clone() else {
             unreachable!()
@@ -135,6 +135,7 @@ pub fn fold_normalize(g: &mut Graph) -> usize {
         };
         let [oc, icg, kh, kw] = conv.dims();
         let ocg = oc / conv.groups;
+        let wt = conv.weight.f32_mut().expect("the predicate checked f32 weights");
         let mut bias: Vec<f64> = conv
             .bias
             .as_ref()
@@ -143,7 +144,7 @@ pub fn fold_normalize(g: &mut Graph) -> usize {
             for ic in 0..icg {
                 let ci = (o / ocg) * icg + ic;
                 for k in 0..kh * kw {
-                    let w = &mut conv.weight.data[(o * icg + ic) * kh * kw + k];
+                    let w = &mut wt[(o * icg + ic) * kh * kw + k];
                     *b += *w as f64 * norm.offset[ci] as f64;
                     *w = (*w as f64 * norm.scale[ci] as f64) as f32;
                 }
@@ -173,9 +174,10 @@ pub fn fold_normalize(g: &mut Graph) -> usize {
 /// to a conv: `w' = w * s`, `b' = b * s + t`, in f64.
 fn scale_outputs(conv: &mut crate::ir::ConvCfg, f: impl Fn(usize) -> (f64, f64)) {
     let oc = conv.out_c();
-    let per = conv.weight.data.len() / oc;
     let mut bias = conv.bias.take().unwrap_or_else(|| vec![0.0; oc]);
-    for (o, (b, ws)) in bias.iter_mut().zip(conv.weight.data.chunks_mut(per)).enumerate() {
+    let wt = conv.weight.f32_mut().expect("callers check f32 weights");
+    let per = wt.len() / oc;
+    for (o, (b, ws)) in bias.iter_mut().zip(wt.chunks_mut(per)).enumerate() {
         let (s, t) = f(o);
         for w in ws {
             *w = (*w as f64 * s) as f32;
@@ -209,7 +211,7 @@ pub fn fold_affine(g: &mut Graph) -> usize {
     }
     while let Some((i, j)) = find_pair(
         g,
-        |n| matches!(&n.op, Op::Conv(c) if c.clamp.is_none() && c.act == Activation::None && !c.residual),
+        |n| matches!(&n.op, Op::Conv(c) if c.clamp.is_none() && c.act == Activation::None && !c.residual && c.weight.f32().is_some()),
         |n| matches!(n.op, Op::Normalize(_)),
     ) {
         let Op::Normalize(aff) = g.nodes[j].op.clone() else {
@@ -231,7 +233,7 @@ pub fn fold_batchnorm(g: &mut Graph) -> usize {
     let mut count = 0;
     while let Some((i, j)) = find_pair(
         g,
-        |n| matches!(&n.op, Op::Conv(c) if c.clamp.is_none() && c.act == Activation::None && !c.residual),
+        |n| matches!(&n.op, Op::Conv(c) if c.clamp.is_none() && c.act == Activation::None && !c.residual && c.weight.f32().is_some()),
         |n| matches!(n.op, Op::BatchNorm(_)),
     ) {
         let Op::BatchNorm(bn) = g.nodes[j].op.clone() else {
@@ -262,7 +264,7 @@ pub fn fuse_residual(g: &mut Graph) -> usize {
             for side in 0..2 {
                 let (a, r) = (g.nodes[j].inputs[side], g.nodes[j].inputs[1 - side]);
                 let Some(i) = g.producer(a) else { continue };
-                let fusable = matches!(&g.nodes[i].op, Op::Conv(c) if c.clamp.is_none() && c.act == Activation::None && !c.residual)
+                let fusable = matches!(&g.nodes[i].op, Op::Conv(c) if c.clamp.is_none() && c.act == Activation::None && !c.residual && c.weight.f32().is_some())
                     && g.uses(a) == 1
                     && a != r
                     && g.producer(r).is_none_or(|p| p < i);
@@ -401,7 +403,7 @@ mod tests {
 
     /// u8 input -> normalize -> conv(stride 2, TF pads) -> BN -> relu6 -> dw -> BN -> relu
     /// -> pw -> BN -> add(residual) -> relu6 -> gap -> dense -> softmax, plus a dead branch.
-    fn sample(seed: u64, dtype: DType, layout: Layout) -> Graph {
+    fn sample(seed: u64, dtype: ElemType, layout: Layout) -> Graph {
         let mut r = Rng::new(seed);
         let mut g = Graph::new("t", "", InputSpec { dtype, layout }, vec![1, 3, 9, 9]);
         let bn = |r: &mut Rng, c| {
@@ -465,7 +467,7 @@ mod tests {
 
     #[test]
     fn each_pass_preserves_the_function() {
-        for (dtype, layout) in [(DType::U8, Layout::Nhwc), (DType::F32, Layout::Nchw)] {
+        for (dtype, layout) in [(ElemType::U8, Layout::Nhwc), (ElemType::F32, Layout::Nchw)] {
             let mut g = sample(3, dtype, layout);
             let input = InputData::random(dtype, 3 * 81, 11);
             let want = run(&g, &input).unwrap();
@@ -487,7 +489,7 @@ mod tests {
 
     #[test]
     fn optimize_reports_counts() {
-        let (_, reports) = optimize(sample(5, DType::U8, Layout::Nhwc)).unwrap();
+        let (_, reports) = optimize(sample(5, ElemType::U8, Layout::Nhwc)).unwrap();
         let counts: Vec<(&str, usize)> = reports.iter().map(|r| (r.name, r.rewrites)).collect();
         assert_eq!(
             counts,
@@ -512,7 +514,7 @@ mod tests {
             "t",
             "",
             InputSpec {
-                dtype: DType::F32,
+                dtype: ElemType::F32,
                 layout: Layout::Nchw,
             },
             vec![1, 2, 3, 3],
@@ -526,7 +528,7 @@ mod tests {
             .unwrap();
         let c = g.push("relu", Op::Clip(Clamp::RELU), &[c]).unwrap();
         g.push("add", Op::Add, &[c, INPUT]).unwrap();
-        let input = InputData::random(DType::F32, 18, 2);
+        let input = InputData::random(ElemType::F32, 18, 2);
         let want = run(&g, &input).unwrap();
         let (g2, _) = optimize(g).unwrap();
         assert_eq!(g2.nodes.len(), 2);

@@ -11,7 +11,7 @@
 /// A tensor to place.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Interval {
-    /// Size in elements.
+    /// Size in bytes.
     pub len: usize,
     /// Step that writes it.
     pub first: usize,
@@ -25,15 +25,15 @@ impl Interval {
     }
 }
 
-/// Offsets in [`ALIGN`]-element units: every tensor starts on a 64-byte boundary.
-pub const ALIGN: usize = 16;
+/// Every tensor starts on a multiple of this many bytes (a cache line).
+pub const ALIGN: usize = mncc_abi::ALIGN;
 
 /// The result of planning.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {
-    /// Offset (elements) of each interval, in input order.
+    /// Offset (bytes) of each interval, in input order.
     pub offsets: Vec<usize>,
-    /// Arena size in elements.
+    /// Arena size in bytes.
     pub arena_len: usize,
     /// Largest total size of simultaneously live tensors.
     pub lower_bound: usize,

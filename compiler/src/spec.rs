@@ -3,7 +3,7 @@
 //! Parsing collects every problem it can see at once, each with its line and
 //! column, the field, and what is allowed.
 
-use crate::ir::{Clamp, DType, InputSpec, Layout};
+use crate::ir::{Clamp, ElemType, InputSpec, Layout};
 use serde::Deserialize;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -336,7 +336,7 @@ pub fn parse(text: &str, path: &str, default_name: &str, dir: &Path) -> Result<M
     };
 
     let mut input = InputSpec {
-        dtype: DType::F32,
+        dtype: ElemType::F32,
         layout: Layout::Nchw,
     };
     let mut normalize = None;
@@ -356,14 +356,14 @@ pub fn parse(text: &str, path: &str, default_name: &str, dir: &Path) -> Result<M
         }
         if let Some(d) = &i.dtype {
             input.dtype = match d.get_ref().as_str() {
-                "f32" => DType::F32,
-                "u8" => DType::U8,
+                "f32" => ElemType::F32,
+                "u8" => ElemType::U8,
                 other => {
                     p.at(
                         d.span(),
                         format!("`input.dtype = \"{other}\"` is not supported: allowed are \"f32\" and \"u8\""),
                     );
-                    DType::F32
+                    ElemType::F32
                 }
             };
         }
@@ -505,7 +505,7 @@ mod tests {
         assert_eq!(
             s.input,
             InputSpec {
-                dtype: DType::U8,
+                dtype: ElemType::U8,
                 layout: Layout::Nhwc
             }
         );

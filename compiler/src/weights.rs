@@ -300,7 +300,8 @@ fn calibrate(spec: &ModelSpec, layers: &[LayerDef], table: &mut WeightTable, see
         }
         let ins: Vec<&[f64]> = n.inputs.iter().map(|&i| values[i].as_slice()).collect();
         let shapes: Vec<&[usize]> = n.inputs.iter().map(|&i| g.tensors[i].shape.as_slice()).collect();
-        values[n.output] = interp::eval(&op, &ins, &shapes, &g.tensors[n.output].shape);
+        let types: Vec<_> = n.inputs.iter().map(|&i| &g.tensors[i].ty).collect();
+        values[n.output] = interp::eval(&op, &ins, &shapes, &types, &g.tensors[n.output].shape);
     }
     Ok(())
 }
@@ -340,7 +341,11 @@ mod tests {
                 (Some((w, bn)), true) => (w.clone(), bn.clone()),
                 _ => (l.name.clone(), Some(format!("{}.bn", l.name))),
             };
-            named.push((format!("{wk}.weight"), w.weight.shape.clone(), bytes(&w.weight.data)));
+            named.push((
+                format!("{wk}.weight"),
+                w.weight.shape.clone(),
+                bytes(w.weight.f32().unwrap()),
+            ));
             if let Some(b) = &w.bias {
                 named.push((format!("{wk}.bias"), vec![b.len()], bytes(b)));
             }

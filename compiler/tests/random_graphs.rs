@@ -42,7 +42,7 @@ fn pick<T: Copy>(r: &mut Rng, xs: &[T]) -> T {
 fn random_graph(seed: u64) -> Graph {
     let mut r = Rng::new(seed);
     // Seeds cycle through every input type and layout.
-    let dtype = [DType::U8, DType::F32][seed as usize % 2];
+    let dtype = [ElemType::U8, ElemType::F32][seed as usize % 2];
     let layout = [Layout::Nhwc, Layout::Nchw][seed as usize / 2 % 2];
     let size = pick(&mut r, &[13usize, 16, 21]);
     let mut g = Graph::new(
@@ -52,7 +52,7 @@ fn random_graph(seed: u64) -> Graph {
         vec![1, 3, size, size],
     );
     let mut x = INPUT;
-    if dtype == DType::U8 {
+    if dtype == ElemType::U8 {
         let n = NormalizeCfg {
             scale: vec![1.0 / 58.0, 1.0 / 57.0, 1.0 / 57.5],
             offset: vec![-2.1, -2.0, -1.8],
@@ -196,7 +196,7 @@ fn banded_graph(seed: u64) -> Graph {
         "banded",
         &format!("seed {seed}"),
         InputSpec {
-            dtype: DType::F32,
+            dtype: ElemType::F32,
             layout: Layout::Nhwc,
         },
         vec![1, c, size, size],
@@ -259,10 +259,12 @@ fn banded_layers_match_the_interpreter() {
             let (opt, reports) = mncc::passes::optimize(g.clone()).unwrap();
             let p = mncc::lower::lower(&opt, reports, &target).unwrap();
             let bands: Vec<(usize, usize)> = p
-                .layers
+                .steps
                 .iter()
-                .enumerate()
-                .filter_map(|(i, l)| l.band.map(|b| (i, b.shape.band)))
+                .filter_map(|s| match s {
+                    mncc::lower::Step::Banded { pointwise, shape, .. } => Some((*pointwise, shape.band)),
+                    _ => None,
+                })
                 .collect();
             // (A channels-outer pointwise layer, weights larger than its
             // input, is not banded.)
@@ -286,4 +288,68 @@ fn banded_layers_match_the_interpreter() {
         }
     }
     assert!(banded >= 16, "only {banded} banded pairs in 8 graphs");
+}
+
+/// An int8 tensor through planning and codegen: the model input quantized
+/// to int8 (scale 1/100, zero point -3), stored in the arena as one byte
+/// per element, dequantized and read by a convolution. The quantization is
+/// exact on both sides (the input is f32 already), so the generated code
+/// matches the interpreter to float rounding; the int8 tensor's arena range
+/// is its element count in bytes, and the generated code borrows it as
+/// `&[i8]` / `&mut [i8]`.
+#[test]
+fn an_int8_tensor_through_planning_and_codegen() {
+    let mut r = Rng::new(8);
+    let input = InputSpec {
+        dtype: ElemType::F32,
+        layout: Layout::Nhwc,
+    };
+    let mut g = Graph::new("int8", "quantize -> dequantize -> conv", input, vec![1, 8, 6, 6]);
+    let q = g
+        .push(
+            "quantize",
+            Op::Quantize(QuantizeCfg {
+                elem: ElemType::I8,
+                scale: 0.01,
+                zero_point: -3,
+            }),
+            &[INPUT],
+        )
+        .unwrap();
+    assert_eq!(g.tensors[q].ty.elem, ElemType::I8);
+    let d = g.push("dequantize", Op::Dequantize, &[q]).unwrap();
+    let mut conv = ConvCfg::new(param(&mut r, vec![16, 8, 1, 1]), [1, 1], [0; 4], 1);
+    conv.bias = Some(vecf(&mut r, 16, -0.1, 0.1));
+    conv.clamp = Clamp::RELU6;
+    let c = g.push("conv", Op::Conv(conv), &[d]).unwrap();
+    g.push("pool", Op::GlobalAvgPool, &[c]).unwrap();
+    g.verify().unwrap();
+
+    let (opt, reports) = mncc::passes::optimize(g.clone()).unwrap();
+    let p = mncc::lower::lower(&opt, reports, &mncc::Target::X86_64).unwrap();
+    assert_eq!(p.tensor_types[q], ElemType::I8);
+    let Some(mncc::lower::Storage::Arena(r8)) = &p.storage[q] else {
+        panic!("the int8 tensor is not in the arena: {:?}", p.storage[q])
+    };
+    assert_eq!(r8.len(), 6 * 6 * 8, "one byte per int8 element");
+    assert_eq!(r8.start % 64, 0);
+    let Some(mncc::lower::Storage::Arena(rf)) = &p.storage[d] else {
+        panic!("the dequantized tensor is not in the arena")
+    };
+    assert_eq!(rf.len(), 6 * 6 * 8 * 4, "four bytes per f32 element");
+    let src = mncc::codegen::source(&p, &mncc::codegen::WeightsEmbed::Inline, "test").unwrap();
+    assert!(src.contains("&mut [i8]") && src.contains("&[i8]"), "{src}");
+    assert!(
+        src.contains("quantize::<i8>") && src.contains("dequantize::<i8>"),
+        "{src}"
+    );
+
+    let h = harness::build(&p, true).unwrap();
+    for seed in 0..3 {
+        let x = InputData::random(ElemType::F32, 6 * 6 * 8, seed);
+        let want = interp::run(&g, &x).unwrap();
+        let got = h.run(&x).unwrap();
+        let c = harness::compare(&got, &want);
+        assert!(c.ok(), "seed {seed}: {c:?}");
+    }
 }

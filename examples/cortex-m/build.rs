@@ -19,7 +19,7 @@
 
 use image::imageops::FilterType;
 use mncc::interp::{self, InputData};
-use mncc::ir::{DType, Layout};
+use mncc::ir::{ElemType, Layout};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -66,7 +66,7 @@ fn main() {
         )
     };
     assert!(
-        program.input_type == DType::U8 && program.input_layout == Layout::Nhwc,
+        program.input_type == ElemType::U8 && program.input_layout == Layout::Nhwc,
         "{model_path}: the example feeds raw RGB bytes: the model needs `[input] layout = \"nhwc\"` and `dtype = \"u8\"`"
     );
     let pixels = preprocess(Path::new(&photo_path), w as u32, h as u32);

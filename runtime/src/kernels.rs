@@ -876,3 +876,49 @@ pub(crate) fn activate(act: Activation, dst: &mut [f32]) {
         }
     }
 }
+
+/// ONNX QuantizeLinear with one scale and zero point for the whole tensor:
+/// `out[i] = saturate(round(x[i] / scale) + zero_point)`, the division in
+/// `f32`, rounding half to even, saturating to `T`'s range (a NaN gives
+/// `zero_point`).
+///
+/// # Panics
+/// If `x` and `out` differ in length.
+#[inline]
+pub fn quantize<T: crate::abi::Quantized>(x: &[f32], scale: f32, zero_point: i32, out: &mut [T]) {
+    check_len("quantize", "out", out.len(), x.len());
+    for (o, &v) in out.iter_mut().zip(x) {
+        let q = (round_half_even(v / scale) as i32).saturating_add(zero_point);
+        *o = T::from_i32(q.clamp(T::MIN, T::MAX));
+    }
+}
+
+/// ONNX DequantizeLinear with one scale and zero point for the whole
+/// tensor: `out[i] = (x[i] - zero_point) as f32 * scale` (the difference
+/// exact in `i32`, one rounding in the product).
+///
+/// # Panics
+/// If `x` and `out` differ in length.
+#[inline]
+pub fn dequantize<T: crate::abi::Quantized>(x: &[T], scale: f32, zero_point: i32, out: &mut [f32]) {
+    check_len("dequantize", "out", out.len(), x.len());
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = (v.to_i32() as i64 - zero_point as i64) as f32 * scale;
+    }
+}
+
+/// `v` rounded to the nearest integer, ties to even (`core` has no
+/// `round_ties_even` without `std`): adding and subtracting 2^23 leaves no
+/// fraction bits, in the default rounding mode. `|v| >= 2^23`, infinities
+/// and NaN are returned as they are.
+#[inline(always)]
+fn round_half_even(v: f32) -> f32 {
+    const TWO_23: f32 = 8_388_608.0;
+    if (0.0..TWO_23).contains(&v) {
+        (v + TWO_23) - TWO_23
+    } else if v < 0.0 && v > -TWO_23 {
+        (v - TWO_23) + TWO_23
+    } else {
+        v
+    }
+}

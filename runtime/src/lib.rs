@@ -23,6 +23,7 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod arena;
+mod elem;
 pub mod isa;
 pub mod kernels;
 mod math;
@@ -30,16 +31,16 @@ pub mod par;
 pub mod simd;
 pub mod weights;
 
-pub use arena::{align_arena, split2, split3, split_scratch, ARENA_SLACK};
+pub use arena::{align_arena, ArenaMut, ARENA_SLACK};
 pub use kernels::*;
 /// The contract with the compiler: shapes, tiles, packing, scratch sizes,
 /// epilogue, element types (the `mncc-abi` crate).
 pub use mncc_abi as abi;
 pub use mncc_abi::{
-    Activation, Conv2dTiles, ConvShape, DepthwiseTiles, Epilogue, Layout, PointwiseShape, PointwiseTiles, PwDwShape,
-    PwOrder,
+    Activation, Conv2dTiles, ConvShape, DepthwiseTiles, Elem, ElemType, Epilogue, Layout, PointwiseShape,
+    PointwiseTiles, PwDwShape, PwOrder,
 };
-pub use weights::{f32_view, Aligned};
+pub use weights::{Aligned, Blob};
 
 #[cfg(feature = "macros")]
 pub use mncc_macros::mobilenet;

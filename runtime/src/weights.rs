@@ -1,39 +1,71 @@
-//! The weight blob: little-endian `f32`s in the kernels' packed order,
-//! embedded by generated code as `static W: Aligned<[u8; N]>` (from
-//! `include_bytes!` or a byte-string literal) and viewed as `&[f32]`.
+//! The weight blob: every layer's weights in its kernel's element type and
+//! packed order ([`crate::abi::pack`]), little-endian, each segment on a
+//! 64-byte boundary, embedded by generated code as `static WEIGHTS:
+//! Aligned<[u8; N]>` (from `include_bytes!` or a byte-string literal) and
+//! read through a [`Blob`].
+
+use crate::abi::{Elem, ALIGN};
+use crate::elem::cast;
+use core::ops::Range;
 
 /// Aligns its content to 64 bytes (a cache line, and any SIMD load).
 #[repr(C, align(64))]
 pub struct Aligned<T: ?Sized>(pub T);
 
+const _: () = assert!(core::mem::align_of::<Aligned<[u8; 0]>>() == ALIGN);
+
 #[cfg(target_endian = "big")]
 compile_error!("mncc weight blobs are little-endian; big-endian targets are not supported");
 
-/// Views an aligned blob of little-endian `f32`s as a slice of `f32`.
+/// A weight blob, viewed in typed segments.
 ///
-/// The view is free (no copy, no decoding): `f32_view(&W)[i]` is the `f32`
-/// whose little-endian bytes are `W.0[4 * i..4 * i + 4]`.
-///
-/// # Panics
-/// If `N` is not a multiple of 4.
-#[inline]
-pub fn f32_view<const N: usize>(blob: &Aligned<[u8; N]>) -> &[f32] {
-    assert!(
-        N.is_multiple_of(4),
-        "f32_view: weight blob length {N} is not a multiple of 4"
-    );
-    let bytes: &[u8; N] = &blob.0;
-    // SAFETY:
-    // * Alignment: `Aligned` is `repr(C, align(64))` with the array as its
-    //   only field (offset 0), so `bytes` starts on a 64-byte boundary, a
-    //   multiple of `align_of::<f32>() == 4`.
-    // * Length: `N % 4 == 0` (asserted above), so `N / 4` `f32`s cover exactly
-    //   the `N` initialized bytes of the array and nothing past it.
-    // * Validity: every bit pattern is a valid `f32` (possibly NaN), and the
-    //   bytes are initialized `u8`s.
-    // * Meaning: the blob is little-endian and the `compile_error!` above
-    //   rejects big-endian targets, so native `f32` loads read the right value.
-    // * Aliasing and lifetime: the result borrows `blob` shared for its own
-    //   lifetime, and `u8`/`f32` have no interior mutability.
-    unsafe { core::slice::from_raw_parts(bytes.as_ptr().cast::<f32>(), N / 4) }
+/// Invariant: its bytes start on a 64-byte boundary (an [`Aligned`]'s).
+#[derive(Clone, Copy)]
+pub struct Blob<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Blob<'a> {
+    /// The blob `w`.
+    #[inline]
+    pub fn new<const N: usize>(w: &'a Aligned<[u8; N]>) -> Blob<'a> {
+        Blob { bytes: &w.0 }
+    }
+
+    /// Bytes in the blob.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether the blob is empty.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// The segment at bytes `r` as `T`s: free (no copy, no decoding):
+    /// element `i` is the `T` whose little-endian bytes are at `r.start + i
+    /// * size_of::<T>()`.
+    ///
+    /// # Panics
+    /// If `r` lies outside the blob, or is not a whole number of `T`s from
+    /// a multiple of `T`'s size.
+    #[inline]
+    #[track_caller]
+    pub fn get<T: Elem>(self, r: Range<usize>) -> &'a [T] {
+        let size = core::mem::size_of::<T>();
+        assert!(
+            r.start <= r.end
+                && r.end <= self.bytes.len()
+                && r.start.is_multiple_of(size)
+                && r.len().is_multiple_of(size),
+            "weights: bytes {r:?} of {} do not hold {}s (compiler bug: blob layout)",
+            self.bytes.len(),
+            T::TYPE
+        );
+        // The blob starts on a 64-byte boundary (the invariant) and
+        // `r.start` is a multiple of `T`'s size (checked): aligned for `T`.
+        cast(&self.bytes[r])
+    }
 }

@@ -5,7 +5,7 @@ mod common;
 use common::Rng;
 use common::*;
 use mncc_runtime::{
-    add, conv2d, depthwise, map, pointwise, scale_channels, split2, split3, Activation, Conv2dTiles, ConvShape,
+    add, align_arena, conv2d, depthwise, map, pointwise, scale_channels, Activation, Conv2dTiles, ConvShape,
     DepthwiseTiles, Layout, PointwiseShape, PointwiseTiles, PwOrder,
 };
 use proptest::prelude::*;
@@ -272,7 +272,7 @@ proptest! {
         }
     }
 
-    /// `split2` succeeds exactly when both ranges are inside the arena and
+    /// `ArenaMut::split2` succeeds exactly when both ranges are inside the arena and
     /// disjoint (empty ranges are disjoint from everything), and then
     /// returns those very ranges.
     #[test]
@@ -285,9 +285,11 @@ proptest! {
         let disjoint = input.is_empty() || output.is_empty()
             || input.end <= output.start || output.end <= input.start;
         let result = std::panic::catch_unwind(|| {
-            let mut arena: Vec<f32> = (0..len).map(|i| i as f32).collect();
-            let base = arena.as_ptr() as usize;
-            let (i, o) = split2(&mut arena, input.clone(), output.clone());
+            let mut buf = floats(len);
+            let mut arena = align_arena(&mut buf);
+            let base = arena.get::<u8>(0..1).as_ptr() as usize;
+            let (mut arena, _) = arena.split_at(len * 4);
+            let (i, o) = arena.split2::<f32, f32>(input.start * 4..input.end * 4, output.start * 4..output.end * 4);
             (
                 i.to_vec(),
                 (i.as_ptr() as usize).wrapping_sub(base),
@@ -323,8 +325,11 @@ proptest! {
         };
         let ok = valid && apart(&a) && apart(&b);
         let result = std::panic::catch_unwind(|| {
-            let mut arena: Vec<f32> = (0..len).map(|i| i as f32).collect();
-            let (x, y, out) = split3(&mut arena, a.clone(), b.clone(), o.clone());
+            let mut buf = floats(len);
+            let mut arena = align_arena(&mut buf);
+            let (mut arena, _) = arena.split_at(len * 4);
+            let (x, y, out) =
+                arena.split3::<f32, f32, f32>(a.start * 4..a.end * 4, b.start * 4..b.end * 4, o.start * 4..o.end * 4);
             out.fill(-1.0);
             (x.to_vec(), y.to_vec(), out.len())
         });
@@ -335,4 +340,15 @@ proptest! {
             prop_assert_eq!(out_len, o.len());
         }
     }
+}
+
+/// `len` floats `0.0, 1.0, ...` from the first 64-byte boundary of a byte
+/// buffer (with room to reach it).
+fn floats(len: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; len * 4 + mncc_runtime::ARENA_SLACK];
+    let mut a = align_arena(&mut buf);
+    for (i, v) in a.get_mut::<f32>(0..len * 4).iter_mut().enumerate() {
+        *v = i as f32;
+    }
+    buf
 }

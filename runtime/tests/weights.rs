@@ -1,17 +1,27 @@
-//! `f32_view` on an `Aligned` byte blob.
-use mncc_runtime::{f32_view, Aligned};
+//! `Blob`: typed segments of an `Aligned` byte blob.
+use mncc_runtime::{Aligned, Blob};
 
 static BLOB: Aligned<[u8; 16]> = Aligned(*b"\x00\x00\x80\x3f\x00\x00\x00\xc0\x00\x00\xc0\x7f\xdb\x0f\x49\x40");
 
 #[test]
 fn views_little_endian_f32s() {
-    let w = f32_view(&BLOB);
+    let w = Blob::new(&BLOB).get::<f32>(0..16);
     assert_eq!(w.len(), 4);
     assert_eq!(w[0], 1.0);
     assert_eq!(w[1], -2.0);
     assert!(w[2].is_nan());
     assert_eq!(w[3], core::f32::consts::PI);
     assert_eq!(w.as_ptr() as usize % 64, 0, "view must start on the 64-byte boundary");
+    assert_eq!(Blob::new(&BLOB).get::<f32>(4..8), &w[1..2]);
+}
+
+#[test]
+fn views_other_element_types() {
+    let b = Blob::new(&BLOB);
+    assert_eq!(b.get::<u8>(0..4), &[0, 0, 0x80, 0x3f]);
+    assert_eq!(b.get::<i8>(2..4), &[-128, 63]);
+    assert_eq!(b.get::<i32>(0..4), &[1.0f32.to_bits() as i32]);
+    assert_eq!(b.get::<u16>(2..4), &[0x3f80]);
 }
 
 #[test]
@@ -22,19 +32,31 @@ fn round_trips_a_generated_blob() {
         chunk.copy_from_slice(&v.to_le_bytes());
     }
     let blob = Box::new(Aligned(bytes));
-    assert_eq!(f32_view(&blob), &values[..]);
+    assert_eq!(Blob::new(&blob).get::<f32>(0..256), &values[..]);
     assert_eq!(std::mem::align_of_val(&*blob), 64);
 }
 
 #[test]
 fn empty_blob() {
     static EMPTY: Aligned<[u8; 0]> = Aligned([]);
-    assert!(f32_view(&EMPTY).is_empty());
+    assert!(Blob::new(&EMPTY).get::<f32>(0..0).is_empty());
+    assert!(Blob::new(&EMPTY).is_empty());
 }
 
 #[test]
-#[should_panic(expected = "f32_view: weight blob length 6 is not a multiple of 4")]
+#[should_panic(expected = "weights: bytes 0..6 of 16 do not hold float32s")]
 fn length_not_multiple_of_4_panics() {
-    let blob = Aligned([0u8; 6]);
-    let _ = f32_view(&blob);
+    let _ = Blob::new(&BLOB).get::<f32>(0..6);
+}
+
+#[test]
+#[should_panic(expected = "weights: bytes 2..6 of 16 do not hold float32s")]
+fn misaligned_start_panics() {
+    let _ = Blob::new(&BLOB).get::<f32>(2..6);
+}
+
+#[test]
+#[should_panic(expected = "weights: bytes 12..20 of 16 do not hold float32s")]
+fn past_the_end_panics() {
+    let _ = Blob::new(&BLOB).get::<f32>(12..20);
 }

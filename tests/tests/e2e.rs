@@ -38,12 +38,12 @@ macro_rules! seeded {
         fn $test() {
             use mncc_tests::$m as model;
             let m = mncc::load(&root().join(model::SOURCE)).unwrap();
-            let mut arena = vec![0.0f32; model::ARENA_LEN].into_boxed_slice();
+            let mut arena = vec![0u8; model::ARENA_LEN].into_boxed_slice();
             let arena: &mut model::Arena = (&mut arena[..]).try_into().unwrap();
             for seed in 0..3u64 {
                 let x = InputData::random(m.graph.input.dtype, model::INPUT_LEN, seed);
                 let want = interp::run(&m.graph, &x).unwrap();
-                arena.iter_mut().for_each(|v| *v = f32::NAN); // must not read stale scratch
+                arena.fill(0xff); // must not read stale scratch (every f32 in it a NaN)
                 let got = model::classify(input_of(&x).try_into().unwrap(), arena);
                 check(&format!("{} seed {seed}", stringify!($m)), &got, &want);
                 // Seeded weights are calibrated: outputs neither vanish nor explode.
@@ -120,7 +120,7 @@ fn amx_models_run_on_the_tiles() {
     }
     let before = isa::calls(Isa::Amx);
     let input = vec![128u8; mncc_tests::v2_13_192_amx::INPUT_LEN];
-    let mut arena = vec![0.0f32; mncc_tests::v2_13_192_amx::ARENA_LEN].into_boxed_slice();
+    let mut arena = vec![0u8; mncc_tests::v2_13_192_amx::ARENA_LEN].into_boxed_slice();
     let _ = mncc_tests::v2_13_192_amx::classify(
         input.as_slice().try_into().unwrap(),
         (&mut arena[..]).try_into().unwrap(),
@@ -135,7 +135,7 @@ fn keras_v1_matches_onnxruntime_on_photos() {
     use mncc_tests::keras_v1 as model;
     let m = mncc::load(&root().join("../examples/models/mobilenet_v1_0.25_224.toml")).unwrap();
     let dir = root().join("fixtures/keras_v1");
-    let mut arena = vec![0.0f32; model::ARENA_LEN].into_boxed_slice();
+    let mut arena = vec![0u8; model::ARENA_LEN].into_boxed_slice();
     let arena: &mut model::Arena = (&mut arena[..]).try_into().unwrap();
     for stem in ["cat", "dog", "finch", "grace_hopper", "hot_dog", "parrot"] {
         let x = mncc::npy::read(&dir.join(format!("{stem}.input.npy"))).unwrap();
@@ -165,7 +165,7 @@ fn parrot_is_a_macaw() {
     let mncc::npy::NpyData::U8(pixels) = x.data else {
         panic!()
     };
-    let mut arena = vec![0.0f32; mncc_tests::keras_v1::ARENA_LEN].into_boxed_slice();
+    let mut arena = vec![0u8; mncc_tests::keras_v1::ARENA_LEN].into_boxed_slice();
     let out = mncc_tests::keras_v1::classify(
         pixels.as_slice().try_into().unwrap(),
         (&mut arena[..]).try_into().unwrap(),
@@ -183,7 +183,7 @@ fn parrot_is_a_macaw() {
 fn keras_v1_onnx_matches_onnxruntime_on_photos() {
     use mncc_tests::keras_v1_onnx as model;
     let dir = root().join("fixtures/keras_v1");
-    let mut arena = vec![0.0f32; model::ARENA_LEN].into_boxed_slice();
+    let mut arena = vec![0u8; model::ARENA_LEN].into_boxed_slice();
     let arena: &mut model::Arena = (&mut arena[..]).try_into().unwrap();
     for stem in ["cat", "dog", "finch", "grace_hopper", "hot_dog", "parrot"] {
         let x = mncc::npy::read(&dir.join(format!("{stem}.input.npy"))).unwrap();

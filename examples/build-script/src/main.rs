@@ -24,7 +24,7 @@ fn synthetic_input() -> Box<model::Input> {
 }
 
 fn new_arena() -> Box<model::Arena> {
-    vec![0.0f32; model::ARENA_LEN]
+    vec![0u8; model::ARENA_LEN]
         .into_boxed_slice()
         .try_into()
         .expect("ARENA_LEN values")
@@ -40,9 +40,9 @@ fn main() {
         .fold((0, f32::NEG_INFINITY), |b, (i, &v)| if v > b.1 { (i, v) } else { b });
     println!("top-1: class {top} (logit {score:.4})");
     println!(
-        "ARENA_LEN: {} f32 ({} KiB)",
+        "ARENA_LEN: {} bytes ({} KiB)",
         model::ARENA_LEN,
-        model::ARENA_LEN * 4 / 1024
+        model::ARENA_LEN / 1024
     );
 }
 
@@ -60,7 +60,7 @@ mod tests {
         let input = synthetic_input();
         let want = interp::run(&m.graph, &InputData::F32(input.to_vec())).expect("interpret");
         let mut arena = new_arena();
-        arena.iter_mut().for_each(|v| *v = f32::NAN); // must not read stale scratch
+        arena.fill(0xff); // must not read stale scratch (every f32 in it a NaN)
         let got = model::classify(&input, &mut arena);
         assert_eq!(got.len(), want.len());
         let ref_max = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));

@@ -111,7 +111,7 @@ fn report(probs: &model::Output) -> bool {
         weights.as_ptr() as usize,
         PHOTO.len(),
         PHOTO.as_ptr() as usize,
-        model::ARENA_LEN * 4
+        model::ARENA_LEN
     );
     say!("top-5:");
     let top = top5(probs);
@@ -153,7 +153,7 @@ fn report(probs: &model::Output) -> bool {
 
 #[cfg(not(target_os = "none"))]
 fn main() -> std::process::ExitCode {
-    let mut arena: Box<model::Arena> = vec![0.0; model::ARENA_LEN].into_boxed_slice().try_into().unwrap();
+    let mut arena: Box<model::Arena> = vec![0; model::ARENA_LEN].into_boxed_slice().try_into().unwrap();
     let mut probs = [0.0f32; model::OUTPUT_LEN];
     let start = std::time::Instant::now();
     model::run(PHOTO, &mut probs, &mut arena);
@@ -238,8 +238,8 @@ mod board {
     #[entry]
     fn main() -> ! {
         // cortex-m-rt turns this into a `&'static mut` (no `unsafe`): a
-        // zeroed `static` in .bss, ARENA_LEN floats.
-        static mut ARENA: model::Arena = [0.0; model::ARENA_LEN];
+        // zeroed `static` in .bss, ARENA_LEN bytes.
+        static mut ARENA: model::Arena = [0; model::ARENA_LEN];
         let arena: &'static mut model::Arena = ARENA;
 
         let mut syst = cortex_m::Peripherals::take().unwrap().SYST;

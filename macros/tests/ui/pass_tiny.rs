@@ -19,7 +19,7 @@ fn main() {
         .into_boxed_slice()
         .try_into()
         .unwrap();
-    let mut arena: Box<model::Arena> = vec![0.0f32; model::ARENA_LEN]
+    let mut arena: Box<model::Arena> = vec![0u8; model::ARENA_LEN]
         .into_boxed_slice()
         .try_into()
         .unwrap();
@@ -30,7 +30,7 @@ fn main() {
     assert_eq!(out, again);
     assert!(model::MACS > 0 && model::PARAMS > 0);
     // The same model, the same function (up to float rounding).
-    let mut amx_arena: Box<amx::Arena> = vec![0.0f32; amx::ARENA_LEN].into_boxed_slice().try_into().unwrap();
+    let mut amx_arena: Box<amx::Arena> = vec![0u8; amx::ARENA_LEN].into_boxed_slice().try_into().unwrap();
     let other = amx::classify(&input, &mut amx_arena);
     let scale = out.iter().fold(1.0f32, |m, v| m.max(v.abs()));
     assert!(out.iter().zip(&other).all(|(a, b)| (a - b).abs() <= 1e-4 * scale), "{out:?} {other:?}");

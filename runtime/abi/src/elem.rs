@@ -76,3 +76,89 @@ impl fmt::Display for Layout {
         })
     }
 }
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for u16 {}
+    impl Sealed for i8 {}
+    impl Sealed for u8 {}
+    impl Sealed for i32 {}
+}
+
+/// A Rust type that holds one [`ElemType`]'s elements: `f32`, `u16` (the
+/// bits of an `f16`), `i8`, `u8`, `i32`. Sealed: these five only, plain
+/// data (no padding, every bit pattern a value, alignment at most 4), so
+/// the runtime may view aligned bytes of the arena and the weight blob as
+/// slices of them.
+pub trait Elem: Copy + Default + PartialEq + fmt::Debug + Send + Sync + 'static + sealed::Sealed {
+    /// The element type it holds.
+    const TYPE: ElemType;
+}
+
+impl Elem for f32 {
+    const TYPE: ElemType = ElemType::F32;
+}
+impl Elem for u16 {
+    const TYPE: ElemType = ElemType::F16;
+}
+impl Elem for i8 {
+    const TYPE: ElemType = ElemType::I8;
+}
+impl Elem for u8 {
+    const TYPE: ElemType = ElemType::U8;
+}
+impl Elem for i32 {
+    const TYPE: ElemType = ElemType::I32;
+}
+
+/// An integer element type of quantized tensors: `i8`, `u8`, `i32`.
+pub trait Quantized: Elem {
+    /// The smallest value.
+    const MIN: i32;
+    /// The largest value.
+    const MAX: i32;
+    /// `v`, which lies in `MIN..=MAX`.
+    fn from_i32(v: i32) -> Self;
+    /// The value as `i32`.
+    fn to_i32(self) -> i32;
+}
+
+impl Quantized for i8 {
+    const MIN: i32 = i8::MIN as i32;
+    const MAX: i32 = i8::MAX as i32;
+    #[inline(always)]
+    fn from_i32(v: i32) -> i8 {
+        v as i8
+    }
+    #[inline(always)]
+    fn to_i32(self) -> i32 {
+        self as i32
+    }
+}
+
+impl Quantized for u8 {
+    const MIN: i32 = 0;
+    const MAX: i32 = u8::MAX as i32;
+    #[inline(always)]
+    fn from_i32(v: i32) -> u8 {
+        v as u8
+    }
+    #[inline(always)]
+    fn to_i32(self) -> i32 {
+        self as i32
+    }
+}
+
+impl Quantized for i32 {
+    const MIN: i32 = i32::MIN;
+    const MAX: i32 = i32::MAX;
+    #[inline(always)]
+    fn from_i32(v: i32) -> i32 {
+        v
+    }
+    #[inline(always)]
+    fn to_i32(self) -> i32 {
+        self
+    }
+}

@@ -23,7 +23,7 @@ pub mod pack;
 mod shape;
 mod tiles;
 
-pub use elem::{ElemType, Layout};
+pub use elem::{Elem, ElemType, Layout, Quantized};
 pub use epilogue::{clamp, Activation, Epilogue};
 pub use shape::{conv2d_direct, conv_rows, ConvShape, PointwiseShape, PwDwShape};
 pub use tiles::{Conv2dTiles, DepthwiseTiles, PointwiseTiles, PwOrder, RegisterTiles};

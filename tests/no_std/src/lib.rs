@@ -32,7 +32,7 @@ pub fn top1(output: &model::Output) -> usize {
 }
 
 /// The C entry point of the staticlib (a C caller passes three pointers to
-/// buffers of `INPUT_LEN` bytes, `OUTPUT_LEN` floats and `ARENA_LEN` floats).
+/// buffers of `INPUT_LEN` bytes, `OUTPUT_LEN` floats and `ARENA_LEN` bytes).
 /// Safe Rust: references are non-null pointers in the C ABI.
 #[allow(unsafe_code)] // `no_mangle` only; there is no unsafe block.
 #[no_mangle]
@@ -65,7 +65,7 @@ mod tests {
         for (i, p) in input.iter_mut().enumerate() {
             *p = (i * 31 % 256) as u8;
         }
-        let mut arena: Box<model::Arena> = vec![f32::NAN; model::ARENA_LEN].into_boxed_slice().try_into().unwrap();
+        let mut arena: Box<model::Arena> = vec![0xffu8; model::ARENA_LEN].into_boxed_slice().try_into().unwrap();
         let out = classify(&input, &mut arena);
         assert!(out.iter().all(|v| v.is_finite()), "{out:?}");
         let mut again = [0.0f32; model::OUTPUT_LEN];

@@ -1,0 +1,136 @@
+//! Weight packing: the blob generated code embeds, and each kernel's
+//! layout in it ([`mncc_abi::pack`] defines the layouts and their lengths;
+//! this is their only writer).
+
+use mncc_abi::pack::{self, PANEL};
+use mncc_abi::{ConvShape, ElemType, ALIGN};
+use std::ops::Range;
+
+/// The weight blob being built: little-endian values, each segment in its
+/// kernel's element type, starting on a multiple of [`ALIGN`] bytes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Blob {
+    bytes: Vec<u8>,
+}
+
+/// A value the blob holds: its element type and little-endian bytes.
+pub trait BlobElem: Copy {
+    /// The element type.
+    const TYPE: ElemType;
+    /// Appends its little-endian bytes.
+    fn put(self, out: &mut Vec<u8>);
+}
+
+impl BlobElem for f32 {
+    const TYPE: ElemType = ElemType::F32;
+    fn put(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+}
+impl BlobElem for i8 {
+    const TYPE: ElemType = ElemType::I8;
+    fn put(self, out: &mut Vec<u8>) {
+        out.push(self as u8);
+    }
+}
+impl BlobElem for u8 {
+    const TYPE: ElemType = ElemType::U8;
+    fn put(self, out: &mut Vec<u8>) {
+        out.push(self);
+    }
+}
+impl BlobElem for i32 {
+    const TYPE: ElemType = ElemType::I32;
+    fn put(self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.to_le_bytes());
+    }
+}
+
+impl Blob {
+    /// Appends `data` on the next [`ALIGN`]-byte boundary; returns its byte
+    /// range.
+    pub fn push<T: BlobElem>(&mut self, data: &[T]) -> Range<usize> {
+        self.bytes.resize(self.bytes.len().div_ceil(ALIGN) * ALIGN, 0);
+        let start = self.bytes.len();
+        for &v in data {
+            v.put(&mut self.bytes);
+        }
+        start..self.bytes.len()
+    }
+
+    /// The bytes.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.bytes
+    }
+}
+
+/// Packs the `[k][n]` matrix `w(o, i)` (column `o`, row `i`) in panels of
+/// [`PANEL`] columns, zero past `n` ([`pack::panel_index`]): the layout of
+/// the SIMD `pointwise` and `conv2d`.
+pub fn panels(k: usize, n: usize, w: impl Fn(usize, usize) -> f32) -> Vec<f32> {
+    let mut packed = vec![0.0; pack::panels_len(k, n, PANEL)];
+    for o in 0..n {
+        for i in 0..k {
+            packed[pack::panel_index(k, PANEL, o, i)] = w(o, i);
+        }
+    }
+    packed
+}
+
+/// A conv's `[out_c][in_c][kh][kw]` weights as the SIMD `conv2d`'s im2col
+/// matrix in panels ([`pack::conv2d_row`]).
+pub fn conv2d(s: &ConvShape, w: &[f32]) -> Vec<f32> {
+    let (ic, kh, kw) = (s.in_c, s.kernel_h, s.kernel_w);
+    let mut row_of = vec![0; pack::conv2d_rows(s)];
+    for ky in 0..kh {
+        for kx in 0..kw {
+            for ci in 0..ic {
+                row_of[pack::conv2d_row(s, ky, kx, ci)] = (ci * kh + ky) * kw + kx;
+            }
+        }
+    }
+    let per_out = ic * kh * kw;
+    panels(pack::conv2d_rows(s), s.out_c, |o, r| w[o * per_out + row_of[r]])
+}
+
+/// A depthwise conv's `[c][1][kh][kw]` weights, channel innermost
+/// ([`pack::depthwise_index`]).
+pub fn depthwise(s: &ConvShape, w: &[f32]) -> Vec<f32> {
+    let taps = s.kernel_h * s.kernel_w;
+    let mut packed = vec![0.0; pack::depthwise_packed_len(s)];
+    for c in 0..s.out_c {
+        for k in 0..taps {
+            packed[pack::depthwise_index(s.out_c, k, c)] = w[c * taps + k];
+        }
+    }
+    packed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_start_on_cache_lines() {
+        let mut b = Blob::default();
+        assert_eq!(b.push(&[1.0f32, 2.0]), 0..8);
+        assert_eq!(b.push(&[3i8]), 64..65);
+        assert_eq!(b.push(&[-1i32]), 128..132);
+        let bytes = b.into_bytes();
+        assert_eq!(&bytes[0..4], &1.0f32.to_le_bytes());
+        assert_eq!(bytes[64], 3);
+        assert_eq!(&bytes[128..132], &[0xff; 4]);
+    }
+
+    #[test]
+    fn panels_zero_pad_the_last_one() {
+        // 2 rows, 17 columns: two panels of 16.
+        let p = panels(2, 17, |o, i| (o * 10 + i) as f32 + 1.0);
+        assert_eq!(p.len(), 2 * 2 * 16);
+        assert_eq!(p[0], 1.0); // column 0, row 0
+        assert_eq!(p[16], 2.0); // column 0, row 1
+        assert_eq!(p[15], 151.0); // column 15, row 0
+        assert_eq!(p[32], 161.0); // column 16 (panel 1), row 0
+        assert_eq!(p[33], 0.0); // column 17 does not exist
+    }
+}

@@ -1,0 +1,252 @@
+//! Kernel choice, per node of the optimized graph:
+//!
+//! * a conv with groups = channels: `simd::depthwise`;
+//! * a 1x1, stride 1, unpadded conv (groups 1) reading an NHWC f32 tensor:
+//!   `simd::pointwise`;
+//! * any other groups-1 conv, and any conv reading the model input when that
+//!   input is u8 or NCHW: `simd::conv2d` (it reads either layout and type
+//!   and pads with the folded normalization's pad value);
+//! * a dense layer: `simd::pointwise` with one pixel;
+//! * pooling, softmax, unfused adds and activations, channel scaling,
+//!   quantization: their own kernels;
+//! * a Reshape that keeps the NHWC storage order: nothing (a view of its
+//!   input, recorded in `alias`).
+//!
+//! The `simd` kernels pick AVX-512, AVX2, NEON or the portable path at run
+//! time; [`super::schedule`] sizes their tiles for the target.
+
+use super::pack::{self, Blob};
+use super::{same_order_in_nhwc, schedule, Kernel, Layer};
+use crate::ir::{Activation, Clamp, ElemType, Graph, Layout, Node, Op, TensorId, INPUT};
+use crate::target::Target;
+use mncc_abi::{ConvShape, PointwiseShape};
+
+/// Input shape `[n, c, h, w]` as NHWC `[h, w, c]`, `[n, k]` as `[k]`.
+fn nhwc(shape: &[usize]) -> Vec<usize> {
+    match *shape {
+        [_, c, h, w] => vec![h, w, c],
+        [_, k] => vec![k],
+        _ => shape.to_vec(),
+    }
+}
+
+/// The layer of node `n` (`None` for a view), its weights packed into
+/// `blob`; `alias` maps each tensor to the one that stores it.
+pub(super) fn layer(
+    g: &Graph,
+    n: &Node,
+    alias: &mut [TensorId],
+    target: &Target,
+    blob: &mut Blob,
+) -> Result<Option<Layer>, String> {
+    let input_is_plain = g.input.dtype == ElemType::F32 && g.input.layout == Layout::Nhwc;
+    let x = &g.tensors[n.inputs[0]].shape;
+    let y = &g.tensors[n.output].shape;
+    let at = |msg: String| format!("node `{}` ({}): {msg}", n.name, n.op.kind());
+    if x.first() != Some(&1) {
+        return Err(at(format!("batch size {} is not supported (only 1)", x[0])));
+    }
+    if let Op::Reshape(_) = n.op {
+        if !(same_order_in_nhwc(x) && same_order_in_nhwc(y)) {
+            return Err(at(format!(
+                "reshaping {x:?} to {y:?} reorders elements in channels-last storage; only a dense layer may read such a flatten"
+            )));
+        }
+        alias[n.output] = alias[n.inputs[0]];
+        return Ok(None);
+    }
+    let reads_input = alias[n.inputs[0]] == INPUT;
+    // Every kernel but conv2d reads NHWC f32; only a convolution's main
+    // input (lowered to conv2d when needed) may be a u8 or NCHW model input.
+    let reads_raw_input = n
+        .inputs
+        .iter()
+        .enumerate()
+        .any(|(k, &t)| alias[t] == INPUT && (k > 0 || !matches!(n.op, Op::Conv(_))));
+    if !input_is_plain && reads_raw_input {
+        return Err(at(format!(
+            "only a convolution can read the model input ({} {}) directly",
+            g.input.dtype.rust_name(),
+            g.input.layout
+        )));
+    }
+    let mut layer = Layer {
+        name: n.name.clone(),
+        op: n.op.kind(),
+        fused: n.fused.clone(),
+        kernel: Kernel::Softmax,
+        inputs: n.inputs.iter().map(|&t| alias[t]).collect(),
+        output: n.output,
+        in_shape: nhwc(x),
+        out_shape: nhwc(y),
+        weights: None,
+        bias: None,
+        clamp: Clamp::NONE,
+        residual: false,
+        act: Activation::None,
+        macs: n.op.macs(y),
+        params: n.op.params(),
+        why: String::new(),
+    };
+    match &n.op {
+        Op::Conv(c) => {
+            let (ic, ih, iw) = (x[1], x[2], x[3]);
+            let (oc, oh, ow) = (y[1], y[2], y[3]);
+            let [kh, kw] = c.kernel();
+            let w = c.weight.expect_f32("the weight").map_err(at)?;
+            let shape = ConvShape {
+                in_h: ih,
+                in_w: iw,
+                in_c: ic,
+                out_h: oh,
+                out_w: ow,
+                out_c: oc,
+                kernel_h: kh,
+                kernel_w: kw,
+                stride_h: c.stride[0],
+                stride_w: c.stride[1],
+                pad_top: c.pads[0],
+                pad_left: c.pads[1],
+            };
+            layer.clamp = c.clamp;
+            layer.residual = c.residual;
+            layer.act = c.act;
+            if let Some(b) = &c.bias {
+                layer.bias = Some(blob.push(b));
+            }
+            let plain_in = !reads_input || input_is_plain;
+            if c.groups > 1 {
+                if !plain_in || c.pad_value.is_some() {
+                    return Err(at(
+                        "a depthwise convolution cannot read a u8 or NCHW model input directly".into(),
+                    ));
+                }
+                layer.weights = Some(blob.push(&pack::depthwise(&shape, w)));
+                let (tiles, why) = schedule::depthwise(target, &shape);
+                layer.why = why;
+                layer.kernel = Kernel::Depthwise {
+                    shape,
+                    ct: target.tiles.lanes,
+                    tiles,
+                };
+            } else if kh == 1 && kw == 1 && c.stride == [1, 1] && c.pads == [0; 4] && plain_in && c.pad_value.is_none()
+            {
+                let shape = PointwiseShape {
+                    pixels: oh * ow,
+                    in_c: ic,
+                    out_c: oc,
+                };
+                layer.weights = Some(blob.push(&pack::panels(ic, oc, |o, i| w[o * ic + i])));
+                layer.kernel = pointwise(target, shape, &mut layer.why);
+            } else {
+                layer.weights = Some(blob.push(&pack::conv2d(&shape, w)));
+                let (input_type, layout) = if reads_input {
+                    (g.input.dtype, g.input.layout)
+                } else {
+                    (ElemType::F32, Layout::Nhwc)
+                };
+                let (direct, why) = schedule::conv2d(target, &shape);
+                layer.why = why;
+                layer.kernel = Kernel::Conv2d {
+                    shape,
+                    nr: target.tiles.pw_nr,
+                    direct,
+                    input_type,
+                    layout,
+                    pad_value: c.pad_value.clone().unwrap_or_else(|| vec![0.0; ic]),
+                };
+            }
+        }
+        Op::Dense(d) => {
+            let k = d.weight.shape[1];
+            let out = d.weight.shape[0];
+            let w = d.weight.expect_f32("the weight").map_err(at)?;
+            layer.clamp = d.clamp;
+            layer.act = d.act;
+            // The input is stored NHWC; the weight columns are in NCHW flatten order.
+            let (c, hw) = if x.len() == 4 { (x[1], x[2] * x[3]) } else { (k, 1) };
+            let col = |kn: usize| (kn % c) * hw + kn / c; // NHWC index -> NCHW column
+            layer.weights = Some(blob.push(&pack::panels(k, out, |o, i| w[o * k + col(i)])));
+            if let Some(b) = &d.bias {
+                layer.bias = Some(blob.push(b));
+            }
+            let shape = PointwiseShape {
+                pixels: 1,
+                in_c: k,
+                out_c: out,
+            };
+            layer.kernel = pointwise(target, shape, &mut layer.why);
+        }
+        Op::GlobalAvgPool => {
+            layer.kernel = Kernel::GlobalAvgPool {
+                pixels: x[2] * x[3],
+                c: x[1],
+            };
+        }
+        Op::Softmax => layer.kernel = Kernel::Softmax,
+        Op::Add => layer.kernel = Kernel::Add,
+        Op::Clip(c) => {
+            // A clamp with no conv or dense layer before it.
+            layer.clamp = *c;
+            layer.kernel = Kernel::Map;
+        }
+        Op::Activation(a) => {
+            layer.act = *a;
+            layer.kernel = Kernel::Map;
+        }
+        Op::Mul => {
+            let s = &g.tensors[n.inputs[1]].shape;
+            if s == x {
+                return Err(at(format!(
+                    "an elementwise product of two {x:?} tensors is not supported (only scaling channels by a [n, c, 1, 1] tensor)"
+                )));
+            }
+            layer.kernel = Kernel::ScaleChannels {
+                pixels: x[2] * x[3],
+                c: x[1],
+            };
+        }
+        Op::Quantize(q) => {
+            layer.kernel = Kernel::Quantize {
+                elem: q.elem,
+                scale: q.scale,
+                zero_point: q.zero_point,
+            };
+            layer.why = format!("scale {}, zero point {}", q.scale, q.zero_point);
+        }
+        Op::Dequantize => {
+            let t = &g.tensors[n.inputs[0]].ty;
+            let q = t
+                .quant
+                .as_ref()
+                .ok_or_else(|| at("its input is not quantized".into()))?;
+            layer.kernel = Kernel::Dequantize {
+                elem: t.elem,
+                scale: q.scale[0],
+                zero_point: q.zero_point[0],
+            };
+            layer.why = format!("scale {}, zero point {}", q.scale[0], q.zero_point[0]);
+        }
+        Op::Reshape(_) => unreachable!("reshapes are views, handled above"),
+        Op::Normalize(_) | Op::BatchNorm(_) => {
+            return Err(at(
+                "could not be folded into a preceding or following convolution".into()
+            ));
+        }
+    }
+    Ok(Some(layer))
+}
+
+/// A pointwise kernel of `shape`, scheduled for `target`; its reason goes
+/// to `why`.
+fn pointwise(target: &Target, shape: PointwiseShape, why: &mut String) -> Kernel {
+    let s = schedule::pointwise(target, &shape);
+    *why = s.why;
+    Kernel::Pointwise {
+        shape,
+        mr: s.mr,
+        nr: s.nr,
+        tiles: s.tiles,
+        amx: s.amx,
+    }
+}
