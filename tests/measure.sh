@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-2}
-cargo build -q --release -p mncc
+cargo build -q --release -p mncc-cli
 mncc=target/release/mncc
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT

@@ -2,10 +2,12 @@
 //! allocation-free, `no_std` Rust.
 //!
 //! The pipeline (see ARCHITECTURE.md): a front end ([`spec`] + [`arch`] +
-//! [`weights`]) builds a typed [`ir::Graph`]; [`passes`] fold and fuse it,
-//! verified after each pass; [`lower`] picks kernels and schedules, packs
-//! weights and plans memory ([`plan`]); [`codegen`] writes Rust. The
-//! [`interp`]reter runs any graph as the reference.
+//! [`weights`] for TOML, [`onnx`]) builds a typed [`ir::Graph`]; [`passes`]
+//! fold and fuse it, verified after each pass; [`lower`] picks kernels and
+//! schedules, packs weights and plans memory ([`plan`]); [`codegen`] writes
+//! Rust. The [`interp`]reter runs any graph as the reference. Problems are
+//! [`Diagnostic`]s. The `mncc` command (building and running generated
+//! code, `.npy` files, footprints) is the `mncc-cli` crate.
 //!
 //! ```no_run
 //! // In build.rs:
@@ -16,12 +18,11 @@
 
 pub mod arch;
 pub mod codegen;
-pub mod harness;
+pub mod diag;
 pub mod inspect;
 pub mod interp;
 pub mod ir;
 pub mod lower;
-pub mod npy;
 pub mod onnx;
 pub mod passes;
 pub mod plan;
@@ -32,40 +33,8 @@ pub mod weights;
 
 pub use target::Target;
 
-use std::fmt;
+pub use diag::{Diagnostic, Error};
 use std::path::{Path, PathBuf};
-
-/// A compile error: one or more problems, each one line (or a few).
-#[derive(Clone, PartialEq, Eq)]
-pub struct Error(pub Vec<String>);
-
-/// The same as `Display`, so `build.rs`'s `.unwrap()` prints readable problems.
-impl fmt::Debug for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "\n{self}")
-    }
-}
-
-impl Error {
-    /// One problem.
-    pub fn msg(m: impl Into<String>) -> Error {
-        Error(vec![m.into()])
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0.join("\n"))
-    }
-}
-
-impl std::error::Error for Error {}
-
-impl From<String> for Error {
-    fn from(s: String) -> Error {
-        Error(vec![s])
-    }
-}
 
 /// A model as a front end built it: the reference graph (unoptimized, as
 /// the interpreter should see it) and the files it was read from.
@@ -81,7 +50,7 @@ pub struct Model {
 pub fn load(path: &Path) -> Result<Model, Error> {
     match path.extension().and_then(|e| e.to_str()) {
         Some("toml") => {
-            let spec = spec::load(path).map_err(|es| Error(es.iter().map(|e| e.to_string()).collect()))?;
+            let spec = spec::load(path).map_err(Error)?;
             let mut model = from_spec(spec)?;
             model.files.insert(0, path.to_path_buf());
             Ok(model)
@@ -113,17 +82,22 @@ pub fn from_spec(spec: spec::ModelSpec) -> Result<Model, Error> {
 }
 
 /// Optimizes and lowers a model with the default schedule target,
-/// [`lower::Target::X86_64`] (the generated code runs on every CPU; the
+/// [`Target::X86_64`] (the generated code runs on every CPU; the
 /// target only sizes the cache tiles).
 pub fn compile(model: &Model) -> Result<lower::Program, Error> {
-    compile_for(model, &lower::Target::X86_64)
+    compile_for(model, &Target::X86_64)
 }
 
 /// Optimizes and lowers a model with the cache tiles chosen for `target`
-/// (see [`lower::Target::ALL`]; the CLI's `--target`).
-pub fn compile_for(model: &Model, target: &lower::Target) -> Result<lower::Program, Error> {
-    let (g, reports) = passes::optimize(model.graph.clone())?;
-    Ok(lower::lower(&g, reports, target)?)
+/// (see [`Target::ALL`]; the CLI's `--target`). Problems are placed in the
+/// model's first file.
+pub fn compile_for(model: &Model, target: &Target) -> Result<lower::Program, Error> {
+    let place = |e: Error| match model.files.first() {
+        Some(f) => e.in_file(f),
+        None => e,
+    };
+    let (g, reports) = passes::optimize(model.graph.clone()).map_err(|e| place(Error::msg(e)))?;
+    lower::lower(&g, reports, target).map_err(|d| place(Error::from(d)))
 }
 
 /// Writes `out` (a `.rs` file) and its weight blob beside it
@@ -140,7 +114,7 @@ pub fn write(program: &lower::Program, out: &Path, origin: &str) -> Result<PathB
         std::fs::create_dir_all(dir).map_err(|e| Error::msg(format!("cannot create {}: {e}", dir.display())))?;
     }
     std::fs::write(out, src).map_err(|e| Error::msg(format!("cannot write {}: {e}", out.display())))?;
-    std::fs::write(&blob_path, codegen::blob_bytes(program))
+    std::fs::write(&blob_path, &program.blob)
         .map_err(|e| Error::msg(format!("cannot write {}: {e}", blob_path.display())))?;
     Ok(blob_path)
 }
@@ -158,18 +132,18 @@ pub struct Build {
     model: PathBuf,
     out_dir: Option<PathBuf>,
     name: Option<String>,
-    target: lower::Target,
+    target: Target,
 }
 
 impl Build {
     /// A build of the model described at `model` (relative to the package
     /// root), for the target cargo builds the package for (`TARGET`, see
-    /// [`lower::Target::for_triple`]; [`lower::Target::X86_64`] outside a
+    /// [`Target::for_triple`]; [`Target::X86_64`] outside a
     /// build script).
     pub fn new(model: impl Into<PathBuf>) -> Build {
         let target = std::env::var("TARGET")
-            .map(|t| lower::Target::for_triple(&t))
-            .unwrap_or(lower::Target::X86_64);
+            .map(|t| Target::for_triple(&t))
+            .unwrap_or(Target::X86_64);
         Build {
             model: model.into(),
             out_dir: None,
@@ -181,7 +155,7 @@ impl Build {
     /// The schedule target (default: from cargo's `TARGET`, see
     /// [`Build::new`]): the cache tiles are chosen for it; the code runs
     /// everywhere.
-    pub fn target(mut self, target: lower::Target) -> Build {
+    pub fn target(mut self, target: Target) -> Build {
         self.target = target;
         self
     }

@@ -3,6 +3,7 @@
 //! Parsing collects every problem it can see at once, each with its line and
 //! column, the field, and what is allowed.
 
+use crate::diag::Diagnostic;
 use crate::ir::{Clamp, ElemType, InputSpec, Layout};
 use serde::Deserialize;
 use std::ops::Range;
@@ -149,29 +150,6 @@ enum PerChannel {
     Three(Vec<Number>),
 }
 
-/// A problem in a TOML description, located.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SpecError {
-    /// The file, as given.
-    pub path: String,
-    /// 1-based line.
-    pub line: usize,
-    /// 1-based column.
-    pub column: usize,
-    /// What is wrong and what is allowed.
-    pub message: String,
-}
-
-impl std::fmt::Display for SpecError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.line == 0 {
-            write!(f, "{}: {}", self.path, self.message)
-        } else {
-            write!(f, "{}:{}:{}: {}", self.path, self.line, self.column, self.message)
-        }
-    }
-}
-
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
@@ -182,43 +160,28 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 struct Problems<'a> {
     path: &'a str,
     text: &'a str,
-    list: Vec<SpecError>,
+    list: Vec<Diagnostic>,
 }
 
 impl Problems<'_> {
     /// A problem with the file as a whole (no line to point at).
     fn whole(&mut self, message: String) {
-        self.list.push(SpecError {
-            path: self.path.into(),
-            line: 0,
-            column: 0,
-            message,
-        });
+        self.list.push(Diagnostic::msg(message).in_file(Path::new(self.path)));
     }
 
     fn at(&mut self, span: Range<usize>, message: String) {
         let (line, column) = line_col(self.text, span.start);
-        self.list.push(SpecError {
-            path: self.path.into(),
-            line,
-            column,
-            message,
-        });
+        self.list
+            .push(Diagnostic::toml(line, column, message).in_file(Path::new(self.path)));
     }
 }
 
 /// Reads and validates a TOML description from a file. Relative weight paths
 /// are resolved against the file's folder.
-pub fn load(path: &Path) -> Result<ModelSpec, Vec<SpecError>> {
+pub fn load(path: &Path) -> Result<ModelSpec, Vec<Diagnostic>> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        vec![SpecError {
-            path: shown.clone(),
-            line: 0,
-            column: 0,
-            message: format!("cannot read the model description: {e}"),
-        }]
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| vec![Diagnostic::msg(format!("cannot read the model description: {e}")).in_file(path)])?;
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
     let dir = path.parent().unwrap_or(Path::new("."));
     parse(&text, &shown, stem, dir)
@@ -227,7 +190,7 @@ pub fn load(path: &Path) -> Result<ModelSpec, Vec<SpecError>> {
 /// Parses and validates a TOML description. `path` is only for messages,
 /// `default_name` names the model when it has no `name`, `dir` resolves a
 /// relative `weights.file`.
-pub fn parse(text: &str, path: &str, default_name: &str, dir: &Path) -> Result<ModelSpec, Vec<SpecError>> {
+pub fn parse(text: &str, path: &str, default_name: &str, dir: &Path) -> Result<ModelSpec, Vec<Diagnostic>> {
     let mut p = Problems {
         path,
         text,
@@ -485,8 +448,9 @@ fn explain_serde(msg: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::diag::Location;
 
-    fn parse_str(s: &str) -> Result<ModelSpec, Vec<SpecError>> {
+    fn parse_str(s: &str) -> Result<ModelSpec, Vec<Diagnostic>> {
         parse(s, "m.toml", "m", Path::new("/models"))
     }
 
@@ -535,12 +499,12 @@ mod tests {
     #[test]
     fn unknown_field_and_bad_syntax() {
         let e = parse_str("arch = \"v1\"\nalpah = 0.5\n[weights]\nseed = 1\n").unwrap_err();
-        assert_eq!((e[0].line, e[0].column), (2, 1));
+        assert_eq!(e[0].location, Location::Toml { line: 2, column: 1 });
         assert!(e[0].message.contains("unknown field `alpah`"), "{}", e[0].message);
         let e = parse_str("arch = \"v1\"\nalpha = = 0.5\n").unwrap_err();
-        assert_eq!(e[0].line, 2);
+        assert!(matches!(e[0].location, Location::Toml { line: 2, .. }), "{:?}", e[0]);
         let e = parse_str("arch = \"v1\"\nalpha = \"big\"\n[weights]\nseed = 1\n").unwrap_err();
-        assert_eq!(e[0].line, 2);
+        assert!(matches!(e[0].location, Location::Toml { line: 2, .. }), "{:?}", e[0]);
         assert!(e[0].message.contains("expected a number"), "{}", e[0].message);
     }
 

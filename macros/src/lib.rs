@@ -50,8 +50,8 @@ pub fn mobilenet(input: TokenStream) -> TokenStream {
         }
     };
     let target = match &target {
-        None => mncc::lower::Target::X86_64,
-        Some(t) => match mncc::lower::Target::parse(&t.value()) {
+        None => mncc::Target::X86_64,
+        Some(t) => match mncc::Target::parse(&t.value()) {
             Ok(t) => t,
             Err(e) => return syn::Error::new(t.span(), e).to_compile_error().into(),
         },
@@ -106,7 +106,7 @@ fn resolve(rel: &str) -> PathBuf {
     }
 }
 
-fn expand(lit: &LitStr, target: &mncc::lower::Target) -> Result<proc_macro2::TokenStream, Vec<String>> {
+fn expand(lit: &LitStr, target: &mncc::Target) -> Result<proc_macro2::TokenStream, Vec<String>> {
     let rel = lit.value();
     if rel.is_empty() {
         return Err(vec![
@@ -120,8 +120,9 @@ fn expand(lit: &LitStr, target: &mncc::lower::Target) -> Result<proc_macro2::Tok
             path.display()
         )]);
     }
-    let model = mncc::load(&path).map_err(|e| e.0)?;
-    let program = mncc::compile_for(&model, target).map_err(|e| e.0)?;
+    let rendered = |e: mncc::Error| e.0.iter().map(ToString::to_string).collect::<Vec<_>>();
+    let model = mncc::load(&path).map_err(rendered)?;
+    let program = mncc::compile_for(&model, target).map_err(rendered)?;
     let items = mncc::codegen::tokens(&program, &mncc::codegen::WeightsEmbed::Inline);
     let tracked: Vec<String> = model.files.iter().map(|f| f.to_string_lossy().into_owned()).collect();
     let tracked = tracked.iter().map(|t| LitStr::new(t, Span::call_site()));

@@ -56,14 +56,14 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 EXPECTED = HERE / "expected.txt"
 
-# The operators mncc's ONNX front end accepts (compiler/src/onnx.rs, SUPPORTED).
+# The operators of the default domain mncc's ONNX front end accepts: read
+# from its registry (compiler/src/onnx/ops/*.rs), the one list there is.
 SUPPORTED = {
-    "Conv", "BatchNormalization", "Relu", "Clip", "HardSigmoid", "HardSwish",
-    "Add", "Mul", "GlobalAveragePool", "AveragePool", "ReduceMean", "Flatten",
-    "Reshape", "Squeeze", "Unsqueeze", "Gemm", "MatMul", "Softmax", "Dropout",
-    "Identity", "Constant", "Transpose", "Shape", "Gather", "Concat", "Cast",
-    "Pad",
+    name
+    for f in sorted((ROOT / "compiler" / "src" / "onnx" / "ops").glob("*.rs"))
+    for name in re.findall(r'name: "(\w+)",\s*domain: "",', f.read_text())
 }
+assert {"Conv", "Gemm", "Softmax"} <= SUPPORTED, f"no operators found in the registry: {SUPPORTED}"
 
 # Y.npy: mncc reads f32, f64 and u8 arrays.
 NPY_OK = {np.dtype("float32"), np.dtype("float64"), np.dtype("uint8")}
@@ -317,7 +317,7 @@ def write_expected(results: dict[str, tuple[str, str]], data: Path) -> None:
         f"# ONNX backend node tests through `mncc verify`: produced with onnx {onnx.__version__}"
         f" ({'data shipped with the package' if 'site-packages' in str(data) or 'dist-packages' in str(data) else 'data generated from onnx.backend.test.case.node'}).",
         "# Candidates: tests whose model uses only operators mncc supports. Regenerate with",
-        "#   cargo build --release -p mncc && python3 tests/onnx_node/run.py --update",
+        "#   cargo build --release -p mncc-cli && python3 tests/onnx_node/run.py --update",
         "# PASS: verified; EXCLUDED: mncc rejects the model (its first error line);",
         "# FAIL: accepted but wrong (a bug to fix; CI lists these but does not require them).",
         f"# {counts}",
@@ -387,7 +387,7 @@ def main() -> int:
         return 0
     mncc = str(Path(a.mncc).resolve())
     if not Path(mncc).is_file():
-        sys.exit(f"error: {mncc} not found; run `cargo build --release -p mncc` first")
+        sys.exit(f"error: {mncc} not found; run `cargo build --release -p mncc-cli` first")
     env = dict(os.environ)
     env.setdefault("MNCC_HARNESS_TARGET", str(ROOT / "target" / "mncc-node-tests"))
 

@@ -4,8 +4,8 @@
 //!
 //! Tolerance everywhere: max abs error <= 1e-4 * max(1, max|reference|).
 
-use mncc::harness::{compare, Comparison};
 use mncc::interp::{self, InputData};
+use mncc_cli::harness::{compare, Comparison};
 use std::path::{Path, PathBuf};
 
 fn root() -> PathBuf {
@@ -138,11 +138,11 @@ fn keras_v1_matches_onnxruntime_on_photos() {
     let mut arena = vec![0u8; model::ARENA_LEN].into_boxed_slice();
     let arena: &mut model::Arena = (&mut arena[..]).try_into().unwrap();
     for stem in ["cat", "dog", "finch", "grace_hopper", "hot_dog", "parrot"] {
-        let x = mncc::npy::read(&dir.join(format!("{stem}.input.npy"))).unwrap();
-        let mncc::npy::NpyData::U8(pixels) = x.data else {
+        let x = mncc_cli::npy::read(&dir.join(format!("{stem}.input.npy"))).unwrap();
+        let mncc_cli::npy::NpyData::U8(pixels) = x.data else {
             panic!("u8 input expected")
         };
-        let ort = mncc::npy::read(&dir.join(format!("{stem}.probs.npy")))
+        let ort = mncc_cli::npy::read(&dir.join(format!("{stem}.probs.npy")))
             .unwrap()
             .to_f64();
         let got = model::classify(pixels.as_slice().try_into().unwrap(), arena);
@@ -161,8 +161,8 @@ fn keras_v1_matches_onnxruntime_on_photos() {
 #[test]
 fn parrot_is_a_macaw() {
     let dir = root().join("fixtures/keras_v1");
-    let x = mncc::npy::read(&dir.join("parrot.input.npy")).unwrap();
-    let mncc::npy::NpyData::U8(pixels) = x.data else {
+    let x = mncc_cli::npy::read(&dir.join("parrot.input.npy")).unwrap();
+    let mncc_cli::npy::NpyData::U8(pixels) = x.data else {
         panic!()
     };
     let mut arena = vec![0u8; mncc_tests::keras_v1::ARENA_LEN].into_boxed_slice();
@@ -186,15 +186,15 @@ fn keras_v1_onnx_matches_onnxruntime_on_photos() {
     let mut arena = vec![0u8; model::ARENA_LEN].into_boxed_slice();
     let arena: &mut model::Arena = (&mut arena[..]).try_into().unwrap();
     for stem in ["cat", "dog", "finch", "grace_hopper", "hot_dog", "parrot"] {
-        let x = mncc::npy::read(&dir.join(format!("{stem}.input.npy"))).unwrap();
-        let mncc::npy::NpyData::U8(px) = x.data else {
+        let x = mncc_cli::npy::read(&dir.join(format!("{stem}.input.npy"))).unwrap();
+        let mncc_cli::npy::NpyData::U8(px) = x.data else {
             panic!("u8 input expected")
         };
         let mut input = vec![0.0f32; model::INPUT_LEN];
         for (i, &v) in px.iter().enumerate() {
             input[(i % 3) * 224 * 224 + i / 3] = v as f32 / 127.5 - 1.0;
         }
-        let ort = mncc::npy::read(&dir.join(format!("{stem}.probs.npy")))
+        let ort = mncc_cli::npy::read(&dir.join(format!("{stem}.probs.npy")))
             .unwrap()
             .to_f64();
         let got = model::classify(input.as_slice().try_into().unwrap(), arena);

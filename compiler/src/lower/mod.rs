@@ -19,6 +19,7 @@ pub mod schedule;
 mod select;
 pub mod storage;
 
+use crate::diag::Diagnostic;
 use crate::ir::{Activation, Clamp, ElemType, Graph, Layout, TensorId, INPUT};
 use crate::passes::PassReport;
 pub use crate::target::Target;
@@ -327,7 +328,7 @@ fn same_order_in_nhwc(shape: &[usize]) -> bool {
 }
 
 /// Lowers an optimized graph (see [`crate::passes::optimize`]).
-pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Program, String> {
+pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Program, Diagnostic> {
     let mut blob = pack::Blob::default();
     let mut layers = Vec::new();
     // A Reshape that keeps the NHWC storage order is a view: its output is
@@ -350,9 +351,9 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
     let out_type = g.tensors[g.output].ty.elem;
     if !same_order_in_nhwc(out_shape) && output != INPUT {
         if out_type != ElemType::F32 {
-            return Err(format!(
+            return Err(Diagnostic::msg(format!(
                 "the model output is a {out_type} feature map; only float32 feature maps are transposed to NCHW"
-            ));
+            )));
         }
         let (c, h, w) = (out_shape[1], out_shape[2], out_shape[3]);
         let last = bytes.len();
@@ -427,7 +428,7 @@ mod tests {
         for (dtype, layout) in [(ElemType::U8, Layout::Nhwc), (ElemType::F32, Layout::Nchw)] {
             let mut g = graph(dtype, layout);
             g.push("gap", Op::GlobalAvgPool, &[INPUT]).unwrap();
-            let e = lower(&g, vec![], &Target::PORTABLE).unwrap_err();
+            let e = lower(&g, vec![], &Target::PORTABLE).unwrap_err().to_string();
             assert!(
                 e.contains("node `gap`") && e.contains("only a convolution can read the model input"),
                 "{e}"
@@ -438,7 +439,7 @@ mod tests {
             let mut cfg = ConvCfg::new(Param::new(vec![4, 4, 1, 1], vec![0.5; 16]), [1, 1], [0; 4], 1);
             cfg.residual = true;
             g.push("c", Op::Conv(cfg.clone()), &[INPUT, INPUT]).unwrap();
-            let e = lower(&g, vec![], &Target::PORTABLE).unwrap_err();
+            let e = lower(&g, vec![], &Target::PORTABLE).unwrap_err().to_string();
             assert!(e.contains("node `c`"), "{e}");
             cfg.residual = false;
             let mut g = graph(dtype, layout);

@@ -3,6 +3,7 @@
 //! ([`crate::plan`]), and the AMX layers' scratch past the planned tensors.
 
 use super::{Kernel, Layer, Step, Storage};
+use crate::diag::Diagnostic;
 use crate::ir::{TensorId, INPUT};
 use crate::plan::{self, Interval};
 use mncc_abi::{amx, ALIGN};
@@ -30,11 +31,11 @@ pub struct Plan {
 /// Each arena tensor lives from the layer that writes it to the last layer
 /// that reads it; a banded pointwise layer's input stays live through the
 /// depthwise step after it, which writes while bands still read it.
-pub fn plan(layers: &[Layer], steps: &[Step], bytes: &[usize], output: TensorId) -> Result<Plan, String> {
+pub fn plan(layers: &[Layer], steps: &[Step], bytes: &[usize], output: TensorId) -> Result<Plan, Diagnostic> {
     let mut storage: Vec<Option<Storage>> = vec![None; bytes.len()];
     storage[INPUT] = Some(Storage::Input);
     if output == INPUT {
-        return Err("the model output is its input: nothing to compute".into());
+        return Err(Diagnostic::msg("the model output is its input: nothing to compute"));
     }
     storage[output] = Some(Storage::Output);
     // Layer index -> whether it is the pointwise layer of a banded step.
@@ -49,9 +50,10 @@ pub fn plan(layers: &[Layer], steps: &[Step], bytes: &[usize], output: TensorId)
     for (step, l) in layers.iter().enumerate() {
         if l.output == output {
             if step + 1 != layers.len() || layers.iter().any(|m| m.inputs.contains(&output)) {
-                return Err(format!(
-                    "node `{}`: the model output is read by another node, which is not supported",
-                    l.name
+                return Err(Diagnostic::node(
+                    &l.name,
+                    l.op,
+                    "the model output is read by another node, which is not supported",
                 ));
             }
             continue;

@@ -112,7 +112,7 @@ fn run() -> Result<(), String> {
         program.layers.len(),
         program.macs() as f64 / 1e6
     );
-    let harness = mncc::harness::build(&program, true)?;
+    let harness = mncc_cli::harness::build(&program, true)?;
     let labels: Vec<&str> = LABELS.lines().collect();
     for p in &photos {
         let x = load_photo(p, &program.input_shape, program.input_layout, pre)?;

@@ -176,7 +176,7 @@ fn verify_against_onnxruntime_fixture() {
 fn verify_fails_on_a_wrong_expectation() {
     let dir = tempfile::tempdir().unwrap();
     let wrong = dir.path().join("wrong.npy");
-    mncc::npy::write_f32(&wrong, &[1, 1000], &vec![0.001; 1000]).unwrap();
+    mncc_cli::npy::write_f32(&wrong, &[1, 1000], &vec![0.001; 1000]).unwrap();
     let o = mncc(&[
         "verify",
         "examples/models/mobilenet_v1_0.25_224.toml",
@@ -313,8 +313,8 @@ fn verify_keras_onnx_against_onnxruntime() {
         ("hot_dog", 934),
         ("parrot", 88),
     ] {
-        let x = mncc::npy::read(&repo().join(format!("tests/fixtures/keras_v1/{stem}.input.npy"))).unwrap();
-        let mncc::npy::NpyData::U8(px) = x.data else {
+        let x = mncc_cli::npy::read(&repo().join(format!("tests/fixtures/keras_v1/{stem}.input.npy"))).unwrap();
+        let mncc_cli::npy::NpyData::U8(px) = x.data else {
             panic!("u8 fixture")
         };
         // NHWC u8 -> NCHW f32 in [-1, 1], as the ONNX model takes it.
@@ -324,7 +324,7 @@ fn verify_keras_onnx_against_onnxruntime() {
             nchw[c * 224 * 224 + p] = v as f32 / 127.5 - 1.0;
         }
         let input = dir.path().join(format!("{stem}_nchw.npy"));
-        mncc::npy::write_f32(&input, &[1, 3, 224, 224], &nchw).unwrap();
+        mncc_cli::npy::write_f32(&input, &[1, 3, 224, 224], &nchw).unwrap();
         let expect = format!("tests/fixtures/keras_v1/{stem}.probs.npy");
         let o = mncc(&[
             "verify",

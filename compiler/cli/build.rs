@@ -22,7 +22,7 @@ fn collect(dir: &Path, base: &Path, out: &mut Vec<PathBuf>) {
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
-    let runtime = manifest.join("../runtime");
+    let runtime = manifest.join("../../runtime");
     let mut files = Vec::new();
     for dir in ["src", "abi/src"] {
         let d = runtime.join(dir);

@@ -1,7 +1,11 @@
 //! Minimal reader and writer for NumPy `.npy` files (std only, no panics on any input).
 //!
-//! Used for golden test data (inputs and expected outputs produced by Python
-//! scripts under `tests/fixtures/`).
+//! Used for `mncc verify`'s inputs and expected outputs and the golden test
+//! data (produced by Python scripts under `tests/fixtures/`). Hand-written
+//! rather than `npyz`: npyz 0.8.4 multiplies a header's dimensions without
+//! overflow checks (`read.rs`, `NpyHeader::from_parts`), so a hostile
+//! header panics in debug builds and is mis-sized in release ones; this
+//! reader rejects it (`rejects_wrong_length`).
 //!
 //! Reads format versions 1.0, 2.0 and 3.0; writes 1.0 (2.0 only if the header
 //! would not fit, which no real shape reaches). C order only. Supported dtypes:

@@ -9,10 +9,10 @@
 //! columns are permuted from NCHW to NHWC order at compile time), softmax,
 //! u8 and f32 inputs in both layouts.
 
-use mncc::harness;
 use mncc::interp::{self, InputData};
 use mncc::ir::*;
 use mncc::rng::Rng;
+use mncc_cli::harness;
 
 fn param(r: &mut Rng, shape: Vec<usize>) -> Param {
     let n: usize = shape.iter().product();

@@ -1,11 +1,11 @@
 //! The `mncc` command line.
 
 use clap::{Parser, Subcommand};
-use mncc::harness::{self, Comparison};
 use mncc::interp::{self, InputData};
 use mncc::ir::ElemType;
-use mncc::lower::Target;
-use mncc::{npy, Error};
+use mncc::{Error, Target};
+use mncc_cli::harness::{self, Comparison};
+use mncc_cli::{footprint, npy};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -183,9 +183,9 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
                 let mut sizes = Vec::new();
                 for target in &code_size {
                     eprintln!("building for {target} (release, opt-level {opt_level})...");
-                    sizes.push(mncc::inspect::code_size(&p, target, &opt_level)?);
+                    sizes.push(footprint::code_size(&p, target, &opt_level)?);
                 }
-                print!("{}", mncc::inspect::footprint_report(&p, &sizes));
+                print!("{}", footprint::footprint_report(&p, &sizes));
             }
         }
         Cmd::Verify {

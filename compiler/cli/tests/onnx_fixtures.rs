@@ -4,12 +4,12 @@
 //! 1e-4 * max(1, max|reference|), same top-1). The malformed models must give
 //! clear errors naming what is wrong, never a panic.
 
-use mncc::harness;
 use mncc::interp::InputData;
+use mncc_cli::harness;
 use std::path::{Path, PathBuf};
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/onnx")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/onnx")
 }
 
 fn cases() -> Vec<PathBuf> {
@@ -33,11 +33,11 @@ fn every_case_matches_onnxruntime() {
         let result = (|| -> Result<String, String> {
             let model = mncc::load(&dir.join("model.onnx")).map_err(|e| e.to_string())?;
             let p = mncc::compile(&model).map_err(|e| e.to_string())?;
-            let x = mncc::npy::read(&dir.join("input.npy")).map_err(|e| e.to_string())?;
-            let mncc::npy::NpyData::F32(x) = x.data else {
+            let x = mncc_cli::npy::read(&dir.join("input.npy")).map_err(|e| e.to_string())?;
+            let mncc_cli::npy::NpyData::F32(x) = x.data else {
                 return Err("input.npy is not f32".into());
             };
-            let want = mncc::npy::read(&dir.join("expected.npy"))
+            let want = mncc_cli::npy::read(&dir.join("expected.npy"))
                 .map_err(|e| e.to_string())?
                 .to_f64();
             let h = harness::build(&p, true)?;
@@ -110,11 +110,13 @@ fn every_case_imports_and_interprets_like_onnxruntime() {
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
         let r = (|| -> Result<f64, String> {
             let model = mncc::load(&dir.join("model.onnx")).map_err(|e| e.to_string())?;
-            let mncc::npy::NpyData::F32(x) = mncc::npy::read(&dir.join("input.npy")).map_err(|e| e.to_string())?.data
+            let mncc_cli::npy::NpyData::F32(x) = mncc_cli::npy::read(&dir.join("input.npy"))
+                .map_err(|e| e.to_string())?
+                .data
             else {
                 return Err("input.npy is not f32".into());
             };
-            let want = mncc::npy::read(&dir.join("expected.npy"))
+            let want = mncc_cli::npy::read(&dir.join("expected.npy"))
                 .map_err(|e| e.to_string())?
                 .to_f64();
             let got = mncc::interp::run(&model.graph, &InputData::F32(x))?;

@@ -3,13 +3,13 @@
 //! (the generated code and the `std` feature build), and rejects thread
 //! counts the pool does not have.
 
-use mncc::harness;
 use mncc::interp::InputData;
+use mncc_cli::harness;
 use std::path::Path;
 
 #[test]
 fn bench_on_two_threads() {
-    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/models/v2_0.35_96.toml");
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/models/v2_0.35_96.toml");
     let m = mncc::load(&model).unwrap();
     let p = mncc::compile(&m).unwrap();
     let x = InputData::random(p.input_type, p.input_len(), 1);

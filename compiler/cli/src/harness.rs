@@ -10,10 +10,10 @@
 //! together with one copy of the runtime per runtime version, so the runtime
 //! is compiled once per target dir, not once per harness.
 
-use crate::codegen::{self, WeightsEmbed};
-use crate::interp::InputData;
-use crate::ir::ElemType;
-use crate::lower::Program;
+use mncc::codegen::{self, WeightsEmbed};
+use mncc::interp::InputData;
+use mncc::ir::ElemType;
+use mncc::lower::Program;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{mncc, text};
-use mncc::inspect::Elf;
+use mncc_cli::footprint::measure;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -124,19 +124,20 @@ fn code_size_errors_are_clean() {
 }
 
 #[test]
-fn elf_reader_reads_sections_and_symbols_and_rejects_garbage() {
+fn elf_measure_reads_sections_and_symbols_and_rejects_garbage() {
     let exe = std::fs::read(env!("CARGO_BIN_EXE_mncc")).unwrap();
     if exe.starts_with(b"\x7fELF") {
-        let elf = Elf::parse(&exe).unwrap();
-        assert!(elf.sections.iter().any(|s| s.name == ".text" && s.size > 0));
-        assert!(elf.symbols.iter().any(|s| s.name == "main"), "no `main` symbol");
+        let m = measure(&exe, "mncc").unwrap();
+        assert!(m.code > 0 && m.rodata > 0, "{m:?}");
+        let [app, _, other] = m.functions.expect("a symbol table");
+        assert!(app > 0 && other > 0, "{m:?}");
         // Truncated: an error, never a panic.
         for len in [0, 3, 16, 64, exe.len() / 2] {
-            let _ = Elf::parse(&exe[..len]);
+            let _ = measure(&exe[..len], "mncc");
         }
     }
-    assert!(Elf::parse(b"not an ELF file at all").is_err());
+    assert!(measure(b"not an ELF file at all", "x").is_err());
     let mut junk = b"\x7fELF\x01\x01\x01".to_vec();
     junk.resize(64, 0xff);
-    assert!(Elf::parse(&junk).is_err());
+    assert!(measure(&junk, "x").is_err());
 }

@@ -1,0 +1,489 @@
+//! The import state: ONNX values as they become IR tensors or constants,
+//! and [`Node`], what an operator's import function works with.
+
+use super::registry::{Attrs, NodeError};
+use crate::diag::Diagnostic;
+use crate::ir::{DenseCfg, ElemType, Graph, InputSpec, Layout, Op, Param, TensorId, INPUT};
+use onnx_protobuf::{GraphProto, ModelProto, NodeProto, TensorProto};
+use std::collections::{HashMap, HashSet};
+
+/// A constant's values.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Data {
+    /// Floats (float, double).
+    F32(Vec<f32>),
+    /// Integers (int32, int64, bool).
+    I64(Vec<i64>),
+}
+
+/// A constant tensor (initializer, Constant node or folded sub-graph).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Const {
+    /// Dimensions.
+    pub dims: Vec<usize>,
+    /// Values.
+    pub data: Data,
+}
+
+impl Const {
+    /// The values as floats.
+    pub fn f32s(&self) -> Vec<f32> {
+        match &self.data {
+            Data::F32(v) => v.clone(),
+            Data::I64(v) => v.iter().map(|&x| x as f32).collect(),
+        }
+    }
+    /// The values as integers.
+    pub fn i64s(&self) -> Vec<i64> {
+        match &self.data {
+            Data::F32(v) => v.iter().map(|&x| x as i64).collect(),
+            Data::I64(v) => v.clone(),
+        }
+    }
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        match &self.data {
+            Data::F32(v) => v.len(),
+            Data::I64(v) => v.len(),
+        }
+    }
+    /// Whether it has none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Integers of the given shape.
+    pub fn i64(dims: Vec<usize>, v: Vec<i64>) -> Const {
+        Const {
+            dims,
+            data: Data::I64(v),
+        }
+    }
+    /// The value, if there is exactly one.
+    pub fn scalar(&self) -> Option<f32> {
+        (self.len() == 1).then(|| self.f32s()[0])
+    }
+}
+
+/// What an ONNX value stands for during import.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// A tensor computed at run time.
+    Tensor(TensorId),
+    /// A constant (initializer, Constant node or folded sub-graph).
+    Const(Const),
+    /// The output of a Pad node: a tensor and its pending pads `[top, left, bottom, right]`.
+    Padded(TensorId, [usize; 4]),
+    /// The output of a node that failed (already reported).
+    Failed,
+}
+
+/// A tensor initializer or a Constant node's tensor as a [`Const`].
+pub fn tensor_const(t: &TensorProto) -> Result<Const, String> {
+    if !t.external_data.is_empty() {
+        return Err("external data is not supported (save the model with its weights inside)".into());
+    }
+    let dims: Vec<usize> = t
+        .dims
+        .iter()
+        .map(|&d| usize::try_from(d).map_err(|_| format!("negative dim {d}")))
+        .collect::<Result<_, _>>()?;
+    let n: usize = dims.iter().product();
+    let raw = &t.raw_data;
+    let data = match t.data_type {
+        1 => Data::F32(if raw.is_empty() {
+            t.float_data.clone()
+        } else {
+            raw.chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect()
+        }),
+        11 => Data::F32(if raw.is_empty() {
+            t.double_data.iter().map(|&v| v as f32).collect()
+        } else {
+            raw.chunks_exact(8)
+                .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32)
+                .collect()
+        }),
+        7 => Data::I64(if raw.is_empty() {
+            t.int64_data.clone()
+        } else {
+            raw.chunks_exact(8)
+                .map(|b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+                .collect()
+        }),
+        6 => Data::I64(if raw.is_empty() {
+            t.int32_data.iter().map(|&v| v as i64).collect()
+        } else {
+            raw.chunks_exact(4)
+                .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64)
+                .collect()
+        }),
+        // bool: one byte each in raw_data, else int32_data
+        9 => Data::I64(if raw.is_empty() {
+            t.int32_data.iter().map(|&v| v as i64).collect()
+        } else {
+            raw.iter().map(|&b| b as i64).collect()
+        }),
+        other => {
+            return Err(format!(
+                "element type {other} is not supported (float, double, int32, int64, bool are)"
+            ))
+        }
+    };
+    let c = Const { dims, data };
+    if c.len() != n {
+        return Err(format!("holds {} values for shape {:?}", c.len(), c.dims));
+    }
+    Ok(c)
+}
+
+/// `v` as non-negative sizes (`what` names them in the error).
+pub fn usizes(v: &[i64], what: &str) -> Result<Vec<usize>, String> {
+    v.iter()
+        .map(|&x| usize::try_from(x).map_err(|_| format!("{what} has a negative value {x}")))
+        .collect()
+}
+
+/// A node's name: its own, or `OpType_index` when it has none.
+pub fn node_name(n: &NodeProto, i: usize) -> String {
+    if n.name.is_empty() {
+        format!("{}_{i}", n.op_type)
+    } else {
+        n.name.clone()
+    }
+}
+
+/// The state of an import.
+pub struct Importer {
+    /// The model's opset of the default domain.
+    pub opset: i64,
+    /// Every ONNX value seen so far, by name.
+    pub values: HashMap<String, Value>,
+    /// The problems found so far.
+    pub errors: Vec<Diagnostic>,
+    /// The graph being built (made by [`Importer::input`]).
+    g: Option<Graph>,
+    /// How many nodes (and graph outputs) read each value.
+    pub readers: HashMap<String, usize>,
+    /// IR node names taken so far.
+    names: HashSet<String>,
+}
+
+impl Importer {
+    /// An import of a model of `opset`.
+    pub fn new(opset: i64) -> Importer {
+        Importer {
+            opset,
+            values: HashMap::new(),
+            errors: Vec::new(),
+            g: None,
+            readers: HashMap::new(),
+            names: HashSet::new(),
+        }
+    }
+
+    /// The graph built.
+    pub fn graph(&mut self) -> &mut Graph {
+        self.g.as_mut().expect("graph created by input()")
+    }
+
+    /// The graph, taken.
+    pub fn finish(&mut self) -> Graph {
+        self.g.take().expect("input() creates the graph")
+    }
+
+    /// The shape of tensor `t`.
+    pub fn shape(&self, t: TensorId) -> Vec<usize> {
+        self.g.as_ref().expect("graph").tensors[t].shape.clone()
+    }
+
+    /// Creates the graph from the model's one real input.
+    pub fn input(&mut self, graph: &GraphProto, name: &str, model: &ModelProto) -> Result<(), Vec<Diagnostic>> {
+        let inputs: Vec<_> = graph
+            .input
+            .iter()
+            .filter(|i| !self.values.contains_key(&i.name))
+            .collect();
+        let [input] = inputs[..] else {
+            let names: Vec<String> = inputs.iter().map(|i| format!("`{}`", i.name)).collect();
+            return Err(vec![Diagnostic::msg(format!(
+                "the model has {} inputs ({}); mncc compiles models with one image input",
+                inputs.len(),
+                names.join(", ")
+            ))]);
+        };
+        let at = |m: String| {
+            vec![Diagnostic::error(
+                crate::diag::Location::OnnxValue {
+                    kind: "input",
+                    name: input.name.clone(),
+                },
+                m,
+            )]
+        };
+        let Some(onnx_protobuf::type_proto::Value::TensorType(tt)) =
+            input.type_.as_ref().and_then(|t| t.value.as_ref())
+        else {
+            return Err(at("is not a tensor".into()));
+        };
+        if tt.elem_type != 1 {
+            return Err(at(format!(
+                "element type {} is not supported (float32 is)",
+                tt.elem_type
+            )));
+        }
+        let dims: Vec<Option<usize>> = tt
+            .shape
+            .as_ref()
+            .map(|s| {
+                s.dim
+                    .iter()
+                    .map(|d| match &d.value {
+                        Some(onnx_protobuf::tensor_shape_proto::dimension::Value::DimValue(v)) => {
+                            usize::try_from(*v).ok()
+                        }
+                        _ => None,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if dims.len() != 4 {
+            return Err(at(format!(
+                "has {} dims; an image input has 4 (NCHW or NHWC)",
+                dims.len()
+            )));
+        }
+        match dims[0] {
+            None | Some(1) => {}
+            Some(b) => {
+                return Err(at(format!(
+                    "batch size {b} is not supported (only 1; a symbolic batch is compiled as 1)"
+                )))
+            }
+        }
+        let fixed = |i: usize| dims[i].ok_or_else(|| at(format!("dimension {i} is symbolic; only the batch may be")));
+        // NHWC followed only by Transpose(0,3,1,2): absorb the transposes.
+        let readers: Vec<&NodeProto> = graph.node.iter().filter(|n| n.input.contains(&input.name)).collect();
+        let nhwc = !readers.is_empty()
+            && readers.iter().all(|n| {
+                n.op_type == "Transpose" && n.attribute.iter().any(|a| a.name == "perm" && a.ints == [0, 3, 1, 2])
+            });
+        let (layout, shape) = if nhwc {
+            (Layout::Nhwc, vec![1, fixed(3)?, fixed(1)?, fixed(2)?])
+        } else {
+            (Layout::Nchw, vec![1, fixed(1)?, fixed(2)?, fixed(3)?])
+        };
+        let description = format!(
+            "ONNX model{}{}, opset {}",
+            if model.producer_name.is_empty() {
+                String::new()
+            } else {
+                format!(" from {}", model.producer_name)
+            },
+            if model.producer_version.is_empty() {
+                String::new()
+            } else {
+                format!(" {}", model.producer_version)
+            },
+            self.opset
+        );
+        self.g = Some(Graph::new(
+            name,
+            &description,
+            InputSpec {
+                dtype: ElemType::F32,
+                layout,
+            },
+            shape,
+        ));
+        self.values.insert(input.name.clone(), Value::Tensor(INPUT));
+        if nhwc {
+            for r in readers {
+                for o in &r.output {
+                    self.values.insert(o.clone(), Value::Tensor(INPUT));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks every output of `n` failed (its readers report nothing more).
+    pub fn fail(&mut self, n: &NodeProto) {
+        for o in &n.output {
+            self.values.insert(o.clone(), Value::Failed);
+        }
+    }
+
+    /// A unique IR node name for ONNX node `name`.
+    pub fn unique(&mut self, name: &str) -> String {
+        let mut unique = name.to_string();
+        let mut k = 1;
+        while !self.names.insert(unique.clone()) {
+            k += 1;
+            unique = format!("{name}_{k}");
+        }
+        unique
+    }
+}
+
+/// An ONNX node being imported: its inputs' values, its attributes, and
+/// the import state.
+pub struct Node<'a> {
+    /// The import state.
+    pub imp: &'a mut Importer,
+    /// The node.
+    pub proto: &'a NodeProto,
+    /// Its unique IR name.
+    pub name: String,
+    /// Its inputs' values (`None`: an empty optional input).
+    pub ins: Vec<Option<Value>>,
+    /// Its attributes.
+    pub attrs: Attrs<'a>,
+}
+
+impl Node<'_> {
+    /// The model's opset.
+    pub fn opset(&self) -> i64 {
+        self.imp.opset
+    }
+
+    /// Input `k`'s value, if present.
+    pub fn arg(&self, k: usize) -> Option<Value> {
+        self.ins.get(k).cloned().flatten()
+    }
+
+    /// Input `k` as a computed tensor.
+    pub fn tensor(&self, k: usize) -> Result<TensorId, NodeError> {
+        match self.arg(k) {
+            Some(Value::Tensor(t)) => Ok(t),
+            Some(Value::Padded(..)) => {
+                Err("reads the output of a Pad; only a Conv may (it absorbs the padding)".into())
+            }
+            Some(Value::Const(_)) => Err(format!("input {k} is a constant; a computed tensor is expected").into()),
+            _ => Err(format!("input {k} is missing").into()),
+        }
+    }
+
+    /// Input `k` as a constant (`what` names it).
+    pub fn constant(&self, k: usize, what: &str) -> Result<Const, NodeError> {
+        match self.arg(k) {
+            Some(Value::Const(c)) => Ok(c),
+            Some(_) => Err(format!("{what} (input {k}) must be a constant (an initializer or Constant node)").into()),
+            None => Err(format!("{what} (input {k}) is missing").into()),
+        }
+    }
+
+    /// Optional input `k` as a constant.
+    pub fn opt_const(&self, k: usize, what: &str) -> Result<Option<Const>, NodeError> {
+        match self.arg(k) {
+            None => Ok(None),
+            Some(Value::Const(c)) => Ok(Some(c)),
+            Some(_) => Err(format!("{what} (input {k}) must be a constant").into()),
+        }
+    }
+
+    /// The shape of tensor `t`.
+    pub fn shape(&self, t: TensorId) -> Vec<usize> {
+        self.imp.shape(t)
+    }
+
+    /// Whether output `k` of the node is read (by a node or as the graph output).
+    pub fn output_read(&self, k: usize) -> bool {
+        self.proto
+            .output
+            .get(k)
+            .is_some_and(|o| !o.is_empty() && self.imp.readers.get(o).copied().unwrap_or(0) > 0)
+    }
+
+    /// Appends an IR node named `name`.
+    pub fn push(&mut self, name: &str, op: Op, inputs: &[TensorId]) -> Result<TensorId, NodeError> {
+        // IR errors already name the node; strip that prefix (ours names it too).
+        self.imp
+            .graph()
+            .push(name, op, inputs)
+            .map_err(|e| NodeError::from(e.split_once("): ").map_or(e.clone(), |(_, m)| m.to_string())))
+    }
+
+    /// Appends an IR node under the node's own name: its one output.
+    pub fn push_one(&mut self, op: Op, inputs: &[TensorId]) -> super::registry::Import {
+        let name = self.name.clone();
+        Ok(vec![Value::Tensor(self.push(&name, op, inputs)?)])
+    }
+
+    /// A constant broadcast per channel over `t` ([c], [c, 1, 1], [1, c, 1, 1]
+    /// or a scalar), as `c` values.
+    pub fn per_channel(&self, t: TensorId, c: &Const) -> Result<Vec<f32>, NodeError> {
+        let s = self.shape(t);
+        let ch = *s.get(1).ok_or("the tensor has no channel dim")?;
+        let v = c.f32s();
+        let dims: Vec<usize> = c.dims.iter().copied().skip_while(|&d| d == 1).collect();
+        let per_channel = s.len() == 4 && (dims == [ch] || dims == [ch, 1, 1]);
+        if v.len() == 1 {
+            Ok(vec![v[0]; ch])
+        } else if per_channel || (s.len() == 2 && dims == [ch]) {
+            Ok(v)
+        } else {
+            Err(format!(
+                "the constant {:?} is not per-channel for a {s:?} tensor (only scalars and [c, 1, 1] broadcast)",
+                c.dims
+            )
+            .into())
+        }
+    }
+
+    /// A dense layer on `x` (flattened from 4-D if needed): `weight` is `[out, k]`.
+    pub fn dense(
+        &mut self,
+        x: TensorId,
+        out: usize,
+        k: usize,
+        weight: Vec<f32>,
+        bias: Option<Vec<f32>>,
+    ) -> super::registry::Import {
+        let s = self.shape(x);
+        let feats: usize = s[1..].iter().product();
+        if feats != k {
+            return Err(format!("input {s:?} has {feats} features; the weight expects {k}").into());
+        }
+        self.push_one(Op::Dense(DenseCfg::new(Param::new(vec![out, k], weight), bias)), &[x])
+    }
+
+    /// `Add(t, constant)`: the constant becomes the bias of the Dense or Conv
+    /// that computed `t`, when nothing else reads `t`.
+    pub fn fold_bias(&mut self, t: TensorId, c: &Const) -> Result<Value, NodeError> {
+        let read_once =
+            self.proto.input.iter().any(|i| {
+                self.imp.values.get(i) == Some(&Value::Tensor(t)) && self.imp.readers.get(i).copied() == Some(1)
+            });
+        let name = self.name.clone();
+        let g = self.imp.graph();
+        let not_a_bias = "adding a constant is only supported as the bias of the Gemm, MatMul or Conv before it";
+        let Some(p) = g.producer(t).filter(|_| read_once) else {
+            return Err(not_a_bias.into());
+        };
+        let vals = c.f32s();
+        let (bias, channels) = match &mut g.nodes[p].op {
+            Op::Dense(d) => (&mut d.bias, d.weight.shape[0]),
+            Op::Conv(cv) if cv.clamp.is_none() && !cv.residual => (&mut cv.bias, cv.weight.shape[0]),
+            _ => return Err(not_a_bias.into()),
+        };
+        if vals.len() != channels {
+            return Err(format!(
+                "the constant has shape {:?}; a bias of {channels} values is expected",
+                c.dims
+            )
+            .into());
+        }
+        let b = bias.get_or_insert_with(|| vec![0.0; channels]);
+        for (x, v) in b.iter_mut().zip(vals) {
+            *x += v;
+        }
+        g.nodes[p].fused.push(name);
+        Ok(Value::Tensor(t))
+    }
+}
+
+/// One value: the node's only output.
+pub fn one(v: Value) -> super::registry::Import {
+    Ok(vec![v])
+}

@@ -1,0 +1,298 @@
+//! ONNX front end: a `.onnx` file becomes an [`ir::Graph`](crate::ir::Graph).
+//!
+//! The [`registry`] holds one entry per operator (domain, opset range,
+//! inputs, attributes with their types and defaults, the import function),
+//! one file per operator family under `ops/`. Before anything is imported,
+//! every unsupported operator and every attribute problem of the whole
+//! graph is reported at once; then each node's import function emits typed
+//! IR ops. Constant sub-graphs (Constant nodes, Shape -> Gather ->
+//! Unsqueeze -> Concat chains) are folded during import; a Pad is held
+//! until the Conv that reads it absorbs it; a Transpose from NHWC is
+//! absorbed into the model input. An error in one node marks its outputs
+//! as failed so its readers do not repeat it.
+//!
+//! Adding an operator: an [`registry::OpDef`] in the file of its family
+//! (`ops/*.rs`) with its import function; nothing else lists it.
+
+mod import;
+mod ops;
+pub mod registry;
+
+use crate::diag::{Diagnostic, Location};
+use crate::ir::{Graph, INPUT};
+use import::{node_name, tensor_const, Importer, Node, Value};
+use onnx_protobuf::{Message, ModelProto, NodeProto, TensorProto};
+use registry::{Attrs, OPSETS};
+use std::collections::HashMap;
+
+/// Reads an ONNX model file into an unoptimized IR graph.
+pub fn load(path: &std::path::Path) -> Result<Graph, Vec<Diagnostic>> {
+    let bytes = std::fs::read(path).map_err(|e| vec![Diagnostic::msg(format!("cannot read: {e}")).in_file(path)])?;
+    let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
+    parse(&bytes, name).map_err(|es| es.into_iter().map(|e| e.in_file(path)).collect())
+}
+
+/// Parses ONNX bytes.
+pub fn parse(bytes: &[u8], name: &str) -> Result<Graph, Vec<Diagnostic>> {
+    let err = |m: String| vec![Diagnostic::msg(m)];
+    let model = ModelProto::parse_from_bytes(bytes).map_err(|e| {
+        err(format!(
+            "cannot decode the file as an ONNX model (protobuf: {e}); is it truncated or not ONNX?"
+        ))
+    })?;
+    let Some(graph) = model.graph.as_ref() else {
+        return Err(err("not a valid ONNX model: it has no graph".into()));
+    };
+    if graph.node.is_empty() {
+        return Err(err(
+            "not a valid ONNX model: its graph has no nodes (is the file truncated?)".into(),
+        ));
+    }
+    let opset = model
+        .opset_import
+        .iter()
+        .find(|o| registry::default_domain(&o.domain))
+        .map(|o| o.version)
+        .ok_or_else(|| err("the model imports no opset of the default domain (ai.onnx)".into()))?;
+    if !OPSETS.contains(&opset) {
+        return Err(err(format!(
+            "opset {opset} is not supported (supported: {} to {})",
+            OPSETS.start(),
+            OPSETS.end()
+        )));
+    }
+
+    // Unsupported operators, all at once.
+    let mut errors = Vec::new();
+    let mut defs = Vec::with_capacity(graph.node.len());
+    for (i, n) in graph.node.iter().enumerate() {
+        let def = registry::find(&n.domain, &n.op_type).filter(|d| d.opsets.contains(&opset));
+        if def.is_none() {
+            let domain = if registry::default_domain(&n.domain) {
+                String::new()
+            } else {
+                format!(" (domain {})", n.domain)
+            };
+            errors.push(Diagnostic::onnx(
+                &node_name(n, i),
+                &n.op_type,
+                None,
+                format!("operator {}{domain} is not supported", n.op_type),
+            ));
+        }
+        defs.push(def);
+    }
+    if let Some(last) = errors.pop() {
+        errors.push(last.with_help(format!("supported operators: {}", registry::names().join(", "))));
+        return Err(errors);
+    }
+
+    // Inputs and attributes, all at once (before import, so one bad node
+    // cannot hide another).
+    let weights: HashMap<&str, &TensorProto> = graph.initializer.iter().map(|t| (t.name.as_str(), t)).collect();
+    for (i, (n, def)) in graph.node.iter().zip(&defs).enumerate() {
+        let def = def.expect("checked above");
+        let attrs = Attrs::new(n, def);
+        let mut problems = attrs.check(opset);
+        if !def.inputs.contains(&n.input.len()) {
+            problems.push(
+                format!(
+                    "has {} inputs; {} takes {} to {}",
+                    n.input.len(),
+                    n.op_type,
+                    def.inputs.start(),
+                    def.inputs.end()
+                )
+                .into(),
+            );
+        }
+        if let Some(check) = def.check {
+            problems.extend(check(n, &attrs, &weights));
+        }
+        let name = node_name(n, i);
+        errors.extend(problems.into_iter().map(|e| registry::diagnostic(&name, &n.op_type, e)));
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let order = topological_order(&graph.node)?;
+    let mut imp = Importer::new(opset);
+    for n in &graph.node {
+        for i in &n.input {
+            *imp.readers.entry(i.clone()).or_insert(0) += 1;
+        }
+    }
+    for o in &graph.output {
+        *imp.readers.entry(o.name.clone()).or_insert(0) += 1;
+    }
+    for t in &graph.initializer {
+        match tensor_const(t) {
+            Ok(c) => {
+                imp.values.insert(t.name.clone(), Value::Const(c));
+            }
+            Err(e) => imp.errors.push(Diagnostic::error(
+                Location::OnnxValue {
+                    kind: "initializer",
+                    name: t.name.clone(),
+                },
+                e,
+            )),
+        }
+    }
+    imp.input(graph, name, &model)?;
+    for &i in &order {
+        import_node(&mut imp, &graph.node[i], i, defs[i].expect("checked above"));
+    }
+    if !imp.errors.is_empty() {
+        return Err(imp.errors);
+    }
+    let mut g = imp.finish();
+    if graph.output.len() != 1 {
+        return Err(err(format!(
+            "the model has {} outputs; mncc compiles models with one output",
+            graph.output.len()
+        )));
+    }
+    let out = &graph.output[0].name;
+    let at = |m: &str| {
+        vec![Diagnostic::error(
+            Location::OnnxValue {
+                kind: "output",
+                name: out.clone(),
+            },
+            m,
+        )]
+    };
+    match imp.values.get(out) {
+        Some(Value::Tensor(t)) if *t != INPUT => g.output = *t,
+        Some(Value::Tensor(_)) => return Err(at("is the model input: nothing to compute")),
+        Some(_) => return Err(at("is a constant: nothing to compute")),
+        None => return Err(at("is not produced by any node")),
+    }
+    Ok(g)
+}
+
+/// Imports node `n` (index `i`) with its operator's import function.
+fn import_node(imp: &mut Importer, n: &NodeProto, i: usize, def: &'static registry::OpDef) {
+    let name = node_name(n, i);
+    // Transposes of the input were absorbed by `Importer::input`.
+    if n.op_type == "Transpose"
+        && n.output
+            .iter()
+            .all(|o| imp.values.get(o) == Some(&Value::Tensor(INPUT)))
+    {
+        return;
+    }
+    let mut ins = Vec::new();
+    for inp in &n.input {
+        if inp.is_empty() {
+            ins.push(None);
+            continue;
+        }
+        match imp.values.get(inp) {
+            Some(Value::Failed) => return imp.fail(n),
+            Some(v) => ins.push(Some(v.clone())),
+            None => {
+                imp.errors.push(Diagnostic::onnx(
+                    &name,
+                    &n.op_type,
+                    None,
+                    format!("input `{inp}` is neither a graph input, an initializer nor the output of a node"),
+                ));
+                return imp.fail(n);
+            }
+        }
+    }
+    let unique = imp.unique(&name);
+    let mut node = Node {
+        imp,
+        proto: n,
+        name: unique,
+        ins,
+        attrs: Attrs::new(n, def),
+    };
+    match (def.import)(&mut node) {
+        Ok(outs) => {
+            for (o, v) in n.output.iter().zip(outs) {
+                if !o.is_empty() {
+                    imp.values.insert(o.clone(), v);
+                }
+            }
+        }
+        Err(e) => {
+            imp.errors.push(registry::diagnostic(&name, &n.op_type, e));
+            imp.fail(n);
+        }
+    }
+}
+
+/// Nodes in an order where every input is produced before it is read
+/// (ONNX requires sorted graphs, but not every file is).
+fn topological_order(nodes: &[NodeProto]) -> Result<Vec<usize>, Vec<Diagnostic>> {
+    let mut producer: HashMap<&str, usize> = HashMap::new();
+    for (i, n) in nodes.iter().enumerate() {
+        for o in &n.output {
+            if !o.is_empty() {
+                producer.insert(o, i);
+            }
+        }
+    }
+    let deps: Vec<Vec<usize>> = nodes
+        .iter()
+        .map(|n| {
+            n.input
+                .iter()
+                .filter_map(|i| producer.get(i.as_str()).copied())
+                .collect()
+        })
+        .collect();
+    let mut state = vec![0u8; nodes.len()]; // 0 new, 1 on stack, 2 done
+    let mut order = Vec::with_capacity(nodes.len());
+    for root in 0..nodes.len() {
+        let mut stack = vec![(root, 0usize)];
+        while let Some(&mut (i, ref mut k)) = stack.last_mut() {
+            if *k == 0 {
+                if state[i] == 2 {
+                    stack.pop();
+                    continue;
+                }
+                state[i] = 1;
+            }
+            if let Some(&d) = deps[i].get(*k) {
+                *k += 1;
+                match state[d] {
+                    0 => stack.push((d, 0)),
+                    1 => {
+                        let cycle: Vec<String> = stack
+                            .iter()
+                            .skip_while(|(j, _)| *j != d)
+                            .map(|(j, _)| format!("`{}`", node_name(&nodes[*j], *j)))
+                            .collect();
+                        return Err(vec![Diagnostic::msg(format!(
+                            "the graph has a cycle through nodes {}",
+                            cycle.join(" -> ")
+                        ))]);
+                    }
+                    _ => {}
+                }
+            } else {
+                state[i] = 2;
+                order.push(i);
+                stack.pop();
+            }
+        }
+    }
+    Ok(order)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for bytes in [&b""[..], b"hello world", &[0xff; 64], &[0x0a, 0x05, 0x01]] {
+            assert!(parse(bytes, "m").is_err());
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! Conv, Pad (absorbed by the Conv that reads it), BatchNormalization.
+
+use crate::ir::{BatchNormCfg, ConvCfg, Op, Param};
+use crate::onnx::import::{one, usizes, Node, Value};
+use crate::onnx::registry::{attr, AttrKind::*, Attrs, Dflt, Import, NodeError, OpDef};
+use onnx_protobuf::{NodeProto, TensorProto};
+use std::collections::HashMap;
+
+pub const OPS: &[OpDef] = &[
+    OpDef {
+        name: "Conv",
+        domain: "",
+        opsets: 1..=i64::MAX,
+        inputs: 2..=3,
+        attrs: &[
+            attr("auto_pad", Str, Dflt::Str("NOTSET")),
+            attr("dilations", Ints, Dflt::None),
+            attr("group", Int, Dflt::Int(1)),
+            attr("kernel_shape", Ints, Dflt::None),
+            attr("pads", Ints, Dflt::None),
+            attr("strides", Ints, Dflt::None),
+        ],
+        check: Some(check_conv),
+        import: conv,
+    },
+    OpDef {
+        name: "Pad",
+        domain: "",
+        opsets: 1..=i64::MAX,
+        inputs: 1..=4,
+        attrs: &[
+            attr("mode", Str, Dflt::Str("constant")),
+            crate::onnx::registry::attr_until("pads", Ints, Dflt::None, 10),
+            crate::onnx::registry::attr_until("value", Float, Dflt::Float(0.0), 10),
+        ],
+        check: None,
+        import: pad,
+    },
+    OpDef {
+        name: "BatchNormalization",
+        domain: "",
+        opsets: 1..=i64::MAX,
+        inputs: 5..=5,
+        attrs: &[
+            attr("epsilon", Float, Dflt::Float(1e-5)),
+            attr("momentum", Float, Dflt::Float(0.9)),
+            attr("training_mode", Int, Dflt::Int(0)),
+            attr("spatial", Int, Dflt::Int(1)),
+            attr("is_test", Int, Dflt::Int(0)),
+            attr("consumed_inputs", Ints, Dflt::None),
+        ],
+        check: None,
+        import: batch_norm,
+    },
+];
+
+/// Dilations other than 1, and groups that are neither 1 nor depthwise
+/// (what the weight's shape says), before import.
+fn check_conv(n: &NodeProto, a: &Attrs<'_>, weights: &HashMap<&str, &TensorProto>) -> Vec<NodeError> {
+    let mut problems = Vec::new();
+    if let Some(d) = a.ints("dilations").filter(|d| d.iter().any(|&v| v != 1)) {
+        problems.push(NodeError::attr(
+            "dilations",
+            format!("dilations {d:?} are not supported (only 1)"),
+        ));
+    }
+    let group = a.int("group");
+    let per_group = n
+        .input
+        .get(1)
+        .and_then(|w| weights.get(w.as_str()))
+        .and_then(|w| w.dims.get(1).copied());
+    if group != 1 && per_group.is_some_and(|c| c != 1) {
+        problems.push(NodeError::attr(
+            "group",
+            format!(
+                "group = {group} with {} input channels per group is a grouped convolution; only full (group = 1) and depthwise (group = channels) are supported",
+                per_group.unwrap_or(0)
+            ),
+        ));
+    }
+    problems
+}
+
+fn conv(n: &mut Node<'_>) -> Import {
+    let (x, pending) = match n.arg(0) {
+        Some(Value::Padded(t, p)) => (t, p),
+        _ => (n.tensor(0)?, [0; 4]),
+    };
+    let w = n.constant(1, "weight")?;
+    let b = n.opt_const(2, "bias")?;
+    if w.dims.len() != 4 {
+        return Err(format!(
+            "weight has shape {:?}; a 2-D convolution needs [out, in/group, kh, kw]",
+            w.dims
+        )
+        .into());
+    }
+    let a = &n.attrs;
+    let (kh, kw) = (w.dims[2], w.dims[3]);
+    if let Some(ks) = a.ints("kernel_shape") {
+        if usizes(&ks, "kernel_shape")? != [kh, kw] {
+            return Err(NodeError::attr(
+                "kernel_shape",
+                format!("kernel_shape {ks:?} does not match the weight's {:?}", w.dims),
+            ));
+        }
+    }
+    let strides =
+        usizes(&a.ints("strides").unwrap_or(vec![1, 1]), "strides").map_err(|e| NodeError::attr("strides", e))?;
+    let [sh, sw] = strides[..] else {
+        return Err(NodeError::attr(
+            "strides",
+            format!("strides {strides:?} must have 2 values"),
+        ));
+    };
+    let xs = n.shape(x);
+    let (ih, iw) = (xs[2] + pending[0] + pending[2], xs[3] + pending[1] + pending[3]);
+    let same = |size: usize, k: usize, s: usize, upper: bool| -> (usize, usize) {
+        let out = size.div_ceil(s);
+        let total = ((out - 1) * s + k).saturating_sub(size);
+        let small = total / 2;
+        if upper {
+            (small, total - small)
+        } else {
+            (total - small, small)
+        }
+    };
+    let pads = match a.string("auto_pad").as_deref().unwrap_or("NOTSET") {
+        "NOTSET" | "" => {
+            let p = usizes(&a.ints("pads").unwrap_or(vec![0; 4]), "pads").map_err(|e| NodeError::attr("pads", e))?;
+            let [t, l, b, r] = p[..] else {
+                return Err(NodeError::attr("pads", format!("pads {p:?} must have 4 values")));
+            };
+            [t, l, b, r]
+        }
+        "VALID" => [0; 4],
+        mode @ ("SAME_UPPER" | "SAME_LOWER") => {
+            let upper = mode == "SAME_UPPER";
+            let (t, b) = same(ih, kh, sh, upper);
+            let (l, r) = same(iw, kw, sw, upper);
+            [t, l, b, r]
+        }
+        other => {
+            return Err(NodeError::attr(
+                "auto_pad",
+                format!("auto_pad {other} is not supported (NOTSET, VALID, SAME_UPPER, SAME_LOWER are)"),
+            ))
+        }
+    };
+    let pads = [
+        pads[0] + pending[0],
+        pads[1] + pending[1],
+        pads[2] + pending[2],
+        pads[3] + pending[3],
+    ];
+    let group = a.int("group");
+    let group = usize::try_from(group).map_err(|_| NodeError::attr("group", format!("group {group} is invalid")))?;
+    let mut cfg = ConvCfg::new(Param::new(w.dims.clone(), w.f32s()), [sh, sw], pads, group);
+    if let Some(b) = b {
+        cfg.bias = Some(b.f32s());
+    }
+    n.push_one(Op::Conv(cfg), &[x])
+}
+
+fn pad(n: &mut Node<'_>) -> Import {
+    let x = n.tensor(0)?;
+    let a = &n.attrs;
+    let mode = a.string("mode").unwrap_or_else(|| "constant".into());
+    if mode != "constant" {
+        return Err(NodeError::attr(
+            "mode",
+            format!("mode {mode} is not supported (only constant)"),
+        ));
+    }
+    let (pads, value) = if n.opset() < 11 {
+        (
+            a.ints("pads")
+                .ok_or(NodeError::attr("pads", "the pads attribute is missing"))?,
+            a.float("value"),
+        )
+    } else {
+        if n.arg(3).is_some() {
+            return Err("the axes input is not supported".into());
+        }
+        let v = n
+            .opt_const(2, "constant_value")?
+            .map_or(Some(0.0), |c| c.scalar())
+            .ok_or("constant_value must be a scalar")?;
+        (n.constant(1, "pads")?.i64s(), v)
+    };
+    if value != 0.0 {
+        return Err(format!("padding with {value} is not supported (only 0)").into());
+    }
+    let p = usizes(&pads, "pads")?;
+    if p.len() != 8 || p[0] != 0 || p[1] != 0 || p[4] != 0 || p[5] != 0 {
+        return Err(format!("pads {pads:?}: only height and width of a 4-D tensor may be padded").into());
+    }
+    one(Value::Padded(x, [p[2], p[3], p[6], p[7]]))
+}
+
+fn batch_norm(n: &mut Node<'_>) -> Import {
+    if n.attrs.int("training_mode") != 0 {
+        return Err(NodeError::attr(
+            "training_mode",
+            "training_mode = 1 is not supported (inference only)",
+        ));
+    }
+    if (1..n.proto.output.len()).any(|k| n.output_read(k)) {
+        return Err("the running mean/variance outputs are read; only inference is supported".into());
+    }
+    let x = n.tensor(0)?;
+    let [g, b, m, v] =
+        [(1, "scale"), (2, "bias"), (3, "mean"), (4, "var")].map(|(k, w)| n.constant(k, w).map(|c| c.f32s()));
+    let cfg = BatchNormCfg {
+        gamma: g?,
+        beta: b?,
+        mean: m?,
+        var: v?,
+        eps: n.attrs.float("epsilon"),
+    };
+    n.push_one(Op::BatchNorm(cfg), &[x])
+}

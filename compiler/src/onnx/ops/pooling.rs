@@ -1,0 +1,100 @@
+//! Pooling: GlobalAveragePool, and AveragePool and ReduceMean where they
+//! are a global average over the spatial axes.
+
+use crate::ir::Op;
+use crate::onnx::import::{one, usizes, Node, Value};
+use crate::onnx::registry::{attr, attr_until, AttrKind::*, Dflt, Import, NodeError, OpDef};
+
+pub const OPS: &[OpDef] = &[
+    OpDef {
+        name: "GlobalAveragePool",
+        domain: "",
+        opsets: 1..=i64::MAX,
+        inputs: 1..=1,
+        attrs: &[],
+        check: None,
+        import: global_average_pool,
+    },
+    OpDef {
+        name: "AveragePool",
+        domain: "",
+        opsets: 1..=i64::MAX,
+        inputs: 1..=1,
+        attrs: &[
+            attr("auto_pad", Str, Dflt::Str("NOTSET")),
+            attr("ceil_mode", Int, Dflt::Int(0)),
+            attr("count_include_pad", Int, Dflt::Int(0)),
+            attr("kernel_shape", Ints, Dflt::None),
+            attr("pads", Ints, Dflt::None),
+            attr("strides", Ints, Dflt::None),
+            attr("dilations", Ints, Dflt::None),
+        ],
+        check: None,
+        import: average_pool,
+    },
+    OpDef {
+        name: "ReduceMean",
+        domain: "",
+        opsets: 1..=i64::MAX,
+        inputs: 1..=2,
+        attrs: &[
+            attr_until("axes", Ints, Dflt::None, 17),
+            attr("keepdims", Int, Dflt::Int(1)),
+            attr("noop_with_empty_axes", Int, Dflt::Int(0)),
+        ],
+        check: None,
+        import: reduce_mean,
+    },
+];
+
+fn global_average_pool(n: &mut Node<'_>) -> Import {
+    let x = n.tensor(0)?;
+    n.push_one(Op::GlobalAvgPool, &[x])
+}
+
+fn average_pool(n: &mut Node<'_>) -> Import {
+    let x = n.tensor(0)?;
+    let s = n.shape(x);
+    let k = usizes(
+        &n.attrs
+            .ints("kernel_shape")
+            .ok_or(NodeError::attr("kernel_shape", "kernel_shape is missing"))?,
+        "kernel_shape",
+    )?;
+    let pads = n.attrs.ints("pads").unwrap_or(vec![0; 4]);
+    if k != s[2..] || pads.iter().any(|&p| p != 0) {
+        return Err(format!(
+            "only a global average pool is supported (kernel {k:?} over the whole {}x{} input, no padding)",
+            s[2], s[3]
+        )
+        .into());
+    }
+    n.push_one(Op::GlobalAvgPool, &[x])
+}
+
+fn reduce_mean(n: &mut Node<'_>) -> Import {
+    let x = n.tensor(0)?;
+    let axes = if n.opset() < 18 {
+        n.attrs.ints("axes")
+    } else {
+        n.opt_const(1, "axes")?.map(|c| c.i64s())
+    };
+    let mut axes = axes.ok_or("reducing over all axes is not supported (give axes [2, 3])")?;
+    axes.iter_mut().for_each(|v| *v = if *v < 0 { *v + 4 } else { *v });
+    axes.sort();
+    if axes != [2, 3] {
+        return Err(format!("only the mean over the spatial axes [2, 3] is supported, not {axes:?}").into());
+    }
+    let name = n.name.clone();
+    let t = n.push(&name, Op::GlobalAvgPool, &[x])?;
+    if n.attrs.int("keepdims") == 0 {
+        let c = n.shape(t)[1];
+        one(Value::Tensor(n.push(
+            &format!("{name}.squeeze"),
+            Op::Reshape(vec![1, c]),
+            &[t],
+        )?))
+    } else {
+        one(Value::Tensor(t))
+    }
+}

@@ -1,0 +1,346 @@
+//! Shapes and constants: Flatten, Reshape, Squeeze, Unsqueeze (views of a
+//! tensor, or folded on constants), Constant, Shape, Gather, Concat, Cast
+//! (folded: the chains that compute a Reshape's target shape), Transpose
+//! (of the NHWC input only; absorbed into the input layout).
+
+use crate::ir::Op;
+use crate::onnx::import::{one, tensor_const, Const, Data, Node, Value};
+use crate::onnx::registry::{attr, attr_until, AttrKind::*, Dflt, Import, NodeError, OpDef};
+
+pub const OPS: &[OpDef] = &[
+    OpDef {
+        name: "Flatten",
+        domain: "",
+        opsets: 1..=i64::MAX,
+        inputs: 1..=1,
+        attrs: &[attr("axis", Int, Dflt::Int(1))],
+        check: None,
+        import: flatten,
+    },
+    OpDef {
+        name: "Reshape",
+        domain: "",
+        opsets: 5..=i64::MAX,
+        inputs: 2..=2,
+        attrs: &[attr("allowzero", Int, Dflt::Int(0))],
+        check: None,
+        import: reshape,
+    },
+    OpDef {
+        name: "Squeeze",
+        domain: "",
+        opsets: 1..=i64::MAX,
+        inputs: 1..=2,
+        attrs: &[attr_until("axes", Ints, Dflt::None, 12)],
+        check: None,
+        import: squeeze,
+    },
+    OpDef {
+        name: "Unsqueeze",
+        domain: "",
+        opsets: 1..=i64::MAX,
+        inputs: 1..=2,
+        attrs: &[attr_until("axes", Ints, Dflt::None, 12)],
+        check: None,
+        import: unsqueeze,
+    },
+    OpDef {
+        name: "Constant",
+        domain: "",
+        opsets: 1..=i64::MAX,
+        inputs: 0..=0,
+        attrs: &[
+            attr("value", Tensor, Dflt::None),
+            attr("value_float", Float, Dflt::None),
+            attr("value_floats", Floats, Dflt::None),
+            attr("value_int", Int, Dflt::None),
+            attr("value_ints", Ints, Dflt::None),
+        ],
+        check: None,
+        import: constant,
+    },
+    OpDef {
+        name: "Transpose",
+        domain: "",
+        opsets: 1..=i64::MAX,
+        inputs: 1..=1,
+        attrs: &[attr("perm", Ints, Dflt::None)],
+        check: None,
+        import: transpose,
+    },
+    OpDef {
+        name: "Shape",
+        domain: "",
+        opsets: 1..=i64::MAX,
+        inputs: 1..=1,
+        attrs: &[attr("start", Int, Dflt::Int(0)), attr("end", Int, Dflt::None)],
+        check: None,
+        import: shape,
+    },
+    OpDef {
+        name: "Gather",
+        domain: "",
+        opsets: 1..=i64::MAX,
+        inputs: 2..=2,
+        attrs: &[attr("axis", Int, Dflt::Int(0))],
+        check: None,
+        import: gather,
+    },
+    OpDef {
+        name: "Concat",
+        domain: "",
+        opsets: 1..=i64::MAX,
+        inputs: 1..=usize::MAX,
+        attrs: &[attr("axis", Int, Dflt::None)],
+        check: None,
+        import: concat,
+    },
+    OpDef {
+        name: "Cast",
+        domain: "",
+        opsets: 1..=i64::MAX,
+        inputs: 1..=1,
+        attrs: &[
+            attr("to", Int, Dflt::None),
+            attr("saturate", Int, Dflt::Int(1)),
+            attr("round_mode", Str, Dflt::None),
+        ],
+        check: None,
+        import: cast,
+    },
+];
+
+/// `dims` split at `axis` into the products before and after it.
+fn split_dims(dims: &[usize], axis: i64) -> Result<(usize, usize), NodeError> {
+    let rank = dims.len() as i64;
+    let a = if axis < 0 { axis + rank } else { axis };
+    if !(0..=rank).contains(&a) {
+        return Err(NodeError::attr(
+            "axis",
+            format!("axis {axis} is out of range for shape {dims:?}"),
+        ));
+    }
+    Ok((dims[..a as usize].iter().product(), dims[a as usize..].iter().product()))
+}
+
+/// ONNX Reshape semantics: 0 copies the input's dim (unless `allowzero`),
+/// -1 is inferred.
+fn reshape_dims(input: &[usize], target: &[i64], allowzero: bool) -> Result<Vec<usize>, String> {
+    let total: usize = input.iter().product();
+    let mut dims = Vec::with_capacity(target.len());
+    let mut infer = None;
+    for (i, &t) in target.iter().enumerate() {
+        match t {
+            -1 if infer.is_none() => {
+                infer = Some(i);
+                dims.push(1);
+            }
+            0 if !allowzero => dims.push(*input.get(i).ok_or(format!(
+                "shape {target:?}: dim {i} copies a dim the input {input:?} lacks"
+            ))?),
+            t if t >= 0 => dims.push(t as usize),
+            _ => return Err(format!("shape {target:?} is invalid")),
+        }
+    }
+    let known: usize = dims.iter().product();
+    if let Some(i) = infer {
+        if known == 0 || !total.is_multiple_of(known) {
+            return Err(format!("cannot reshape {input:?} into {target:?}"));
+        }
+        dims[i] = total / known;
+    }
+    if dims.iter().product::<usize>() != total {
+        return Err(format!("cannot reshape {input:?} ({total} elements) into {target:?}"));
+    }
+    Ok(dims)
+}
+
+/// A view of input 0 with dims `f(its dims)`: a constant keeps its values,
+/// a tensor gets a Reshape.
+fn view(n: &mut Node<'_>, f: impl Fn(&[usize]) -> Result<Vec<usize>, NodeError>) -> Import {
+    match n.arg(0) {
+        Some(Value::Const(c)) => {
+            let dims = f(&c.dims)?;
+            one(Value::Const(Const { dims, ..c }))
+        }
+        _ => {
+            let x = n.tensor(0)?;
+            let dims = f(&n.shape(x))?;
+            n.push_one(Op::Reshape(dims), &[x])
+        }
+    }
+}
+
+fn flatten(n: &mut Node<'_>) -> Import {
+    let axis = n.attrs.int("axis");
+    view(n, |d| split_dims(d, axis).map(|(l, r)| vec![l, r]))
+}
+
+fn reshape(n: &mut Node<'_>) -> Import {
+    let target = n.constant(1, "shape")?.i64s();
+    let allowzero = n.attrs.int("allowzero") != 0;
+    view(n, |d| Ok(reshape_dims(d, &target, allowzero)?))
+}
+
+/// The axes of a Squeeze or Unsqueeze: the attribute before opset 13, the
+/// input from it on.
+fn axes(n: &Node<'_>) -> Result<Option<Vec<i64>>, NodeError> {
+    if n.opset() < 13 {
+        Ok(n.attrs.ints("axes"))
+    } else {
+        Ok(n.opt_const(1, "axes")?.map(|c| c.i64s()))
+    }
+}
+
+fn squeeze(n: &mut Node<'_>) -> Import {
+    let axes = axes(n)?;
+    view(n, |dims| {
+        let rank = dims.len() as i64;
+        let axes: Vec<usize> = match &axes {
+            None => (0..dims.len()).filter(|&i| dims[i] == 1).collect(),
+            Some(a) => a.iter().map(|&v| (if v < 0 { v + rank } else { v }) as usize).collect(),
+        };
+        if let Some(&bad) = axes.iter().find(|&&i| dims.get(i) != Some(&1)) {
+            return Err(format!("cannot squeeze axis {bad} of shape {dims:?}").into());
+        }
+        Ok(dims
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !axes.contains(i))
+            .map(|(_, &d)| d)
+            .collect())
+    })
+}
+
+fn unsqueeze(n: &mut Node<'_>) -> Import {
+    let axes = axes(n)?.ok_or("axes are missing")?;
+    view(n, |dims| {
+        let rank = (dims.len() + axes.len()) as i64;
+        let mut axes: Vec<usize> = axes
+            .iter()
+            .map(|&v| (if v < 0 { v + rank } else { v }) as usize)
+            .collect();
+        axes.sort();
+        let mut out = dims.to_vec();
+        for a in axes {
+            if a > out.len() {
+                return Err(format!("axis {a} is out of range for shape {dims:?}").into());
+            }
+            out.insert(a, 1);
+        }
+        Ok(out)
+    })
+}
+
+fn constant(n: &mut Node<'_>) -> Import {
+    let a = &n.attrs;
+    let c = if let Some(t) = a.get("value") {
+        tensor_const(t.t.as_ref().ok_or(NodeError::attr("value", "value has no tensor"))?)
+            .map_err(|e| NodeError::attr("value", e))?
+    } else if let Some(v) = a.get("value_float") {
+        Const {
+            dims: vec![],
+            data: Data::F32(vec![v.f]),
+        }
+    } else if let Some(v) = a.get("value_floats") {
+        Const {
+            dims: vec![v.floats.len()],
+            data: Data::F32(v.floats.clone()),
+        }
+    } else if let Some(v) = a.get("value_int") {
+        Const::i64(vec![], vec![v.i])
+    } else if let Some(v) = a.get("value_ints") {
+        Const::i64(vec![v.ints.len()], v.ints.clone())
+    } else {
+        return Err("has no value".into());
+    };
+    one(Value::Const(c))
+}
+
+fn transpose(_: &mut Node<'_>) -> Import {
+    Err("only the NHWC -> NCHW transpose (perm 0,3,1,2) of the model input is supported".into())
+}
+
+fn shape(n: &mut Node<'_>) -> Import {
+    let dims = match n.arg(0) {
+        Some(Value::Const(c)) => c.dims,
+        _ => n.shape(n.tensor(0)?),
+    };
+    let rank = dims.len() as i64;
+    let clip = |v: i64| (if v < 0 { v + rank } else { v }).clamp(0, rank) as usize;
+    let (s, e) = (clip(n.attrs.int("start")), clip(n.attrs.opt_int("end").unwrap_or(rank)));
+    let v: Vec<i64> = dims[s..e.max(s)].iter().map(|&d| d as i64).collect();
+    one(Value::Const(Const::i64(vec![v.len()], v)))
+}
+
+fn gather(n: &mut Node<'_>) -> Import {
+    let data = n.constant(0, "data")?;
+    let idx = n.constant(1, "indices")?;
+    if n.attrs.int("axis") != 0 || data.dims.len() != 1 {
+        return Err("only gathering from a 1-D constant (a shape) is supported".into());
+    }
+    let len = data.len() as i64;
+    let vals = data.i64s();
+    let mut out = Vec::new();
+    for i in idx.i64s() {
+        let j = if i < 0 { i + len } else { i };
+        let v = usize::try_from(j).ok().and_then(|j| vals.get(j));
+        out.push(*v.ok_or(format!("index {i} is out of range for {len} values"))?);
+    }
+    let is_f32 = matches!(data.data, Data::F32(_));
+    let c = Const::i64(idx.dims.clone(), out);
+    one(Value::Const(if is_f32 {
+        Const {
+            data: Data::F32(c.f32s()),
+            ..c
+        }
+    } else {
+        c
+    }))
+}
+
+fn concat(n: &mut Node<'_>) -> Import {
+    let parts: Vec<Const> = (0..n.ins.len())
+        .map(|k| n.constant(k, "part"))
+        .collect::<Result<_, _>>()?;
+    if parts.iter().any(|p| p.dims.len() != 1) || n.attrs.int("axis") != 0 {
+        return Err("only concatenating 1-D constants (shapes) is supported".into());
+    }
+    let v: Vec<i64> = parts.iter().flat_map(|p| p.i64s()).collect();
+    one(Value::Const(Const::i64(vec![v.len()], v)))
+}
+
+fn cast(n: &mut Node<'_>) -> Import {
+    let c = n.constant(0, "input")?;
+    let data = match n.attrs.int("to") {
+        1 | 11 => Data::F32(c.f32s()),
+        6 | 7 => Data::I64(c.i64s()),
+        t => {
+            return Err(NodeError::attr(
+                "to",
+                format!("cast to element type {t} is not supported"),
+            ))
+        }
+    };
+    one(Value::Const(Const { dims: c.dims, data }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reshape_semantics() {
+        assert_eq!(
+            reshape_dims(&[1, 256, 1, 1], &[-1, 256, 1, 1], false).unwrap(),
+            vec![1, 256, 1, 1]
+        );
+        assert_eq!(
+            reshape_dims(&[1, 1000, 1, 1], &[1, 1000], false).unwrap(),
+            vec![1, 1000]
+        );
+        assert_eq!(reshape_dims(&[1, 8, 2, 2], &[0, -1], false).unwrap(), vec![1, 32]);
+        assert!(reshape_dims(&[1, 8], &[3, -1], false).is_err());
+        assert!(reshape_dims(&[1, 8], &[-1, -1], false).is_err());
+    }
+}
