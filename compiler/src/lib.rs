@@ -97,7 +97,7 @@ pub fn compile_for(model: &Model, target: &Target) -> Result<lower::Program, Err
         None => e,
     };
     let (g, reports) = passes::optimize(model.graph.clone()).map_err(|e| place(Error::msg(e)))?;
-    lower::lower(&g, reports, target).map_err(|d| place(Error::from(d)))
+    lower::lower(&g, reports, target).map_err(place)
 }
 
 /// Writes `out` (a `.rs` file) and its weight blob beside it

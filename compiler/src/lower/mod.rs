@@ -19,7 +19,7 @@ pub mod schedule;
 mod select;
 pub mod storage;
 
-use crate::diag::Diagnostic;
+use crate::diag::Error;
 use crate::ir::{Activation, Clamp, ElemType, Graph, Layout, TensorId, INPUT};
 use crate::passes::PassReport;
 pub use crate::target::Target;
@@ -328,7 +328,7 @@ fn same_order_in_nhwc(shape: &[usize]) -> bool {
 }
 
 /// Lowers an optimized graph (see [`crate::passes::optimize`]).
-pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Program, Diagnostic> {
+pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Program, Error> {
     let mut blob = pack::Blob::default();
     let mut layers = Vec::new();
     // A Reshape that keeps the NHWC storage order is a view: its output is
@@ -351,7 +351,7 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
     let out_type = g.tensors[g.output].ty.elem;
     if !same_order_in_nhwc(out_shape) && output != INPUT {
         if out_type != ElemType::F32 {
-            return Err(Diagnostic::msg(format!(
+            return Err(Error::msg(format!(
                 "the model output is a {out_type} feature map; only float32 feature maps are transposed to NCHW"
             )));
         }

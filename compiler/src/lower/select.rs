@@ -17,7 +17,7 @@
 
 use super::pack::{self, Blob};
 use super::{same_order_in_nhwc, schedule, Kernel, Layer};
-use crate::diag::Diagnostic;
+use crate::diag::{Diagnostic, Error};
 use crate::ir::{Activation, Clamp, ElemType, Graph, Layout, Node, Op, TensorId, INPUT};
 use crate::target::Target;
 use mncc_abi::{ConvShape, PointwiseShape};
@@ -39,11 +39,11 @@ pub(super) fn layer(
     alias: &mut [TensorId],
     target: &Target,
     blob: &mut Blob,
-) -> Result<Option<Layer>, Diagnostic> {
+) -> Result<Option<Layer>, Error> {
     let input_is_plain = g.input.dtype == ElemType::F32 && g.input.layout == Layout::Nhwc;
     let x = &g.tensors[n.inputs[0]].shape;
     let y = &g.tensors[n.output].shape;
-    let at = |msg: String| Diagnostic::node(&n.name, n.op.kind(), msg);
+    let at = |msg: String| Error::from(Diagnostic::node(&n.name, n.op.kind(), msg));
     if x.first() != Some(&1) {
         return Err(at(format!("batch size {} is not supported (only 1)", x[0])));
     }

@@ -3,7 +3,7 @@
 //! ([`crate::plan`]), and the AMX layers' scratch past the planned tensors.
 
 use super::{Kernel, Layer, Step, Storage};
-use crate::diag::Diagnostic;
+use crate::diag::{Diagnostic, Error};
 use crate::ir::{TensorId, INPUT};
 use crate::plan::{self, Interval};
 use mncc_abi::{amx, ALIGN};
@@ -31,11 +31,11 @@ pub struct Plan {
 /// Each arena tensor lives from the layer that writes it to the last layer
 /// that reads it; a banded pointwise layer's input stays live through the
 /// depthwise step after it, which writes while bands still read it.
-pub fn plan(layers: &[Layer], steps: &[Step], bytes: &[usize], output: TensorId) -> Result<Plan, Diagnostic> {
+pub fn plan(layers: &[Layer], steps: &[Step], bytes: &[usize], output: TensorId) -> Result<Plan, Error> {
     let mut storage: Vec<Option<Storage>> = vec![None; bytes.len()];
     storage[INPUT] = Some(Storage::Input);
     if output == INPUT {
-        return Err(Diagnostic::msg("the model output is its input: nothing to compute"));
+        return Err(Error::msg("the model output is its input: nothing to compute"));
     }
     storage[output] = Some(Storage::Output);
     // Layer index -> whether it is the pointwise layer of a banded step.
@@ -54,7 +54,8 @@ pub fn plan(layers: &[Layer], steps: &[Step], bytes: &[usize], output: TensorId)
                     &l.name,
                     l.op,
                     "the model output is read by another node, which is not supported",
-                ));
+                )
+                .into());
             }
             continue;
         }
