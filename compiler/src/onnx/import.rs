@@ -1,7 +1,7 @@
 //! The import state: ONNX values as they become IR tensors or constants,
 //! and [`Node`], what an operator's import function works with.
 
-use super::registry::{Attrs, NodeError};
+use super::attrs::{Attrs, NodeError};
 use crate::diag::Diagnostic;
 use crate::ir::{DenseCfg, ElemType, Graph, InputSpec, Layout, Op, Param, TensorId, INPUT};
 use onnx_protobuf::{GraphProto, ModelProto, NodeProto, TensorProto};
@@ -76,6 +76,9 @@ pub enum Value {
     /// The output of a node that failed (already reported).
     Failed,
 }
+
+/// What an import function returns: one value per node output.
+pub type Import = Result<Vec<Value>, NodeError>;
 
 /// A tensor initializer or a Constant node's tensor as a [`Const`].
 pub fn tensor_const(t: &TensorProto) -> Result<Const, String> {
@@ -405,7 +408,7 @@ impl Node<'_> {
     }
 
     /// Appends an IR node under the node's own name: its one output.
-    pub fn push_one(&mut self, op: Op, inputs: &[TensorId]) -> super::registry::Import {
+    pub fn push_one(&mut self, op: Op, inputs: &[TensorId]) -> Import {
         let name = self.name.clone();
         Ok(vec![Value::Tensor(self.push(&name, op, inputs)?)])
     }
@@ -432,14 +435,7 @@ impl Node<'_> {
     }
 
     /// A dense layer on `x` (flattened from 4-D if needed): `weight` is `[out, k]`.
-    pub fn dense(
-        &mut self,
-        x: TensorId,
-        out: usize,
-        k: usize,
-        weight: Vec<f32>,
-        bias: Option<Vec<f32>>,
-    ) -> super::registry::Import {
+    pub fn dense(&mut self, x: TensorId, out: usize, k: usize, weight: Vec<f32>, bias: Option<Vec<f32>>) -> Import {
         let s = self.shape(x);
         let feats: usize = s[1..].iter().product();
         if feats != k {
@@ -484,6 +480,6 @@ impl Node<'_> {
 }
 
 /// One value: the node's only output.
-pub fn one(v: Value) -> super::registry::Import {
+pub fn one(v: Value) -> Import {
     Ok(vec![v])
 }

@@ -1,8 +1,8 @@
 //! ONNX front end: a `.onnx` file becomes an [`ir::Graph`](crate::ir::Graph).
 //!
-//! The [`registry`] holds one entry per operator (domain, opset range,
-//! inputs, attributes with their types and defaults, the import function),
-//! one file per operator family under `ops/`. Before anything is imported,
+//! One [`registry::OpDef`] per operator (domain, opset range, inputs,
+//! attributes with their types and defaults, the import function), in one
+//! file per operator family under `ops/`, which lists them. Before anything is imported,
 //! every unsupported operator and every attribute problem of the whole
 //! graph is reported at once; then each node's import function emits typed
 //! IR ops. Constant sub-graphs (Constant nodes, Shape -> Gather ->
@@ -14,15 +14,17 @@
 //! Adding an operator: an [`registry::OpDef`] in the file of its family
 //! (`ops/*.rs`) with its import function; nothing else lists it.
 
+mod attrs;
 mod import;
 mod ops;
 pub mod registry;
 
 use crate::diag::{Diagnostic, Location};
 use crate::ir::{Graph, INPUT};
+use attrs::Attrs;
 use import::{node_name, tensor_const, Importer, Node, Value};
 use onnx_protobuf::{Message, ModelProto, NodeProto, TensorProto};
-use registry::{Attrs, OPSETS};
+use registry::OPSETS;
 use std::collections::HashMap;
 
 /// Reads an ONNX model file into an unoptimized IR graph.
@@ -66,7 +68,7 @@ pub fn parse(bytes: &[u8], name: &str) -> Result<Graph, Vec<Diagnostic>> {
     let mut errors = Vec::new();
     let mut defs = Vec::with_capacity(graph.node.len());
     for (i, n) in graph.node.iter().enumerate() {
-        let def = registry::find(&n.domain, &n.op_type).filter(|d| d.opsets.contains(&opset));
+        let def = ops::find(&n.domain, &n.op_type).filter(|d| d.opsets.contains(&opset));
         if def.is_none() {
             let domain = if registry::default_domain(&n.domain) {
                 String::new()
@@ -83,7 +85,7 @@ pub fn parse(bytes: &[u8], name: &str) -> Result<Graph, Vec<Diagnostic>> {
         defs.push(def);
     }
     if let Some(last) = errors.pop() {
-        errors.push(last.with_help(format!("supported operators: {}", registry::names().join(", "))));
+        errors.push(last.with_help(format!("supported operators: {}", ops::names().join(", "))));
         return Err(errors);
     }
 
@@ -92,7 +94,7 @@ pub fn parse(bytes: &[u8], name: &str) -> Result<Graph, Vec<Diagnostic>> {
     let weights: HashMap<&str, &TensorProto> = graph.initializer.iter().map(|t| (t.name.as_str(), t)).collect();
     for (i, (n, def)) in graph.node.iter().zip(&defs).enumerate() {
         let def = def.expect("checked above");
-        let attrs = Attrs::new(n, def);
+        let attrs = Attrs::new(n, def.attrs);
         let mut problems = attrs.check(opset);
         if !def.inputs.contains(&n.input.len()) {
             problems.push(
@@ -110,7 +112,7 @@ pub fn parse(bytes: &[u8], name: &str) -> Result<Graph, Vec<Diagnostic>> {
             problems.extend(check(n, &attrs, &weights));
         }
         let name = node_name(n, i);
-        errors.extend(problems.into_iter().map(|e| registry::diagnostic(&name, &n.op_type, e)));
+        errors.extend(problems.into_iter().map(|e| attrs::diagnostic(&name, &n.op_type, e)));
     }
     if !errors.is_empty() {
         return Err(errors);
@@ -209,7 +211,7 @@ fn import_node(imp: &mut Importer, n: &NodeProto, i: usize, def: &'static regist
         proto: n,
         name: unique,
         ins,
-        attrs: Attrs::new(n, def),
+        attrs: Attrs::new(n, def.attrs),
     };
     match (def.import)(&mut node) {
         Ok(outs) => {
@@ -220,7 +222,7 @@ fn import_node(imp: &mut Importer, n: &NodeProto, i: usize, def: &'static regist
             }
         }
         Err(e) => {
-            imp.errors.push(registry::diagnostic(&name, &n.op_type, e));
+            imp.errors.push(attrs::diagnostic(&name, &n.op_type, e));
             imp.fail(n);
         }
     }

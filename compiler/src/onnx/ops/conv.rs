@@ -1,8 +1,9 @@
 //! Conv, Pad (absorbed by the Conv that reads it), BatchNormalization.
 
 use crate::ir::{BatchNormCfg, ConvCfg, Op, Param};
-use crate::onnx::import::{one, usizes, Node, Value};
-use crate::onnx::registry::{attr, AttrKind::*, Attrs, Dflt, Import, NodeError, OpDef};
+use crate::onnx::attrs::{attr, AttrKind::*, Attrs, Dflt, NodeError};
+use crate::onnx::import::{one, usizes, Import, Node, Value};
+use crate::onnx::registry::OpDef;
 use onnx_protobuf::{NodeProto, TensorProto};
 use std::collections::HashMap;
 
@@ -30,8 +31,8 @@ pub const OPS: &[OpDef] = &[
         inputs: 1..=4,
         attrs: &[
             attr("mode", Str, Dflt::Str("constant")),
-            crate::onnx::registry::attr_until("pads", Ints, Dflt::None, 10),
-            crate::onnx::registry::attr_until("value", Float, Dflt::Float(0.0), 10),
+            crate::onnx::attrs::attr_until("pads", Ints, Dflt::None, 10),
+            crate::onnx::attrs::attr_until("value", Float, Dflt::Float(0.0), 10),
         ],
         check: None,
         import: pad,

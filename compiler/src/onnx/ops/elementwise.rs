@@ -4,8 +4,9 @@
 //! inference, Dropout and Identity.
 
 use crate::ir::{Activation, Clamp, NormalizeCfg, Op};
-use crate::onnx::import::{one, Node, Value};
-use crate::onnx::registry::{attr, attr_until, AttrKind::*, Dflt, Import, NodeError, OpDef};
+use crate::onnx::attrs::{attr, attr_until, AttrKind::*, Dflt, NodeError};
+use crate::onnx::import::{one, Import, Node, Value};
+use crate::onnx::registry::OpDef;
 
 pub const OPS: &[OpDef] = &[
     OpDef {

@@ -1,8 +1,9 @@
 //! Gemm and MatMul (a dense layer on constant weights), Softmax.
 
 use crate::ir::Op;
-use crate::onnx::import::{one, Node, Value};
-use crate::onnx::registry::{attr, AttrKind::*, Dflt, Import, NodeError, OpDef};
+use crate::onnx::attrs::{attr, AttrKind::*, Dflt, NodeError};
+use crate::onnx::import::{one, Import, Node, Value};
+use crate::onnx::registry::OpDef;
 
 pub const OPS: &[OpDef] = &[
     OpDef {

@@ -2,8 +2,9 @@
 //! are a global average over the spatial axes.
 
 use crate::ir::Op;
-use crate::onnx::import::{one, usizes, Node, Value};
-use crate::onnx::registry::{attr, attr_until, AttrKind::*, Dflt, Import, NodeError, OpDef};
+use crate::onnx::attrs::{attr, attr_until, AttrKind::*, Dflt, NodeError};
+use crate::onnx::import::{one, usizes, Import, Node, Value};
+use crate::onnx::registry::OpDef;
 
 pub const OPS: &[OpDef] = &[
     OpDef {

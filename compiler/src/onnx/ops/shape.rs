@@ -4,8 +4,9 @@
 //! (of the NHWC input only; absorbed into the input layout).
 
 use crate::ir::Op;
-use crate::onnx::import::{one, tensor_const, Const, Data, Node, Value};
-use crate::onnx::registry::{attr, attr_until, AttrKind::*, Dflt, Import, NodeError, OpDef};
+use crate::onnx::attrs::{attr, attr_until, AttrKind::*, Dflt, NodeError};
+use crate::onnx::import::{one, tensor_const, Const, Data, Import, Node, Value};
+use crate::onnx::registry::OpDef;
 
 pub const OPS: &[OpDef] = &[
     OpDef {

@@ -1,139 +1,55 @@
-//! Pointwise convolution as a GEMM on weights packed in panels of [`PANEL`]
-//! output channels; [`super::conv2d`] reuses its micro-kernel.
+//! The GEMM kernel body, written once over [`GemmVec`]: C[m x n] (+)= A[m
+//! x k] * B[k x n], B packed in panels of 16 columns. The pointwise layers
+//! and the im2col route of `conv2d` run it.
 
-#[cfg(target_arch = "aarch64")]
-use super::neon;
-use super::portable;
-#[cfg(target_arch = "x86_64")]
-use super::x86;
-use super::Vf32;
-use super::PANEL;
-use crate::abi::amx;
-use crate::abi::pack::pointwise_packed_len;
-use crate::abi::{PointwiseShape, PointwiseTiles, PwOrder};
-use crate::isa::{self, Isa};
-use crate::kernels::{self, check_epilogue, check_len};
+use crate::abi::pack::PANEL;
+use crate::abi::PwOrder;
+use crate::kernels;
+use crate::simd::epilogue::{load_lanes, store_lanes, VecEpilogue};
+use crate::simd::vec::{unroll, Vf32};
 use crate::{Activation, Epilogue};
 
-/// Pointwise (1x1, stride 1) convolution / fully connected layer: the
-/// contract of [`kernels::pointwise`](crate::kernels::pointwise) with `NR = PANEL` packing (`packed`
-/// is `ceil(out_c / 16)` panels of `[in_c][16]`).
-///
-/// # Panics
-/// If a slice length does not match `s`, or `tiles.kc` is 0.
-#[inline]
-pub fn pointwise(
-    s: &PointwiseShape,
-    tiles: &PointwiseTiles,
-    input: &[f32],
-    packed: &[f32],
-    ep: &Epilogue<'_>,
-    out: &mut [f32],
-) {
-    const K: &str = "simd::pointwise";
-    assert!(tiles.kc >= 1, "{K}: tiles.kc must be at least 1");
-    check_pointwise(K, s, input, packed, ep, out);
-    let g = Gemm {
-        m: s.pixels,
-        k: s.in_c,
-        n: s.out_c,
-        a: input.as_ptr(),
-        lda: s.in_c,
-        b: packed.as_ptr(),
-        ep,
-        out: out.as_mut_ptr(),
-    };
-    let isa = isa::active_counted();
-    // SAFETY: the lengths were checked above (`Gemm`'s contract) and `isa`
-    // is supported by this CPU (`isa::active`).
-    unsafe { gemm(isa, &g, tiles.kc, tiles.order) }
-}
-
-/// The slice lengths and the epilogue of a pointwise call, for kernel `k`.
-#[inline(always)]
-#[track_caller]
-fn check_pointwise(k: &str, s: &PointwiseShape, input: &[f32], packed: &[f32], ep: &Epilogue<'_>, out: &[f32]) {
-    check_len(k, "input", input.len(), s.pixels * s.in_c);
-    check_len(k, "packed", packed.len(), pointwise_packed_len(s.in_c, s.out_c));
-    check_len(k, "out", out.len(), s.pixels * s.out_c);
-    check_epilogue(k, ep, s.out_c, out.len());
-}
-
-/// [`pointwise`] on the AMX tile unit where the CPU has it
-/// ([`Isa::Amx`]), at f32 accuracy (each product summed from six bf16
-/// partial products, see `simd/amx.rs`), else exactly [`pointwise`]: the
-/// same arguments and weights (split into bf16 planes at run time), and a
-/// `scratch` of at least [`amx::scratch_len`] floats (any
-/// contents). The AMX result differs from [`pointwise`]'s by float
-/// rounding; on the tiles, a pixel gets the same bits wherever it falls in
-/// a call.
-///
-/// # Panics
-/// As [`pointwise`]; if `scratch` is too short.
-#[allow(clippy::too_many_arguments)]
-#[inline]
-pub fn pointwise_amx(
-    s: &PointwiseShape,
-    tiles: &PointwiseTiles,
-    input: &[f32],
-    packed: &[f32],
-    ep: &Epilogue<'_>,
-    out: &mut [f32],
-    scratch: &mut [f32],
-) {
-    pointwise_amx_split(s, tiles, input, packed, ep, out, scratch, false);
-}
-
-/// [`pointwise_amx`]; `b_split`: pixels outer, `scratch` already holds
-/// these weights split (an earlier call on the same weights and scratch,
-/// pixels outer: the bands of one layer). Returns whether it ran on the
-/// tiles (and so left the weights split in `scratch`).
-#[allow(clippy::too_many_arguments)]
-#[inline]
-pub(crate) fn pointwise_amx_split(
-    s: &PointwiseShape,
-    tiles: &PointwiseTiles,
-    input: &[f32],
-    packed: &[f32],
-    ep: &Epilogue<'_>,
-    out: &mut [f32],
-    scratch: &mut [f32],
-    b_split: bool,
-) -> bool {
-    const K: &str = "simd::pointwise_amx";
-    let need = amx::scratch_len(s.pixels, s.in_c, s.out_c, tiles.order);
-    assert!(
-        scratch.len() >= need,
-        "{K}: `scratch` has {} elements, {need} needed",
-        scratch.len()
-    );
-    #[cfg(target_arch = "x86_64")]
-    if s.pixels > 0 && s.out_c > 0 && isa::active() == Isa::Amx {
-        check_pointwise(K, s, input, packed, ep, out);
-        isa::count(Isa::Amx);
-        let g = super::amx::AmxGemm {
-            m: s.pixels,
-            k: s.in_c,
-            n: s.out_c,
-            a: input.as_ptr(),
-            lda: s.in_c,
-            b: packed.as_ptr(),
-            ep,
-            out: out.as_mut_ptr(),
-            scratch: scratch.as_mut_ptr(),
-            b_split: b_split && tiles.order == PwOrder::PixelsOuter,
-        };
-        // SAFETY: the lengths were checked above (`AmxGemm`'s contract) and
-        // the CPU runs AMX (`Isa::Amx` is only detected where it does).
-        unsafe { super::amx::gemm_amx(&g, tiles.order) };
-        return true;
+/// What a GEMM kernel body may ask of a vector type beyond [`Vf32`]:
+/// hooks an instruction set fills with its own code (assembly K loops),
+/// and choices measured per instruction set. Defaults: none.
+pub(crate) trait GemmVec: Vf32 {
+    /// Whether the pointwise kernel's full tiles store through an unrolled
+    /// epilogue (constant trip counts, the epilogue's fields in locals):
+    /// 1.05-1.35x faster on AVX-512 and AVX2 for layers with few input
+    /// channels, but it made the portable instantiation's K loop 1.2-1.4x
+    /// slower (LLVM's register allocation), so off by default.
+    const UNROLLED_EPILOGUE: bool = false;
+    /// The K loop of a full 12-row, 2-vector register tile, where the ISA
+    /// has it written out in assembly: for `k` steps, `acc[r][v] +=
+    /// a[r * lda + k] * w[v * wd + k * PANEL]` (`lda`, `wd` in floats).
+    /// Returns `false` (and does nothing) where it has not. Unless `pf`
+    /// is null, every fourth step `k` (and each of the last `k % 4`)
+    /// also prefetches (towards L2; never faults, so `pf` may point
+    /// anywhere) the lines at `pf + k / 4 * PANEL` and at `pf + wd + k /
+    /// 4 * PANEL`: `k / 4` rows of both panels of the next weight strip,
+    /// whose first touch would otherwise miss to memory (each row tile
+    /// prefetches its share of them).
+    #[inline(always)]
+    unsafe fn k_loop_12x2(
+        acc: &mut [[Self; 2]; 12],
+        a: *const f32,
+        lda: usize,
+        w: *const f32,
+        wd: usize,
+        k: usize,
+        pf: *const f32,
+    ) -> bool {
+        let _ = (acc, a, lda, w, wd, k, pf);
+        false
     }
-    pointwise(s, tiles, input, packed, ep, out);
-    false
+    /// [`Vf32::k_loop_12x2`] for a 12-row, 1-vector tile (one panel,
+    /// `acc[r] += a[r * lda + k] * w[k * PANEL]`).
+    #[inline(always)]
+    unsafe fn k_loop_12x1(acc: &mut [Self; 12], a: *const f32, lda: usize, w: *const f32, k: usize) -> bool {
+        let _ = (acc, a, lda, w, k);
+        false
+    }
 }
-
-// ---------------------------------------------------------------------------
-// GEMM: C[m x n] (+)= A[m x k] * B[k x n], B packed in panels of 16 columns.
 
 /// A validated matrix product. Contract (checked by the public entry point):
 /// `a` has `m` rows of `lda >= k` floats with `k` used; `b` points at row 0
@@ -142,15 +58,15 @@ pub(crate) fn pointwise_amx_split(
 /// rows of `n` floats; `ep`'s bias has `n` floats and its residual (if any)
 /// starts at row 0 of `out` with the same layout.
 #[derive(Clone, Copy)]
-pub(super) struct Gemm<'a> {
-    pub(super) m: usize,
-    pub(super) k: usize,
-    pub(super) n: usize,
-    pub(super) a: *const f32,
-    pub(super) lda: usize,
-    pub(super) b: *const f32,
-    pub(super) ep: &'a Epilogue<'a>,
-    pub(super) out: *mut f32,
+pub(crate) struct Gemm<'a> {
+    pub(crate) m: usize,
+    pub(crate) k: usize,
+    pub(crate) n: usize,
+    pub(crate) a: *const f32,
+    pub(crate) lda: usize,
+    pub(crate) b: *const f32,
+    pub(crate) ep: &'a Epilogue<'a>,
+    pub(crate) out: *mut f32,
 }
 
 /// Weights (of one K-block) from this size on are prefetched a strip
@@ -163,67 +79,17 @@ pub(super) struct Gemm<'a> {
 /// nothing measurable.
 const PREFETCH_MIN_BYTES: usize = 1 << 18;
 
-/// [`gemm_dispatch`] over all of `k` in blocks of `kc`.
-///
-/// # Safety
-/// `g` satisfies [`Gemm`]'s contract with `ldb = g.k`; `isa` is supported.
-unsafe fn gemm(isa: Isa, g: &Gemm<'_>, kc: usize, order: PwOrder) {
-    let mut k0 = 0;
-    loop {
-        let kb = kc.min(g.k - k0);
-        let blk = Gemm {
-            k: kb,
-            // SAFETY: k0 <= k, within each row of `a` and each panel.
-            a: unsafe { g.a.add(k0) },
-            // SAFETY: as above.
-            b: unsafe { g.b.add(k0 * PANEL) },
-            ..*g
-        };
-        // SAFETY: the block is the sub-product over k0..k0 + kb.
-        unsafe { gemm_dispatch(isa, &blk, g.k, order, k0 == 0, k0 + kb == g.k) };
-        k0 += kb;
-        if k0 >= g.k {
-            break;
-        }
-    }
-}
-
 /// Arguments of one K-block of the GEMM loop nest.
 #[derive(Clone, Copy)]
 pub(crate) struct Block<'a> {
-    pub(super) g: Gemm<'a>,
+    pub(crate) g: Gemm<'a>,
     /// Rows between panels of `b`.
-    pub(super) ldb: usize,
-    order: PwOrder,
+    pub(crate) ldb: usize,
+    pub(crate) order: PwOrder,
     /// First K-block: start from zero (else from the partial sums in `out`).
-    pub(super) first: bool,
+    pub(crate) first: bool,
     /// Last K-block: apply the epilogue (else store partial sums).
-    pub(super) last: bool,
-}
-
-/// # Safety
-/// As [`gemm`]; `isa` is supported by this CPU.
-pub(super) unsafe fn gemm_dispatch(isa: Isa, g: &Gemm<'_>, ldb: usize, order: PwOrder, first: bool, last: bool) {
-    let b = Block {
-        g: *g,
-        ldb,
-        order,
-        first,
-        last,
-    };
-    // SAFETY: forwarded contract; the target-feature functions are only
-    // called when `isa` says the CPU has the feature.
-    unsafe {
-        match isa {
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => x86::gemm_avx512(&b),
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => x86::gemm_avx2(&b),
-            #[cfg(target_arch = "aarch64")]
-            Isa::Neon => neon::gemm_neon(&b),
-            _ => gemm_v::<portable::F32x4, 2, 2, 2, 4, 4>(&b),
-        }
-    }
+    pub(crate) last: bool,
 }
 
 /// The loop nest over register tiles of `MR` rows by `NV` vectors
@@ -238,7 +104,7 @@ pub(super) unsafe fn gemm_dispatch(isa: Isa, g: &Gemm<'_>, ldb: usize, order: Pw
 /// As [`gemm`]; the CPU supports `V`'s instruction set.
 #[inline(always)]
 pub(crate) unsafe fn gemm_v<
-    V: Vf32,
+    V: GemmVec,
     const MR: usize,
     const MR2: usize,
     const MR3: usize,
@@ -326,7 +192,7 @@ const SMALL_K_ROWS: usize = 12;
 /// # Safety
 /// As [`gemm_v`]; `g.k == K`.
 #[inline(always)]
-unsafe fn gemm_small_k<V: Vf32, const K: usize>(b: &Block<'_>) {
+unsafe fn gemm_small_k<V: GemmVec, const K: usize>(b: &Block<'_>) {
     let g = &b.g;
     let mut i0 = 0;
     // SAFETY: rows `i0..i0 + R` exist (the loops' bounds); the columns as in
@@ -361,7 +227,7 @@ const SMALL_K_ROWS3: usize = 8;
 /// # Safety
 /// As [`gemm_small_k`]; `i0 + R <= m`, `2 V::N < n <= 3 V::N`.
 #[inline(always)]
-unsafe fn small_k_rows3<V: Vf32, const K: usize, const R: usize>(b: &Block<'_>, i0: usize) {
+unsafe fn small_k_rows3<V: GemmVec, const K: usize, const R: usize>(b: &Block<'_>, i0: usize) {
     const NV: usize = 3;
     let g = &b.g;
     // SAFETY: rows `i0..i0 + R` of `a` (K floats each) and of `out`; the
@@ -377,7 +243,7 @@ unsafe fn small_k_rows3<V: Vf32, const K: usize, const R: usize>(b: &Block<'_>, 
         let mut acc = [[V::zero(); NV]; R];
         for k in 0..K {
             let w: [V; NV] = core::array::from_fn(|v| V::load(wp[v].add(k * PANEL)));
-            super::unroll!(r < R; {
+            unroll!(r < R; {
                 let x = V::splat(*a.add(r * g.lda + k));
                 for v in 0..NV {
                     acc[r][v] = V::fma(x, w[v], acc[r][v]);
@@ -387,7 +253,7 @@ unsafe fn small_k_rows3<V: Vf32, const K: usize, const R: usize>(b: &Block<'_>, 
         let tail = g.n - 2 * V::N;
         let mut e = VecEpilogue::<V>::new(g.ep);
         let bias = e.take_tile_bias::<NV>(0, tail);
-        super::unroll!(r < R; {
+        unroll!(r < R; {
             let oi = (i0 + r) * g.n;
             for v in 0..NV {
                 let c = v * V::N;
@@ -405,7 +271,7 @@ unsafe fn small_k_rows3<V: Vf32, const K: usize, const R: usize>(b: &Block<'_>, 
 /// # Safety
 /// As [`gemm_small_k`]; `i0 + R <= m`.
 #[inline(always)]
-unsafe fn small_k_rows<V: Vf32, const K: usize, const R: usize>(b: &Block<'_>, i0: usize) {
+unsafe fn small_k_rows<V: GemmVec, const K: usize, const R: usize>(b: &Block<'_>, i0: usize) {
     let g = &b.g;
     // SAFETY: rows `i0..i0 + R` of `a` (K floats each) and of `out`; panel
     // `c0 / PANEL` holds `K` rows of 16 weights; bias and residual cover
@@ -425,7 +291,7 @@ unsafe fn small_k_rows<V: Vf32, const K: usize, const R: usize>(b: &Block<'_>, i
                     *acc = V::fma(V::splat(*a.add(r * g.lda + k)), wk, *acc);
                 }
             }
-            super::unroll!(r < R; {
+            unroll!(r < R; {
                 let oi = (i0 + r) * g.n + c0;
                 let x = e.apply_biased(acc[r], bias.map(|bv| bv[0]), c0, oi, lanes);
                 store_lanes(x, g.out.add(oi), lanes);
@@ -443,7 +309,7 @@ unsafe fn small_k_rows<V: Vf32, const K: usize, const R: usize>(b: &Block<'_>, i
 /// # Safety
 /// As [`gemm_v`]; `i0 < m`, `c0 < n`.
 #[inline(always)]
-unsafe fn tile<V: Vf32, const MR: usize, const MR2: usize, const MR3: usize, const NV: usize, const NV1: usize>(
+unsafe fn tile<V: GemmVec, const MR: usize, const MR2: usize, const MR3: usize, const NV: usize, const NV1: usize>(
     b: &Block<'_>,
     i0: usize,
     c0: usize,
@@ -492,7 +358,7 @@ unsafe fn tile<V: Vf32, const MR: usize, const MR2: usize, const MR3: usize, con
 /// # Safety
 /// As [`gemm`]; the tile lies within the matrices.
 #[inline(always)]
-unsafe fn micro<V: Vf32, const MR: usize, const NV: usize, const FULL: bool, const HALF: bool>(
+unsafe fn micro<V: GemmVec, const MR: usize, const NV: usize, const FULL: bool, const HALF: bool>(
     b: &Block<'_>,
     i0: usize,
     mr: usize,
@@ -579,7 +445,7 @@ unsafe fn micro<V: Vf32, const MR: usize, const NV: usize, const FULL: bool, con
             // Lanes of the last vector.
             let tail = if HALF { V::N / 2 } else { V::N };
             let bias = e.take_tile_bias::<NV>(c0, tail);
-            super::unroll!(r < MR; {
+            unroll!(r < MR; {
                 let oi = (i0 + r) * g.n + c0;
                 let o = g.out.add(oi);
                 for (v, &x) in acc[r].iter().enumerate() {
@@ -623,97 +489,6 @@ unsafe fn micro<V: Vf32, const MR: usize, const NV: usize, const FULL: bool, con
     }
 }
 
-/// The epilogue of one vector, before the activation: `clamp((x + bias) +
-/// residual, min, max)`, the terms `ep` has, in the reference's order.
-#[derive(Clone, Copy)]
-pub(super) struct VecEpilogue<'a, V> {
-    pub(super) bias: Option<&'a [f32]>,
-    residual: Option<&'a [f32]>,
-    lo: V,
-    hi: V,
-}
-
-impl<'a, V: Vf32> VecEpilogue<'a, V> {
-    /// `ep`'s bias, residual and clamp bounds.
-    ///
-    /// # Safety
-    /// The CPU supports `V`'s instruction set.
-    #[inline(always)]
-    pub(super) unsafe fn new(ep: &Epilogue<'a>) -> Self {
-        // SAFETY: forwarded.
-        let (lo, hi) = unsafe { (V::splat(ep.min), V::splat(ep.max)) };
-        VecEpilogue {
-            bias: ep.bias,
-            residual: ep.residual,
-            lo,
-            hi,
-        }
-    }
-
-    /// The bias of columns `c0..c0 + NV * V::N` as `NV` vectors (the last
-    /// one `tail` lanes, the rest zero), removed from `self`: for full
-    /// tiles, whose bias depends on the column only, so they add it once
-    /// per tile instead of once per row (the stores in between would make
-    /// the compiler reload it). `None` without a bias.
-    ///
-    /// # Safety
-    /// `bias[c0..c0 + (NV - 1) * V::N + tail]` is in bounds; the CPU
-    /// supports `V`'s instruction set.
-    #[inline(always)]
-    pub(super) unsafe fn take_tile_bias<const NV: usize>(&mut self, c0: usize, tail: usize) -> Option<[V; NV]> {
-        let bias = self.bias.take()?;
-        // SAFETY: the caller's bounds and instruction set.
-        unsafe {
-            let mut bv = [V::zero(); NV];
-            for (v, b) in bv.iter_mut().enumerate() {
-                let lanes = if v == NV - 1 { tail } else { V::N };
-                *b = load_lanes(bias.as_ptr().add(c0 + v * V::N), lanes);
-            }
-            Some(bv)
-        }
-    }
-
-    /// [`apply`](Self::apply) after adding `bias`, a vector of
-    /// [`take_tile_bias`](Self::take_tile_bias) (the reference's order:
-    /// bias, residual, clamp).
-    ///
-    /// # Safety
-    /// As [`apply`](Self::apply).
-    #[inline(always)]
-    pub(super) unsafe fn apply_biased(&self, x: V, bias: Option<V>, bi: usize, ri: usize, lanes: usize) -> V {
-        // SAFETY: forwarded.
-        unsafe {
-            let x = match bias {
-                Some(b) => V::add(x, b),
-                None => x,
-            };
-            self.apply(x, bi, ri, lanes)
-        }
-    }
-
-    /// `x` (output channels `bi..bi + lanes`, flat output index `ri`, which
-    /// indexes the residual) through the epilogue; `lanes <= N`, lanes past
-    /// it are not read.
-    ///
-    /// # Safety
-    /// `bias[bi..bi + lanes]` and `residual[ri..ri + lanes]` are in bounds
-    /// (where present); the CPU supports `V`'s instruction set.
-    #[inline(always)]
-    pub(super) unsafe fn apply(&self, x: V, bi: usize, ri: usize, lanes: usize) -> V {
-        // SAFETY: forwarded.
-        unsafe {
-            let mut x = x;
-            if let Some(bias) = self.bias {
-                x = V::add(x, load_lanes(bias.as_ptr().add(bi), lanes));
-            }
-            if let Some(res) = self.residual {
-                x = V::add(x, load_lanes(res.as_ptr().add(ri), lanes));
-            }
-            V::clamp(x, self.lo, self.hi)
-        }
-    }
-}
-
 /// `g.ep`'s activation (if any) over columns `c0..c0 + n` of rows
 /// `i0..i0 + rows` of `g.out`, after their stores (inside the row loops it
 /// kept them from unrolling).
@@ -721,46 +496,12 @@ impl<'a, V: Vf32> VecEpilogue<'a, V> {
 /// # Safety
 /// Those rows and columns are within `g.out`.
 #[inline(always)]
-pub(super) unsafe fn activate_rows(g: &Gemm<'_>, i0: usize, rows: usize, c0: usize, n: usize) {
+pub(crate) unsafe fn activate_rows(g: &Gemm<'_>, i0: usize, rows: usize, c0: usize, n: usize) {
     if g.ep.act != Activation::None {
         for r in i0..i0 + rows {
             // SAFETY: the caller's bounds.
             let o = unsafe { core::slice::from_raw_parts_mut(g.out.add(r * g.n + c0), n) };
             kernels::activate(g.ep.act, o);
-        }
-    }
-}
-
-/// The first `lanes <= N` floats at `p` (the rest zero): a whole-vector
-/// load when `lanes == N`.
-///
-/// # Safety
-/// `lanes` floats are readable at `p`; the CPU supports `V`'s instruction set.
-#[inline(always)]
-pub(super) unsafe fn load_lanes<V: Vf32>(p: *const f32, lanes: usize) -> V {
-    // SAFETY: forwarded.
-    unsafe {
-        if lanes == V::N {
-            V::load(p)
-        } else {
-            V::load_n(p, lanes)
-        }
-    }
-}
-
-/// Stores the first `lanes <= N` lanes of `x` at `p`: a whole-vector store
-/// when `lanes == N`.
-///
-/// # Safety
-/// `lanes` floats are writable at `p`; the CPU supports `V`'s instruction set.
-#[inline(always)]
-pub(super) unsafe fn store_lanes<V: Vf32>(x: V, p: *mut f32, lanes: usize) {
-    // SAFETY: forwarded.
-    unsafe {
-        if lanes == V::N {
-            x.store(p)
-        } else {
-            x.store_n(p, lanes)
         }
     }
 }

@@ -1,25 +1,14 @@
-//! x86-64 vectors (AVX-512F, AVX2+FMA) and the `#[target_feature]` entry
-//! points that instantiate the generic kernels for them.
+//! The GEMM kernel body on x86-64: its AVX-512 and AVX2 instantiations,
+//! the assembly K loops of the 12-row AVX-512 tiles, and the pointwise
+//! layers of at most 8 outputs on AVX-512.
 
-use super::conv2d::direct::{direct_v, DirectRow};
-use super::depthwise::{depthwise_v, Dw};
-use super::gemm::{gemm_v, Block};
-use super::Vf32;
+use super::kernel::{gemm_v, Block, GemmVec};
+use crate::simd::vec::x86::{Avx2, Avx512};
+use crate::simd::vec::Vf32;
 use core::arch::x86_64::*;
 
-/// 16 lanes in a `zmm` register.
-#[derive(Clone, Copy)]
-pub(crate) struct Avx512(__m512);
-
-/// 8 lanes in a `ymm` register.
-#[derive(Clone, Copy)]
-pub(crate) struct Avx2(__m256);
-
-// SAFETY (all methods of both impls): `Vf32`'s contract — the caller runs
-// on a CPU with the instruction set (checked at dispatch) and passes
-// pointers valid for `N` floats.
-impl Vf32 for Avx512 {
-    const N: usize = 16;
+// SAFETY (the hooks): `GemmVec`'s contract, as `Vf32`'s.
+impl GemmVec for Avx512 {
     const UNROLLED_EPILOGUE: bool = true;
     #[inline(always)]
     unsafe fn k_loop_12x2(
@@ -41,54 +30,10 @@ impl Vf32 for Avx512 {
         unsafe { k_loop_12x1_avx512(acc, a, lda, w, k) };
         true
     }
+}
 
-    #[inline(always)]
-    unsafe fn zero() -> Self {
-        // SAFETY: see the impl.
-        Avx512(unsafe { _mm512_setzero_ps() })
-    }
-    #[inline(always)]
-    unsafe fn splat(x: f32) -> Self {
-        // SAFETY: see the impl.
-        Avx512(unsafe { _mm512_set1_ps(x) })
-    }
-    #[inline(always)]
-    unsafe fn load(p: *const f32) -> Self {
-        // SAFETY: see the impl.
-        Avx512(unsafe { _mm512_loadu_ps(p) })
-    }
-    #[inline(always)]
-    unsafe fn store(self, p: *mut f32) {
-        // SAFETY: see the impl.
-        unsafe { _mm512_storeu_ps(p, self.0) }
-    }
-    #[inline(always)]
-    unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
-        // SAFETY: see the impl.
-        Avx512(unsafe { _mm512_fmadd_ps(a.0, b.0, c.0) })
-    }
-    #[inline(always)]
-    unsafe fn add(a: Self, b: Self) -> Self {
-        // SAFETY: see the impl.
-        Avx512(unsafe { _mm512_add_ps(a.0, b.0) })
-    }
-    #[inline(always)]
-    unsafe fn clamp(v: Self, lo: Self, hi: Self) -> Self {
-        // MAXPS/MINPS return the second operand when either is NaN or both
-        // are zeros: with `v` second, NaN propagates and `v == lo` gives `v`.
-        // SAFETY: see the impl.
-        Avx512(unsafe { _mm512_min_ps(hi.0, _mm512_max_ps(lo.0, v.0)) })
-    }
-    #[inline(always)]
-    unsafe fn load_n(p: *const f32, n: usize) -> Self {
-        // SAFETY: see the impl; masked-off lanes are not read (no fault).
-        Avx512(unsafe { _mm512_maskz_loadu_ps(((1u32 << n) - 1) as u16, p) })
-    }
-    #[inline(always)]
-    unsafe fn store_n(self, p: *mut f32, n: usize) {
-        // SAFETY: see the impl; masked-off lanes are not written.
-        unsafe { _mm512_mask_storeu_ps(p, ((1u32 << n) - 1) as u16, self.0) }
-    }
+impl GemmVec for Avx2 {
+    const UNROLLED_EPILOGUE: bool = true;
 }
 
 /// The K loop of the 12-row AVX-512 kernels. `$step` is a macro of the
@@ -229,7 +174,7 @@ macro_rules! step_12x2 {
 
 /// [`step_12x2`], the first of every 4 (`$wo == "0"`) with a `prefetcht2`
 /// of the lines at `{pf}` and `{pf} + {wd}` (the next weight strip's, see
-/// [`Vf32::k_loop_12x2`]).
+/// [`GemmVec::k_loop_12x2`]).
 macro_rules! step_12x2_pf {
     ($ao:literal, "0") => {
         concat!(
@@ -289,7 +234,7 @@ macro_rules! step_12x1 {
     };
 }
 
-/// [`Vf32::k_loop_12x2`] for AVX-512: per K step 2 weight loads, 12
+/// [`GemmVec::k_loop_12x2`] for AVX-512: per K step 2 weight loads, 12
 /// broadcasts and 24 FMAs, rows addressed from 4 base registers and `lda`
 /// (1x, 2x), so the loop carries 5 pointer increments instead of the 13
 /// adds LLVM emits to rebuild 12 row pointers it cannot keep in registers.
@@ -297,7 +242,7 @@ macro_rules! step_12x1 {
 /// results); 1-8% faster on the MobileNet pointwise shapes (NOTES.md).
 ///
 /// # Safety
-/// As [`Vf32::k_loop_12x2`]; the CPU has AVX-512F.
+/// As [`GemmVec::k_loop_12x2`]; the CPU has AVX-512F.
 #[target_feature(enable = "avx512f")]
 #[inline]
 unsafe fn k_loop_12x2_avx512(
@@ -376,14 +321,14 @@ unsafe fn k_loop_12x2_avx512(
     *acc = unsafe { core::mem::transmute_copy(&c) };
 }
 
-/// [`Vf32::k_loop_12x1`] for AVX-512: [`k_loop_12x2_avx512`] with one
+/// [`GemmVec::k_loop_12x1`] for AVX-512: [`k_loop_12x2_avx512`] with one
 /// weight vector (the tiles of at most 16 columns: narrow layers and the
 /// last tile of the others). Per K step 1 weight load and 12 FMAs with
 /// the row's value broadcast from memory; LLVM's loop rebuilt the row
 /// addresses with a chain of dependent adds (1.2-1.5x slower, NOTES.md).
 ///
 /// # Safety
-/// As [`Vf32::k_loop_12x1`]; the CPU has AVX-512F.
+/// As [`GemmVec::k_loop_12x1`]; the CPU has AVX-512F.
 #[target_feature(enable = "avx512f")]
 #[inline]
 unsafe fn k_loop_12x1_avx512(acc: &mut [Avx512; 12], a: *const f32, lda: usize, w: *const f32, k: usize) {
@@ -425,47 +370,6 @@ unsafe fn k_loop_12x1_avx512(acc: &mut [Avx512; 12], a: *const f32, lda: usize, 
     }
     // SAFETY: as above.
     *acc = unsafe { core::mem::transmute_copy(&c) };
-}
-
-impl Vf32 for Avx2 {
-    const N: usize = 8;
-    const UNROLLED_EPILOGUE: bool = true;
-    #[inline(always)]
-    unsafe fn zero() -> Self {
-        // SAFETY: see the impl.
-        Avx2(unsafe { _mm256_setzero_ps() })
-    }
-    #[inline(always)]
-    unsafe fn splat(x: f32) -> Self {
-        // SAFETY: see the impl.
-        Avx2(unsafe { _mm256_set1_ps(x) })
-    }
-    #[inline(always)]
-    unsafe fn load(p: *const f32) -> Self {
-        // SAFETY: see the impl.
-        Avx2(unsafe { _mm256_loadu_ps(p) })
-    }
-    #[inline(always)]
-    unsafe fn store(self, p: *mut f32) {
-        // SAFETY: see the impl.
-        unsafe { _mm256_storeu_ps(p, self.0) }
-    }
-    #[inline(always)]
-    unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
-        // SAFETY: see the impl.
-        Avx2(unsafe { _mm256_fmadd_ps(a.0, b.0, c.0) })
-    }
-    #[inline(always)]
-    unsafe fn add(a: Self, b: Self) -> Self {
-        // SAFETY: see the impl.
-        Avx2(unsafe { _mm256_add_ps(a.0, b.0) })
-    }
-    #[inline(always)]
-    unsafe fn clamp(v: Self, lo: Self, hi: Self) -> Self {
-        // As for AVX-512: `v` is the second operand of both.
-        // SAFETY: see the impl.
-        Avx2(unsafe { _mm256_min_ps(hi.0, _mm256_max_ps(lo.0, v.0)) })
-    }
 }
 
 /// # Safety
@@ -543,7 +447,8 @@ unsafe fn gemm_n8_avx512(b: &Block<'_>) -> bool {
 #[target_feature(enable = "avx512f,avx2,fma")]
 #[inline]
 unsafe fn n8_rows<const R: usize>(b: &Block<'_>, i0: usize, w2: &[__m512]) {
-    use super::gemm::{activate_rows, store_lanes, VecEpilogue};
+    use super::kernel::activate_rows;
+    use crate::simd::epilogue::{store_lanes, VecEpilogue};
     let g = &b.g;
     let n = g.n;
     // SAFETY: rows `i0..i0 + R` of `a` have `k = 2 * w2.len()` floats (8
@@ -601,212 +506,4 @@ unsafe fn n8_rows<const R: usize>(b: &Block<'_>, i0: usize, w2: &[__m512]) {
 pub(crate) unsafe fn gemm_avx2(b: &Block<'_>) {
     // SAFETY: forwarded.
     unsafe { gemm_v::<Avx2, 6, 4, 2, 2, 2>(b) }
-}
-
-/// # Safety
-/// The CPU has AVX-512F; `d` satisfies the depthwise contract.
-#[target_feature(enable = "avx512f,avx2,fma")]
-pub(crate) unsafe fn depthwise_avx512(d: &Dw<'_>) {
-    // SAFETY: forwarded.
-    unsafe { depthwise_v::<Avx512, Avx2, 8, 4, true>(d) }
-}
-
-/// # Safety
-/// The CPU has AVX2 and FMA; `d` satisfies the depthwise contract.
-#[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn depthwise_avx2(d: &Dw<'_>) {
-    // SAFETY: forwarded.
-    unsafe { depthwise_v::<Avx2, super::portable::F32x4, 4, 2, true>(d) }
-}
-
-/// # Safety
-/// The CPU has AVX-512F; `d` satisfies the direct conv2d contract.
-#[target_feature(enable = "avx512f,avx2,fma")]
-pub(crate) unsafe fn conv2d_direct_avx512(d: &DirectRow<'_>) {
-    // SAFETY: forwarded.
-    unsafe { direct_v::<Avx512, Avx2, 2, 8, 16, 8>(d) }
-}
-
-/// # Safety
-/// The CPU has AVX2 and FMA; `d` satisfies the direct conv2d contract.
-#[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn conv2d_direct_avx2(d: &DirectRow<'_>) {
-    // SAFETY: forwarded.
-    unsafe { direct_v::<Avx2, Avx2, 2, 4, 8, 8>(d) }
-}
-
-/// Lane indices of one stage of [`transpose_8x16`]: the register pair
-/// `(a, b)` (register bit 0 and 1) exchanges that bit with lane bit `q`.
-/// `hi` selects the output holding the elements whose lane bit `q` was 1;
-/// `last` also moves lane `c * 2 + p0` to `p0 * 8 + c` (the transpose's
-/// final order).
-const fn swap_lanes(q: u32, hi: bool, last: bool) -> [i32; 16] {
-    let mut idx = [0i32; 16];
-    let mut dst = 0;
-    while dst < 16 {
-        // The lane this output lane holds before the final reordering.
-        let l = if last { (dst % 8) * 2 + dst / 8 } else { dst };
-        let bit = 1 << q;
-        idx[dst] = match (l & bit == 0, hi) {
-            (true, false) => l as i32,
-            (false, false) => 16 + (l & !bit) as i32,
-            (true, true) => (l | bit) as i32,
-            (false, true) => 16 + l as i32,
-        };
-        dst += 1;
-    }
-    idx
-}
-
-/// The stages of [`transpose_8x16`]: register bit `s` swaps with lane bit
-/// `s + 1`, low and high outputs.
-const TRANSPOSE_IDX: [[[i32; 16]; 2]; 3] = [
-    [swap_lanes(1, false, false), swap_lanes(1, true, false)],
-    [swap_lanes(2, false, false), swap_lanes(2, true, false)],
-    [swap_lanes(3, false, true), swap_lanes(3, true, true)],
-];
-
-/// Channels-by-pixels to pixels-by-channels: `x[c]` lane `p` (8 channels
-/// of 16 pixels) becomes `y[p / 2]` lane `(p % 2) * 8 + c`, i.e. `y` is the
-/// 16 pixels' 8 channels in memory order. Three stages of 2-source
-/// permutes, each exchanging one bit of the register index with one bit of
-/// the lane index (24 `vpermt2ps`).
-///
-/// # Safety
-/// The CPU has AVX-512F.
-#[inline(always)]
-unsafe fn transpose_8x16(x: [__m512; 8]) -> [__m512; 8] {
-    // SAFETY: AVX-512F (the caller's contract); the index arrays are 16
-    // `i32`s each.
-    unsafe {
-        let mut x = x;
-        for (s, idx) in TRANSPOSE_IDX.iter().enumerate() {
-            let lo = _mm512_loadu_si512(idx[0].as_ptr().cast());
-            let hi = _mm512_loadu_si512(idx[1].as_ptr().cast());
-            let bit = 1 << s;
-            let mut y = x;
-            for r in 0..8 {
-                if r & bit == 0 {
-                    y[r] = _mm512_permutex2var_ps(x[r], lo, x[r | bit]);
-                    y[r | bit] = _mm512_permutex2var_ps(x[r], hi, x[r | bit]);
-                }
-            }
-            x = y;
-        }
-        x
-    }
-}
-
-/// The direct first-layer convolution for exactly 8 output channels on
-/// AVX-512 (MobileNet v1 at width 0.25): pixels in the lanes instead of
-/// channels, so the FMAs use all 16 lanes (the channel-vector tiles use
-/// half a `zmm` or a `ymm` here). Per tap, each vector of 16 pixels' inputs
-/// (for stride 2, the even elements of two loads, by one permute) times
-/// each channel's broadcast weight; then bias and clamp per channel, a
-/// transpose to pixel-major order and whole 2-pixel stores. Tiles of 32
-/// pixels (16 accumulators), then one of 16 for the rest.
-///
-/// # Safety
-/// `d` satisfies [`DirectRow`]'s contract with `out_c == 8`, planar rows,
-/// no residual and no activation; the CPU has AVX-512F.
-#[target_feature(enable = "avx512f,avx2,fma")]
-pub(crate) unsafe fn conv2d_direct_px8_avx512(d: &DirectRow<'_>) {
-    // SAFETY: forwarded.
-    unsafe {
-        if d.stride == 1 {
-            px8_row::<1>(d)
-        } else {
-            px8_row::<2>(d)
-        }
-    }
-}
-
-/// [`conv2d_direct_px8_avx512`] for horizontal stride `S`.
-///
-/// # Safety
-/// As [`conv2d_direct_px8_avx512`].
-#[inline(always)]
-unsafe fn px8_row<const S: usize>(d: &DirectRow<'_>) {
-    let mut px = 0;
-    // SAFETY: forwarded; `px < d.n`.
-    unsafe {
-        while d.n - px > 16 {
-            px8_tile::<S, 2>(d, px);
-            px += 32.min(d.n - px);
-        }
-        if px < d.n {
-            px8_tile::<S, 1>(d, px);
-        }
-    }
-}
-
-/// Pixels `px..px + 16 * NV` of the chunk (those past `d.n` computed and
-/// not stored; `NV == 2` only when `px + 16 < d.n`).
-///
-/// # Safety
-/// As [`conv2d_direct_px8_avx512`]; `px < d.n`.
-#[inline(always)]
-unsafe fn px8_tile<const S: usize, const NV: usize>(d: &DirectRow<'_>, px: usize) {
-    use super::conv2d::direct::{DK, ROW_STRIDE, ROW_W};
-    use super::PANEL;
-    const C: usize = 8;
-    // SAFETY: (whole body) input reads: pixel vector `v` reads buffer
-    // columns from `(px + 16 v) * S + kx` to `(px + 16 v) * S + kx + 16 S`
-    // (two loads for S == 2), and its first pixel is below `d.n`, so the
-    // last column is below `(d.n + 15) * S + DK`, inside the buffer
-    // (`DirectRow`'s contract: `(n + PMAX - 1) * S + DK <= ROW_W`, PMAX
-    // 16); weight reads: rows `0..9 c` of the first panel, columns 0..8;
-    // stores: pixels below `d.n`, 8 floats each, inside the output.
-    unsafe {
-        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-        // `acc[v][c]`: channel `c` of pixel vector `v`.
-        let mut acc = [[_mm512_setzero_ps(); C]; NV];
-        for ky in 0..DK {
-            for ci in 0..d.c {
-                let r = d.rows.add(ky * ROW_STRIDE + ci * ROW_W);
-                for kx in 0..DK {
-                    let x: [__m512; NV] = core::array::from_fn(|v| {
-                        let p = r.add((px + 16 * v) * S + kx);
-                        if S == 1 {
-                            _mm512_loadu_ps(p)
-                        } else {
-                            _mm512_permutex2var_ps(_mm512_loadu_ps(p), even, _mm512_loadu_ps(p.add(16)))
-                        }
-                    });
-                    let wk = d.w.add(((ky * DK + kx) * d.c + ci) * PANEL);
-                    for c in 0..C {
-                        let w = _mm512_set1_ps(*wk.add(c));
-                        for (accv, &xv) in acc.iter_mut().zip(&x) {
-                            accv[c] = _mm512_fmadd_ps(xv, w, accv[c]);
-                        }
-                    }
-                }
-            }
-        }
-        // The epilogue per channel: its bias (if any) broadcast, the clamp.
-        let ep = d.ep;
-        let (lo, hi) = (Avx512::splat(ep.min), Avx512::splat(ep.max));
-        for c in 0..C {
-            for accv in acc.iter_mut() {
-                let x = match ep.bias {
-                    Some(b) => _mm512_add_ps(accv[c], _mm512_set1_ps(b[c])),
-                    None => accv[c],
-                };
-                accv[c] = Avx512::clamp(Avx512(x), lo, hi).0;
-            }
-        }
-        for (v, &accv) in acc.iter().enumerate() {
-            let p0 = px + 16 * v;
-            let y = transpose_8x16(accv);
-            let o = d.out.add(d.o + p0 * C);
-            for (j, &yj) in y.iter().enumerate() {
-                let p = p0 + 2 * j;
-                if p + 1 < d.n {
-                    _mm512_storeu_ps(o.add(2 * j * C), yj);
-                } else if p < d.n {
-                    _mm512_mask_storeu_ps(o.add(2 * j * C), 0x00ff, yj);
-                }
-            }
-        }
-    }
 }

@@ -38,15 +38,16 @@
 //! wherever its pixel falls in a call, so parallel splits are bit for bit
 //! the serial result.
 
-use super::gemm::{activate_rows, store_lanes, VecEpilogue};
-use super::x86::Avx512;
-use super::Vf32;
+use super::kernel::activate_rows;
 use crate::abi::PwOrder;
+use crate::simd::epilogue::{store_lanes, VecEpilogue};
+use crate::simd::vec::x86::Avx512;
+use crate::simd::vec::Vf32;
 use crate::{Activation, Epilogue};
 use core::arch::x86_64::*;
 
-use super::PANEL;
 use crate::abi::amx::{K as AMX_K, STEP, TILE};
+use crate::abi::pack::PANEL;
 
 /// K steps of `in_c` input channels.
 const fn ksteps(in_c: usize) -> usize {
@@ -743,7 +744,7 @@ unsafe fn epilogue(g: &AmxGemm<'_>, staging: *const f32, i0: usize, from: usize,
             }
         }
         if g.ep.act != Activation::None {
-            let gm = super::gemm::Gemm {
+            let gm = super::kernel::Gemm {
                 m: g.m,
                 k: g.k,
                 n: g.n,

@@ -1,59 +1,15 @@
-//! Depthwise convolution, vectorized over channels.
+//! The depthwise kernel body, written once over [`Vf32`].
 
-#[cfg(target_arch = "aarch64")]
-use super::neon;
-use super::portable;
-#[cfg(target_arch = "x86_64")]
-use super::x86;
-use super::Vf32;
-use crate::abi::{ConvShape, DepthwiseTiles};
-use crate::isa;
 use crate::kernels;
-use crate::{Activation, Epilogue};
-
-/// Depthwise convolution: the contract of [`kernels::depthwise`](crate::kernels::depthwise)
-/// (`weights` packed `[kernel_h][kernel_w][c]`).
-///
-/// # Panics
-/// As [`kernels::depthwise`](crate::kernels::depthwise).
-#[inline]
-pub fn depthwise(
-    s: &ConvShape,
-    tiles: &DepthwiseTiles,
-    input: &[f32],
-    weights: &[f32],
-    ep: &Epilogue<'_>,
-    out: &mut [f32],
-) {
-    let d = Dw {
-        cx: kernels::DwCx::new("simd::depthwise", s, tiles, input, weights, ep, out.len()),
-        rows: tiles.rows,
-        out: out.as_mut_ptr(),
-    };
-    let isa = isa::active_counted();
-    // SAFETY: lengths checked above (`Dw`'s contract); `isa` is supported.
-    unsafe {
-        match isa {
-            #[cfg(target_arch = "x86_64")]
-            isa::Isa::Avx512 => x86::depthwise_avx512(&d),
-            #[cfg(target_arch = "x86_64")]
-            isa::Isa::Avx2 => x86::depthwise_avx2(&d),
-            #[cfg(target_arch = "aarch64")]
-            isa::Isa::Neon => neon::depthwise_neon(&d),
-            _ => depthwise_v::<portable::F32x4, portable::F32x4, 4, 4, false>(&d),
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Depthwise.
+use crate::simd::vec::{unroll, Vf32};
+use crate::Activation;
 
 /// A validated depthwise call: the reference kernel's context (shape,
 /// slices, interior ranges) and the output, which `s` sizes.
 pub(crate) struct Dw<'a> {
-    cx: kernels::DwCx<'a>,
-    rows: usize,
-    out: *mut f32,
+    pub(crate) cx: kernels::DwCx<'a>,
+    pub(crate) rows: usize,
+    pub(crate) out: *mut f32,
 }
 
 /// Depthwise over all channels, one output row at a time: within a row,
@@ -429,7 +385,7 @@ unsafe fn dw_block<V: Vf32, const K: usize, const SW: usize, const P: usize, con
             // starts at the first column read (inside the row), so the
             // pointer stays in bounds.
             let mut q = x.wrapping_add(ky * row + L * c);
-            super::unroll!(j < (P - 1) * SW + K; {
+            unroll!(j < (P - 1) * SW + K; {
                 if j >= L && j + R < (P - 1) * SW + K {
                     let v = V::load(q);
                     if j + R + 1 < (P - 1) * SW + K {

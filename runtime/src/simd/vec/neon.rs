@@ -1,15 +1,11 @@
-//! aarch64 NEON vectors and the entry points that instantiate the generic
-//! kernels for them (NEON is part of the aarch64 baseline).
+//! aarch64 NEON vectors (4 lanes; NEON is part of the aarch64 baseline).
 
-use super::conv2d::direct::{direct_v, DirectRow};
-use super::depthwise::{depthwise_v, Dw};
-use super::gemm::{gemm_v, Block};
 use super::Vf32;
 use core::arch::aarch64::*;
 
 /// 4 lanes in a `q` register.
 #[derive(Clone, Copy)]
-pub(crate) struct Neon(float32x4_t);
+pub(crate) struct Neon(pub(crate) float32x4_t);
 
 // SAFETY (all methods): `Vf32`'s contract — NEON is present (aarch64
 // baseline, checked at dispatch) and pointers are valid for 4 floats.
@@ -51,28 +47,4 @@ impl Vf32 for Neon {
         // SAFETY: see the impl.
         Neon(unsafe { vminq_f32(hi.0, vmaxq_f32(lo.0, v.0)) })
     }
-}
-
-/// # Safety
-/// `b` satisfies the GEMM contract.
-#[target_feature(enable = "neon")]
-pub(crate) unsafe fn gemm_neon(b: &Block<'_>) {
-    // SAFETY: forwarded.
-    unsafe { gemm_v::<Neon, 6, 4, 2, 4, 4>(b) }
-}
-
-/// # Safety
-/// `d` satisfies the depthwise contract.
-#[target_feature(enable = "neon")]
-pub(crate) unsafe fn depthwise_neon(d: &Dw<'_>) {
-    // SAFETY: forwarded.
-    unsafe { depthwise_v::<Neon, Neon, 4, 4, true>(d) }
-}
-
-/// # Safety
-/// `d` satisfies the direct conv2d contract.
-#[target_feature(enable = "neon")]
-pub(crate) unsafe fn conv2d_direct_neon(d: &DirectRow<'_>) {
-    // SAFETY: forwarded.
-    unsafe { direct_v::<Neon, Neon, 4, 4, 12, 12>(d) }
 }

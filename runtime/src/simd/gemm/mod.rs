@@ -1,0 +1,191 @@
+//! Pointwise convolution (and dense layers) as a GEMM on weights packed in
+//! panels of [`PANEL`] output channels: the entry points, the dispatch to
+//! an instruction set's instantiation of the kernel body ([`kernel`]), and
+//! the AMX tiles ([`amx`], x86-64).
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod amx;
+pub(crate) mod kernel;
+#[cfg(target_arch = "aarch64")]
+mod neon;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+use crate::abi::amx as amx_abi;
+use crate::abi::pack::{pointwise_packed_len, PANEL};
+use crate::abi::{PointwiseShape, PointwiseTiles, PwOrder};
+use crate::isa::{self, Isa};
+use crate::kernels::{check_epilogue, check_len};
+use crate::simd::vec::portable::F32x4;
+use crate::Epilogue;
+use kernel::{gemm_v, GemmVec};
+pub(crate) use kernel::{Block, Gemm};
+
+impl GemmVec for F32x4 {}
+
+/// Pointwise (1x1, stride 1) convolution / fully connected layer: the
+/// contract of [`kernels::pointwise`](crate::kernels::pointwise) with `NR = PANEL` packing (`packed`
+/// is `ceil(out_c / 16)` panels of `[in_c][16]`).
+///
+/// # Panics
+/// If a slice length does not match `s`, or `tiles.kc` is 0.
+#[inline]
+pub fn pointwise(
+    s: &PointwiseShape,
+    tiles: &PointwiseTiles,
+    input: &[f32],
+    packed: &[f32],
+    ep: &Epilogue<'_>,
+    out: &mut [f32],
+) {
+    const K: &str = "simd::pointwise";
+    assert!(tiles.kc >= 1, "{K}: tiles.kc must be at least 1");
+    check_pointwise(K, s, input, packed, ep, out);
+    let g = Gemm {
+        m: s.pixels,
+        k: s.in_c,
+        n: s.out_c,
+        a: input.as_ptr(),
+        lda: s.in_c,
+        b: packed.as_ptr(),
+        ep,
+        out: out.as_mut_ptr(),
+    };
+    let isa = isa::active_counted();
+    // SAFETY: the lengths were checked above (`Gemm`'s contract) and `isa`
+    // is supported by this CPU (`isa::active`).
+    unsafe { gemm(isa, &g, tiles.kc, tiles.order) }
+}
+
+/// The slice lengths and the epilogue of a pointwise call, for kernel `k`.
+#[inline(always)]
+#[track_caller]
+fn check_pointwise(k: &str, s: &PointwiseShape, input: &[f32], packed: &[f32], ep: &Epilogue<'_>, out: &[f32]) {
+    check_len(k, "input", input.len(), s.pixels * s.in_c);
+    check_len(k, "packed", packed.len(), pointwise_packed_len(s.in_c, s.out_c));
+    check_len(k, "out", out.len(), s.pixels * s.out_c);
+    check_epilogue(k, ep, s.out_c, out.len());
+}
+
+/// [`pointwise`] on the AMX tile unit where the CPU has it
+/// ([`Isa::Amx`]), at f32 accuracy (each product summed from six bf16
+/// partial products, see `simd/amx.rs`), else exactly [`pointwise`]: the
+/// same arguments and weights (split into bf16 planes at run time), and a
+/// `scratch` of at least [`amx_abi::scratch_len`] floats (any
+/// contents). The AMX result differs from [`pointwise`]'s by float
+/// rounding; on the tiles, a pixel gets the same bits wherever it falls in
+/// a call.
+///
+/// # Panics
+/// As [`pointwise`]; if `scratch` is too short.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub fn pointwise_amx(
+    s: &PointwiseShape,
+    tiles: &PointwiseTiles,
+    input: &[f32],
+    packed: &[f32],
+    ep: &Epilogue<'_>,
+    out: &mut [f32],
+    scratch: &mut [f32],
+) {
+    pointwise_amx_split(s, tiles, input, packed, ep, out, scratch, false);
+}
+
+/// [`pointwise_amx`]; `b_split`: pixels outer, `scratch` already holds
+/// these weights split (an earlier call on the same weights and scratch,
+/// pixels outer: the bands of one layer). Returns whether it ran on the
+/// tiles (and so left the weights split in `scratch`).
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub(crate) fn pointwise_amx_split(
+    s: &PointwiseShape,
+    tiles: &PointwiseTiles,
+    input: &[f32],
+    packed: &[f32],
+    ep: &Epilogue<'_>,
+    out: &mut [f32],
+    scratch: &mut [f32],
+    b_split: bool,
+) -> bool {
+    const K: &str = "simd::pointwise_amx";
+    let need = amx_abi::scratch_len(s.pixels, s.in_c, s.out_c, tiles.order);
+    assert!(
+        scratch.len() >= need,
+        "{K}: `scratch` has {} elements, {need} needed",
+        scratch.len()
+    );
+    #[cfg(target_arch = "x86_64")]
+    if s.pixels > 0 && s.out_c > 0 && isa::active() == Isa::Amx {
+        check_pointwise(K, s, input, packed, ep, out);
+        isa::count(Isa::Amx);
+        let g = amx::AmxGemm {
+            m: s.pixels,
+            k: s.in_c,
+            n: s.out_c,
+            a: input.as_ptr(),
+            lda: s.in_c,
+            b: packed.as_ptr(),
+            ep,
+            out: out.as_mut_ptr(),
+            scratch: scratch.as_mut_ptr(),
+            b_split: b_split && tiles.order == PwOrder::PixelsOuter,
+        };
+        // SAFETY: the lengths were checked above (`AmxGemm`'s contract) and
+        // the CPU runs AMX (`Isa::Amx` is only detected where it does).
+        unsafe { amx::gemm_amx(&g, tiles.order) };
+        return true;
+    }
+    pointwise(s, tiles, input, packed, ep, out);
+    false
+}
+
+/// [`gemm_dispatch`] over all of `k` in blocks of `kc`.
+///
+/// # Safety
+/// `g` satisfies [`Gemm`]'s contract with `ldb = g.k`; `isa` is supported.
+unsafe fn gemm(isa: Isa, g: &Gemm<'_>, kc: usize, order: PwOrder) {
+    let mut k0 = 0;
+    loop {
+        let kb = kc.min(g.k - k0);
+        let blk = Gemm {
+            k: kb,
+            // SAFETY: k0 <= k, within each row of `a` and each panel.
+            a: unsafe { g.a.add(k0) },
+            // SAFETY: as above.
+            b: unsafe { g.b.add(k0 * PANEL) },
+            ..*g
+        };
+        // SAFETY: the block is the sub-product over k0..k0 + kb.
+        unsafe { gemm_dispatch(isa, &blk, g.k, order, k0 == 0, k0 + kb == g.k) };
+        k0 += kb;
+        if k0 >= g.k {
+            break;
+        }
+    }
+}
+
+/// # Safety
+/// As [`gemm`]; `isa` is supported by this CPU.
+pub(crate) unsafe fn gemm_dispatch(isa: Isa, g: &Gemm<'_>, ldb: usize, order: PwOrder, first: bool, last: bool) {
+    let b = Block {
+        g: *g,
+        ldb,
+        order,
+        first,
+        last,
+    };
+    // SAFETY: forwarded contract; the target-feature functions are only
+    // called when `isa` says the CPU has the feature.
+    unsafe {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => x86::gemm_avx512(&b),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => x86::gemm_avx2(&b),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => neon::gemm_neon(&b),
+            _ => gemm_v::<F32x4, 2, 2, 2, 4, 4>(&b),
+        }
+    }
+}
