@@ -13,7 +13,9 @@
 use crate::ir::{Activation, ElemType, Layout};
 use crate::lower::describe::{human, shape_str, Description};
 use crate::lower::{Kernel, Layer, Program, Step, Storage};
-use mncc_abi::{amx, ConvShape, DepthwiseTiles, PointwiseShape, PointwiseTiles, PwDwShape, PwOrder};
+use mncc_abi::{
+    amx, Conv2d, ConvShape, Depthwise, DepthwiseTiles, Pointwise, PointwiseShape, PointwiseTiles, PwDwShape, PwOrder,
+};
 use proc_macro2::{Ident, Literal, TokenStream};
 use quote::{format_ident, quote};
 use std::ops::Range;
@@ -587,43 +589,39 @@ fn layer_call(p: &Program, l: &Layer, names: &[Ident], par: bool) -> TokenStream
             pad_value,
             ..
         } => {
-            let s = conv_shape(shape);
+            let conv = conv2d_layer(&Conv2d {
+                shape: *shape,
+                layout: *layout,
+                pad_value,
+            });
             let ty = elem_ty(*input_type);
-            let lay = match layout {
-                Layout::Nhwc => quote!(::mncc_runtime::Layout::Nhwc),
-                Layout::Nchw => quote!(::mncc_runtime::Layout::Nchw),
-            };
-            let pads = pad_value.iter().map(|&v| f32_lit(v));
-            let npad = usize_lit(pad_value.len());
             let ep = epilogue(l, residual);
             quote! {
-                const SHAPE: ::mncc_runtime::ConvShape = #s;
-                const PAD: [f32; #npad] = [#(#pads),*];
-                #module::conv2d::<#ty>(#par_arg &SHAPE, #lay, #x, &PAD, w.get::<f32>(#wr), #ep, y);
+                const CONV: ::mncc_runtime::Conv2d = #conv;
+                #module::conv2d::<#ty>(#par_arg &CONV, #x, w.get::<f32>(#wr), #ep, y);
             }
         }
         Kernel::Depthwise { shape, tiles, .. } => {
-            let (s, t) = (conv_shape(shape), depthwise_tiles(tiles));
+            let dw = depthwise_layer(&Depthwise {
+                shape: *shape,
+                tiles: *tiles,
+            });
             let ep = epilogue(l, residual);
             quote! {
-                const SHAPE: ::mncc_runtime::ConvShape = #s;
-                const TILES: ::mncc_runtime::DepthwiseTiles = #t;
-                #module::depthwise(#par_arg &SHAPE, &TILES, #x, w.get::<f32>(#wr), #ep, y);
+                const DW: ::mncc_runtime::Depthwise = #dw;
+                #module::depthwise(#par_arg &DW, #x, w.get::<f32>(#wr), #ep, y);
             }
         }
         Kernel::Pointwise { shape, tiles, amx, .. } => {
-            let (s, t) = (pointwise_shape(shape), pointwise_tiles(tiles));
+            let pw = pointwise_layer(&Pointwise {
+                shape: *shape,
+                tiles: *tiles,
+            });
             let ep = epilogue(l, residual);
-            let call = if *amx {
-                let amx = amx_scratch(p, par);
-                quote!(#module::pointwise_amx(#par_arg &SHAPE, &TILES, #x, w.get::<f32>(#wr), #ep, y, #amx);)
-            } else {
-                quote!(#module::pointwise(#par_arg &SHAPE, &TILES, #x, w.get::<f32>(#wr), #ep, y);)
-            };
+            let amx = if *amx { amx_scratch(p, par) } else { quote!(None) };
             quote! {
-                const SHAPE: ::mncc_runtime::PointwiseShape = #s;
-                const TILES: ::mncc_runtime::PointwiseTiles = #t;
-                #call
+                const PW: ::mncc_runtime::Pointwise = #pw;
+                #module::pointwise(#par_arg &PW, #x, w.get::<f32>(#wr), #ep, y, #amx);
             }
         }
         Kernel::GlobalAvgPool { pixels, c } => {
@@ -679,15 +677,18 @@ fn banded_call(p: &Program, pw: &Layer, dw: &Layer, shape: &PwDwShape, par: bool
     let shape = pw_dw_shape(shape);
     let (pw_w, dw_w) = (pw.weights.as_ref().map(range_lit), dw.weights.as_ref().map(range_lit));
     let (pw_ep, dw_ep) = (epilogue(pw, quote!(None)), epilogue(dw, quote!(None)));
-    let call = if on_amx(pw) {
-        let amx = amx_scratch(p, par);
-        quote!(#module::pointwise_depthwise_amx(#par_arg &SHAPE, w.get::<f32>(#pw_w), #pw_ep, w.get::<f32>(#dw_w), #dw_ep, x, s, #amx, y);)
-    } else {
-        quote!(#module::pointwise_depthwise(#par_arg &SHAPE, w.get::<f32>(#pw_w), #pw_ep, w.get::<f32>(#dw_w), #dw_ep, x, s, y);)
-    };
+    let amx = if on_amx(pw) { amx_scratch(p, par) } else { quote!(None) };
     quote! {
         const SHAPE: ::mncc_runtime::PwDwShape = #shape;
-        #call
+        #module::pointwise_depthwise(
+            #par_arg
+            &SHAPE,
+            ::mncc_runtime::simd::Stage { weights: w.get::<f32>(#pw_w), ep: #pw_ep },
+            ::mncc_runtime::simd::Stage { weights: w.get::<f32>(#dw_w), ep: #dw_ep },
+            x,
+            ::mncc_runtime::simd::BandScratch { rows: s, amx: #amx },
+            y,
+        );
     }
 }
 
@@ -700,7 +701,7 @@ fn on_amx(l: &Layer) -> bool {
 /// `amx::PARTS` of them in the parallel mode.
 fn amx_scratch(p: &Program, par: bool) -> TokenStream {
     let len = usize_lit(p.amx_scratch * if par { amx::PARTS } else { 1 });
-    quote!(amx.get_mut::<f32>(0..#len))
+    quote!(Some(amx.get_mut::<f32>(0..#len)))
 }
 
 fn epilogue(l: &Layer, residual: TokenStream) -> TokenStream {
@@ -774,6 +775,33 @@ fn pointwise_tiles(t: &PointwiseTiles) -> TokenStream {
         PwOrder::ChannelsOuter => quote!(::mncc_runtime::PwOrder::ChannelsOuter),
     };
     quote!(::mncc_runtime::PointwiseTiles { kc: #kc, order: #order })
+}
+
+fn pointwise_layer(p: &Pointwise) -> TokenStream {
+    let Pointwise { shape, tiles } = p;
+    let (shape, tiles) = (pointwise_shape(shape), pointwise_tiles(tiles));
+    quote!(::mncc_runtime::Pointwise { shape: #shape, tiles: #tiles })
+}
+
+fn depthwise_layer(d: &Depthwise) -> TokenStream {
+    let Depthwise { shape, tiles } = d;
+    let (shape, tiles) = (conv_shape(shape), depthwise_tiles(tiles));
+    quote!(::mncc_runtime::Depthwise { shape: #shape, tiles: #tiles })
+}
+
+fn conv2d_layer(c: &Conv2d<'_>) -> TokenStream {
+    let Conv2d {
+        shape,
+        layout,
+        pad_value,
+    } = c;
+    let shape = conv_shape(shape);
+    let layout = match layout {
+        Layout::Nhwc => quote!(::mncc_runtime::Layout::Nhwc),
+        Layout::Nchw => quote!(::mncc_runtime::Layout::Nchw),
+    };
+    let pads = pad_value.iter().map(|&v| f32_lit(v));
+    quote!(::mncc_runtime::Conv2d { shape: #shape, layout: #layout, pad_value: &[#(#pads),*] })
 }
 
 fn depthwise_tiles(t: &DepthwiseTiles) -> TokenStream {

@@ -65,7 +65,7 @@ impl<'a> ArenaMut<'a> {
     /// # Panics
     /// If `r` lies outside the arena or is not a whole number of `T`s from a
     /// multiple of `T`'s size.
-    #[inline]
+    #[inline(always)]
     #[track_caller]
     pub fn get<T: Elem>(&self, r: Range<usize>) -> &[T] {
         check_range("get", "range", &r, self.bytes.len());
@@ -76,7 +76,7 @@ impl<'a> ArenaMut<'a> {
     ///
     /// # Panics
     /// As [`get`](Self::get).
-    #[inline]
+    #[inline(always)]
     #[track_caller]
     pub fn get_mut<T: Elem>(&mut self, r: Range<usize>) -> &mut [T] {
         check_range("get_mut", "range", &r, self.bytes.len());
@@ -89,7 +89,7 @@ impl<'a> ArenaMut<'a> {
     ///
     /// # Panics
     /// If `at` is past the end or not a multiple of 64.
-    #[inline]
+    #[inline(always)]
     #[track_caller]
     pub fn split_at(&mut self, at: usize) -> (ArenaMut<'_>, ArenaMut<'_>) {
         assert!(
@@ -106,7 +106,7 @@ impl<'a> ArenaMut<'a> {
     /// # Panics
     /// If the ranges overlap or lie outside the arena, or a range does not
     /// fit its element type.
-    #[inline]
+    #[inline(always)]
     #[track_caller]
     pub fn split2<X: Elem, Y: Elem>(&mut self, input: Range<usize>, output: Range<usize>) -> (&[X], &mut [Y]) {
         let arena = &mut *self.bytes;
@@ -127,7 +127,7 @@ impl<'a> ArenaMut<'a> {
     /// # Panics
     /// If `output` overlaps `a` or `b`, a range lies outside the arena, or a
     /// range does not fit its element type.
-    #[inline]
+    #[inline(always)]
     #[track_caller]
     pub fn split3<A: Elem, B: Elem, Y: Elem>(
         &mut self,
@@ -161,7 +161,7 @@ impl<'a> ArenaMut<'a> {
     /// # Panics
     /// If two non-empty ranges overlap, a range lies outside the arena, or
     /// a range does not fit its element type.
-    #[inline]
+    #[inline(always)]
     #[track_caller]
     pub fn split_scratch<X: Elem, S: Elem, Y: Elem>(
         &mut self,

@@ -7,11 +7,16 @@
 //! `-C target-feature=+avx2,+fma`) skips the detection. NEON is part of the
 //! aarch64 baseline; every other target uses the portable path.
 //!
-//! [`set_limit`] caps the choice (tests force the AVX2 or portable path on an
-//! AVX-512 machine); [`calls`] counts kernel calls per instruction set, so a
-//! test can check that the path it claims to test did run.
+//! With the `instrument` feature (tests, `mncc verify`, the kernel
+//! benchmarks), `set_limit` caps the choice (tests force the AVX2 or
+//! portable path on an AVX-512 machine) and `calls` counts kernel calls per
+//! instruction set, so a test can check that the path it claims to test
+//! did run. Without it (what generated code links by default) neither
+//! exists and a kernel's dispatch costs one load of the detected set.
 
-use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+#[cfg(feature = "instrument")]
+use core::sync::atomic::AtomicU32;
+use core::sync::atomic::{AtomicU8, Ordering};
 
 /// An instruction set a [`crate::simd`] kernel can run on, ordered from least
 /// to most capable within an architecture.
@@ -62,7 +67,9 @@ impl Isa {
 /// 0 = not detected yet.
 static DETECTED: AtomicU8 = AtomicU8::new(0);
 /// 0 = no limit.
+#[cfg(feature = "instrument")]
 static LIMIT: AtomicU8 = AtomicU8::new(0);
+#[cfg(feature = "instrument")]
 static CALLS: [AtomicU32; 5] = [
     AtomicU32::new(0),
     AtomicU32::new(0),
@@ -100,6 +107,7 @@ pub fn active_vector() -> Isa {
 
 /// Caps the instruction set the kernels use (`None`: no cap). The cap is
 /// process-wide; a cap above what the CPU has is harmless.
+#[cfg(feature = "instrument")]
 pub fn set_limit(limit: Option<Isa>) {
     LIMIT.store(limit.map_or(0, |i| i as u8), Ordering::Relaxed);
 }
@@ -109,13 +117,15 @@ pub fn set_limit(limit: Option<Isa>) {
 #[inline]
 pub fn active() -> Isa {
     let d = detected();
-    match LIMIT.load(Ordering::Relaxed) {
-        0 => d,
-        l => d.min(Isa::from_u8(l)),
+    #[cfg(feature = "instrument")]
+    if let l @ 1.. = LIMIT.load(Ordering::Relaxed) {
+        return d.min(Isa::from_u8(l));
     }
+    d
 }
 
 /// Number of [`crate::simd`] kernel calls that ran on `isa` so far.
+#[cfg(feature = "instrument")]
 pub fn calls(isa: Isa) -> u32 {
     CALLS[isa as usize - 1].load(Ordering::Relaxed)
 }
@@ -129,13 +139,30 @@ pub(crate) fn active_counted() -> Isa {
     isa
 }
 
-/// Counts one kernel call on `isa`.
+/// Counts one kernel call on `isa` (with the `instrument` feature).
 #[inline]
 pub(crate) fn count(isa: Isa) {
-    let c = &CALLS[isa as usize - 1];
-    // Not `fetch_add`: that needs compare-and-swap, which thumbv6m lacks. A
-    // lost update under a race only makes the count low, never wrong in kind.
-    c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+    #[cfg(feature = "instrument")]
+    {
+        let c = &CALLS[isa as usize - 1];
+        // Not `fetch_add`: that needs compare-and-swap, which thumbv6m
+        // lacks. A lost update under a race only makes the count low, never
+        // wrong in kind.
+        c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+    }
+    #[cfg(not(feature = "instrument"))]
+    let _ = isa;
+}
+
+/// Whether this CPU runs `isa` (what [`set_limit`] can pick): an
+/// instruction set of this architecture at most [`detected`]'s.
+pub fn available(isa: Isa) -> bool {
+    let arch = match isa {
+        Isa::Portable => true,
+        Isa::Neon => cfg!(target_arch = "aarch64"),
+        Isa::Avx2 | Isa::Avx512 | Isa::Amx => cfg!(target_arch = "x86_64"),
+    };
+    arch && isa <= detected()
 }
 
 #[cfg(target_arch = "x86_64")]

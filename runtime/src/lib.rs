@@ -23,23 +23,26 @@
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod arena;
+mod checks;
 mod elem;
+mod epilogue;
 pub mod isa;
-pub mod kernels;
 mod math;
+mod ops;
 pub mod par;
+pub mod reference;
 pub mod simd;
 pub mod weights;
 
 pub use arena::{align_arena, ArenaMut, ARENA_SLACK};
-pub use kernels::*;
 /// The contract with the compiler: shapes, tiles, packing, scratch sizes,
 /// epilogue, element types (the `mncc-abi` crate).
 pub use mncc_abi as abi;
 pub use mncc_abi::{
-    Activation, Conv2dTiles, ConvShape, DepthwiseTiles, Elem, ElemType, Epilogue, Layout, PointwiseShape,
-    PointwiseTiles, PwDwShape, PwOrder,
+    Activation, Conv2d, Conv2dTiles, ConvShape, Depthwise, DepthwiseTiles, Elem, ElemType, Epilogue, Layout, Pointwise,
+    PointwiseShape, PointwiseTiles, PwDwShape, PwOrder,
 };
+pub use ops::{add, dequantize, global_avg_pool, map, nhwc_to_nchw, quantize, scale_channels, softmax};
 pub use weights::{Aligned, Blob};
 
 #[cfg(feature = "macros")]

@@ -48,7 +48,8 @@
 //! whole on the calling thread. The one `unsafe` block hands each claimed
 //! chunk its `&mut` part of the output.
 
-use crate::abi::{amx, conv_rows, ConvShape, DepthwiseTiles, PointwiseShape, PointwiseTiles, PwDwShape};
+use crate::abi::{amx, conv_rows, Conv2d, Depthwise, Pointwise, PointwiseShape, PwDwShape};
+use crate::simd::{BandScratch, Stage};
 use crate::{simd, Epilogue, Layout, Pixel};
 use core::ops::Range;
 
@@ -172,38 +173,41 @@ impl OutPtr {
     }
 }
 
-/// Runs `f(range, out_part)` for the `n` chunks `range` covering `0..units`
-/// (see [`chunk`]), where `out_part` is the part of `out` (`unit` elements
-/// per unit) the chunk writes. `par.threads()` participants (the calling thread
-/// and the others, through nested [`Parallel::join`]s) claim chunks until
-/// none are left: the calling thread from the front, the first other
-/// participant from the back, any further ones from the front ([`Claims`]).
-/// So with two threads each keeps to its own end of the tensor, the same
-/// end in every layer (the rows it wrote are the rows it reads next, in its
-/// own cache), and the two meet wherever the work runs out. Targets without
-/// atomic read-modify-write run all chunks on the calling thread.
-fn for_chunks<F>(par: &dyn Parallel, units: usize, n: usize, align: usize, unit: usize, out: &mut [f32], f: &F)
-where
-    F: Fn(Range<usize>, &mut [f32]) + Sync,
-{
-    for_chunks_of(par, usize::MAX, units, n, align, unit, out, &|_, r, o| f(r, o));
-}
-
-/// [`for_chunks`] with at most `most` participants (the calling thread is
-/// participant 0), each chunk's `f` told which participant runs it.
-#[allow(clippy::too_many_arguments)]
-fn for_chunks_of<F>(
-    par: &dyn Parallel,
-    most: usize,
+/// How a layer's output is cut: `n` chunks covering `0..units` (see
+/// [`chunk`]) at multiples of `align`, each unit `unit` elements of the
+/// output.
+#[derive(Clone, Copy, Debug)]
+struct Split {
     units: usize,
     n: usize,
     align: usize,
     unit: usize,
-    out: &mut [f32],
-    f: &F,
-) where
+}
+
+/// Runs `f(range, out_part)` for the chunks `range` of `split`, where
+/// `out_part` is the part of `out` the chunk writes. `par.threads()`
+/// participants (the calling thread and the others, through nested
+/// [`Parallel::join`]s) claim chunks until none are left: the calling
+/// thread from the front, the first other participant from the back, any
+/// further ones from the front ([`Claims`]). So with two threads each keeps
+/// to its own end of the tensor, the same end in every layer (the rows it
+/// wrote are the rows it reads next, in its own cache), and the two meet
+/// wherever the work runs out. Targets without atomic read-modify-write
+/// run all chunks on the calling thread.
+fn for_chunks<F>(par: &dyn Parallel, split: Split, out: &mut [f32], f: &F)
+where
+    F: Fn(Range<usize>, &mut [f32]) + Sync,
+{
+    for_chunks_of(par, usize::MAX, split, out, &|_, r, o| f(r, o));
+}
+
+/// [`for_chunks`] with at most `most` participants (the calling thread is
+/// participant 0), each chunk's `f` told which participant runs it.
+fn for_chunks_of<F>(par: &dyn Parallel, most: usize, split: Split, out: &mut [f32], f: &F)
+where
     F: Fn(usize, Range<usize>, &mut [f32]) + Sync,
 {
+    let Split { units, n, align, unit } = split;
     assert_eq!(out.len(), units * unit, "par: output length (compiler bug)");
     #[cfg(target_has_atomic = "ptr")]
     if n > 1 && par.threads() > 1 && most > 1 {
@@ -301,115 +305,112 @@ fn part_epilogue<'a>(ep: &Epilogue<'a>, elems: Range<usize>) -> Epilogue<'a> {
     }
 }
 
-/// [`simd::pointwise`] on `par`'s threads, split by pixels. Same arguments,
+/// [`simd::pointwise`] on `par`'s threads: split by pixels (at multiples
+/// of [`PIXEL_ALIGN`]), a single pixel (the classifier) by output channels;
+/// with an AMX scratch, on at most [`AMX_PARTS`] of them, each with its
+/// own part of `amx` (one [`amx::scratch_len`] per participant), split at
+/// multiples of 32 (the tile rows) where the tiles run. Same arguments,
 /// same result bit for bit.
 ///
 /// # Panics
-/// If a slice length does not match `s` (as [`simd::pointwise`]).
+/// As [`simd::pointwise`]; if `amx` has fewer than [`AMX_PARTS`] parts.
 #[inline]
 pub fn pointwise(
     par: &dyn Parallel,
-    s: &PointwiseShape,
-    tiles: &PointwiseTiles,
+    p: &Pointwise,
     input: &[f32],
     packed: &[f32],
     ep: &Epilogue<'_>,
     out: &mut [f32],
+    amx: Option<&mut [f32]>,
 ) {
-    if s.pixels == 1 {
-        return pointwise_columns(par, s, tiles, input, packed, ep, out);
+    let s = &p.shape;
+    if let Some(scratch) = amx {
+        let slot = amx::scratch_len(s.pixels, s.in_c, s.out_c, p.tiles.order);
+        assert!(
+            scratch.len() >= AMX_PARTS * slot,
+            "par::pointwise: the AMX scratch has {} elements, {AMX_PARTS} parts of {slot} needed",
+            scratch.len()
+        );
+        let align = if crate::isa::active() == crate::isa::Isa::Amx {
+            32
+        } else {
+            PIXEL_ALIGN
+        };
+        let parts = ScratchParts(scratch.as_mut_ptr(), slot);
+        let how = PixelSplit { most: AMX_PARTS, align };
+        return by_pixels(par, p, how, input, ep, out, &|participant, sub, x, ep, y| {
+            simd::pointwise(sub, x, packed, ep, y, Some(parts.get(participant)))
+        });
     }
-    by_pixels(par, s, usize::MAX, PIXEL_ALIGN, input, ep, out, &|_, sub, x, ep, y| {
-        simd::pointwise(sub, tiles, x, packed, ep, y)
+    if s.pixels == 1 {
+        return pointwise_columns(par, p, input, packed, ep, out);
+    }
+    let how = PixelSplit {
+        most: usize::MAX,
+        align: PIXEL_ALIGN,
+    };
+    by_pixels(par, p, how, input, ep, out, &|_, sub, x, ep, y| {
+        simd::pointwise(sub, x, packed, ep, y, None)
     });
 }
 
-/// A pointwise layer `s` on at most `most` of `par`'s participants, split
-/// by pixels at multiples of `align`: `run(participant, sub, input, ep,
-/// out)` computes one chunk (or, in one part, the whole layer as
-/// participant 0, also when a length does not match: the kernel reports
-/// it).
-#[allow(clippy::too_many_arguments)]
+/// On how many participants, at most, and at multiples of how many pixels a
+/// pointwise layer is split.
+#[derive(Clone, Copy, Debug)]
+struct PixelSplit {
+    most: usize,
+    align: usize,
+}
+
+/// A pointwise layer `p` split by pixels as `how` says: `run(participant,
+/// sub, input, ep, out)` computes one chunk (or, in one part, the whole
+/// layer as participant 0, also when a length does not match: the kernel
+/// reports it).
 #[inline]
 fn by_pixels<F>(
     par: &dyn Parallel,
-    s: &PointwiseShape,
-    most: usize,
-    align: usize,
+    p: &Pointwise,
+    how: PixelSplit,
     input: &[f32],
     ep: &Epilogue<'_>,
     out: &mut [f32],
     run: &F,
 ) where
-    F: Fn(usize, &PointwiseShape, &[f32], &Epilogue<'_>, &mut [f32]) + Sync,
+    F: Fn(usize, &Pointwise, &[f32], &Epilogue<'_>, &mut [f32]) + Sync,
 {
+    let s = &p.shape;
     // Weights larger than the input: every chunk streams all of them, so
     // one chunk per thread.
     let per_thread = if s.out_c > s.pixels { 1 } else { CHUNKS_PER_THREAD };
-    let max_chunks = par.threads().min(most).saturating_mul(per_thread);
-    let n = chunk_count(par, s.pixels, align, s.in_c * s.out_c, max_chunks);
+    let max_chunks = par.threads().min(how.most).saturating_mul(per_thread);
+    let n = chunk_count(par, s.pixels, how.align, s.in_c * s.out_c, max_chunks);
     if n <= 1 || input.len() != s.pixels * s.in_c || out.len() != s.pixels * s.out_c {
-        return run(0, s, input, ep, out);
+        return run(0, p, input, ep, out);
     }
     let part = |participant: usize, px: Range<usize>, out: &mut [f32]| {
-        let sub = PointwiseShape {
-            pixels: px.end - px.start,
-            ..*s
+        let sub = Pointwise {
+            shape: PointwiseShape {
+                pixels: px.end - px.start,
+                ..*s
+            },
+            tiles: p.tiles,
         };
         let ep = part_epilogue(ep, px.start * s.out_c..px.end * s.out_c);
         run(participant, &sub, &input[px.start * s.in_c..px.end * s.in_c], &ep, out);
     };
-    for_chunks_of(par, most, s.pixels, n, align, s.out_c, out, &part);
-}
-
-/// Participants of [`pointwise_amx`] and [`pointwise_depthwise_amx`]: the
-/// scratch they are given holds this many per-thread parts.
-pub use crate::abi::amx::PARTS as AMX_PARTS;
-
-/// [`simd::pointwise_amx`] on `par`'s threads, split by pixels (at
-/// multiples of 32, the tile rows, where the tiles run; of
-/// [`PIXEL_ALIGN`] otherwise), on at most [`AMX_PARTS`] of them: `scratch`
-/// holds one [`amx::scratch_len`] part per participant.
-/// Same arguments, same result bit for bit.
-///
-/// # Panics
-/// As [`simd::pointwise_amx`]; if `scratch` has fewer than [`AMX_PARTS`]
-/// parts.
-#[allow(clippy::too_many_arguments)]
-#[inline]
-pub fn pointwise_amx(
-    par: &dyn Parallel,
-    s: &PointwiseShape,
-    tiles: &PointwiseTiles,
-    input: &[f32],
-    packed: &[f32],
-    ep: &Epilogue<'_>,
-    out: &mut [f32],
-    scratch: &mut [f32],
-) {
-    let slot = amx::scratch_len(s.pixels, s.in_c, s.out_c, tiles.order);
-    assert!(
-        scratch.len() >= AMX_PARTS * slot,
-        "par::pointwise_amx: `scratch` has {} elements, {AMX_PARTS} parts of {slot} needed",
-        scratch.len()
-    );
-    let align = if crate::isa::active() == crate::isa::Isa::Amx {
-        32
-    } else {
-        PIXEL_ALIGN
+    let split = Split {
+        units: s.pixels,
+        n,
+        align: how.align,
+        unit: s.out_c,
     };
-    let parts = ScratchParts(scratch.as_mut_ptr(), slot);
-    by_pixels(
-        par,
-        s,
-        AMX_PARTS,
-        align,
-        input,
-        ep,
-        out,
-        &|participant, sub, x, ep, y| simd::pointwise_amx(sub, tiles, x, packed, ep, y, parts.get(participant)),
-    );
+    for_chunks_of(par, how.most, split, out, &part);
 }
+
+/// Participants of [`pointwise`] and [`pointwise_depthwise`] with an AMX
+/// scratch: the scratch they are given holds this many per-thread parts.
+pub use crate::abi::amx::PARTS as AMX_PARTS;
 
 /// The per-participant parts of a scratch slice: `.1` elements each, at
 /// least [`AMX_PARTS`] of them from `.0`.
@@ -440,13 +441,13 @@ impl ScratchParts {
 /// once, half on each thread).
 fn pointwise_columns(
     par: &dyn Parallel,
-    s: &PointwiseShape,
-    tiles: &PointwiseTiles,
+    p: &Pointwise,
     input: &[f32],
     packed: &[f32],
     ep: &Epilogue<'_>,
     out: &mut [f32],
 ) {
+    let s = &p.shape;
     let n = chunk_count(par, s.out_c, COLUMN_ALIGN, s.in_c, par.threads());
     let ok = |x: Option<&[f32]>| x.is_none_or(|x| x.len() == s.out_c);
     if n <= 1
@@ -457,12 +458,15 @@ fn pointwise_columns(
         || !ok(ep.residual)
     {
         // One part (or a length error, which the kernel reports).
-        return simd::pointwise(s, tiles, input, packed, ep, out);
+        return simd::pointwise(p, input, packed, ep, out, None);
     }
     let part = |cols: Range<usize>, out: &mut [f32]| {
-        let sub = PointwiseShape {
-            out_c: cols.end - cols.start,
-            ..*s
+        let sub = Pointwise {
+            shape: PointwiseShape {
+                out_c: cols.end - cols.start,
+                ..*s
+            },
+            tiles: p.tiles,
         };
         let ep = Epilogue {
             bias: ep.bias.map(|b| &b[cols.clone()]),
@@ -471,128 +475,83 @@ fn pointwise_columns(
         };
         // Panel `p` (columns `16p..16p + 16`) starts at `p * 16 * in_c`;
         // `cols.start` is a multiple of 16.
-        let w = &packed[cols.start * s.in_c..][..crate::abi::pack::pointwise_packed_len(s.in_c, sub.out_c)];
-        simd::pointwise(&sub, tiles, input, w, &ep, out);
+        let w = &packed[cols.start * s.in_c..][..crate::abi::pack::pointwise_packed_len(s.in_c, sub.shape.out_c)];
+        simd::pointwise(&sub, input, w, &ep, out, None);
     };
-    for_chunks(par, s.out_c, n, COLUMN_ALIGN, 1, out, &part);
+    let split = Split {
+        units: s.out_c,
+        n,
+        align: COLUMN_ALIGN,
+        unit: 1,
+    };
+    for_chunks(par, split, out, &part);
 }
 
 /// [`simd::depthwise`] on `par`'s threads, split by output rows. Same
 /// arguments, same result bit for bit.
 ///
 /// # Panics
-/// If a slice length does not match `s` (as [`simd::depthwise`]).
+/// If a slice length does not match `d` (as [`simd::depthwise`]).
 #[inline]
 pub fn depthwise(
     par: &dyn Parallel,
-    s: &ConvShape,
-    tiles: &DepthwiseTiles,
+    d: &Depthwise,
     input: &[f32],
     weights: &[f32],
     ep: &Epilogue<'_>,
     out: &mut [f32],
 ) {
+    let s = &d.shape;
     let row_macs = s.out_w * s.out_c * s.kernel_h * s.kernel_w;
     let max_chunks = par.threads().saturating_mul(CHUNKS_PER_THREAD);
     let n = chunk_count(par, s.out_h, 1, row_macs, max_chunks);
     if n <= 1 || input.len() != s.in_len() || out.len() != s.out_len() || s.stride_h == 0 {
-        return simd::depthwise(s, tiles, input, weights, ep, out);
+        return simd::depthwise(d, input, weights, ep, out);
     }
     let row_in = s.in_w * s.in_c;
     let row_out = s.out_w * s.out_c;
     let part = |rows: Range<usize>, out: &mut [f32]| {
         let (sub, ins) = conv_rows(s, rows.clone());
         let ep = part_epilogue(ep, rows.start * row_out..rows.end * row_out);
-        simd::depthwise(
-            &sub,
-            tiles,
-            &input[ins.start * row_in..ins.end * row_in],
-            weights,
-            &ep,
-            out,
-        );
+        let sub = Depthwise {
+            shape: sub,
+            tiles: d.tiles,
+        };
+        simd::depthwise(&sub, &input[ins.start * row_in..ins.end * row_in], weights, &ep, out);
     };
-    for_chunks(par, s.out_h, n, 1, row_out, out, &part);
+    let split = Split {
+        units: s.out_h,
+        n,
+        align: 1,
+        unit: row_out,
+    };
+    for_chunks(par, split, out, &part);
 }
 
 /// [`simd::pointwise_depthwise`] on two of `par`'s threads: the output
-/// rows in two halves, each run in bands on its own half of `scratch`
-/// (which holds two [`PwDwShape::scratch_len`]s; the pointwise rows
-/// both halves' windows read are computed by both). Same arguments, same
-/// result bit for bit. The halves are fixed, not claimed in chunks: each
-/// band reuses the rows of the one before it in its thread's scratch.
-/// With fewer than 2 threads, too little work for two parts
-/// ([`Parallel::min_part_macs`]) or one output row, it runs serially.
+/// rows in two halves, each run in bands on its own half of
+/// `scratch.rows` (which holds two [`PwDwShape::scratch_len`]s; the
+/// pointwise rows both halves' windows read are computed by both) and,
+/// with the AMX tiles, its own part of `scratch.amx` ([`AMX_PARTS`]). Same
+/// arguments, same result bit for bit. The halves are fixed, not claimed
+/// in chunks: each band reuses the rows of the one before it in its
+/// thread's scratch. With fewer than 2 threads, too little work for two
+/// parts ([`Parallel::min_part_macs`]) or one output row, it runs
+/// serially.
 ///
 /// # Panics
 /// As [`simd::pointwise_depthwise`].
-#[allow(clippy::too_many_arguments)]
 #[inline]
 pub fn pointwise_depthwise(
     par: &dyn Parallel,
     s: &PwDwShape,
-    pw_weights: &[f32],
-    pw_ep: &Epilogue<'_>,
-    dw_weights: &[f32],
-    dw_ep: &Epilogue<'_>,
+    pw: Stage<'_>,
+    dw: Stage<'_>,
     input: &[f32],
-    scratch: &mut [f32],
+    scratch: BandScratch<'_>,
     out: &mut [f32],
 ) {
-    pointwise_depthwise_halves(par, s, pw_weights, pw_ep, dw_weights, dw_ep, input, scratch, None, out);
-}
-
-/// [`pointwise_depthwise`] with the pointwise layer on the AMX tiles
-/// ([`simd::pointwise_depthwise_amx`]): `amx_scratch` holds
-/// [`AMX_PARTS`] parts, one per half. Same result, bit for bit, as the
-/// serial call.
-///
-/// # Panics
-/// As [`simd::pointwise_depthwise_amx`].
-#[allow(clippy::too_many_arguments)]
-#[inline]
-pub fn pointwise_depthwise_amx(
-    par: &dyn Parallel,
-    s: &PwDwShape,
-    pw_weights: &[f32],
-    pw_ep: &Epilogue<'_>,
-    dw_weights: &[f32],
-    dw_ep: &Epilogue<'_>,
-    input: &[f32],
-    scratch: &mut [f32],
-    amx_scratch: &mut [f32],
-    out: &mut [f32],
-) {
-    pointwise_depthwise_halves(
-        par,
-        s,
-        pw_weights,
-        pw_ep,
-        dw_weights,
-        dw_ep,
-        input,
-        scratch,
-        Some(amx_scratch),
-        out,
-    );
-}
-
-/// [`pointwise_depthwise`] (`amx` None) and [`pointwise_depthwise_amx`]
-/// (`amx` its scratch): the two halves of the output rows on two threads,
-/// or the serial call.
-#[allow(clippy::too_many_arguments)]
-fn pointwise_depthwise_halves(
-    par: &dyn Parallel,
-    s: &PwDwShape,
-    pw_weights: &[f32],
-    pw_ep: &Epilogue<'_>,
-    dw_weights: &[f32],
-    dw_ep: &Epilogue<'_>,
-    input: &[f32],
-    scratch: &mut [f32],
-    amx: Option<&mut [f32]>,
-    out: &mut [f32],
-) {
+    const K: &str = "par::pointwise_depthwise";
     let slot = s.scratch_len();
     let amx_slot = amx::scratch_len(s.pw.pixels, s.pw.in_c, s.pw.out_c, s.pw_tiles.order);
     let macs = s.pw.pixels * s.pw.in_c * s.pw.out_c + s.dw.out_len() * s.dw.kernel_h * s.dw.kernel_w;
@@ -600,42 +559,39 @@ fn pointwise_depthwise_halves(
     let serial = par.threads() < 2
         || out_h < 2
         || macs / 2 < par.min_part_macs()
-        || scratch.len() < 2 * slot
-        || amx.as_ref().is_some_and(|a| a.len() < AMX_PARTS * amx_slot)
+        || scratch.rows.len() < 2 * slot
+        || scratch.amx.as_ref().is_some_and(|a| a.len() < AMX_PARTS * amx_slot)
         || out.len() != s.dw.out_len();
-    let name = if amx.is_some() {
-        "par::pointwise_depthwise_amx"
-    } else {
-        "par::pointwise_depthwise"
-    };
-    match amx {
-        Some(a) if serial => {
-            return simd::pointwise_depthwise_amx(s, pw_weights, pw_ep, dw_weights, dw_ep, input, scratch, a, out)
-        }
-        None if serial => {
-            return simd::pointwise_depthwise(s, pw_weights, pw_ep, dw_weights, dw_ep, input, scratch, out)
-        }
-        _ => {}
+    if serial {
+        return simd::pointwise_depthwise(s, pw, dw, input, scratch, out);
     }
     // Checks every length (and the shapes) before any part runs.
-    simd::check_pwdw(s, name, input.len(), slot, out.len(), pw_ep, dw_ep);
-    let (mut a0, mut a1) = match amx {
+    simd::check_pwdw(s, K, input.len(), slot, out.len(), &pw, &dw);
+    let BandScratch { rows, amx } = scratch;
+    let (a0, a1) = match amx {
         Some(a) => {
-            simd::check_amx(s, amx_slot);
+            simd::check_amx(s, K, amx_slot);
             let (a0, a1) = a.split_at_mut(amx_slot);
             (Some(a0), Some(a1))
         }
         None => (None, None),
     };
     let half = out_h / 2;
-    let (s0, s1) = scratch.split_at_mut(slot);
+    let (s0, s1) = rows.split_at_mut(slot);
     let (o0, o1) = out.split_at_mut(half * s.dw.out_w * s.dw.out_c);
-    let band = |rows: Range<usize>, amx: Option<&mut [f32]>, scratch: &mut [f32], out: &mut [f32]| {
-        simd::pointwise_depthwise_bands(s, rows, pw_weights, amx, pw_ep, dw_weights, dw_ep, input, scratch, out)
-    };
+    let mut first = Some((BandScratch { rows: s0, amx: a0 }, o0));
+    let mut second = Some((BandScratch { rows: s1, amx: a1 }, o1));
     par.join(
-        &mut || band(0..half, a0.as_deref_mut(), &mut *s0, &mut *o0),
-        &mut || band(half..out_h, a1.as_deref_mut(), &mut *s1, &mut *o1),
+        &mut || {
+            if let Some((scratch, out)) = first.take() {
+                simd::pointwise_depthwise_bands(s, 0..half, pw, dw, input, scratch, out);
+            }
+        },
+        &mut || {
+            if let Some((scratch, out)) = second.take() {
+                simd::pointwise_depthwise_bands(s, half..out_h, pw, dw, input, scratch, out);
+            }
+        },
     );
 }
 
@@ -645,45 +601,50 @@ fn pointwise_depthwise_halves(
 /// bit for bit.
 ///
 /// # Panics
-/// If a slice length does not match `s` (as [`simd::conv2d`]).
-#[allow(clippy::too_many_arguments)]
+/// If a slice length does not match `c` (as [`simd::conv2d`]).
 #[inline]
 pub fn conv2d<T: Pixel + Sync>(
     par: &dyn Parallel,
-    s: &ConvShape,
-    layout: Layout,
+    c: &Conv2d<'_>,
     input: &[T],
-    pad_value: &[f32],
     weights: &[f32],
     ep: &Epilogue<'_>,
     out: &mut [f32],
 ) {
+    let s = &c.shape;
     let row_macs = s.out_w * s.out_c * s.kernel_h * s.kernel_w * s.in_c;
     let max_chunks = par.threads().saturating_mul(CHUNKS_PER_THREAD);
     let n = chunk_count(par, s.out_h, 1, row_macs, max_chunks);
     if n <= 1 || input.len() != s.in_len() || out.len() != s.out_len() || s.stride_h == 0 {
-        return simd::conv2d(s, layout, input, pad_value, weights, ep, out);
+        return simd::conv2d(c, input, weights, ep, out);
     }
     let row_in = s.in_w * s.in_c;
     let row_out = s.out_w * s.out_c;
     let rows_ep = |rows: &Range<usize>| part_epilogue(ep, rows.start * row_out..rows.end * row_out);
-    if layout != Layout::Nhwc {
+    let split = Split {
+        units: s.out_h,
+        n,
+        align: 1,
+        unit: row_out,
+    };
+    if c.layout != Layout::Nhwc {
         // An NCHW row window is not one slice: the direct route computes
         // output rows of the whole input; other shapes run whole.
         if !simd::conv2d_rows_applies(s) {
-            return simd::conv2d(s, layout, input, pad_value, weights, ep, out);
+            return simd::conv2d(c, input, weights, ep, out);
         }
         let part = |rows: Range<usize>, out: &mut [f32]| {
-            simd::conv2d_rows(s, layout, input, pad_value, weights, &rows_ep(&rows), rows, out);
+            simd::conv2d_rows(c, input, weights, &rows_ep(&rows), rows, out);
         };
-        return for_chunks(par, s.out_h, n, 1, row_out, out, &part);
+        return for_chunks(par, split, out, &part);
     }
     let part = |rows: Range<usize>, out: &mut [f32]| {
         let (sub, ins) = conv_rows(s, rows.clone());
         let x = &input[ins.start * row_in..ins.end * row_in];
-        simd::conv2d(&sub, layout, x, pad_value, weights, &rows_ep(&rows), out);
+        let sub = Conv2d { shape: sub, ..*c };
+        simd::conv2d(&sub, x, weights, &rows_ep(&rows), out);
     };
-    for_chunks(par, s.out_h, n, 1, row_out, out, &part);
+    for_chunks(par, split, out, &part);
 }
 
 #[cfg(test)]

@@ -17,7 +17,8 @@ mod common;
 use common::*;
 use mncc_runtime::isa::{self, Isa};
 use mncc_runtime::par::{self, Parallel};
-use mncc_runtime::{simd, PwDwShape};
+use mncc_runtime::simd::{BandScratch, Stage};
+use mncc_runtime::{simd, Depthwise, Pointwise, PwDwShape};
 use mncc_runtime::{ConvShape, DepthwiseTiles, Epilogue, PointwiseShape, PointwiseTiles, PwOrder};
 
 /// A pointwise layer: seeded input and weights, packed in panels.
@@ -61,13 +62,33 @@ impl Case {
         let mut scratch =
             vec![f32::NAN; mncc_runtime::abi::amx::scratch_len(self.s.pixels, self.s.in_c, self.s.out_c, order)];
         let t = self.tiles(order);
-        simd::pointwise_amx(&self.s, &t, &self.input, &self.packed, ep, &mut out, &mut scratch);
+        simd::pointwise(
+            &Pointwise {
+                shape: self.s,
+                tiles: t,
+            },
+            &self.input,
+            &self.packed,
+            ep,
+            &mut out,
+            Some(&mut scratch[..]),
+        );
         out
     }
 
     fn avx(&self, order: PwOrder, ep: &Epilogue<'_>) -> Vec<f32> {
         let mut out = vec![f32::NAN; self.s.pixels * self.s.out_c];
-        simd::pointwise(&self.s, &self.tiles(order), &self.input, &self.packed, ep, &mut out);
+        simd::pointwise(
+            &Pointwise {
+                shape: self.s,
+                tiles: self.tiles(order),
+            },
+            &self.input,
+            &self.packed,
+            ep,
+            &mut out,
+            None,
+        );
         out
     }
 
@@ -170,14 +191,16 @@ fn each_pixel_gets_the_same_bits_wherever_it_falls() {
                     };
                     let mut out = vec![f32::NAN; (b - a) * oc];
                     let mut scratch = vec![0.0; mncc_runtime::abi::amx::scratch_len(b - a, ic, oc, order)];
-                    simd::pointwise_amx(
-                        &s,
-                        &c.tiles(order),
+                    simd::pointwise(
+                        &Pointwise {
+                            shape: s,
+                            tiles: c.tiles(order),
+                        },
                         &c.input[a * ic..b * ic],
                         &c.packed,
                         &part_ep,
                         &mut out,
-                        &mut scratch,
+                        Some(&mut scratch[..]),
                     );
                     assert_same_bits(
                         &format!("pixels {a}..{b} {order:?} {}", e.name),
@@ -248,15 +271,17 @@ fn parallel_splits_are_bit_identical() {
                     for (name, p) in executors() {
                         let mut got = vec![f32::NAN; pixels * out_c];
                         let mut scratch = vec![f32::NAN; mncc_runtime::abi::amx::PARTS * slot];
-                        par::pointwise_amx(
+                        par::pointwise(
                             &*p,
-                            &c.s,
-                            &c.tiles(order),
+                            &Pointwise {
+                                shape: c.s,
+                                tiles: c.tiles(order),
+                            },
                             &c.input,
                             &c.packed,
                             &ep,
                             &mut got,
-                            &mut scratch,
+                            Some(&mut scratch[..]),
                         );
                         assert_same_bits(
                             &format!("{limit:?} {pixels}x{in_c}->{out_c} {order:?} {} on {name}", e.name),
@@ -330,37 +355,68 @@ fn banded_pairs_are_the_unfused_pair() {
             // The unfused pair.
             let mut mid_t = vec![f32::NAN; pw.pixels * mid];
             let mut scratch = vec![0.0; amx_len];
-            simd::pointwise_amx(&pw, &s.pw_tiles, &input, &packed, &pw_ep, &mut mid_t, &mut scratch);
+            simd::pointwise(
+                &Pointwise {
+                    shape: pw,
+                    tiles: s.pw_tiles,
+                },
+                &input,
+                &packed,
+                &pw_ep,
+                &mut mid_t,
+                Some(&mut scratch[..]),
+            );
             let mut want = vec![f32::NAN; dw.out_len()];
-            simd::depthwise(&dw, &s.dw_tiles, &mid_t, &dw_w, &dw_ep, &mut want);
+            simd::depthwise(
+                &Depthwise {
+                    shape: dw,
+                    tiles: s.dw_tiles,
+                },
+                &mid_t,
+                &dw_w,
+                &dw_ep,
+                &mut want,
+            );
             // Banded, serial and on two threads.
             let mut got = vec![f32::NAN; dw.out_len()];
             let mut band_scratch = vec![f32::NAN; 2 * s.scratch_len()];
             let mut amx_scratch = vec![f32::NAN; mncc_runtime::abi::amx::PARTS * amx_len];
-            simd::pointwise_depthwise_amx(
+            simd::pointwise_depthwise(
                 &s,
-                &packed,
-                &pw_ep,
-                &dw_w,
-                &dw_ep,
+                Stage {
+                    weights: &packed,
+                    ep: &pw_ep,
+                },
+                Stage {
+                    weights: &dw_w,
+                    ep: &dw_ep,
+                },
                 &input,
-                &mut band_scratch[..s.scratch_len()],
-                &mut amx_scratch[..amx_len],
+                BandScratch {
+                    rows: &mut band_scratch[..s.scratch_len()],
+                    amx: Some(&mut amx_scratch[..amx_len]),
+                },
                 &mut got,
             );
             assert_same_bits(&format!("{limit:?} banded {h}x{in_c}->{mid} s{stride}"), &got, &want);
             for (name, p) in executors() {
                 let mut got = vec![f32::NAN; dw.out_len()];
-                par::pointwise_depthwise_amx(
+                par::pointwise_depthwise(
                     &*p,
                     &s,
-                    &packed,
-                    &pw_ep,
-                    &dw_w,
-                    &dw_ep,
+                    Stage {
+                        weights: &packed,
+                        ep: &pw_ep,
+                    },
+                    Stage {
+                        weights: &dw_w,
+                        ep: &dw_ep,
+                    },
                     &input,
-                    &mut band_scratch,
-                    &mut amx_scratch,
+                    BandScratch {
+                        rows: &mut band_scratch[..],
+                        amx: Some(&mut amx_scratch[..]),
+                    },
                     &mut got,
                 );
                 assert_same_bits(
@@ -370,16 +426,22 @@ fn banded_pairs_are_the_unfused_pair() {
                 );
                 // One AMX part only: the serial call.
                 let mut got = vec![f32::NAN; dw.out_len()];
-                par::pointwise_depthwise_amx(
+                par::pointwise_depthwise(
                     &*p,
                     &s,
-                    &packed,
-                    &pw_ep,
-                    &dw_w,
-                    &dw_ep,
+                    Stage {
+                        weights: &packed,
+                        ep: &pw_ep,
+                    },
+                    Stage {
+                        weights: &dw_w,
+                        ep: &dw_ep,
+                    },
                     &input,
-                    &mut band_scratch,
-                    &mut amx_scratch[..amx_len],
+                    BandScratch {
+                        rows: &mut band_scratch[..],
+                        amx: Some(&mut amx_scratch[..amx_len]),
+                    },
                     &mut got,
                 );
                 assert_same_bits(
@@ -394,24 +456,26 @@ fn banded_pairs_are_the_unfused_pair() {
 }
 
 #[test]
-#[should_panic(expected = "simd::pointwise_amx: `scratch` has 10 elements")]
+#[should_panic(expected = "simd::pointwise: the AMX scratch has 10 elements")]
 fn a_short_scratch_panics() {
     let c = Case::new(1, 40, 32, 32);
     let mut out = vec![0.0; 40 * 32];
     let ep = Epilogue::NONE;
-    simd::pointwise_amx(
-        &c.s,
-        &c.tiles(PwOrder::PixelsOuter),
+    simd::pointwise(
+        &Pointwise {
+            shape: c.s,
+            tiles: c.tiles(PwOrder::PixelsOuter),
+        },
         &c.input,
         &c.packed,
         &ep,
         &mut out,
-        &mut [0.0; 10],
+        Some(&mut [0.0; 10]),
     );
 }
 
 #[test]
-#[should_panic(expected = "simd::pointwise_depthwise_amx: `amx_scratch` has 10 elements")]
+#[should_panic(expected = "simd::pointwise_depthwise: `scratch.amx` has 10 elements")]
 fn a_short_banded_scratch_panics_on_two_threads() {
     let h = 8;
     let (in_c, mid) = (32, 32);
@@ -447,16 +511,22 @@ fn a_short_banded_scratch_panics_on_two_threads() {
     let ep = Epilogue::NONE;
     let mut band_scratch = vec![0.0; 2 * s.scratch_len()];
     let mut out = vec![0.0; dw.out_len()];
-    par::pointwise_depthwise_amx(
+    par::pointwise_depthwise(
         &Inline(2),
         &s,
-        &vec![0.0; mncc_runtime::abi::pack::pointwise_packed_len(in_c, mid)],
-        &ep,
-        &[0.0; 9 * 32],
-        &ep,
+        Stage {
+            weights: &vec![0.0; mncc_runtime::abi::pack::pointwise_packed_len(in_c, mid)],
+            ep: &ep,
+        },
+        Stage {
+            weights: &[0.0; 9 * 32],
+            ep: &ep,
+        },
         &vec![0.0; pw.pixels * in_c],
-        &mut band_scratch,
-        &mut [0.0; 10],
+        BandScratch {
+            rows: &mut band_scratch[..],
+            amx: Some(&mut [0.0; 10]),
+        },
         &mut out,
     );
 }

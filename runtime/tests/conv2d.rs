@@ -2,7 +2,8 @@
 mod common;
 
 use common::*;
-use mncc_runtime::{conv2d, Activation, Conv2dTiles, ConvShape, Epilogue, Layout, Pixel};
+use mncc_runtime::reference::conv2d;
+use mncc_runtime::{Activation, Conv2d, Conv2dTiles, ConvShape, Epilogue, Layout, Pixel};
 
 /// Input data for one case, as the kernel reads it (`T`, `layout`) and as the
 /// reference reads it (NHWC f64).
@@ -61,11 +62,13 @@ fn check<T: Pixel, const NR: usize>(what: &str, s: &ConvShape, inp: &Input<T>, w
         for rows in [1, 2, 3, s.out_h.max(1), s.out_h + 5] {
             let mut out = vec![f32::NAN; s.out_len()];
             conv2d::<T, NR>(
-                s,
+                &Conv2d {
+                    shape: *s,
+                    layout: inp.layout,
+                    pad_value: &inp.pad_value,
+                },
                 &Conv2dTiles { rows },
-                inp.layout,
                 &inp.data,
-                &inp.pad_value,
                 &weights,
                 &ep,
                 &mut out,
@@ -84,7 +87,18 @@ fn check<T: Pixel, const NR: usize>(what: &str, s: &ConvShape, inp: &Input<T>, w
             };
             let mut out = vec![f32::NAN; s.out_len()];
             let t = Conv2dTiles { rows: 2 };
-            conv2d::<T, NR>(s, &t, inp.layout, &inp.data, &inp.pad_value, &weights, &plain, &mut out);
+            conv2d::<T, NR>(
+                &Conv2d {
+                    shape: *s,
+                    layout: inp.layout,
+                    pad_value: &inp.pad_value,
+                },
+                &t,
+                &inp.data,
+                &weights,
+                &plain,
+                &mut out,
+            );
             let tag = format!("{what} NR={NR} {:?} ep={} vs no activation", inp.layout, epi.name);
             assert_act_applied_once(&tag, epi.act, first.as_ref().unwrap(), &out);
         }
@@ -122,11 +136,13 @@ fn first_layer_224_same_stride2_u8() {
         let want = ref_conv2d(&s, &inp.nhwc, &inp.pad_value, &weights, &ep);
         let mut out = vec![f32::NAN; s.out_len()];
         conv2d::<u8, 8>(
-            &s,
+            &Conv2d {
+                shape: s,
+                layout,
+                pad_value: &inp.pad_value,
+            },
             &Conv2dTiles { rows: 4 },
-            layout,
             &inp.data,
-            &inp.pad_value,
             &weights,
             &ep,
             &mut out,
@@ -154,7 +170,18 @@ fn mobilenet_v3_first_layer_hardswish() {
         let want = ref_conv2d(&s, &inp.nhwc, &inp.pad_value, &weights, &ep);
         let mut out = vec![f32::NAN; s.out_len()];
         let t = Conv2dTiles { rows: 4 };
-        conv2d::<u8, 8>(&s, &t, layout, &inp.data, &inp.pad_value, &weights, &ep, &mut out);
+        conv2d::<u8, 8>(
+            &Conv2d {
+                shape: s,
+                layout,
+                pad_value: &inp.pad_value,
+            },
+            &t,
+            &inp.data,
+            &weights,
+            &ep,
+            &mut out,
+        );
         assert_close(&format!("v3 first layer {layout:?}"), &out, &want);
         assert!(out.iter().any(|&v| v < 0.0) && out.iter().any(|&v| v > 3.0));
     }
@@ -244,12 +271,77 @@ fn results_do_not_depend_on_nr_or_layout() {
         out
     };
     let t = Conv2dTiles { rows: 2 };
-    let base = run(&|o| conv2d::<f32, 1>(&s, &t, Layout::Nhwc, &nhwc, &pad, &w, &ep, o));
+    let base = run(&|o| {
+        conv2d::<f32, 1>(
+            &Conv2d {
+                shape: s,
+                layout: Layout::Nhwc,
+                pad_value: &pad,
+            },
+            &t,
+            &nhwc,
+            &w,
+            &ep,
+            o,
+        )
+    });
     for out in [
-        run(&|o| conv2d::<f32, 4>(&s, &t, Layout::Nhwc, &nhwc, &pad, &w, &ep, o)),
-        run(&|o| conv2d::<f32, 13>(&s, &t, Layout::Nhwc, &nhwc, &pad, &w, &ep, o)),
-        run(&|o| conv2d::<f32, 16>(&s, &t, Layout::Nchw, &nchw, &pad, &w, &ep, o)),
-        run(&|o| conv2d::<f32, 8>(&s, &t, Layout::Nchw, &nchw, &pad, &w, &ep, o)),
+        run(&|o| {
+            conv2d::<f32, 4>(
+                &Conv2d {
+                    shape: s,
+                    layout: Layout::Nhwc,
+                    pad_value: &pad,
+                },
+                &t,
+                &nhwc,
+                &w,
+                &ep,
+                o,
+            )
+        }),
+        run(&|o| {
+            conv2d::<f32, 13>(
+                &Conv2d {
+                    shape: s,
+                    layout: Layout::Nhwc,
+                    pad_value: &pad,
+                },
+                &t,
+                &nhwc,
+                &w,
+                &ep,
+                o,
+            )
+        }),
+        run(&|o| {
+            conv2d::<f32, 16>(
+                &Conv2d {
+                    shape: s,
+                    layout: Layout::Nchw,
+                    pad_value: &pad,
+                },
+                &t,
+                &nchw,
+                &w,
+                &ep,
+                o,
+            )
+        }),
+        run(&|o| {
+            conv2d::<f32, 8>(
+                &Conv2d {
+                    shape: s,
+                    layout: Layout::Nchw,
+                    pad_value: &pad,
+                },
+                &t,
+                &nchw,
+                &w,
+                &ep,
+                o,
+            )
+        }),
     ] {
         assert_same_bits("conv2d across NR/layout", &base, &out);
     }
@@ -262,11 +354,13 @@ fn wrong_weight_length_panics() {
     let input = vec![0.0f32; s.in_len()];
     let mut out = vec![0.0; s.out_len()];
     conv2d::<f32, 4>(
-        &s,
+        &Conv2d {
+            shape: s,
+            layout: Layout::Nhwc,
+            pad_value: &[0.0; 3],
+        },
         &Conv2dTiles { rows: 1 },
-        Layout::Nhwc,
         &input,
-        &[0.0; 3],
         &[0.0; 10],
         &mncc_runtime::Epilogue::NONE,
         &mut out,
@@ -286,11 +380,13 @@ fn wrong_bias_length_panics() {
         ..mncc_runtime::Epilogue::NONE
     };
     conv2d::<f32, 4>(
-        &s,
+        &Conv2d {
+            shape: s,
+            layout: Layout::Nhwc,
+            pad_value: &[0.0; 3],
+        },
         &Conv2dTiles { rows: 1 },
-        Layout::Nhwc,
         &input,
-        &[0.0; 3],
         &w,
         &ep,
         &mut out,

@@ -2,7 +2,8 @@
 mod common;
 
 use common::*;
-use mncc_runtime::{depthwise, Activation, ConvShape, DepthwiseTiles, Epilogue};
+use mncc_runtime::reference::depthwise;
+use mncc_runtime::{Activation, ConvShape, Depthwise, DepthwiseTiles, Epilogue};
 
 /// Every epilogue, several `rows`; compares with the reference, checks the
 /// result does not depend on `rows`, and that an activation is exactly the
@@ -18,7 +19,16 @@ fn check<const CT: usize>(what: &str, s: &ConvShape, seed: u64) -> Vec<f32> {
         let mut first: Option<Vec<f32>> = None;
         for rows in [1, 2, 3, s.out_h.max(1), s.out_h + 3] {
             let mut out = vec![f32::NAN; s.out_len()];
-            depthwise::<CT>(s, &DepthwiseTiles { rows }, &input, &weights, &ep, &mut out);
+            depthwise::<CT>(
+                &Depthwise {
+                    shape: *s,
+                    tiles: DepthwiseTiles { rows },
+                },
+                &input,
+                &weights,
+                &ep,
+                &mut out,
+            );
             let tag = format!("{what} CT={CT} rows={rows} ep={}", epi.name);
             assert_close(&tag, &out, &want);
             match &first {
@@ -33,7 +43,16 @@ fn check<const CT: usize>(what: &str, s: &ConvShape, seed: u64) -> Vec<f32> {
                 ..ep
             };
             let mut out = vec![f32::NAN; s.out_len()];
-            depthwise::<CT>(s, &DepthwiseTiles { rows: 2 }, &input, &weights, &plain, &mut out);
+            depthwise::<CT>(
+                &Depthwise {
+                    shape: *s,
+                    tiles: DepthwiseTiles { rows: 2 },
+                },
+                &input,
+                &weights,
+                &plain,
+                &mut out,
+            );
             let tag = format!("{what} CT={CT} ep={} vs no activation", epi.name);
             assert_act_applied_once(&tag, epi.act, &first, &out);
         }
@@ -143,8 +162,10 @@ fn out_c_must_equal_in_c() {
     let s = conv_shape((4, 4), 3, 4, (3, 3), (1, 1), (1, 1), (1, 1));
     let mut out = vec![0.0; s.out_len()];
     depthwise::<4>(
-        &s,
-        &DepthwiseTiles { rows: 1 },
+        &Depthwise {
+            shape: s,
+            tiles: DepthwiseTiles { rows: 1 },
+        },
         &vec![0.0; s.in_len()],
         &[0.0; 27],
         &Epilogue::NONE,
@@ -163,8 +184,10 @@ fn wrong_residual_length_panics() {
         ..Epilogue::NONE
     };
     depthwise::<4>(
-        &s,
-        &DepthwiseTiles { rows: 1 },
+        &Depthwise {
+            shape: s,
+            tiles: DepthwiseTiles { rows: 1 },
+        },
         &vec![0.0; s.in_len()],
         &[0.0; 27],
         &ep,

@@ -8,7 +8,8 @@ mod common;
 
 use common::{assert_close, conv_shape, on_each_isa, pack_pointwise, ref_depthwise, ref_pointwise, Rng, Scoped};
 use mncc_runtime::par::{self, Parallel, Serial};
-use mncc_runtime::{simd, PwDwShape};
+use mncc_runtime::simd::{BandScratch, Stage};
+use mncc_runtime::{simd, Depthwise, Pointwise, PwDwShape};
 use mncc_runtime::{Activation, ConvShape, DepthwiseTiles, Epilogue, PointwiseShape, PointwiseTiles, PwOrder};
 
 struct Case {
@@ -72,9 +73,28 @@ impl Case {
     fn unfused(&self) -> Vec<f32> {
         let (pe, de) = self.eps();
         let mut mid = vec![0.0; self.s.pw.pixels * self.s.pw.out_c];
-        simd::pointwise(&self.s.pw, &self.s.pw_tiles, &self.input, &self.pw_w, &pe, &mut mid);
+        simd::pointwise(
+            &Pointwise {
+                shape: self.s.pw,
+                tiles: self.s.pw_tiles,
+            },
+            &self.input,
+            &self.pw_w,
+            &pe,
+            &mut mid,
+            None,
+        );
         let mut out = vec![0.0; self.s.dw.out_len()];
-        simd::depthwise(&self.s.dw, &self.s.dw_tiles, &mid, &self.dw_w, &de, &mut out);
+        simd::depthwise(
+            &Depthwise {
+                shape: self.s.dw,
+                tiles: self.s.dw_tiles,
+            },
+            &mid,
+            &self.dw_w,
+            &de,
+            &mut out,
+        );
         out
     }
 
@@ -84,12 +104,19 @@ impl Case {
         let mut out = vec![f32::NAN; self.s.dw.out_len()];
         simd::pointwise_depthwise(
             &self.s,
-            &self.pw_w,
-            &pe,
-            &self.dw_w,
-            &de,
+            Stage {
+                weights: &self.pw_w,
+                ep: &pe,
+            },
+            Stage {
+                weights: &self.dw_w,
+                ep: &de,
+            },
             &self.input,
-            &mut scratch,
+            BandScratch {
+                rows: &mut scratch[..],
+                amx: None,
+            },
             &mut out,
         );
         out
@@ -102,12 +129,19 @@ impl Case {
         par::pointwise_depthwise(
             par,
             &self.s,
-            &self.pw_w,
-            &pe,
-            &self.dw_w,
-            &de,
+            Stage {
+                weights: &self.pw_w,
+                ep: &pe,
+            },
+            Stage {
+                weights: &self.dw_w,
+                ep: &de,
+            },
             &self.input,
-            &mut scratch,
+            BandScratch {
+                rows: &mut scratch[..],
+                amx: None,
+            },
             &mut out,
         );
         out
@@ -236,7 +270,23 @@ fn short_scratch_panics() {
     let (pe, de) = c.eps();
     let mut scratch = vec![0.0; c.s.scratch_len() - 1];
     let mut out = vec![0.0; dw.out_len()];
-    simd::pointwise_depthwise(&c.s, &c.pw_w, &pe, &c.dw_w, &de, &c.input, &mut scratch, &mut out);
+    simd::pointwise_depthwise(
+        &c.s,
+        Stage {
+            weights: &c.pw_w,
+            ep: &pe,
+        },
+        Stage {
+            weights: &c.dw_w,
+            ep: &de,
+        },
+        &c.input,
+        BandScratch {
+            rows: &mut scratch[..],
+            amx: None,
+        },
+        &mut out,
+    );
 }
 
 #[test]
@@ -249,5 +299,21 @@ fn mismatched_shapes_panic() {
     let (pe, de) = c.eps();
     let mut scratch = vec![0.0; c.s.scratch_len()];
     let mut out = vec![0.0; dw.out_len()];
-    simd::pointwise_depthwise(&c.s, &c.pw_w, &pe, &c.dw_w, &de, &c.input, &mut scratch, &mut out);
+    simd::pointwise_depthwise(
+        &c.s,
+        Stage {
+            weights: &c.pw_w,
+            ep: &pe,
+        },
+        Stage {
+            weights: &c.dw_w,
+            ep: &de,
+        },
+        &c.input,
+        BandScratch {
+            rows: &mut scratch[..],
+            amx: None,
+        },
+        &mut out,
+    );
 }

@@ -8,7 +8,7 @@ mod common;
 
 use common::{for_each_isa, Epi, Rng};
 use mncc_runtime::par::{self, Parallel, Serial};
-use mncc_runtime::{simd, ConvShape, DepthwiseTiles, Epilogue, Layout, Pixel};
+use mncc_runtime::{simd, Conv2d, ConvShape, Depthwise, DepthwiseTiles, Epilogue, Layout, Pixel, Pointwise};
 use mncc_runtime::{PointwiseShape, PointwiseTiles, PwOrder};
 
 /// Splits into `n` parts (any size: `min_part_macs` 1) and runs them on the
@@ -104,10 +104,18 @@ fn check_pointwise(pixels: usize, in_c: usize, out_c: usize, seed: u64) {
             for order in [PwOrder::PixelsOuter, PwOrder::ChannelsOuter] {
                 let tiles = PointwiseTiles { kc, order };
                 let mut want = vec![f32::NAN; pixels * out_c];
-                simd::pointwise(&s, &tiles, &input, &packed, &ep, &mut want);
+                simd::pointwise(&Pointwise { shape: s, tiles }, &input, &packed, &ep, &mut want, None);
                 for (name, p) in executors() {
                     let mut got = vec![f32::NAN; pixels * out_c];
-                    par::pointwise(&*p, &s, &tiles, &input, &packed, &ep, &mut got);
+                    par::pointwise(
+                        &*p,
+                        &Pointwise { shape: s, tiles },
+                        &input,
+                        &packed,
+                        &ep,
+                        &mut got,
+                        None,
+                    );
                     same_bits(
                         &format!("pointwise {s:?} kc {kc} {order:?} {} on {name}", e.name),
                         &got,
@@ -187,10 +195,10 @@ fn depthwise_splits_are_bit_identical() {
                     for rows in [1, 4] {
                         let tiles = DepthwiseTiles { rows };
                         let mut want = vec![f32::NAN; s.out_len()];
-                        simd::depthwise(&s, &tiles, &input, &weights, &ep, &mut want);
+                        simd::depthwise(&Depthwise { shape: s, tiles }, &input, &weights, &ep, &mut want);
                         for (name, p) in executors() {
                             let mut got = vec![f32::NAN; s.out_len()];
-                            par::depthwise(&*p, &s, &tiles, &input, &weights, &ep, &mut got);
+                            par::depthwise(&*p, &Depthwise { shape: s, tiles }, &input, &weights, &ep, &mut got);
                             same_bits(
                                 &format!("depthwise {s:?} rows {rows} {} on {name}", e.name),
                                 &got,
@@ -210,10 +218,31 @@ fn check_conv2d<T: Pixel + Sync>(s: &ConvShape, input: &[T], layout: Layout, rng
     for e in epilogues(rng, s.out_c, s.out_len()) {
         let ep = e.ep();
         let mut want = vec![f32::NAN; s.out_len()];
-        simd::conv2d(s, layout, input, &pad, &weights, &ep, &mut want);
+        simd::conv2d(
+            &Conv2d {
+                shape: *s,
+                layout,
+                pad_value: &pad,
+            },
+            input,
+            &weights,
+            &ep,
+            &mut want,
+        );
         for (name, p) in executors() {
             let mut got = vec![f32::NAN; s.out_len()];
-            par::conv2d(&*p, s, layout, input, &pad, &weights, &ep, &mut got);
+            par::conv2d(
+                &*p,
+                &Conv2d {
+                    shape: *s,
+                    layout,
+                    pad_value: &pad,
+                },
+                input,
+                &weights,
+                &ep,
+                &mut got,
+            );
             same_bits(&format!("conv2d {s:?} {layout:?} {} on {name}", e.name), &got, &want);
         }
     }
@@ -305,9 +334,24 @@ fn serial_and_small_layers_run_whole() {
         order: PwOrder::PixelsOuter,
     };
     let mut want = vec![0.0; 49 * 16];
-    simd::pointwise(&s, &tiles, &input, &packed, &Epilogue::NONE, &mut want);
+    simd::pointwise(
+        &Pointwise { shape: s, tiles },
+        &input,
+        &packed,
+        &Epilogue::NONE,
+        &mut want,
+        None,
+    );
     let mut got = vec![0.0; 49 * 16];
-    par::pointwise(&Serial, &s, &tiles, &input, &packed, &Epilogue::NONE, &mut got);
+    par::pointwise(
+        &Serial,
+        &Pointwise { shape: s, tiles },
+        &input,
+        &packed,
+        &Epilogue::NONE,
+        &mut got,
+        None,
+    );
     same_bits("serial", &got, &want);
 
     /// Counts joins; the default `min_part_macs`.
@@ -324,7 +368,15 @@ fn serial_and_small_layers_run_whole() {
     }
     // 49 * 8 * 16 MACs: below the default threshold, no fork.
     let c = Counting(Default::default());
-    par::pointwise(&c, &s, &tiles, &input, &packed, &Epilogue::NONE, &mut got);
+    par::pointwise(
+        &c,
+        &Pointwise { shape: s, tiles },
+        &input,
+        &packed,
+        &Epilogue::NONE,
+        &mut got,
+        None,
+    );
     assert_eq!(c.0.load(std::sync::atomic::Ordering::Relaxed), 0);
     same_bits("small layer", &got, &want);
     // A 1-pixel classifier (1M MACs) is split once, by output channels.
@@ -337,9 +389,24 @@ fn serial_and_small_layers_run_whole() {
     let packed = rng.vec(mncc_runtime::abi::pack::pointwise_packed_len(1024, 1000), 1.0);
     let mut out = vec![0.0; 1000];
     let mut want = vec![0.0; 1000];
-    par::pointwise(&c, &s1, &tiles, &input, &packed, &Epilogue::NONE, &mut out);
+    par::pointwise(
+        &c,
+        &Pointwise { shape: s1, tiles },
+        &input,
+        &packed,
+        &Epilogue::NONE,
+        &mut out,
+        None,
+    );
     assert_eq!(c.0.load(std::sync::atomic::Ordering::Relaxed), 1);
-    simd::pointwise(&s1, &tiles, &input, &packed, &Epilogue::NONE, &mut want);
+    simd::pointwise(
+        &Pointwise { shape: s1, tiles },
+        &input,
+        &packed,
+        &Epilogue::NONE,
+        &mut want,
+        None,
+    );
     same_bits("classifier", &out, &want);
     c.0.store(0, std::sync::atomic::Ordering::Relaxed);
     // A 56x56 layer is split once on two threads.
@@ -351,7 +418,15 @@ fn serial_and_small_layers_run_whole() {
     let input = rng.vec(56 * 56 * 64, 1.0);
     let packed = rng.vec(mncc_runtime::abi::pack::pointwise_packed_len(64, 128), 1.0);
     let mut out = vec![0.0; 56 * 56 * 128];
-    par::pointwise(&c, &s2, &tiles, &input, &packed, &Epilogue::NONE, &mut out);
+    par::pointwise(
+        &c,
+        &Pointwise { shape: s2, tiles },
+        &input,
+        &packed,
+        &Epilogue::NONE,
+        &mut out,
+        None,
+    );
     assert_eq!(c.0.load(std::sync::atomic::Ordering::Relaxed), 1);
 }
 
@@ -371,12 +446,12 @@ fn length_errors_are_the_kernels() {
     };
     par::pointwise(
         &Inline { n: 2, rev: false },
-        &s,
-        &tiles,
+        &Pointwise { shape: s, tiles },
         &[0.0; 10],
         &packed,
         &Epilogue::NONE,
         &mut out,
+        None,
     );
 }
 
@@ -453,10 +528,10 @@ mod std_pool {
         };
         let tiles = DepthwiseTiles { rows: 2 };
         let mut want = vec![0.0; s.out_len()];
-        simd::depthwise(&s, &tiles, &input, &weights, &ep, &mut want);
+        simd::depthwise(&Depthwise { shape: s, tiles }, &input, &weights, &ep, &mut want);
         for _ in 0..50 {
             let mut got = vec![f32::NAN; s.out_len()];
-            par::depthwise(&pool, &s, &tiles, &input, &weights, &ep, &mut got);
+            par::depthwise(&pool, &Depthwise { shape: s, tiles }, &input, &weights, &ep, &mut got);
             same_bits("depthwise on StdPool", &got, &want);
         }
     }

@@ -2,7 +2,8 @@
 mod common;
 
 use common::*;
-use mncc_runtime::{pointwise, Activation, Epilogue, PointwiseShape, PointwiseTiles, PwOrder};
+use mncc_runtime::reference::pointwise;
+use mncc_runtime::{Activation, Epilogue, Pointwise, PointwiseShape, PointwiseTiles, PwOrder};
 
 const ORDERS: [PwOrder; 2] = [PwOrder::PixelsOuter, PwOrder::ChannelsOuter];
 
@@ -38,7 +39,16 @@ fn check<const MR: usize, const NR: usize>(
             for order in ORDERS {
                 // NaN-filled output: the first kc block must not read it.
                 let mut out = vec![f32::NAN; pixels * out_c];
-                pointwise::<MR, NR>(&s, &PointwiseTiles { kc, order }, &input, &packed, &ep, &mut out);
+                pointwise::<MR, NR>(
+                    &Pointwise {
+                        shape: s,
+                        tiles: PointwiseTiles { kc, order },
+                    },
+                    &input,
+                    &packed,
+                    &ep,
+                    &mut out,
+                );
                 let tag = format!("{what} {MR}x{NR} kc={kc} {order:?} ep={}", epi.name);
                 assert_close(&tag, &out, &want);
                 match &first {
@@ -58,7 +68,7 @@ fn check<const MR: usize, const NR: usize>(
                 kc: in_c.max(1),
                 order: PwOrder::ChannelsOuter,
             };
-            pointwise::<MR, NR>(&s, &t, &input, &packed, &plain, &mut out);
+            pointwise::<MR, NR>(&Pointwise { shape: s, tiles: t }, &input, &packed, &plain, &mut out);
             let tag = format!("{what} {MR}x{NR} ep={} vs no activation", epi.name);
             assert_act_applied_once(&tag, epi.act, &first, &out);
         }
@@ -139,10 +149,12 @@ fn zero_input_channels_gives_the_epilogue_of_zero() {
     };
     let mut out = vec![f32::NAN; 15];
     pointwise::<4, 4>(
-        &s,
-        &PointwiseTiles {
-            kc: 1,
-            order: PwOrder::PixelsOuter,
+        &Pointwise {
+            shape: s,
+            tiles: PointwiseTiles {
+                kc: 1,
+                order: PwOrder::PixelsOuter,
+            },
         },
         &[],
         &[],
@@ -180,11 +192,11 @@ fn activation_is_applied_once_after_the_last_kc_block() {
             for order in ORDERS {
                 let t = PointwiseTiles { kc, order };
                 let mut out = vec![f32::NAN; pixels * out_c];
-                pointwise::<3, 4>(&s, &t, &input, &packed, &ep, &mut out);
+                pointwise::<3, 4>(&Pointwise { shape: s, tiles: t }, &input, &packed, &ep, &mut out);
                 let tag = format!("{act:?} kc={kc} {order:?}");
                 assert_close(&tag, &out, &want);
                 let mut without = vec![f32::NAN; pixels * out_c];
-                pointwise::<3, 4>(&s, &t, &input, &packed, &plain, &mut without);
+                pointwise::<3, 4>(&Pointwise { shape: s, tiles: t }, &input, &packed, &plain, &mut without);
                 assert_act_applied_once(&tag, act, &out, &without);
             }
         }
@@ -209,7 +221,7 @@ fn zero_input_channels_gives_the_activation_of_the_bias() {
         kc: 1,
         order: PwOrder::ChannelsOuter,
     };
-    pointwise::<4, 4>(&s, &t, &[], &[], &ep, &mut out);
+    pointwise::<4, 4>(&Pointwise { shape: s, tiles: t }, &[], &[], &ep, &mut out);
     let want: Vec<f32> = bias.iter().map(|&b| (0.2 * b + 0.5f32).clamp(0.0, 1.0)).collect();
     assert_eq!(out, want.repeat(2));
 }
@@ -225,10 +237,12 @@ fn unpadded_weights_panic() {
     };
     let mut out = vec![0.0; 20];
     pointwise::<2, 4>(
-        &s,
-        &PointwiseTiles {
-            kc: 3,
-            order: PwOrder::PixelsOuter,
+        &Pointwise {
+            shape: s,
+            tiles: PointwiseTiles {
+                kc: 3,
+                order: PwOrder::PixelsOuter,
+            },
         },
         &[0.0; 6],
         &[0.0; 30],
@@ -247,10 +261,12 @@ fn kc_zero_panics() {
     };
     let mut out = [0.0];
     pointwise::<1, 1>(
-        &s,
-        &PointwiseTiles {
-            kc: 0,
-            order: PwOrder::PixelsOuter,
+        &Pointwise {
+            shape: s,
+            tiles: PointwiseTiles {
+                kc: 0,
+                order: PwOrder::PixelsOuter,
+            },
         },
         &[0.0],
         &[0.0],

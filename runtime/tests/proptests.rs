@@ -4,9 +4,10 @@ mod common;
 
 use common::Rng;
 use common::*;
+use mncc_runtime::reference::{conv2d, depthwise, pointwise};
 use mncc_runtime::{
-    add, align_arena, conv2d, depthwise, map, pointwise, scale_channels, Activation, Conv2dTiles, ConvShape,
-    DepthwiseTiles, Layout, PointwiseShape, PointwiseTiles, PwOrder,
+    add, align_arena, map, scale_channels, Activation, Conv2d, Conv2dTiles, ConvShape, Depthwise, DepthwiseTiles,
+    Layout, Pointwise, PointwiseShape, PointwiseTiles, PwOrder,
 };
 use proptest::prelude::*;
 
@@ -81,7 +82,18 @@ fn conv2d_case<T: mncc_runtime::Pixel, const NR: usize>(
     let ep = epi.ep();
     let want = ref_conv2d(s, nhwc_f64, pad, w, &ep);
     let mut out = vec![f32::NAN; s.out_len()];
-    conv2d::<T, NR>(s, &Conv2dTiles { rows }, layout, &data, pad, w, &ep, &mut out);
+    conv2d::<T, NR>(
+        &Conv2d {
+            shape: *s,
+            layout,
+            pad_value: pad,
+        },
+        &Conv2dTiles { rows },
+        &data,
+        w,
+        &ep,
+        &mut out,
+    );
     check_close(
         &format!("conv2d NR={NR} {s:?} rows={rows} {layout:?} ep={}", epi.name),
         &out,
@@ -167,11 +179,11 @@ proptest! {
         let mut out = vec![f32::NAN; s.out_len()];
         let t = DepthwiseTiles { rows };
         match ct {
-            0 => depthwise::<1>(&s, &t, &input, &w, &ep, &mut out),
-            1 => depthwise::<4>(&s, &t, &input, &w, &ep, &mut out),
-            2 => depthwise::<8>(&s, &t, &input, &w, &ep, &mut out),
-            3 => depthwise::<16>(&s, &t, &input, &w, &ep, &mut out),
-            _ => depthwise::<5>(&s, &t, &input, &w, &ep, &mut out),
+            0 => depthwise::<1>(&Depthwise { shape: s, tiles: t }, &input, &w, &ep, &mut out),
+            1 => depthwise::<4>(&Depthwise { shape: s, tiles: t }, &input, &w, &ep, &mut out),
+            2 => depthwise::<8>(&Depthwise { shape: s, tiles: t }, &input, &w, &ep, &mut out),
+            3 => depthwise::<16>(&Depthwise { shape: s, tiles: t }, &input, &w, &ep, &mut out),
+            _ => depthwise::<5>(&Depthwise { shape: s, tiles: t }, &input, &w, &ep, &mut out),
         }
         check_close(&format!("depthwise ct#{ct} {s:?} rows={rows} ep={}", epi.name), &out, &want)?;
     }
@@ -201,7 +213,7 @@ proptest! {
         macro_rules! run {
             ($mr:literal, $nr:literal) => {{
                 let packed = pack_pointwise(&w, in_c, out_c, $nr);
-                pointwise::<$mr, $nr>(&s, &t, &input, &packed, &ep, &mut out);
+                pointwise::<$mr, $nr>(&Pointwise { shape: s, tiles: t }, &input, &packed, &ep, &mut out);
             }};
         }
         match tile {

@@ -12,7 +12,9 @@ mod common;
 
 use common::*;
 use mncc_runtime::isa::Isa;
-use mncc_runtime::{simd, Activation, ConvShape, DepthwiseTiles, Epilogue, Layout, Pixel, PointwiseShape};
+use mncc_runtime::{
+    simd, Activation, Conv2d, ConvShape, Depthwise, DepthwiseTiles, Epilogue, Layout, Pixel, Pointwise, PointwiseShape,
+};
 use mncc_runtime::{PointwiseTiles, PwOrder};
 
 /// A pointwise test case: seeded input and weights, the weights packed for
@@ -53,7 +55,17 @@ impl PwCase {
             kc,
             order: PwOrder::PixelsOuter,
         };
-        simd::pointwise(&self.s, &t, &self.input, &self.packed, ep, &mut out);
+        simd::pointwise(
+            &Pointwise {
+                shape: self.s,
+                tiles: t,
+            },
+            &self.input,
+            &self.packed,
+            ep,
+            &mut out,
+            None,
+        );
         out
     }
 
@@ -76,12 +88,15 @@ fn check_pointwise(isa: Isa, pixels: usize, in_c: usize, out_c: usize, seed: u64
             for order in [PwOrder::PixelsOuter, PwOrder::ChannelsOuter] {
                 let mut out = vec![f32::NAN; pixels * out_c];
                 simd::pointwise(
-                    &case.s,
-                    &PointwiseTiles { kc, order },
+                    &Pointwise {
+                        shape: case.s,
+                        tiles: PointwiseTiles { kc, order },
+                    },
                     &case.input,
                     &case.packed,
                     &ep,
                     &mut out,
+                    None,
                 );
                 let tag = format!(
                     "{} pointwise {pixels}x{in_c}->{out_c} kc={kc} {order:?} ep={}",
@@ -183,7 +198,14 @@ fn pointwise_eight_outputs() {
                             kc: in_c,
                             order: PwOrder::PixelsOuter,
                         };
-                        simd::pointwise(&s2, &t, &case.input[skip * in_c..], &case.packed, &ep2, &mut part);
+                        simd::pointwise(
+                            &Pointwise { shape: s2, tiles: t },
+                            &case.input[skip * in_c..],
+                            &case.packed,
+                            &ep2,
+                            &mut part,
+                            None,
+                        );
                         assert_same_bits(&format!("{tag} rows {skip}.."), &out[skip * out_c..], &part);
                     }
                 }
@@ -232,7 +254,7 @@ fn pointwise_mobilenet_shapes() {
                     kc,
                     order: PwOrder::ChannelsOuter,
                 };
-                simd::pointwise(&s, &t, &input, &packed, &ep, &mut out);
+                simd::pointwise(&Pointwise { shape: s, tiles: t }, &input, &packed, &ep, &mut out, None);
                 let tag = format!("{} pointwise {pixels}x{in_c}->{out_c} kc={kc}", isa.name());
                 let (abs, rel, _) = errors(&out, &want);
                 println!("{tag}: max abs {abs:.3e} max rel {rel:.3e}");
@@ -252,7 +274,16 @@ fn check_depthwise(isa: Isa, s: ConvShape, seed: u64) {
         let want = ref_depthwise(&s, &input, &weights, &ep);
         for rows in [1, 3, s.out_h.max(1)] {
             let mut out = vec![f32::NAN; s.out_len()];
-            simd::depthwise(&s, &DepthwiseTiles { rows }, &input, &weights, &ep, &mut out);
+            simd::depthwise(
+                &Depthwise {
+                    shape: s,
+                    tiles: DepthwiseTiles { rows },
+                },
+                &input,
+                &weights,
+                &ep,
+                &mut out,
+            );
             let tag = format!("{} depthwise {s:?} rows={rows} ep={}", isa.name(), epi.name);
             assert_close(&tag, &out, &want);
         }
@@ -361,7 +392,17 @@ impl<T: Pixel + Into<f64>> Conv2dCase<'_, T> {
             Layout::Nhwc => self.nhwc.to_vec(),
         };
         let mut out = vec![f32::NAN; s.out_len()];
-        simd::conv2d(s, self.layout, &x, self.pad, self.packed, ep, &mut out);
+        simd::conv2d(
+            &Conv2d {
+                shape: *s,
+                layout: self.layout,
+                pad_value: self.pad,
+            },
+            &x,
+            self.packed,
+            ep,
+            &mut out,
+        );
         assert_close(tag, &out, &want);
     }
 }
@@ -425,12 +466,12 @@ fn check_bounds(isa: Isa, pixels: usize, in_c: usize, out_c: usize) {
             order: PwOrder::PixelsOuter,
         };
         simd::pointwise(
-            &s,
-            &t,
+            &Pointwise { shape: s, tiles: t },
             &buf[32..32 + pixels * in_c],
             &packed,
             &ep,
             &mut out[32..32 + pixels * out_c],
+            None,
         );
         assert!(
             out[..32].iter().chain(&out[32 + pixels * out_c..]).all(|v| v.is_nan()),
@@ -439,5 +480,34 @@ fn check_bounds(isa: Isa, pixels: usize, in_c: usize, out_c: usize) {
         );
         let want = ref_pointwise(pixels, in_c, out_c, &input, &weights, &ep);
         assert_close(isa.name(), &out[32..32 + pixels * out_c], &want);
+    }
+}
+
+/// The kernel tables' names: their register tiles are the contract's, and
+/// their suffix the instruction set's name.
+#[test]
+fn kernel_tables_name_the_contracts_tiles() {
+    use mncc_runtime::abi::RegisterTiles;
+    use mncc_runtime::isa::Isa;
+    use mncc_runtime::simd::{CONV2D, DEPTHWISE, POINTWISE};
+    let tiles = |isa| match isa {
+        Isa::Avx512 => RegisterTiles::AVX512,
+        Isa::Avx2 => RegisterTiles::AVX2,
+        Isa::Neon => RegisterTiles::NEON,
+        _ => RegisterTiles::PORTABLE,
+    };
+    for k in POINTWISE.iter().filter(|k| k.isa != Isa::Amx) {
+        let t = tiles(k.isa);
+        assert_eq!(k.name, format!("pointwise_{}x{}__{}", t.pw_mr, t.pw_nr, k.isa.name()));
+    }
+    for k in DEPTHWISE {
+        let t = tiles(k.isa);
+        assert_eq!(
+            k.name,
+            format!("depthwise_{}x{}__{}", t.dw_pixels, t.lanes, k.isa.name())
+        );
+    }
+    for k in POINTWISE.iter().chain(DEPTHWISE).chain(CONV2D) {
+        assert!(k.name.ends_with(&format!("__{}", k.isa.name())), "{}", k.name);
     }
 }

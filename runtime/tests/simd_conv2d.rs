@@ -16,7 +16,7 @@ mod common;
 
 use common::*;
 use mncc_runtime::isa::Isa;
-use mncc_runtime::{simd, ConvShape, Epilogue, Layout, Pixel};
+use mncc_runtime::{simd, Conv2d, ConvShape, Epilogue, Layout, Pixel};
 
 /// Which epilogues a check runs.
 #[derive(Clone, Copy, PartialEq)]
@@ -52,10 +52,12 @@ fn run<T: Pixel>(
     outbuf[..GUARD].fill(guard);
     outbuf[GUARD + s.out_len()..].fill(guard);
     simd::conv2d(
-        s,
-        layout,
+        &Conv2d {
+            shape: *s,
+            layout,
+            pad_value: pad,
+        },
         &inbuf[GUARD..GUARD + x.len()],
-        pad,
         packed,
         ep,
         &mut outbuf[GUARD..GUARD + s.out_len()],

@@ -9,7 +9,7 @@ mod common;
 
 use common::*;
 use mncc_runtime::isa::Isa;
-use mncc_runtime::{simd, ConvShape, DepthwiseTiles};
+use mncc_runtime::{simd, ConvShape, Depthwise, DepthwiseTiles};
 
 /// Every epilogue against the f64 reference with `rows` = 1, 2 and all;
 /// the three results bit-identical.
@@ -24,7 +24,16 @@ fn check(isa: Isa, s: ConvShape, seed: u64) {
         let mut first: Option<Vec<f32>> = None;
         for rows in [1, 2, s.out_h.max(1)] {
             let mut out = vec![f32::NAN; s.out_len()];
-            simd::depthwise(&s, &DepthwiseTiles { rows }, &input, &weights, &ep, &mut out);
+            simd::depthwise(
+                &Depthwise {
+                    shape: s,
+                    tiles: DepthwiseTiles { rows },
+                },
+                &input,
+                &weights,
+                &ep,
+                &mut out,
+            );
             let tag = format!("{} depthwise {s:?} rows={rows} ep={}", isa.name(), epi.name);
             assert_close(&tag, &out, &want);
             match &first {
@@ -172,7 +181,16 @@ fn depthwise_mobilenet_shapes() {
             };
             let want = ref_depthwise(&s, &input, &weights, &ep);
             let mut out = vec![f32::NAN; s.out_len()];
-            simd::depthwise(&s, &DepthwiseTiles { rows: 1 }, &input, &weights, &ep, &mut out);
+            simd::depthwise(
+                &Depthwise {
+                    shape: s,
+                    tiles: DepthwiseTiles { rows: 1 },
+                },
+                &input,
+                &weights,
+                &ep,
+                &mut out,
+            );
             assert_close(&format!("{} depthwise {s:?}", isa.name()), &out, &want);
         }
     });
@@ -195,7 +213,16 @@ fn depthwise_nan_reaches_its_windows_only() {
             let epi = &epilogues(&mut rng, 16, s.out_len())[0];
             assert_eq!(epi.name, "none");
             let mut out = vec![0.0; s.out_len()];
-            simd::depthwise(&s, &DepthwiseTiles { rows: 1 }, &input, &weights, &epi.ep(), &mut out);
+            simd::depthwise(
+                &Depthwise {
+                    shape: s,
+                    tiles: DepthwiseTiles { rows: 1 },
+                },
+                &input,
+                &weights,
+                &epi.ep(),
+                &mut out,
+            );
             // Window of output `o` along one axis: `o * stride - pad + (0..k)`.
             let holds = |o: usize, i: usize| (0..k).any(|t| (o * stride + t) as isize - pad as isize == i as isize);
             for (i, &g) in out.iter().enumerate() {

@@ -4,15 +4,18 @@
 //! Prints the median time and GFLOP/s of each shape (2 flops per MAC).
 //!
 //! Usage: `mncc-bench-kernels [--seconds S] [--kc N] [--order pixels|channels]
-//! [--only pw|dw] [--isa avx2|portable|avx512] [--amx]`
+//! [--only pw|dw] [--isa NAME] [--amx]` (`--isa`: an instruction set of
+//! the kernel tables `simd::POINTWISE` and `simd::DEPTHWISE`)
 //!
-//! `--amx`: the pointwise shapes through `simd::pointwise_amx` (the AMX
-//! tiles where the CPU has them; `--isa avx512` or less caps them off).
+//! `--amx`: the pointwise shapes with an AMX scratch (the AMX tiles where
+//! the CPU has them; `--isa avx512` or less caps them off).
 #![forbid(unsafe_code)]
 
 use mncc_bench_kernels::{fill, Aligned};
 use mncc_runtime::simd;
-use mncc_runtime::{Activation, ConvShape, DepthwiseTiles, Epilogue, PointwiseShape, PointwiseTiles, PwOrder};
+use mncc_runtime::{
+    Activation, ConvShape, Depthwise, DepthwiseTiles, Epilogue, Pointwise, PointwiseShape, PointwiseTiles, PwOrder,
+};
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -95,22 +98,27 @@ impl PwCase {
             act: Activation::None,
         };
         match scratch {
-            Some(scratch) => simd::pointwise_amx(
-                &self.s,
-                t,
+            Some(scratch) => simd::pointwise(
+                &Pointwise {
+                    shape: self.s,
+                    tiles: *t,
+                },
                 black_box(self.input.get()),
                 self.packed.get(),
                 &ep,
                 self.out.get_mut(),
-                scratch,
+                Some(scratch),
             ),
             None => simd::pointwise(
-                &self.s,
-                t,
+                &Pointwise {
+                    shape: self.s,
+                    tiles: *t,
+                },
                 black_box(self.input.get()),
                 self.packed.get(),
                 &ep,
                 self.out.get_mut(),
+                None,
             ),
         }
         black_box(self.out.get());
@@ -175,7 +183,7 @@ fn depthwise(o: &Opts, name: &str, h: usize, c: usize, k: usize, stride: usize) 
         act: Activation::None,
     };
     let ms = median_ms(o.seconds, || {
-        simd::depthwise(&s, &t, black_box(&input), &w, &ep, &mut out);
+        simd::depthwise(&Depthwise { shape: s, tiles: t }, black_box(&input), &w, &ep, &mut out);
         black_box(&out);
     });
     let macs = (out_h * out_h * c * k * k) as f64;
@@ -285,12 +293,19 @@ fn main() {
                 let d: Vec<usize> = v.split(',').map(|x| x.parse().expect("--shape P,I,O")).collect();
                 o.shape = Some((d[0], d[1], d[2]));
             }
-            "--isa" => mncc_runtime::isa::set_limit(match v.as_str() {
-                "avx2" => Some(mncc_runtime::isa::Isa::Avx2),
-                "portable" => Some(mncc_runtime::isa::Isa::Portable),
-                "avx512" => Some(mncc_runtime::isa::Isa::Avx512),
-                _ => panic!("--isa avx2|portable|avx512"),
-            }),
+            "--isa" => {
+                // The instruction sets the kernel tables name, on this CPU.
+                let kernels: Vec<_> = simd::POINTWISE
+                    .iter()
+                    .chain(simd::DEPTHWISE)
+                    .filter(|k| mncc_runtime::isa::available(k.isa))
+                    .collect();
+                let Some(k) = kernels.iter().find(|k| k.isa.name() == v) else {
+                    let names: Vec<&str> = kernels.iter().map(|k| k.name).collect();
+                    panic!("--isa {v}: this CPU runs {}", names.join(", "));
+                };
+                mncc_runtime::isa::set_limit(Some(k.isa));
+            }
             "--amx" => {
                 o.amx = true;
                 i -= 1; // a flag: no value
@@ -299,10 +314,18 @@ fn main() {
         }
         i += 2;
     }
+    let active = mncc_runtime::isa::active_vector();
+    let names: Vec<&str> = simd::POINTWISE
+        .iter()
+        .chain(simd::DEPTHWISE)
+        .filter(|k| k.isa == active || (o.amx && k.isa == mncc_runtime::isa::active()))
+        .map(|k| k.name)
+        .collect();
     println!(
-        "isa {:?}{}",
+        "isa {:?}: {}{}",
         mncc_runtime::isa::active(),
-        if o.amx { ", pointwise through simd::pointwise_amx" } else { "" }
+        names.join(", "),
+        if o.amx { "; pointwise with an AMX scratch" } else { "" }
     );
     if let Some((p, i, c)) = o.shape {
         if o.compare.is_empty() {

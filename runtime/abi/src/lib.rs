@@ -26,7 +26,7 @@ mod tiles;
 pub use elem::{Elem, ElemType, Layout, Quantized};
 pub use epilogue::{clamp, Activation, Epilogue};
 pub use shape::{conv2d_direct, conv_rows, ConvShape, PointwiseShape, PwDwShape};
-pub use tiles::{Conv2dTiles, DepthwiseTiles, PointwiseTiles, PwOrder, RegisterTiles};
+pub use tiles::{Conv2d, Conv2dTiles, Depthwise, DepthwiseTiles, Pointwise, PointwiseTiles, PwOrder, RegisterTiles};
 
 /// Alignment in bytes of every tensor the memory planner places in the
 /// arena and of every segment of the weight blob: a cache line, and any

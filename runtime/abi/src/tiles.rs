@@ -84,3 +84,37 @@ impl RegisterTiles {
         dw_pixels: 4,
     };
 }
+
+/// A pointwise layer (a dense one: one pixel) as the compiler scheduled it:
+/// what generated code hands `simd::pointwise`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pointwise {
+    /// Geometry.
+    pub shape: crate::PointwiseShape,
+    /// Cache tiles and loop order.
+    pub tiles: PointwiseTiles,
+}
+
+/// A depthwise layer as the compiler scheduled it: what generated code
+/// hands `simd::depthwise`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Depthwise {
+    /// Geometry (`out_c == in_c`).
+    pub shape: crate::ConvShape,
+    /// Cache tiles.
+    pub tiles: DepthwiseTiles,
+}
+
+/// A full convolution (groups = 1): its geometry, the layout of its input,
+/// and what reads outside the input see (one value per input channel: the
+/// raw value that normalizes to 0 when an input normalization was folded
+/// into the weights, else zeros).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Conv2d<'a> {
+    /// Geometry.
+    pub shape: crate::ConvShape,
+    /// The input's layout.
+    pub layout: crate::Layout,
+    /// `shape.in_c` values.
+    pub pad_value: &'a [f32],
+}

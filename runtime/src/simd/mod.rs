@@ -40,5 +40,27 @@ pub(crate) use conv2d::{conv2d_rows, conv2d_rows_applies};
 pub use depthwise::depthwise;
 pub(crate) use fused::bands as pointwise_depthwise_bands;
 pub(crate) use fused::{check as check_pwdw, check_amx};
-pub use fused::{pointwise_depthwise, pointwise_depthwise_amx};
-pub use gemm::{pointwise, pointwise_amx};
+pub use fused::{pointwise_depthwise, BandScratch, Stage};
+pub use gemm::pointwise;
+
+/// The kernels of each family, one per instruction set.
+pub use conv2d::KERNELS as CONV2D;
+pub use depthwise::KERNELS as DEPTHWISE;
+pub use gemm::KERNELS as POINTWISE;
+
+/// One instantiation of a kernel family: its name
+/// (`<op>_<register tile>__<isa>`, the grammar of `mncc inspect`'s kernel
+/// names plus the instruction set) and the instruction set it runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Kernel {
+    /// `pointwise_12x32__avx512`, ...
+    pub name: &'static str,
+    /// Where it runs.
+    pub isa: crate::isa::Isa,
+}
+
+impl Kernel {
+    const fn new(name: &'static str, isa: crate::isa::Isa) -> Kernel {
+        Kernel { name, isa }
+    }
+}

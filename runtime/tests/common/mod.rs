@@ -22,22 +22,21 @@ pub fn required_isas() -> Vec<String> {
         .collect()
 }
 
-/// The instruction sets to test on this CPU (fails if one named in
-/// `MNCC_REQUIRE_ISA` is missing).
+/// The instruction sets to test on this CPU: the vector ones the kernel
+/// tables (`simd::POINTWISE`, `DEPTHWISE`, `CONV2D`) name, those this CPU
+/// runs (fails if one named in `MNCC_REQUIRE_ISA` is missing). AMX
+/// (pointwise layers only) has its own tests ([`amx_isas`]).
 pub fn isas() -> Vec<Isa> {
-    let d = isa::detected();
-    let have = |i: Isa| match i {
-        Isa::Portable => true,
-        Isa::Neon => d == Isa::Neon,
-        Isa::Avx2 | Isa::Avx512 => matches!(d, Isa::Avx2 | Isa::Avx512 | Isa::Amx) && i <= d,
-        Isa::Amx => false,
-    };
+    let tables = mncc_runtime::simd::POINTWISE
+        .iter()
+        .chain(mncc_runtime::simd::DEPTHWISE)
+        .chain(mncc_runtime::simd::CONV2D);
+    let named: Vec<Isa> = tables.map(|k| k.isa).collect();
     let req = required_isas();
+    let d = isa::detected();
     let mut out = Vec::new();
-    // The vector instruction sets; AMX (pointwise layers only) has its own
-    // tests (`amx_isas`).
-    for i in Isa::ALL.into_iter().filter(|&i| i != Isa::Amx) {
-        if have(i) {
+    for i in Isa::ALL.into_iter().filter(|&i| i != Isa::Amx && named.contains(&i)) {
+        if isa::available(i) {
             out.push(i);
         } else if req.iter().any(|r| r == i.name()) {
             panic!(
@@ -52,10 +51,11 @@ pub fn isas() -> Vec<Isa> {
     out
 }
 
-/// `[Isa::Amx]` if this CPU can run the AMX kernels, else nothing (and a
-/// panic if `MNCC_REQUIRE_ISA` names `amx`).
+/// `[Isa::Amx]` if this CPU can run the AMX kernels of `simd::POINTWISE`,
+/// else nothing (and a panic if `MNCC_REQUIRE_ISA` names `amx`).
 pub fn amx_isas() -> Vec<Isa> {
-    if isa::detected() == Isa::Amx {
+    assert!(mncc_runtime::simd::POINTWISE.iter().any(|k| k.isa == Isa::Amx));
+    if isa::available(Isa::Amx) {
         vec![Isa::Amx]
     } else if required_isas().iter().any(|r| r == "amx") {
         panic!(

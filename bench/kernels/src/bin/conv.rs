@@ -12,7 +12,7 @@
 
 use mncc_bench_kernels::{fill, median};
 use mncc_runtime::isa::{self, Isa};
-use mncc_runtime::{simd, Activation, Conv2dTiles, ConvShape, Epilogue, Layout, Pixel, PointwiseShape};
+use mncc_runtime::{simd, Activation, Conv2d, ConvShape, Epilogue, Layout, Pixel, Pointwise, PointwiseShape};
 use mncc_runtime::{PointwiseTiles, PwOrder};
 use std::hint::black_box;
 use std::time::Instant;
@@ -51,19 +51,22 @@ fn old_conv2d<T: Pixel>(
             ..*ep
         };
         simd::pointwise(
-            &PointwiseShape {
-                pixels: np,
-                in_c: kk,
-                out_c: s.out_c,
-            },
-            &PointwiseTiles {
-                kc: kk,
-                order: PwOrder::PixelsOuter,
+            &Pointwise {
+                shape: PointwiseShape {
+                    pixels: np,
+                    in_c: kk,
+                    out_c: s.out_c,
+                },
+                tiles: PointwiseTiles {
+                    kc: kk,
+                    order: PwOrder::PixelsOuter,
+                },
             },
             &patch[..np * kk],
             weights,
             &block_ep,
             &mut out[p0 * s.out_c..][..np * s.out_c],
+            None,
         );
         p0 += np;
     }
@@ -124,11 +127,22 @@ fn run<T: Pixel>(c: &Case<'_, T>, weights: &[f32], ep: &Epilogue<'_>, seconds: f
     let mut patch = [0.0f32; 4096];
     let mut out_old = vec![0.0; s.out_len()];
     let mut out_new = vec![0.0; s.out_len()];
-    let tiles = Conv2dTiles { rows: 1 };
     let old = |out: &mut [f32], patch: &mut [f32; 4096]| {
         old_conv2d(s, c.layout, black_box(c.input), c.pad, weights, ep, out, patch)
     };
-    let new = |out: &mut [f32]| simd::conv2d(s, c.layout, black_box(c.input), c.pad, weights, ep, out);
+    let new = |out: &mut [f32]| {
+        simd::conv2d(
+            &Conv2d {
+                shape: *s,
+                layout: c.layout,
+                pad_value: c.pad,
+            },
+            black_box(c.input),
+            weights,
+            ep,
+            out,
+        )
+    };
     old(&mut out_old, &mut patch);
     new(&mut out_new);
     let diff = out_old

@@ -9,12 +9,12 @@
 //! where LIST is comma-separated among `avx512`, `avx2`, `portable` (the
 //! instruction set, capped with `isa::set_limit`), `rows-all` (the
 //! detected set with one `rows` tile for the whole output) and `reference`
-//! (`kernels::depthwise`); default `avx512,avx2`.
+//! (`reference::depthwise`); default `avx512,avx2`.
 #![forbid(unsafe_code)]
 
 use mncc_bench_kernels::{fill, median, Aligned};
 use mncc_runtime::isa::{self, Isa};
-use mncc_runtime::{kernels, simd, Activation, ConvShape, DepthwiseTiles, Epilogue};
+use mncc_runtime::{reference, simd, Activation, ConvShape, Depthwise, DepthwiseTiles, Epilogue};
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -147,9 +147,21 @@ fn main() {
             isa::set_limit(isa_cap);
             let t = DepthwiseTiles { rows };
             if v == Variant::Reference {
-                kernels::depthwise::<16>(&s, &t, black_box(input.get()), weights.get(), &ep, out);
+                reference::depthwise::<16>(
+                    &Depthwise { shape: s, tiles: t },
+                    black_box(input.get()),
+                    weights.get(),
+                    &ep,
+                    out,
+                );
             } else {
-                simd::depthwise(&s, &t, black_box(input.get()), weights.get(), &ep, out);
+                simd::depthwise(
+                    &Depthwise { shape: s, tiles: t },
+                    black_box(input.get()),
+                    weights.get(),
+                    &ep,
+                    out,
+                );
             }
             black_box(&*out);
         };

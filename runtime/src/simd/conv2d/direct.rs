@@ -3,7 +3,6 @@
 
 pub(crate) use super::DK;
 use crate::abi::pack::PANEL;
-use crate::kernels;
 use crate::simd::epilogue::{store_lanes, VecEpilogue};
 use crate::simd::vec::Vf32;
 use crate::{Activation, Epilogue};
@@ -208,7 +207,7 @@ unsafe fn tile<V: Vf32, const NV: usize, const P: usize, const S: usize, const I
                 store_lanes(x, o.add(c), lanes);
             }
             if ep.act != Activation::None {
-                kernels::activate(ep.act, core::slice::from_raw_parts_mut(o, n));
+                crate::epilogue::activate(ep.act, core::slice::from_raw_parts_mut(o, n));
             }
         }
     }

@@ -23,13 +23,25 @@ mod x86;
 use super::gemm::{gemm_dispatch, Gemm};
 use crate::abi::pack::conv2d_packed_len;
 use crate::abi::pack::PANEL;
-use crate::abi::{ConvShape, PwOrder};
+use crate::abi::{Conv2d, ConvShape, PwOrder};
+use crate::checks::{check_epilogue, check_len};
 use crate::isa::{self, Isa};
-use crate::kernels::{check_epilogue, check_len};
+use crate::simd::Kernel;
 use crate::{Epilogue, Layout, Pixel};
 
 /// Stack buffer of [`conv2d`]'s gathered input patches, in floats.
 const PATCH: usize = 4096;
+
+/// The `conv2d` kernels, one per instruction set: the direct route (3x3
+/// first layers, [`crate::abi::conv2d_direct`]) where a vector instruction
+/// set has it, im2col through the GEMM body elsewhere (and for the other
+/// shapes everywhere). The tests and `bench/kernels` iterate this table.
+pub const KERNELS: &[Kernel] = &[
+    Kernel::new("conv2d_direct__avx512", Isa::Avx512),
+    Kernel::new("conv2d_direct__avx2", Isa::Avx2),
+    Kernel::new("conv2d_direct__neon", Isa::Neon),
+    Kernel::new("conv2d_im2col_2x16__portable", Isa::Portable),
+];
 
 /// Full convolution (groups = 1), any geometry, any [`Layout`], `u8` or
 /// `f32` input, `pad_value` outside the input. 3x3 kernels with horizontal
@@ -45,48 +57,39 @@ const PATCH: usize = 4096;
 ///   `(ky * kernel_w + kx) * in_c + ci`) packed in panels of [`PANEL`]
 ///   output channels like [`pointwise`](super::pointwise)'s; length
 ///   [`conv2d_packed_len`].
-/// * Other arguments as [`kernels::conv2d`](crate::kernels::conv2d) (no
+/// * Other arguments as [`reference::conv2d`](crate::reference::conv2d) (no
 ///   cache tiles: the pixel block is sized by the buffer).
 ///
 /// # Panics
-/// If a slice length does not match `s`.
-#[allow(clippy::too_many_arguments)]
+/// If a slice length does not match `c`.
 #[inline]
-pub fn conv2d<T: Pixel>(
-    s: &ConvShape,
-    layout: Layout,
-    input: &[T],
-    pad_value: &[f32],
-    weights: &[f32],
-    ep: &Epilogue<'_>,
-    out: &mut [f32],
-) {
+pub fn conv2d<T: Pixel>(c: &Conv2d<'_>, input: &[T], weights: &[f32], ep: &Epilogue<'_>, out: &mut [f32]) {
     const K: &str = "simd::conv2d";
-    check_args(K, s, input, pad_value, weights, ep, s.out_len(), out.len());
+    let s = &c.shape;
+    check_args(K, c, input, weights, ep, s.out_len(), out.len());
     let isa = isa::active_counted();
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     if direct_applies(isa, s) {
-        rows::run(isa, s, layout, input, pad_value, weights, ep, 0..s.out_h, out);
+        rows::run(isa, c, input, weights, ep, 0..s.out_h, out);
         return;
     }
-    conv2d_im2col(isa, s, layout, input, pad_value, weights, ep, out);
+    conv2d_im2col(isa, c, input, weights, ep, out);
 }
 
-/// The slice lengths of a [`conv2d`] call of shape `s` whose output has
+/// The slice lengths of a [`conv2d`] call of `c` whose output has
 /// `want_out` floats (`out` is their number), as `K`'s panics.
-#[allow(clippy::too_many_arguments)]
 fn check_args<T>(
     k: &str,
-    s: &ConvShape,
+    c: &Conv2d<'_>,
     input: &[T],
-    pad_value: &[f32],
     weights: &[f32],
     ep: &Epilogue<'_>,
     want_out: usize,
     out: usize,
 ) {
+    let s = &c.shape;
     check_len(k, "input", input.len(), s.in_len());
-    check_len(k, "pad_value", pad_value.len(), s.in_c);
+    check_len(k, "pad_value", c.pad_value.len(), s.in_c);
     check_len(k, "weights", weights.len(), conv2d_packed_len(s));
     check_len(k, "out", out, want_out);
     check_epilogue(k, ep, s.out_c, out);
@@ -112,39 +115,28 @@ pub(crate) fn conv2d_rows_applies(s: &ConvShape) -> bool {
 /// # Panics
 /// If a slice length does not match `s` and `rows`, `rows` is not inside
 /// `0..s.out_h`, or the direct route does not apply.
-#[allow(clippy::too_many_arguments)]
 #[cfg_attr(not(any(target_arch = "x86_64", target_arch = "aarch64")), allow(unused_variables))]
 pub(crate) fn conv2d_rows<T: Pixel>(
-    s: &ConvShape,
-    layout: Layout,
+    c: &Conv2d<'_>,
     input: &[T],
-    pad_value: &[f32],
     weights: &[f32],
     ep: &Epilogue<'_>,
     rows: core::ops::Range<usize>,
     out: &mut [f32],
 ) {
     const K: &str = "simd::conv2d_rows";
+    let s = &c.shape;
     assert!(
         rows.start <= rows.end && rows.end <= s.out_h,
         "{K}: rows {rows:?} outside 0..{}",
         s.out_h
     );
-    check_args(
-        K,
-        s,
-        input,
-        pad_value,
-        weights,
-        ep,
-        rows.len() * s.out_w * s.out_c,
-        out.len(),
-    );
+    check_args(K, c, input, weights, ep, rows.len() * s.out_w * s.out_c, out.len());
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     {
         let isa = isa::active_counted();
         if direct_applies(isa, s) {
-            rows::run(isa, s, layout, input, pad_value, weights, ep, rows, out);
+            rows::run(isa, c, input, weights, ep, rows, out);
             return;
         }
     }
@@ -152,18 +144,9 @@ pub(crate) fn conv2d_rows<T: Pixel>(
 }
 
 /// The im2col route of [`conv2d`] (arguments validated).
-#[allow(clippy::too_many_arguments)]
 #[inline(never)]
-fn conv2d_im2col<T: Pixel>(
-    isa: Isa,
-    s: &ConvShape,
-    layout: Layout,
-    input: &[T],
-    pad_value: &[f32],
-    weights: &[f32],
-    ep: &Epilogue<'_>,
-    out: &mut [f32],
-) {
+fn conv2d_im2col<T: Pixel>(isa: Isa, c: &Conv2d<'_>, input: &[T], weights: &[f32], ep: &Epilogue<'_>, out: &mut [f32]) {
+    let s = &c.shape;
     let kk = s.kernel_h * s.kernel_w * s.in_c;
     let pixels = s.out_h * s.out_w;
     // K-blocks of at most PATCH / 8 (so a block of 8 pixels fits), then as
@@ -177,7 +160,7 @@ fn conv2d_im2col<T: Pixel>(
         let mut p0 = 0;
         while p0 < pixels {
             let np = bp.min(pixels - p0);
-            gather(s, layout, input, pad_value, p0, np, k0, kb, &mut patch);
+            gather(c, input, p0, np, k0, kb, &mut patch);
             let block_ep = Epilogue {
                 residual: ep.residual.map(|r| &r[p0 * s.out_c..]),
                 ..*ep
@@ -210,19 +193,9 @@ fn conv2d_im2col<T: Pixel>(
 
 /// Writes the im2col rows of output pixels `p0..p0 + np`, columns
 /// `k0..k0 + kb`, to `patch[r * kb + j]`.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn gather<T: Pixel>(
-    s: &ConvShape,
-    layout: Layout,
-    input: &[T],
-    pad: &[f32],
-    p0: usize,
-    np: usize,
-    k0: usize,
-    kb: usize,
-    patch: &mut [f32],
-) {
+fn gather<T: Pixel>(cv: &Conv2d<'_>, input: &[T], p0: usize, np: usize, k0: usize, kb: usize, patch: &mut [f32]) {
+    let (s, layout, pad) = (&cv.shape, cv.layout, cv.pad_value);
     let c = s.in_c;
     let plane = s.in_h * s.in_w;
     if k0 == 0 && kb == s.kernel_h * s.kernel_w * c {

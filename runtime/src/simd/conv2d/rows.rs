@@ -7,7 +7,7 @@ use super::direct::{DirectRow, DK, PMAX, ROW_STRIDE, ROW_W};
 use super::neon;
 #[cfg(target_arch = "x86_64")]
 use super::x86;
-use crate::abi::ConvShape;
+use crate::abi::Conv2d;
 use crate::isa::Isa;
 #[cfg(target_arch = "x86_64")]
 use crate::Activation;
@@ -16,19 +16,17 @@ use crate::{Epilogue, Layout, Pixel};
 /// The direct route, row by row: copy the 3 input rows of each output
 /// row (in chunks of pixels if the row is wider than the buffer), then
 /// run the register tiles on them.
-#[allow(clippy::too_many_arguments)]
 #[inline(never)]
 pub(super) fn run<T: Pixel>(
     isa: Isa,
-    s: &ConvShape,
-    layout: Layout,
+    cv: &Conv2d<'_>,
     input: &[T],
-    pad: &[f32],
     weights: &[f32],
     ep: &Epilogue<'_>,
     rows: core::ops::Range<usize>,
     out: &mut [f32],
 ) {
+    let (s, layout) = (&cv.shape, cv.layout);
     let (c, sw) = (s.in_c, s.stride_w);
     debug_assert!(s.kernel_h == DK && s.kernel_w == DK && (1..=2).contains(&sw) && (1..=4).contains(&c));
     // NHWC with 3 channels stays interleaved (the tiles read it at
@@ -45,7 +43,7 @@ pub(super) fn run<T: Pixel>(
             let span = (n - 1) * sw + DK;
             for (ky, row) in buf.chunks_exact_mut(ROW_STRIDE).enumerate() {
                 let iy = (oy * s.stride_h + ky).wrapping_sub(s.pad_top);
-                fill_row(s, layout, interleaved, input, pad, iy, x0, span, row);
+                fill_row(cv, interleaved, input, iy, x0, span, row);
             }
             let d = DirectRow {
                 rows: buf.as_ptr(),
@@ -99,19 +97,17 @@ fn px8_applies(d: &DirectRow<'_>) -> bool {
 /// Copies input row `iy` (padding if outside), columns `x0..x0 + span`
 /// (padding outside `0..in_w`), to `row` as `f32`: planar
 /// `row[ci * ROW_W + j]`, or `row[j * 3 + ci]` when `interleaved`.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn fill_row<T: Pixel>(
-    s: &ConvShape,
-    layout: Layout,
+    cv: &Conv2d<'_>,
     interleaved: bool,
     input: &[T],
-    pad: &[f32],
     iy: usize,
     x0: isize,
     span: usize,
     row: &mut [f32],
 ) {
+    let (s, layout, pad) = (&cv.shape, cv.layout, cv.pad_value);
     let c = s.in_c;
     // Buffer columns jl..jr are inside the input, the others padding.
     let (jl, jr) = if iy < s.in_h {

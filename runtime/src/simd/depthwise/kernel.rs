@@ -1,13 +1,12 @@
 //! The depthwise kernel body, written once over [`Vf32`].
 
-use crate::kernels;
 use crate::simd::vec::{unroll, Vf32};
 use crate::Activation;
 
 /// A validated depthwise call: the reference kernel's context (shape,
 /// slices, interior ranges) and the output, which `s` sizes.
 pub(crate) struct Dw<'a> {
-    pub(crate) cx: kernels::DwCx<'a>,
+    pub(crate) cx: crate::reference::DwCx<'a>,
     pub(crate) rows: usize,
     pub(crate) out: *mut f32,
 }
@@ -67,7 +66,7 @@ unsafe fn dw_rows<V: Vf32, V2: Vf32, const PX: usize, const PX2: usize, const FU
             // SAFETY: `out` has `out_len` elements (checked by `DwCx::new`)
             // and no other reference to it is live here.
             let out = unsafe { core::slice::from_raw_parts_mut(d.out, s.out_len()) };
-            kernels::depthwise_block::<16>(&d.cx, oy0, oy1, full2, c - full2, out);
+            crate::reference::depthwise_block::<16>(&d.cx, oy0, oy1, full2, c - full2, out);
         }
         oy0 = oy1;
     }
@@ -551,7 +550,7 @@ unsafe fn dw_store_n<V: Vf32, const P: usize>(d: &Dw<'_>, o: usize, acc: &[V; P]
         }
         if ep.act != Activation::None {
             for p in 0..P {
-                kernels::activate(ep.act, core::slice::from_raw_parts_mut(d.out.add(o + p * c), V::N));
+                crate::epilogue::activate(ep.act, core::slice::from_raw_parts_mut(d.out.add(o + p * c), V::N));
             }
         }
     }

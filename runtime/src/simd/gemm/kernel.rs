@@ -4,7 +4,6 @@
 
 use crate::abi::pack::PANEL;
 use crate::abi::PwOrder;
-use crate::kernels;
 use crate::simd::epilogue::{load_lanes, store_lanes, VecEpilogue};
 use crate::simd::vec::{unroll, Vf32};
 use crate::{Activation, Epilogue};
@@ -483,7 +482,7 @@ unsafe fn micro<V: GemmVec, const MR: usize, const NV: usize, const FULL: bool, 
                 store_lanes(x, o.add(c), lanes);
             }
             if b.last && g.ep.act != Activation::None {
-                kernels::activate(g.ep.act, core::slice::from_raw_parts_mut(o, n));
+                crate::epilogue::activate(g.ep.act, core::slice::from_raw_parts_mut(o, n));
             }
         }
     }
@@ -501,7 +500,7 @@ pub(crate) unsafe fn activate_rows(g: &Gemm<'_>, i0: usize, rows: usize, c0: usi
         for r in i0..i0 + rows {
             // SAFETY: the caller's bounds.
             let o = unsafe { core::slice::from_raw_parts_mut(g.out.add(r * g.n + c0), n) };
-            kernels::activate(g.ep.act, o);
+            crate::epilogue::activate(g.ep.act, o);
         }
     }
 }

@@ -13,32 +13,105 @@ mod x86;
 
 use crate::abi::amx as amx_abi;
 use crate::abi::pack::{pointwise_packed_len, PANEL};
-use crate::abi::{PointwiseShape, PointwiseTiles, PwOrder};
+use crate::abi::{Pointwise, PointwiseShape, PwOrder};
+use crate::checks::{check_epilogue, check_len};
 use crate::isa::{self, Isa};
-use crate::kernels::{check_epilogue, check_len};
 use crate::simd::vec::portable::F32x4;
+use crate::simd::Kernel;
 use crate::Epilogue;
 use kernel::{gemm_v, GemmVec};
 pub(crate) use kernel::{Block, Gemm};
 
 impl GemmVec for F32x4 {}
 
-/// Pointwise (1x1, stride 1) convolution / fully connected layer: the
-/// contract of [`kernels::pointwise`](crate::kernels::pointwise) with `NR = PANEL` packing (`packed`
-/// is `ceil(out_c / 16)` panels of `[in_c][16]`).
+/// The pointwise kernels, one per instruction set the body is instantiated
+/// for: `pointwise_<MR>x<NR>__<isa>` (the register tiles of
+/// [`RegisterTiles`](crate::abi::RegisterTiles)), and the AMX tiles. The
+/// tests and `bench/kernels` iterate this table.
+pub const KERNELS: &[Kernel] = &[
+    Kernel::new("pointwise_12x32__avx512", Isa::Avx512),
+    Kernel::new("pointwise_6x16__avx2", Isa::Avx2),
+    Kernel::new("pointwise_6x16__neon", Isa::Neon),
+    Kernel::new("pointwise_2x16__portable", Isa::Portable),
+    Kernel::new("pointwise_amx_32x32__amx", Isa::Amx),
+];
+
+/// Pointwise (1x1, stride 1) convolution / fully connected layer `p`: the
+/// contract of [`reference::pointwise`](crate::reference::pointwise) with
+/// `NR = PANEL` packing (`packed` is `ceil(out_c / 16)` panels of
+/// `[in_c][16]`).
+///
+/// With `amx`, a scratch of at least [`amx_abi::scratch_len`] floats (any
+/// contents): on the AMX tile unit where the CPU has it ([`Isa::Amx`]), at
+/// f32 accuracy (each product summed from six bf16 partial products, see
+/// `gemm/amx.rs`; the weights split into bf16 planes at run time), else
+/// exactly as without. The AMX result differs from the vector kernels' by
+/// float rounding; on the tiles, a pixel gets the same bits wherever it
+/// falls in a call.
 ///
 /// # Panics
-/// If a slice length does not match `s`, or `tiles.kc` is 0.
+/// If a slice length does not match `p`, `tiles.kc` is 0, or `amx` is too
+/// short.
 #[inline]
 pub fn pointwise(
-    s: &PointwiseShape,
-    tiles: &PointwiseTiles,
+    p: &Pointwise,
     input: &[f32],
     packed: &[f32],
     ep: &Epilogue<'_>,
     out: &mut [f32],
+    amx: Option<&mut [f32]>,
 ) {
+    pointwise_split(p, input, packed, ep, out, amx, false);
+}
+
+/// [`pointwise`]; `b_split`: pixels outer, the AMX scratch already holds
+/// these weights split (an earlier call on the same weights and scratch,
+/// pixels outer: the bands of one layer). Returns whether it ran on the
+/// tiles (and so left the weights split in the scratch).
+#[inline]
+pub(crate) fn pointwise_split(
+    p: &Pointwise,
+    input: &[f32],
+    packed: &[f32],
+    ep: &Epilogue<'_>,
+    out: &mut [f32],
+    amx: Option<&mut [f32]>,
+    b_split: bool,
+) -> bool {
     const K: &str = "simd::pointwise";
+    let (s, tiles) = (&p.shape, &p.tiles);
+    if let Some(scratch) = amx {
+        let need = amx_abi::scratch_len(s.pixels, s.in_c, s.out_c, tiles.order);
+        assert!(
+            scratch.len() >= need,
+            "{K}: the AMX scratch has {} elements, {need} needed",
+            scratch.len()
+        );
+        #[cfg(target_arch = "x86_64")]
+        if s.pixels > 0 && s.out_c > 0 && isa::active() == Isa::Amx {
+            check_pointwise(K, s, input, packed, ep, out);
+            isa::count(Isa::Amx);
+            let g = amx::AmxGemm {
+                m: s.pixels,
+                k: s.in_c,
+                n: s.out_c,
+                a: input.as_ptr(),
+                lda: s.in_c,
+                b: packed.as_ptr(),
+                ep,
+                out: out.as_mut_ptr(),
+                scratch: scratch.as_mut_ptr(),
+                b_split: b_split && tiles.order == PwOrder::PixelsOuter,
+            };
+            // SAFETY: the lengths were checked above (`AmxGemm`'s contract)
+            // and the CPU runs AMX (`Isa::Amx` is only detected where it
+            // does).
+            unsafe { amx::gemm_amx(&g, tiles.order) };
+            return true;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = b_split;
     assert!(tiles.kc >= 1, "{K}: tiles.kc must be at least 1");
     check_pointwise(K, s, input, packed, ep, out);
     let g = Gemm {
@@ -55,6 +128,7 @@ pub fn pointwise(
     // SAFETY: the lengths were checked above (`Gemm`'s contract) and `isa`
     // is supported by this CPU (`isa::active`).
     unsafe { gemm(isa, &g, tiles.kc, tiles.order) }
+    false
 }
 
 /// The slice lengths and the epilogue of a pointwise call, for kernel `k`.
@@ -65,79 +139,6 @@ fn check_pointwise(k: &str, s: &PointwiseShape, input: &[f32], packed: &[f32], e
     check_len(k, "packed", packed.len(), pointwise_packed_len(s.in_c, s.out_c));
     check_len(k, "out", out.len(), s.pixels * s.out_c);
     check_epilogue(k, ep, s.out_c, out.len());
-}
-
-/// [`pointwise`] on the AMX tile unit where the CPU has it
-/// ([`Isa::Amx`]), at f32 accuracy (each product summed from six bf16
-/// partial products, see `simd/amx.rs`), else exactly [`pointwise`]: the
-/// same arguments and weights (split into bf16 planes at run time), and a
-/// `scratch` of at least [`amx_abi::scratch_len`] floats (any
-/// contents). The AMX result differs from [`pointwise`]'s by float
-/// rounding; on the tiles, a pixel gets the same bits wherever it falls in
-/// a call.
-///
-/// # Panics
-/// As [`pointwise`]; if `scratch` is too short.
-#[allow(clippy::too_many_arguments)]
-#[inline]
-pub fn pointwise_amx(
-    s: &PointwiseShape,
-    tiles: &PointwiseTiles,
-    input: &[f32],
-    packed: &[f32],
-    ep: &Epilogue<'_>,
-    out: &mut [f32],
-    scratch: &mut [f32],
-) {
-    pointwise_amx_split(s, tiles, input, packed, ep, out, scratch, false);
-}
-
-/// [`pointwise_amx`]; `b_split`: pixels outer, `scratch` already holds
-/// these weights split (an earlier call on the same weights and scratch,
-/// pixels outer: the bands of one layer). Returns whether it ran on the
-/// tiles (and so left the weights split in `scratch`).
-#[allow(clippy::too_many_arguments)]
-#[inline]
-pub(crate) fn pointwise_amx_split(
-    s: &PointwiseShape,
-    tiles: &PointwiseTiles,
-    input: &[f32],
-    packed: &[f32],
-    ep: &Epilogue<'_>,
-    out: &mut [f32],
-    scratch: &mut [f32],
-    b_split: bool,
-) -> bool {
-    const K: &str = "simd::pointwise_amx";
-    let need = amx_abi::scratch_len(s.pixels, s.in_c, s.out_c, tiles.order);
-    assert!(
-        scratch.len() >= need,
-        "{K}: `scratch` has {} elements, {need} needed",
-        scratch.len()
-    );
-    #[cfg(target_arch = "x86_64")]
-    if s.pixels > 0 && s.out_c > 0 && isa::active() == Isa::Amx {
-        check_pointwise(K, s, input, packed, ep, out);
-        isa::count(Isa::Amx);
-        let g = amx::AmxGemm {
-            m: s.pixels,
-            k: s.in_c,
-            n: s.out_c,
-            a: input.as_ptr(),
-            lda: s.in_c,
-            b: packed.as_ptr(),
-            ep,
-            out: out.as_mut_ptr(),
-            scratch: scratch.as_mut_ptr(),
-            b_split: b_split && tiles.order == PwOrder::PixelsOuter,
-        };
-        // SAFETY: the lengths were checked above (`AmxGemm`'s contract) and
-        // the CPU runs AMX (`Isa::Amx` is only detected where it does).
-        unsafe { amx::gemm_amx(&g, tiles.order) };
-        return true;
-    }
-    pointwise(s, tiles, input, packed, ep, out);
-    false
 }
 
 /// [`gemm_dispatch`] over all of `k` in blocks of `kc`.

@@ -1,0 +1,300 @@
+//! The small kernels: pooling, softmax, elementwise add and epilogue,
+//! channel scaling, the output transpose, quantization. Portable scalar
+//! code (they are a sliver of a model's time). Generated code calls them
+//! from the crate root.
+
+use crate::abi::clamp;
+use crate::checks::check_len;
+use crate::epilogue::{activate, store_clamped};
+use crate::math::exp;
+use crate::Epilogue;
+
+/// Global average pooling: `input` is `pixels * c` (NHWC), `out` is `c`.
+///
+/// Sums in `f32`, pixel by pixel, then divides by `pixels`.
+///
+/// # Panics
+/// If a slice length does not match, or `pixels == 0` (with `c > 0`).
+#[inline]
+pub fn global_avg_pool(pixels: usize, c: usize, input: &[f32], out: &mut [f32]) {
+    const K: &str = "global_avg_pool";
+    check_len(K, "input", input.len(), pixels * c);
+    check_len(K, "out", out.len(), c);
+    if c == 0 {
+        return;
+    }
+    assert!(pixels >= 1, "global_avg_pool: pixels must be at least 1");
+    out.fill(0.0);
+    for px in input.chunks_exact(c) {
+        for (o, &x) in out.iter_mut().zip(px) {
+            *o += x;
+        }
+    }
+    let count = pixels as f32;
+    for o in out.iter_mut() {
+        *o /= count;
+    }
+}
+
+/// Numerically stable softmax over `input` (subtracting its max), into `out`.
+///
+/// `e^x` is computed in `f32` without libm (relative error below `2e-7`);
+/// the sum uses 8 partial sums. An empty input is a no-op; an input whose
+/// max is infinite (all `-inf`, or some `+inf`), or that contains a NaN,
+/// gives NaNs.
+///
+/// # Panics
+/// If `out.len() != input.len()`.
+#[inline]
+pub fn softmax(input: &[f32], out: &mut [f32]) {
+    check_len("softmax", "out", out.len(), input.len());
+    if input.is_empty() {
+        return;
+    }
+    let max = input.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
+    if max.is_infinite() {
+        // `x - max` would be NaN or -inf everywhere: there is no meaningful
+        // finite answer (all -inf, or some +inf).
+        out.fill(f32::NAN);
+        return;
+    }
+    const LANES: usize = 8;
+    let mut sums = [0.0f32; LANES];
+    let mut o_chunks = out.chunks_exact_mut(LANES);
+    let mut x_chunks = input.chunks_exact(LANES);
+    for (o, x) in (&mut o_chunks).zip(&mut x_chunks) {
+        for ((o, &x), s) in o.iter_mut().zip(x).zip(&mut sums) {
+            *o = exp(x - max);
+            *s += *o;
+        }
+    }
+    for ((o, &x), s) in o_chunks
+        .into_remainder()
+        .iter_mut()
+        .zip(x_chunks.remainder())
+        .zip(&mut sums)
+    {
+        *o = exp(x - max);
+        *s += *o;
+    }
+    let sum = ((sums[0] + sums[4]) + (sums[1] + sums[5])) + ((sums[2] + sums[6]) + (sums[3] + sums[7]));
+    for o in out.iter_mut() {
+        *o /= sum;
+    }
+}
+
+/// Elementwise `out = act(clamp(a + b + bias[i % c], min, max))` where `c`
+/// is the bias length; the residual of `ep` must be `None` (use `b`).
+///
+/// # Panics
+/// If `a`, `b` and `out` differ in length, `ep.residual` is `Some`, or the
+/// bias is empty or its length does not divide `out.len()`.
+#[inline]
+pub fn add(a: &[f32], b: &[f32], ep: &Epilogue<'_>, out: &mut [f32]) {
+    const K: &str = "add";
+    check_len(K, "a", a.len(), out.len());
+    check_len(K, "b", b.len(), out.len());
+    assert!(
+        ep.residual.is_none(),
+        "add: the epilogue residual must be None (pass the second operand as `b`)"
+    );
+    let c = bias_period(K, ep.bias, out.len());
+    let block = act_block(c);
+    let (min, max) = (ep.min, ep.max);
+    let blocks = out.chunks_mut(block).zip(a.chunks(block)).zip(b.chunks(block));
+    match ep.bias {
+        None => {
+            for ((o, a), b) in blocks {
+                for ((o, &x), &y) in o.iter_mut().zip(a).zip(b) {
+                    *o = clamp(x + y, min, max);
+                }
+                activate(ep.act, o);
+            }
+        }
+        Some(bias) => {
+            for ((o, a), b) in blocks {
+                let rows = o.chunks_exact_mut(c).zip(a.chunks_exact(c)).zip(b.chunks_exact(c));
+                for ((o, x), y) in rows {
+                    for (((o, &x), &y), &bi) in o.iter_mut().zip(x).zip(y).zip(bias) {
+                        *o = clamp((x + y) + bi, min, max);
+                    }
+                }
+                activate(ep.act, o);
+            }
+        }
+    }
+}
+
+/// Applies an epilogue elementwise: `out[i] = act(clamp(x[i] + bias[i % c] + residual[i], min, max))`
+/// where `c` is the bias length (an activation that follows no convolution).
+///
+/// The sums are `(x + bias) + residual`, as in the convolution epilogues.
+///
+/// # Panics
+/// If `x`, `out` and the residual differ in length, or the bias is empty or
+/// its length does not divide `x.len()`.
+#[inline]
+pub fn map(x: &[f32], ep: &Epilogue<'_>, out: &mut [f32]) {
+    const K: &str = "map";
+    check_len(K, "out", out.len(), x.len());
+    if let Some(residual) = ep.residual {
+        check_len(K, "ep.residual", residual.len(), x.len());
+    }
+    let c = bias_period(K, ep.bias, x.len());
+    let block = act_block(c);
+    // Rows share the bias offset 0 (`store_clamped` reads `bias[0..row]`).
+    let row = if ep.bias.is_some() { c } else { block };
+    let mut o0 = 0;
+    while o0 < x.len() {
+        let o1 = (o0 + block).min(x.len());
+        let mut r0 = o0;
+        while r0 < o1 {
+            let r1 = (r0 + row).min(o1);
+            store_clamped(ep, &x[r0..r1], 0, r0, &mut out[r0..r1]);
+            r0 = r1;
+        }
+        activate(ep.act, &mut out[o0..o1]);
+        o0 = o1;
+    }
+}
+
+/// Multiplies each channel by a per-channel scale (squeeze-and-excitation):
+/// `out[p * c + ch] = x[p * c + ch] * scale[ch]`; `x` and `out` are `pixels * c` (NHWC), `scale` is `c`.
+///
+/// # Panics
+/// If `x` or `out` does not have `pixels * c` elements, or `scale` does not
+/// have `c`.
+#[inline]
+pub fn scale_channels(pixels: usize, c: usize, x: &[f32], scale: &[f32], out: &mut [f32]) {
+    const K: &str = "scale_channels";
+    check_len(K, "x", x.len(), pixels * c);
+    check_len(K, "scale", scale.len(), c);
+    check_len(K, "out", out.len(), pixels * c);
+    match c {
+        0 => {}
+        1 => {
+            let s = scale[0];
+            for (o, &v) in out.iter_mut().zip(x) {
+                *o = v * s;
+            }
+        }
+        _ => {
+            for (o, x) in out.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
+                for ((o, &v), &s) in o.iter_mut().zip(x).zip(scale) {
+                    *o = v * s;
+                }
+            }
+        }
+    }
+}
+
+/// Channels-last to channels-first: `x` is `pixels * c` (NHWC), `out[ch *
+/// pixels + px] = x[px * c + ch]`. Generated code calls it once, into the
+/// caller's output, when the model's output is a `[1, c, h, w]` tensor
+/// (NCHW, as ONNX defines it) with more than one pixel and channel.
+///
+/// # Panics
+/// If `x` or `out` does not have `pixels * c` elements.
+#[inline]
+pub fn nhwc_to_nchw(pixels: usize, c: usize, x: &[f32], out: &mut [f32]) {
+    const K: &str = "nhwc_to_nchw";
+    check_len(K, "x", x.len(), pixels * c);
+    check_len(K, "out", out.len(), pixels * c);
+    if pixels == 0 || c == 0 {
+        return;
+    }
+    // 16x16 tiles: 16 pixels' runs of 16 channels in, 16 channels' runs of
+    // 16 pixels out, so reads and writes stay within 32 cache lines.
+    const T: usize = 16;
+    for p0 in (0..pixels).step_by(T) {
+        let pb = T.min(pixels - p0);
+        for c0 in (0..c).step_by(T) {
+            let cb = T.min(c - c0);
+            for j in 0..cb {
+                let row = &mut out[(c0 + j) * pixels + p0..][..pb];
+                for (p, o) in row.iter_mut().enumerate() {
+                    *o = x[(p0 + p) * c + c0 + j];
+                }
+            }
+        }
+    }
+}
+
+/// The period of the bias over a flat tensor of `len` elements: the bias
+/// length, which must be non-zero and divide `len`; 1 without a bias.
+#[inline(always)]
+#[track_caller]
+fn bias_period(kernel: &str, bias: Option<&[f32]>, len: usize) -> usize {
+    match bias {
+        None => 1,
+        Some(bias) => {
+            let c = bias.len();
+            assert!(
+                c >= 1 && len.is_multiple_of(c),
+                "{kernel}: bias length {c} must be non-zero and divide the tensor length {len}"
+            );
+            c
+        }
+    }
+}
+
+/// Elements per activation pass of the elementwise kernels ([`add`],
+/// [`map`]): small enough that the block is still in cache.
+const ACT_BLOCK: usize = 256;
+
+/// The activation block of an elementwise kernel whose bias has period `c`:
+/// a whole number of periods, at least one.
+#[inline(always)]
+fn act_block(c: usize) -> usize {
+    if c >= ACT_BLOCK {
+        c
+    } else {
+        ACT_BLOCK / c * c
+    }
+}
+
+/// ONNX QuantizeLinear with one scale and zero point for the whole tensor:
+/// `out[i] = saturate(round(x[i] / scale) + zero_point)`, the division in
+/// `f32`, rounding half to even, saturating to `T`'s range (a NaN gives
+/// `zero_point`).
+///
+/// # Panics
+/// If `x` and `out` differ in length.
+#[inline]
+pub fn quantize<T: crate::abi::Quantized>(x: &[f32], scale: f32, zero_point: i32, out: &mut [T]) {
+    check_len("quantize", "out", out.len(), x.len());
+    for (o, &v) in out.iter_mut().zip(x) {
+        let q = (round_half_even(v / scale) as i32).saturating_add(zero_point);
+        *o = T::from_i32(q.clamp(T::MIN, T::MAX));
+    }
+}
+
+/// ONNX DequantizeLinear with one scale and zero point for the whole
+/// tensor: `out[i] = (x[i] - zero_point) as f32 * scale` (the difference
+/// exact in `i32`, one rounding in the product).
+///
+/// # Panics
+/// If `x` and `out` differ in length.
+#[inline]
+pub fn dequantize<T: crate::abi::Quantized>(x: &[T], scale: f32, zero_point: i32, out: &mut [f32]) {
+    check_len("dequantize", "out", out.len(), x.len());
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = (v.to_i32() as i64 - zero_point as i64) as f32 * scale;
+    }
+}
+
+/// `v` rounded to the nearest integer, ties to even (`core` has no
+/// `round_ties_even` without `std`): adding and subtracting 2^23 leaves no
+/// fraction bits, in the default rounding mode. `|v| >= 2^23`, infinities
+/// and NaN are returned as they are.
+#[inline(always)]
+fn round_half_even(v: f32) -> f32 {
+    const TWO_23: f32 = 8_388_608.0;
+    if (0.0..TWO_23).contains(&v) {
+        (v + TWO_23) - TWO_23
+    } else if v < 0.0 && v > -TWO_23 {
+        (v - TWO_23) + TWO_23
+    } else {
+        v
+    }
+}
