@@ -38,12 +38,12 @@
 //! wherever its pixel falls in a call, so parallel splits are bit for bit
 //! the serial result.
 
-use super::kernel::activate_rows;
+use super::kernel::{activate_rows, Gemm};
 use crate::abi::PwOrder;
 use crate::simd::epilogue::{store_lanes, VecEpilogue};
 use crate::simd::vec::x86::Avx512;
 use crate::simd::vec::Vf32;
-use crate::{Activation, Epilogue};
+use crate::Activation;
 use core::arch::x86_64::*;
 
 use crate::abi::amx::{K as AMX_K, STEP, TILE};
@@ -54,24 +54,25 @@ const fn ksteps(in_c: usize) -> usize {
     in_c.div_ceil(AMX_K)
 }
 
-/// A validated AMX pointwise call: `m` pixels of `k` channels at `a` (rows
-/// `lda` floats apart), weights `b` packed as for `simd::pointwise`
-/// (`ceil(n / 16)` panels of `[k][16]`), output `m x n` at `out`; `scratch`
-/// has [`amx::scratch_len`](crate::abi::amx::scratch_len)`(m,
-/// k, n, order)` floats.
+/// A validated AMX pointwise call: the product `g` (the same contract as
+/// for the vector kernels, with `lda = k` and the weights packed as for
+/// `simd::pointwise`: `ceil(n / 16)` panels of `[k][16]`); `scratch` has
+/// [`amx::scratch_len`](crate::abi::amx::scratch_len)`(m, k, n, order)`
+/// floats.
 pub(crate) struct AmxGemm<'a> {
-    pub(crate) m: usize,
-    pub(crate) k: usize,
-    pub(crate) n: usize,
-    pub(crate) a: *const f32,
-    pub(crate) lda: usize,
-    pub(crate) b: *const f32,
-    pub(crate) ep: &'a Epilogue<'a>,
-    pub(crate) out: *mut f32,
+    pub(crate) g: Gemm<'a>,
     pub(crate) scratch: *mut f32,
     /// Pixels outer: the weights are already split in the scratch (by a
     /// call on the same weights and scratch: the bands of one layer).
     pub(crate) b_split: bool,
+}
+
+impl<'a> core::ops::Deref for AmxGemm<'a> {
+    type Target = Gemm<'a>;
+    #[inline(always)]
+    fn deref(&self) -> &Gemm<'a> {
+        &self.g
+    }
 }
 
 /// The tile configuration: palette 1, tiles 0-7 of 16 rows of 64 bytes.

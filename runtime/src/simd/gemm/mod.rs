@@ -80,6 +80,16 @@ pub(crate) fn pointwise_split(
 ) -> bool {
     const K: &str = "simd::pointwise";
     let (s, tiles) = (&p.shape, &p.tiles);
+    let g = Gemm {
+        m: s.pixels,
+        k: s.in_c,
+        n: s.out_c,
+        a: input.as_ptr(),
+        lda: s.in_c,
+        b: packed.as_ptr(),
+        ep,
+        out: out.as_mut_ptr(),
+    };
     if let Some(scratch) = amx {
         let need = amx_abi::scratch_len(s.pixels, s.in_c, s.out_c, tiles.order);
         assert!(
@@ -92,14 +102,7 @@ pub(crate) fn pointwise_split(
             check_pointwise(K, s, input, packed, ep, out);
             isa::count(Isa::Amx);
             let g = amx::AmxGemm {
-                m: s.pixels,
-                k: s.in_c,
-                n: s.out_c,
-                a: input.as_ptr(),
-                lda: s.in_c,
-                b: packed.as_ptr(),
-                ep,
-                out: out.as_mut_ptr(),
+                g,
                 scratch: scratch.as_mut_ptr(),
                 b_split: b_split && tiles.order == PwOrder::PixelsOuter,
             };
@@ -114,16 +117,6 @@ pub(crate) fn pointwise_split(
     let _ = b_split;
     assert!(tiles.kc >= 1, "{K}: tiles.kc must be at least 1");
     check_pointwise(K, s, input, packed, ep, out);
-    let g = Gemm {
-        m: s.pixels,
-        k: s.in_c,
-        n: s.out_c,
-        a: input.as_ptr(),
-        lda: s.in_c,
-        b: packed.as_ptr(),
-        ep,
-        out: out.as_mut_ptr(),
-    };
     let isa = isa::active_counted();
     // SAFETY: the lengths were checked above (`Gemm`'s contract) and `isa`
     // is supported by this CPU (`isa::active`).
