@@ -6,10 +6,10 @@
 # libc6-dev-arm64-cross, the rustup target). Does not need ../shared.
 #  1. the runtime's tests (every kernel, NEON paths included, against the
 #     f64 references): cargo test -p mncc-runtime --target aarch64-...,
-#     less par.rs's split sweeps (see below);
+#     less the par module's split sweeps (see below);
 #  2. which kernel ISA the runtime picks on aarch64 (if it has
 #     `mncc_runtime::isa::active()`);
-#  3. end to end: a seeded v1 and a seeded v2 model compiled by `mobilenet!`
+#  3. end to end (module e2e): a seeded v1 and a seeded v2 model compiled by `mobilenet!`
 #     (the proc macro runs on the host) against the f64 reference interpreter
 #     (run on aarch64 too), plus the pretrained v1 on parrot.jpg (a file read
 #     at run time under qemu).
@@ -53,7 +53,7 @@ qemu-aarch64 --version | sed -n 1p
 aarch64-linux-gnu-gcc --version | sed -n 1p
 echo "linker: $CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER"
 echo "runner: $CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER"
-# runtime/tests/simd.rs fails instead of skipping when a named ISA is absent
+# runtime/tests/all/common.rs fails instead of skipping when a named ISA is absent
 # (always neon here, whatever the caller exported for x86).
 export MNCC_REQUIRE_ISA=neon
 echo "MNCC_REQUIRE_ISA=$MNCC_REQUIRE_ISA"
@@ -65,11 +65,11 @@ step "runtime tests under qemu: cargo test -p mncc-runtime --target $TARGET"
 cargo test -p mncc-runtime --target "$TARGET" --no-run 2>&1 | tail -3
 took
 run_start=$(date +%s)
-# par.rs's three *_splits_are_bit_identical tests sweep every split of many
+# The par module's *_splits_are_bit_identical tests sweep every split of many
 # layer shapes on every instruction set: 460 s under qemu (50 s natively).
 # The split code is the same on every target and runs natively in the main
-# CI lane; the NEON kernels it calls are tested here by simd*.rs. The rest of
-# par.rs (the pool, small layers, errors) runs.
+# CI lane; the NEON kernels it calls are tested here by the simd* modules.
+# The rest of the par module (the pool, small layers, errors) runs.
 cargo test -p mncc-runtime --target "$TARGET" -- --skip _splits_are_bit_identical 2>&1 | tee "$log/runtime.log" \
     || fail "runtime tests under qemu (log above)"
 read -r p f < <(counts "$log/runtime.log")
@@ -106,16 +106,16 @@ fi
 # Small models: under qemu the f64 interpreter (the oracle) dominates.
 # v1 0.25 128 u8 NHWC tf-same (13.6M MACs), v2 0.35 96 u8 NHWC (11.9M MACs),
 # 3 seeds each; the pretrained v1 0.25 224 on parrot.jpg (one inference).
-e2e_filter=${MNCC_A64_E2E:-"v1_025_128_u8_nhwc_tf_same v2_035_96_u8_nhwc parrot_is_a_macaw"}
+e2e_filter=${MNCC_A64_E2E:-"e2e::v1_025_128_u8_nhwc_tf_same e2e::v2_035_96_u8_nhwc e2e::parrot_is_a_macaw"}
 n_e2e=$(wc -w <<<"$e2e_filter")
-step "end to end under qemu: cargo test -p mncc-tests --no-default-features --test e2e --target $TARGET -- $e2e_filter"
+step "end to end under qemu: cargo test -p mncc-tests --no-default-features --test all --target $TARGET -- $e2e_filter"
 # --no-default-features: mncc-tests compiles only the three models run here
 # (feature all-models; the other seven cost ~10 min of cross builds).
-cargo test -p mncc-tests --no-default-features --target "$TARGET" --test e2e --no-run 2>&1 | tail -3
+cargo test -p mncc-tests --no-default-features --target "$TARGET" --test all --no-run 2>&1 | tail -3
 took
 run_start=$(date +%s)
 # shellcheck disable=SC2086 # the filter is a word list
-cargo test -p mncc-tests --no-default-features --target "$TARGET" --test e2e -- --exact $e2e_filter --nocapture 2>&1 | tee "$log/e2e.log" \
+cargo test -p mncc-tests --no-default-features --target "$TARGET" --test all -- --exact $e2e_filter --nocapture 2>&1 | tee "$log/e2e.log" \
     || fail "end-to-end tests under qemu (log above)"
 read -r p f < <(counts "$log/e2e.log")
 grep -q "/$TARGET/" "$log/e2e.log" || fail "e2e: no $TARGET test binary ran"

@@ -313,7 +313,7 @@ impl Clamp {
         }
     }
 
-    /// Human name: "relu", "relu6", "none" or "clamp[a,b]".
+    /// Human name: `relu`, `relu6`, `none` or `clamp[a,b]`.
     pub fn describe(&self) -> String {
         if self.is_none() {
             "none".into()

@@ -8,14 +8,19 @@
 //! aarch64 baseline; every other target uses the portable path.
 //!
 //! With the `instrument` feature (tests, `mncc verify`, the kernel
-//! benchmarks), `set_limit` caps the choice (tests force the AVX2 or
-//! portable path on an AVX-512 machine) and `calls` counts kernel calls per
-//! instruction set, so a test can check that the path it claims to test
-//! did run. Without it (what generated code links by default) neither
-//! exists and a kernel's dispatch costs one load of the detected set.
+//! benchmarks; it needs `std`), `set_limit` caps the choice (tests force the
+//! AVX2 or portable path on an AVX-512 machine) and `calls` counts kernel
+//! calls per instruction set, so a test can check that the path it claims
+//! to test did run. Both are per thread, so tests running at once in one
+//! binary do not see each other's cap or calls; a [`crate::par`] call
+//! carries the caller's cap to the threads it runs parts on and counts
+//! their calls as the caller's. Without the feature (what generated code
+//! links by default) neither exists and a kernel's dispatch costs one load
+//! of the detected set.
 
 #[cfg(feature = "instrument")]
-use core::sync::atomic::AtomicU32;
+extern crate std;
+
 use core::sync::atomic::{AtomicU8, Ordering};
 
 /// An instruction set a [`crate::simd`] kernel can run on, ordered from least
@@ -32,14 +37,14 @@ pub enum Isa {
     /// x86-64 AVX-512F: 32 registers of 16 lanes.
     Avx512 = 4,
     /// AVX-512 plus the AMX-BF16 tile unit (Sapphire Rapids and later, on
-    /// Linux): pointwise layers compiled with AMX weights
-    /// ([`crate::simd::pointwise_amx`]) run on the tiles, every other kernel
-    /// on AVX-512.
+    /// Linux): pointwise layers given an AMX scratch
+    /// ([`crate::simd::pointwise`]'s `amx`) run on the tiles, every other
+    /// kernel on AVX-512.
     Amx = 5,
 }
 
 impl Isa {
-    /// All instruction sets, in the order of [`calls`]' array.
+    /// All instruction sets, in the order of `calls`' array.
     pub const ALL: [Isa; 5] = [Isa::Portable, Isa::Neon, Isa::Avx2, Isa::Avx512, Isa::Amx];
 
     fn from_u8(v: u8) -> Isa {
@@ -66,17 +71,13 @@ impl Isa {
 
 /// 0 = not detected yet.
 static DETECTED: AtomicU8 = AtomicU8::new(0);
-/// 0 = no limit.
 #[cfg(feature = "instrument")]
-static LIMIT: AtomicU8 = AtomicU8::new(0);
-#[cfg(feature = "instrument")]
-static CALLS: [AtomicU32; 5] = [
-    AtomicU32::new(0),
-    AtomicU32::new(0),
-    AtomicU32::new(0),
-    AtomicU32::new(0),
-    AtomicU32::new(0),
-];
+std::thread_local! {
+    /// This thread's cap (0 = none).
+    static LIMIT: core::cell::Cell<u8> = const { core::cell::Cell::new(0) };
+    /// This thread's kernel calls per instruction set (`Isa as usize - 1`).
+    static CALLS: core::cell::Cell<[u32; 5]> = const { core::cell::Cell::new([0; 5]) };
+}
 
 /// The best instruction set this CPU supports (detected once, then cached):
 /// [`Isa::Amx`] where the tiles are usable (which, on Linux, asks the
@@ -105,29 +106,66 @@ pub fn active_vector() -> Isa {
     }
 }
 
-/// Caps the instruction set the kernels use (`None`: no cap). The cap is
-/// process-wide; a cap above what the CPU has is harmless.
+/// Caps the instruction set the kernels this thread calls use (`None`: no
+/// cap), and those of the parts a [`crate::par`] call from this thread runs
+/// on other threads. A cap above what the CPU has is harmless.
 #[cfg(feature = "instrument")]
 pub fn set_limit(limit: Option<Isa>) {
-    LIMIT.store(limit.map_or(0, |i| i as u8), Ordering::Relaxed);
+    LIMIT.with(|l| l.set(limit.map_or(0, |i| i as u8)));
 }
-
 /// The instruction set the kernels use now: [`detected`], capped by
-/// [`set_limit`].
+/// `set_limit` (feature `instrument`).
 #[inline]
 pub fn active() -> Isa {
     let d = detected();
     #[cfg(feature = "instrument")]
-    if let l @ 1.. = LIMIT.load(Ordering::Relaxed) {
+    if let l @ 1.. = LIMIT.with(|l| l.get()) {
         return d.min(Isa::from_u8(l));
     }
     d
 }
 
-/// Number of [`crate::simd`] kernel calls that ran on `isa` so far.
+/// Number of [`crate::simd`] kernel calls that ran on `isa` so far on this
+/// thread (and for it: the parts of its [`crate::par`] calls).
 #[cfg(feature = "instrument")]
 pub fn calls(isa: Isa) -> u32 {
-    CALLS[isa as usize - 1].load(Ordering::Relaxed)
+    CALLS.with(|c| c.get()[isa as usize - 1])
+}
+
+/// Runs `f` as a part of a [`crate::par`] call whose caller had cap `limit`
+/// (from [`limit_raw`]): on this thread, with that cap and its own call
+/// counts; returns the calls `f` made and leaves this thread's cap and
+/// counts as they were (also if `f` panics).
+#[cfg(feature = "instrument")]
+pub(crate) fn run_part(limit: u8, f: &mut dyn FnMut()) -> [u32; 5] {
+    struct Restore(u8, [u32; 5]);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            LIMIT.with(|l| l.set(self.0));
+            CALLS.with(|c| c.set(self.1));
+        }
+    }
+    let _restore = Restore(LIMIT.with(|l| l.replace(limit)), CALLS.with(|c| c.replace([0; 5])));
+    f();
+    CALLS.with(|c| c.get())
+}
+
+/// This thread's cap as [`run_part`] takes it.
+#[cfg(feature = "instrument")]
+pub(crate) fn limit_raw() -> u8 {
+    LIMIT.with(|l| l.get())
+}
+
+/// Adds the calls of parts ([`run_part`]) to this thread's counts.
+#[cfg(feature = "instrument")]
+pub(crate) fn add_calls(made: [u32; 5]) {
+    CALLS.with(|c| {
+        let mut n = c.get();
+        for (n, m) in n.iter_mut().zip(made) {
+            *n = n.wrapping_add(m);
+        }
+        c.set(n);
+    });
 }
 
 /// [`active_vector`], counting one kernel call on it: what every `simd`
@@ -143,18 +181,16 @@ pub(crate) fn active_counted() -> Isa {
 #[inline]
 pub(crate) fn count(isa: Isa) {
     #[cfg(feature = "instrument")]
-    {
-        let c = &CALLS[isa as usize - 1];
-        // Not `fetch_add`: that needs compare-and-swap, which thumbv6m
-        // lacks. A lost update under a race only makes the count low, never
-        // wrong in kind.
-        c.store(c.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
-    }
+    CALLS.with(|c| {
+        let mut n = c.get();
+        n[isa as usize - 1] = n[isa as usize - 1].wrapping_add(1);
+        c.set(n);
+    });
     #[cfg(not(feature = "instrument"))]
     let _ = isa;
 }
 
-/// Whether this CPU runs `isa` (what [`set_limit`] can pick): an
+/// Whether this CPU runs `isa` (what `set_limit` can pick): an
 /// instruction set of this architecture at most [`detected`]'s.
 pub fn available(isa: Isa) -> bool {
     let arch = match isa {

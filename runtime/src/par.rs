@@ -3,7 +3,7 @@
 //! The runtime stays `no_std` and owns no threads. The caller hands the
 //! generated `run_parallel` an executor through the [`Parallel`] trait, whose
 //! one primitive is a fork-join of two closures ([`Parallel::join`]). A
-//! std-based executor with one persistent worker thread, [`StdPool`], is
+//! std-based executor with one persistent worker thread, `StdPool`, is
 //! behind the `std` cargo feature (off by default); on other platforms
 //! (an RTOS, a second core of a microcontroller, rayon) the user implements
 //! the trait in a few lines. [`Serial`] runs everything on the calling thread.
@@ -30,7 +30,7 @@
 //! Every chunk runs the same kernel ([`crate::simd`]) on a disjoint part of
 //! the output, so the result is bit-identical to the serial call (each output
 //! value is computed by the same micro-kernel with the same summation order;
-//! `runtime/tests/par.rs` checks it exactly):
+//! `runtime/tests/all/par.rs` checks it exactly):
 //!
 //! * [`pointwise`]: by pixels (rows of the `[pixels x in_c]` matrix), at
 //!   multiples of [`PIXEL_ALIGN`] so no register tile straddles two chunks;
@@ -39,7 +39,7 @@
 //!   channels, at multiples of [`COLUMN_ALIGN`];
 //! * [`depthwise`] and [`conv2d`]: by output rows; each part reads the input
 //!   rows its windows need (halo included) through a smaller
-//!   [`ConvShape`] from [`conv_rows`] (`in_h`, `pad_top` adjusted).
+//!   [`ConvShape`](crate::ConvShape) from [`conv_rows`] (`in_h`, `pad_top` adjusted).
 //!   [`conv2d`] with an NCHW input (not one slice per row window) computes
 //!   its parts' rows from the whole input on the direct route (the first
 //!   layer), and runs on one thread otherwise.
@@ -71,7 +71,7 @@ pub use pool::StdPool;
 /// With rayon: `rayon::join(|| a(), || b());`. With scoped threads:
 /// `std::thread::scope(|s| { s.spawn(|| b()); a(); })` (correct, but a
 /// thread per layer costs tens of microseconds; prefer a persistent worker
-/// like [`StdPool`]).
+/// like `StdPool`).
 pub trait Parallel: Sync {
     /// How many threads the work is split for (`1` means do not split).
     fn threads(&self) -> usize;
@@ -284,6 +284,25 @@ impl Claims {
     }
 }
 
+/// `par.join(a, b)`; with the `instrument` feature, `a` and `b` run with
+/// the calling thread's instruction-set cap and their kernel calls count as
+/// its own, whichever thread runs them ([`isa::set_limit`]).
+#[inline]
+fn join(par: &dyn Parallel, a: &mut (dyn FnMut() + Send), b: &mut (dyn FnMut() + Send)) {
+    #[cfg(feature = "instrument")]
+    {
+        let limit = crate::isa::limit_raw();
+        let (mut made_a, mut made_b) = ([0; 5], [0; 5]);
+        par.join(&mut || made_a = crate::isa::run_part(limit, a), &mut || {
+            made_b = crate::isa::run_part(limit, b)
+        });
+        crate::isa::add_calls(made_a);
+        crate::isa::add_calls(made_b);
+    }
+    #[cfg(not(feature = "instrument"))]
+    par.join(a, b);
+}
+
 /// Runs `work(i)` on `k` participants `i = first..first + k`: the calling
 /// thread, and `k - 1` more through nested joins.
 #[cfg(target_has_atomic = "ptr")]
@@ -291,7 +310,9 @@ fn participate(par: &dyn Parallel, k: usize, first: usize, work: &(dyn Fn(usize)
     if k <= 1 {
         work(first);
     } else {
-        par.join(&mut || work(first), &mut || participate(par, k - 1, first + 1, work));
+        join(par, &mut || work(first), &mut || {
+            participate(par, k - 1, first + 1, work)
+        });
     }
 }
 
@@ -581,7 +602,8 @@ pub fn pointwise_depthwise(
     let (o0, o1) = out.split_at_mut(half * s.dw.out_w * s.dw.out_c);
     let mut first = Some((BandScratch { rows: s0, amx: a0 }, o0));
     let mut second = Some((BandScratch { rows: s1, amx: a1 }, o1));
-    par.join(
+    join(
+        par,
         &mut || {
             if let Some((scratch, out)) = first.take() {
                 simd::pointwise_depthwise_bands(s, 0..half, pw, dw, input, scratch, out);

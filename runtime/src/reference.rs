@@ -15,9 +15,9 @@
 //! `act(clamp((acc + bias) + residual, min, max))`, where the clamp is
 //! `if v < min { min } else if v > max { max } else { v }`: infinite bounds
 //! are no-ops and a NaN propagates (it is not clamped away). The activations
-//! are computed in `f32` with that same clamp: [`Activation::HardSwish`] as
+//! are computed in `f32` with that same clamp: [`Activation::HardSwish`](crate::Activation::HardSwish) as
 //! `x * clamp(x + 3, 0, 6) * (1 / 6)` (in that order; `-inf` gives NaN, as
-//! `-inf * 0` does) and [`Activation::HardSigmoid`] as
+//! `-inf * 0` does) and [`Activation::HardSigmoid`](crate::Activation::HardSigmoid) as
 //! `clamp(alpha * x + beta, 0, 1)`. The activation is applied to each output
 //! exactly once, after the clamp (for [`pointwise`], after the last
 //! input-channel block), as a pass over the just-stored tile; the result is

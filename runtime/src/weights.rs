@@ -45,8 +45,8 @@ impl<'a> Blob<'a> {
     }
 
     /// The segment at bytes `r` as `T`s: free (no copy, no decoding):
-    /// element `i` is the `T` whose little-endian bytes are at `r.start + i
-    /// * size_of::<T>()`.
+    /// element `i` is the `T` whose little-endian bytes start at byte
+    /// `r.start + i * size_of::<T>()`.
     ///
     /// # Panics
     /// If `r` lies outside the blob, or is not a whole number of `T`s from

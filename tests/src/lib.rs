@@ -1,4 +1,4 @@
-//! Models compiled by `mobilenet!` for the end-to-end tests (tests/e2e.rs).
+//! Models compiled by `mobilenet!` for the end-to-end tests (tests/all/e2e.rs).
 //! The crate denies warnings: generated code must compile cleanly.
 //! Feature `all-models` (default): all of them; without it, the three the
 //! aarch64 CI runs (see Cargo.toml).

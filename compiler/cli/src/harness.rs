@@ -156,7 +156,7 @@ pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-const RUNTIME_MANIFEST: &str = "[package]\nname = \"mncc-runtime\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[features]\ndefault = []\nmacros = []\nstd = []\ninstrument = []\n\n[dependencies]\nmncc-abi = { path = \"abi\" }\n\n# Its own workspace root: the copy may sit inside someone else's workspace\n# (e.g. `$MNCC_HARNESS_TARGET` under a checkout's `target/`).\n[workspace]\n";
+const RUNTIME_MANIFEST: &str = "[package]\nname = \"mncc-runtime\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[features]\ndefault = []\nmacros = []\nstd = []\ninstrument = [\"std\"]\n\n[dependencies]\nmncc-abi = { path = \"abi\" }\n\n# Its own workspace root: the copy may sit inside someone else's workspace\n# (e.g. `$MNCC_HARNESS_TARGET` under a checkout's `target/`).\n[workspace]\n";
 
 const ABI_MANIFEST: &str = "[package]\nname = \"mncc-abi\"\nversion = \"0.1.0\"\nedition = \"2021\"\n";
 
@@ -270,8 +270,8 @@ pub fn build(program: &Program, quiet: bool) -> Result<Harness, String> {
     let target = target_dir();
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     // The runtime's `std` feature: the two-thread pool of `bench_threads`;
-    // `instrument`: `isa::calls`, for `run_isa` (a relaxed load and store
-    // per kernel call).
+    // `instrument`: `isa::calls`, for `run_isa` (a thread-local count per
+    // kernel call).
     cmd.args([
         "build",
         "--release",

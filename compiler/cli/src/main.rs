@@ -23,9 +23,10 @@ enum Cmd {
     Compile {
         /// The model: a description (.toml) or an ONNX file (.onnx).
         model: PathBuf,
-        /// Choose the cache tiles for TARGET: x86-64 (default; AVX-512 sizes), x86-64-avx2,
-        /// aarch64, portable. The generated code runs on any CPU either way.
-        #[arg(long, default_value = "x86-64", value_parser = parse_target)]
+        /// The CPU the schedule is sized for (cache tiles, bands; x86-64-amx: pointwise
+        /// layers on the AMX tiles). The generated code runs on any CPU of the
+        /// architecture either way.
+        #[arg(long, default_value = "x86-64", value_parser = target_parser())]
         target: Target,
         /// The Rust file to write.
         #[arg(short, long)]
@@ -35,9 +36,10 @@ enum Cmd {
     Inspect {
         /// The model: a description (.toml) or an ONNX file (.onnx).
         model: PathBuf,
-        /// Choose the cache tiles for TARGET: x86-64 (default; AVX-512 sizes), x86-64-avx2,
-        /// aarch64, portable. The generated code runs on any CPU either way.
-        #[arg(long, default_value = "x86-64", value_parser = parse_target)]
+        /// The CPU the schedule is sized for (cache tiles, bands; x86-64-amx: pointwise
+        /// layers on the AMX tiles). The generated code runs on any CPU of the
+        /// architecture either way.
+        #[arg(long, default_value = "x86-64", value_parser = target_parser())]
         target: Target,
         /// Also report the memory the model needs and the code size of the generated module and the
         /// runtime as linked for TARGET (a target triple installed with rustup; repeatable).
@@ -54,9 +56,10 @@ enum Cmd {
     Verify {
         /// The model: a description (.toml) or an ONNX file (.onnx).
         model: PathBuf,
-        /// Choose the cache tiles for TARGET: x86-64 (default; AVX-512 sizes), x86-64-avx2,
-        /// aarch64, portable. The generated code runs on any CPU either way.
-        #[arg(long, default_value = "x86-64", value_parser = parse_target)]
+        /// The CPU the schedule is sized for (cache tiles, bands; x86-64-amx: pointwise
+        /// layers on the AMX tiles). The generated code runs on any CPU of the
+        /// architecture either way.
+        #[arg(long, default_value = "x86-64", value_parser = target_parser())]
         target: Target,
         /// Input tensor (.npy, f32 or u8, in the model's input layout); default: seeded random.
         #[arg(long)]
@@ -72,9 +75,10 @@ enum Cmd {
     Bench {
         /// The model: a description (.toml) or an ONNX file (.onnx).
         model: PathBuf,
-        /// Choose the cache tiles for TARGET: x86-64 (default; AVX-512 sizes), x86-64-avx2,
-        /// aarch64, portable. The generated code runs on any CPU either way.
-        #[arg(long, default_value = "x86-64", value_parser = parse_target)]
+        /// The CPU the schedule is sized for (cache tiles, bands; x86-64-amx: pointwise
+        /// layers on the AMX tiles). The generated code runs on any CPU of the
+        /// architecture either way.
+        #[arg(long, default_value = "x86-64", value_parser = target_parser())]
         target: Target,
         /// Seconds of timed runs.
         #[arg(long, default_value_t = 3.0)]
@@ -95,8 +99,11 @@ enum Cmd {
     },
 }
 
-fn parse_target(name: &str) -> Result<Target, String> {
-    Target::parse(name)
+/// `--target`: one of [`Target::ALL`]'s names (listed by `--help`).
+fn target_parser() -> impl clap::builder::TypedValueParser<Value = Target> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(Target::ALL.map(|t| t.name))
+        .map(|name| Target::by_name(&name).unwrap_or(Target::X86_64))
 }
 
 fn main() -> ExitCode {

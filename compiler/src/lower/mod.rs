@@ -2,7 +2,7 @@
 //! calls with their schedules, packed weights and planned storage. In named
 //! parts, in the order [`lower`] runs them:
 //!
-//! * [`select`]: the kernel of each node (and the checks that one exists);
+//! * `select`: the kernel of each node (and the checks that one exists);
 //! * [`schedule`]: the rules that size its register and cache tiles on the
 //!   [`Target`], and why;
 //! * [`pack`]: its weights in the blob, in its kernel's layout;

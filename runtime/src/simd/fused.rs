@@ -79,7 +79,7 @@ pub(crate) fn check_amx(s: &PwDwShape, k: &str, amx_scratch: usize) {
 /// layers one after the other ([`pointwise`](super::pointwise) gives a
 /// pixel the same bits wherever it falls in a call; [`depthwise`] on the
 /// rows of [`conv_rows`] sees the same windows), so the result is bit for
-/// bit that of the unfused pair (`runtime/tests/fused.rs`).
+/// bit that of the unfused pair (`runtime/tests/all/fused.rs`).
 ///
 /// `pw.weights` and `dw.weights` are packed as for
 /// [`pointwise`](super::pointwise) and [`depthwise`]; neither epilogue may

@@ -1,7 +1,7 @@
 //! Vectorized kernels: what generated code calls.
 //!
 //! Each kernel here has the same contract as its portable reference in
-//! [`crate::kernels`] (shapes, epilogue, NaN handling) except the weight
+//! [`crate::reference`] (shapes, epilogue, NaN handling) except the weight
 //! packing of [`pointwise`] and [`conv2d`], which is fixed to panels of
 //! [`PANEL`] output channels, and the float rounding order (FMA, and another
 //! summation order): results agree with the reference to float rounding, not

@@ -6,7 +6,10 @@
 //!   padding in place, then each register tile of pixels x output channels
 //!   accumulates the 9 * `in_c` taps by broadcast-FMA at constant offsets,
 //!   with a vector epilogue (half-width vectors for 8 leftover channels on
-//!   AVX-512);
+//!   AVX-512). On AVX-512, exactly 8 output channels (v1 0.25) put pixels
+//!   in the lanes instead, 16 per register, the stride-2 inputs picked by
+//!   `vpermt2ps`, then an 8x16 transpose in three permute stages before
+//!   the stores (`x86::conv2d_direct_px8_avx512`);
 //! * im2col (everything else, and the portable path, which keeps the
 //!   Cortex-M code small): the windows of a block of output pixels gathered
 //!   into a stack buffer, then the GEMM micro-kernel.

@@ -1,6 +1,25 @@
 //! Depthwise convolution, vectorized over channels: the entry point and the
 //! dispatch to an instruction set's instantiation of the kernel body
 //! ([`kernel`]).
+//!
+//! The body works one output row at a time, channels innermost, so the
+//! input rows and the output row are read and written in memory order:
+//!
+//! * interior pixels in blocks of 8, 4, 1 (AVX-512; 4 and 1 elsewhere) with
+//!   constant stride and no bounds tests, each input column loaded once per
+//!   block;
+//! * every FMA chain starts from the bias (`dw_init`: one add fewer per
+//!   output vector; the sum differs from the reference's by rounding);
+//! * window rows in the padding dropped once per output row;
+//! * edge pixels through a fully unrolled window with a test per tap,
+//!   except 3x3 layers with padding <= 1 on x86 and NEON, whose rows are
+//!   blocks only: the edge pixels inside blocks whose padding columns (the
+//!   `L`, `R` const parameters) are skipped at compile time, the last
+//!   pixels as one more overlapping block. That choice is made once per
+//!   layer, in a separate copy of the row loop (in one body the other path
+//!   ran slower);
+//! * 3x3 and 5x5 specialized, only 3x3 on the portable path (Cortex-M code
+//!   stays small); leftover channels through the reference kernel.
 
 pub(crate) mod kernel;
 #[cfg(target_arch = "aarch64")]

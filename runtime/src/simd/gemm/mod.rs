@@ -2,6 +2,38 @@
 //! panels of [`PANEL`] output channels: the entry points, the dispatch to
 //! an instruction set's instantiation of the kernel body ([`kernel`]), and
 //! the AMX tiles ([`amx`], x86-64).
+//!
+//! How the body gets its speed (each measured; NOTES.md has the figures):
+//!
+//! * Register tiles of `MR` rows by `NR` columns (12x32 AVX-512, 6x16 AVX2
+//!   and NEON, 2x16 portable), with smaller tiles for the last rows, so few
+//!   rows are computed for nothing. The 12-row AVX-512 tiles of 32 or 16
+//!   columns run their K loop in inline assembly (`x86.rs`,
+//!   `k_loop_12x2_avx512` / `k_loop_12x1_avx512`, 4 K steps per
+//!   iteration): the same FMAs in the same order as the generic loop, so
+//!   bit-identical to it.
+//! * Channels-outer layers whose weights are at least 256 KiB prefetch
+//!   each 12x32 tile's share of the next weight strip, one line per panel
+//!   every 4 K steps (in a whole model those weights come from memory).
+//! * Dense layers (one row): one-row tiles of 8 vectors, 8 independent FMA
+//!   chains.
+//! * Full tiles on AVX-512 and AVX2 store through an unrolled epilogue
+//!   (`GemmVec::UNROLLED_EPILOGUE`, rows written out by `simd::unroll!` with
+//!   constant indices), so the accumulators stay in registers from the K
+//!   loop to the stores; they load the bias once per tile, not per row. A
+//!   last vector of half the lanes (8 of 16 channels) is a full tile whose
+//!   last store is masked by a constant; other narrow last tiles use masked
+//!   loads and stores.
+//! * Exactly 8 input channels on 16-lane vectors: one lean loop
+//!   (`gemm_small_k`), 12 rows by one output vector at a time (8 rows by
+//!   all three for 33 to 48 outputs), the same FMAs in the same order, so
+//!   bit-identical.
+//! * AVX-512, at most 8 output channels and an even K up to 128 in one K
+//!   block (`x86::gemm_n8_avx512`): each output's even-K and odd-K partial
+//!   sums in a lane pair, added at the end (exactly 8 outputs: two rows per
+//!   vector, one epilogue and store per pair): half the loads and FMAs, a
+//!   different rounding, the same for every row wherever it falls in a
+//!   call.
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod amx;

@@ -12,9 +12,8 @@
 //!
 //! As in `simd.rs`, `MNCC_REQUIRE_ISA` turns a missing instruction set into
 //! a failure.
-mod common;
 
-use common::*;
+use crate::common::*;
 use mncc_runtime::isa::Isa;
 use mncc_runtime::{simd, Conv2d, ConvShape, Epilogue, Layout, Pixel};
 

@@ -1,8 +1,7 @@
 //! `global_avg_pool`, `softmax`, `add`, `map`, `scale_channels` against f64
 //! references.
-mod common;
 
-use common::*;
+use crate::common::*;
 use mncc_runtime::{add, global_avg_pool, map, nhwc_to_nchw, scale_channels, softmax, Activation, Epilogue};
 
 fn ref_gap(pixels: usize, c: usize, input: &[f32]) -> Vec<f64> {

@@ -1,7 +1,6 @@
 //! `conv2d` against the naive f64 reference.
-mod common;
 
-use common::*;
+use crate::common::*;
 use mncc_runtime::reference::conv2d;
 use mncc_runtime::{Activation, Conv2d, Conv2dTiles, ConvShape, Epilogue, Layout, Pixel};
 

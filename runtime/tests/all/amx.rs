@@ -12,9 +12,8 @@
 //! The tests that need the tiles are skipped with a message where the CPU
 //! (or the OS) has none, unless `MNCC_REQUIRE_ISA` names `amx`: then they
 //! fail.
-mod common;
 
-use common::*;
+use crate::common::*;
 use mncc_runtime::isa::{self, Isa};
 use mncc_runtime::par::{self, Parallel};
 use mncc_runtime::simd::{BandScratch, Stage};
@@ -120,7 +119,6 @@ const SHAPES: [(usize, usize, usize); 14] = [
 
 #[test]
 fn pointwise_amx_matches_the_reference() {
-    let _g = hold_isa();
     for isa in amx_isas() {
         isa::set_limit(Some(isa));
         for (n, &(pixels, in_c, out_c)) in SHAPES.iter().enumerate() {
@@ -151,7 +149,6 @@ fn pointwise_amx_matches_the_reference() {
 fn pointwise_amx_is_as_accurate_as_f32() {
     // The tiles sum six bf16 partial products per weight: the error of an
     // f32 GEMM, not of bf16 (three products would be ~30x the f32 error).
-    let _g = hold_isa();
     for isa in amx_isas() {
         isa::set_limit(Some(isa));
         let mut c = Case::new(7, 196, 512, 64);
@@ -174,7 +171,6 @@ fn pointwise_amx_is_as_accurate_as_f32() {
 #[test]
 fn each_pixel_gets_the_same_bits_wherever_it_falls() {
     // The parallel split and the bands call the kernel on parts of a layer.
-    let _g = hold_isa();
     for isa in amx_isas() {
         isa::set_limit(Some(isa));
         let mut c = Case::new(11, 150, 72, 56);
@@ -256,7 +252,6 @@ fn executors() -> Vec<(&'static str, Box<dyn Parallel>)> {
 
 #[test]
 fn parallel_splits_are_bit_identical() {
-    let _g = hold_isa();
     let mut limits: Vec<Option<Isa>> = amx_isas().into_iter().map(Some).collect();
     limits.push(Some(isa::active_vector()));
     for limit in limits {
@@ -298,7 +293,6 @@ fn parallel_splits_are_bit_identical() {
 
 #[test]
 fn banded_pairs_are_the_unfused_pair() {
-    let _g = hold_isa();
     let mut limits: Vec<Option<Isa>> = amx_isas().into_iter().map(Some).collect();
     limits.push(Some(isa::active_vector()));
     for limit in limits {

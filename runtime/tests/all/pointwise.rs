@@ -1,7 +1,6 @@
 //! `pointwise` against the naive f64 reference.
-mod common;
 
-use common::*;
+use crate::common::*;
 use mncc_runtime::reference::pointwise;
 use mncc_runtime::{Activation, Epilogue, Pointwise, PointwiseShape, PointwiseTiles, PwOrder};
 

@@ -1,9 +1,7 @@
 //! `mncc inspect --code-size`: the memory a model needs and the code size of
 //! the generated module and the runtime as linked for a target.
 
-mod common;
-
-use common::{mncc, text};
+use crate::common::{mncc, text};
 use mncc_cli::footprint::measure;
 use std::path::PathBuf;
 use std::process::Command;

@@ -4,9 +4,9 @@
 //! residuals, windows in the padding), on every instruction set this CPU
 //! has; and the `std` pool's contract (both closures run, panics propagate,
 //! nested joins, an idle pool parks).
-mod common;
+use crate::common;
 
-use common::{for_each_isa, Epi, Rng};
+use crate::common::{for_each_isa, Epi, Rng};
 use mncc_runtime::par::{self, Parallel, Serial};
 use mncc_runtime::{simd, Conv2d, ConvShape, Depthwise, DepthwiseTiles, Epilogue, Layout, Pixel, Pointwise};
 use mncc_runtime::{PointwiseShape, PointwiseTiles, PwOrder};
@@ -319,7 +319,6 @@ fn conv_rows_covers_the_windows() {
 
 #[test]
 fn serial_and_small_layers_run_whole() {
-    let _isa = common::hold_isa();
     // Serial: threads() == 1, the parallel entry point is the serial kernel.
     let s = PointwiseShape {
         pixels: 49,
@@ -502,7 +501,6 @@ mod std_pool {
 
     #[test]
     fn splits_on_the_pool_are_bit_identical() {
-        let _isa = super::common::hold_isa();
         let pool = StdPool::new();
         let s = ConvShape {
             in_h: 56,

@@ -8,9 +8,8 @@
 //! environment variable `MNCC_REQUIRE_ISA` names it (comma-separated, e.g.
 //! `avx512,avx2` in CI on an AVX-512 machine, `neon` under qemu-aarch64):
 //! then its absence fails the test.
-mod common;
 
-use common::*;
+use crate::common::*;
 use mncc_runtime::isa::Isa;
 use mncc_runtime::{
     simd, Activation, Conv2d, ConvShape, Depthwise, DepthwiseTiles, Epilogue, Layout, Pixel, Pointwise, PointwiseShape,

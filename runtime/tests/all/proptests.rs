@@ -1,9 +1,8 @@
 //! Property tests over random shapes: every kernel equals the naive f64
 //! reference, for random geometry, tiles and epilogues.
-mod common;
 
-use common::Rng;
-use common::*;
+use crate::common::Rng;
+use crate::common::*;
 use mncc_runtime::reference::{conv2d, depthwise, pointwise};
 use mncc_runtime::{
     add, align_arena, map, scale_channels, Activation, Conv2d, Conv2dTiles, ConvShape, Depthwise, DepthwiseTiles,

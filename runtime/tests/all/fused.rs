@@ -4,9 +4,9 @@
 //! on any side, bands of one row to more than the output, channels below,
 //! at and above the vector widths; and so does its parallel form on every
 //! executor. The unfused pair is itself checked against an f64 reference.
-mod common;
+use crate::common;
 
-use common::{assert_close, conv_shape, on_each_isa, pack_pointwise, ref_depthwise, ref_pointwise, Rng, Scoped};
+use crate::common::{assert_close, conv_shape, on_each_isa, pack_pointwise, ref_depthwise, ref_pointwise, Rng, Scoped};
 use mncc_runtime::par::{self, Parallel, Serial};
 use mncc_runtime::simd::{BandScratch, Stage};
 use mncc_runtime::{simd, Depthwise, Pointwise, PwDwShape};

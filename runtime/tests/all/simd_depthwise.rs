@@ -5,9 +5,8 @@
 //! half-vector remainders, the MobileNet v1/v2 shapes, and bit-identical
 //! results across `rows` tiles. Every instruction set this CPU has, as in
 //! `simd.rs`.
-mod common;
 
-use common::*;
+use crate::common::*;
 use mncc_runtime::isa::Isa;
 use mncc_runtime::{simd, ConvShape, Depthwise, DepthwiseTiles};
 

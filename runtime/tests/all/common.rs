@@ -6,10 +6,6 @@
 
 use mncc_runtime::isa::{self, Isa};
 use mncc_runtime::{Activation, ConvShape, Epilogue};
-use std::sync::Mutex;
-
-/// `isa::set_limit` is process-wide: the tests of one binary take turns.
-static ISA_LOCK: Mutex<()> = Mutex::new(());
 
 /// The instruction sets `MNCC_REQUIRE_ISA` (comma-separated names) says
 /// must be tested.
@@ -69,21 +65,13 @@ pub fn amx_isas() -> Vec<Isa> {
 }
 
 /// Runs `f` once per instruction set of [`isas`], with `isa::set_limit` on
-/// it (holding the lock that serializes `set_limit` users).
+/// it (this thread's cap: other tests running at once keep theirs).
 pub fn for_each_isa(mut f: impl FnMut(Isa)) {
-    let _g = ISA_LOCK.lock().unwrap_or_else(|e| e.into_inner());
     for i in isas() {
         isa::set_limit(Some(i));
         f(i);
     }
     isa::set_limit(None);
-}
-
-/// Holds the lock of [`for_each_isa`] without changing the limit: for tests
-/// that compare two kernel calls bit for bit and must not see another test
-/// switch the instruction set between them.
-pub fn hold_isa() -> std::sync::MutexGuard<'static, ()> {
-    ISA_LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// [`for_each_isa`], checking that the set is the active one and that a

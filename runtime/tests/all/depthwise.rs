@@ -1,7 +1,6 @@
 //! `depthwise` against the naive f64 reference.
-mod common;
 
-use common::*;
+use crate::common::*;
 use mncc_runtime::reference::depthwise;
 use mncc_runtime::{Activation, ConvShape, Depthwise, DepthwiseTiles, Epilogue};
 

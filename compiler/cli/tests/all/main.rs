@@ -1,0 +1,10 @@
+//! The CLI's and the harness's integration tests in one binary: `mncc`'s
+//! commands, the footprint measure, random graphs and the ONNX fixtures
+//! through generated code.
+
+mod cli;
+mod common;
+mod footprint;
+mod harness_threads;
+mod onnx_fixtures;
+mod random_graphs;

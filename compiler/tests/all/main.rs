@@ -1,0 +1,4 @@
+//! The compiler library's integration tests in one binary.
+
+mod docs;
+mod memory;
