@@ -6,6 +6,17 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+/// `s`, cut to about 60 characters for an error message.
+pub fn cut(s: &str) -> String {
+    const MAX: usize = 60;
+    if s.chars().count() <= MAX {
+        s.to_string()
+    } else {
+        let head: String = s.chars().take(MAX).collect();
+        format!("{head}... ({} characters)", s.chars().count())
+    }
+}
+
 /// How bad.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {

@@ -738,6 +738,92 @@ impl Op {
         }
     }
 
+    /// The constants of this op that are not finite (NaN, or infinite
+    /// where only a finite value means something), one line each: what,
+    /// how many, and the first index. Clamp bounds may be infinite (no
+    /// bound), never NaN. Nothing non-finite may reach the generated code.
+    pub fn non_finite(&self) -> Vec<String> {
+        fn scan(out: &mut Vec<String>, what: &str, n: usize, get: impl Fn(usize) -> f64) {
+            let (mut nan, mut inf, mut first) = (0usize, 0usize, None);
+            for i in 0..n {
+                let v = get(i);
+                if v.is_nan() {
+                    nan += 1;
+                } else if v.is_infinite() {
+                    inf += 1;
+                } else {
+                    continue;
+                }
+                first.get_or_insert(i);
+            }
+            if let Some(i) = first {
+                let at = if n > 1 {
+                    format!(" (the first at index {i})")
+                } else {
+                    String::new()
+                };
+                out.push(match (nan, inf) {
+                    (0, k) => format!("{what} has {k} infinite value(s){at}"),
+                    (k, 0) => format!("{what} has {k} NaN value(s){at}"),
+                    (a, b) => format!("{what} has {a} NaN and {b} infinite value(s){at}"),
+                });
+            }
+        }
+        fn floats(out: &mut Vec<String>, what: &str, v: &[f32]) {
+            scan(out, what, v.len(), |i| v[i] as f64);
+        }
+        fn param(out: &mut Vec<String>, what: &str, p: &Param) {
+            scan(out, what, p.len(), |i| p.real(i));
+        }
+        fn clamp(out: &mut Vec<String>, c: &Clamp) {
+            if c.min.is_nan() || c.max.is_nan() {
+                out.push(format!("the clamp [{}, {}] has a NaN bound", c.min, c.max));
+            }
+        }
+        fn act(out: &mut Vec<String>, a: &Activation) {
+            if let Activation::HardSigmoid { alpha, beta } = a {
+                floats(out, "alpha", &[*alpha]);
+                floats(out, "beta", &[*beta]);
+            }
+        }
+        let mut out = Vec::new();
+        match self {
+            Op::Normalize(c) => {
+                floats(&mut out, "the scale", &c.scale);
+                floats(&mut out, "the offset", &c.offset);
+            }
+            Op::Conv(c) => {
+                param(&mut out, "the weight", &c.weight);
+                floats(&mut out, "the bias", c.bias.as_deref().unwrap_or(&[]));
+                floats(&mut out, "the pad value", c.pad_value.as_deref().unwrap_or(&[]));
+                clamp(&mut out, &c.clamp);
+                act(&mut out, &c.act);
+            }
+            Op::BatchNorm(c) => {
+                floats(&mut out, "the scale", &c.gamma);
+                floats(&mut out, "the bias", &c.beta);
+                floats(&mut out, "the mean", &c.mean);
+                floats(&mut out, "the variance", &c.var);
+                floats(&mut out, "epsilon", &[c.eps]);
+            }
+            Op::Clip(c) => clamp(&mut out, c),
+            Op::Dense(d) => {
+                param(&mut out, "the weight", &d.weight);
+                floats(&mut out, "the bias", d.bias.as_deref().unwrap_or(&[]));
+                clamp(&mut out, &d.clamp);
+                act(&mut out, &d.act);
+            }
+            Op::Activation(a) => act(&mut out, a),
+            Op::Quantize(q) => {
+                if !(q.scale.is_finite() && q.scale > 0.0) {
+                    out.push(format!("the scale {} is not a positive finite number", q.scale));
+                }
+            }
+            Op::Add | Op::GlobalAvgPool | Op::Softmax | Op::Mul | Op::Reshape(_) | Op::Dequantize => {}
+        }
+        out
+    }
+
     /// Multiply-accumulates for one run, given the output shape.
     pub fn macs(&self, out: &[usize]) -> u64 {
         let n: usize = out.iter().product();
@@ -794,6 +880,10 @@ pub struct Node {
     pub output: TensorId,
     /// Names of nodes that passes merged into this one, in order.
     pub fused: Vec<String>,
+    /// What the model called the operation (the ONNX operator type, e.g.
+    /// `Gemm` for a [`Op::Dense`]); errors name it. [`Op::kind`] unless the
+    /// front end says otherwise.
+    pub source: String,
 }
 
 /// A model.
@@ -839,6 +929,8 @@ impl Graph {
         let types: Vec<&TensorType> = inputs.iter().map(|&t| &self.tensors[t].ty).collect();
         let at = |e: String| format!("node `{name}` ({}): {e}", op.kind());
         let shape = op.infer(&shapes).map_err(at)?;
+        crate::limits::elements(&shape).map_err(at)?;
+        let op_kind = op.kind();
         let ty = op.infer_type(&types).map_err(at)?;
         let id = self.tensors.len();
         self.tensors.push(TensorInfo {
@@ -852,6 +944,7 @@ impl Graph {
             inputs: inputs.to_vec(),
             output: id,
             fused: Vec::new(),
+            source: op_kind.to_string(),
         });
         self.output = id;
         Ok(id)
@@ -859,7 +952,7 @@ impl Graph {
 
     /// The node producing `t`, if any.
     pub fn producer(&self, t: TensorId) -> Option<usize> {
-        self.nodes.iter().position(|n| n.output == t)
+        self.nodes.iter().rposition(|n| n.output == t)
     }
 
     /// Indices of nodes reading `t`.
@@ -903,6 +996,32 @@ impl Graph {
     /// Total parameters.
     pub fn params(&self) -> usize {
         self.nodes.iter().map(|n| n.op.params()).sum()
+    }
+
+    /// Every node whose constants are not finite ([`Op::non_finite`]),
+    /// as diagnostics naming the node (and the nodes folded into it).
+    pub fn check_constants(&self) -> Vec<crate::diag::Diagnostic> {
+        let mut out = Vec::new();
+        for n in &self.nodes {
+            let problems = n.op.non_finite();
+            if problems.is_empty() {
+                continue;
+            }
+            let folded = if n.fused.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " (after folding {} into it)",
+                    n.fused.iter().map(|f| format!("`{f}`")).collect::<Vec<_>>().join(", ")
+                )
+            };
+            out.push(crate::diag::Diagnostic::node(
+                &n.name,
+                &n.source,
+                format!("{}{folded}: only finite numbers can be compiled", problems.join("; ")),
+            ));
+        }
+        out
     }
 
     /// Checks the invariants listed in the module docs; returns every problem.

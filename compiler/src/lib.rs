@@ -22,6 +22,7 @@ pub mod diag;
 pub mod inspect;
 pub mod interp;
 pub mod ir;
+pub mod limits;
 pub mod lower;
 pub mod onnx;
 pub mod passes;
@@ -51,6 +52,8 @@ pub fn load(path: &Path) -> Result<Model, Error> {
     match path.extension().and_then(|e| e.to_str()) {
         Some("toml") => {
             let spec = spec::load(path).map_err(Error)?;
+            // Sizes against the limits first, placed in the description.
+            weights::check_sizes(&arch::layers(&spec)).map_err(|e| Error::msg(e).in_file(path))?;
             let mut model = from_spec(spec)?;
             model.files.insert(0, path.to_path_buf());
             Ok(model)
@@ -96,13 +99,51 @@ pub fn compile_for(model: &Model, target: &Target) -> Result<lower::Program, Err
         Some(f) => e.in_file(f),
         None => e,
     };
-    let (g, reports) = passes::optimize(model.graph.clone()).map_err(|e| place(Error::msg(e)))?;
+    let (g, reports) = passes::optimize(model.graph.clone()).map_err(place)?;
     lower::lower(&g, reports, target).map_err(place)
+}
+
+impl Model {
+    /// An error if writing `out` (a `.rs` file) and its weight blob would
+    /// overwrite one of the model's own files (`mncc compile model.onnx -o
+    /// model.onnx`, a weights file named `model.weights.bin`).
+    pub fn check_output(&self, out: &Path) -> Result<(), Error> {
+        let blob = out.with_file_name(format!(
+            "{}.weights.bin",
+            out.file_stem().and_then(|s| s.to_str()).unwrap_or("model")
+        ));
+        for written in [out, blob.as_path()] {
+            for input in &self.files {
+                if same_file(written, input) {
+                    return Err(Error::msg(format!(
+                        "{}: writing the generated code here would overwrite the model's file {}; choose another output",
+                        written.display(),
+                        input.display()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `a` and `b` name the same existing file.
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
 }
 
 /// Writes `out` (a `.rs` file) and its weight blob beside it
 /// (`<stem>.weights.bin`); returns the blob's path.
 pub fn write(program: &lower::Program, out: &Path, origin: &str) -> Result<PathBuf, Error> {
+    if out.extension().and_then(|e| e.to_str()) != Some("rs") {
+        return Err(Error::msg(format!(
+            "{}: the output is Rust source: give a path ending in .rs",
+            out.display()
+        )));
+    }
     let stem = out
         .file_stem()
         .and_then(|s| s.to_str())
@@ -194,8 +235,9 @@ impl Build {
         for f in &model.files {
             println!("cargo:rerun-if-changed={}", f.display());
         }
-        let program = compile_for(&model, &self.target)?;
         let out = dir.join(format!("{stem}.rs"));
+        model.check_output(&out)?;
+        let program = compile_for(&model, &self.target)?;
         write(&program, &out, &self.model.display().to_string())?;
         Ok(out)
     }

@@ -71,9 +71,16 @@ pub struct PassReport {
 }
 
 /// Runs [`PIPELINE`], verifying the graph after each pass.
-pub fn optimize(mut g: Graph) -> Result<(Graph, Vec<PassReport>), String> {
+pub fn optimize(mut g: Graph) -> Result<(Graph, Vec<PassReport>), crate::Error> {
     g.verify()
         .map_err(|e| format!("the front end built an invalid graph: {}", e.join("; ")))?;
+    // Non-finite constants from the model, then any a fold made (a
+    // BatchNorm's variance + epsilon of 0, a huge scale): either would
+    // reach the generated code, which cannot spell them.
+    let bad = g.check_constants();
+    if !bad.is_empty() {
+        return Err(bad.into());
+    }
     let mut reports = Vec::new();
     for pass in PIPELINE {
         let rewrites = (pass.run)(&mut g);
@@ -84,90 +91,246 @@ pub fn optimize(mut g: Graph) -> Result<(Graph, Vec<PassReport>), String> {
             rewrites,
         });
     }
+    let bad = g.check_constants();
+    if !bad.is_empty() {
+        return Err(bad.into());
+    }
     Ok((g, reports))
 }
 
-/// Finds a node `i` whose output feeds only node `j`, with `pred(i)` and
-/// `pred_next(j)`; returns `(i, j)`.
-fn find_pair(g: &Graph, first: impl Fn(&Node) -> bool, second: impl Fn(&Node) -> bool) -> Option<(usize, usize)> {
-    for (i, n) in g.nodes.iter().enumerate() {
-        if !first(n) || g.uses(n.output) != 1 || g.output == n.output {
-            continue;
-        }
-        let cs = g.consumers(n.output);
-        if let [j] = cs[..] {
-            if second(&g.nodes[j]) {
-                return Some((i, j));
-            }
-        }
-    }
-    None
+/// A graph under rewriting: each tensor's readers and producer kept
+/// current, removed nodes left as holes until [`Rw::finish`], so node
+/// indices stay valid and each pass is one forward scan (linear in the
+/// graph's size, where rescanning from the start after every rewrite with
+/// `Graph::uses`, itself a scan, was cubic: 5,000 layers took 6 minutes).
+struct Rw<'g> {
+    g: &'g mut Graph,
+    /// Per tensor: the live nodes reading it, once per input slot.
+    readers: Vec<Vec<usize>>,
+    /// Per tensor: the live node writing it.
+    producer: Vec<Option<usize>>,
+    dead: Vec<bool>,
 }
 
-/// Removes node `j` (a single-input, shape-preserving node merged into node
-/// `i`): readers of `j`'s output read `i`'s instead.
-fn absorb(g: &mut Graph, i: usize, j: usize) {
-    let (out_i, out_j) = (g.nodes[i].output, g.nodes[j].output);
-    let absorbed = g.nodes.remove(j);
-    let i = if j < i { i - 1 } else { i };
-    g.nodes[i].fused.push(absorbed.name);
-    g.nodes[i].fused.extend(absorbed.fused);
-    g.replace_uses(out_j, out_i);
+impl<'g> Rw<'g> {
+    fn new(g: &'g mut Graph) -> Rw<'g> {
+        let mut readers = vec![Vec::new(); g.tensors.len()];
+        let mut producer = vec![None; g.tensors.len()];
+        for (k, n) in g.nodes.iter().enumerate() {
+            for &t in &n.inputs {
+                readers[t].push(k);
+            }
+            producer[n.output] = Some(k);
+        }
+        let dead = vec![false; g.nodes.len()];
+        Rw {
+            g,
+            readers,
+            producer,
+            dead,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.g.nodes.len()
+    }
+
+    fn live(&self, k: usize) -> bool {
+        !self.dead[k]
+    }
+
+    /// How often `t` is read (the graph output counts once).
+    fn uses(&self, t: usize) -> usize {
+        self.readers[t].len() + usize::from(self.g.output == t)
+    }
+
+    /// The nodes reading `t`, in graph order.
+    fn consumers(&self, t: usize) -> Vec<usize> {
+        let mut c = self.readers[t].clone();
+        c.sort_unstable();
+        c.dedup();
+        c
+    }
+
+    fn producer(&self, t: usize) -> Option<usize> {
+        self.producer[t]
+    }
+
+    /// Removes node `k` (its output must be unread or re-pointed after).
+    fn remove(&mut self, k: usize) -> Node {
+        self.dead[k] = true;
+        let n = std::mem::replace(
+            &mut self.g.nodes[k],
+            Node {
+                name: String::new(),
+                op: Op::Add,
+                inputs: Vec::new(),
+                output: 0,
+                fused: Vec::new(),
+                source: String::new(),
+            },
+        );
+        for &t in &n.inputs {
+            let r = &mut self.readers[t];
+            if let Some(p) = r.iter().position(|&x| x == k) {
+                r.swap_remove(p);
+            }
+        }
+        if self.producer[n.output] == Some(k) {
+            self.producer[n.output] = None;
+        }
+        n
+    }
+
+    /// Every read of `old` (node inputs, the graph output) reads `new`.
+    fn replace_uses(&mut self, old: usize, new: usize) {
+        let readers = std::mem::take(&mut self.readers[old]);
+        for &k in &readers {
+            for i in &mut self.g.nodes[k].inputs {
+                if *i == old {
+                    *i = new;
+                }
+            }
+        }
+        // Each reader once per slot: a node reading `old` twice is listed twice.
+        self.readers[new].extend(readers);
+        if self.g.output == old {
+            self.g.output = new;
+        }
+    }
+
+    /// Node `k` reads `inputs` instead of what it read.
+    fn set_inputs(&mut self, k: usize, inputs: Vec<usize>) {
+        for &t in &self.g.nodes[k].inputs {
+            let r = &mut self.readers[t];
+            if let Some(p) = r.iter().position(|&x| x == k) {
+                r.swap_remove(p);
+            }
+        }
+        for &t in &inputs {
+            self.readers[t].push(k);
+        }
+        self.g.nodes[k].inputs = inputs;
+    }
+
+    /// Finds, from node `from` on, a node `i` whose output feeds only node
+    /// `j`, with `first(i)` and `second(j)`; returns `(i, j)`.
+    fn find_pair(
+        &self,
+        from: usize,
+        first: impl Fn(&Node) -> bool,
+        second: impl Fn(&Node) -> bool,
+    ) -> Option<(usize, usize)> {
+        for i in from..self.len() {
+            let n = &self.g.nodes[i];
+            if !self.live(i) || !first(n) || self.uses(n.output) != 1 || self.g.output == n.output {
+                continue;
+            }
+            if let [j] = self.readers[n.output][..] {
+                if second(&self.g.nodes[j]) {
+                    return Some((i, j));
+                }
+            }
+        }
+        None
+    }
+
+    /// Removes node `j` (a single-input, shape-preserving node merged into
+    /// node `i`): readers of `j`'s output read `i`'s instead.
+    fn absorb(&mut self, i: usize, j: usize) {
+        let (out_i, out_j) = (self.g.nodes[i].output, self.g.nodes[j].output);
+        let absorbed = self.remove(j);
+        self.g.nodes[i].fused.push(absorbed.name);
+        self.g.nodes[i].fused.extend(absorbed.fused);
+        self.replace_uses(out_j, out_i);
+    }
+
+    /// Drops the removed nodes (the others keep their order).
+    fn finish(self) {
+        let dead = self.dead;
+        let mut k = 0;
+        self.g.nodes.retain(|_| {
+            k += 1;
+            !dead[k - 1]
+        });
+    }
+}
+
+/// Runs `rule` over the pairs `first -> second` from the start of the graph
+/// to its end, resuming after each rewrite where `rule` says a new pair may
+/// start (the rewritten node itself, as a chain `conv -> bn -> bn` folds
+/// twice); returns the number of rewrites.
+fn rewrite_pairs(
+    g: &mut Graph,
+    first: impl Fn(&Node) -> bool,
+    second: impl Fn(&Node) -> bool,
+    mut rule: impl FnMut(&mut Rw<'_>, usize, usize) -> usize,
+) -> usize {
+    let mut rw = Rw::new(g);
+    let mut count = 0;
+    let mut from = 0;
+    while let Some((i, j)) = rw.find_pair(from, &first, &second) {
+        from = rule(&mut rw, i, j);
+        count += 1;
+    }
+    rw.finish();
+    count
 }
 
 /// `Normalize -> Conv`: `w' = w * scale[ci]`, `b' = b + sum(w * offset[ci])`,
 /// and the conv pads with the raw value that normalizes to 0 (`-offset/scale`)
 /// so borders stay exact.
 pub fn fold_normalize(g: &mut Graph) -> usize {
-    let mut count = 0;
-    while let Some((i, j)) = find_pair(
+    rewrite_pairs(
         g,
         // A zero scale has no raw value that normalizes to 0, unless nothing is added.
         |n| matches!(&n.op, Op::Normalize(c) if c.offset.iter().all(|&o| o == 0.0) || c.scale.iter().all(|&s| s != 0.0)),
         |n| matches!(&n.op, Op::Conv(c) if c.pad_value.is_none() && !c.residual && c.weight.f32().is_some()),
-    ) {
-        let Op::Normalize(norm) = g.nodes[i].op.clone() else {
-            unreachable!()
-        };
-        let src = g.nodes[i].inputs[0];
-        let Op::Conv(conv) = &mut g.nodes[j].op else {
-            unreachable!()
-        };
-        let [oc, icg, kh, kw] = conv.dims();
-        let ocg = oc / conv.groups;
-        let wt = conv.weight.f32_mut().expect("the predicate checked f32 weights");
-        let mut bias: Vec<f64> = conv
-            .bias
-            .as_ref()
-            .map_or(vec![0.0; oc], |b| b.iter().map(|&v| v as f64).collect());
-        for (o, b) in bias.iter_mut().enumerate() {
-            for ic in 0..icg {
-                let ci = (o / ocg) * icg + ic;
-                for k in 0..kh * kw {
-                    let w = &mut wt[(o * icg + ic) * kh * kw + k];
-                    *b += *w as f64 * norm.offset[ci] as f64;
-                    *w = (*w as f64 * norm.scale[ci] as f64) as f32;
+        |rw, i, j| {
+            let Op::Normalize(norm) = rw.g.nodes[i].op.clone() else {
+                unreachable!()
+            };
+            let src = rw.g.nodes[i].inputs[0];
+            let Op::Conv(conv) = &mut rw.g.nodes[j].op else {
+                unreachable!()
+            };
+            let [oc, icg, kh, kw] = conv.dims();
+            let ocg = oc / conv.groups;
+            let wt = conv.weight.f32_mut().expect("the predicate checked f32 weights");
+            let mut bias: Vec<f64> = conv
+                .bias
+                .as_ref()
+                .map_or(vec![0.0; oc], |b| b.iter().map(|&v| v as f64).collect());
+            for (o, b) in bias.iter_mut().enumerate() {
+                for ic in 0..icg {
+                    let ci = (o / ocg) * icg + ic;
+                    for k in 0..kh * kw {
+                        let w = &mut wt[(o * icg + ic) * kh * kw + k];
+                        *b += *w as f64 * norm.offset[ci] as f64;
+                        *w = (*w as f64 * norm.scale[ci] as f64) as f32;
+                    }
                 }
             }
-        }
-        conv.bias = Some(bias.iter().map(|&b| b as f32).collect());
-        // A pure scale keeps zero padding (and the conv may stay depthwise).
-        if norm.offset.iter().any(|&o| o != 0.0) {
-            conv.pad_value = Some(
-                norm.scale
-                    .iter()
-                    .zip(&norm.offset)
-                    .map(|(s, o)| (-(*o as f64) / *s as f64) as f32)
-                    .collect(),
-            );
-        }
-        let name = g.nodes[i].name.clone();
-        g.nodes[j].inputs[0] = src;
-        g.nodes[j].fused.insert(0, name);
-        g.nodes.remove(i);
-        count += 1;
-    }
-    count
+            conv.bias = Some(bias.iter().map(|&b| b as f32).collect());
+            // A pure scale keeps zero padding (and the conv may stay depthwise).
+            if norm.offset.iter().any(|&o| o != 0.0) {
+                conv.pad_value = Some(
+                    norm.scale
+                        .iter()
+                        .zip(&norm.offset)
+                        .map(|(s, o)| (-(*o as f64) / *s as f64) as f32)
+                        .collect(),
+                );
+            }
+            let removed = rw.remove(i);
+            let mut inputs = rw.g.nodes[j].inputs.clone();
+            inputs[0] = src;
+            rw.set_inputs(j, inputs);
+            rw.g.nodes[j].fused.insert(0, removed.name);
+            // The conv now reads `src`: its producer may now pair with it.
+            rw.producer(src).unwrap_or(i).min(i)
+        },
+    )
 }
 
 /// Applies a per-output-channel affine `y * s + t` (from `f(o) = (s, t)`)
@@ -187,102 +350,112 @@ fn scale_outputs(conv: &mut crate::ir::ConvCfg, f: impl Fn(usize) -> (f64, f64))
     conv.bias = Some(bias);
 }
 
+/// A linear conv: no epilogue yet, f32 weights.
+fn plain_conv(n: &Node) -> bool {
+    matches!(&n.op, Op::Conv(c) if c.clamp.is_none() && c.act == Activation::None && !c.residual && c.weight.f32().is_some())
+}
+
 /// `Normalize -> Normalize` merged into one; `Conv -> Normalize` (a conv
 /// without epilogue) folded: `w' = w * scale[o]`, `b' = b * scale[o] + offset[o]`.
 pub fn fold_affine(g: &mut Graph) -> usize {
-    let mut count = 0;
-    while let Some((i, j)) = find_pair(
+    // Absorbing `j` into `i` changes no earlier node's readers (`j` reads
+    // only `i`), so each scan resumes at `i`.
+    let merged = rewrite_pairs(
         g,
         |n| matches!(n.op, Op::Normalize(_)),
         |n| matches!(n.op, Op::Normalize(_)),
-    ) {
-        let Op::Normalize(second) = g.nodes[j].op.clone() else {
-            unreachable!()
-        };
-        let Op::Normalize(first) = &mut g.nodes[i].op else {
-            unreachable!()
-        };
-        for c in 0..first.scale.len() {
-            first.offset[c] = first.offset[c] * second.scale[c] + second.offset[c];
-            first.scale[c] *= second.scale[c];
-        }
-        absorb(g, i, j);
-        count += 1;
-    }
-    while let Some((i, j)) = find_pair(
-        g,
-        |n| matches!(&n.op, Op::Conv(c) if c.clamp.is_none() && c.act == Activation::None && !c.residual && c.weight.f32().is_some()),
-        |n| matches!(n.op, Op::Normalize(_)),
-    ) {
-        let Op::Normalize(aff) = g.nodes[j].op.clone() else {
-            unreachable!()
-        };
-        let Op::Conv(conv) = &mut g.nodes[i].op else {
-            unreachable!()
-        };
-        scale_outputs(conv, |o| (aff.scale[o] as f64, aff.offset[o] as f64));
-        absorb(g, i, j);
-        count += 1;
-    }
-    count
+        |rw, i, j| {
+            let Op::Normalize(second) = rw.g.nodes[j].op.clone() else {
+                unreachable!()
+            };
+            let Op::Normalize(first) = &mut rw.g.nodes[i].op else {
+                unreachable!()
+            };
+            for c in 0..first.scale.len() {
+                first.offset[c] = first.offset[c] * second.scale[c] + second.offset[c];
+                first.scale[c] *= second.scale[c];
+            }
+            rw.absorb(i, j);
+            i
+        },
+    );
+    merged
+        + rewrite_pairs(
+            g,
+            plain_conv,
+            |n| matches!(n.op, Op::Normalize(_)),
+            |rw, i, j| {
+                let Op::Normalize(aff) = rw.g.nodes[j].op.clone() else {
+                    unreachable!()
+                };
+                let Op::Conv(conv) = &mut rw.g.nodes[i].op else {
+                    unreachable!()
+                };
+                scale_outputs(conv, |o| (aff.scale[o] as f64, aff.offset[o] as f64));
+                rw.absorb(i, j);
+                i
+            },
+        )
 }
 
 /// `Conv -> BatchNorm`: per output channel `s = gamma / sqrt(var + eps)`,
 /// `w' = w * s`, `b' = (b - mean) * s + beta`.
 pub fn fold_batchnorm(g: &mut Graph) -> usize {
-    let mut count = 0;
-    while let Some((i, j)) = find_pair(
+    rewrite_pairs(
         g,
-        |n| matches!(&n.op, Op::Conv(c) if c.clamp.is_none() && c.act == Activation::None && !c.residual && c.weight.f32().is_some()),
+        plain_conv,
         |n| matches!(n.op, Op::BatchNorm(_)),
-    ) {
-        let Op::BatchNorm(bn) = g.nodes[j].op.clone() else {
-            unreachable!()
-        };
-        let Op::Conv(conv) = &mut g.nodes[i].op else {
-            unreachable!()
-        };
-        scale_outputs(conv, |o| {
-            let s = bn.gamma[o] as f64 / (bn.var[o] as f64 + bn.eps as f64).sqrt();
-            (s, bn.beta[o] as f64 - bn.mean[o] as f64 * s)
-        });
-        absorb(g, i, j);
-        count += 1;
-    }
-    count
+        |rw, i, j| {
+            let Op::BatchNorm(bn) = rw.g.nodes[j].op.clone() else {
+                unreachable!()
+            };
+            let Op::Conv(conv) = &mut rw.g.nodes[i].op else {
+                unreachable!()
+            };
+            scale_outputs(conv, |o| {
+                let s = bn.gamma[o] as f64 / (bn.var[o] as f64 + bn.eps as f64).sqrt();
+                (s, bn.beta[o] as f64 - bn.mean[o] as f64 * s)
+            });
+            rw.absorb(i, j);
+            i
+        },
+    )
 }
 
 /// `Add(Conv(x), r)` where the conv has no clamp yet and `r` is computed
 /// before the conv: the conv adds `r` in its epilogue.
 pub fn fuse_residual(g: &mut Graph) -> usize {
+    // One scan over the Adds: a fusion changes no earlier Add's inputs
+    // (an earlier node cannot read the Add's output, and the conv's output
+    // was read by the Add alone).
+    let mut rw = Rw::new(g);
     let mut count = 0;
-    'again: loop {
-        for j in 0..g.nodes.len() {
-            if !matches!(g.nodes[j].op, Op::Add) {
+    for j in 0..rw.len() {
+        if !rw.live(j) || !matches!(rw.g.nodes[j].op, Op::Add) {
+            continue;
+        }
+        for side in 0..2 {
+            let (a, r) = (rw.g.nodes[j].inputs[side], rw.g.nodes[j].inputs[1 - side]);
+            let Some(i) = rw.producer(a) else { continue };
+            let fusable =
+                plain_conv(&rw.g.nodes[i]) && rw.uses(a) == 1 && a != r && rw.producer(r).is_none_or(|p| p < i);
+            if !fusable {
                 continue;
             }
-            for side in 0..2 {
-                let (a, r) = (g.nodes[j].inputs[side], g.nodes[j].inputs[1 - side]);
-                let Some(i) = g.producer(a) else { continue };
-                let fusable = matches!(&g.nodes[i].op, Op::Conv(c) if c.clamp.is_none() && c.act == Activation::None && !c.residual && c.weight.f32().is_some())
-                    && g.uses(a) == 1
-                    && a != r
-                    && g.producer(r).is_none_or(|p| p < i);
-                if !fusable {
-                    continue;
-                }
-                let Op::Conv(conv) = &mut g.nodes[i].op else {
-                    unreachable!()
-                };
-                conv.residual = true;
-                g.nodes[i].inputs.push(r);
-                absorb(g, i, j);
-                count += 1;
-                continue 'again;
-            }
+            let Op::Conv(conv) = &mut rw.g.nodes[i].op else {
+                unreachable!()
+            };
+            conv.residual = true;
+            let mut inputs = rw.g.nodes[i].inputs.clone();
+            inputs.push(r);
+            rw.set_inputs(i, inputs);
+            rw.absorb(i, j);
+            count += 1;
+            break;
         }
-        return count;
     }
+    rw.finish();
+    count
 }
 
 /// `Conv -> Clip`: the clip becomes (or tightens) the conv's epilogue clamp.
@@ -295,94 +468,125 @@ pub fn fuse_activation(g: &mut Graph) -> usize {
             _ => None,
         }
     }
-    let mut count = 0;
-    while let Some((i, j)) = find_pair(
+    rewrite_pairs(
         g,
         |n| {
             matches!(&n.op, Op::Conv(c) if c.act == Activation::None)
                 || matches!(&n.op, Op::Dense(d) if d.act == Activation::None)
         },
         |n| matches!(n.op, Op::Clip(_) | Op::Activation(_)),
-    ) {
-        let next = g.nodes[j].op.clone();
-        let (clamp, act) = epilogue(&mut g.nodes[i].op).expect("matched above");
-        match next {
-            Op::Clip(c) => *clamp = clamp.then(c),
-            Op::Activation(a) => *act = a,
-            _ => unreachable!(),
-        }
-        absorb(g, i, j);
-        count += 1;
-    }
-    count
+        |rw, i, j| {
+            let next = rw.g.nodes[j].op.clone();
+            let (clamp, act) = epilogue(&mut rw.g.nodes[i].op).expect("matched above");
+            match next {
+                Op::Clip(c) => *clamp = clamp.then(c),
+                Op::Activation(a) => *act = a,
+                _ => unreachable!(),
+            }
+            rw.absorb(i, j);
+            i
+        },
+    )
 }
 
 /// `Mul(x, HardSigmoid(x))` with alpha 1/6 and beta 1/2 (how PyTorch exports
 /// HardSwish before opset 14) becomes `HardSwish(x)`.
 pub fn fuse_hardswish(g: &mut Graph) -> usize {
+    // One scan over the Muls: a rewrite only lowers how often `x` is read,
+    // which cannot make an earlier Mul's HardSigmoid read once.
+    let mut rw = Rw::new(g);
     let mut count = 0;
-    'again: loop {
-        for j in 0..g.nodes.len() {
-            if !matches!(g.nodes[j].op, Op::Mul) {
+    for j in 0..rw.len() {
+        if !rw.live(j) || !matches!(rw.g.nodes[j].op, Op::Mul) {
+            continue;
+        }
+        for side in 0..2 {
+            let (x, h) = (rw.g.nodes[j].inputs[side], rw.g.nodes[j].inputs[1 - side]);
+            let Some(i) = rw.producer(h) else { continue };
+            let is_hs = matches!(rw.g.nodes[i].op, Op::Activation(Activation::HardSigmoid { alpha, beta })
+                if (alpha - 1.0 / 6.0).abs() < 1e-6 && (beta - 0.5).abs() < 1e-6);
+            if !is_hs || rw.g.nodes[i].inputs[0] != x || rw.uses(h) != 1 || rw.g.output == h {
                 continue;
             }
-            for side in 0..2 {
-                let (x, h) = (g.nodes[j].inputs[side], g.nodes[j].inputs[1 - side]);
-                let Some(i) = g.producer(h) else { continue };
-                let is_hs = matches!(g.nodes[i].op, Op::Activation(Activation::HardSigmoid { alpha, beta })
-                    if (alpha - 1.0 / 6.0).abs() < 1e-6 && (beta - 0.5).abs() < 1e-6);
-                if !is_hs || g.nodes[i].inputs[0] != x || g.uses(h) != 1 || g.output == h {
-                    continue;
-                }
-                let hs_name = g.nodes.remove(i).name;
-                let j = if i < j { j - 1 } else { j };
-                g.nodes[j].op = Op::Activation(Activation::HardSwish);
-                g.nodes[j].inputs = vec![x];
-                g.nodes[j].fused.insert(0, hs_name);
-                count += 1;
-                continue 'again;
-            }
+            let hs_name = rw.remove(i).name;
+            rw.g.nodes[j].op = Op::Activation(Activation::HardSwish);
+            rw.set_inputs(j, vec![x]);
+            rw.g.nodes[j].fused.insert(0, hs_name);
+            count += 1;
+            break;
         }
-        return count;
     }
+    rw.finish();
+    count
 }
 
 /// `Dense(Reshape(x))` where the reshape keeps the batch dim and flattens
 /// the rest: the dense layer reads `x` (it flattens in the same NCHW order).
 /// Also removes reshapes to the shape they already have.
 pub fn reshape_into_dense(g: &mut Graph) -> usize {
+    let mut rw = Rw::new(g);
     let mut count = 0;
+    let mut from = 0;
     loop {
-        let found = (0..g.nodes.len()).find_map(|i| {
-            let Op::Reshape(to) = &g.nodes[i].op else { return None };
-            let (x, y) = (g.nodes[i].inputs[0], g.nodes[i].output);
-            if &g.tensors[x].shape == to && g.output != y {
+        let found = (from..rw.len()).find_map(|i| {
+            if !rw.live(i) {
+                return None;
+            }
+            let Op::Reshape(to) = &rw.g.nodes[i].op else {
+                return None;
+            };
+            let (x, y) = (rw.g.nodes[i].inputs[0], rw.g.nodes[i].output);
+            if &rw.g.tensors[x].shape == to && rw.g.output != y {
                 return Some((i, x, y));
             }
-            let readers = g.consumers(y);
-            let flatten = to.len() == 2 && g.tensors[x].shape.first() == to.first();
-            let only_dense = !readers.is_empty() && readers.iter().all(|&j| matches!(g.nodes[j].op, Op::Dense(_)));
-            (flatten && only_dense && g.output != y).then_some((i, x, y))
+            let readers = rw.consumers(y);
+            let flatten = to.len() == 2 && rw.g.tensors[x].shape.first() == to.first();
+            let only_dense = !readers.is_empty() && readers.iter().all(|&j| matches!(rw.g.nodes[j].op, Op::Dense(_)));
+            (flatten && only_dense && rw.g.output != y).then_some((i, x, y))
         });
-        let Some((i, x, y)) = found else { return count };
-        let name = g.nodes[i].name.clone();
-        for j in g.consumers(y) {
-            g.nodes[j].fused.insert(0, name.clone());
+        let Some((i, x, y)) = found else { break };
+        let name = rw.g.nodes[i].name.clone();
+        for j in rw.consumers(y) {
+            rw.g.nodes[j].fused.insert(0, name.clone());
         }
-        g.replace_uses(y, x);
-        g.nodes.remove(i);
+        rw.remove(i);
+        rw.replace_uses(y, x);
         count += 1;
+        // `x`'s readers changed: a reshape that made `x` may now qualify.
+        from = rw.producer(x).unwrap_or(i).min(i);
     }
+    rw.finish();
+    count
 }
 
 /// Removes nodes whose output is never read and is not the graph output.
 pub fn remove_dead(g: &mut Graph) -> usize {
-    let mut count = 0;
-    while let Some(i) = g.nodes.iter().rposition(|n| g.uses(n.output) == 0) {
-        g.nodes.remove(i);
-        count += 1;
+    // One sweep from the output back (nodes are in topological order, so a
+    // node's readers come after it): linear in the graph's size, where
+    // removing one dead node at a time was quadratic.
+    let mut uses = vec![0usize; g.tensors.len()];
+    for n in &g.nodes {
+        for &i in &n.inputs {
+            uses[i] += 1;
+        }
     }
-    count
+    uses[g.output] += 1;
+    let mut live = vec![true; g.nodes.len()];
+    for (k, n) in g.nodes.iter().enumerate().rev() {
+        if uses[n.output] == 0 {
+            live[k] = false;
+            for &i in &n.inputs {
+                uses[i] -= 1;
+            }
+        }
+    }
+    let before = g.nodes.len();
+    let mut k = 0;
+    g.nodes.retain(|_| {
+        k += 1;
+        live[k - 1]
+    });
+    before - g.nodes.len()
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! Parsing collects every problem it can see at once, each with its line and
 //! column, the field, and what is allowed.
 
+use crate::diag::cut;
 use crate::diag::Diagnostic;
 use crate::ir::{Clamp, ElemType, InputSpec, Layout};
 use serde::Deserialize;
@@ -180,8 +181,10 @@ impl Problems<'_> {
 /// are resolved against the file's folder.
 pub fn load(path: &Path) -> Result<ModelSpec, Vec<Diagnostic>> {
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| vec![Diagnostic::msg(format!("cannot read the model description: {e}")).in_file(path)])?;
+    let bytes = crate::limits::read_file(path, "model description", crate::limits::MAX_TOML_BYTES)
+        .map_err(|e| vec![Diagnostic::msg(e).in_file(path)])?;
+    let text = String::from_utf8(bytes)
+        .map_err(|e| vec![Diagnostic::msg(format!("the model description is not UTF-8 text ({e})")).in_file(path)])?;
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
     let dir = path.parent().unwrap_or(Path::new("."));
     parse(&text, &shown, stem, dir)
@@ -201,7 +204,7 @@ pub fn parse(text: &str, path: &str, default_name: &str, dir: &Path) -> Result<M
         Err(e) => {
             let span = e.span().unwrap_or(0..0);
             let msg = e.message().trim().to_string();
-            p.at(span, explain_serde(&msg));
+            p.at(span.clone(), explain_serde(&msg, field_at(text, span.start).as_deref()));
             return Err(p.list);
         }
     };
@@ -217,7 +220,10 @@ pub fn parse(text: &str, path: &str, default_name: &str, dir: &Path) -> Result<M
             other => {
                 p.at(
                     a.span(),
-                    format!("`arch = \"{other}\"` is not supported: allowed are \"mobilenet_v1\" and \"mobilenet_v2\""),
+                    format!(
+                        "`arch = \"{}\"` is not supported: allowed are \"mobilenet_v1\" and \"mobilenet_v2\"",
+                        cut(other)
+                    ),
                 );
                 Arch::V1
             }
@@ -266,7 +272,10 @@ pub fn parse(text: &str, path: &str, default_name: &str, dir: &Path) -> Result<M
                 };
                 p.at(
                     a.span(),
-                    format!("`activation = \"{other}\"` is not supported: allowed is {allowed}"),
+                    format!(
+                        "`activation = \"{}\"` is not supported: allowed is {allowed}",
+                        cut(other)
+                    ),
                 );
                 Clamp::RELU6
             }
@@ -278,7 +287,7 @@ pub fn parse(text: &str, path: &str, default_name: &str, dir: &Path) -> Result<M
             "symmetric" => Padding::Symmetric,
             "tf_same" => Padding::TfSame,
             other => {
-                p.at(s.span(), format!("`padding = \"{other}\"` is not supported: allowed are \"symmetric\" (PyTorch) and \"tf_same\" (TensorFlow/Keras SAME)"));
+                p.at(s.span(), format!("`padding = \"{}\"` is not supported: allowed are \"symmetric\" (PyTorch) and \"tf_same\" (TensorFlow/Keras SAME)", cut(other)));
                 Padding::Symmetric
             }
         },
@@ -291,7 +300,10 @@ pub fn parse(text: &str, path: &str, default_name: &str, dir: &Path) -> Result<M
             other => {
                 p.at(
                     o.span(),
-                    format!("`output = \"{other}\"` is not supported: allowed are \"logits\" and \"softmax\""),
+                    format!(
+                        "`output = \"{}\"` is not supported: allowed are \"logits\" and \"softmax\"",
+                        cut(other)
+                    ),
                 );
                 false
             }
@@ -311,7 +323,10 @@ pub fn parse(text: &str, path: &str, default_name: &str, dir: &Path) -> Result<M
                 other => {
                     p.at(
                         l.span(),
-                        format!("`input.layout = \"{other}\"` is not supported: allowed are \"nchw\" and \"nhwc\""),
+                        format!(
+                            "`input.layout = \"{}\"` is not supported: allowed are \"nchw\" and \"nhwc\"",
+                            cut(other)
+                        ),
                     );
                     Layout::Nchw
                 }
@@ -324,7 +339,10 @@ pub fn parse(text: &str, path: &str, default_name: &str, dir: &Path) -> Result<M
                 other => {
                     p.at(
                         d.span(),
-                        format!("`input.dtype = \"{other}\"` is not supported: allowed are \"f32\" and \"u8\""),
+                        format!(
+                            "`input.dtype = \"{}\"` is not supported: allowed are \"f32\" and \"u8\"",
+                            cut(other)
+                        ),
                     );
                     ElemType::F32
                 }
@@ -346,8 +364,12 @@ pub fn parse(text: &str, path: &str, default_name: &str, dir: &Path) -> Result<M
                 );
                 return [default; 3];
             }
-            if nonzero && vals.iter().any(|&x| x == 0.0 || !x.is_finite()) {
-                p.at(v.span(), format!("`input.{field}` must be finite and non-zero"));
+            if vals.iter().any(|x| !x.is_finite()) {
+                p.at(v.span(), format!("`input.{field}` must be a finite number"));
+                return [default; 3];
+            }
+            if nonzero && vals.contains(&0.0) {
+                p.at(v.span(), format!("`input.{field}` must be non-zero"));
                 return [default; 3];
             }
             [vals[0], vals[1], vals[2]]
@@ -367,6 +389,15 @@ pub fn parse(text: &str, path: &str, default_name: &str, dir: &Path) -> Result<M
         // x_norm = (x * scale - mean) / std = x * (scale / std) + (-mean / std)
         let sc: Vec<f32> = (0..3).map(|c| (scale / std[c]) as f32).collect();
         let off: Vec<f32> = (0..3).map(|c| (-mean[c] / std[c]) as f32).collect();
+        if sc.iter().chain(&off).any(|v| !v.is_finite()) {
+            let span = i.std.as_ref().map_or(0..0, |s| s.span());
+            p.at(
+                span,
+                format!(
+                    "`input.std` {std:?} is too small for `input.mean` {mean:?} and `input.scale` {scale}: the normalization x * scale / std - mean / std overflows f32"
+                ),
+            );
+        }
         if sc.iter().any(|&s| s != 1.0) || off.iter().any(|&o| o != 0.0) {
             normalize = Some((sc, off));
         }
@@ -434,15 +465,78 @@ pub fn parse(text: &str, path: &str, default_name: &str, dir: &Path) -> Result<M
     })
 }
 
-/// Turns serde's messages for untagged enums into something a user can act on.
-fn explain_serde(msg: &str) -> String {
-    if msg.contains("untagged enum Number") {
-        "expected a number".into()
-    } else if msg.contains("untagged enum PerChannel") {
-        "expected a number or an array of 3 numbers".into()
-    } else {
-        msg.to_string()
+/// What each field takes, for messages about a value of the wrong type.
+const FIELDS: &[(&str, &str)] = &[
+    ("name", "a string (the module's name)"),
+    ("arch", "\"mobilenet_v1\" or \"mobilenet_v2\""),
+    ("alpha", "a number from 0.1 to 2.0 (the width multiplier)"),
+    ("resolution", "an integer, a multiple of 32 from 96 to 2048"),
+    ("classes", "an integer from 1 to 1000000"),
+    ("activation", "\"relu\" or \"relu6\""),
+    ("padding", "\"symmetric\" or \"tf_same\""),
+    ("output", "\"logits\" or \"softmax\""),
+    ("input.layout", "\"nchw\" or \"nhwc\""),
+    ("input.dtype", "\"f32\" or \"u8\""),
+    ("input.mean", "a number or an array of 3 numbers"),
+    ("input.std", "a non-zero number or an array of 3"),
+    ("input.scale", "a non-zero number"),
+    ("weights.file", "a string (the path of a .safetensors file)"),
+    ("weights.seed", "a non-negative integer"),
+    ("weights.bn_eps", "a number in (0, 1)"),
+];
+
+/// The dotted name of the field whose value starts at byte `offset` of
+/// `text` (`input.mean`), from the key before it and the table it is in.
+fn field_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let (key, _) = text[line_start..offset].split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    if key.is_empty() || key.contains(char::is_whitespace) {
+        return None;
     }
+    let table = text[..line_start]
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix('[').and_then(|l| l.split(']').next()))
+        .map(|t| t.trim().to_string());
+    Some(match table {
+        Some(t) if !key.contains('.') => format!("{t}.{key}"),
+        _ => key.to_string(),
+    })
+}
+
+/// Turns serde's messages into something a user can act on: the field,
+/// what it takes, values cut to a readable length.
+fn explain_serde(msg: &str, field: Option<&str>) -> String {
+    let wants = field
+        .and_then(|f| FIELDS.iter().find(|(n, _)| *n == f))
+        .map(|(_, w)| *w);
+    let found = msg
+        .strip_prefix("invalid type: ")
+        .and_then(|m| m.split(", expected").next());
+    match (field, wants, found) {
+        (Some(f), Some(w), Some(found)) => format!("`{f}`: expected {w}; found {}", cut(found)),
+        (Some(f), Some(w), None) if msg.contains("untagged enum") => format!("`{f}`: expected {w}"),
+        _ if msg.contains("untagged enum Number") => "expected a number".into(),
+        _ if msg.contains("untagged enum PerChannel") => "expected a number or an array of 3 numbers".into(),
+        _ => cut_quoted(msg),
+    }
+}
+
+/// `msg` with every quoted run longer than ~60 characters cut.
+fn cut_quoted(msg: &str) -> String {
+    let mut out = String::new();
+    for (i, part) in msg.split('`').enumerate() {
+        if i > 0 {
+            out.push('`');
+        }
+        out.push_str(&if i % 2 == 1 { cut(part) } else { part.to_string() });
+    }
+    if out.chars().count() > 300 {
+        out = cut(&out);
+    }
+    out
 }
 
 #[cfg(test)]

@@ -14,16 +14,46 @@ use std::path::Path;
 /// Loads or generates the weights of `layers`. Every problem in a weights
 /// file is reported at once, one per line.
 pub fn load(spec: &ModelSpec, layers: &[LayerDef]) -> Result<WeightTable, String> {
+    check_sizes(layers)?;
+    load_checked(spec, layers)
+}
+
+/// Every layer's weight against [`crate::limits`], before anything of that
+/// size is allocated.
+pub fn check_sizes(layers: &[LayerDef]) -> Result<(), String> {
+    let mut total = 0u128;
+    for l in layers {
+        if let Some(shape) = weight_shape(&l.kind) {
+            let n = crate::limits::elements(&shape)
+                .map_err(|e| format!("layer `{}`: {e} (lower `classes`, `alpha` or `resolution`)", l.name))?;
+            total += 4 * n as u128;
+        }
+    }
+    if total > crate::limits::MAX_WEIGHT_BYTES as u128 {
+        return Err(format!(
+            "the weights would take {} as f32, {:.1}x the limit of {} (lower `classes`, `alpha` or `resolution`)",
+            crate::limits::bytes(total),
+            total as f64 / crate::limits::MAX_WEIGHT_BYTES as f64,
+            crate::limits::bytes(crate::limits::MAX_WEIGHT_BYTES as u128)
+        ));
+    }
+    Ok(())
+}
+
+/// Loads (or generates) the weights of `layers`.
+fn load_checked(spec: &ModelSpec, layers: &[LayerDef]) -> Result<WeightTable, String> {
     match &spec.weights {
         WeightSource::Seed(seed) => seeded(spec, layers, *seed),
         WeightSource::File(path) => {
-            let bytes = std::fs::read(path).map_err(|e| {
-                format!(
-                    "cannot read weights file {} (named by {}): {e}",
-                    path.display(),
-                    spec.weights_origin
-                )
-            })?;
+            let bytes = crate::limits::read_file_or_io(path, "weights file", crate::limits::MAX_WEIGHT_BYTES as u64)
+                .map_err(|e| match e {
+                    Ok(io) => format!(
+                        "cannot read weights file {} (named by {}): {io}",
+                        path.display(),
+                        spec.weights_origin
+                    ),
+                    Err(m) => format!("{}: {m} (named by {})", path.display(), spec.weights_origin),
+                })?;
             from_safetensors(spec, layers, &bytes, path)
         }
     }
@@ -52,6 +82,31 @@ fn out_channels(kind: &LayerKind) -> usize {
     }
 }
 
+/// What a safetensors decoding error says about the file, in words (the
+/// library's variant names mean nothing to a user).
+fn explain_safetensors(e: &safetensors::SafeTensorError, len: usize) -> String {
+    use safetensors::SafeTensorError as E;
+    let header = "a safetensors file starts with an 8-byte little-endian header length, then that many bytes of JSON";
+    match e {
+        E::HeaderTooSmall => format!("the file is {len} bytes, too short for a header ({header})"),
+        E::HeaderTooLarge => format!("the header length in the first 8 bytes is over 100 MB: is this a safetensors file? ({header})"),
+        E::InvalidHeaderLength => format!("the header length in the first 8 bytes is larger than the {len}-byte file ({header}): is it truncated?"),
+        E::InvalidHeader | E::InvalidHeaderStart | E::InvalidHeaderDeserialization | E::JsonError(_) => {
+            format!("the header is not the JSON object of tensor names, dtypes, shapes and offsets ({header})")
+        }
+        E::InvalidOffset(name) => format!(
+            "the data offsets of tensor `{}` do not fit the data after the header (they must be in order, contiguous and within the file): is it truncated?",
+            crate::diag::cut(name)
+        ),
+        E::MetadataIncompleteBuffer => "the tensors' data offsets do not cover the data after the header exactly (is the file truncated, or has bytes appended?)".into(),
+        E::TensorInvalidInfo | E::ValidationOverflow | E::InvalidTensorView(..) => {
+            "a tensor's shape and dtype do not match its data offsets".into()
+        }
+        E::TensorNotFound(name) => format!("tensor `{}` is not in the file", crate::diag::cut(name)),
+        E::IoError(io) => format!("read error: {io}"),
+    }
+}
+
 /// Parses safetensors bytes against the layer table.
 pub fn from_safetensors(
     spec: &ModelSpec,
@@ -60,7 +115,12 @@ pub fn from_safetensors(
     path: &Path,
 ) -> Result<WeightTable, String> {
     let shown = path.display();
-    let st = SafeTensors::deserialize(bytes).map_err(|e| format!("{shown}: not a valid safetensors file: {e}"))?;
+    let st = SafeTensors::deserialize(bytes).map_err(|e| {
+        format!(
+            "{shown}: not a valid safetensors file: {}",
+            explain_safetensors(&e, bytes.len())
+        )
+    })?;
     let names: BTreeSet<String> = st.names().into_iter().cloned().collect();
     let torchvision = names.iter().any(|n| n.starts_with("features."));
     if torchvision
@@ -268,16 +328,31 @@ pub fn seeded(spec: &ModelSpec, layers: &[LayerDef], seed: u64) -> Result<Weight
     Ok(table)
 }
 
+/// The largest resolution seeded weights are calibrated at. Beyond it the
+/// deep layers' maps are 16x16 or more, where padding no longer biases the
+/// statistics, and the f64 reference would take minutes (v1 1.0 at 2048:
+/// 47 G multiply-adds, 250 s; at 512, 16 s).
+pub const CALIBRATION_MAX_RESOLUTION: usize = 512;
+
 /// Sets every BN's running statistics to the measured per-channel mean and
 /// variance of its input on a random input at the model's resolution (a
 /// smaller one would see mostly padding in the deep 3x3 layers and
-/// underestimate their variance).
+/// underestimate their variance), up to [`CALIBRATION_MAX_RESOLUTION`].
 fn calibrate(spec: &ModelSpec, layers: &[LayerDef], table: &mut WeightTable, seed: u64) -> Result<(), String> {
-    let g = arch::build(spec, layers, table, spec.resolution)?;
+    let g = arch::build(spec, layers, table, spec.resolution.min(CALIBRATION_MAX_RESOLUTION))?;
     let input = InputData::random(spec.input.dtype, g.tensors[INPUT].shape.iter().product(), seed ^ 0xca1b);
     let mut values: Vec<Vec<f64>> = vec![Vec::new(); g.tensors.len()];
     values[INPUT] = interp::input_nchw(&g, &input)?;
-    for n in &g.nodes {
+    // Each value is dropped after its last reader: the live set, not every
+    // activation of the model, is in memory (a v1 1.0 at 2048x2048 would
+    // otherwise hold 10 GB of f64).
+    let mut last_read = vec![0usize; g.tensors.len()];
+    for (k, n) in g.nodes.iter().enumerate() {
+        for &i in &n.inputs {
+            last_read[i] = k;
+        }
+    }
+    for (k, n) in g.nodes.iter().enumerate() {
         let mut op = n.op.clone();
         if let Op::BatchNorm(bn) = &mut op {
             let x = &values[n.inputs[0]];
@@ -302,6 +377,11 @@ fn calibrate(spec: &ModelSpec, layers: &[LayerDef], table: &mut WeightTable, see
         let shapes: Vec<&[usize]> = n.inputs.iter().map(|&i| g.tensors[i].shape.as_slice()).collect();
         let types: Vec<_> = n.inputs.iter().map(|&i| &g.tensors[i].ty).collect();
         values[n.output] = interp::eval(&op, &ins, &shapes, &types, &g.tensors[n.output].shape);
+        for &i in &n.inputs {
+            if last_read[i] == k && i != g.output {
+                values[i] = Vec::new();
+            }
+        }
     }
     Ok(())
 }

@@ -166,6 +166,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
         Cmd::Compile { model, target, out } => {
             let m = mncc::load(&model)?;
+            m.check_output(&out)?;
             let p = mncc::compile_for(&m, &target)?;
             let blob = mncc::write(&p, &out, &model.display().to_string())?;
             println!(

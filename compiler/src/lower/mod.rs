@@ -392,6 +392,15 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
         (Layout::Nhwc, &[n, c, h, w]) => vec![n, h, w, c],
         (_, s) => s.to_vec(),
     };
+    let blob = blob.into_bytes();
+    if blob.len() > crate::limits::MAX_WEIGHT_BYTES {
+        return Err(Error::msg(format!(
+            "the packed weights take {}, {:.1}x the limit of {}",
+            crate::limits::bytes(blob.len() as u128),
+            blob.len() as f64 / crate::limits::MAX_WEIGHT_BYTES as f64,
+            crate::limits::bytes(crate::limits::MAX_WEIGHT_BYTES as u128)
+        )));
+    }
     Ok(Program {
         name: g.name.clone(),
         description: g.description.clone(),
@@ -404,7 +413,7 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
         steps,
         storage: plan.storage,
         tensor_types,
-        blob: blob.into_bytes(),
+        blob,
         arena_len: plan.arena_len,
         amx_at: plan.amx_at,
         amx_scratch: plan.amx_scratch,

@@ -43,7 +43,7 @@ pub(super) fn layer(
     let input_is_plain = g.input.dtype == ElemType::F32 && g.input.layout == Layout::Nhwc;
     let x = &g.tensors[n.inputs[0]].shape;
     let y = &g.tensors[n.output].shape;
-    let at = |msg: String| Error::from(Diagnostic::node(&n.name, n.op.kind(), msg));
+    let at = |msg: String| Error::from(Diagnostic::node(&n.name, &n.source, msg));
     if x.first() != Some(&1) {
         return Err(at(format!("batch size {} is not supported (only 1)", x[0])));
     }
@@ -229,9 +229,14 @@ pub(super) fn layer(
             layer.why = format!("scale {}, zero point {}", q.scale[0], q.zero_point[0]);
         }
         Op::Reshape(_) => unreachable!("reshapes are views, handled above"),
-        Op::Normalize(_) | Op::BatchNorm(_) => {
+        Op::Normalize(_) => {
             return Err(at(
-                "could not be folded into a preceding or following convolution".into()
+                "a per-channel scale and shift that mncc cannot fold: it must directly follow a convolution without activation or residual (read by nothing else), or be the only input of a convolution that is not padded with other values".into()
+            ));
+        }
+        Op::BatchNorm(_) => {
+            return Err(at(
+                "a BatchNormalization that mncc cannot fold: it must directly follow a convolution without activation or residual, whose output nothing else reads".into()
             ));
         }
     }

@@ -61,6 +61,32 @@ pub struct AttrDef {
     pub default: Dflt,
     /// The opsets that define it (attributes that became inputs end there).
     pub opsets: RangeInclusive<i64>,
+    /// What values it may take; checked before import, for every node.
+    pub rule: Rule,
+}
+
+/// The values an attribute may take (beyond its type): checked by
+/// [`Attrs::check`] before any import function sees the node.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Rule {
+    /// INTS/FLOATS: exactly this many values.
+    pub len: Option<usize>,
+    /// INT/INTS: the smallest and largest value allowed.
+    pub range: Option<(i64, i64)>,
+    /// STRING: the values allowed.
+    pub one_of: Option<&'static [&'static str]>,
+    /// FLOAT/FLOATS: infinities allowed (a clamp bound); NaN never is.
+    pub infinite: bool,
+}
+
+impl Rule {
+    /// No constraint but finiteness.
+    pub const ANY: Rule = Rule {
+        len: None,
+        range: None,
+        one_of: None,
+        infinite: false,
+    };
 }
 
 /// An attribute of every opset.
@@ -70,6 +96,7 @@ pub const fn attr(name: &'static str, kind: AttrKind, default: Dflt) -> AttrDef 
         kind,
         default,
         opsets: 1..=i64::MAX,
+        rule: Rule::ANY,
     }
 }
 
@@ -80,8 +107,97 @@ pub const fn attr_until(name: &'static str, kind: AttrKind, default: Dflt, last:
         kind,
         default,
         opsets: 1..=last,
+        rule: Rule::ANY,
     }
 }
+
+impl AttrDef {
+    /// INTS/FLOATS of exactly `n` values.
+    pub const fn len(mut self, n: usize) -> AttrDef {
+        self.rule.len = Some(n);
+        self
+    }
+
+    /// INT/INTS values in `lo..=hi`.
+    pub const fn range(mut self, lo: i64, hi: i64) -> AttrDef {
+        self.rule.range = Some((lo, hi));
+        self
+    }
+
+    /// A STRING among `values`.
+    pub const fn one_of(mut self, values: &'static [&'static str]) -> AttrDef {
+        self.rule.one_of = Some(values);
+        self
+    }
+
+    /// A FLOAT that may be infinite.
+    pub const fn infinite(mut self) -> AttrDef {
+        self.rule.infinite = true;
+        self
+    }
+
+    /// Whether `a` (this attribute's value) breaks the rule, and how.
+    fn broken(&self, a: &AttributeProto) -> Option<String> {
+        let r = &self.rule;
+        let shown = |v: &[i64]| cut(&format!("{v:?}"));
+        match self.kind {
+            AttrKind::Int => {
+                if let Some((lo, hi)) = r.range.filter(|(lo, hi)| !(lo..=hi).contains(&&a.i)) {
+                    return Some(format!("{} is out of range (allowed: {})", a.i, range_text(lo, hi)));
+                }
+            }
+            AttrKind::Ints => {
+                if let Some(n) = r.len.filter(|&n| a.ints.len() != n) {
+                    return Some(format!(
+                        "{} has {} value(s); {n} are expected",
+                        shown(&a.ints),
+                        a.ints.len()
+                    ));
+                }
+                if let Some((lo, hi)) = r
+                    .range
+                    .filter(|(lo, hi)| a.ints.iter().any(|v| !(lo..=hi).contains(&v)))
+                {
+                    return Some(format!(
+                        "{} has a value out of range (allowed: {})",
+                        shown(&a.ints),
+                        range_text(lo, hi)
+                    ));
+                }
+            }
+            AttrKind::Float => {
+                if a.f.is_nan() || (a.f.is_infinite() && !r.infinite) {
+                    return Some(format!("{} is not a finite number", a.f));
+                }
+            }
+            AttrKind::Floats => {
+                if let Some(n) = r.len.filter(|&n| a.floats.len() != n) {
+                    return Some(format!("has {} value(s); {n} are expected", a.floats.len()));
+                }
+                if let Some(v) = a.floats.iter().find(|v| v.is_nan() || (v.is_infinite() && !r.infinite)) {
+                    return Some(format!("holds {v}, not a finite number"));
+                }
+            }
+            AttrKind::Str => {
+                let v = String::from_utf8_lossy(&a.s);
+                if let Some(allowed) = r.one_of.filter(|allowed| !allowed.contains(&v.as_ref())) {
+                    return Some(format!("{:?} is not one of {}", cut(&v), allowed.join(", ")));
+                }
+            }
+            AttrKind::Tensor => {}
+        }
+        None
+    }
+}
+
+fn range_text(lo: i64, hi: i64) -> String {
+    match (lo, hi) {
+        (lo, i64::MAX) => format!("{lo} or more"),
+        (lo, hi) => format!("{lo} to {hi}"),
+    }
+}
+
+pub use crate::diag::cut;
 
 /// A problem of one node, possibly with one of its attributes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -152,16 +268,37 @@ impl<'a> Attrs<'a> {
                     def.name,
                     format!("is {got:?}, but {} expects {:?}", self.node.op_type, def.kind.proto()),
                 ));
+            } else if let Some(why) = def.broken(a) {
+                problems.push(NodeError::attr(def.name, why));
             }
         }
         if !unknown.is_empty() {
+            // An attribute of other opsets (Clip's min and max became inputs
+            // at opset 11) says so.
+            let elsewhere: Vec<String> = unknown
+                .iter()
+                .filter_map(|u| {
+                    let d = self.defs.iter().find(|d| d.name == u)?;
+                    Some(format!(
+                        "{u} is an attribute of opsets {} to {} only",
+                        d.opsets.start(),
+                        d.opsets.end()
+                    ))
+                })
+                .collect();
+            let names: Vec<String> = unknown.iter().map(|u| cut(u)).collect();
             problems.push(NodeError::from(format!(
-                "unsupported attribute(s) {} (supported: {})",
-                unknown.join(", "),
+                "unsupported attribute(s) {} at opset {opset} (supported: {}){}",
+                names.join(", "),
                 if allowed.is_empty() {
                     "none".to_string()
                 } else {
                     allowed.join(", ")
+                },
+                if elsewhere.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {}", elsewhere.join("; "))
                 }
             )));
         }

@@ -90,7 +90,7 @@ pub fn tensor_const(t: &TensorProto) -> Result<Const, String> {
         .iter()
         .map(|&d| usize::try_from(d).map_err(|_| format!("negative dim {d}")))
         .collect::<Result<_, _>>()?;
-    let n: usize = dims.iter().product();
+    let n = crate::limits::elements(&dims)?;
     let raw = &t.raw_data;
     let data = match t.data_type {
         1 => Data::F32(if raw.is_empty() {
@@ -235,21 +235,35 @@ impl Importer {
                 tt.elem_type
             )));
         }
+        let mut bad = Vec::new();
         let dims: Vec<Option<usize>> = tt
             .shape
             .as_ref()
             .map(|s| {
                 s.dim
                     .iter()
-                    .map(|d| match &d.value {
+                    .enumerate()
+                    .map(|(i, d)| match &d.value {
                         Some(onnx_protobuf::tensor_shape_proto::dimension::Value::DimValue(v)) => {
-                            usize::try_from(*v).ok()
+                            match usize::try_from(*v) {
+                                Ok(v) if v <= crate::limits::MAX_DIM => Some(v),
+                                _ => {
+                                    bad.push(format!(
+                                        "dimension {i} is {v}; a dimension is 0 to {}",
+                                        crate::limits::MAX_DIM
+                                    ));
+                                    None
+                                }
+                            }
                         }
                         _ => None,
                     })
                     .collect()
             })
             .unwrap_or_default();
+        if !bad.is_empty() {
+            return Err(at(bad.join("; ")));
+        }
         if dims.len() != 4 {
             return Err(at(format!(
                 "has {} dims; an image input has 4 (NCHW or NHWC)",
@@ -276,6 +290,10 @@ impl Importer {
         } else {
             (Layout::Nchw, vec![1, fixed(1)?, fixed(2)?, fixed(3)?])
         };
+        if shape.contains(&0) {
+            return Err(at(format!("has shape {shape:?}: an empty image")));
+        }
+        crate::limits::elements(&shape).map_err(|e| at(format!("is too large: {e}")))?;
         let description = format!(
             "ONNX model{}{}, opset {}",
             if model.producer_name.is_empty() {
@@ -401,10 +419,14 @@ impl Node<'_> {
     /// Appends an IR node named `name`.
     pub fn push(&mut self, name: &str, op: Op, inputs: &[TensorId]) -> Result<TensorId, NodeError> {
         // IR errors already name the node; strip that prefix (ours names it too).
-        self.imp
-            .graph()
+        let g = self.imp.graph();
+        let t = g
             .push(name, op, inputs)
-            .map_err(|e| NodeError::from(e.split_once("): ").map_or(e.clone(), |(_, m)| m.to_string())))
+            .map_err(|e| NodeError::from(e.split_once("): ").map_or(e.clone(), |(_, m)| m.to_string())))?;
+        if let Some(n) = g.nodes.last_mut() {
+            n.source = self.proto.op_type.clone();
+        }
+        Ok(t)
     }
 
     /// Appends an IR node under the node's own name: its one output.

@@ -29,7 +29,8 @@ use std::collections::HashMap;
 
 /// Reads an ONNX model file into an unoptimized IR graph.
 pub fn load(path: &std::path::Path) -> Result<Graph, Vec<Diagnostic>> {
-    let bytes = std::fs::read(path).map_err(|e| vec![Diagnostic::msg(format!("cannot read: {e}")).in_file(path)])?;
+    let bytes = crate::limits::read_file(path, "ONNX model", crate::limits::MAX_ONNX_BYTES)
+        .map_err(|e| vec![Diagnostic::msg(e).in_file(path)])?;
     let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
     parse(&bytes, name).map_err(|es| es.into_iter().map(|e| e.in_file(path)).collect())
 }
@@ -45,6 +46,13 @@ pub fn parse(bytes: &[u8], name: &str) -> Result<Graph, Vec<Diagnostic>> {
     let Some(graph) = model.graph.as_ref() else {
         return Err(err("not a valid ONNX model: it has no graph".into()));
     };
+    if graph.node.len() > crate::limits::MAX_NODES {
+        return Err(err(format!(
+            "the graph has {} nodes; the limit is {} (a MobileNet has a few hundred)",
+            graph.node.len(),
+            crate::limits::MAX_NODES
+        )));
+    }
     if graph.node.is_empty() {
         return Err(err(
             "not a valid ONNX model: its graph has no nodes (is the file truncated?)".into(),
@@ -114,6 +122,37 @@ pub fn parse(bytes: &[u8], name: &str) -> Result<Graph, Vec<Diagnostic>> {
         let name = node_name(n, i);
         errors.extend(problems.into_iter().map(|e| attrs::diagnostic(&name, &n.op_type, e)));
     }
+    // Each value has one writer (ONNX's single static assignment): a node
+    // output that another node, an initializer or the graph input also
+    // defines is ambiguous.
+    let mut writer: HashMap<&str, String> = HashMap::new();
+    for t in &graph.initializer {
+        writer.insert(t.name.as_str(), format!("initializer `{}`", t.name));
+    }
+    for t in &graph.input {
+        writer
+            .entry(t.name.as_str())
+            .or_insert(format!("graph input `{}`", t.name));
+    }
+    for (i, n) in graph.node.iter().enumerate() {
+        for o in n.output.iter().filter(|o| !o.is_empty()) {
+            let name = node_name(n, i);
+            match writer.get(o.as_str()) {
+                Some(first) => errors.push(Diagnostic::onnx(
+                    &name,
+                    &n.op_type,
+                    None,
+                    format!(
+                        "writes `{}`, which {first} already defines (each value has one writer)",
+                        attrs::cut(o)
+                    ),
+                )),
+                None => {
+                    writer.insert(o.as_str(), format!("node `{name}`"));
+                }
+            }
+        }
+    }
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -132,13 +171,17 @@ pub fn parse(bytes: &[u8], name: &str) -> Result<Graph, Vec<Diagnostic>> {
             Ok(c) => {
                 imp.values.insert(t.name.clone(), Value::Const(c));
             }
-            Err(e) => imp.errors.push(Diagnostic::error(
-                Location::OnnxValue {
-                    kind: "initializer",
-                    name: t.name.clone(),
-                },
-                e,
-            )),
+            Err(e) => {
+                // Its readers fail quietly: the initializer's error says it.
+                imp.values.insert(t.name.clone(), Value::Failed);
+                imp.errors.push(Diagnostic::error(
+                    Location::OnnxValue {
+                        kind: "initializer",
+                        name: t.name.clone(),
+                    },
+                    e,
+                ))
+            }
         }
     }
     imp.input(graph, name, &model)?;

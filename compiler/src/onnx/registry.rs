@@ -38,6 +38,11 @@ pub struct OpDef {
 /// the operators above only added element types: float ops are unchanged.)
 pub const OPSETS: RangeInclusive<i64> = 7..=25;
 
+/// The largest size any one dimension, stride, pad or kernel may have
+/// ([`crate::limits::MAX_DIM`]): a bound on every size attribute, so that
+/// shape arithmetic cannot overflow.
+pub const MAX_DIM: i64 = crate::limits::MAX_DIM as i64;
+
 /// Whether `domain` names the default domain.
 pub fn default_domain(domain: &str) -> bool {
     domain.is_empty() || domain == "ai.onnx"

@@ -8,3 +8,4 @@ mod footprint;
 mod harness_threads;
 mod onnx_fixtures;
 mod random_graphs;
+mod robustness;

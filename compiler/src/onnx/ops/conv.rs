@@ -3,7 +3,7 @@
 use crate::ir::{BatchNormCfg, ConvCfg, Op, Param};
 use crate::onnx::attrs::{attr, AttrKind::*, Attrs, Dflt, NodeError};
 use crate::onnx::import::{one, usizes, Import, Node, Value};
-use crate::onnx::registry::OpDef;
+use crate::onnx::registry::{OpDef, MAX_DIM};
 use onnx_protobuf::{NodeProto, TensorProto};
 use std::collections::HashMap;
 
@@ -15,11 +15,11 @@ pub const OPS: &[OpDef] = &[
         inputs: 2..=3,
         attrs: &[
             attr("auto_pad", Str, Dflt::Str("NOTSET")),
-            attr("dilations", Ints, Dflt::None),
-            attr("group", Int, Dflt::Int(1)),
-            attr("kernel_shape", Ints, Dflt::None),
-            attr("pads", Ints, Dflt::None),
-            attr("strides", Ints, Dflt::None),
+            attr("dilations", Ints, Dflt::None).len(2).range(1, MAX_DIM),
+            attr("group", Int, Dflt::Int(1)).range(1, MAX_DIM),
+            attr("kernel_shape", Ints, Dflt::None).len(2).range(1, MAX_DIM),
+            attr("pads", Ints, Dflt::None).len(4).range(0, MAX_DIM),
+            attr("strides", Ints, Dflt::None).len(2).range(1, MAX_DIM),
         ],
         check: Some(check_conv),
         import: conv,
@@ -31,7 +31,9 @@ pub const OPS: &[OpDef] = &[
         inputs: 1..=4,
         attrs: &[
             attr("mode", Str, Dflt::Str("constant")),
-            crate::onnx::attrs::attr_until("pads", Ints, Dflt::None, 10),
+            crate::onnx::attrs::attr_until("pads", Ints, Dflt::None, 10)
+                .len(8)
+                .range(0, MAX_DIM),
             crate::onnx::attrs::attr_until("value", Float, Dflt::Float(0.0), 10),
         ],
         check: None,
@@ -45,7 +47,7 @@ pub const OPS: &[OpDef] = &[
         attrs: &[
             attr("epsilon", Float, Dflt::Float(1e-5)),
             attr("momentum", Float, Dflt::Float(0.9)),
-            attr("training_mode", Int, Dflt::Int(0)),
+            attr("training_mode", Int, Dflt::Int(0)).range(0, 1),
             attr("spatial", Int, Dflt::Int(1)),
             attr("is_test", Int, Dflt::Int(0)),
             attr("consumed_inputs", Ints, Dflt::None),
@@ -116,6 +118,9 @@ fn conv(n: &mut Node<'_>) -> Import {
         ));
     };
     let xs = n.shape(x);
+    if xs.len() != 4 {
+        return Err(format!("the input has shape {xs:?}; a 2-D convolution reads [n, c, h, w]").into());
+    }
     let (ih, iw) = (xs[2] + pending[0] + pending[2], xs[3] + pending[1] + pending[3]);
     let same = |size: usize, k: usize, s: usize, upper: bool| -> (usize, usize) {
         let out = size.div_ceil(s);

@@ -24,8 +24,8 @@ pub const OPS: &[OpDef] = &[
         opsets: 1..=i64::MAX,
         inputs: 1..=3,
         attrs: &[
-            attr_until("min", Float, Dflt::Float(f32::NEG_INFINITY), 10),
-            attr_until("max", Float, Dflt::Float(f32::INFINITY), 10),
+            attr_until("min", Float, Dflt::Float(f32::NEG_INFINITY), 10).infinite(),
+            attr_until("max", Float, Dflt::Float(f32::INFINITY), 10).infinite(),
         ],
         check: None,
         import: clip,

@@ -14,8 +14,8 @@ pub const OPS: &[OpDef] = &[
         attrs: &[
             attr("alpha", Float, Dflt::Float(1.0)),
             attr("beta", Float, Dflt::Float(1.0)),
-            attr("transA", Int, Dflt::Int(0)),
-            attr("transB", Int, Dflt::Int(0)),
+            attr("transA", Int, Dflt::Int(0)).range(0, 1),
+            attr("transB", Int, Dflt::Int(0)).range(0, 1),
         ],
         check: None,
         import: gemm,
@@ -86,12 +86,16 @@ fn softmax(n: &mut Node<'_>) -> Import {
     let x = n.tensor(0)?;
     let s = n.shape(x);
     let rank = s.len() as i64;
-    let axis = n.attrs.opt_int("axis").unwrap_or(if n.opset() < 13 { 1 } else { -1 });
-    let axis = if axis < 0 { axis + rank } else { axis };
+    let given = n.attrs.opt_int("axis").unwrap_or(if n.opset() < 13 { 1 } else { -1 });
+    let axis = if given < 0 { given.saturating_add(rank) } else { given };
     if !(0..rank).contains(&axis) {
         return Err(NodeError::attr(
             "axis",
-            format!("axis {axis} is out of range for the rank-{rank} input {s:?}"),
+            format!(
+                "axis {given} is out of range for the rank-{rank} input {s:?} (allowed: {} to {})",
+                -rank,
+                rank - 1
+            ),
         ));
     }
     // Before opset 13 the input is coerced to 2-D at `axis`; from 13 the softmax is over `axis` alone.

@@ -4,7 +4,7 @@
 use crate::ir::Op;
 use crate::onnx::attrs::{attr, attr_until, AttrKind::*, Dflt, NodeError};
 use crate::onnx::import::{one, usizes, Import, Node, Value};
-use crate::onnx::registry::OpDef;
+use crate::onnx::registry::{OpDef, MAX_DIM};
 
 pub const OPS: &[OpDef] = &[
     OpDef {
@@ -23,12 +23,12 @@ pub const OPS: &[OpDef] = &[
         inputs: 1..=1,
         attrs: &[
             attr("auto_pad", Str, Dflt::Str("NOTSET")),
-            attr("ceil_mode", Int, Dflt::Int(0)),
-            attr("count_include_pad", Int, Dflt::Int(0)),
-            attr("kernel_shape", Ints, Dflt::None),
-            attr("pads", Ints, Dflt::None),
-            attr("strides", Ints, Dflt::None),
-            attr("dilations", Ints, Dflt::None),
+            attr("ceil_mode", Int, Dflt::Int(0)).range(0, 1),
+            attr("count_include_pad", Int, Dflt::Int(0)).range(0, 1),
+            attr("kernel_shape", Ints, Dflt::None).len(2).range(1, MAX_DIM),
+            attr("pads", Ints, Dflt::None).len(4).range(0, MAX_DIM),
+            attr("strides", Ints, Dflt::None).len(2).range(1, MAX_DIM),
+            attr("dilations", Ints, Dflt::None).len(2).range(1, MAX_DIM),
         ],
         check: None,
         import: average_pool,
@@ -40,8 +40,8 @@ pub const OPS: &[OpDef] = &[
         inputs: 1..=2,
         attrs: &[
             attr_until("axes", Ints, Dflt::None, 17),
-            attr("keepdims", Int, Dflt::Int(1)),
-            attr("noop_with_empty_axes", Int, Dflt::Int(0)),
+            attr("keepdims", Int, Dflt::Int(1)).range(0, 1),
+            attr("noop_with_empty_axes", Int, Dflt::Int(0)).range(0, 1),
         ],
         check: None,
         import: reduce_mean,
@@ -56,6 +56,9 @@ fn global_average_pool(n: &mut Node<'_>) -> Import {
 fn average_pool(n: &mut Node<'_>) -> Import {
     let x = n.tensor(0)?;
     let s = n.shape(x);
+    if s.len() != 4 {
+        return Err(format!("the input has shape {s:?}; a 2-D pool reads [n, c, h, w]").into());
+    }
     let k = usizes(
         &n.attrs
             .ints("kernel_shape")

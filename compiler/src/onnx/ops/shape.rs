@@ -23,7 +23,7 @@ pub const OPS: &[OpDef] = &[
         domain: "",
         opsets: 5..=i64::MAX,
         inputs: 2..=2,
-        attrs: &[attr("allowzero", Int, Dflt::Int(0))],
+        attrs: &[attr("allowzero", Int, Dflt::Int(0)).range(0, 1)],
         check: None,
         import: reshape,
     },

@@ -1,0 +1,448 @@
+//! Hostile input: each case a finding of the fuzzing campaign (issue 24) or
+//! a limit, run through the whole compile path up to the generated source.
+//! Every case must end in an error that names what is wrong (never a panic,
+//! an abort or a hang, and never a compiled model).
+
+use mncc_cli::fuzzing;
+use mncc_cli::onnx_build::{float, int, ints, small, string, Model};
+use onnx_protobuf::AttributeProto;
+
+/// `f` applied to the small valid model; its bytes.
+fn mutated(f: impl FnOnce(&mut Model, &mut String)) -> Vec<u8> {
+    let (mut m, mut out) = small();
+    f(&mut m, &mut out);
+    m.bytes(&out)
+}
+
+fn node<'a>(m: &'a mut Model, name: &str) -> &'a mut onnx_protobuf::NodeProto {
+    m.nodes.iter_mut().find(|n| n.name == name).expect("node")
+}
+
+fn set(m: &mut Model, name: &str, a: AttributeProto) {
+    let n = node(m, name);
+    n.attribute.retain(|x| x.name != a.name);
+    n.attribute.push(a);
+}
+
+/// A node appended after the output (it becomes the output).
+fn append(m: &mut Model, out: &mut String, op: &str, inputs: &[&str], attrs: Vec<AttributeProto>) {
+    let mut ins = vec![out.as_str()];
+    ins.extend(inputs);
+    let ins: Vec<String> = ins.iter().map(|s| s.to_string()).collect();
+    let refs: Vec<&str> = ins.iter().map(|s| s.as_str()).collect();
+    *out = m.node(op, "tail", &refs, attrs);
+}
+
+fn expect_error(what: &str, r: Result<String, mncc::Error>, needles: &[&str]) {
+    let e = match r {
+        Ok(_) => panic!("{what}: compiled, but the input is broken"),
+        Err(e) => e.to_string(),
+    };
+    println!("{what}:\n  {}", e.replace('\n', "\n  "));
+    for n in needles {
+        assert!(e.contains(n), "{what}: {n:?} missing from:\n{e}");
+    }
+    assert!(e.len() < 2000, "{what}: the message is {} characters long", e.len());
+}
+
+#[test]
+fn the_small_model_compiles() {
+    let (m, out) = small();
+    fuzzing::onnx(&m.bytes(&out)).expect("the base of every mutation is valid");
+}
+
+#[test]
+fn attribute_values_are_checked_before_import() {
+    let cases: Vec<(&str, Vec<u8>, &[&str])> = vec![
+        (
+            "softmax axis 5 on rank-2 logits",
+            mutated(|m, o| append(m, o, "Softmax", &[], vec![int("axis", 5)])),
+            &["`tail` (Softmax)", "`axis`", "axis 5 is out of range", "-2 to 1"],
+        ),
+        (
+            "softmax axis -5",
+            mutated(|m, o| append(m, o, "Softmax", &[], vec![int("axis", -5)])),
+            &["axis -5 is out of range"],
+        ),
+        (
+            "softmax axis 0 over the batch",
+            mutated(|m, o| append(m, o, "Softmax", &[], vec![int("axis", 0)])),
+            &["axis 0"],
+        ),
+        (
+            "a zero stride with auto_pad SAME_UPPER",
+            mutated(|m, _| {
+                node(m, "stem").attribute.retain(|a| a.name != "pads");
+                set(m, "stem", string("auto_pad", "SAME_UPPER"));
+                set(m, "stem", ints("strides", &[0, 0]));
+            }),
+            &["`stem` (Conv)", "`strides`", "out of range"],
+        ),
+        (
+            "a zero stride with auto_pad SAME_LOWER",
+            mutated(|m, _| {
+                node(m, "stem").attribute.retain(|a| a.name != "pads");
+                set(m, "stem", string("auto_pad", "SAME_LOWER"));
+                set(m, "stem", ints("strides", &[0, 1]));
+            }),
+            &["`strides`"],
+        ),
+        (
+            "dilations of the wrong length with auto_pad SAME",
+            mutated(|m, _| {
+                node(m, "stem").attribute.retain(|a| a.name != "pads");
+                set(m, "stem", string("auto_pad", "SAME_UPPER"));
+                set(m, "stem", ints("dilations", &[1, 1, 1]));
+            }),
+            &["`dilations`", "3 value(s); 2 are expected"],
+        ),
+        (
+            "pads of the wrong length with auto_pad SAME",
+            mutated(|m, _| {
+                set(m, "stem", string("auto_pad", "SAME_UPPER"));
+                set(m, "stem", ints("pads", &[1, 1, 1]));
+            }),
+            &["`pads`", "3 value(s); 4 are expected"],
+        ),
+        (
+            "Gemm alpha NaN",
+            mutated(|m, _| set(m, "fc", float("alpha", f32::NAN))),
+            &["`fc` (Gemm)", "`alpha`", "not a finite number"],
+        ),
+        (
+            "BatchNormalization epsilon inf",
+            mutated(|m, _| set(m, "bn", float("epsilon", f32::INFINITY))),
+            &["`bn` (BatchNormalization)", "`epsilon`", "not a finite number"],
+        ),
+        (
+            "HardSigmoid alpha NaN",
+            mutated(|m, o| append(m, o, "HardSigmoid", &[], vec![float("alpha", f32::NAN)])),
+            &["`tail` (HardSigmoid)", "`alpha`"],
+        ),
+        (
+            "ReduceMean keepdims of the wrong type",
+            mutated(|m, o| {
+                let gap = m.nodes.iter().position(|n| n.name == "gap").unwrap();
+                m.nodes[gap].op_type = "ReduceMean".into();
+                m.nodes[gap].attribute = vec![ints("axes", &[2, 3]), float("keepdims", 0.0)];
+                let _ = o;
+            }),
+            &["`gap` (ReduceMean)", "`keepdims`"],
+        ),
+        (
+            "ReduceMean keepdims out of range",
+            mutated(|m, _| {
+                let gap = m.nodes.iter().position(|n| n.name == "gap").unwrap();
+                m.nodes[gap].op_type = "ReduceMean".into();
+                m.nodes[gap].attribute = vec![ints("axes", &[2, 3]), int("keepdims", 7)];
+            }),
+            &["`keepdims`", "0 to 1"],
+        ),
+        (
+            "Clip's opset-10 attributes at opset 13",
+            mutated(|m, _| {
+                let n = node(m, "clip");
+                n.input.truncate(1);
+                n.attribute = vec![float("min", 0.0), float("max", 6.0)];
+            }),
+            &["`clip` (Clip)", "min, max at opset 13", "opsets 1 to 10 only"],
+        ),
+    ];
+    for (what, bytes, needles) in cases {
+        expect_error(what, fuzzing::onnx(&bytes), needles);
+    }
+}
+
+#[test]
+fn a_squeezed_mean_cannot_feed_a_convolution() {
+    // Squeeze-and-excitation with ReduceMean keepdims = 0: the conv after
+    // it reads a [1, c] tensor (an index out of bounds before).
+    let bytes = mutated(|m, _| {
+        let gap = m.nodes.iter().position(|n| n.name == "gap").unwrap();
+        m.nodes[gap].op_type = "ReduceMean".into();
+        m.nodes[gap].attribute = vec![ints("axes", &[2, 3]), int("keepdims", 0)];
+        let w = m.init("se.w", &[16, 16, 1, 1], vec![0.1; 256]);
+        let se = m.node("Conv", "se", &["gap_out", &w], vec![]);
+        node(m, "flatten").input[0] = se;
+    });
+    expect_error(
+        "ReduceMean keepdims 0 into a Conv",
+        fuzzing::onnx(&bytes),
+        &["`se` (Conv)", "[1, 16]"],
+    );
+}
+
+#[test]
+fn non_finite_constants_never_reach_codegen() {
+    let cases: Vec<(&str, Vec<u8>, &[&str])> = vec![
+        (
+            "a NaN weight",
+            mutated(|m, _| m.inits.iter_mut().find(|t| t.name == "pw.w").unwrap().float_data[3] = f32::NAN),
+            &["`pw` (Conv)", "1 NaN", "index 3"],
+        ),
+        (
+            "an infinite weight",
+            mutated(|m, _| m.inits.iter_mut().find(|t| t.name == "dw.w").unwrap().float_data[0] = f32::INFINITY),
+            &["`dw` (Conv)", "infinite"],
+        ),
+        (
+            "an Add of a NaN constant (folded into the Gemm's bias)",
+            mutated(|m, o| {
+                let c = m.init("nan", &[1, 10], vec![f32::NAN; 10]);
+                append(m, o, "Add", &[&c], vec![]);
+            }),
+            &["`fc` (Gemm)", "bias", "NaN", "`tail`"],
+        ),
+        (
+            "a BatchNorm scale that folds to infinity",
+            mutated(|m, _| {
+                m.inits.iter_mut().find(|t| t.name == "bn.g").unwrap().float_data = vec![3e38; 8];
+                m.inits.iter_mut().find(|t| t.name == "bn.v").unwrap().float_data = vec![1e-6; 8];
+            }),
+            &["`stem` (Conv)", "infinite", "`bn`"],
+        ),
+    ];
+    for (what, bytes, needles) in cases {
+        expect_error(what, fuzzing::onnx(&bytes), needles);
+    }
+}
+
+#[test]
+fn graph_structure_problems() {
+    let cases: Vec<(&str, Vec<u8>, &[&str])> = vec![
+        (
+            "two nodes writing one value",
+            mutated(|m, _| {
+                let stem_out = node(m, "stem").output[0].clone();
+                node(m, "bn").output[0] = stem_out;
+            }),
+            &[
+                "`bn` (BatchNormalization)",
+                "writes `stem_out`",
+                "node `stem` already defines",
+            ],
+        ),
+        (
+            "an input of 2^31 x 2^31",
+            mutated(|m, _| m.input = vec![1, 3, 1 << 31, 1 << 31]),
+            &["input `input`", "dimension 2 is 2147483648"],
+        ),
+        (
+            "a negative batch",
+            mutated(|m, _| m.input[0] = -3),
+            &["dimension 0 is -3"],
+        ),
+        (
+            "an input just within the dimension limit, too large as a whole",
+            mutated(|m, _| m.input = vec![1, 3, 1 << 20, 1 << 20]),
+            &["input `input`", "too large", "limit"],
+        ),
+        (
+            "a weight whose dims overflow",
+            mutated(|m, _| {
+                let t = m.inits.iter_mut().find(|t| t.name == "fc.w").unwrap();
+                t.dims = vec![1 << 40, 1 << 40];
+            }),
+            &["initializer `fc.w`", "limit"],
+        ),
+    ];
+    for (what, bytes, needles) in cases {
+        expect_error(what, fuzzing::onnx(&bytes), needles);
+    }
+}
+
+/// A chain of `n` depthwise convs and ReLUs: the passes and the planner are
+/// linear, so 5,000 layers compile in about a second (cubic before: 6
+/// minutes); the bound only catches a return to that.
+#[test]
+fn long_chains_compile_in_linear_time() {
+    let layers = 5000;
+    let mut m = Model::new(13, &[1, 3, 4, 4]);
+    let w0 = m.init("w0", &[2, 3, 1, 1], vec![0.1; 6]);
+    let mut x = m.node("Conv", "c0", &["input", &w0], vec![]);
+    let wd = m.init("wd", &[2, 1, 3, 3], vec![0.1; 18]);
+    for i in 0..layers {
+        x = m.node(
+            "Conv",
+            &format!("d{i}"),
+            &[&x, &wd],
+            vec![int("group", 2), ints("pads", &[1, 1, 1, 1])],
+        );
+        x = m.node("Relu", &format!("r{i}"), &[&x], vec![]);
+    }
+    let start = std::time::Instant::now();
+    let src = fuzzing::onnx(&m.bytes(&x)).expect("compiles");
+    let took = start.elapsed();
+    println!("{layers} layers: {took:?}, {} MB of source", src.len() >> 20);
+    assert!(took.as_secs() < 60, "{layers} layers took {took:?}");
+    // Past the node limit: refused before any work.
+    let mut big = Model::new(13, &[1, 3, 4, 4]);
+    let mut y = "input".to_string();
+    for i in 0..=mncc::limits::MAX_NODES {
+        y = big.node("Relu", &format!("r{i}"), &[&y], vec![]);
+    }
+    expect_error(
+        "too many nodes",
+        fuzzing::onnx(&big.bytes(&y)),
+        &["20001 nodes", "limit is 20000"],
+    );
+}
+
+#[test]
+fn toml_problems_name_the_field_and_what_it_takes() {
+    let base = "arch = \"v1\"\nalpha = 0.25\nresolution = 96\nclasses = 10\n[weights]\nseed = 1\n";
+    let dir = std::path::Path::new(".");
+    let long = "a".repeat(100_000);
+    let cases: Vec<(&str, String, &[&str])> = vec![
+        (
+            "a string for an integer",
+            base.replace("resolution = 96", "resolution = \"\""),
+            &["fuzz.toml:3:14", "`resolution`", "multiple of 32", "found string"],
+        ),
+        (
+            "an array for the seed",
+            base.replace("seed = 1", "seed = [1]"),
+            &["`weights.seed`", "non-negative integer"],
+        ),
+        (
+            "a 100,000-character value",
+            base.replace("arch = \"v1\"", &format!("arch = \"{long}\"")),
+            &["`arch", "(100000 characters)", "mobilenet_v1"],
+        ),
+        (
+            "input.mean = nan",
+            format!("{base}[input]\nmean = nan\n"),
+            &["`input.mean`", "finite"],
+        ),
+        (
+            "input.std = 1e-45",
+            format!("{base}[input]\nstd = 1e-45\n"),
+            &["`input.std`", "overflows f32"],
+        ),
+        (
+            "classes = 1000000 at alpha 1.0",
+            base.replace("classes = 10", "classes = 1000000")
+                .replace("alpha = 0.25", "alpha = 1.0"),
+            &["`classifier`", "limit", "lower `classes`"],
+        ),
+    ];
+    for (what, text, needles) in cases {
+        let r = match fuzzing::toml(&text, dir) {
+            Ok(None) => {
+                // Too large for the fuzzing path: the full load must refuse it.
+                let spec = mncc::spec::parse(&text, "fuzz.toml", "m", dir).map_err(mncc::Error);
+                spec.and_then(mncc::from_spec).and_then(|m| fuzzing::source(&m))
+            }
+            Ok(Some(s)) => Ok(s),
+            Err(e) => Err(e),
+        };
+        expect_error(what, r, needles);
+    }
+}
+
+#[test]
+fn the_largest_documented_resolution_compiles_in_bounded_memory() {
+    // resolution = 2048 (the documented maximum) ran the reference
+    // interpreter out of memory calibrating BatchNorm; now it calibrates at
+    // up to 512 and frees each activation after its last reader.
+    let text = "arch = \"v1\"\nalpha = 0.25\nresolution = 2048\nclasses = 10\n[weights]\nseed = 1\n";
+    let spec = mncc::spec::parse(text, "big.toml", "big", std::path::Path::new(".")).unwrap();
+    let model = mncc::from_spec(spec).expect("compiles");
+    let program = mncc::compile(&model).expect("lowers");
+    assert!(program.arena_len <= mncc::limits::MAX_ARENA_BYTES);
+}
+
+#[test]
+fn safetensors_problems_are_explained() {
+    let cases: Vec<(&str, Vec<u8>, &[&str])> = vec![
+        ("empty", vec![], &["too short for a header"]),
+        (
+            "random bytes",
+            vec![0xff; 64],
+            &["over 100 MB", "is this a safetensors file"],
+        ),
+        (
+            "a header longer than the file",
+            [&8u64.to_le_bytes()[..], b"{\"a\":1}"].concat(),
+            &["larger than the 15-byte file"],
+        ),
+        (
+            "not JSON",
+            [&4u64.to_le_bytes()[..], b"{abc"].concat(),
+            &["not the JSON object"],
+        ),
+        (
+            "offsets that leave a gap",
+            {
+                let h = br#"{"conv_pw_6.weight":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#;
+                [&(h.len() as u64).to_le_bytes()[..], h, &[0u8; 12]].concat()
+            },
+            &["`conv_pw_6.weight`", "offsets"],
+        ),
+        (
+            "data shorter than the offsets say",
+            {
+                let h = br#"{"conv_pw_6.weight":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
+                [&(h.len() as u64).to_le_bytes()[..], h, &[0u8; 4]].concat()
+            },
+            &["truncated"],
+        ),
+    ];
+    for (what, bytes, needles) in cases {
+        let r = fuzzing::safetensors(&bytes);
+        expect_error(what, r, needles);
+        let e = fuzzing::safetensors(&bytes).unwrap_err().to_string();
+        for internal in [
+            "MetadataIncompleteBuffer",
+            "HeaderTooLarge",
+            "InvalidOffset",
+            "HeaderTooSmall",
+        ] {
+            assert!(!e.contains(internal), "{what}: the library's variant name in {e}");
+        }
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_fifo_is_refused_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("w.safetensors");
+    let ok = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        println!("mkfifo unavailable: skipped");
+        return;
+    }
+    let toml = dir.path().join("m.toml");
+    std::fs::write(
+        &toml,
+        "arch = \"v1\"\nalpha = 0.25\nresolution = 96\n[weights]\nfile = \"w.safetensors\"\n",
+    )
+    .unwrap();
+    let e = mncc::load(&toml).unwrap_err().to_string();
+    assert!(e.contains("not a regular file"), "{e}");
+}
+
+#[test]
+fn compile_never_overwrites_its_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, out) = small();
+    let model = dir.path().join("m.onnx");
+    std::fs::write(&model, m.bytes(&out)).unwrap();
+    let before = std::fs::read(&model).unwrap();
+    for target in ["m.onnx", "m.rs.onnx"] {
+        let o = crate::common::mncc(&[
+            "compile",
+            model.to_str().unwrap(),
+            "-o",
+            dir.path().join(target).to_str().unwrap(),
+        ]);
+        let (_, err) = crate::common::text(&o);
+        assert!(!o.status.success(), "-o {target}: {err}");
+        assert!(err.contains("overwrite") || err.contains(".rs"), "{err}");
+    }
+    assert_eq!(std::fs::read(&model).unwrap(), before, "the model file changed");
+}
