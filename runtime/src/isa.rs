@@ -203,6 +203,11 @@ pub fn available(isa: Isa) -> bool {
 
 #[cfg(target_arch = "x86_64")]
 fn detect() -> Isa {
+    // Miri interprets neither CPUID nor the vector intrinsics: the portable
+    // vectors are what it checks.
+    if cfg!(miri) {
+        return Isa::Portable;
+    }
     if cfg!(all(target_feature = "avx512f", target_feature = "fma")) {
         return Isa::Avx512;
     }

@@ -10,6 +10,7 @@ mod conv2d;
 mod depthwise;
 mod fused;
 mod instrument;
+mod miri;
 mod misc_kernels;
 mod par;
 mod pointwise;

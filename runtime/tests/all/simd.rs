@@ -74,7 +74,7 @@ impl PwCase {
     }
 }
 
-fn check_pointwise(isa: Isa, pixels: usize, in_c: usize, out_c: usize, seed: u64) {
+pub(crate) fn check_pointwise(isa: Isa, pixels: usize, in_c: usize, out_c: usize, seed: u64) {
     let mut case = PwCase::new(seed, pixels, in_c, out_c);
     let mut kcs = vec![in_c.max(1), 1, 7];
     if in_c > 8 {
@@ -263,7 +263,7 @@ fn pointwise_mobilenet_shapes() {
     });
 }
 
-fn check_depthwise(isa: Isa, s: ConvShape, seed: u64) {
+pub(crate) fn check_depthwise(isa: Isa, s: ConvShape, seed: u64) {
     let mut rng = Rng::new(seed);
     let c = s.in_c;
     let input = rng.vec(s.in_len(), 2.0);
@@ -333,7 +333,7 @@ fn depthwise_random_shapes() {
     });
 }
 
-fn check_conv2d(isa: Isa, s: ConvShape, seed: u64) {
+pub(crate) fn check_conv2d(isa: Isa, s: ConvShape, seed: u64) {
     let mut rng = Rng::new(seed);
     let kk = s.kernel_h * s.kernel_w * s.in_c;
     // He-like scale for long sums (as in a trained net): outputs stay O(1)
@@ -445,7 +445,7 @@ fn no_reads_outside_the_slices() {
     });
 }
 
-fn check_bounds(isa: Isa, pixels: usize, in_c: usize, out_c: usize) {
+pub(crate) fn check_bounds(isa: Isa, pixels: usize, in_c: usize, out_c: usize) {
     {
         let mut rng = Rng::new(3);
         let mut buf = vec![f32::NAN; pixels * in_c + 64];

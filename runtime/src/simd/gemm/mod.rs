@@ -52,6 +52,10 @@ use crate::simd::vec::portable::F32x4;
 use crate::simd::Kernel;
 use crate::Epilogue;
 use kernel::{gemm_v, GemmVec};
+
+/// A panel of zero weights: what a layer without input channels points at.
+static NO_WEIGHTS: [f32; PANEL] = [0.0; PANEL];
+
 pub(crate) use kernel::{Block, Gemm};
 
 impl GemmVec for F32x4 {}
@@ -118,7 +122,15 @@ pub(crate) fn pointwise_split(
         n: s.out_c,
         a: input.as_ptr(),
         lda: s.in_c,
-        b: packed.as_ptr(),
+        // No input channels: no weights to read, but the micro-kernels still
+        // offset the panel pointer by up to a panel's width, which on an
+        // empty slice's dangling pointer is undefined behaviour (found by
+        // Miri): point them at a panel of zeros instead.
+        b: if packed.is_empty() {
+            NO_WEIGHTS.as_ptr()
+        } else {
+            packed.as_ptr()
+        },
         ep,
         out: out.as_mut_ptr(),
     };
