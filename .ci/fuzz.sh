@@ -5,14 +5,14 @@
 # portable kernels on small shapes).
 # Run from anywhere in a checkout; installs what it needs (the nightly
 # toolchain's miri and rust-src components, cargo-fuzz from crates.io).
-# Env: MNCC_FUZZ_SECONDS (per target, default 45), MNCC_FUZZ_TARGETS
+# Env: MNCC_FUZZ_SECONDS (per target, default 20), MNCC_FUZZ_TARGETS
 # (default: all), MNCC_MIRI=0 to skip Miri.
 # A crash, a panic, an abort, a timeout (20 s per input) or an input over
 # 4 GiB of memory fails the run; the input is kept under fuzz/artifacts.
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 export CARGO_TERM_COLOR=never
-seconds=${MNCC_FUZZ_SECONDS:-45}
+seconds=${MNCC_FUZZ_SECONDS:-20}
 targets=${MNCC_FUZZ_TARGETS:-"onnx_bytes onnx_graph toml safetensors npy"}
 start=$(date +%s)
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal

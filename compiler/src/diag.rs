@@ -17,6 +17,16 @@ pub fn cut(s: &str) -> String {
     }
 }
 
+/// A name from an input file, cut past 200 characters.
+fn name(s: &str) -> String {
+    if s.chars().count() <= 200 {
+        s.to_string()
+    } else {
+        let head: String = s.chars().take(200).collect();
+        format!("{head}... ({} characters)", s.chars().count())
+    }
+}
+
 /// How bad.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
@@ -149,12 +159,14 @@ impl Diagnostic {
                     None => format!("line {line}, column {column}"),
                 }
             }
+            // Names come from the file: a hostile one is cut (real
+            // exporters' names are under 100 characters).
             Location::OnnxNode { node, op, attribute } => Some(match attribute {
-                Some(a) => format!("node `{node}` ({op}), attribute `{a}`"),
-                None => format!("node `{node}` ({op})"),
+                Some(a) => format!("node `{}` ({}), attribute `{}`", name(node), name(op), name(a)),
+                None => format!("node `{}` ({})", name(node), name(op)),
             }),
-            Location::OnnxValue { kind, name } => Some(format!("{kind} `{name}`")),
-            Location::Node { name, op } => Some(format!("node `{name}` ({op})")),
+            Location::OnnxValue { kind, name: n } => Some(format!("{kind} `{}`", name(n))),
+            Location::Node { name: n, op } => Some(format!("node `{}` ({})", name(n), name(op))),
         };
         match (file, at) {
             (Some(f), Some(a)) => format!("{f}: {a}"),

@@ -12,7 +12,7 @@ use crate::simd::{check_bounds, check_conv2d, check_depthwise, check_pointwise};
 #[test]
 fn pointwise_small() {
     on_each_isa("miri pointwise", |isa| {
-        for (i, &(pixels, in_c, out_c)) in [(1, 1, 1), (3, 2, 5), (13, 3, 17), (2, 0, 4)].iter().enumerate() {
+        for (i, &(pixels, in_c, out_c)) in [(1, 1, 1), (5, 2, 17), (2, 0, 4)].iter().enumerate() {
             check_pointwise(isa, pixels, in_c, out_c, 700 + i as u64);
         }
         check_bounds(isa, 5, 3, 9);
@@ -22,7 +22,7 @@ fn pointwise_small() {
 #[test]
 fn depthwise_small() {
     on_each_isa("miri depthwise", |isa| {
-        for (i, &(n, c, k, stride)) in [(3, 1, 3, 1), (4, 5, 3, 2), (2, 3, 5, 1)].iter().enumerate() {
+        for (i, &(n, c, k, stride)) in [(3, 5, 3, 1), (4, 3, 3, 2)].iter().enumerate() {
             check_depthwise(isa, same_shape(n, c, c, k, stride), 710 + i as u64);
         }
     });
@@ -31,7 +31,6 @@ fn depthwise_small() {
 #[test]
 fn conv2d_small() {
     on_each_isa("miri conv2d", |isa| {
-        check_conv2d(isa, same_shape(3, 3, 4, 3, 2), 720);
         check_conv2d(isa, conv_shape((4, 3), 2, 3, (3, 3), (2, 1), (1, 1), (1, 0)), 721);
     });
 }

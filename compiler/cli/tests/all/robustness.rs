@@ -446,3 +446,52 @@ fn compile_never_overwrites_its_input() {
     }
     assert_eq!(std::fs::read(&model).unwrap(), before, "the model file changed");
 }
+
+#[test]
+fn an_affine_that_cannot_fold_names_the_onnx_operator() {
+    // A per-channel Mul after a ReLU, read by the pool: neither the conv
+    // before it (it has an activation) nor a conv after it can absorb it.
+    let bytes = mutated(|m, _| {
+        let relu = m.node("Relu", "pw_relu", &["pw_out"], vec![]);
+        let s = m.init("scale", &[1, 16, 1, 1], vec![0.5; 16]);
+        let y = m.node("Mul", "affine", &[&relu, &s], vec![]);
+        node(m, "gap").input[0] = y;
+    });
+    expect_error(
+        "an unfoldable per-channel Mul",
+        fuzzing::onnx(&bytes),
+        &["`affine` (Mul)", "cannot fold", "directly follow a convolution"],
+    );
+}
+
+#[test]
+fn a_huge_weights_file_is_refused_before_reading() {
+    // A sparse 5 GiB file: reported with its size and the limit, not read
+    // (it was an out-of-memory abort).
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("w.safetensors");
+    std::fs::File::create(&w).unwrap().set_len(5 << 30).unwrap();
+    let toml = dir.path().join("m.toml");
+    std::fs::write(
+        &toml,
+        "arch = \"v1\"\nalpha = 0.25\nresolution = 96\n[weights]\nfile = \"w.safetensors\"\n",
+    )
+    .unwrap();
+    let e = mncc::load(&toml).unwrap_err().to_string();
+    println!("{e}");
+    assert!(e.contains("5.0 GiB") && e.contains("limit is 256.0 MiB"), "{e}");
+}
+
+#[test]
+fn names_from_the_file_are_cut() {
+    let long = "n".repeat(100_000);
+    let bytes = mutated(|m, _| {
+        node(m, "fc").name = long.clone();
+        set(m, &long, float("alpha", f32::NAN));
+    });
+    expect_error(
+        "a 100,000-character node name",
+        fuzzing::onnx(&bytes),
+        &["(100000 characters)"],
+    );
+}
