@@ -8,23 +8,23 @@ use std::path::{Path, PathBuf};
 
 /// `s`, cut to about 60 characters for an error message.
 pub fn cut(s: &str) -> String {
-    const MAX: usize = 60;
-    if s.chars().count() <= MAX {
+    cut_at(s, 60)
+}
+
+/// `s`, cut to `max` characters and the count of all of them.
+fn cut_at(s: &str, max: usize) -> String {
+    let n = s.chars().count();
+    if n <= max {
         s.to_string()
     } else {
-        let head: String = s.chars().take(MAX).collect();
-        format!("{head}... ({} characters)", s.chars().count())
+        let head: String = s.chars().take(max).collect();
+        format!("{head}... ({n} characters)")
     }
 }
 
 /// A name from an input file, cut past 200 characters.
 fn name(s: &str) -> String {
-    if s.chars().count() <= 200 {
-        s.to_string()
-    } else {
-        let head: String = s.chars().take(200).collect();
-        format!("{head}... ({} characters)", s.chars().count())
-    }
+    cut_at(s, 200)
 }
 
 /// How bad.

@@ -10,9 +10,11 @@ fn shape(s: &[usize]) -> String {
     s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x")
 }
 
-/// `1.23 MiB` or `45.6 KiB`.
+/// `1.23 GiB`, `1.23 MiB` or `45.6 KiB`.
 pub fn mib(bytes: usize) -> String {
-    if bytes >= 1 << 20 {
+    if bytes >= 1 << 30 {
+        format!("{:.2} GiB", bytes as f64 / (1u64 << 30) as f64)
+    } else if bytes >= 1 << 20 {
         format!("{:.2} MiB", bytes as f64 / (1u64 << 20) as f64)
     } else {
         format!("{:.1} KiB", bytes as f64 / 1024.0)

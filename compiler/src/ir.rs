@@ -950,39 +950,10 @@ impl Graph {
         Ok(id)
     }
 
-    /// The node producing `t`, if any.
+    /// The node producing `t`, if any (a scan from the end: the newest
+    /// node, in the front end's use. The passes keep their own index).
     pub fn producer(&self, t: TensorId) -> Option<usize> {
         self.nodes.iter().rposition(|n| n.output == t)
-    }
-
-    /// Indices of nodes reading `t`.
-    pub fn consumers(&self, t: TensorId) -> Vec<usize> {
-        (0..self.nodes.len())
-            .filter(|&i| self.nodes[i].inputs.contains(&t))
-            .collect()
-    }
-
-    /// Number of uses of `t` (by nodes, plus one if it is the graph output).
-    pub fn uses(&self, t: TensorId) -> usize {
-        self.nodes
-            .iter()
-            .map(|n| n.inputs.iter().filter(|&&i| i == t).count())
-            .sum::<usize>()
-            + usize::from(self.output == t)
-    }
-
-    /// Replaces every use of `old` by `new` (node inputs and graph output).
-    pub fn replace_uses(&mut self, old: TensorId, new: TensorId) {
-        for n in &mut self.nodes {
-            for i in &mut n.inputs {
-                if *i == old {
-                    *i = new;
-                }
-            }
-        }
-        if self.output == old {
-            self.output = new;
-        }
     }
 
     /// Total multiply-accumulates.

@@ -52,9 +52,7 @@ pub fn load(path: &Path) -> Result<Model, Error> {
     match path.extension().and_then(|e| e.to_str()) {
         Some("toml") => {
             let spec = spec::load(path).map_err(Error)?;
-            // Sizes against the limits first, placed in the description.
-            weights::check_sizes(&arch::layers(&spec)).map_err(|e| Error::msg(e).in_file(path))?;
-            let mut model = from_spec(spec)?;
+            let mut model = build_spec(spec, Some(path))?;
             model.files.insert(0, path.to_path_buf());
             Ok(model)
         }
@@ -74,7 +72,17 @@ pub fn load(path: &Path) -> Result<Model, Error> {
 
 /// Builds the model of a parsed description (loading or generating weights).
 pub fn from_spec(spec: spec::ModelSpec) -> Result<Model, Error> {
+    build_spec(spec, None)
+}
+
+/// [`from_spec`]; a size over the limits is placed in `file` (the
+/// description), other errors name their own files.
+fn build_spec(spec: spec::ModelSpec, file: Option<&Path>) -> Result<Model, Error> {
     let layers = arch::layers(&spec);
+    weights::check_sizes(&layers).map_err(|e| match file {
+        Some(f) => Error::msg(e).in_file(f),
+        None => Error::msg(e),
+    })?;
     let table = weights::load(&spec, &layers)?;
     let graph = arch::build(&spec, &layers, &table, spec.resolution)?;
     let files = match &spec.weights {

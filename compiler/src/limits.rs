@@ -7,6 +7,8 @@
 //! largest has ~300 nodes, 6.9 M parameters and a few MB of activations at
 //! 224x224).
 
+use crate::inspect::mib;
+
 /// Any one dimension, stride, pad or kernel size.
 pub const MAX_DIM: usize = 1 << 20;
 
@@ -23,63 +25,62 @@ pub const MAX_WEIGHT_BYTES: usize = 1 << 28;
 pub const MAX_NODES: usize = 20_000;
 
 /// An ONNX file in bytes (protobuf's own limit is 2 GiB).
-pub const MAX_ONNX_BYTES: u64 = (1 << 31) - 1;
+pub const MAX_ONNX_BYTES: usize = (1 << 31) - 1;
 
 /// A TOML description in bytes.
-pub const MAX_TOML_BYTES: u64 = 1 << 20;
+pub const MAX_TOML_BYTES: usize = 1 << 20;
+
+/// An error unless `n` bytes of `what` are within `max`, saying by how much.
+pub fn check_bytes(what: &str, n: usize, max: usize) -> Result<(), String> {
+    if n <= max {
+        return Ok(());
+    }
+    Err(format!(
+        "{what}: {} is {:.1}x the limit of {}",
+        mib(n),
+        n as f64 / max as f64,
+        mib(max)
+    ))
+}
+
+/// Why an input file was not read.
+#[derive(Debug)]
+pub enum ReadError {
+    /// The operating system's error (missing file, permissions).
+    Io(std::io::Error),
+    /// Refused: not a regular file, or over its limit (the message says).
+    Refused(String),
+}
 
 /// Reads the input file `path` (`what` names it in errors: "ONNX model",
 /// "weights file"), refusing what is not a regular file (a FIFO or a
 /// device would block or never end) and what is larger than `max` bytes,
 /// before reading it.
-pub fn read_file(path: &std::path::Path, what: &str, max: u64) -> Result<Vec<u8>, String> {
-    read_file_or_io(path, what, max).map_err(|e| match e {
-        Ok(io) => format!("cannot read {what}: {io}"),
-        Err(m) => m,
+pub fn read_file(path: &std::path::Path, what: &str, max: usize) -> Result<Vec<u8>, String> {
+    read(path, what, max).map_err(|e| match e {
+        ReadError::Io(io) => format!("cannot read {what}: {io}"),
+        ReadError::Refused(m) => m,
     })
 }
 
-/// [`read_file`], with an I/O error (`Ok`) apart from the others (`Err`).
-pub fn read_file_or_io(
-    path: &std::path::Path,
-    what: &str,
-    max: u64,
-) -> Result<Vec<u8>, Result<std::io::Error, String>> {
+/// [`read_file`], with the kinds of error apart.
+pub fn read(path: &std::path::Path, what: &str, max: usize) -> Result<Vec<u8>, ReadError> {
     use std::io::Read;
-    let meta = std::fs::metadata(path).map_err(Ok)?;
+    let meta = std::fs::metadata(path).map_err(ReadError::Io)?;
     if !meta.is_file() {
-        return Err(Err(format!(
+        return Err(ReadError::Refused(format!(
             "the {what} is not a regular file (a directory, FIFO or device)"
         )));
     }
-    if meta.len() > max {
-        return Err(Err(format!(
-            "the {what} is {}; the limit is {}",
-            bytes(meta.len() as u128),
-            bytes(max as u128)
-        )));
-    }
-    let mut data = Vec::with_capacity(meta.len() as usize);
+    let len = usize::try_from(meta.len()).unwrap_or(usize::MAX);
+    check_bytes(&format!("the {what}"), len, max).map_err(ReadError::Refused)?;
+    let mut data = Vec::with_capacity(len);
     std::fs::File::open(path)
-        .and_then(|f| f.take(max + 1).read_to_end(&mut data))
-        .map_err(Ok)?;
-    if data.len() as u64 > max {
-        return Err(Err(format!(
-            "the {what} grew past {} while being read",
-            bytes(max as u128)
-        )));
-    }
+        .and_then(|f| f.take(max as u64 + 1).read_to_end(&mut data))
+        .map_err(ReadError::Io)?;
+    // A file that grows while read is cut at the limit and refused.
+    check_bytes(&format!("the {what}"), data.len(), max).map_err(ReadError::Refused)?;
     Ok(data)
-}
-
-/// `n` bytes as a short human size.
-pub fn bytes(n: u128) -> String {
-    match n {
-        n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64),
-        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64),
-        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
-        n => format!("{n} bytes"),
-    }
 }
 
 /// The number of elements of `shape`, if it is within [`MAX_TENSOR_ELEMS`];
@@ -109,6 +110,9 @@ mod tests {
         let e = elements(&[1, 3, 1 << 31, 1 << 31]).unwrap_err();
         assert!(e.contains("limit"), "{e}");
         assert!(elements(&[usize::MAX, usize::MAX, usize::MAX]).is_err());
-        assert_eq!(bytes(5 << 30), "5.0 GiB");
+        assert_eq!(
+            check_bytes("x", 5 << 30, 1 << 30),
+            Err("x: 5.00 GiB is 5.0x the limit of 1.00 GiB".into())
+        );
     }
 }

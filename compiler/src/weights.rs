@@ -11,52 +11,42 @@ use safetensors::{Dtype, SafeTensors};
 use std::collections::BTreeSet;
 use std::path::Path;
 
-/// Loads or generates the weights of `layers`. Every problem in a weights
-/// file is reported at once, one per line.
+/// Loads or generates the weights of `layers` (whose sizes
+/// [`check_sizes`] has accepted). Every problem in a weights file is
+/// reported at once, one per line.
 pub fn load(spec: &ModelSpec, layers: &[LayerDef]) -> Result<WeightTable, String> {
-    check_sizes(layers)?;
-    load_checked(spec, layers)
+    match &spec.weights {
+        WeightSource::Seed(seed) => seeded(spec, layers, *seed),
+        WeightSource::File(path) => {
+            let bytes =
+                crate::limits::read(path, "weights file", crate::limits::MAX_WEIGHT_BYTES).map_err(|e| match e {
+                    crate::limits::ReadError::Io(io) => format!(
+                        "cannot read weights file {} (named by {}): {io}",
+                        path.display(),
+                        spec.weights_origin
+                    ),
+                    crate::limits::ReadError::Refused(m) => {
+                        format!("{}: {m} (named by {})", path.display(), spec.weights_origin)
+                    }
+                })?;
+            from_safetensors(spec, layers, &bytes, path)
+        }
+    }
 }
 
 /// Every layer's weight against [`crate::limits`], before anything of that
 /// size is allocated.
 pub fn check_sizes(layers: &[LayerDef]) -> Result<(), String> {
-    let mut total = 0u128;
+    const HINT: &str = "lower `classes`, `alpha` or `resolution`";
+    let mut total = 0usize;
     for l in layers {
         if let Some(shape) = weight_shape(&l.kind) {
-            let n = crate::limits::elements(&shape)
-                .map_err(|e| format!("layer `{}`: {e} (lower `classes`, `alpha` or `resolution`)", l.name))?;
-            total += 4 * n as u128;
+            let n = crate::limits::elements(&shape).map_err(|e| format!("layer `{}`: {e} ({HINT})", l.name))?;
+            total = total.saturating_add(4 * n);
         }
     }
-    if total > crate::limits::MAX_WEIGHT_BYTES as u128 {
-        return Err(format!(
-            "the weights would take {} as f32, {:.1}x the limit of {} (lower `classes`, `alpha` or `resolution`)",
-            crate::limits::bytes(total),
-            total as f64 / crate::limits::MAX_WEIGHT_BYTES as f64,
-            crate::limits::bytes(crate::limits::MAX_WEIGHT_BYTES as u128)
-        ));
-    }
-    Ok(())
-}
-
-/// Loads (or generates) the weights of `layers`.
-fn load_checked(spec: &ModelSpec, layers: &[LayerDef]) -> Result<WeightTable, String> {
-    match &spec.weights {
-        WeightSource::Seed(seed) => seeded(spec, layers, *seed),
-        WeightSource::File(path) => {
-            let bytes = crate::limits::read_file_or_io(path, "weights file", crate::limits::MAX_WEIGHT_BYTES as u64)
-                .map_err(|e| match e {
-                    Ok(io) => format!(
-                        "cannot read weights file {} (named by {}): {io}",
-                        path.display(),
-                        spec.weights_origin
-                    ),
-                    Err(m) => format!("{}: {m} (named by {})", path.display(), spec.weights_origin),
-                })?;
-            from_safetensors(spec, layers, &bytes, path)
-        }
-    }
+    crate::limits::check_bytes("the weights as f32", total, crate::limits::MAX_WEIGHT_BYTES)
+        .map_err(|e| format!("{e} ({HINT})"))
 }
 
 /// The expected shape of a layer's weight.

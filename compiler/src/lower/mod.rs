@@ -393,14 +393,8 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
         (_, s) => s.to_vec(),
     };
     let blob = blob.into_bytes();
-    if blob.len() > crate::limits::MAX_WEIGHT_BYTES {
-        return Err(Error::msg(format!(
-            "the packed weights take {}, {:.1}x the limit of {}",
-            crate::limits::bytes(blob.len() as u128),
-            blob.len() as f64 / crate::limits::MAX_WEIGHT_BYTES as f64,
-            crate::limits::bytes(crate::limits::MAX_WEIGHT_BYTES as u128)
-        )));
-    }
+    crate::limits::check_bytes("the packed weights", blob.len(), crate::limits::MAX_WEIGHT_BYTES)
+        .map_err(Error::msg)?;
     Ok(Program {
         name: g.name.clone(),
         description: g.description.clone(),

@@ -97,14 +97,8 @@ pub fn plan(layers: &[Layer], steps: &[Step], bytes: &[usize], output: TensorId)
     } else {
         p.arena_len
     };
-    if arena_len > crate::limits::MAX_ARENA_BYTES {
-        return Err(Error::msg(format!(
-            "the activations need an arena of {}, {:.1}x the limit of {}",
-            crate::limits::bytes(arena_len as u128),
-            arena_len as f64 / crate::limits::MAX_ARENA_BYTES as f64,
-            crate::limits::bytes(crate::limits::MAX_ARENA_BYTES as u128)
-        )));
-    }
+    crate::limits::check_bytes("the activations' arena", arena_len, crate::limits::MAX_ARENA_BYTES)
+        .map_err(Error::msg)?;
     Ok(Plan {
         storage,
         arena_len,

@@ -2,7 +2,7 @@
 //! the checks every node gets before import, and typed access; and a
 //! node's problems.
 
-use crate::diag::Diagnostic;
+use crate::diag::{cut, Diagnostic};
 use onnx_protobuf::attribute_proto::AttributeType;
 use onnx_protobuf::{AttributeProto, NodeProto};
 use std::ops::RangeInclusive;
@@ -196,8 +196,6 @@ fn range_text(lo: i64, hi: i64) -> String {
         (lo, hi) => format!("{lo} to {hi}"),
     }
 }
-
-pub use crate::diag::cut;
 
 /// A problem of one node, possibly with one of its attributes.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -144,7 +144,7 @@ pub fn parse(bytes: &[u8], name: &str) -> Result<Graph, Vec<Diagnostic>> {
                     None,
                     format!(
                         "writes `{}`, which {first} already defines (each value has one writer)",
-                        attrs::cut(o)
+                        crate::diag::cut(o)
                     ),
                 )),
                 None => {
