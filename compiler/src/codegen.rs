@@ -12,7 +12,7 @@
 
 use crate::ir::{Activation, ElemType, Layout};
 use crate::lower::describe::{human, shape_str, Description};
-use crate::lower::{Kernel, Layer, Program, Step, Storage};
+use crate::lower::{Kernel, Layer, Program, QConvKind, Step, Storage};
 use mncc_abi::{
     amx, Conv2d, ConvShape, Depthwise, DepthwiseTiles, Pointwise, PointwiseShape, PointwiseTiles, PwDwShape, PwOrder,
 };
@@ -187,6 +187,12 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
     } else {
         quote!(let _ = arena;)
     };
+    // No step splits (e.g. only integer layers, serial for now): `par` is unused.
+    let par_prelude = if p.steps.iter().any(|s| step_splits(p, s)) {
+        quote!()
+    } else {
+        quote!(let _ = par;)
+    };
     let w_let = if uses_weights {
         quote!(let w = ::mncc_runtime::Blob::new(&WEIGHTS);)
     } else {
@@ -261,6 +267,7 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
         pub fn run_parallel(input: &Input, output: &mut Output, arena: &mut Arena, par: &dyn ::mncc_runtime::par::Parallel) {
             #w_let
             #arena_prelude
+            #par_prelude
             #(#par_calls)*
         }
 
@@ -276,6 +283,7 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
         ) {
             #w_let
             #arena_prelude
+            #par_prelude
             #(#par_observed)*
         }
 
@@ -651,9 +659,77 @@ fn layer_call(p: &Program, l: &Layer, names: &[Ident], par: bool) -> TokenStream
             elem,
             scale,
             zero_point,
+            nchw,
         } => {
             let (ty, scale, zp) = (elem_ty(*elem), f32_lit(*scale), Literal::i32_unsuffixed(*zero_point));
-            quote!(::mncc_runtime::quantize::<#ty>(#x, #scale, #zp, y);)
+            match nchw {
+                None => quote!(::mncc_runtime::quantize::<#ty>(#x, #scale, #zp, y);),
+                Some((pixels, c)) => {
+                    let (pixels, c) = (usize_lit(*pixels), usize_lit(*c));
+                    quote!(::mncc_runtime::quantize_nchw::<#ty>(#pixels, #c, #x, #scale, #zp, y);)
+                }
+            }
+        }
+        Kernel::QConv { kind, zp } => {
+            let ints = l.int.as_ref().expect("an integer layer has its constants");
+            let (zr, br, mr) = (
+                range_lit(&ints.zero_point),
+                range_lit(&ints.bias),
+                range_lit(&ints.multiplier),
+            );
+            let (zx, zy) = (Literal::i32_unsuffixed(zp.x), Literal::i32_unsuffixed(zp.y));
+            let (kernel, shape) = match kind {
+                QConvKind::Conv2d(s) => (quote!(qconv2d), conv_shape(s)),
+                QConvKind::Depthwise(s) => (quote!(qdepthwise), conv_shape(s)),
+                QConvKind::Pointwise(s) => (quote!(qpointwise), pointwise_shape(s)),
+            };
+            let shape_ty = match kind {
+                QConvKind::Pointwise(_) => quote!(::mncc_runtime::PointwiseShape),
+                _ => quote!(::mncc_runtime::ConvShape),
+            };
+            quote! {
+                const SHAPE: #shape_ty = #shape;
+                const ZP: ::mncc_runtime::abi::quant::QZeroPoints = ::mncc_runtime::abi::quant::QZeroPoints { x: #zx, y: #zy };
+                let weights = ::mncc_runtime::quant::QWeights {
+                    values: w.get::<i8>(#wr),
+                    zero_point: w.get::<i32>(#zr),
+                    bias: w.get::<i32>(#br),
+                    multiplier: w.get::<f32>(#mr),
+                };
+                ::mncc_runtime::quant::#kernel(&SHAPE, #x, weights, ZP, y);
+            }
+        }
+        Kernel::QAdd { params: q, constant } => {
+            let (ra, rb, fixed) = (f32_lit(q.ra), f32_lit(q.rb), f32_lit(q.fixed));
+            let b = match (&l.weights, constant) {
+                (Some(r), Some(t)) => {
+                    let ty = elem_ty(*t);
+                    let r = range_lit(r);
+                    quote!(w.get::<#ty>(#r))
+                }
+                _ => {
+                    let r = &names[1];
+                    quote!(#r)
+                }
+            };
+            quote! {
+                const ADD: ::mncc_runtime::abi::quant::QAdd = ::mncc_runtime::abi::quant::QAdd { ra: #ra, rb: #rb, fixed: #fixed };
+                ::mncc_runtime::quant::qadd(#x, #b, &ADD, y);
+            }
+        }
+        Kernel::QGlobalAvgPool(q) => {
+            let (pixels, c) = (usize_lit(q.pixels), usize_lit(q.c));
+            let (zx, m, zy) = (
+                Literal::i32_unsuffixed(q.x_zero_point),
+                f32_lit(q.multiplier),
+                Literal::i32_unsuffixed(q.y_zero_point),
+            );
+            quote! {
+                const POOL: ::mncc_runtime::abi::quant::QAvgPool = ::mncc_runtime::abi::quant::QAvgPool {
+                    pixels: #pixels, c: #c, x_zero_point: #zx, multiplier: #m, y_zero_point: #zy,
+                };
+                ::mncc_runtime::quant::qglobal_avg_pool(&POOL, #x, y);
+            }
         }
         Kernel::Dequantize {
             elem,

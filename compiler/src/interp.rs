@@ -6,7 +6,10 @@
 //! accepts, before or after the passes, so each pass is tested by running the
 //! interpreter on both sides of it.
 
-use crate::ir::{ConvCfg, ElemType, Graph, Layout, Op, Param, TensorType, INPUT};
+use crate::ir::{
+    centered_weight, requant_multiplier, ConvCfg, ElemType, Graph, IntOut, Layout, Op, Param, QConvCfg, QType,
+    TensorType, INPUT,
+};
 
 /// The model input as callers give it to the generated code.
 #[derive(Clone, Debug, PartialEq)]
@@ -143,11 +146,60 @@ pub fn eval(op: &Op, ins: &[&[f64]], shapes: &[&[usize]], in_types: &[&TensorTyp
         }
         Op::Reshape(_) => x.to_vec(),
         Op::Quantize(q) => {
-            let (lo, hi) = match q.elem {
-                ElemType::I8 => (i8::MIN as i32, i8::MAX as i32),
-                _ => (u8::MIN as i32, u8::MAX as i32),
-            };
+            let (lo, hi) = q.range();
             x.iter().map(|&v| quantize(v, q.scale, q.zero_point, lo, hi)).collect()
+        }
+        Op::QConv(cfg) => qconv(cfg, x, shapes[0], qtype(in_types[0]), out_shape),
+        Op::QDense(d) => {
+            let xq = qtype(in_types[0]);
+            let (n, k, o) = (shapes[0][0], d.weight.shape[1], d.weight.shape[0]);
+            let w = centered_weight(&d.weight).expect("the verifier checked the weight");
+            let mut out = vec![0.0; n * o];
+            for b in 0..n {
+                for j in 0..o {
+                    let mut acc = d.bias.as_ref().map_or(0, |bias| bias[j] as i64);
+                    for i in 0..k {
+                        acc += (x[b * k + i] as i64 - xq.zero_point as i64) * w[j * k + i] as i64;
+                    }
+                    out[b * o + j] = int_out(
+                        acc,
+                        &d.out,
+                        xq.scale,
+                        d.weight
+                            .quant
+                            .as_ref()
+                            .map_or(1.0, |q| q.scale[if q.axis.is_some() { j } else { 0 }]),
+                    );
+                }
+            }
+            out
+        }
+        Op::QAdd(a) => {
+            let (qa, qb) = (
+                qtype(in_types[0]),
+                match &a.rhs {
+                    Some(p) => qtype(&TensorType {
+                        elem: p.elem(),
+                        quant: p.quant.clone(),
+                    }),
+                    None => qtype(in_types[1]),
+                },
+            );
+            let rhs: Vec<f64> = match &a.rhs {
+                Some(p) => (0..x.len()).map(|i| p.values.get_f64(i % p.len())).collect(),
+                None => ins[1].to_vec(),
+            };
+            x.iter()
+                .zip(&rhs)
+                .map(|(&u, &v)| qadd(u as i32, qa, v as i32, qb, &a.out) as f64)
+                .collect()
+        }
+        Op::QGlobalAvgPool(q) => {
+            let xq = qtype(in_types[0]);
+            let hw = shapes[0][2] * shapes[0][3];
+            x.chunks(hw)
+                .map(|ch| qavg(ch.iter().map(|&v| v as i64).sum(), hw, xq, q) as f64)
+                .collect()
         }
         Op::Dequantize => {
             let q = in_types[0]
@@ -181,18 +233,119 @@ pub fn eval(op: &Op, ins: &[&[f64]], shapes: &[&[usize]], in_types: &[&TensorTyp
     }
 }
 
+/// The per-tensor 8-bit quantization of an integer op's input (checked
+/// by the verifier).
+fn qtype(t: &TensorType) -> QType {
+    let q = t.quant.as_ref().expect("the verifier checked a quantized input");
+    QType {
+        elem: t.elem,
+        scale: q.scale[0],
+        zero_point: q.zero_point[0],
+    }
+}
+
+/// An integer layer's output from its exact sum `acc` (which the verifier
+/// proved fits `i32`): the sum itself, or requantized: `acc` to `f32`
+/// (round to nearest even), times the multiplier, rounded half to even,
+/// plus the zero point, saturated.
+fn int_out(acc: i64, out: &IntOut, x_scale: f32, w_scale: f32) -> f64 {
+    let acc = i32::try_from(acc).expect("the verifier bounds the sums");
+    match out {
+        IntOut::Int32 => acc as f64,
+        IntOut::Requant(q) => {
+            let m = requant_multiplier(x_scale, w_scale, q.scale);
+            let (lo, hi) = q.range();
+            let v = (acc as f32 * m).round_ties_even() as i64 + q.zero_point as i64;
+            v.clamp(lo as i64, hi as i64) as f64
+        }
+    }
+}
+
+/// Integer convolution: exact sums of `(x - x_zp) * (w - w_zp)` over the
+/// window, reads outside the input contributing nothing (they see the zero
+/// point), then [`int_out`].
+fn qconv(cfg: &QConvCfg, x: &[f64], ins: &[usize], xq: QType, outs: &[usize]) -> Vec<f64> {
+    let (n, c, h, w) = (ins[0], ins[1], ins[2], ins[3]);
+    let (oc, oh, ow) = (outs[1], outs[2], outs[3]);
+    let [_, icg, kh, kw] = cfg.dims();
+    let ocg = oc / cfg.groups;
+    let wt = centered_weight(&cfg.weight).expect("the verifier checked the weight");
+    let wq = cfg.weight.quant.as_ref().expect("a quantized weight");
+    let mut out = vec![0.0; n * oc * oh * ow];
+    for b in 0..n {
+        for o in 0..oc {
+            let g = o / ocg;
+            let w_scale = wq.scale[if wq.axis.is_some() { o } else { 0 }];
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut acc = cfg.bias.as_ref().map_or(0, |bias| bias[o] as i64);
+                    for ic in 0..icg {
+                        let ci = g * icg + ic;
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let iy = (oy * cfg.stride[0] + ky) as isize - cfg.pads[0] as isize;
+                                let ix = (ox * cfg.stride[1] + kx) as isize - cfg.pads[1] as isize;
+                                if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                    continue;
+                                }
+                                let v = x[((b * c + ci) * h + iy as usize) * w + ix as usize] as i64;
+                                acc += (v - xq.zero_point as i64) * wt[((o * icg + ic) * kh + ky) * kw + kx] as i64;
+                            }
+                        }
+                    }
+                    out[((b * oc + o) * oh + oy) * ow + ox] = int_out(acc, &cfg.out, xq.scale, w_scale);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// QLinearAdd of two quantized values: onnxruntime 1.32's x86-64 kernel,
+/// `cvtps(fma(a, ra, fma(b, rb, fixed)))` saturated, with `ra`, `rb` the
+/// scale ratios and `fixed = c_zp - fma(ra, a_zp, rb * b_zp)`, all in
+/// `f32` (std's `mul_add` is the fused multiply-add; `cvtps` gives
+/// `i32::MIN` out of range). See `mncc_abi::quant::QAdd` for the source.
+fn qadd(a: i32, qa: QType, b: i32, qb: QType, out: &QType) -> i32 {
+    let ra = qa.scale / out.scale;
+    let rb = qb.scale / out.scale;
+    let fixed = out.zero_point as f32 - ra.mul_add(qa.zero_point as f32, rb * qb.zero_point as f32);
+    let v = (a as f32).mul_add(ra, (b as f32).mul_add(rb, fixed)).round_ties_even();
+    let v = if (-2_147_483_648.0..2_147_483_648.0).contains(&v) {
+        v as i32
+    } else {
+        i32::MIN
+    };
+    let (lo, hi) = out.range();
+    v.clamp(lo, hi)
+}
+
+/// QLinearGlobalAveragePool of one channel's integer sum over `pixels`:
+/// onnxruntime's `acc = sum - x_zp * pixels` requantized with the
+/// multiplier `x_scale / (y_scale * pixels)` in `f32`.
+fn qavg(sum: i64, pixels: usize, xq: QType, out: &QType) -> i32 {
+    let scale = xq.scale / (out.scale * pixels as f32);
+    let acc = sum - xq.zero_point as i64 * pixels as i64;
+    let v = (acc as i32 as f32 * scale).round_ties_even() as i64 + out.zero_point as i64;
+    let (lo, hi) = out.range();
+    v.clamp(lo as i64, hi as i64) as i32
+}
+
 /// A parameter's real values ([`Param::real`]).
 fn reals(p: &Param) -> Vec<f64> {
     (0..p.len()).map(|i| p.real(i)).collect()
 }
 
 /// ONNX QuantizeLinear of a real `v` (an `f32` value in the generated
-/// code): `v / scale` in `f32`, rounded half to even, plus the zero point,
-/// saturated to `[lo, hi]`. A NaN gives the zero point.
+/// code), as onnxruntime computes it: `v / scale` in `f32`, rounded half
+/// to even, plus the zero point, saturated to `[lo, hi]`; a NaN gives
+/// `lo` (its kernel clamps with `maxps` first).
 fn quantize(v: f64, scale: f32, zero_point: i32, lo: i32, hi: i32) -> f64 {
     let q = ((v as f32) / scale) as f64;
-    let q = if q.is_nan() { 0.0 } else { q.round_ties_even() };
-    (q + zero_point as f64).clamp(lo as f64, hi as f64)
+    if q.is_nan() {
+        return lo as f64;
+    }
+    (q.round_ties_even() + zero_point as f64).clamp(lo as f64, hi as f64)
 }
 
 /// ONNX DequantizeLinear: `(q - zero_point)` exactly, times `scale` in `f32`.

@@ -432,17 +432,160 @@ pub struct NormalizeCfg {
     pub offset: Vec<f32>,
 }
 
-/// ONNX QuantizeLinear with one scale and zero point: real values to
-/// integers, `saturate(round_half_even(x / scale) + zero_point)`, the
-/// division in `f32`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct QuantizeCfg {
+/// An 8-bit integer type standing for reals, one scale and zero point for
+/// the whole tensor: what ONNX QuantizeLinear writes, what the integer
+/// layers read and write. Real values become integers as
+/// `saturate(round_half_even(x / scale) + zero_point)`, the division in
+/// `f32` (QuantizeLinear); integers stand for `(q - zero_point) * scale`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct QType {
     /// The integer type (`I8` or `U8`).
     pub elem: ElemType,
     /// Scale.
     pub scale: f32,
-    /// Zero point.
+    /// Zero point, in `elem`'s range.
     pub zero_point: i32,
+}
+
+impl QType {
+    /// The tensor type: `elem`, quantized per tensor.
+    pub fn tensor_type(&self) -> TensorType {
+        TensorType {
+            elem: self.elem,
+            quant: Some(Quant::per_tensor(self.scale, self.zero_point)),
+        }
+    }
+
+    /// The range of `elem`.
+    pub fn range(&self) -> (i32, i32) {
+        int_range(self.elem)
+    }
+
+    /// Checks the type, the scale and the zero point.
+    pub fn check(&self) -> Result<(), String> {
+        if !matches!(self.elem, ElemType::I8 | ElemType::U8) {
+            return Err(format!("quantizes to {}; int8 and uint8 are supported", self.elem));
+        }
+        Quant::per_tensor(self.scale, self.zero_point).check(&[], self.elem)?;
+        let (lo, hi) = self.range();
+        if !(lo..=hi).contains(&self.zero_point) {
+            return Err(format!(
+                "zero point {} is outside the range of {}",
+                self.zero_point, self.elem
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The range of an integer element type (`I8`, `U8`, `I32`).
+pub fn int_range(elem: ElemType) -> (i32, i32) {
+    match elem {
+        ElemType::I8 => (i8::MIN as i32, i8::MAX as i32),
+        ElemType::U8 => (0, u8::MAX as i32),
+        _ => (i32::MIN, i32::MAX),
+    }
+}
+
+/// What an integer convolution or dense layer writes from its `i32` sums.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum IntOut {
+    /// The sums requantized to an 8-bit type (QLinearConv, QLinearMatMul):
+    /// see [`requantize`].
+    Requant(QType),
+    /// The `i32` sums themselves (ConvInteger, MatMulInteger).
+    Int32,
+}
+
+impl IntOut {
+    /// The output tensor's type.
+    pub fn tensor_type(&self) -> TensorType {
+        match self {
+            IntOut::Requant(q) => q.tensor_type(),
+            IntOut::Int32 => TensorType::plain(ElemType::I32),
+        }
+    }
+}
+
+/// The `f32` multiplier that takes an integer layer's `i32` sum to its
+/// output's integer scale: `input_scale * weight_scale / output_scale`,
+/// in that order, each step in `f32` (onnxruntime's QLinearConv and
+/// QLinearMatMul compute it so, once per output channel).
+pub fn requant_multiplier(input_scale: f32, weight_scale: f32, output_scale: f32) -> f32 {
+    input_scale * weight_scale / output_scale
+}
+
+/// An integer convolution: `acc[o] = bias[o] + sum (x - x_zero_point) *
+/// (w - w_zero_point[o])` exactly in `i32` over the window (reads outside
+/// the input see `x_zero_point`, the real value 0), then [`IntOut`]. The
+/// input's quantization comes from its tensor type.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QConvCfg {
+    /// `[out_c, in_c / groups, kh, kw]`, `I8` or `U8`, quantized per tensor
+    /// or per output channel (axis 0).
+    pub weight: Param,
+    /// One `i32` per output channel, in units of `input_scale *
+    /// weight_scale[o]`.
+    pub bias: Option<Vec<i32>>,
+    /// `[vertical, horizontal]`.
+    pub stride: [usize; 2],
+    /// `[top, left, bottom, right]`.
+    pub pads: [usize; 4],
+    /// 1 (full) or `in_c` (depthwise).
+    pub groups: usize,
+    /// What it writes.
+    pub out: IntOut,
+}
+
+impl QConvCfg {
+    /// The weight's dims `[out_c, in_c / groups, kh, kw]`.
+    pub fn dims(&self) -> [usize; 4] {
+        let w = &self.weight.shape;
+        [w[0], w[1], w[2], w[3]]
+    }
+}
+
+/// An integer dense layer on the flattened input: `[n, k] -> [n, out]`,
+/// sums as [`QConvCfg`]'s.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QDenseCfg {
+    /// `[out, k]` (`k` in NCHW flatten order), `I8` or `U8`, quantized per
+    /// tensor or per output (axis 0).
+    pub weight: Param,
+    /// One `i32` per output.
+    pub bias: Option<Vec<i32>>,
+    /// What it writes.
+    pub out: IntOut,
+}
+
+/// The weight of an integer layer: its zero point per output channel and
+/// its values less their zero point, exactly (`w - w_zero_point[o]`, in
+/// `-255..=255`), row-major as the weight; `per_out` is the number of
+/// values per output channel. `None` unless `I8`/`U8` quantized per tensor
+/// or along axis 0.
+pub fn centered_weight(w: &Param) -> Option<Vec<i32>> {
+    let q = w.quant.as_ref()?;
+    if !matches!(w.elem(), ElemType::I8 | ElemType::U8) || q.axis.is_some_and(|a| a != 0) {
+        return None;
+    }
+    Some(
+        (0..w.len())
+            .map(|i| w.values.get_f64(i) as i32 - q.params_at(&w.shape, i).1)
+            .collect(),
+    )
+}
+
+/// onnxruntime's QLinearAdd (com.microsoft): `y = saturate(round(
+/// a_real + b_real) in y's scale)`, computed as [`qadd`]. The second
+/// operand is a computed tensor or, with `rhs`, a constant broadcast over
+/// the batch (a bias after QLinearMatMul).
+#[derive(Clone, Debug, PartialEq)]
+pub struct QAddCfg {
+    /// A constant second operand, `I8` or `U8` quantized per tensor, of the
+    /// input's shape without its batch dim; `None`: the node's second input.
+    pub rhs: Option<Param>,
+    /// The output type.
+    pub out: QType,
 }
 
 /// An operation.
@@ -473,10 +616,19 @@ pub enum Op {
     /// Unsqueeze. Lowered to nothing when the NHWC storage order is the same.
     Reshape(Vec<usize>),
     /// Real values to a quantized integer tensor.
-    Quantize(QuantizeCfg),
+    Quantize(QType),
     /// A quantized integer tensor to its real values (`f32`): `(q -
     /// zero_point) as f32 * scale`, with the input type's quantization.
     Dequantize,
+    /// Integer convolution (QLinearConv, ConvInteger).
+    QConv(QConvCfg),
+    /// Integer dense layer (QLinearMatMul, MatMulInteger).
+    QDense(QDenseCfg),
+    /// Sum of two quantized tensors, requantized (QLinearAdd).
+    QAdd(QAddCfg),
+    /// Mean over the spatial dims of a quantized tensor, requantized
+    /// (QLinearGlobalAveragePool).
+    QGlobalAvgPool(QType),
 }
 
 impl Op {
@@ -496,6 +648,10 @@ impl Op {
             Op::Mul => "Mul",
             Op::Quantize(_) => "Quantize",
             Op::Dequantize => "Dequantize",
+            Op::QConv(_) => "QConv",
+            Op::QDense(_) => "QDense",
+            Op::QAdd(_) => "QAdd",
+            Op::QGlobalAvgPool(_) => "QGlobalAvgPool",
         }
     }
 
@@ -504,6 +660,7 @@ impl Op {
         match self {
             Op::Add | Op::Mul => 2,
             Op::Conv(c) if c.residual => 2,
+            Op::QAdd(a) if a.rhs.is_none() => 2,
             _ => 1,
         }
     }
@@ -515,6 +672,9 @@ impl Op {
             Op::Dense(d) => d.weight.len() + d.bias.as_ref().map_or(0, Vec::len),
             Op::BatchNorm(b) => 4 * b.gamma.len(),
             Op::Normalize(n) => 2 * n.scale.len(),
+            Op::QConv(c) => c.weight.len() + c.bias.as_ref().map_or(0, Vec::len),
+            Op::QDense(d) => d.weight.len() + d.bias.as_ref().map_or(0, Vec::len),
+            Op::QAdd(a) => a.rhs.as_ref().map_or(0, Param::len),
             _ => 0,
         }
     }
@@ -542,51 +702,13 @@ impl Op {
                 Ok(x.to_vec())
             }
             Op::Conv(cfg) => {
-                let [n, c, h, w] = nchw(x)?;
-                let ws = &cfg.weight.shape;
-                if ws.len() != 4 {
-                    return Err(format!("weight must be 4-D [out, in/groups, kh, kw], is {ws:?}"));
-                }
-                let (oc, icg, kh, kw) = (ws[0], ws[1], ws[2], ws[3]);
-                if cfg.groups == 0 || c % cfg.groups != 0 || oc % cfg.groups != 0 {
-                    return Err(format!(
-                        "groups = {} does not divide {c} input and {oc} output channels",
-                        cfg.groups
-                    ));
-                }
-                if cfg.groups != 1 && !(cfg.groups == c && oc == c) {
-                    return Err(format!(
-                        "groups = {} with {c} input and {oc} output channels: only full (groups = 1) and depthwise (groups = channels) convolutions are supported",
-                        cfg.groups
-                    ));
-                }
-                if icg * cfg.groups != c {
-                    return Err(format!(
-                        "weight {ws:?} expects {} input channels, input has {c}",
-                        icg * cfg.groups
-                    ));
-                }
-                if kh == 0 || kw == 0 || cfg.stride[0] == 0 || cfg.stride[1] == 0 {
-                    return Err(format!("kernel {kh}x{kw} and stride {:?} must be non-zero", cfg.stride));
-                }
                 if let Some(b) = &cfg.bias {
-                    per_channel("bias", b.len(), oc)?;
+                    per_channel("bias", b.len(), cfg.weight.shape.first().copied().unwrap_or(0))?;
                 }
                 if let Some(p) = &cfg.pad_value {
-                    per_channel("pad_value", p.len(), c)?;
+                    per_channel("pad_value", p.len(), x.get(1).copied().unwrap_or(0))?;
                 }
-                let [pt, pl, pb, pr] = cfg.pads;
-                if pt >= kh || pb >= kh || pl >= kw || pr >= kw {
-                    return Err(format!(
-                        "pads {:?} must each be smaller than the kernel {kh}x{kw}",
-                        cfg.pads
-                    ));
-                }
-                let (hp, wp) = (h + pt + pb, w + pl + pr);
-                if hp < kh || wp < kw {
-                    return Err(format!("kernel {kh}x{kw} is larger than the padded input {hp}x{wp}"));
-                }
-                let out = vec![n, oc, (hp - kh) / cfg.stride[0] + 1, (wp - kw) / cfg.stride[1] + 1];
+                let out = conv_out(x, &cfg.weight.shape, cfg.stride, cfg.pads, cfg.groups)?;
                 if cfg.residual && inputs[1] != out.as_slice() {
                     return Err(format!(
                         "residual input {:?} does not match the output {out:?}",
@@ -594,6 +716,12 @@ impl Op {
                     ));
                 }
                 Ok(out)
+            }
+            Op::QConv(cfg) => {
+                if let Some(b) = &cfg.bias {
+                    per_channel("bias", b.len(), cfg.weight.shape.first().copied().unwrap_or(0))?;
+                }
+                conv_out(x, &cfg.weight.shape, cfg.stride, cfg.pads, cfg.groups)
             }
             Op::BatchNorm(b) => {
                 let [_, c, _, _] = nchw(x)?;
@@ -653,6 +781,45 @@ impl Op {
                 }
                 Ok(vec![x[0], ws[0]])
             }
+            Op::QDense(d) => {
+                if x.len() < 2 {
+                    return Err(format!("input must have a batch dim and features, is {x:?}"));
+                }
+                let k: usize = x[1..].iter().product();
+                let ws = &d.weight.shape;
+                if ws.len() != 2 || ws[1] != k {
+                    return Err(format!(
+                        "weight {ws:?} does not fit {k} input features (expected [out, {k}])"
+                    ));
+                }
+                if let Some(b) = &d.bias {
+                    per_channel("bias", b.len(), ws[0])?;
+                }
+                Ok(vec![x[0], ws[0]])
+            }
+            Op::QAdd(a) => {
+                match &a.rhs {
+                    None if inputs[0] != inputs[1] => {
+                        return Err(format!("shapes {:?} and {:?} differ", inputs[0], inputs[1]));
+                    }
+                    Some(p) if p.shape.as_slice() != &x[1.min(x.len())..] => {
+                        return Err(format!(
+                            "the constant addend {:?} does not match the input {x:?} without its batch dim",
+                            p.shape
+                        ));
+                    }
+                    _ => {}
+                }
+                Ok(x.to_vec())
+            }
+            Op::QGlobalAvgPool(_) => {
+                let [n, c, h, w] = nchw(x)?;
+                // onnxruntime's limit; it also keeps the i32 sum exact.
+                if h * w >= 1 << 24 {
+                    return Err(format!("{h}x{w} pixels are too many to average (at most 2^24 - 1)"));
+                }
+                Ok(vec![n, c, 1, 1])
+            }
             Op::Softmax => {
                 if x.len() != 2 {
                     return Err(format!("input must be [n, k], is {x:?}"));
@@ -695,31 +862,47 @@ impl Op {
             Op::Reshape(_) => Ok(inputs[0].clone()),
             Op::Quantize(q) => {
                 real(0)?;
-                if !matches!(q.elem, ElemType::I8 | ElemType::U8) {
-                    return Err(format!("quantizes to {}; int8 and uint8 are supported", q.elem));
-                }
-                let quant = Quant::per_tensor(q.scale, q.zero_point);
-                quant.check(&[], q.elem)?;
-                let (lo, hi) = match q.elem {
-                    ElemType::I8 => (i8::MIN as i32, i8::MAX as i32),
-                    _ => (0, u8::MAX as i32),
-                };
-                if !(lo..=hi).contains(&q.zero_point) {
-                    return Err(format!(
-                        "zero point {} is outside the range of {}",
-                        q.zero_point, q.elem
-                    ));
-                }
-                Ok(TensorType {
-                    elem: q.elem,
-                    quant: Some(quant),
-                })
+                q.check()?;
+                Ok(q.tensor_type())
             }
             Op::Dequantize => match &inputs[0].quant {
                 Some(q) if q.axis.is_none() => Ok(TensorType::F32),
                 Some(_) => Err("dequantizing per channel is not supported (per tensor is)".into()),
                 None => Err(format!("input 0 is {}, not a quantized tensor", inputs[0])),
             },
+            Op::QConv(c) => {
+                let x = quantized8(inputs[0], 0)?;
+                let [_, icg, kh, kw] = c.dims();
+                check_int_layer(x, &c.weight, c.bias.as_deref(), icg * kh * kw)?;
+                out_type(&c.out)
+            }
+            Op::QDense(d) => {
+                let x = quantized8(inputs[0], 0)?;
+                check_int_layer(x, &d.weight, d.bias.as_deref(), d.weight.shape[1])?;
+                out_type(&d.out)
+            }
+            Op::QAdd(a) => {
+                quantized8(inputs[0], 0)?;
+                match &a.rhs {
+                    None => {
+                        quantized8(inputs[1], 1)?;
+                    }
+                    Some(p) => {
+                        let t = TensorType {
+                            elem: p.elem(),
+                            quant: p.quant.clone(),
+                        };
+                        quantized8(&t, 1).map_err(|e| format!("the constant addend: {e}"))?;
+                    }
+                }
+                a.out.check()?;
+                Ok(a.out.tensor_type())
+            }
+            Op::QGlobalAvgPool(q) => {
+                quantized8(inputs[0], 0)?;
+                q.check()?;
+                Ok(q.tensor_type())
+            }
             _ => {
                 for k in 0..inputs.len() {
                     real(k)?;
@@ -814,9 +997,17 @@ impl Op {
                 act(&mut out, &d.act);
             }
             Op::Activation(a) => act(&mut out, a),
-            Op::Quantize(q) => {
+            Op::Quantize(q) | Op::QGlobalAvgPool(q) | Op::QAdd(QAddCfg { out: q, .. }) => {
                 if !(q.scale.is_finite() && q.scale > 0.0) {
                     out.push(format!("the scale {} is not a positive finite number", q.scale));
+                }
+            }
+            Op::QConv(QConvCfg { weight, out: o, .. }) | Op::QDense(QDenseCfg { weight, out: o, .. }) => {
+                param(&mut out, "the weight", weight);
+                if let IntOut::Requant(q) = o {
+                    if !(q.scale.is_finite() && q.scale > 0.0) {
+                        out.push(format!("the output scale {} is not a positive finite number", q.scale));
+                    }
                 }
             }
             Op::Add | Op::GlobalAvgPool | Op::Softmax | Op::Mul | Op::Reshape(_) | Op::Dequantize => {}
@@ -833,9 +1024,126 @@ impl Op {
                 (n * ws[1] * ws[2] * ws[3]) as u64
             }
             Op::Dense(d) => (n * d.weight.shape[1]) as u64,
+            Op::QConv(c) => {
+                let ws = &c.weight.shape;
+                (n * ws[1] * ws[2] * ws[3]) as u64
+            }
+            Op::QDense(d) => (n * d.weight.shape[1]) as u64,
             _ => 0,
         }
     }
+}
+
+/// `t` as an 8-bit tensor quantized per tensor (input `k` of an integer op).
+fn quantized8(t: &TensorType, k: usize) -> Result<QType, String> {
+    match &t.quant {
+        Some(q) if matches!(t.elem, ElemType::I8 | ElemType::U8) && q.axis.is_none() => {
+            let q = QType {
+                elem: t.elem,
+                scale: q.scale[0],
+                zero_point: q.zero_point[0],
+            };
+            q.check()?;
+            Ok(q)
+        }
+        _ => Err(format!(
+            "input {k} is {t}; an integer operation reads int8 or uint8 quantized per tensor"
+        )),
+    }
+}
+
+fn out_type(out: &IntOut) -> Result<TensorType, String> {
+    if let IntOut::Requant(q) = out {
+        q.check()?;
+    }
+    Ok(out.tensor_type())
+}
+
+/// Checks an integer layer's weight (8-bit, quantized per tensor or per
+/// output channel, zero points in range) and that no `i32` sum of `k`
+/// products plus the bias can overflow.
+fn check_int_layer(x: QType, w: &Param, bias: Option<&[i32]>, k: usize) -> Result<(), String> {
+    let q = match (&w.quant, w.elem()) {
+        (Some(q), ElemType::I8 | ElemType::U8) if q.axis.is_none() || q.axis == Some(0) => q,
+        _ => {
+            return Err(format!(
+                "the weight is {}{}; an integer layer takes int8 or uint8 weights quantized per tensor or per output channel",
+                w.elem(),
+                match &w.quant {
+                    Some(q) => format!(" ({q})"),
+                    None => String::new(),
+                }
+            ))
+        }
+    };
+    q.check(&w.shape, w.elem()).map_err(|e| format!("the weight: {e}"))?;
+    let (lo, hi) = int_range(w.elem());
+    if let Some(z) = q.zero_point.iter().find(|z| !(lo..=hi).contains(*z)) {
+        return Err(format!(
+            "the weight's zero point {z} is outside the range of {}",
+            w.elem()
+        ));
+    }
+    let (xlo, xhi) = x.range();
+    let xmax = (x.zero_point - xlo).max(xhi - x.zero_point) as i64;
+    let wmax = centered_weight(w).map_or(0, |c| c.iter().map(|v| v.unsigned_abs() as i64).max().unwrap_or(0));
+    let bmax = bias.map_or(0, |b| b.iter().map(|v| v.unsigned_abs() as i64).max().unwrap_or(0));
+    let worst = (k as i64)
+        .saturating_mul(xmax)
+        .saturating_mul(wmax)
+        .saturating_add(bmax);
+    if worst > i32::MAX as i64 {
+        return Err(format!(
+            "{k} products of up to {xmax} x {wmax} plus a bias of up to {bmax} may overflow the 32-bit sum"
+        ));
+    }
+    Ok(())
+}
+
+/// The output shape of a convolution of `x` by a weight of shape `ws`,
+/// checking the geometry.
+// Negated comparisons on purpose: they also reject NaN.
+#[allow(clippy::neg_cmp_op_on_partial_ord)]
+fn conv_out(
+    x: &[usize],
+    ws: &[usize],
+    stride: [usize; 2],
+    pads: [usize; 4],
+    groups: usize,
+) -> Result<Vec<usize>, String> {
+    let [n, c, h, w] = nchw(x)?;
+    if ws.len() != 4 {
+        return Err(format!("weight must be 4-D [out, in/groups, kh, kw], is {ws:?}"));
+    }
+    let (oc, icg, kh, kw) = (ws[0], ws[1], ws[2], ws[3]);
+    if groups == 0 || c % groups != 0 || oc % groups != 0 {
+        return Err(format!(
+            "groups = {groups} does not divide {c} input and {oc} output channels"
+        ));
+    }
+    if groups != 1 && !(groups == c && oc == c) {
+        return Err(format!(
+            "groups = {groups} with {c} input and {oc} output channels: only full (groups = 1) and depthwise (groups = channels) convolutions are supported"
+        ));
+    }
+    if icg * groups != c {
+        return Err(format!(
+            "weight {ws:?} expects {} input channels, input has {c}",
+            icg * groups
+        ));
+    }
+    if kh == 0 || kw == 0 || stride[0] == 0 || stride[1] == 0 {
+        return Err(format!("kernel {kh}x{kw} and stride {stride:?} must be non-zero"));
+    }
+    let [pt, pl, pb, pr] = pads;
+    if pt >= kh || pb >= kh || pl >= kw || pr >= kw {
+        return Err(format!("pads {pads:?} must each be smaller than the kernel {kh}x{kw}"));
+    }
+    let (hp, wp) = (h + pt + pb, w + pl + pr);
+    if hp < kh || wp < kw {
+        return Err(format!("kernel {kh}x{kw} is larger than the padded input {hp}x{wp}"));
+    }
+    Ok(vec![n, oc, (hp - kh) / stride[0] + 1, (wp - kw) / stride[1] + 1])
 }
 
 fn nchw(x: &[usize]) -> Result<[usize; 4], String> {

@@ -30,6 +30,7 @@ pub mod isa;
 mod math;
 mod ops;
 pub mod par;
+pub mod quant;
 pub mod reference;
 pub mod simd;
 pub mod weights;
@@ -42,7 +43,7 @@ pub use mncc_abi::{
     Activation, Conv2d, Conv2dTiles, ConvShape, Depthwise, DepthwiseTiles, Elem, ElemType, Epilogue, Layout, Pointwise,
     PointwiseShape, PointwiseTiles, PwDwShape, PwOrder,
 };
-pub use ops::{add, dequantize, global_avg_pool, map, nhwc_to_nchw, quantize, scale_channels, softmax};
+pub use ops::{add, dequantize, global_avg_pool, map, nhwc_to_nchw, quantize, quantize_nchw, scale_channels, softmax};
 pub use weights::{Aligned, Blob};
 
 #[cfg(feature = "macros")]

@@ -4,6 +4,7 @@
 //! from the crate root.
 
 use crate::abi::clamp;
+use crate::abi::quant::quantize as quantize_one;
 use crate::checks::check_len;
 use crate::epilogue::{activate, store_clamped};
 use crate::math::exp;
@@ -254,9 +255,9 @@ fn act_block(c: usize) -> usize {
 }
 
 /// ONNX QuantizeLinear with one scale and zero point for the whole tensor:
-/// `out[i] = saturate(round(x[i] / scale) + zero_point)`, the division in
-/// `f32`, rounding half to even, saturating to `T`'s range (a NaN gives
-/// `zero_point`).
+/// `out[i] = saturate(round(x[i] / scale) + zero_point)`, as
+/// [`abi::quant::quantize`](crate::abi::quant::quantize) defines it (the
+/// division in `f32`, rounding half to even; a NaN gives `T`'s minimum).
 ///
 /// # Panics
 /// If `x` and `out` differ in length.
@@ -264,8 +265,30 @@ fn act_block(c: usize) -> usize {
 pub fn quantize<T: crate::abi::Quantized>(x: &[f32], scale: f32, zero_point: i32, out: &mut [T]) {
     check_len("quantize", "out", out.len(), x.len());
     for (o, &v) in out.iter_mut().zip(x) {
-        let q = (round_half_even(v / scale) as i32).saturating_add(zero_point);
-        *o = T::from_i32(q.clamp(T::MIN, T::MAX));
+        *o = T::from_i32(quantize_one(v, scale, zero_point, T::MIN, T::MAX));
+    }
+}
+
+/// [`quantize`] of an NCHW tensor of `c` channels of `pixels` values,
+/// written NHWC.
+///
+/// # Panics
+/// If a slice length does not match.
+#[inline]
+pub fn quantize_nchw<T: crate::abi::Quantized>(
+    pixels: usize,
+    c: usize,
+    x: &[f32],
+    scale: f32,
+    zero_point: i32,
+    out: &mut [T],
+) {
+    check_len("quantize_nchw", "x", x.len(), pixels * c);
+    check_len("quantize_nchw", "out", out.len(), pixels * c);
+    for (ch, plane) in x.chunks_exact(pixels.max(1)).enumerate() {
+        for (p, &v) in plane.iter().enumerate() {
+            out[p * c + ch] = T::from_i32(quantize_one(v, scale, zero_point, T::MIN, T::MAX));
+        }
     }
 }
 
@@ -280,21 +303,5 @@ pub fn dequantize<T: crate::abi::Quantized>(x: &[T], scale: f32, zero_point: i32
     check_len("dequantize", "out", out.len(), x.len());
     for (o, &v) in out.iter_mut().zip(x) {
         *o = (v.to_i32() as i64 - zero_point as i64) as f32 * scale;
-    }
-}
-
-/// `v` rounded to the nearest integer, ties to even (`core` has no
-/// `round_ties_even` without `std`): adding and subtracting 2^23 leaves no
-/// fraction bits, in the default rounding mode. `|v| >= 2^23`, infinities
-/// and NaN are returned as they are.
-#[inline(always)]
-fn round_half_even(v: f32) -> f32 {
-    const TWO_23: f32 = 8_388_608.0;
-    if (0.0..TWO_23).contains(&v) {
-        (v + TWO_23) - TWO_23
-    } else if v < 0.0 && v > -TWO_23 {
-        (v - TWO_23) + TWO_23
-    } else {
-        v
     }
 }

@@ -23,6 +23,7 @@ use crate::diag::Error;
 use crate::ir::{Activation, Clamp, ElemType, Graph, Layout, TensorId, INPUT};
 use crate::passes::PassReport;
 pub use crate::target::Target;
+pub use mncc_abi::quant::{QAdd, QAvgPool, QZeroPoints};
 pub use mncc_abi::{amx, ConvShape, DepthwiseTiles, PointwiseShape, PointwiseTiles, PwDwShape, PwOrder, RegisterTiles};
 use std::ops::Range;
 
@@ -116,7 +117,29 @@ pub enum Kernel {
         scale: f32,
         /// Zero point.
         zero_point: i32,
+        /// `Some((pixels, c))` when it reads an NCHW model input (and
+        /// writes NHWC: `mncc_runtime::quantize_nchw`).
+        nchw: Option<(usize, usize)>,
     },
+    /// Integer convolution, depthwise or pointwise/dense
+    /// (`mncc_runtime::quant::q*`), its constants in [`Layer::int`].
+    QConv {
+        /// Which kernel.
+        kind: QConvKind,
+        /// The input's and output's zero points.
+        zp: QZeroPoints,
+    },
+    /// onnxruntime's QLinearAdd (`mncc_runtime::quant::qadd`).
+    QAdd {
+        /// The constants.
+        params: QAdd,
+        /// The element type of a constant second operand (which is
+        /// [`Layer::weights`]); `None`: the layer's second input.
+        constant: Option<ElemType>,
+    },
+    /// onnxruntime's QLinearGlobalAveragePool
+    /// (`mncc_runtime::quant::qglobal_avg_pool`).
+    QGlobalAvgPool(QAvgPool),
     /// Integers to reals (`mncc_runtime::dequantize`).
     Dequantize {
         /// The integer type.
@@ -126,6 +149,30 @@ pub enum Kernel {
         /// Zero point.
         zero_point: i32,
     },
+}
+
+/// The kernel of an integer convolution.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum QConvKind {
+    /// Groups 1, any window: `qconv2d`, weights `[out_c][kh][kw][in_c]`.
+    Conv2d(ConvShape),
+    /// Depthwise: `qdepthwise`, weights `[kh][kw][c]`.
+    Depthwise(ConvShape),
+    /// 1x1 unpadded stride 1, or dense: `qpointwise`, weights
+    /// `[out_c][in_c]`.
+    Pointwise(PointwiseShape),
+}
+
+/// The per-output-channel constants of an integer layer in the blob
+/// (`mncc_runtime::quant::QWeights`; the weights are [`Layer::weights`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IntConsts {
+    /// The weights' zero points (`i32`).
+    pub zero_point: Range<usize>,
+    /// The biases (`i32`).
+    pub bias: Range<usize>,
+    /// The requantization multipliers (`f32`).
+    pub multiplier: Range<usize>,
 }
 
 impl Kernel {
@@ -151,6 +198,13 @@ impl Kernel {
             Kernel::NhwcToNchw { .. } => "nhwc_to_nchw".into(),
             Kernel::Quantize { elem, .. } => format!("quantize_{}", elem.rust_name()),
             Kernel::Dequantize { elem, .. } => format!("dequantize_{}", elem.rust_name()),
+            Kernel::QConv { kind, .. } => match kind {
+                QConvKind::Conv2d(s) => format!("qconv2d_{}x{}", s.kernel_h, s.kernel_w),
+                QConvKind::Depthwise(s) => format!("qdepthwise_{}x{}", s.kernel_h, s.kernel_w),
+                QConvKind::Pointwise(_) => "qpointwise".into(),
+            },
+            Kernel::QAdd { .. } => "qadd".into(),
+            Kernel::QGlobalAvgPool(_) => "qglobal_avg_pool".into(),
         }
     }
 
@@ -194,6 +248,8 @@ pub struct Layer {
     pub weights: Option<Range<usize>>,
     /// Bias in the blob (bytes, `f32`).
     pub bias: Option<Range<usize>>,
+    /// An integer layer's zero points, biases and multipliers in the blob.
+    pub int: Option<IntConsts>,
     /// Epilogue clamp.
     pub clamp: Clamp,
     /// Whether `inputs[1]` is added in the epilogue.
@@ -370,6 +426,7 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
             out_shape: vec![c, h, w],
             weights: None,
             bias: None,
+            int: None,
             clamp: Clamp::NONE,
             residual: false,
             act: Activation::None,

@@ -106,6 +106,78 @@ pub fn depthwise(s: &ConvShape, w: &[f32]) -> Vec<f32> {
     packed
 }
 
+/// An integer layer's weight as the runtime's integer kernels take it:
+/// `i8` values and an `i32` zero point per output channel, `u8` weights
+/// and their zero points less 128 (the differences `w - zero_point`, all
+/// the kernels use, are unchanged).
+pub struct QWeight<'a> {
+    param: &'a crate::ir::Param,
+    /// Per output channel (axis 0), or one for all.
+    per_channel: bool,
+}
+
+impl<'a> QWeight<'a> {
+    /// The weight of an integer layer (8-bit, quantized per tensor or
+    /// along axis 0: the verifier checked it).
+    pub fn new(param: &'a crate::ir::Param) -> QWeight<'a> {
+        let per_channel = param.quant.as_ref().is_some_and(|q| q.axis.is_some());
+        QWeight { param, per_channel }
+    }
+
+    fn shift(&self) -> i32 {
+        match self.param.elem() {
+            ElemType::U8 => 128,
+            _ => 0,
+        }
+    }
+
+    /// `len` stored values, value `i` being the weight's value `src(i)`
+    /// (row-major in its shape).
+    pub fn gather(&self, len: usize, src: impl Fn(usize) -> usize) -> Vec<i8> {
+        let sh = self.shift();
+        (0..len)
+            .map(|i| (self.param.values.get_f64(src(i)) as i32 - sh) as i8)
+            .collect()
+    }
+
+    /// Pushes the zero points, the biases (zeros if none) and the
+    /// multipliers of `out_c` output channels into `blob`.
+    pub fn consts(
+        &self,
+        blob: &mut Blob,
+        out_c: usize,
+        bias: Option<&[i32]>,
+        x: crate::ir::QType,
+        y: crate::ir::QType,
+    ) -> super::IntConsts {
+        let q = self
+            .param
+            .quant
+            .as_ref()
+            .expect("an integer layer's weight is quantized");
+        let at = |o: usize| if self.per_channel { o } else { 0 };
+        let zp: Vec<i32> = (0..out_c).map(|o| q.zero_point[at(o)] - self.shift()).collect();
+        let bias: Vec<i32> = (0..out_c).map(|o| bias.map_or(0, |b| b[o])).collect();
+        let mult: Vec<f32> = (0..out_c)
+            .map(|o| crate::ir::requant_multiplier(x.scale, q.scale[at(o)], y.scale))
+            .collect();
+        super::IntConsts {
+            zero_point: blob.push(&zp),
+            bias: blob.push(&bias),
+            multiplier: blob.push(&mult),
+        }
+    }
+
+    /// `uint8 weights per channel`, for the layer's description.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} weights per {}",
+            self.param.elem(),
+            if self.per_channel { "channel" } else { "tensor" }
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

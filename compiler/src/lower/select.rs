@@ -16,9 +16,9 @@
 //! time; [`super::schedule`] sizes their tiles for the target.
 
 use super::pack::{self, Blob};
-use super::{same_order_in_nhwc, schedule, Kernel, Layer};
+use super::{same_order_in_nhwc, schedule, Kernel, Layer, QAdd, QAvgPool, QConvKind, QZeroPoints};
 use crate::diag::{Diagnostic, Error};
-use crate::ir::{Activation, Clamp, ElemType, Graph, Layout, Node, Op, TensorId, INPUT};
+use crate::ir::{Activation, Clamp, ElemType, Graph, IntOut, Layout, Node, Op, QType, TensorId, Values, INPUT};
 use crate::target::Target;
 use mncc_abi::{ConvShape, PointwiseShape};
 
@@ -59,11 +59,12 @@ pub(super) fn layer(
     let reads_input = alias[n.inputs[0]] == INPUT;
     // Every kernel but conv2d reads NHWC f32; only a convolution's main
     // input (lowered to conv2d when needed) may be a u8 or NCHW model input.
-    let reads_raw_input = n
-        .inputs
-        .iter()
-        .enumerate()
-        .any(|(k, &t)| alias[t] == INPUT && (k > 0 || !matches!(n.op, Op::Conv(_))));
+    let reads_raw_input = n.inputs.iter().enumerate().any(|(k, &t)| {
+        alias[t] == INPUT
+            && (k > 0
+                || !(matches!(n.op, Op::Conv(_))
+                    || (matches!(n.op, Op::Quantize(_)) && g.input.dtype == ElemType::F32)))
+    });
     if !input_is_plain && reads_raw_input {
         return Err(at(format!(
             "only a convolution can read the model input ({} {}) directly",
@@ -82,6 +83,7 @@ pub(super) fn layer(
         out_shape: nhwc(y),
         weights: None,
         bias: None,
+        int: None,
         clamp: Clamp::NONE,
         residual: false,
         act: Activation::None,
@@ -212,6 +214,7 @@ pub(super) fn layer(
                 elem: q.elem,
                 scale: q.scale,
                 zero_point: q.zero_point,
+                nchw: (reads_input && g.input.layout == Layout::Nchw && x.len() == 4).then(|| (x[2] * x[3], x[1])),
             };
             layer.why = format!("scale {}, zero point {}", q.scale, q.zero_point);
         }
@@ -228,6 +231,142 @@ pub(super) fn layer(
             };
             layer.why = format!("scale {}, zero point {}", q.scale[0], q.zero_point[0]);
         }
+        Op::QConv(c) => {
+            if reads_input {
+                return Err(at(
+                    "an integer convolution cannot read the model input (quantize it first)".into(),
+                ));
+            }
+            let xq = qtype(g, n.inputs[0]);
+            let IntOut::Requant(yq) = c.out else {
+                return Err(at(
+                    "integer convolutions with int32 outputs are not supported yet".into()
+                ));
+            };
+            let [oc, icg, kh, kw] = c.dims();
+            let (ic, ih, iw) = (x[1], x[2], x[3]);
+            let shape = ConvShape {
+                in_h: ih,
+                in_w: iw,
+                in_c: ic,
+                out_h: y[2],
+                out_w: y[3],
+                out_c: oc,
+                kernel_h: kh,
+                kernel_w: kw,
+                stride_h: c.stride[0],
+                stride_w: c.stride[1],
+                pad_top: c.pads[0],
+                pad_left: c.pads[1],
+            };
+            let w = pack::QWeight::new(&c.weight);
+            let kind = if c.groups > 1 {
+                // [c][1][kh][kw] -> [kh][kw][c]
+                layer.weights = Some(blob.push(&w.gather(kh * kw * oc, |i| (i % oc) * kh * kw + i / oc)));
+                QConvKind::Depthwise(shape)
+            } else if kh == 1 && kw == 1 && c.stride == [1, 1] && c.pads == [0; 4] {
+                layer.weights = Some(blob.push(&w.gather(oc * ic, |i| i)));
+                QConvKind::Pointwise(PointwiseShape {
+                    pixels: y[2] * y[3],
+                    in_c: ic,
+                    out_c: oc,
+                })
+            } else {
+                // [oc][ic][kh][kw] -> [oc][kh][kw][ic]
+                let per = kh * kw * icg;
+                layer.weights = Some(blob.push(&w.gather(oc * per, |i| {
+                    let (o, r) = (i / per, i % per);
+                    let (tap, ci) = (r / icg, r % icg);
+                    o * per + ci * kh * kw + tap
+                })));
+                QConvKind::Conv2d(shape)
+            };
+            layer.int = Some(w.consts(blob, oc, c.bias.as_deref(), xq, yq));
+            layer.why = format!("{}; output {}", w.describe(), yq_describe(&yq));
+            layer.kernel = Kernel::QConv {
+                kind,
+                zp: QZeroPoints {
+                    x: xq.zero_point,
+                    y: yq.zero_point,
+                },
+            };
+        }
+        Op::QDense(d) => {
+            let xq = qtype(g, n.inputs[0]);
+            let IntOut::Requant(yq) = d.out else {
+                return Err(at(
+                    "integer dense layers with int32 outputs are not supported yet".into()
+                ));
+            };
+            let (out, k) = (d.weight.shape[0], d.weight.shape[1]);
+            // The input is stored NHWC; the weight columns are in NCHW flatten order.
+            let (c, hw) = if x.len() == 4 { (x[1], x[2] * x[3]) } else { (k, 1) };
+            let w = pack::QWeight::new(&d.weight);
+            layer.weights = Some(blob.push(&w.gather(out * k, |i| {
+                let (o, kn) = (i / k, i % k);
+                o * k + (kn % c) * hw + kn / c
+            })));
+            layer.int = Some(w.consts(blob, out, d.bias.as_deref(), xq, yq));
+            layer.why = format!("{}; output {}", w.describe(), yq_describe(&yq));
+            layer.kernel = Kernel::QConv {
+                kind: QConvKind::Pointwise(PointwiseShape {
+                    pixels: 1,
+                    in_c: k,
+                    out_c: out,
+                }),
+                zp: QZeroPoints {
+                    x: xq.zero_point,
+                    y: yq.zero_point,
+                },
+            };
+        }
+        Op::QAdd(a) => {
+            let qa = qtype(g, n.inputs[0]);
+            let qb = match &a.rhs {
+                Some(p) => {
+                    let q = p.quant.as_ref().expect("the verifier checked the addend");
+                    layer.weights = Some(match &p.values {
+                        Values::I8(v) => blob.push(v),
+                        Values::U8(v) => blob.push(v),
+                        _ => return Err(at("the constant addend is not 8-bit".into())),
+                    });
+                    QType {
+                        elem: p.elem(),
+                        scale: q.scale[0],
+                        zero_point: q.zero_point[0],
+                    }
+                }
+                None => qtype(g, n.inputs[1]),
+            };
+            let o = a.out;
+            layer.why = format!(
+                "a: {}, b: {}{}; output {}",
+                yq_describe(&qa),
+                yq_describe(&qb),
+                if a.rhs.is_some() { " (constant)" } else { "" },
+                yq_describe(&o)
+            );
+            layer.kernel = Kernel::QAdd {
+                params: QAdd::new(
+                    (qa.scale, qa.zero_point),
+                    (qb.scale, qb.zero_point),
+                    (o.scale, o.zero_point),
+                ),
+                constant: a.rhs.as_ref().map(|p| p.elem()),
+            };
+        }
+        Op::QGlobalAvgPool(o) => {
+            let xq = qtype(g, n.inputs[0]);
+            let pixels = x[2] * x[3];
+            layer.why = format!("input {}; output {}", yq_describe(&xq), yq_describe(o));
+            layer.kernel = Kernel::QGlobalAvgPool(QAvgPool {
+                pixels,
+                c: x[1],
+                x_zero_point: xq.zero_point,
+                multiplier: QAvgPool::multiplier(xq.scale, o.scale, pixels),
+                y_zero_point: o.zero_point,
+            });
+        }
         Op::Reshape(_) => unreachable!("reshapes are views, handled above"),
         Op::Normalize(_) => {
             return Err(at(
@@ -241,6 +380,22 @@ pub(super) fn layer(
         }
     }
     Ok(Some(layer))
+}
+
+/// The per-tensor quantization of tensor `t` (the verifier checked it).
+fn qtype(g: &Graph, t: TensorId) -> QType {
+    let ty = &g.tensors[t].ty;
+    let q = ty.quant.as_ref().expect("the verifier checked a quantized tensor");
+    QType {
+        elem: ty.elem,
+        scale: q.scale[0],
+        zero_point: q.zero_point[0],
+    }
+}
+
+/// `uint8 scale 0.02 zero point 128`.
+fn yq_describe(q: &QType) -> String {
+    format!("{} scale {} zero point {}", q.elem, q.scale, q.zero_point)
 }
 
 /// A pointwise kernel of `shape`, scheduled for `target`; its reason goes

@@ -101,6 +101,18 @@ pub const fn attr(name: &'static str, kind: AttrKind, default: Dflt) -> AttrDef 
 }
 
 /// An attribute of the opsets up to `last`.
+/// An attribute defined from opset `first` on.
+pub const fn attr_from(name: &'static str, kind: AttrKind, default: Dflt, first: i64) -> AttrDef {
+    AttrDef {
+        name,
+        kind,
+        default,
+        opsets: first..=i64::MAX,
+        rule: Rule::ANY,
+    }
+}
+
+/// An attribute defined up to opset `last`.
 pub const fn attr_until(name: &'static str, kind: AttrKind, default: Dflt, last: i64) -> AttrDef {
     AttrDef {
         name,

@@ -14,6 +14,8 @@ pub enum Data {
     F32(Vec<f32>),
     /// Integers (int32, int64, bool).
     I64(Vec<i64>),
+    /// 8-bit integers (int8, uint8: the element type says which).
+    Int8(ElemType, Vec<i32>),
 }
 
 /// A constant tensor (initializer, Constant node or folded sub-graph).
@@ -31,6 +33,7 @@ impl Const {
         match &self.data {
             Data::F32(v) => v.clone(),
             Data::I64(v) => v.iter().map(|&x| x as f32).collect(),
+            Data::Int8(_, v) => v.iter().map(|&x| x as f32).collect(),
         }
     }
     /// The values as integers.
@@ -38,6 +41,7 @@ impl Const {
         match &self.data {
             Data::F32(v) => v.iter().map(|&x| x as i64).collect(),
             Data::I64(v) => v.clone(),
+            Data::Int8(_, v) => v.iter().map(|&x| x as i64).collect(),
         }
     }
     /// Number of values.
@@ -45,6 +49,7 @@ impl Const {
         match &self.data {
             Data::F32(v) => v.len(),
             Data::I64(v) => v.len(),
+            Data::Int8(_, v) => v.len(),
         }
     }
     /// Whether it has none.
@@ -121,6 +126,23 @@ pub fn tensor_const(t: &TensorProto) -> Result<Const, String> {
                 .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64)
                 .collect()
         }),
+        // uint8, int8: one byte each in raw_data, else int32_data
+        2 => Data::Int8(
+            ElemType::U8,
+            if raw.is_empty() {
+                t.int32_data.iter().map(|&v| v as u8 as i32).collect()
+            } else {
+                raw.iter().map(|&b| b as i32).collect()
+            },
+        ),
+        3 => Data::Int8(
+            ElemType::I8,
+            if raw.is_empty() {
+                t.int32_data.iter().map(|&v| v as i8 as i32).collect()
+            } else {
+                raw.iter().map(|&b| b as i8 as i32).collect()
+            },
+        ),
         // bool: one byte each in raw_data, else int32_data
         9 => Data::I64(if raw.is_empty() {
             t.int32_data.iter().map(|&v| v as i64).collect()
@@ -129,7 +151,8 @@ pub fn tensor_const(t: &TensorProto) -> Result<Const, String> {
         }),
         other => {
             return Err(format!(
-                "element type {other} is not supported (float, double, int32, int64, bool are)"
+                "element type {} is not supported (float, double, int8, uint8, int32, int64, bool are)",
+                elem_type_name(other)
             ))
         }
     };
@@ -138,6 +161,32 @@ pub fn tensor_const(t: &TensorProto) -> Result<Const, String> {
         return Err(format!("holds {} values for shape {:?}", c.len(), c.dims));
     }
     Ok(c)
+}
+
+/// ONNX's name of element type `t` (`TensorProto.DataType`).
+pub fn elem_type_name(t: i32) -> String {
+    let name = match t {
+        1 => "float32",
+        2 => "uint8",
+        3 => "int8",
+        4 => "uint16",
+        5 => "int16",
+        6 => "int32",
+        7 => "int64",
+        8 => "string",
+        9 => "bool",
+        10 => "float16",
+        11 => "double",
+        12 => "uint32",
+        13 => "uint64",
+        16 => "bfloat16",
+        17..=20 => "float8",
+        21 => "uint4",
+        22 => "int4",
+        23 => "float4",
+        _ => return format!("{t}"),
+    };
+    format!("{name} ({t})")
 }
 
 /// `v` as non-negative sizes (`what` names them in the error).
@@ -188,6 +237,11 @@ impl Importer {
     /// The graph built.
     pub fn graph(&mut self) -> &mut Graph {
         self.g.as_mut().expect("graph created by input()")
+    }
+
+    /// The graph built, to read.
+    pub fn graph_ref(&self) -> &Graph {
+        self.g.as_ref().expect("graph created by input()")
     }
 
     /// The graph, taken.

@@ -76,7 +76,17 @@ pub fn parse(bytes: &[u8], name: &str) -> Result<Graph, Vec<Diagnostic>> {
     let mut errors = Vec::new();
     let mut defs = Vec::with_capacity(graph.node.len());
     for (i, n) in graph.node.iter().enumerate() {
-        let def = ops::find(&n.domain, &n.op_type).filter(|d| d.opsets.contains(&opset));
+        // An operator of another domain is versioned by that domain's opset.
+        let version = if registry::default_domain(&n.domain) {
+            Some(opset)
+        } else {
+            model
+                .opset_import
+                .iter()
+                .find(|o| o.domain == n.domain)
+                .map(|o| o.version)
+        };
+        let def = ops::find(&n.domain, &n.op_type).filter(|d| version.is_some_and(|v| d.opsets.contains(&v)));
         if def.is_none() {
             let domain = if registry::default_domain(&n.domain) {
                 String::new()

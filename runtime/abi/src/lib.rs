@@ -20,6 +20,7 @@ pub mod amx;
 mod elem;
 mod epilogue;
 pub mod pack;
+pub mod quant;
 mod shape;
 mod tiles;
 

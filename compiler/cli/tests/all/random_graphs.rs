@@ -308,7 +308,7 @@ fn an_int8_tensor_through_planning_and_codegen() {
     let q = g
         .push(
             "quantize",
-            Op::Quantize(QuantizeCfg {
+            Op::Quantize(QType {
                 elem: ElemType::I8,
                 scale: 0.01,
                 zero_point: -3,

@@ -1,6 +1,6 @@
 //! Conv, Pad (absorbed by the Conv that reads it), BatchNormalization.
 
-use crate::ir::{BatchNormCfg, ConvCfg, Op, Param};
+use crate::ir::{BatchNormCfg, ConvCfg, Op, Param, TensorId};
 use crate::onnx::attrs::{attr, AttrKind::*, Attrs, Dflt, NodeError};
 use crate::onnx::import::{one, usizes, Import, Node, Value};
 use crate::onnx::registry::{OpDef, MAX_DIM};
@@ -60,6 +60,16 @@ pub const OPS: &[OpDef] = &[
 /// Dilations other than 1, and groups that are neither 1 nor depthwise
 /// (what the weight's shape says), before import.
 fn check_conv(n: &NodeProto, a: &Attrs<'_>, weights: &HashMap<&str, &TensorProto>) -> Vec<NodeError> {
+    check_conv_weight(n, a, weights, 1)
+}
+
+/// [`check_conv`] for a convolution whose weight is input `kw`.
+pub fn check_conv_weight(
+    n: &NodeProto,
+    a: &Attrs<'_>,
+    weights: &HashMap<&str, &TensorProto>,
+    kw: usize,
+) -> Vec<NodeError> {
     let mut problems = Vec::new();
     if let Some(d) = a.ints("dilations").filter(|d| d.iter().any(|&v| v != 1)) {
         problems.push(NodeError::attr(
@@ -70,7 +80,7 @@ fn check_conv(n: &NodeProto, a: &Attrs<'_>, weights: &HashMap<&str, &TensorProto
     let group = a.int("group");
     let per_group = n
         .input
-        .get(1)
+        .get(kw)
         .and_then(|w| weights.get(w.as_str()))
         .and_then(|w| w.dims.get(1).copied());
     if group != 1 && per_group.is_some_and(|c| c != 1) {
@@ -92,20 +102,34 @@ fn conv(n: &mut Node<'_>) -> Import {
     };
     let w = n.constant(1, "weight")?;
     let b = n.opt_const(2, "bias")?;
-    if w.dims.len() != 4 {
-        return Err(format!(
-            "weight has shape {:?}; a 2-D convolution needs [out, in/group, kh, kw]",
-            w.dims
-        )
-        .into());
+    let (stride, pads, group) = geometry(n, x, pending, &w.dims)?;
+    let mut cfg = ConvCfg::new(Param::new(w.dims.clone(), w.f32s()), stride, pads, group);
+    if let Some(b) = b {
+        cfg.bias = Some(b.f32s());
+    }
+    n.push_one(Op::Conv(cfg), &[x])
+}
+
+/// A convolution's strides, pads (`[top, left, bottom, right]`, with the
+/// `pending` pads of a Pad node it absorbs) and groups, from its
+/// attributes, its input `x` and its weight's dims (Conv, QLinearConv,
+/// ConvInteger).
+pub fn geometry(
+    n: &Node<'_>,
+    x: TensorId,
+    pending: [usize; 4],
+    wdims: &[usize],
+) -> Result<([usize; 2], [usize; 4], usize), NodeError> {
+    if wdims.len() != 4 {
+        return Err(format!("weight has shape {wdims:?}; a 2-D convolution needs [out, in/group, kh, kw]").into());
     }
     let a = &n.attrs;
-    let (kh, kw) = (w.dims[2], w.dims[3]);
+    let (kh, kw) = (wdims[2], wdims[3]);
     if let Some(ks) = a.ints("kernel_shape") {
         if usizes(&ks, "kernel_shape")? != [kh, kw] {
             return Err(NodeError::attr(
                 "kernel_shape",
-                format!("kernel_shape {ks:?} does not match the weight's {:?}", w.dims),
+                format!("kernel_shape {ks:?} does not match the weight's {wdims:?}"),
             ));
         }
     }
@@ -162,11 +186,7 @@ fn conv(n: &mut Node<'_>) -> Import {
     ];
     let group = a.int("group");
     let group = usize::try_from(group).map_err(|_| NodeError::attr("group", format!("group {group} is invalid")))?;
-    let mut cfg = ConvCfg::new(Param::new(w.dims.clone(), w.f32s()), [sh, sw], pads, group);
-    if let Some(b) = b {
-        cfg.bias = Some(b.f32s());
-    }
-    n.push_one(Op::Conv(cfg), &[x])
+    Ok(([sh, sw], pads, group))
 }
 
 fn pad(n: &mut Node<'_>) -> Import {

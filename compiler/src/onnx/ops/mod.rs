@@ -5,15 +5,23 @@ pub mod conv;
 pub mod elementwise;
 pub mod linear;
 pub mod pooling;
+pub mod quant;
 pub mod shape;
 
 use super::registry::{default_domain, OpDef};
 
 /// Every operator, in the order of `ops`' families.
 pub fn all() -> impl Iterator<Item = &'static OpDef> {
-    [conv::OPS, elementwise::OPS, pooling::OPS, linear::OPS, shape::OPS]
-        .into_iter()
-        .flatten()
+    [
+        conv::OPS,
+        elementwise::OPS,
+        pooling::OPS,
+        linear::OPS,
+        shape::OPS,
+        quant::OPS,
+    ]
+    .into_iter()
+    .flatten()
 }
 
 /// The operator `op` of `domain`, if the front end reads it.

@@ -1,0 +1,373 @@
+//! Quantized operators: QuantizeLinear, DequantizeLinear and the integer
+//! layers of onnxruntime's QOperator form (QLinearConv, QLinearMatMul, and
+//! the com.microsoft QLinearAdd, QLinearGlobalAveragePool).
+//!
+//! An integer tensor carries its quantization in its IR type (what its
+//! producer wrote). ONNX gives the scale and zero point again at every
+//! reader; a reader whose parameters differ from the producer's is
+//! refused, naming both.
+
+use crate::ir::{ElemType, IntOut, Op, Param, QAddCfg, QConvCfg, QDenseCfg, QType, Quant, TensorId};
+use crate::onnx::attrs::{attr, AttrKind::*, Attrs, Dflt, NodeError};
+use crate::onnx::import::{Const, Data, Import, Node, Value};
+use crate::onnx::ops::conv::{check_conv_weight, geometry};
+use crate::onnx::registry::{OpDef, MAX_DIM};
+use onnx_protobuf::{NodeProto, TensorProto};
+use std::collections::HashMap;
+
+pub const OPS: &[OpDef] = &[
+    OpDef {
+        name: "QuantizeLinear",
+        domain: "",
+        opsets: 10..=i64::MAX,
+        inputs: 2..=3,
+        attrs: &[
+            crate::onnx::attrs::attr_from("axis", Int, Dflt::Int(1), 13),
+            crate::onnx::attrs::attr_from("saturate", Int, Dflt::Int(1), 19).range(0, 1),
+            crate::onnx::attrs::attr_from("block_size", Int, Dflt::Int(0), 21).range(0, 0),
+            crate::onnx::attrs::attr_from("output_dtype", Int, Dflt::Int(0), 21),
+        ],
+        check: None,
+        import: quantize_linear,
+    },
+    OpDef {
+        name: "DequantizeLinear",
+        domain: "",
+        opsets: 10..=i64::MAX,
+        inputs: 2..=3,
+        attrs: &[
+            crate::onnx::attrs::attr_from("axis", Int, Dflt::Int(1), 13),
+            crate::onnx::attrs::attr_from("block_size", Int, Dflt::Int(0), 21).range(0, 0),
+            crate::onnx::attrs::attr_from("output_dtype", Int, Dflt::Int(0), 23),
+        ],
+        check: None,
+        import: dequantize_linear,
+    },
+    OpDef {
+        name: "QLinearConv",
+        domain: "",
+        opsets: 10..=i64::MAX,
+        inputs: 8..=9,
+        attrs: &[
+            attr("auto_pad", Str, Dflt::Str("NOTSET")),
+            attr("dilations", Ints, Dflt::None).len(2).range(1, MAX_DIM),
+            attr("group", Int, Dflt::Int(1)).range(1, MAX_DIM),
+            attr("kernel_shape", Ints, Dflt::None).len(2).range(1, MAX_DIM),
+            attr("pads", Ints, Dflt::None).len(4).range(0, MAX_DIM),
+            attr("strides", Ints, Dflt::None).len(2).range(1, MAX_DIM),
+        ],
+        check: Some(check_qlinear_conv),
+        import: qlinear_conv,
+    },
+    OpDef {
+        name: "QLinearMatMul",
+        domain: "",
+        opsets: 10..=i64::MAX,
+        inputs: 8..=8,
+        attrs: &[],
+        check: None,
+        import: qlinear_matmul,
+    },
+    OpDef {
+        name: "QLinearAdd",
+        domain: "com.microsoft",
+        opsets: 1..=1,
+        inputs: 7..=8,
+        attrs: &[],
+        check: None,
+        import: qlinear_add,
+    },
+    OpDef {
+        name: "QLinearGlobalAveragePool",
+        domain: "com.microsoft",
+        opsets: 1..=1,
+        inputs: 5..=5,
+        attrs: &[attr("channels_last", Int, Dflt::Int(0)).range(0, 1)],
+        check: None,
+        import: qlinear_global_average_pool,
+    },
+];
+
+fn check_qlinear_conv(n: &NodeProto, a: &Attrs<'_>, weights: &HashMap<&str, &TensorProto>) -> Vec<NodeError> {
+    check_conv_weight(n, a, weights, 3)
+}
+
+/// A scale and zero point given as node inputs `ks` and `kz` (the zero
+/// point optional: 0 of `default` type), for one tensor (`per` = `None`)
+/// or one per index of an axis of `per` values.
+fn qparams(
+    n: &Node<'_>,
+    ks: usize,
+    kz: usize,
+    what: &str,
+    default: ElemType,
+    per: Option<usize>,
+) -> Result<(ElemType, Vec<f32>, Vec<i32>), NodeError> {
+    let s = n.constant(ks, &format!("{what}'s scale"))?;
+    let z = n.opt_const(kz, &format!("{what}'s zero point"))?;
+    let (elem, zp) = match &z {
+        None => (default, vec![0; s.len()]),
+        Some(Const {
+            data: Data::Int8(e, v), ..
+        }) => (*e, v.clone()),
+        Some(c) => {
+            return Err(format!(
+                "{what}'s zero point (input {kz}) is {}; int8 and uint8 are supported",
+                match c.data {
+                    Data::F32(_) => "a float",
+                    _ => "a wider integer",
+                }
+            )
+            .into())
+        }
+    };
+    let scale = match &s.data {
+        Data::F32(v) => v.clone(),
+        _ => return Err(format!("{what}'s scale (input {ks}) must be a float").into()),
+    };
+    let want = per.unwrap_or(1);
+    let ok = |len: usize| len == 1 || (per.is_some() && len == want);
+    if !ok(scale.len()) || scale.len() != zp.len() {
+        return Err(format!(
+            "{what} has {} scale(s) and {} zero point(s); {}",
+            scale.len(),
+            zp.len(),
+            match per {
+                None => "one of each is supported (per tensor)".to_string(),
+                Some(c) => format!("one of each, or {c} of each (per channel), is expected"),
+            }
+        )
+        .into());
+    }
+    Quant {
+        scale: scale.clone(),
+        zero_point: zp.clone(),
+        axis: None,
+    }
+    .check(&[], elem)
+    .or_else(|e| if scale.len() > 1 { Ok(()) } else { Err(e) })
+    .map_err(|e| format!("{what}: {e}"))?;
+    if let Some(s) = scale.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+        return Err(format!("{what}'s scale {s} is not a positive finite number").into());
+    }
+    let (lo, hi) = crate::ir::int_range(elem);
+    if let Some(z) = zp.iter().find(|z| !(lo..=hi).contains(*z)) {
+        return Err(format!("{what}'s zero point {z} is outside the range of {elem}").into());
+    }
+    Ok((elem, scale, zp))
+}
+
+/// Input `kx`, a computed integer tensor, checked against the scale and
+/// zero point inputs `ks`, `kz` the node gives for it.
+fn q_tensor(n: &Node<'_>, kx: usize, ks: usize, kz: usize, what: &str) -> Result<(TensorId, QType), NodeError> {
+    let x = n.tensor(kx)?;
+    let (elem, scale, zp) = qparams(n, ks, kz, what, ElemType::U8, None)?;
+    let given = QType {
+        elem,
+        scale: scale[0],
+        zero_point: zp[0],
+    };
+    let ty = &n.imp.graph_ref().tensors[x].ty;
+    let has = ty.quant.as_ref().filter(|q| q.axis.is_none()).map(|q| QType {
+        elem: ty.elem,
+        scale: q.scale[0],
+        zero_point: q.zero_point[0],
+    });
+    match has {
+        Some(h) if h.elem == given.elem && h.scale.to_bits() == given.scale.to_bits() && h.zero_point == given.zero_point => {
+            Ok((x, h))
+        }
+        Some(h) => Err(format!(
+            "{what} is {} with scale {} and zero point {} as written, but this node reads it as {} with scale {} and zero point {}; mncc needs them to agree",
+            h.elem, h.scale, h.zero_point, given.elem, given.scale, given.zero_point
+        )
+        .into()),
+        None => Err(format!("{what} (input {kx}) is {ty}, not a tensor quantized per tensor").into()),
+    }
+}
+
+/// A constant integer tensor of inputs `kw` (values), `ks`, `kz` (its
+/// scale and zero point, per tensor or one per index of dim `axis`).
+fn q_const(n: &Node<'_>, kw: usize, ks: usize, kz: usize, what: &str, axis: usize) -> Result<Param, NodeError> {
+    let w = n.constant(kw, what)?;
+    let Data::Int8(welem, values) = &w.data else {
+        return Err(format!("{what} (input {kw}) must be int8 or uint8").into());
+    };
+    let per = w.dims.get(axis).copied();
+    let (zelem, scale, zp) = qparams(n, ks, kz, what, *welem, per)?;
+    if zelem != *welem {
+        return Err(format!("{what} is {welem} but its zero point is {zelem}").into());
+    }
+    let values = match welem {
+        ElemType::I8 => crate::ir::Values::I8(values.iter().map(|&v| v as i8).collect()),
+        _ => crate::ir::Values::U8(values.iter().map(|&v| v as u8).collect()),
+    };
+    let axis = (scale.len() > 1).then_some(axis);
+    Ok(Param {
+        shape: w.dims.clone(),
+        values,
+        quant: Some(Quant {
+            scale,
+            zero_point: zp,
+            axis,
+        }),
+    })
+}
+
+/// The output type from inputs `ks`, `kz`.
+fn q_out(n: &Node<'_>, ks: usize, kz: usize) -> Result<QType, NodeError> {
+    let (elem, scale, zp) = qparams(n, ks, kz, "the output", ElemType::U8, None)?;
+    Ok(QType {
+        elem,
+        scale: scale[0],
+        zero_point: zp[0],
+    })
+}
+
+/// An `int32` bias (input `kb`) of `c` values.
+fn i32_bias(n: &Node<'_>, kb: usize, c: usize) -> Result<Option<Vec<i32>>, NodeError> {
+    let Some(b) = n.opt_const(kb, "the bias")? else {
+        return Ok(None);
+    };
+    let v = match &b.data {
+        Data::I64(v) => v,
+        _ => return Err(format!("the bias (input {kb}) must be int32").into()),
+    };
+    if v.len() != c {
+        return Err(format!("the bias has {} values for {c} output channels", v.len()).into());
+    }
+    Ok(Some(
+        v.iter()
+            .map(|&x| i32::try_from(x).map_err(|_| format!("the bias value {x} is not an int32")))
+            .collect::<Result<_, _>>()?,
+    ))
+}
+
+fn quantize_linear(n: &mut Node<'_>) -> Import {
+    let x = n.tensor(0)?;
+    if n.opset() >= 21 && n.attrs.int("output_dtype") != 0 && n.arg(2).is_none() {
+        return Err(NodeError::attr(
+            "output_dtype",
+            "output_dtype without a zero point is not supported (give the zero point)",
+        ));
+    }
+    if n.opset() >= 19 && n.attrs.int("saturate") == 0 {
+        return Err(NodeError::attr(
+            "saturate",
+            "saturate = 0 only applies to float8 outputs, which are not supported",
+        ));
+    }
+    let (elem, scale, zp) = qparams(n, 1, 2, "the output", ElemType::U8, None)?;
+    n.push_one(
+        Op::Quantize(QType {
+            elem,
+            scale: scale[0],
+            zero_point: zp[0],
+        }),
+        &[x],
+    )
+}
+
+fn dequantize_linear(n: &mut Node<'_>) -> Import {
+    let (x, _) = q_tensor(n, 0, 1, 2, "the input")?;
+    n.push_one(Op::Dequantize, &[x])
+}
+
+fn qlinear_conv(n: &mut Node<'_>) -> Import {
+    let (x, xq) = q_tensor(n, 0, 1, 2, "the input x")?;
+    let weight = q_const(n, 3, 4, 5, "the weight", 0)?;
+    let out = q_out(n, 6, 7)?;
+    let (stride, pads, groups) = geometry(n, x, [0; 4], &weight.shape)?;
+    let bias = i32_bias(n, 8, weight.shape[0])?;
+    let _ = xq;
+    n.push_one(
+        Op::QConv(QConvCfg {
+            weight,
+            bias,
+            stride,
+            pads,
+            groups,
+            out: IntOut::Requant(out),
+        }),
+        &[x],
+    )
+}
+
+fn qlinear_matmul(n: &mut Node<'_>) -> Import {
+    let (x, _) = q_tensor(n, 0, 1, 2, "the input a")?;
+    let b = q_const(n, 3, 4, 5, "the weight b", 1)?;
+    let out = q_out(n, 6, 7)?;
+    let [k, cols] = b.shape[..] else {
+        return Err(format!("the weight b has shape {:?}; a 2-D [k, n] weight is expected", b.shape).into());
+    };
+    let xs = n.shape(x);
+    if xs.len() != 2 {
+        return Err(format!("the input a has shape {xs:?}; [batch, k] is supported").into());
+    }
+    // [k, cols] -> [cols, k], per-column quantization becomes per row.
+    let t = |i: usize| (i % k) * cols + i / k;
+    let values = match &b.values {
+        crate::ir::Values::I8(v) => crate::ir::Values::I8((0..v.len()).map(|i| v[t(i)]).collect()),
+        crate::ir::Values::U8(v) => crate::ir::Values::U8((0..v.len()).map(|i| v[t(i)]).collect()),
+        _ => unreachable!("q_const makes 8-bit values"),
+    };
+    let mut quant = b.quant.clone().expect("q_const quantizes");
+    if quant.axis.is_some() {
+        quant.axis = Some(0);
+    }
+    let weight = Param {
+        shape: vec![cols, k],
+        values,
+        quant: Some(quant),
+    };
+    n.push_one(
+        Op::QDense(QDenseCfg {
+            weight,
+            bias: None,
+            out: IntOut::Requant(out),
+        }),
+        &[x],
+    )
+}
+
+fn qlinear_add(n: &mut Node<'_>) -> Import {
+    let (a, _) = q_tensor(n, 0, 1, 2, "the input A")?;
+    let out = q_out(n, 6, 7)?;
+    match n.arg(3) {
+        Some(Value::Const(_)) => {
+            let xs = n.shape(a);
+            let rhs = q_const(n, 3, 4, 5, "the input B", 0)?;
+            if rhs.quant.as_ref().is_some_and(|q| q.axis.is_some()) {
+                return Err("the constant B must be quantized per tensor".into());
+            }
+            let mut rhs = rhs;
+            // [1, k] or [k] against [n, k]: drop leading ones.
+            let dims: Vec<usize> = rhs.shape.iter().copied().skip_while(|&d| d == 1).collect();
+            if dims.as_slice() != &xs[1.min(xs.len())..] {
+                return Err(format!(
+                    "the constant B has shape {:?}; adding a constant of A's shape {xs:?} without its batch dim is supported",
+                    rhs.shape
+                )
+                .into());
+            }
+            rhs.shape = dims;
+            n.push_one(Op::QAdd(QAddCfg { rhs: Some(rhs), out }), &[a])
+        }
+        _ => {
+            let (b, _) = q_tensor(n, 3, 4, 5, "the input B")?;
+            n.push_one(Op::QAdd(QAddCfg { rhs: None, out }), &[a, b])
+        }
+    }
+}
+
+fn qlinear_global_average_pool(n: &mut Node<'_>) -> Import {
+    if n.attrs.int("channels_last") != 0 {
+        return Err(NodeError::attr(
+            "channels_last",
+            "channels_last = 1 is not supported (the input is NCHW)",
+        ));
+    }
+    let (x, _) = q_tensor(n, 0, 1, 2, "the input")?;
+    let out = q_out(n, 3, 4)?;
+    n.push_one(Op::QGlobalAvgPool(out), &[x])
+}

@@ -1,0 +1,233 @@
+//! The integer (quantized) layers, portable: convolution, depthwise,
+//! pointwise and dense, add, global average pooling. NHWC, batch 1, any
+//! mix of `i8` and `u8` activations.
+//!
+//! Every sum is exact in `i32` (the compiler proves it cannot overflow);
+//! the arithmetic that ends a layer is [`abi::quant`](crate::abi::quant)'s,
+//! so the result is the same bit for bit whatever the loop order. Weights
+//! are `i8`: `u8` weights are stored less 128, their zero points too (the
+//! differences `w - w_zero_point` are unchanged); see
+//! [`abi::pack::qweights`](crate::abi::pack).
+
+use crate::abi::quant::{requantize, QAdd, QAvgPool, QZeroPoints};
+use crate::abi::{ConvShape, PointwiseShape, Quantized};
+use crate::checks::check_len;
+
+/// The per-output-channel constants of an integer convolution, depthwise,
+/// pointwise or dense layer, each a slice of the weight blob.
+#[derive(Clone, Copy, Debug)]
+pub struct QWeights<'a> {
+    /// The weights, `i8`, in the layer kind's layout (see each kernel).
+    pub values: &'a [i8],
+    /// The weights' zero point per output channel (in the stored `i8`
+    /// terms).
+    pub zero_point: &'a [i32],
+    /// The `i32` bias per output channel.
+    pub bias: &'a [i32],
+    /// The requantization multiplier per output channel.
+    pub multiplier: &'a [f32],
+}
+
+impl QWeights<'_> {
+    #[inline(always)]
+    #[track_caller]
+    fn check(&self, kernel: &str, values: usize, channels: usize) {
+        check_len(kernel, "weights", self.values.len(), values);
+        check_len(kernel, "zero points", self.zero_point.len(), channels);
+        check_len(kernel, "bias", self.bias.len(), channels);
+        check_len(kernel, "multipliers", self.multiplier.len(), channels);
+    }
+
+    #[inline(always)]
+    fn out<Y: Quantized>(&self, o: usize, acc: i32, y_zp: i32) -> Y {
+        Y::from_i32(requantize(acc, self.multiplier[o], y_zp, Y::MIN, Y::MAX))
+    }
+}
+
+/// An integer pointwise (1x1) convolution, or a dense layer (one pixel):
+/// `y[p][o] = requantize(bias[o] + sum_i (x[p][i] - zp.x) * (w[o][i] -
+/// w_zp[o]))`. Weights `[out_c][in_c]`.
+///
+/// # Panics
+/// If a slice length does not match the shape.
+#[inline]
+pub fn qpointwise<X: Quantized, Y: Quantized>(
+    shape: &PointwiseShape,
+    x: &[X],
+    w: QWeights<'_>,
+    zp: QZeroPoints,
+    y: &mut [Y],
+) {
+    const K: &str = "qpointwise";
+    let (ic, oc) = (shape.in_c, shape.out_c);
+    check_len(K, "x", x.len(), shape.pixels * ic);
+    check_len(K, "y", y.len(), shape.pixels * oc);
+    w.check(K, oc * ic, oc);
+    if ic == 0 {
+        for yrow in y.chunks_exact_mut(oc.max(1)) {
+            for (o, v) in yrow.iter_mut().enumerate() {
+                *v = w.out(o, w.bias[o], zp.y);
+            }
+        }
+        return;
+    }
+    for (xrow, yrow) in x.chunks_exact(ic).zip(y.chunks_exact_mut(oc.max(1))) {
+        // sum_i (x - zp.x) * (w - w_zp) = sum_i (x - zp.x) * w - w_zp * sum_i (x - zp.x)
+        let xsum: i32 = xrow.iter().map(|&v| v.to_i32() - zp.x).sum();
+        for (o, (wrow, out)) in w.values.chunks_exact(ic).zip(yrow.iter_mut()).enumerate() {
+            let dot: i32 = xrow
+                .iter()
+                .zip(wrow)
+                .map(|(&a, &b)| (a.to_i32() - zp.x) * b as i32)
+                .sum();
+            *out = w.out(o, w.bias[o] + dot - w.zero_point[o] * xsum, zp.y);
+        }
+    }
+}
+
+/// An integer convolution, groups 1, any kernel, stride and padding
+/// (reads outside the input see `zp.x`, contributing nothing). Weights
+/// `[out_c][kh][kw][in_c]`.
+///
+/// # Panics
+/// If a slice length does not match the shape.
+#[inline]
+pub fn qconv2d<X: Quantized, Y: Quantized>(shape: &ConvShape, x: &[X], w: QWeights<'_>, zp: QZeroPoints, y: &mut [Y]) {
+    const K: &str = "qconv2d";
+    let s = shape;
+    let (ic, oc) = (s.in_c, s.out_c);
+    check_len(K, "x", x.len(), s.in_h * s.in_w * ic);
+    check_len(K, "y", y.len(), s.out_h * s.out_w * oc);
+    let taps = s.kernel_h * s.kernel_w * ic;
+    w.check(K, oc * taps, oc);
+    for oy in 0..s.out_h {
+        for ox in 0..s.out_w {
+            let yrow = &mut y[(oy * s.out_w + ox) * oc..][..oc];
+            for (o, out) in yrow.iter_mut().enumerate() {
+                let wo = &w.values[o * taps..][..taps];
+                let mut acc = w.bias[o];
+                for ky in 0..s.kernel_h {
+                    let Some(iy) = (oy * s.stride_h + ky).checked_sub(s.pad_top).filter(|&v| v < s.in_h) else {
+                        continue;
+                    };
+                    for kx in 0..s.kernel_w {
+                        let Some(ix) = (ox * s.stride_w + kx).checked_sub(s.pad_left).filter(|&v| v < s.in_w) else {
+                            continue;
+                        };
+                        let xs = &x[(iy * s.in_w + ix) * ic..][..ic];
+                        let ws = &wo[(ky * s.kernel_w + kx) * ic..][..ic];
+                        for (&a, &b) in xs.iter().zip(ws) {
+                            acc += (a.to_i32() - zp.x) * (b as i32 - w.zero_point[o]);
+                        }
+                    }
+                }
+                *out = w.out(o, acc, zp.y);
+            }
+        }
+    }
+}
+
+/// Channels per block of the depthwise kernel's accumulators (on the stack).
+const DW_BLOCK: usize = 64;
+
+/// An integer depthwise convolution (groups = channels, one filter per
+/// channel), any kernel, stride and padding. Weights `[kh][kw][c]`.
+///
+/// # Panics
+/// If a slice length does not match the shape, or `in_c != out_c`.
+#[inline]
+pub fn qdepthwise<X: Quantized, Y: Quantized>(
+    shape: &ConvShape,
+    x: &[X],
+    w: QWeights<'_>,
+    zp: QZeroPoints,
+    y: &mut [Y],
+) {
+    const K: &str = "qdepthwise";
+    let s = shape;
+    let c = s.in_c;
+    assert!(s.out_c == c, "{K}: in_c {c} != out_c {}", s.out_c);
+    check_len(K, "x", x.len(), s.in_h * s.in_w * c);
+    check_len(K, "y", y.len(), s.out_h * s.out_w * c);
+    w.check(K, s.kernel_h * s.kernel_w * c, c);
+    let mut acc = [0i32; DW_BLOCK];
+    for oy in 0..s.out_h {
+        for ox in 0..s.out_w {
+            let yrow = &mut y[(oy * s.out_w + ox) * c..][..c];
+            for c0 in (0..c).step_by(DW_BLOCK) {
+                let n = DW_BLOCK.min(c - c0);
+                let acc = &mut acc[..n];
+                acc.copy_from_slice(&w.bias[c0..c0 + n]);
+                for ky in 0..s.kernel_h {
+                    let Some(iy) = (oy * s.stride_h + ky).checked_sub(s.pad_top).filter(|&v| v < s.in_h) else {
+                        continue;
+                    };
+                    for kx in 0..s.kernel_w {
+                        let Some(ix) = (ox * s.stride_w + kx).checked_sub(s.pad_left).filter(|&v| v < s.in_w) else {
+                            continue;
+                        };
+                        let xs = &x[(iy * s.in_w + ix) * c + c0..][..n];
+                        let ws = &w.values[(ky * s.kernel_w + kx) * c + c0..][..n];
+                        let wz = &w.zero_point[c0..c0 + n];
+                        for (((a, &xv), &wv), &z) in acc.iter_mut().zip(xs).zip(ws).zip(wz) {
+                            *a += (xv.to_i32() - zp.x) * (wv as i32 - z);
+                        }
+                    }
+                }
+                for (k, (out, &a)) in yrow[c0..c0 + n].iter_mut().zip(acc.iter()).enumerate() {
+                    *out = w.out(c0 + k, a, zp.y);
+                }
+            }
+        }
+    }
+}
+
+/// onnxruntime's QLinearAdd: `y[i] = add(a[i], b[i % b.len()])` with
+/// [`QAdd::apply`]; `b` is as long as `a`, or a constant repeated over it
+/// (whose length divides `a`'s).
+///
+/// # Panics
+/// If `y` and `a` differ in length, or `b`'s length does not divide `a`'s.
+#[inline]
+pub fn qadd<A: Quantized, B: Quantized, Y: Quantized>(a: &[A], b: &[B], params: &QAdd, y: &mut [Y]) {
+    const K: &str = "qadd";
+    check_len(K, "y", y.len(), a.len());
+    assert!(
+        !b.is_empty() && a.len().is_multiple_of(b.len()),
+        "{K}: `b` has {} elements, which must divide `a`'s {}",
+        b.len(),
+        a.len()
+    );
+    for (ys, xs) in y.chunks_mut(b.len()).zip(a.chunks(b.len())) {
+        for ((o, &u), &v) in ys.iter_mut().zip(xs).zip(b) {
+            *o = Y::from_i32(params.apply(u.to_i32(), v.to_i32(), Y::MIN, Y::MAX));
+        }
+    }
+}
+
+/// onnxruntime's QLinearGlobalAveragePool over NHWC `x` (`pixels * c`):
+/// per channel, the exact sum of `x - x_zero_point`, requantized.
+///
+/// # Panics
+/// If a slice length does not match, or `pixels` is 0.
+#[inline]
+pub fn qglobal_avg_pool<X: Quantized, Y: Quantized>(p: &QAvgPool, x: &[X], y: &mut [Y]) {
+    const K: &str = "qglobal_avg_pool";
+    check_len(K, "x", x.len(), p.pixels * p.c);
+    check_len(K, "y", y.len(), p.c);
+    assert!(p.pixels >= 1, "{K}: pixels must be at least 1");
+    let mut acc = [0i32; DW_BLOCK];
+    for c0 in (0..p.c).step_by(DW_BLOCK) {
+        let n = DW_BLOCK.min(p.c - c0);
+        let acc = &mut acc[..n];
+        acc.fill(0);
+        for px in x.chunks_exact(p.c) {
+            for (a, &v) in acc.iter_mut().zip(&px[c0..c0 + n]) {
+                *a += v.to_i32() - p.x_zero_point;
+            }
+        }
+        for (o, &a) in y[c0..c0 + n].iter_mut().zip(acc.iter()) {
+            *o = Y::from_i32(requantize(a, p.multiplier, p.y_zero_point, Y::MIN, Y::MAX));
+        }
+    }
+}
