@@ -353,3 +353,226 @@ fn an_int8_tensor_through_planning_and_codegen() {
         assert!(c.ok(), "seed {seed}: {c:?}");
     }
 }
+
+/// A random 8-bit weight of `shape`: `elem` values, quantized per tensor or
+/// per output channel (axis 0) with random scales and zero points.
+fn qparam(r: &mut Rng, shape: Vec<usize>, elem: ElemType, per_channel: bool) -> Param {
+    let n: usize = shape.iter().product();
+    let groups = if per_channel { shape[0] } else { 1 };
+    let (lo, hi) = int_range(elem);
+    let zero_point: Vec<i32> = (0..groups)
+        .map(|_| match elem {
+            // Symmetric int8 weights (zero point 0) as quantizers write them, sometimes not.
+            ElemType::I8 if r.next_u64() % 2 == 0 => 0,
+            _ => lo + (r.next_u64() % (hi - lo + 1) as u64) as i32 / 4 + (hi - lo) * 3 / 8,
+        })
+        .collect();
+    let scale: Vec<f32> = (0..groups).map(|_| r.uniform(0.002, 0.02) as f32).collect();
+    let v: Vec<i32> = (0..n)
+        .map(|_| lo + (r.next_u64() % (hi - lo + 1) as u64) as i32)
+        .collect();
+    Param {
+        shape,
+        values: match elem {
+            ElemType::I8 => Values::I8(v.iter().map(|&x| x as i8).collect()),
+            _ => Values::U8(v.iter().map(|&x| x as u8).collect()),
+        },
+        quant: Some(Quant {
+            scale,
+            zero_point,
+            axis: per_channel.then_some(0),
+        }),
+    }
+}
+
+/// A random output type: `elem` with a scale of `typical` times 0.5..2 and
+/// a zero point anywhere in the middle half of its range.
+fn qtype(r: &mut Rng, elem: ElemType, typical: f64) -> QType {
+    let (lo, hi) = int_range(elem);
+    QType {
+        elem,
+        scale: (typical * r.uniform(0.5, 2.0)) as f32,
+        zero_point: lo + (hi - lo) / 4 + (r.next_u64() % ((hi - lo) / 2) as u64) as i32,
+    }
+}
+
+/// A random integer graph like the QOperator MobileNets: QuantizeLinear of
+/// the f32 input, a strided padded stem (`qconv2d`), depthwise 3x3 and 5x5
+/// at strides 1 and 2, pointwise layers, a residual QLinearAdd, a strided
+/// 1x1 (`qconv2d`), the average pool, a dense layer and its constant bias
+/// added by QLinearAdd, DequantizeLinear. Each tensor's type is int8 or
+/// uint8 at random, weights per tensor or per channel, int8 or uint8.
+fn random_int_graph(seed: u64) -> Graph {
+    let mut r = Rng::new(seed);
+    let layout = [Layout::Nhwc, Layout::Nchw][seed as usize % 2];
+    let size = pick(&mut r, &[11usize, 16, 19]);
+    let mut g = Graph::new(
+        "random_int8",
+        &format!("seed {seed}"),
+        InputSpec {
+            dtype: ElemType::F32,
+            layout,
+        },
+        vec![1, 3, size, size],
+    );
+    let types = [ElemType::U8, ElemType::I8];
+    let mut t = pick(&mut r, &types);
+    let mut q = qtype(&mut r, t, 1.0 / 60.0);
+    let mut x = g.push("quantize", Op::Quantize(q), &[INPUT]).unwrap();
+    let mut c = 3;
+    // One integer convolution from `x` (`c` channels) to `oc` channels.
+    let conv = |g: &mut Graph,
+                r: &mut Rng,
+                x: TensorId,
+                q: QType,
+                name: &str,
+                geo: ([usize; 4], [usize; 2], [usize; 4], usize)| {
+        let (wshape, stride, pads, groups) = geo;
+        let k = wshape[1] * wshape[2] * wshape[3];
+        let we = pick(r, &types);
+        let per_channel = r.next_u64() % 2 == 0;
+        let weight = qparam(r, wshape.to_vec(), we, per_channel);
+        let ws = weight.quant.as_ref().unwrap().scale[0] as f64;
+        let bias = if r.next_u64() % 3 != 0 {
+            Some((0..wshape[0]).map(|_| (r.next_u64() % 4001) as i32 - 2000).collect())
+        } else {
+            None
+        };
+        let yt = pick(r, &types);
+        // Sums of k products of about 40 * 60 in units of q.scale * ws.
+        let out = qtype(r, yt, q.scale as f64 * ws * 40.0 * 60.0 * (k as f64).sqrt() / 35.0);
+        let cfg = QConvCfg {
+            weight,
+            bias,
+            stride,
+            pads,
+            groups,
+            out: IntOut::Requant(out),
+        };
+        (g.push(name, Op::QConv(cfg), &[x]).unwrap(), out)
+    };
+    let k = pick(&mut r, &[3usize, 5]);
+    let oc = pick(&mut r, &[8usize, 16, 19]);
+    let pads = [
+        pick(&mut r, &[0, 1]),
+        pick(&mut r, &[0, 1, 2]),
+        pick(&mut r, &[0, 1]),
+        pick(&mut r, &[1, 2]),
+    ];
+    (x, q) = conv(&mut g, &mut r, x, q, "stem", ([oc, c, k, k], [2, 2], pads, 1));
+    c = oc;
+    for (i, (k, s)) in [(3usize, 1usize), (5, 2), (3, 2)].into_iter().enumerate() {
+        let p = k / 2;
+        (x, q) = conv(
+            &mut g,
+            &mut r,
+            x,
+            q,
+            &format!("dw{i}"),
+            ([c, 1, k, k], [s, s], [p; 4], c),
+        );
+        let oc = pick(&mut r, &[8usize, 24, 70]);
+        let (y, qy) = conv(
+            &mut g,
+            &mut r,
+            x,
+            q,
+            &format!("pw{i}"),
+            ([oc, c, 1, 1], [1, 1], [0; 4], 1),
+        );
+        if oc == c {
+            let ot = pick(&mut r, &types);
+            let o = qtype(&mut r, ot, qy.scale as f64);
+            x = g
+                .push(&format!("add{i}"), Op::QAdd(QAddCfg { rhs: None, out: o }), &[y, x])
+                .unwrap();
+            q = o;
+        } else {
+            (x, q) = (y, qy);
+        }
+        c = oc;
+        t = q.elem;
+    }
+    let _ = t;
+    let oc = pick(&mut r, &[16usize, 33]);
+    (x, q) = conv(&mut g, &mut r, x, q, "strided_1x1", ([oc, c, 1, 1], [2, 2], [0; 4], 1));
+    c = oc;
+    let ot = pick(&mut r, &types);
+    let o = qtype(&mut r, ot, q.scale as f64 * 0.5);
+    x = g.push("pool", Op::QGlobalAvgPool(o), &[x]).unwrap();
+    q = o;
+    x = g.push("flatten", Op::Reshape(vec![1, c]), &[x]).unwrap();
+    let n = pick(&mut r, &[10usize, 17]);
+    let we = pick(&mut r, &types);
+    let per_channel = r.next_u64() % 2 == 0;
+    let weight = qparam(&mut r, vec![n, c], we, per_channel);
+    let ws = weight.quant.as_ref().unwrap().scale[0] as f64;
+    let ot = pick(&mut r, &types);
+    let out = qtype(&mut r, ot, q.scale as f64 * ws * 40.0 * 60.0 * (c as f64).sqrt() / 35.0);
+    x = g
+        .push(
+            "fc",
+            Op::QDense(QDenseCfg {
+                weight,
+                bias: None,
+                out: IntOut::Requant(out),
+            }),
+            &[x],
+        )
+        .unwrap();
+    let rt = pick(&mut r, &types);
+    let rhs = qparam(&mut r, vec![n], rt, false);
+    let ot = pick(&mut r, &types);
+    let o = qtype(&mut r, ot, out.scale as f64);
+    x = g
+        .push("bias", Op::QAdd(QAddCfg { rhs: Some(rhs), out: o }), &[x])
+        .unwrap();
+    g.push("dequantize", Op::Dequantize, &[x]).unwrap();
+    g.verify().unwrap();
+    g
+}
+
+/// Integer graphs: the generated code equals the integer reference
+/// interpreter bit for bit (no tolerance), on every input, and does not
+/// saturate everything (the random types keep values spread).
+#[test]
+fn random_int8_graphs_match_the_integer_reference_exactly() {
+    for seed in 0..6 {
+        let g = random_int_graph(seed);
+        let (opt, reports) = mncc::passes::optimize(g.clone()).unwrap();
+        let p = mncc::lower::lower(&opt, reports, &mncc::Target::X86_64).unwrap();
+        let kernels: Vec<String> = p.layers.iter().map(|l| l.kernel.name()).collect();
+        for k in [
+            "qconv2d_",
+            "qdepthwise_3x3",
+            "qdepthwise_5x5",
+            "qpointwise",
+            "qadd",
+            "qglobal_avg_pool",
+        ] {
+            assert!(
+                kernels.iter().any(|n| n.starts_with(k)),
+                "seed {seed}: no {k} in {kernels:?}"
+            );
+        }
+        let h = harness::build(&p, true).unwrap();
+        let len = g.tensors[INPUT].len();
+        for input_seed in 0..3 {
+            let x = InputData::random(ElemType::F32, len, 100 * seed + input_seed);
+            let all = interp::run_all(&g, &x).unwrap();
+            let want = &all[g.output];
+            let got = h.run(&x).unwrap();
+            let same = got.iter().zip(want).filter(|(a, b)| **a as f64 == **b).count();
+            // Not all saturated: the last integer tensor takes several values.
+            let last = &all[g.nodes[g.nodes.len() - 1].inputs[0]];
+            let distinct: std::collections::BTreeSet<i64> = last.iter().map(|&v| v as i64).collect();
+            println!(
+                "seed {seed}.{input_seed}: {same}/{} outputs identical, {} distinct values",
+                want.len(),
+                distinct.len()
+            );
+            assert!(distinct.len() >= 3, "seed {seed}: degenerate output {last:?}");
+            assert_eq!(same, want.len(), "seed {seed}: generated {got:?}\nreference {want:?}");
+        }
+    }
+}
