@@ -213,28 +213,42 @@ impl Param {
             _ => None,
         }
     }
-    /// The real value of element `i`: dequantized (in `f64`, exactly as
-    /// `(q - zero_point) * scale`) when quantized.
+    /// The real value of element `i`: when quantized, what ONNX
+    /// DequantizeLinear makes of it, `(q - zero_point) as f32 * scale` in
+    /// `f32`.
     pub fn real(&self, i: usize) -> f64 {
         let v = self.values.get_f64(i);
         match &self.quant {
             None => v,
             Some(q) => {
                 let (s, z) = q.params_at(&self.shape, i);
-                (v - z as f64) * s as f64
+                ((v as i64 - z as i64) as f32 * s) as f64
             }
         }
     }
-    /// Checks that the values are `f32`, unquantized (what a float layer
-    /// needs); `what` names the parameter.
-    pub fn expect_f32(&self, what: &str) -> Result<&[f32], String> {
-        self.f32().ok_or_else(|| {
-            format!(
-                "{what} is {}{}: a float layer needs float32 weights",
-                self.elem(),
-                if self.quant.is_some() { ", quantized" } else { "" }
-            )
-        })
+
+    /// The values as `f32`: themselves, or dequantized ([`Param::real`]).
+    pub fn to_f32(&self) -> std::borrow::Cow<'_, [f32]> {
+        match self.f32() {
+            Some(v) => std::borrow::Cow::Borrowed(v),
+            None => std::borrow::Cow::Owned((0..self.len()).map(|i| self.real(i) as f32).collect()),
+        }
+    }
+
+    /// Checks that a float layer can read the values as reals: `f32`, or
+    /// integers with their quantization (dequantized: a QDQ model's
+    /// weights); `what` names the parameter.
+    pub fn expect_real(&self, what: &str) -> Result<(), String> {
+        match (&self.values, &self.quant) {
+            (Values::F32(_), None) | (Values::F16(_), None) => Ok(()),
+            (Values::I8(_) | Values::U8(_) | Values::I32(_), Some(q)) => {
+                q.check(&self.shape, self.elem()).map_err(|e| format!("{what}: {e}"))
+            }
+            _ => Err(format!(
+                "{what} is {} without quantization: a float layer needs real weights",
+                self.elem()
+            )),
+        }
     }
 }
 
@@ -349,6 +363,10 @@ pub struct ConvCfg {
     pub residual: bool,
     /// Epilogue activation, after the clamp.
     pub act: Activation,
+    /// The `int32` values `bias` was dequantized from (a QDQ model's
+    /// bias), kept for the integer layer the QDQ group becomes
+    /// (onnxruntime's fused kernel adds them as they are).
+    pub qbias: Option<Vec<i32>>,
 }
 
 impl ConvCfg {
@@ -364,6 +382,7 @@ impl ConvCfg {
             clamp: Clamp::NONE,
             residual: false,
             act: Activation::None,
+            qbias: None,
         }
     }
     /// Output channels.
@@ -409,6 +428,8 @@ pub struct DenseCfg {
     pub clamp: Clamp,
     /// Epilogue activation, after the clamp.
     pub act: Activation,
+    /// As [`ConvCfg::qbias`].
+    pub qbias: Option<Vec<i32>>,
 }
 
 impl DenseCfg {
@@ -419,6 +440,7 @@ impl DenseCfg {
             bias,
             clamp: Clamp::NONE,
             act: Activation::None,
+            qbias: None,
         }
     }
 }
@@ -909,10 +931,10 @@ impl Op {
                 }
                 match self {
                     Op::Conv(c) => {
-                        c.weight.expect_f32("the weight")?;
+                        c.weight.expect_real("the weight")?;
                     }
                     Op::Dense(d) => {
-                        d.weight.expect_f32("the weight")?;
+                        d.weight.expect_real("the weight")?;
                     }
                     _ => {}
                 }

@@ -5,7 +5,7 @@
 //! Merged nodes are recorded in [`Node::fused`](crate::ir::Node::fused) so the
 //! generated code can say where each layer came from.
 
-use crate::ir::{Activation, Clamp, Graph, Node, Op};
+use crate::ir::{Activation, Clamp, Graph, IntOut, Node, Op, QAddCfg, QConvCfg, QDenseCfg, QType, TensorId, Values};
 
 /// One pass: a name and a rewrite returning how many rewrites it made.
 pub struct Pass {
@@ -558,6 +558,174 @@ pub fn reshape_into_dense(g: &mut Graph) -> usize {
     }
     rw.finish();
     count
+}
+
+/// A QDQ model's groups `DequantizeLinear -> op -> QuantizeLinear` become
+/// the integer layers onnxruntime's graph optimizer makes of them (its
+/// `QDQSelectorActionTransformer`, default optimizations), so that the
+/// results are the ones it computes. Not a pass of [`PIPELINE`]: it
+/// changes results (integer requantization where the graph says float),
+/// so the ONNX front end applies it, and the reference interpreter runs
+/// the integer graph, the model as onnxruntime computes it.
+///
+/// * `DQ(x) -> Conv(DQ(w), DQ(int32 bias)) [-> Relu/Clip] -> Q`: `QConv`
+///   (QLinearConv), the int32 bias as it is; a Relu or Clip only where the
+///   Q's range makes it redundant (else the group stays float);
+/// * `DQ(x) -> Gemm(DQ(w), DQ(int32 bias)) -> Q`: `QDense` (QGemm);
+/// * `DQ(a), DQ(b) -> Add -> Q`: `QAdd` (QLinearAdd);
+/// * `DQ(x) -> GlobalAveragePool -> Q`: `QGlobalAvgPool`;
+/// * `DQ(x) -> Reshape/Flatten -> Q` with the same scale and zero point on
+///   both sides: the reshape of the integers.
+///
+/// Every group needs its input and output of one 8-bit type, quantized per
+/// tensor, the op's output read by the Q alone, and weights of 8 bits per
+/// tensor or per output channel. A group that does not qualify stays as it
+/// is, in float. The Dequantize nodes left unread go with `remove_dead`.
+pub fn fuse_qdq(g: &mut Graph) -> usize {
+    let mut rw = Rw::new(g);
+    let mut count = 0;
+    for j in 0..rw.len() {
+        if !rw.live(j) {
+            continue;
+        }
+        let Op::Quantize(out) = rw.g.nodes[j].op else {
+            continue;
+        };
+        let Some((op, inputs, removed)) = qdq_group(&rw, j, out) else {
+            continue;
+        };
+        let mut fused = Vec::new();
+        let mut name = None;
+        let mut source = String::new();
+        for &k in &removed {
+            let n = rw.remove(k);
+            fused.extend(n.fused);
+            if name.is_none() {
+                name = Some(n.name);
+                source = n.source;
+            } else {
+                fused.push(n.name);
+            }
+        }
+        let node = &mut rw.g.nodes[j];
+        let q_name = std::mem::replace(&mut node.name, name.unwrap_or_default());
+        fused.push(q_name);
+        node.fused.extend(fused);
+        node.source = format!("{source} (QDQ)");
+        node.op = op;
+        rw.set_inputs(j, inputs);
+        count += 1;
+    }
+    rw.finish();
+    count
+}
+
+/// The integer op, its inputs and the nodes it replaces (the op, then a
+/// Clip) for the group ending in Quantize node `j` writing `out`, if the
+/// group qualifies (see [`fuse_qdq`]).
+fn qdq_group(rw: &Rw<'_>, j: usize, out: QType) -> Option<(Op, Vec<TensorId>, Vec<usize>)> {
+    let g = &*rw.g;
+    // The op before the Q, read by the Q alone; a Clip between them.
+    let single = |t: TensorId| rw.uses(t) == 1 && g.output != t;
+    let t = g.nodes[j].inputs[0];
+    let mut p = rw.producer(t).filter(|_| single(t))?;
+    let mut removed = Vec::new();
+    if let Op::Clip(c) = &g.nodes[p].op {
+        if !clip_redundant(c, &out) {
+            return None;
+        }
+        let t = g.nodes[p].inputs[0];
+        removed.push(p);
+        p = rw.producer(t).filter(|_| single(t))?;
+    }
+    removed.insert(0, p);
+    let clipped = removed.len() > 1;
+    // Input `k` of node `p` as `DQ(x)`: x and its type, of `out`'s elem.
+    let dq = |k: usize| -> Option<(TensorId, QType)> {
+        let d = rw.producer(g.nodes[p].inputs[k])?;
+        if !matches!(g.nodes[d].op, Op::Dequantize) {
+            return None;
+        }
+        let x = g.nodes[d].inputs[0];
+        let ty = &g.tensors[x].ty;
+        let q = ty.quant.as_ref().filter(|q| q.axis.is_none())?;
+        (ty.elem == out.elem).then_some((
+            x,
+            QType {
+                elem: ty.elem,
+                scale: q.scale[0],
+                zero_point: q.zero_point[0],
+            },
+        ))
+    };
+    let int_weight = |w: &crate::ir::Param| {
+        matches!(w.values, Values::I8(_) | Values::U8(_))
+            && w.quant.as_ref().is_some_and(|q| q.axis.is_none_or(|a| a == 0))
+    };
+    let (op, inputs) = match &g.nodes[p].op {
+        Op::Conv(c)
+            if int_weight(&c.weight)
+                && c.clamp.is_none()
+                && c.act == Activation::None
+                && !c.residual
+                && c.pad_value.is_none()
+                && (c.bias.is_none() || c.qbias.is_some()) =>
+        {
+            let (x, _) = dq(0)?;
+            let op = Op::QConv(QConvCfg {
+                weight: c.weight.clone(),
+                bias: c.qbias.clone(),
+                stride: c.stride,
+                pads: c.pads,
+                groups: c.groups,
+                out: IntOut::Requant(out),
+            });
+            (op, vec![x])
+        }
+        Op::Dense(d)
+            if int_weight(&d.weight)
+                && d.clamp.is_none()
+                && d.act == Activation::None
+                && (d.bias.is_none() || d.qbias.is_some()) =>
+        {
+            let (x, _) = dq(0)?;
+            let op = Op::QDense(QDenseCfg {
+                weight: d.weight.clone(),
+                bias: d.qbias.clone(),
+                out: IntOut::Requant(out),
+            });
+            (op, vec![x])
+        }
+        Op::Add if !clipped => {
+            let ((a, _), (b, _)) = (dq(0)?, dq(1)?);
+            (Op::QAdd(QAddCfg { rhs: None, out }), vec![a, b])
+        }
+        Op::GlobalAvgPool if !clipped => (Op::QGlobalAvgPool(out), vec![dq(0)?.0]),
+        Op::Reshape(shape) if !clipped => {
+            let (x, q) = dq(0)?;
+            if q.scale.to_bits() != out.scale.to_bits() || q.zero_point != out.zero_point {
+                return None;
+            }
+            (Op::Reshape(shape.clone()), vec![x])
+        }
+        _ => return None,
+    };
+    Some((op, inputs, removed))
+}
+
+/// Whether clamping to `c` before quantizing to `q` changes nothing:
+/// onnxruntime's `IsClipMadeRedundantByQ` (a Relu when the zero point is
+/// the type's minimum; a Clip whose bounds lie, within `f32::EPSILON`,
+/// outside the range `q` can represent).
+fn clip_redundant(c: &Clamp, q: &QType) -> bool {
+    let (lo, hi) = q.range();
+    if *c == Clamp::RELU {
+        return q.zero_point == lo;
+    }
+    let lower = (lo - q.zero_point) as f32 * q.scale;
+    let upper = (hi - q.zero_point) as f32 * q.scale;
+    let eps = f32::EPSILON;
+    !(eps < c.min - lower || eps < upper - c.max)
 }
 
 /// Removes nodes whose output is never read and is not the graph output.

@@ -96,7 +96,8 @@ pub(super) fn layer(
             let (ic, ih, iw) = (x[1], x[2], x[3]);
             let (oc, oh, ow) = (y[1], y[2], y[3]);
             let [kh, kw] = c.kernel();
-            let w = c.weight.expect_f32("the weight").map_err(at)?;
+            let w = c.weight.to_f32();
+            let w = &w[..];
             let shape = ConvShape {
                 in_h: ih,
                 in_w: iw,
@@ -163,7 +164,8 @@ pub(super) fn layer(
         Op::Dense(d) => {
             let k = d.weight.shape[1];
             let out = d.weight.shape[0];
-            let w = d.weight.expect_f32("the weight").map_err(at)?;
+            let w = d.weight.to_f32();
+            let w = &w[..];
             layer.clamp = d.clamp;
             layer.act = d.act;
             // The input is stored NHWC; the weight columns are in NCHW flatten order.

@@ -16,6 +16,10 @@ pub enum Data {
     I64(Vec<i64>),
     /// 8-bit integers (int8, uint8: the element type says which).
     Int8(ElemType, Vec<i32>),
+    /// A DequantizeLinear of a constant: the integers with their
+    /// quantization (a QDQ model's weights and int32 biases). As floats,
+    /// the dequantized values ([`Param::real`]).
+    Quantized(Param),
 }
 
 /// A constant tensor (initializer, Constant node or folded sub-graph).
@@ -34,6 +38,7 @@ impl Const {
             Data::F32(v) => v.clone(),
             Data::I64(v) => v.iter().map(|&x| x as f32).collect(),
             Data::Int8(_, v) => v.iter().map(|&x| x as f32).collect(),
+            Data::Quantized(p) => p.to_f32().into_owned(),
         }
     }
     /// The values as integers.
@@ -42,6 +47,7 @@ impl Const {
             Data::F32(v) => v.iter().map(|&x| x as i64).collect(),
             Data::I64(v) => v.clone(),
             Data::Int8(_, v) => v.iter().map(|&x| x as i64).collect(),
+            Data::Quantized(p) => p.to_f32().iter().map(|&x| x as i64).collect(),
         }
     }
     /// Number of values.
@@ -50,6 +56,7 @@ impl Const {
             Data::F32(v) => v.len(),
             Data::I64(v) => v.len(),
             Data::Int8(_, v) => v.len(),
+            Data::Quantized(p) => p.len(),
         }
     }
     /// Whether it has none.
@@ -63,6 +70,26 @@ impl Const {
             data: Data::I64(v),
         }
     }
+    /// The quantized parameter, when this is a dequantized constant.
+    pub fn quantized(&self) -> Option<&Param> {
+        match &self.data {
+            Data::Quantized(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The constant as a weight of `dims`: the quantized integers when it
+    /// is a dequantized constant, else its floats.
+    pub fn param(&self, dims: Vec<usize>) -> Param {
+        match &self.data {
+            Data::Quantized(p) => Param {
+                shape: dims,
+                ..p.clone()
+            },
+            _ => Param::new(dims, self.f32s()),
+        }
+    }
+
     /// The value, if there is exactly one.
     pub fn scalar(&self) -> Option<f32> {
         (self.len() == 1).then(|| self.f32s()[0])

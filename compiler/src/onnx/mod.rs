@@ -224,6 +224,10 @@ pub fn parse(bytes: &[u8], name: &str) -> Result<Graph, Vec<Diagnostic>> {
         Some(_) => return Err(at("is a constant: nothing to compute")),
         None => return Err(at("is not produced by any node")),
     }
+    // A QDQ model means what onnxruntime computes of it by default: its
+    // DequantizeLinear -> op -> QuantizeLinear groups as integer layers.
+    crate::passes::fuse_qdq(&mut g);
+    crate::passes::remove_dead(&mut g);
     Ok(g)
 }
 

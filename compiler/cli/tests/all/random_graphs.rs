@@ -363,7 +363,7 @@ fn qparam(r: &mut Rng, shape: Vec<usize>, elem: ElemType, per_channel: bool) -> 
     let zero_point: Vec<i32> = (0..groups)
         .map(|_| match elem {
             // Symmetric int8 weights (zero point 0) as quantizers write them, sometimes not.
-            ElemType::I8 if r.next_u64() % 2 == 0 => 0,
+            ElemType::I8 if r.next_u64().is_multiple_of(2) => 0,
             _ => lo + (r.next_u64() % (hi - lo + 1) as u64) as i32 / 4 + (hi - lo) * 3 / 8,
         })
         .collect();
@@ -430,10 +430,10 @@ fn random_int_graph(seed: u64) -> Graph {
         let (wshape, stride, pads, groups) = geo;
         let k = wshape[1] * wshape[2] * wshape[3];
         let we = pick(r, &types);
-        let per_channel = r.next_u64() % 2 == 0;
+        let per_channel = r.next_u64().is_multiple_of(2);
         let weight = qparam(r, wshape.to_vec(), we, per_channel);
         let ws = weight.quant.as_ref().unwrap().scale[0] as f64;
-        let bias = if r.next_u64() % 3 != 0 {
+        let bias = if !r.next_u64().is_multiple_of(3) {
             Some((0..wshape[0]).map(|_| (r.next_u64() % 4001) as i32 - 2000).collect())
         } else {
             None
@@ -504,7 +504,7 @@ fn random_int_graph(seed: u64) -> Graph {
     x = g.push("flatten", Op::Reshape(vec![1, c]), &[x]).unwrap();
     let n = pick(&mut r, &[10usize, 17]);
     let we = pick(&mut r, &types);
-    let per_channel = r.next_u64() % 2 == 0;
+    let per_channel = r.next_u64().is_multiple_of(2);
     let weight = qparam(&mut r, vec![n, c], we, per_channel);
     let ws = weight.quant.as_ref().unwrap().scale[0] as f64;
     let ot = pick(&mut r, &types);

@@ -1,6 +1,6 @@
 //! Conv, Pad (absorbed by the Conv that reads it), BatchNormalization.
 
-use crate::ir::{BatchNormCfg, ConvCfg, Op, Param, TensorId};
+use crate::ir::{BatchNormCfg, ConvCfg, Op, TensorId};
 use crate::onnx::attrs::{attr, AttrKind::*, Attrs, Dflt, NodeError};
 use crate::onnx::import::{one, usizes, Import, Node, Value};
 use crate::onnx::registry::{OpDef, MAX_DIM};
@@ -103,11 +103,20 @@ fn conv(n: &mut Node<'_>) -> Import {
     let w = n.constant(1, "weight")?;
     let b = n.opt_const(2, "bias")?;
     let (stride, pads, group) = geometry(n, x, pending, &w.dims)?;
-    let mut cfg = ConvCfg::new(Param::new(w.dims.clone(), w.f32s()), stride, pads, group);
+    let mut cfg = ConvCfg::new(w.param(w.dims.clone()), stride, pads, group);
     if let Some(b) = b {
         cfg.bias = Some(b.f32s());
+        cfg.qbias = int32_bias(&b);
     }
     n.push_one(Op::Conv(cfg), &[x])
+}
+
+/// The `int32` values of a dequantized bias (a QDQ model's), if it is one.
+pub fn int32_bias(b: &crate::onnx::import::Const) -> Option<Vec<i32>> {
+    match &b.quantized()?.values {
+        crate::ir::Values::I32(v) => Some(v.clone()),
+        _ => None,
+    }
 }
 
 /// A convolution's strides, pads (`[top, left, bottom, right]`, with the

@@ -62,13 +62,37 @@ fn gemm(n: &mut Node<'_>) -> Import {
             (0..cols * r).map(|i| bv[(i % r) * cols + i / r] * alpha).collect(),
         )
     };
-    let bias = match c {
+    let bias = match &c {
         None => None,
         Some(c) if c.len() == 1 => Some(vec![c.f32s()[0] * beta; out]),
         Some(c) if c.len() == out => Some(c.f32s().iter().map(|v| v * beta).collect()),
         Some(c) => return Err(format!("C has shape {:?}; expected [{out}] or a scalar", c.dims).into()),
     };
-    n.dense(x, out, k, weight, bias)
+    let r = n.dense(x, out, k, weight, bias)?;
+    // A QDQ model's weight (transposed, per tensor or per output) and int32
+    // bias stay integers, for the integer layer the group becomes.
+    let qweight = b
+        .quantized()
+        .filter(|p| {
+            n.attrs.int("transB") != 0
+                && alpha == 1.0
+                && p.quant.as_ref().is_some_and(|q| q.axis.is_none_or(|a| a == 0))
+        })
+        .cloned();
+    let qbias = c
+        .as_ref()
+        .filter(|c| beta == 1.0 && c.len() == out)
+        .and_then(crate::onnx::ops::conv::int32_bias);
+    if qweight.is_some() || qbias.is_some() {
+        let g = n.imp.graph();
+        if let Some(Op::Dense(d)) = g.nodes.last_mut().map(|l| &mut l.op) {
+            if let Some(w) = qweight {
+                d.weight = w;
+            }
+            d.qbias = qbias;
+        }
+    }
+    Ok(r)
 }
 
 fn matmul(n: &mut Node<'_>) -> Import {

@@ -7,7 +7,7 @@
 //! reader; a reader whose parameters differ from the producer's is
 //! refused, naming both.
 
-use crate::ir::{ElemType, IntOut, Op, Param, QAddCfg, QConvCfg, QDenseCfg, QType, Quant, TensorId};
+use crate::ir::{ElemType, IntOut, Op, Param, QAddCfg, QConvCfg, QDenseCfg, QType, Quant, TensorId, Values};
 use crate::onnx::attrs::{attr, AttrKind::*, Attrs, Dflt, NodeError};
 use crate::onnx::import::{Const, Data, Import, Node, Value};
 use crate::onnx::ops::conv::{check_conv_weight, geometry};
@@ -110,6 +110,13 @@ fn qparams(
         Some(Const {
             data: Data::Int8(e, v), ..
         }) => (*e, v.clone()),
+        // An int32 bias's zero point (int32, which DequantizeLinear allows).
+        Some(Const { data: Data::I64(v), .. }) if default == ElemType::I32 => (
+            ElemType::I32,
+            v.iter()
+                .map(|&x| i32::try_from(x).map_err(|_| format!("{what}'s zero point {x} is not an int32")))
+                .collect::<Result<_, _>>()?,
+        ),
         Some(c) => {
             return Err(format!(
                 "{what}'s zero point (input {kz}) is {}; int8 and uint8 are supported",
@@ -269,6 +276,55 @@ fn quantize_linear(n: &mut Node<'_>) -> Import {
 }
 
 fn dequantize_linear(n: &mut Node<'_>) -> Import {
+    if let Some(Value::Const(c)) = n.arg(0) {
+        // A constant (a QDQ model's weight or bias): kept as its integers
+        // and their quantization, which the layer reading it takes.
+        let rank = c.dims.len() as i64;
+        let axis = if n.opset() >= 13 { n.attrs.int("axis") } else { 1 };
+        let axis = if axis < 0 { axis + rank } else { axis };
+        let per = usize::try_from(axis).ok().and_then(|a| c.dims.get(a).copied());
+        let (values, elem) = match &c.data {
+            Data::Int8(e, v) => (
+                match e {
+                    ElemType::I8 => Values::I8(v.iter().map(|&x| x as i8).collect()),
+                    _ => Values::U8(v.iter().map(|&x| x as u8).collect()),
+                },
+                *e,
+            ),
+            Data::I64(v) => (
+                Values::I32(
+                    v.iter()
+                        .map(|&x| i32::try_from(x).map_err(|_| format!("the value {x} is not an int32")))
+                        .collect::<Result<_, _>>()?,
+                ),
+                ElemType::I32,
+            ),
+            _ => return Err("the input (a constant) must be int8, uint8 or int32".into()),
+        };
+        let (zelem, scale, zp) = qparams(n, 1, 2, "the input", elem, per)?;
+        if zelem != elem {
+            return Err(format!("the input is {elem} but its zero point is {zelem}").into());
+        }
+        if scale.len() > 1 && per.is_none() {
+            return Err(NodeError::attr(
+                "axis",
+                format!("axis {axis} is out of range for the input's shape {:?}", c.dims),
+            ));
+        }
+        let param = Param {
+            shape: c.dims.clone(),
+            values,
+            quant: Some(Quant {
+                axis: (scale.len() > 1).then_some(axis as usize),
+                scale,
+                zero_point: zp,
+            }),
+        };
+        return Ok(vec![Value::Const(Const {
+            dims: c.dims,
+            data: Data::Quantized(param),
+        })]);
+    }
     let (x, _) = q_tensor(n, 0, 1, 2, "the input")?;
     n.push_one(Op::Dequantize, &[x])
 }
