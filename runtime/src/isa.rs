@@ -190,6 +190,31 @@ pub(crate) fn count(isa: Isa) {
     let _ = isa;
 }
 
+/// Whether the integer kernels may use AVX-512 VNNI (`vpdpbusd`) now:
+/// the CPU has AVX-512F/BW and VNNI (CPUID.7.0:EBX bits 16 and 30,
+/// ECX bit 11) and the kernels run on AVX-512 ([`active_vector`]: a
+/// `set_limit` below it turns VNNI off too).
+pub fn vnni() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static VNNI: AtomicU8 = AtomicU8::new(0);
+        let v = match VNNI.load(Ordering::Relaxed) {
+            0 => {
+                let has = detected() >= Isa::Avx512 && !cfg!(miri) && {
+                    let leaf7 = core::arch::x86_64::__cpuid_count(7, 0);
+                    leaf7.ebx & (1 << 30) != 0 && leaf7.ecx & (1 << 11) != 0
+                };
+                VNNI.store(if has { 2 } else { 1 }, Ordering::Relaxed);
+                has
+            }
+            v => v == 2,
+        };
+        v && active_vector() == Isa::Avx512
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 /// Whether this CPU runs `isa` (what `set_limit` can pick): an
 /// instruction set of this architecture at most [`detected`]'s.
 pub fn available(isa: Isa) -> bool {

@@ -2,6 +2,10 @@
 //! pointwise and dense, add, global average pooling. NHWC, batch 1, any
 //! mix of `i8` and `u8` activations.
 //!
+//! The kernels are never inlined: generic code instantiated in the
+//! generated crate with each layer's constant shape was unrolled whole by
+//! the optimizer (minutes of compile time, for no speed).
+//!
 //! Every sum is exact in `i32` (the compiler proves it cannot overflow);
 //! the arithmetic that ends a layer is [`abi::quant`](crate::abi::quant)'s,
 //! so the result is the same bit for bit whatever the loop order. Weights
@@ -9,12 +13,17 @@
 //! differences `w - w_zero_point` are unchanged); see
 //! [`abi::pack::qweights`](crate::abi::pack).
 
+use crate::abi::pack::{qpanel_index, qpanels_len};
 use crate::abi::quant::{requantize, QAdd, QAvgPool, QZeroPoints};
 use crate::abi::{ConvShape, PointwiseShape, Quantized};
 use crate::checks::check_len;
 
 /// The per-output-channel constants of an integer convolution, depthwise,
-/// pointwise or dense layer, each a slice of the weight blob.
+/// pointwise or dense layer, each a slice of the weight blob. The GEMM
+/// kernels ([`qpointwise`], [`qconv2d`]) take their weights in the integer
+/// GEMM's panels and the bias folded with the zero points
+/// ([`folded_bias`](crate::abi::quant::folded_bias)); [`qdepthwise`] takes
+/// `[kh][kw][c]` weights and the bias itself.
 #[derive(Clone, Copy, Debug)]
 pub struct QWeights<'a> {
     /// The weights, `i8`, in the layer kind's layout (see each kernel).
@@ -39,18 +48,31 @@ impl QWeights<'_> {
     }
 
     #[inline(always)]
-    fn out<Y: Quantized>(&self, o: usize, acc: i32, y_zp: i32) -> Y {
+    pub(crate) fn out<Y: Quantized>(&self, o: usize, acc: i32, y_zp: i32) -> Y {
         Y::from_i32(requantize(acc, self.multiplier[o], y_zp, Y::MIN, Y::MAX))
     }
 }
 
+/// An input value as the integer GEMM reads it: an unsigned byte (`u8`
+/// as it is, `i8` plus 128; the zero point the compiler passes is shifted
+/// alike).
+#[inline(always)]
+fn unsigned<X: Quantized>(v: X) -> i32 {
+    v.to_i32() - X::MIN
+}
+
 /// An integer pointwise (1x1) convolution, or a dense layer (one pixel):
-/// `y[p][o] = requantize(bias[o] + sum_i (x[p][i] - zp.x) * (w[o][i] -
-/// w_zp[o]))`. Weights `[out_c][in_c]`.
+/// the integer GEMM `y[p][o] = requantize(c[o] + sum_i x[p][i] * w[o][i]
+/// minus w_zp[o] * sum_i x[p][i])`, `x` read unsigned ([`unsigned`]), `c` the
+/// folded bias ([`folded_bias`](crate::abi::quant::folded_bias), with
+/// `zp.x` the input's zero point as read). Weights in the integer GEMM's
+/// panels ([`qpanel_index`](crate::abi::pack::qpanel_index)). AVX-512
+/// VNNI where the CPU has it ([`crate::isa::vnni`]), else portable: the
+/// same sums, the same result.
 ///
 /// # Panics
 /// If a slice length does not match the shape.
-#[inline]
+#[inline(never)]
 pub fn qpointwise<X: Quantized, Y: Quantized>(
     shape: &PointwiseShape,
     x: &[X],
@@ -62,67 +84,96 @@ pub fn qpointwise<X: Quantized, Y: Quantized>(
     let (ic, oc) = (shape.in_c, shape.out_c);
     check_len(K, "x", x.len(), shape.pixels * ic);
     check_len(K, "y", y.len(), shape.pixels * oc);
-    w.check(K, oc * ic, oc);
-    if ic == 0 {
-        for yrow in y.chunks_exact_mut(oc.max(1)) {
-            for (o, v) in yrow.iter_mut().enumerate() {
-                *v = w.out(o, w.bias[o], zp.y);
-            }
-        }
+    w.check(K, qpanels_len(ic, oc), oc);
+    if shape.pixels == 0 || oc == 0 {
         return;
     }
-    for (xrow, yrow) in x.chunks_exact(ic).zip(y.chunks_exact_mut(oc.max(1))) {
-        // sum_i (x - zp.x) * (w - w_zp) = sum_i (x - zp.x) * w - w_zp * sum_i (x - zp.x)
-        let xsum: i32 = xrow.iter().map(|&v| v.to_i32() - zp.x).sum();
-        for (o, (wrow, out)) in w.values.chunks_exact(ic).zip(yrow.iter_mut()).enumerate() {
-            let dot: i32 = xrow
-                .iter()
-                .zip(wrow)
-                .map(|(&a, &b)| (a.to_i32() - zp.x) * b as i32)
-                .sum();
-            *out = w.out(o, w.bias[o] + dot - w.zero_point[o] * xsum, zp.y);
-        }
+    #[cfg(target_arch = "x86_64")]
+    if crate::isa::vnni()
+        && ic > 0
+        && (X::MIN == 0 || ic <= crate::simd::qgemm::ROW_MAX)
+        && core::mem::size_of::<Y>() == 1
+    {
+        crate::isa::count(crate::isa::Isa::Avx512);
+        crate::simd::qgemm::pointwise_vnni(shape, x, w, zp, y);
+        return;
+    }
+    crate::isa::count(crate::isa::Isa::Portable);
+    for (xrow, yrow) in x.chunks_exact(ic.max(1)).zip(y.chunks_exact_mut(oc)) {
+        gemm_row(ic, |i| unsigned(xrow[i]), &w, zp.y, yrow);
     }
 }
 
-/// An integer convolution, groups 1, any kernel, stride and padding
-/// (reads outside the input see `zp.x`, contributing nothing). Weights
-/// `[out_c][kh][kw][in_c]`.
+/// One output row of the integer GEMM, portable: `k` inputs `a(i)`.
+#[inline(always)]
+fn gemm_row<Y: Quantized>(k: usize, a: impl Fn(usize) -> i32, w: &QWeights<'_>, y_zp: i32, out: &mut [Y]) {
+    let asum = (0..k).fold(0i32, |s, i| s.wrapping_add(a(i)));
+    for (o, v) in out.iter_mut().enumerate() {
+        let dot = (0..k).fold(0i32, |s, i| {
+            s.wrapping_add(a(i).wrapping_mul(w.values[qpanel_index(k, o, i)] as i32))
+        });
+        let acc = w.bias[o]
+            .wrapping_add(dot)
+            .wrapping_sub(w.zero_point[o].wrapping_mul(asum));
+        *v = w.out(o, acc, y_zp);
+    }
+}
+
+/// An integer convolution, groups 1, any kernel, stride and padding: the
+/// integer GEMM ([`qpointwise`]) over im2col rows (`(ky * kw + kx) *
+/// in_c + ci`), reads outside the input seeing `zp.x` (the zero point as
+/// read: they contribute nothing).
 ///
 /// # Panics
 /// If a slice length does not match the shape.
-#[inline]
+#[inline(never)]
 pub fn qconv2d<X: Quantized, Y: Quantized>(shape: &ConvShape, x: &[X], w: QWeights<'_>, zp: QZeroPoints, y: &mut [Y]) {
     const K: &str = "qconv2d";
     let s = shape;
     let (ic, oc) = (s.in_c, s.out_c);
     check_len(K, "x", x.len(), s.in_h * s.in_w * ic);
     check_len(K, "y", y.len(), s.out_h * s.out_w * oc);
-    let taps = s.kernel_h * s.kernel_w * ic;
-    w.check(K, oc * taps, oc);
+    let k = s.kernel_h * s.kernel_w * ic;
+    w.check(K, qpanels_len(k, oc), oc);
+    if oc == 0 {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if crate::isa::vnni() && k > 0 && k <= crate::simd::qgemm::CONV_MAX_K && core::mem::size_of::<Y>() == 1 {
+        crate::isa::count(crate::isa::Isa::Avx512);
+        crate::simd::qgemm::conv2d_vnni(shape, x, w, zp, y);
+        return;
+    }
+    crate::isa::count(crate::isa::Isa::Portable);
+    qconv2d_portable(shape, x, w, zp, y);
+}
+
+/// [`qconv2d`] on the portable path (lengths checked by the caller).
+#[inline(never)]
+pub(crate) fn qconv2d_portable<X: Quantized, Y: Quantized>(
+    shape: &ConvShape,
+    x: &[X],
+    w: QWeights<'_>,
+    zp: QZeroPoints,
+    y: &mut [Y],
+) {
+    let s = shape;
+    let (ic, oc) = (s.in_c, s.out_c);
+    let k = s.kernel_h * s.kernel_w * ic;
     for oy in 0..s.out_h {
         for ox in 0..s.out_w {
-            let yrow = &mut y[(oy * s.out_w + ox) * oc..][..oc];
-            for (o, out) in yrow.iter_mut().enumerate() {
-                let wo = &w.values[o * taps..][..taps];
-                let mut acc = w.bias[o];
-                for ky in 0..s.kernel_h {
-                    let Some(iy) = (oy * s.stride_h + ky).checked_sub(s.pad_top).filter(|&v| v < s.in_h) else {
-                        continue;
-                    };
-                    for kx in 0..s.kernel_w {
-                        let Some(ix) = (ox * s.stride_w + kx).checked_sub(s.pad_left).filter(|&v| v < s.in_w) else {
-                            continue;
-                        };
-                        let xs = &x[(iy * s.in_w + ix) * ic..][..ic];
-                        let ws = &wo[(ky * s.kernel_w + kx) * ic..][..ic];
-                        for (&a, &b) in xs.iter().zip(ws) {
-                            acc += (a.to_i32() - zp.x) * (b as i32 - w.zero_point[o]);
-                        }
-                    }
+            let a = |r: usize| {
+                let (tap, ci) = (r / ic, r % ic);
+                let (ky, kx) = (tap / s.kernel_w, tap % s.kernel_w);
+                let iy = (oy * s.stride_h + ky).checked_sub(s.pad_top).filter(|&v| v < s.in_h);
+                let ix = (ox * s.stride_w + kx).checked_sub(s.pad_left).filter(|&v| v < s.in_w);
+                match (iy, ix) {
+                    (Some(iy), Some(ix)) => unsigned(x[(iy * s.in_w + ix) * ic + ci]),
+                    _ => zp.x,
                 }
-                *out = w.out(o, acc, zp.y);
-            }
+            };
+            let yrow = &mut y[(oy * s.out_w + ox) * oc..][..oc];
+            gemm_row(k, a, &w, zp.y, yrow);
         }
     }
 }
@@ -135,7 +186,7 @@ const DW_BLOCK: usize = 64;
 ///
 /// # Panics
 /// If a slice length does not match the shape, or `in_c != out_c`.
-#[inline]
+#[inline(never)]
 pub fn qdepthwise<X: Quantized, Y: Quantized>(
     shape: &ConvShape,
     x: &[X],
@@ -188,7 +239,7 @@ pub fn qdepthwise<X: Quantized, Y: Quantized>(
 ///
 /// # Panics
 /// If `y` and `a` differ in length, or `b`'s length does not divide `a`'s.
-#[inline]
+#[inline(never)]
 pub fn qadd<A: Quantized, B: Quantized, Y: Quantized>(a: &[A], b: &[B], params: &QAdd, y: &mut [Y]) {
     const K: &str = "qadd";
     check_len(K, "y", y.len(), a.len());
@@ -210,7 +261,7 @@ pub fn qadd<A: Quantized, B: Quantized, Y: Quantized>(a: &[A], b: &[B], params: 
 ///
 /// # Panics
 /// If a slice length does not match, or `pixels` is 0.
-#[inline]
+#[inline(never)]
 pub fn qglobal_avg_pool<X: Quantized, Y: Quantized>(p: &QAvgPool, x: &[X], y: &mut [Y]) {
     const K: &str = "qglobal_avg_pool";
     check_len(K, "x", x.len(), p.pixels * p.c);

@@ -140,13 +140,35 @@ impl<'a> QWeight<'a> {
             .collect()
     }
 
+    /// The `[k][n]` matrix `w(o, i) = value src(o, i)` in the integer
+    /// GEMM's panels ([`mncc_abi::pack::qpanel_index`]), and each output
+    /// channel's sum of its stored values.
+    pub fn qpanels(&self, k: usize, n: usize, src: impl Fn(usize, usize) -> usize) -> (Vec<i8>, Vec<i32>) {
+        let sh = self.shift();
+        let mut out = vec![0i8; pack::qpanels_len(k, n)];
+        let mut sums = vec![0i32; n];
+        for o in 0..n {
+            for i in 0..k {
+                let v = (self.param.values.get_f64(src(o, i)) as i32 - sh) as i8;
+                out[pack::qpanel_index(k, o, i)] = v;
+                sums[o] += v as i32;
+            }
+        }
+        (out, sums)
+    }
+
     /// Pushes the zero points, the biases (zeros if none) and the
-    /// multipliers of `out_c` output channels into `blob`.
+    /// multipliers of `out_c` output channels into `blob`. With `fold =
+    /// Some((k, x_zp, wsum))` (the integer GEMM: `k` products per sum, the
+    /// input's zero point as the kernel sees it, each channel's sum of
+    /// stored weights), the biases are folded
+    /// ([`mncc_abi::quant::folded_bias`]).
     pub fn consts(
         &self,
         blob: &mut Blob,
         out_c: usize,
         bias: Option<&[i32]>,
+        fold: Option<(usize, i32, &[i32])>,
         x: crate::ir::QType,
         y: crate::ir::QType,
     ) -> super::IntConsts {
@@ -157,7 +179,15 @@ impl<'a> QWeight<'a> {
             .expect("an integer layer's weight is quantized");
         let at = |o: usize| if self.per_channel { o } else { 0 };
         let zp: Vec<i32> = (0..out_c).map(|o| q.zero_point[at(o)] - self.shift()).collect();
-        let bias: Vec<i32> = (0..out_c).map(|o| bias.map_or(0, |b| b[o])).collect();
+        let bias: Vec<i32> = (0..out_c)
+            .map(|o| {
+                let b = bias.map_or(0, |b| b[o]);
+                match fold {
+                    Some((k, x_zp, wsum)) => mncc_abi::quant::folded_bias(b, wsum[o], k, x_zp, zp[o]),
+                    None => b,
+                }
+            })
+            .collect();
         let mult: Vec<f32> = (0..out_c)
             .map(|o| crate::ir::requant_multiplier(x.scale, q.scale[at(o)], y.scale))
             .collect();

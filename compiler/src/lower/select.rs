@@ -262,33 +262,39 @@ pub(super) fn layer(
                 pad_left: c.pads[1],
             };
             let w = pack::QWeight::new(&c.weight);
-            let kind = if c.groups > 1 {
+            // The GEMM kernels read the input as unsigned bytes (an int8
+            // input flipped by 128, its zero point too).
+            let x_zp = xq.zero_point + if xq.elem == ElemType::I8 { 128 } else { 0 };
+            let (kind, fold) = if c.groups > 1 {
                 // [c][1][kh][kw] -> [kh][kw][c]
                 layer.weights = Some(blob.push(&w.gather(kh * kw * oc, |i| (i % oc) * kh * kw + i / oc)));
-                QConvKind::Depthwise(shape)
+                (QConvKind::Depthwise(shape), None)
             } else if kh == 1 && kw == 1 && c.stride == [1, 1] && c.pads == [0; 4] {
-                layer.weights = Some(blob.push(&w.gather(oc * ic, |i| i)));
-                QConvKind::Pointwise(PointwiseShape {
+                let (packed, wsum) = w.qpanels(ic, oc, |o, i| o * ic + i);
+                layer.weights = Some(blob.push(&packed));
+                let kind = QConvKind::Pointwise(PointwiseShape {
                     pixels: y[2] * y[3],
                     in_c: ic,
                     out_c: oc,
-                })
+                });
+                (kind, Some((ic, wsum)))
             } else {
-                // [oc][ic][kh][kw] -> [oc][kh][kw][ic]
-                let per = kh * kw * icg;
-                layer.weights = Some(blob.push(&w.gather(oc * per, |i| {
-                    let (o, r) = (i / per, i % per);
+                // im2col rows (ky * kw + kx) * ic + ci from [oc][ic][kh][kw]
+                let k = kh * kw * icg;
+                let (packed, wsum) = w.qpanels(k, oc, |o, r| {
                     let (tap, ci) = (r / icg, r % icg);
-                    o * per + ci * kh * kw + tap
-                })));
-                QConvKind::Conv2d(shape)
+                    (o * icg + ci) * kh * kw + tap
+                });
+                layer.weights = Some(blob.push(&packed));
+                (QConvKind::Conv2d(shape), Some((k, wsum)))
             };
-            layer.int = Some(w.consts(blob, oc, c.bias.as_deref(), xq, yq));
+            let fold = fold.as_ref().map(|(k, wsum)| (*k, x_zp, wsum.as_slice()));
+            layer.int = Some(w.consts(blob, oc, c.bias.as_deref(), fold, xq, yq));
             layer.why = format!("{}; output {}", w.describe(), yq_describe(&yq));
             layer.kernel = Kernel::QConv {
                 kind,
                 zp: QZeroPoints {
-                    x: xq.zero_point,
+                    x: if fold.is_some() { x_zp } else { xq.zero_point },
                     y: yq.zero_point,
                 },
             };
@@ -304,11 +310,10 @@ pub(super) fn layer(
             // The input is stored NHWC; the weight columns are in NCHW flatten order.
             let (c, hw) = if x.len() == 4 { (x[1], x[2] * x[3]) } else { (k, 1) };
             let w = pack::QWeight::new(&d.weight);
-            layer.weights = Some(blob.push(&w.gather(out * k, |i| {
-                let (o, kn) = (i / k, i % k);
-                o * k + (kn % c) * hw + kn / c
-            })));
-            layer.int = Some(w.consts(blob, out, d.bias.as_deref(), xq, yq));
+            let x_zp = xq.zero_point + if xq.elem == ElemType::I8 { 128 } else { 0 };
+            let (packed, wsum) = w.qpanels(k, out, |o, kn| o * k + (kn % c) * hw + kn / c);
+            layer.weights = Some(blob.push(&packed));
+            layer.int = Some(w.consts(blob, out, d.bias.as_deref(), Some((k, x_zp, &wsum)), xq, yq));
             layer.why = format!("{}; output {}", w.describe(), yq_describe(&yq));
             layer.kernel = Kernel::QConv {
                 kind: QConvKind::Pointwise(PointwiseShape {
@@ -317,7 +322,7 @@ pub(super) fn layer(
                     out_c: out,
                 }),
                 zp: QZeroPoints {
-                    x: xq.zero_point,
+                    x: x_zp,
                     y: yq.zero_point,
                 },
             };

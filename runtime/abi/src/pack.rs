@@ -55,3 +55,25 @@ pub const fn depthwise_packed_len(s: &ConvShape) -> usize {
 pub const fn depthwise_index(channels: usize, k: usize, c: usize) -> usize {
     k * channels + c
 }
+
+/// Output channels per panel of the integer GEMM (`qpointwise`, `qconv2d`,
+/// a dense layer): one 512-bit vector of `i32` sums.
+pub const QPANEL: usize = 16;
+
+/// Reduction values per group of the integer GEMM's panels: the 4 bytes
+/// one `vpdpbusd` lane sums.
+pub const QGROUP: usize = 4;
+
+/// Number of `i8` in a `[k][n]` integer weight matrix packed for the
+/// integer GEMM: `ceil(n / QPANEL)` panels of `ceil(k / QGROUP)` groups of
+/// `[QPANEL][QGROUP]`, zero past `n` and past `k`.
+pub const fn qpanels_len(k: usize, n: usize) -> usize {
+    n.div_ceil(QPANEL) * k.div_ceil(QGROUP) * QPANEL * QGROUP
+}
+
+/// Where weight `(o, i)` (output channel `o`, reduction index `i` of `k`)
+/// goes in [`qpanels_len`]'s layout: `((o / QPANEL * ceil(k / QGROUP) + i
+/// / QGROUP) * QPANEL + o % QPANEL) * QGROUP + i % QGROUP`.
+pub const fn qpanel_index(k: usize, o: usize, i: usize) -> usize {
+    ((o / QPANEL * k.div_ceil(QGROUP) + i / QGROUP) * QPANEL + o % QPANEL) * QGROUP + i % QGROUP
+}

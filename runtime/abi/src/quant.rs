@@ -93,6 +93,17 @@ pub fn requantize(acc: i32, multiplier: f32, zero_point: i32, lo: i32, hi: i32) 
     v as i32 + zero_point
 }
 
+/// The constant part of an integer GEMM's sum (`qpointwise`, `qconv2d`,
+/// a dense layer), folded at compile time: the sum of `k` products
+/// `(x - x_zp) * (w - w_zp)` is `sum x * w - w_zp * sum x + c` with
+/// `c = bias - x_zp * sum w + k * x_zp * w_zp` (`wsum`: the output
+/// channel's `sum w`). Wrapping arithmetic: the true sum fits `i32` (the
+/// compiler checks it), so the kernels' wrapping sums give it exactly.
+pub const fn folded_bias(bias: i32, wsum: i32, k: usize, x_zp: i32, w_zp: i32) -> i32 {
+    bias.wrapping_sub(x_zp.wrapping_mul(wsum))
+        .wrapping_add((k as i32).wrapping_mul(x_zp).wrapping_mul(w_zp))
+}
+
 /// The constants of an integer convolution, depthwise or dense layer
 /// besides its weights: the zero points of its input and output. (The
 /// weights' zero points, the biases and the multipliers are per output

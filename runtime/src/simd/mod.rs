@@ -31,6 +31,8 @@ mod depthwise;
 mod epilogue;
 mod fused;
 mod gemm;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod qgemm;
 pub(crate) mod vec;
 
 pub use crate::abi::pack::PANEL;

@@ -15,6 +15,7 @@ mod misc_kernels;
 mod par;
 mod pointwise;
 mod proptests;
+mod quant;
 mod simd;
 mod simd_conv2d;
 mod simd_depthwise;
