@@ -98,6 +98,19 @@ impl Model {
         name.into()
     }
 
+    /// An initializer of ONNX element type `data_type` from its raw
+    /// little-endian bytes; returns its name.
+    pub fn init_raw(&mut self, name: &str, dims: &[i64], data_type: i32, raw: Vec<u8>) -> String {
+        self.inits.push(TensorProto {
+            name: name.into(),
+            dims: dims.to_vec(),
+            data_type,
+            raw_data: raw,
+            ..Default::default()
+        });
+        name.into()
+    }
+
     /// A node `name` of `op` on `inputs`; returns its output's name.
     pub fn node(&mut self, op: &str, name: &str, inputs: &[&str], attrs: Vec<AttributeProto>) -> String {
         let out = format!("{name}_out");

@@ -492,3 +492,101 @@ fn names_from_the_file_are_cut() {
         &["(100000 characters)"],
     );
 }
+
+/// Malformed quantized models (issue 25): a zero or infinite scale, a zero
+/// point of another type, scales per channel of the wrong count, an axis out
+/// of range, an int4 or float8 weight, a tensor read with other parameters
+/// than it was written with. Each an error naming the node and the input.
+#[test]
+fn malformed_quantized_models() {
+    // input -> QuantizeLinear -> QLinearConv (1x1, 3 -> 4) -> DequantizeLinear
+    let build = |f: &dyn Fn(&mut Model)| -> Vec<u8> {
+        let mut m = Model::new(13, &[1, 3, 4, 4]);
+        m.init("xs", &[], vec![0.02]);
+        m.init_raw("xz", &[], 2, vec![128]);
+        m.init_raw("w", &[4, 3, 1, 1], 3, vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+        m.init("ws", &[4], vec![0.01, 0.02, 0.03, 0.04]);
+        m.init_raw("wz", &[4], 3, vec![0; 4]);
+        m.init("ys", &[], vec![0.05]);
+        m.init_raw("yz", &[], 2, vec![100]);
+        m.node("QuantizeLinear", "q", &["input", "xs", "xz"], vec![]);
+        m.node(
+            "QLinearConv",
+            "conv",
+            &["q_out", "xs", "xz", "w", "ws", "wz", "ys", "yz"],
+            vec![],
+        );
+        m.node("DequantizeLinear", "dq", &["conv_out", "ys", "yz"], vec![]);
+        f(&mut m);
+        m.bytes("dq_out")
+    };
+    fuzzing::onnx(&build(&|_| {})).expect("the quantized base model compiles");
+    let init = |m: &mut Model, name: &str| -> usize { m.inits.iter().position(|t| t.name == name).unwrap() };
+    let cases: Vec<(&str, Box<dyn Fn(&mut Model)>, Vec<&str>)> = vec![
+        (
+            "zero scale",
+            Box::new(move |m: &mut Model| {
+                let i = init(m, "ys");
+                m.inits[i].float_data = vec![0.0];
+            }),
+            vec!["node `conv` (QLinearConv)", "scale 0 is not a positive finite number"],
+        ),
+        (
+            "infinite weight scale",
+            Box::new(move |m: &mut Model| {
+                let i = init(m, "ws");
+                m.inits[i].float_data[2] = f32::INFINITY;
+            }),
+            vec!["node `conv` (QLinearConv)", "the weight's scale inf"],
+        ),
+        (
+            "an int64 zero point",
+            Box::new(move |m: &mut Model| {
+                let i = init(m, "yz");
+                m.inits.remove(i);
+                m.init_i64("yz", &[], vec![300]);
+            }),
+            vec![
+                "node `conv` (QLinearConv)",
+                "the output's zero point (input 7) is a wider integer",
+            ],
+        ),
+        (
+            "three scales for four channels",
+            Box::new(move |m: &mut Model| {
+                let i = init(m, "ws");
+                m.inits[i].dims = vec![3];
+                m.inits[i].float_data.truncate(3);
+            }),
+            vec!["node `conv` (QLinearConv)", "3 scale(s) and 4 zero point(s)"],
+        ),
+        (
+            "an int4 weight",
+            Box::new(move |m: &mut Model| {
+                let i = init(m, "w");
+                m.inits[i].data_type = 22;
+                m.inits[i].raw_data.truncate(6);
+            }),
+            vec!["initializer `w`", "int4"],
+        ),
+        (
+            "a float8 weight",
+            Box::new(move |m: &mut Model| {
+                let i = init(m, "w");
+                m.inits[i].data_type = 17;
+            }),
+            vec!["initializer `w`", "float8"],
+        ),
+        (
+            "read with another scale than written",
+            Box::new(move |m: &mut Model| {
+                m.init("other", &[], vec![0.5]);
+                m.nodes[2].input[1] = "other".into();
+            }),
+            vec!["node `dq` (DequantizeLinear)", "scale 0.05", "scale 0.5", "agree"],
+        ),
+    ];
+    for (what, f, needles) in cases {
+        expect_error(what, fuzzing::onnx(&build(&*f)), &needles);
+    }
+}
