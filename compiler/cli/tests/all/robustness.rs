@@ -522,7 +522,8 @@ fn malformed_quantized_models() {
     };
     fuzzing::onnx(&build(&|_| {})).expect("the quantized base model compiles");
     let init = |m: &mut Model, name: &str| -> usize { m.inits.iter().position(|t| t.name == name).unwrap() };
-    let cases: Vec<(&str, Box<dyn Fn(&mut Model)>, Vec<&str>)> = vec![
+    type Case<'a> = (&'a str, Box<dyn Fn(&mut Model)>, Vec<&'a str>);
+    let cases: Vec<Case> = vec![
         (
             "zero scale",
             Box::new(move |m: &mut Model| {
