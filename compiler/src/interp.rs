@@ -236,12 +236,7 @@ pub fn eval(op: &Op, ins: &[&[f64]], shapes: &[&[usize]], in_types: &[&TensorTyp
 /// The per-tensor 8-bit quantization of an integer op's input (checked
 /// by the verifier).
 fn qtype(t: &TensorType) -> QType {
-    let q = t.quant.as_ref().expect("the verifier checked a quantized input");
-    QType {
-        elem: t.elem,
-        scale: q.scale[0],
-        zero_point: q.zero_point[0],
-    }
+    t.qtype().expect("the verifier checked a quantized input")
 }
 
 /// An integer layer's output from its exact sum `acc` (which the verifier
@@ -283,12 +278,10 @@ fn qconv(cfg: &QConvCfg, x: &[f64], ins: &[usize], xq: QType, outs: &[usize]) ->
                         let ci = g * icg + ic;
                         for ky in 0..kh {
                             for kx in 0..kw {
-                                let iy = (oy * cfg.stride[0] + ky) as isize - cfg.pads[0] as isize;
-                                let ix = (ox * cfg.stride[1] + kx) as isize - cfg.pads[1] as isize;
-                                if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                let Some((iy, ix)) = window_at(cfg.stride, cfg.pads, [h, w], [oy, ox], [ky, kx]) else {
                                     continue;
-                                }
-                                let v = x[((b * c + ci) * h + iy as usize) * w + ix as usize] as i64;
+                                };
+                                let v = x[((b * c + ci) * h + iy) * w + ix] as i64;
                                 acc += (v - xq.zero_point as i64) * wt[((o * icg + ic) * kh + ky) * kw + kx] as i64;
                             }
                         }
@@ -363,6 +356,21 @@ fn clamp(v: f64, min: f32, max: f32) -> f64 {
     v.max(min as f64).min(max as f64)
 }
 
+/// The input pixel `(iy, ix)` that tap `(ky, kx)` of output pixel `(oy,
+/// ox)` reads, for an `[h, w]` input under `stride` and `pads` (`[top,
+/// left, ...]`); `None` in the padding.
+fn window_at(
+    stride: [usize; 2],
+    pads: [usize; 4],
+    [h, w]: [usize; 2],
+    [oy, ox]: [usize; 2],
+    [ky, kx]: [usize; 2],
+) -> Option<(usize, usize)> {
+    let iy = (oy * stride[0] + ky).checked_sub(pads[0]).filter(|&v| v < h)?;
+    let ix = (ox * stride[1] + kx).checked_sub(pads[1]).filter(|&v| v < w)?;
+    Some((iy, ix))
+}
+
 /// Direct convolution: for every output element, the sum over its window.
 fn conv(cfg: &ConvCfg, x: &[f64], ins: &[usize], outs: &[usize], residual: Option<&[f64]>) -> Vec<f64> {
     let (n, c, h, w) = (ins[0], ins[1], ins[2], ins[3]);
@@ -381,12 +389,9 @@ fn conv(cfg: &ConvCfg, x: &[f64], ins: &[usize], outs: &[usize], residual: Optio
                         let ci = g * icg + ic;
                         for ky in 0..kh {
                             for kx in 0..kw {
-                                let iy = (oy * cfg.stride[0] + ky) as isize - cfg.pads[0] as isize;
-                                let ix = (ox * cfg.stride[1] + kx) as isize - cfg.pads[1] as isize;
-                                let v = if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
-                                    cfg.pad_value.as_ref().map_or(0.0, |p| p[ci] as f64)
-                                } else {
-                                    x[((b * c + ci) * h + iy as usize) * w + ix as usize]
+                                let v = match window_at(cfg.stride, cfg.pads, [h, w], [oy, ox], [ky, kx]) {
+                                    Some((iy, ix)) => x[((b * c + ci) * h + iy) * w + ix],
+                                    None => cfg.pad_value.as_ref().map_or(0.0, |p| p[ci] as f64),
                                 };
                                 acc += v * wt[((o * icg + ic) * kh + ky) * kw + kx];
                             }

@@ -274,6 +274,17 @@ impl TensorType {
         TensorType { elem, quant: None }
     }
 
+    /// Its 8-bit per-tensor quantization (`int8`/`uint8` with one scale
+    /// and zero point), if it is one: what integer layers read.
+    pub fn qtype(&self) -> Option<QType> {
+        let q = self.quant.as_ref().filter(|q| q.axis.is_none())?;
+        matches!(self.elem, ElemType::I8 | ElemType::U8).then(|| QType {
+            elem: self.elem,
+            scale: q.scale[0],
+            zero_point: q.zero_point[0],
+        })
+    }
+
     /// Whether float layers can read it as real numbers: unquantized
     /// `f32`, or unquantized `u8` (raw pixels, exact integers).
     pub fn is_real(&self) -> bool {
@@ -788,36 +799,18 @@ impl Op {
                 Ok(x.to_vec())
             }
             Op::Dense(d) => {
-                if x.len() < 2 {
-                    return Err(format!("input must have a batch dim and features, is {x:?}"));
-                }
-                let k: usize = x[1..].iter().product();
-                let ws = &d.weight.shape;
-                if ws.len() != 2 || ws[1] != k {
-                    return Err(format!(
-                        "weight {ws:?} does not fit {k} input features (expected [out, {k}])"
-                    ));
-                }
+                let out = dense_out(x, &d.weight.shape)?;
                 if let Some(b) = &d.bias {
-                    per_channel("bias", b.len(), ws[0])?;
+                    per_channel("bias", b.len(), out[1])?;
                 }
-                Ok(vec![x[0], ws[0]])
+                Ok(out)
             }
             Op::QDense(d) => {
-                if x.len() < 2 {
-                    return Err(format!("input must have a batch dim and features, is {x:?}"));
-                }
-                let k: usize = x[1..].iter().product();
-                let ws = &d.weight.shape;
-                if ws.len() != 2 || ws[1] != k {
-                    return Err(format!(
-                        "weight {ws:?} does not fit {k} input features (expected [out, {k}])"
-                    ));
-                }
+                let out = dense_out(x, &d.weight.shape)?;
                 if let Some(b) = &d.bias {
-                    per_channel("bias", b.len(), ws[0])?;
+                    per_channel("bias", b.len(), out[1])?;
                 }
-                Ok(vec![x[0], ws[0]])
+                Ok(out)
             }
             Op::QAdd(a) => {
                 match &a.rhs {
@@ -1041,37 +1034,38 @@ impl Op {
     pub fn macs(&self, out: &[usize]) -> u64 {
         let n: usize = out.iter().product();
         match self {
-            Op::Conv(c) => {
-                let ws = &c.weight.shape;
+            Op::Conv(ConvCfg { weight, .. }) | Op::QConv(QConvCfg { weight, .. }) => {
+                let ws = &weight.shape;
                 (n * ws[1] * ws[2] * ws[3]) as u64
             }
-            Op::Dense(d) => (n * d.weight.shape[1]) as u64,
-            Op::QConv(c) => {
-                let ws = &c.weight.shape;
-                (n * ws[1] * ws[2] * ws[3]) as u64
-            }
-            Op::QDense(d) => (n * d.weight.shape[1]) as u64,
+            Op::Dense(DenseCfg { weight, .. }) | Op::QDense(QDenseCfg { weight, .. }) => (n * weight.shape[1]) as u64,
             _ => 0,
         }
     }
 }
 
+/// The output shape `[n, out]` of a dense layer on `x` (flattened) with a
+/// weight of shape `ws` (`[out, k]`), checking the features.
+fn dense_out(x: &[usize], ws: &[usize]) -> Result<Vec<usize>, String> {
+    if x.len() < 2 {
+        return Err(format!("input must have a batch dim and features, is {x:?}"));
+    }
+    let k: usize = x[1..].iter().product();
+    if ws.len() != 2 || ws[1] != k {
+        return Err(format!(
+            "weight {ws:?} does not fit {k} input features (expected [out, {k}])"
+        ));
+    }
+    Ok(vec![x[0], ws[0]])
+}
+
 /// `t` as an 8-bit tensor quantized per tensor (input `k` of an integer op).
 fn quantized8(t: &TensorType, k: usize) -> Result<QType, String> {
-    match &t.quant {
-        Some(q) if matches!(t.elem, ElemType::I8 | ElemType::U8) && q.axis.is_none() => {
-            let q = QType {
-                elem: t.elem,
-                scale: q.scale[0],
-                zero_point: q.zero_point[0],
-            };
-            q.check()?;
-            Ok(q)
-        }
-        _ => Err(format!(
-            "input {k} is {t}; an integer operation reads int8 or uint8 quantized per tensor"
-        )),
-    }
+    let q = t
+        .qtype()
+        .ok_or_else(|| format!("input {k} is {t}; an integer operation reads int8 or uint8 quantized per tensor"))?;
+    q.check()?;
+    Ok(q)
 }
 
 fn out_type(out: &IntOut) -> Result<TensorType, String> {

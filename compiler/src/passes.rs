@@ -647,16 +647,8 @@ fn qdq_group(rw: &Rw<'_>, j: usize, out: QType) -> Option<(Op, Vec<TensorId>, Ve
             return None;
         }
         let x = g.nodes[d].inputs[0];
-        let ty = &g.tensors[x].ty;
-        let q = ty.quant.as_ref().filter(|q| q.axis.is_none())?;
-        (ty.elem == out.elem).then_some((
-            x,
-            QType {
-                elem: ty.elem,
-                scale: q.scale[0],
-                zero_point: q.zero_point[0],
-            },
-        ))
+        let q = g.tensors[x].ty.qtype()?;
+        (q.elem == out.elem).then_some((x, q))
     };
     let int_weight = |w: &crate::ir::Param| {
         matches!(w.values, Values::I8(_) | Values::U8(_))

@@ -164,12 +164,9 @@ pub(crate) fn qconv2d_portable<X: Quantized, Y: Quantized>(
         for ox in 0..s.out_w {
             let a = |r: usize| {
                 let (tap, ci) = (r / ic, r % ic);
-                let (ky, kx) = (tap / s.kernel_w, tap % s.kernel_w);
-                let iy = (oy * s.stride_h + ky).checked_sub(s.pad_top).filter(|&v| v < s.in_h);
-                let ix = (ox * s.stride_w + kx).checked_sub(s.pad_left).filter(|&v| v < s.in_w);
-                match (iy, ix) {
-                    (Some(iy), Some(ix)) => unsigned(x[(iy * s.in_w + ix) * ic + ci]),
-                    _ => zp.x,
+                match s.input_at(oy, ox, tap / s.kernel_w, tap % s.kernel_w) {
+                    Some(px) => unsigned(x[px * ic + ci]),
+                    None => zp.x,
                 }
             };
             let yrow = &mut y[(oy * s.out_w + ox) * oc..][..oc];
@@ -210,14 +207,11 @@ pub fn qdepthwise<X: Quantized, Y: Quantized>(
                 let acc = &mut acc[..n];
                 acc.copy_from_slice(&w.bias[c0..c0 + n]);
                 for ky in 0..s.kernel_h {
-                    let Some(iy) = (oy * s.stride_h + ky).checked_sub(s.pad_top).filter(|&v| v < s.in_h) else {
-                        continue;
-                    };
                     for kx in 0..s.kernel_w {
-                        let Some(ix) = (ox * s.stride_w + kx).checked_sub(s.pad_left).filter(|&v| v < s.in_w) else {
+                        let Some(px) = s.input_at(oy, ox, ky, kx) else {
                             continue;
                         };
-                        let xs = &x[(iy * s.in_w + ix) * c + c0..][..n];
+                        let xs = &x[px * c + c0..][..n];
                         let ws = &w.values[(ky * s.kernel_w + kx) * c + c0..][..n];
                         let wz = &w.zero_point[c0..c0 + n];
                         for (((a, &xv), &wv), &z) in acc.iter_mut().zip(xs).zip(ws).zip(wz) {

@@ -18,7 +18,9 @@
 use super::pack::{self, Blob};
 use super::{same_order_in_nhwc, schedule, Kernel, Layer, QAdd, QAvgPool, QConvKind, QZeroPoints};
 use crate::diag::{Diagnostic, Error};
-use crate::ir::{Activation, Clamp, ElemType, Graph, IntOut, Layout, Node, Op, QType, TensorId, Values, INPUT};
+use crate::ir::{
+    int_range, Activation, Clamp, ElemType, Graph, IntOut, Layout, Node, Op, QType, TensorId, Values, INPUT,
+};
 use crate::target::Target;
 use mncc_abi::{ConvShape, PointwiseShape};
 
@@ -93,25 +95,12 @@ pub(super) fn layer(
     };
     match &n.op {
         Op::Conv(c) => {
-            let (ic, ih, iw) = (x[1], x[2], x[3]);
+            let ic = x[1];
             let (oc, oh, ow) = (y[1], y[2], y[3]);
             let [kh, kw] = c.kernel();
             let w = c.weight.to_f32();
             let w = &w[..];
-            let shape = ConvShape {
-                in_h: ih,
-                in_w: iw,
-                in_c: ic,
-                out_h: oh,
-                out_w: ow,
-                out_c: oc,
-                kernel_h: kh,
-                kernel_w: kw,
-                stride_h: c.stride[0],
-                stride_w: c.stride[1],
-                pad_top: c.pads[0],
-                pad_left: c.pads[1],
-            };
+            let shape = conv_shape(x, y, [kh, kw], c.stride, c.pads);
             layer.clamp = c.clamp;
             layer.residual = c.residual;
             layer.act = c.act;
@@ -246,25 +235,10 @@ pub(super) fn layer(
                 ));
             };
             let [oc, icg, kh, kw] = c.dims();
-            let (ic, ih, iw) = (x[1], x[2], x[3]);
-            let shape = ConvShape {
-                in_h: ih,
-                in_w: iw,
-                in_c: ic,
-                out_h: y[2],
-                out_w: y[3],
-                out_c: oc,
-                kernel_h: kh,
-                kernel_w: kw,
-                stride_h: c.stride[0],
-                stride_w: c.stride[1],
-                pad_top: c.pads[0],
-                pad_left: c.pads[1],
-            };
+            let ic = x[1];
+            let shape = conv_shape(x, y, [kh, kw], c.stride, c.pads);
             let w = pack::QWeight::new(&c.weight);
-            // The GEMM kernels read the input as unsigned bytes (an int8
-            // input flipped by 128, its zero point too).
-            let x_zp = xq.zero_point + if xq.elem == ElemType::I8 { 128 } else { 0 };
+            let x_zp = unsigned_zero_point(&xq);
             let (kind, fold) = if c.groups > 1 {
                 // [c][1][kh][kw] -> [kh][kw][c]
                 layer.weights = Some(blob.push(&w.gather(kh * kw * oc, |i| (i % oc) * kh * kw + i / oc)));
@@ -310,7 +284,7 @@ pub(super) fn layer(
             // The input is stored NHWC; the weight columns are in NCHW flatten order.
             let (c, hw) = if x.len() == 4 { (x[1], x[2] * x[3]) } else { (k, 1) };
             let w = pack::QWeight::new(&d.weight);
-            let x_zp = xq.zero_point + if xq.elem == ElemType::I8 { 128 } else { 0 };
+            let x_zp = unsigned_zero_point(&xq);
             let (packed, wsum) = w.qpanels(k, out, |o, kn| o * k + (kn % c) * hw + kn / c);
             layer.weights = Some(blob.push(&packed));
             layer.int = Some(w.consts(blob, out, d.bias.as_deref(), Some((k, x_zp, &wsum)), xq, yq));
@@ -389,15 +363,36 @@ pub(super) fn layer(
     Ok(Some(layer))
 }
 
+/// The geometry of a convolution from its NCHW input and output shapes.
+fn conv_shape(x: &[usize], y: &[usize], [kh, kw]: [usize; 2], stride: [usize; 2], pads: [usize; 4]) -> ConvShape {
+    ConvShape {
+        in_h: x[2],
+        in_w: x[3],
+        in_c: x[1],
+        out_h: y[2],
+        out_w: y[3],
+        out_c: y[1],
+        kernel_h: kh,
+        kernel_w: kw,
+        stride_h: stride[0],
+        stride_w: stride[1],
+        pad_top: pads[0],
+        pad_left: pads[1],
+    }
+}
+
+/// The input's zero point as the integer GEMM kernels read the input:
+/// unsigned bytes, an int8 input (and its zero point) shifted by 128.
+fn unsigned_zero_point(q: &QType) -> i32 {
+    q.zero_point - int_range(q.elem).0
+}
+
 /// The per-tensor quantization of tensor `t` (the verifier checked it).
 fn qtype(g: &Graph, t: TensorId) -> QType {
-    let ty = &g.tensors[t].ty;
-    let q = ty.quant.as_ref().expect("the verifier checked a quantized tensor");
-    QType {
-        elem: ty.elem,
-        scale: q.scale[0],
-        zero_point: q.zero_point[0],
-    }
+    g.tensors[t]
+        .ty
+        .qtype()
+        .expect("the verifier checked a quantized tensor")
 }
 
 /// `uint8 scale 0.02 zero point 128`.

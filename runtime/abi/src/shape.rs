@@ -46,6 +46,19 @@ impl ConvShape {
         self.out_h * self.out_w * self.out_c
     }
     /// Rows of padding below the input that the last output row's window
+    /// The input pixel (`iy * in_w + ix`) that tap `(ky, kx)` of output
+    /// pixel `(oy, ox)` reads; `None` where it falls in the padding.
+    #[inline(always)]
+    pub fn input_at(&self, oy: usize, ox: usize, ky: usize, kx: usize) -> Option<usize> {
+        let iy = (oy * self.stride_h + ky)
+            .checked_sub(self.pad_top)
+            .filter(|&v| v < self.in_h)?;
+        let ix = (ox * self.stride_w + kx)
+            .checked_sub(self.pad_left)
+            .filter(|&v| v < self.in_w)?;
+        Some(iy * self.in_w + ix)
+    }
+
     /// reaches (implied by `out_h`).
     pub const fn pad_bottom(&self) -> usize {
         ((self.out_h - 1) * self.stride_h + self.kernel_h).saturating_sub(self.in_h + self.pad_top)

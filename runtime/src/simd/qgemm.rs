@@ -84,13 +84,11 @@ unsafe fn pointwise_impl<X: Quantized, Y: Quantized>(
     // into a row buffer: flipping in registers (an `xor` before each
     // `vpdpbusd`) made the optimizer take minutes over the kernel.
     let flip = X::MIN != 0;
-    let need_sum = w.zero_point.iter().any(|&z| z != 0);
     let xb = x.as_ptr() as *const u8;
     let mut buf = [0u8; MR * ROW_MAX];
     for p0 in (0..shape.pixels).step_by(MR) {
         let rows = MR.min(shape.pixels - p0);
         let mut a = [xb; MR];
-        let mut asum = [0i32; MR];
         for r in 0..rows {
             // SAFETY: row p0 + r < pixels: its k bytes are within `x`.
             let row = unsafe { core::slice::from_raw_parts(xb.add((p0 + r) * k), k) };
@@ -103,27 +101,10 @@ unsafe fn pointwise_impl<X: Quantized, Y: Quantized>(
             } else {
                 a[r] = row.as_ptr();
             }
-            if need_sum {
-                // SAFETY: a[r] points to the row's k (possibly flipped) bytes.
-                let row = unsafe { core::slice::from_raw_parts(a[r], k) };
-                asum[r] = row.iter().map(|&b| b as i32).sum();
-            }
         }
-        // Rows past the last repeat it (computed, not stored).
-        for r in rows..MR {
-            a[r] = a[rows - 1];
-        }
-        let out = Out {
-            y: y.as_mut_ptr() as *mut u8,
-            row0: p0,
-            n,
-            rows,
-            asum: &asum,
-            zp,
-        };
-        // SAFETY: `a` holds rows of `k` bytes; the panels and the output
-        // rows are within the checked slices.
-        unsafe { panels::<Y>(&a, k, &w, &out) }
+        // SAFETY: `a[..rows]` point to rows of `k` bytes; the panels and
+        // output rows p0..p0 + rows are within the checked slices.
+        unsafe { block::<Y>(a, rows, k, &w, y.as_mut_ptr() as *mut u8, p0, n, zp) }
     }
 }
 
@@ -141,53 +122,82 @@ unsafe fn conv2d_impl<X: Quantized, Y: Quantized>(
     let s = shape;
     let (ic, n) = (s.in_c, s.out_c);
     let k = s.kernel_h * s.kernel_w * ic;
-    let need_sum = w.zero_point.iter().any(|&z| z != 0);
     let pixels = s.out_h * s.out_w;
     let mut buf = [0u8; MR * CONV_MAX_K];
     let pad = zp.x as u8;
     for p0 in (0..pixels).step_by(MR) {
         let rows = MR.min(pixels - p0);
-        let mut asum = [0i32; MR];
         for r in 0..rows {
             let (oy, ox) = ((p0 + r) / s.out_w, (p0 + r) % s.out_w);
             let row = &mut buf[r * CONV_MAX_K..][..k];
             for ky in 0..s.kernel_h {
-                let iy = (oy * s.stride_h + ky).checked_sub(s.pad_top).filter(|&v| v < s.in_h);
                 for kx in 0..s.kernel_w {
-                    let ix = (ox * s.stride_w + kx).checked_sub(s.pad_left).filter(|&v| v < s.in_w);
                     let dst = &mut row[(ky * s.kernel_w + kx) * ic..][..ic];
-                    match (iy, ix) {
-                        (Some(iy), Some(ix)) => {
-                            for (d, v) in dst.iter_mut().zip(&x[(iy * s.in_w + ix) * ic..][..ic]) {
+                    match s.input_at(oy, ox, ky, kx) {
+                        Some(px) => {
+                            for (d, v) in dst.iter_mut().zip(&x[px * ic..][..ic]) {
                                 *d = (v.to_i32() - X::MIN) as u8;
                             }
                         }
-                        _ => dst.fill(pad),
+                        None => dst.fill(pad),
                     }
                 }
             }
-            if need_sum {
-                asum[r] = row.iter().map(|&b| b as i32).sum();
-            }
         }
-        // Rows past the last repeat it (computed, not stored).
         let mut a = [buf.as_ptr(); MR];
-        for (r, a) in a.iter_mut().enumerate() {
-            // SAFETY: row min(r, rows - 1) is within `buf`.
-            *a = unsafe { buf.as_ptr().add(r.min(rows - 1) * CONV_MAX_K) };
+        for (r, a) in a.iter_mut().enumerate().take(rows) {
+            // SAFETY: row r < MR of `buf`.
+            *a = unsafe { buf.as_ptr().add(r * CONV_MAX_K) };
         }
-        let out = Out {
-            y: y.as_mut_ptr() as *mut u8,
-            row0: p0,
-            n,
-            rows,
-            asum: &asum,
-            zp,
-        };
-        // SAFETY: `a` holds `rows` gathered rows of `k` bytes in `buf`; the
-        // panels and output rows are within the checked slices.
-        unsafe { panels::<Y>(&a, k, &w, &out) };
+        // SAFETY: `a[..rows]` point to gathered rows of `k` bytes in `buf`;
+        // the panels and output rows are within the checked slices.
+        unsafe { block::<Y>(a, rows, k, &w, y.as_mut_ptr() as *mut u8, p0, n, zp) };
     }
+}
+
+/// One block of `rows` input rows `a[..rows]` (`k` unsigned bytes each)
+/// into output rows `row0..row0 + rows` of `y` (`[pixels][n]`): each row's
+/// sum where a weight zero point needs it, the rows past the last
+/// repeating it (computed, not stored), then every panel.
+///
+/// # Safety
+/// `a[..rows]` point to `k` readable bytes each, `1 <= rows <= MR`; `w`
+/// holds the panels of `n` channels of `k` inputs; `y` has rows
+/// `row0..row0 + rows` of `n` bytes; the CPU has AVX-512F/BW/VNNI.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn block<Y: Quantized>(
+    mut a: [*const u8; MR],
+    rows: usize,
+    k: usize,
+    w: &QWeights<'_>,
+    y: *mut u8,
+    row0: usize,
+    n: usize,
+    zp: QZeroPoints,
+) {
+    let mut asum = [0i32; MR];
+    if w.zero_point.iter().any(|&z| z != 0) {
+        for (s, &p) in asum.iter_mut().zip(&a).take(rows) {
+            // SAFETY: the row's k bytes (the caller's contract).
+            let row = unsafe { core::slice::from_raw_parts(p, k) };
+            *s = row.iter().map(|&b| b as i32).sum();
+        }
+    }
+    for r in rows..MR {
+        a[r] = a[rows - 1];
+    }
+    let out = Out {
+        y,
+        row0,
+        n,
+        rows,
+        asum: &asum,
+        zp,
+    };
+    // SAFETY: the caller's contract.
+    unsafe { panels::<Y>(&a, k, w, &out) }
 }
 
 /// Where a tile's results go: rows `row0..row0 + rows` of the `[pixels][n]`

@@ -1,11 +1,22 @@
 //! Conv, Pad (absorbed by the Conv that reads it), BatchNormalization.
 
 use crate::ir::{BatchNormCfg, ConvCfg, Op, TensorId};
-use crate::onnx::attrs::{attr, AttrKind::*, Attrs, Dflt, NodeError};
+use crate::onnx::attrs::{attr, AttrDef, AttrKind::*, Attrs, Dflt, NodeError};
 use crate::onnx::import::{one, usizes, Import, Node, Value};
 use crate::onnx::registry::{OpDef, MAX_DIM};
 use onnx_protobuf::{NodeProto, TensorProto};
 use std::collections::HashMap;
+
+/// The attributes of a convolution (Conv, QLinearConv, ConvInteger), read
+/// by [`geometry`].
+pub const CONV_ATTRS: &[AttrDef] = &[
+    attr("auto_pad", Str, Dflt::Str("NOTSET")),
+    attr("dilations", Ints, Dflt::None).len(2).range(1, MAX_DIM),
+    attr("group", Int, Dflt::Int(1)).range(1, MAX_DIM),
+    attr("kernel_shape", Ints, Dflt::None).len(2).range(1, MAX_DIM),
+    attr("pads", Ints, Dflt::None).len(4).range(0, MAX_DIM),
+    attr("strides", Ints, Dflt::None).len(2).range(1, MAX_DIM),
+];
 
 pub const OPS: &[OpDef] = &[
     OpDef {
@@ -13,14 +24,7 @@ pub const OPS: &[OpDef] = &[
         domain: "",
         opsets: 1..=i64::MAX,
         inputs: 2..=3,
-        attrs: &[
-            attr("auto_pad", Str, Dflt::Str("NOTSET")),
-            attr("dilations", Ints, Dflt::None).len(2).range(1, MAX_DIM),
-            attr("group", Int, Dflt::Int(1)).range(1, MAX_DIM),
-            attr("kernel_shape", Ints, Dflt::None).len(2).range(1, MAX_DIM),
-            attr("pads", Ints, Dflt::None).len(4).range(0, MAX_DIM),
-            attr("strides", Ints, Dflt::None).len(2).range(1, MAX_DIM),
-        ],
+        attrs: CONV_ATTRS,
         check: Some(check_conv),
         import: conv,
     },

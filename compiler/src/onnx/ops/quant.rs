@@ -10,8 +10,8 @@
 use crate::ir::{ElemType, IntOut, Op, Param, QAddCfg, QConvCfg, QDenseCfg, QType, Quant, TensorId, Values};
 use crate::onnx::attrs::{attr, AttrKind::*, Attrs, Dflt, NodeError};
 use crate::onnx::import::{Const, Data, Import, Node, Value};
-use crate::onnx::ops::conv::{check_conv_weight, geometry};
-use crate::onnx::registry::{OpDef, MAX_DIM};
+use crate::onnx::ops::conv::{check_conv_weight, geometry, CONV_ATTRS};
+use crate::onnx::registry::OpDef;
 use onnx_protobuf::{NodeProto, TensorProto};
 use std::collections::HashMap;
 
@@ -48,14 +48,7 @@ pub const OPS: &[OpDef] = &[
         domain: "",
         opsets: 10..=i64::MAX,
         inputs: 8..=9,
-        attrs: &[
-            attr("auto_pad", Str, Dflt::Str("NOTSET")),
-            attr("dilations", Ints, Dflt::None).len(2).range(1, MAX_DIM),
-            attr("group", Int, Dflt::Int(1)).range(1, MAX_DIM),
-            attr("kernel_shape", Ints, Dflt::None).len(2).range(1, MAX_DIM),
-            attr("pads", Ints, Dflt::None).len(4).range(0, MAX_DIM),
-            attr("strides", Ints, Dflt::None).len(2).range(1, MAX_DIM),
-        ],
+        attrs: CONV_ATTRS,
         check: Some(check_qlinear_conv),
         import: qlinear_conv,
     },
@@ -175,12 +168,7 @@ fn q_tensor(n: &Node<'_>, kx: usize, ks: usize, kz: usize, what: &str) -> Result
         zero_point: zp[0],
     };
     let ty = &n.imp.graph_ref().tensors[x].ty;
-    let has = ty.quant.as_ref().filter(|q| q.axis.is_none()).map(|q| QType {
-        elem: ty.elem,
-        scale: q.scale[0],
-        zero_point: q.zero_point[0],
-    });
-    match has {
+    match ty.qtype() {
         Some(h) if h.elem == given.elem && h.scale.to_bits() == given.scale.to_bits() && h.zero_point == given.zero_point => {
             Ok((x, h))
         }
