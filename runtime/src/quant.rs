@@ -175,11 +175,19 @@ pub(crate) fn qconv2d_portable<X: Quantized, Y: Quantized>(
     }
 }
 
-/// Channels per block of the depthwise kernel's accumulators (on the stack).
+/// Channels per block of the average pool's accumulators (on the stack).
 const DW_BLOCK: usize = 64;
 
 /// An integer depthwise convolution (groups = channels, one filter per
-/// channel), any kernel, stride and padding. Weights `[kh][kw][c]`.
+/// channel), any kernel, stride and padding. Weights `[kh][kw][c]`; per
+/// output pixel and channel, `bias + sum (x - zp.x) * (w - w_zero_point)`
+/// over the taps inside the input, requantized.
+///
+/// AVX-512 or AVX2 ([`crate::isa::active_vector`]; 8 channels at least),
+/// else portable (16 channels at least: the same body on arrays of 16
+/// lanes; fewer: a plain loop), see `crate::simd::qdepthwise`: the same
+/// exact sums and the same epilogue, so the same result bit for bit on
+/// every path.
 ///
 /// # Panics
 /// If a slice length does not match the shape, or `in_c != out_c`.
@@ -198,31 +206,131 @@ pub fn qdepthwise<X: Quantized, Y: Quantized>(
     check_len(K, "x", x.len(), s.in_h * s.in_w * c);
     check_len(K, "y", y.len(), s.out_h * s.out_w * c);
     w.check(K, s.kernel_h * s.kernel_w * c, c);
-    let mut acc = [0i32; DW_BLOCK];
-    for oy in 0..s.out_h {
-        for ox in 0..s.out_w {
-            let yrow = &mut y[(oy * s.out_w + ox) * c..][..c];
-            for c0 in (0..c).step_by(DW_BLOCK) {
-                let n = DW_BLOCK.min(c - c0);
-                let acc = &mut acc[..n];
-                acc.copy_from_slice(&w.bias[c0..c0 + n]);
-                for ky in 0..s.kernel_h {
-                    for kx in 0..s.kernel_w {
-                        let Some(px) = s.input_at(oy, ox, ky, kx) else {
-                            continue;
-                        };
-                        let xs = &x[px * c + c0..][..n];
-                        let ws = &w.values[(ky * s.kernel_w + kx) * c + c0..][..n];
-                        let wz = &w.zero_point[c0..c0 + n];
-                        for (((a, &xv), &wv), &z) in acc.iter_mut().zip(xs).zip(ws).zip(wz) {
-                            *a += (xv.to_i32() - zp.x) * (wv as i32 - z);
-                        }
+    #[cfg(target_arch = "x86_64")]
+    if c >= 8 && s.stride_h >= 1 && s.stride_w >= 1 {
+        use crate::isa::Isa;
+        match crate::isa::active_vector() {
+            Isa::Avx512 => {
+                crate::isa::count(Isa::Avx512);
+                // SAFETY: the CPU has AVX-512F (and so AVX2); the lengths
+                // are checked above, in_c == out_c >= 8 (16 for the 16-lane
+                // body).
+                unsafe {
+                    if c >= 16 {
+                        crate::simd::qdepthwise::qdepthwise_avx512(s, x, w, zp, y)
+                    } else {
+                        crate::simd::qdepthwise::qdepthwise_avx2(s, x, w, zp, y)
                     }
                 }
-                for (k, (out, &a)) in yrow[c0..c0 + n].iter_mut().zip(acc.iter()).enumerate() {
-                    *out = w.out(c0 + k, a, zp.y);
+                return;
+            }
+            Isa::Avx2 => {
+                crate::isa::count(Isa::Avx2);
+                // SAFETY: the CPU has AVX2; the lengths are checked above,
+                // in_c == out_c >= 8.
+                unsafe { crate::simd::qdepthwise::qdepthwise_avx2(s, x, w, zp, y) };
+                return;
+            }
+            _ => {}
+        }
+    }
+    crate::isa::count(crate::isa::Isa::Portable);
+    if c >= 16 && s.stride_h >= 1 && s.stride_w >= 1 {
+        // SAFETY: the lengths are checked above, in_c == out_c >= 16.
+        unsafe { crate::simd::qdepthwise::qdepthwise_portable(s, x, w, zp, y) };
+    } else {
+        qdepthwise_narrow(s, x, w, zp, y);
+    }
+}
+
+/// Channels per block of [`qdepthwise_narrow`].
+const DW_LANES: usize = 16;
+
+/// [`qdepthwise`] on the portable path for fewer than 16 channels (lengths
+/// checked by the caller; any channel count): per output pixel, the range
+/// of taps inside the input, then blocks of [`DW_LANES`] channels.
+#[inline(never)]
+fn qdepthwise_narrow<X: Quantized, Y: Quantized>(
+    s: &ConvShape,
+    x: &[X],
+    w: QWeights<'_>,
+    zp: QZeroPoints,
+    y: &mut [Y],
+) {
+    let c = s.in_c;
+    if c == 0 {
+        return;
+    }
+    // The taps `k0..k1` of output `o` inside an input of `len` along one axis.
+    let taps = |o: usize, stride: usize, pad: usize, len: usize, k: usize| {
+        let start = o * stride;
+        (
+            pad.saturating_sub(start).min(k),
+            (len + pad).saturating_sub(start).min(k),
+        )
+    };
+    for (p, yrow) in y.chunks_exact_mut(c).enumerate() {
+        let (oy, ox) = (p / s.out_w, p % s.out_w);
+        let (ky0, ky1) = taps(oy, s.stride_h, s.pad_top, s.in_h, s.kernel_h);
+        let (kx0, kx1) = taps(ox, s.stride_w, s.pad_left, s.in_w, s.kernel_w);
+        let pixel = Pixel {
+            s,
+            ky: ky0..ky1,
+            kx: kx0..kx1,
+            iy0: oy * s.stride_h,
+            ix0: ox * s.stride_w,
+        };
+        let mut c0 = 0;
+        while c0 + DW_LANES <= c {
+            pixel.channels(x, &w, zp, &mut yrow[c0..c0 + DW_LANES], c0);
+            c0 += DW_LANES;
+        }
+        if c0 < c {
+            pixel.channels(x, &w, zp, &mut yrow[c0..], c0);
+        }
+    }
+}
+
+/// One output pixel of [`qdepthwise_narrow`]: the taps inside the input,
+/// and where tap (0, 0) reads (plus the padding).
+struct Pixel<'a> {
+    s: &'a ConvShape,
+    ky: core::ops::Range<usize>,
+    kx: core::ops::Range<usize>,
+    iy0: usize,
+    ix0: usize,
+}
+
+impl Pixel<'_> {
+    /// Channels `c0..c0 + out.len()` (at most [`DW_LANES`]).
+    #[inline(always)]
+    fn channels<X: Quantized, Y: Quantized>(
+        &self,
+        x: &[X],
+        w: &QWeights<'_>,
+        zp: QZeroPoints,
+        out: &mut [Y],
+        c0: usize,
+    ) {
+        let s = self.s;
+        let (c, n) = (s.in_c, out.len());
+        let mut acc = [0i32; DW_LANES];
+        let acc = &mut acc[..n];
+        acc.copy_from_slice(&w.bias[c0..c0 + n]);
+        let wz = &w.zero_point[c0..c0 + n];
+        for ky in self.ky.clone() {
+            let iy = self.iy0 + ky - s.pad_top;
+            for kx in self.kx.clone() {
+                let ix = self.ix0 + kx - s.pad_left;
+                let xs = &x[(iy * s.in_w + ix) * c + c0..][..n];
+                let ws = &w.values[(ky * s.kernel_w + kx) * c + c0..][..n];
+                for (((a, &xv), &wv), &z) in acc.iter_mut().zip(xs).zip(ws).zip(wz) {
+                    *a = a.wrapping_add((xv.to_i32() - zp.x).wrapping_mul(wv as i32 - z));
                 }
             }
+        }
+        for (k, (o, &a)) in out.iter_mut().zip(acc.iter()).enumerate() {
+            *o = w.out(c0 + k, a, zp.y);
         }
     }
 }

@@ -31,6 +31,7 @@ mod depthwise;
 mod epilogue;
 mod fused;
 mod gemm;
+pub(crate) mod qdepthwise;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod qgemm;
 pub(crate) mod vec;
