@@ -699,6 +699,51 @@ fn layer_call(p: &Program, l: &Layer, names: &[Ident], par: bool) -> TokenStream
                 ::mncc_runtime::quant::#kernel(&SHAPE, #x, weights, ZP, y);
             }
         }
+        Kernel::DynQuantize { nchw } => match nchw {
+            None => quote!(::mncc_runtime::dynq::quantize(#x, y);),
+            Some((pixels, c)) => {
+                let (pixels, c) = (usize_lit(*pixels), usize_lit(*c));
+                quote!(::mncc_runtime::dynq::quantize_nchw(#pixels, #c, #x, y);)
+            }
+        },
+        Kernel::DynQ { kind } => {
+            let ints = l.int.as_ref().expect("an integer layer has its constants");
+            let (zr, cr, sr) = (
+                range_lit(&ints.zero_point),
+                range_lit(&ints.bias),
+                range_lit(&ints.multiplier),
+            );
+            let bias = match &l.bias {
+                Some(r) => {
+                    let r = range_lit(r);
+                    quote!(Some(w.get::<f32>(#r)))
+                }
+                None => quote!(None),
+            };
+            let (min, max) = (f32_lit(l.clamp.min), f32_lit(l.clamp.max));
+            let (kernel, shape) = match kind {
+                QConvKind::Conv2d(s) => (quote!(conv2d), conv_shape(s)),
+                QConvKind::Depthwise(s) => (quote!(depthwise), conv_shape(s)),
+                QConvKind::Pointwise(s) => (quote!(pointwise), pointwise_shape(s)),
+            };
+            let shape_ty = match kind {
+                QConvKind::Pointwise(_) => quote!(::mncc_runtime::PointwiseShape),
+                _ => quote!(::mncc_runtime::ConvShape),
+            };
+            quote! {
+                const SHAPE: #shape_ty = #shape;
+                let weights = ::mncc_runtime::dynq::DynWeights {
+                    values: w.get::<i8>(#wr),
+                    zero_point: w.get::<i32>(#zr),
+                    correction: w.get::<i32>(#cr),
+                    scale: w.get::<f32>(#sr),
+                    bias: #bias,
+                    min: #min,
+                    max: #max,
+                };
+                ::mncc_runtime::dynq::#kernel(&SHAPE, #x, &weights, y);
+            }
+        }
         Kernel::QAdd { params: q, constant } => {
             let (ra, rb, fixed) = (f32_lit(q.ra), f32_lit(q.rb), f32_lit(q.fixed));
             let b = match (&l.weights, constant) {

@@ -7,8 +7,8 @@
 //! interpreter on both sides of it.
 
 use crate::ir::{
-    centered_weight, requant_multiplier, ConvCfg, ElemType, Graph, IntOut, Layout, Op, Param, QConvCfg, QType,
-    TensorType, INPUT,
+    centered_weight, requant_multiplier, ConvCfg, DynInt, DynQCfg, ElemType, Graph, IntOut, Layout, Op, Param,
+    QConvCfg, QDenseCfg, QType, TensorType, INPUT,
 };
 
 /// The model input as callers give it to the generated code.
@@ -124,10 +124,13 @@ pub fn eval(op: &Op, ins: &[&[f64]], shapes: &[&[usize]], in_types: &[&TensorTyp
             (v - b.mean[ch] as f64) * inv * b.gamma[ch] as f64 + b.beta[ch] as f64
         }),
         Op::Clip(c) => x.iter().map(|&v| clamp(v, c.min, c.max)).collect(),
-        Op::Add => x.iter().zip(ins[1]).map(|(a, b)| a + b).collect(),
+        // The sum of two f32 values, rounded to f32 as the generated code
+        // (and onnxruntime) rounds it: exact in f64, one rounding. (A layer
+        // that quantizes its input at run time must see those bits.)
+        Op::Add => x.iter().zip(ins[1]).map(|(a, b)| (a + b) as f32 as f64).collect(),
         Op::GlobalAvgPool => {
             let hw = shapes[0][2] * shapes[0][3];
-            x.chunks(hw).map(|ch| ch.iter().sum::<f64>() / hw as f64).collect()
+            x.chunks(hw).map(avg_f32).collect()
         }
         Op::Dense(d) => {
             let (n, k, o) = (shapes[0][0], d.weight.shape[1], d.weight.shape[0]);
@@ -150,30 +153,9 @@ pub fn eval(op: &Op, ins: &[&[f64]], shapes: &[&[usize]], in_types: &[&TensorTyp
             x.iter().map(|&v| quantize(v, q.scale, q.zero_point, lo, hi)).collect()
         }
         Op::QConv(cfg) => qconv(cfg, x, shapes[0], qtype(in_types[0]), out_shape),
-        Op::QDense(d) => {
-            let xq = qtype(in_types[0]);
-            let (n, k, o) = (shapes[0][0], d.weight.shape[1], d.weight.shape[0]);
-            let w = centered_weight(&d.weight).expect("the verifier checked the weight");
-            let mut out = vec![0.0; n * o];
-            for b in 0..n {
-                for j in 0..o {
-                    let mut acc = d.bias.as_ref().map_or(0, |bias| bias[j] as i64);
-                    for i in 0..k {
-                        acc += (x[b * k + i] as i64 - xq.zero_point as i64) * w[j * k + i] as i64;
-                    }
-                    out[b * o + j] = int_out(
-                        acc,
-                        &d.out,
-                        xq.scale,
-                        d.weight
-                            .quant
-                            .as_ref()
-                            .map_or(1.0, |q| q.scale[if q.axis.is_some() { j } else { 0 }]),
-                    );
-                }
-            }
-            out
-        }
+        Op::QDense(d) => qdense(d, x, shapes[0], qtype(in_types[0])),
+        Op::DynQuantize => dyn_quantize(x),
+        Op::DynQLayer(d) => dyn_layer(d, x, shapes[0], out_shape),
         Op::QAdd(a) => {
             let (qa, qb) = (
                 qtype(in_types[0]),
@@ -292,6 +274,88 @@ fn qconv(cfg: &QConvCfg, x: &[f64], ins: &[usize], xq: QType, outs: &[usize]) ->
         }
     }
     out
+}
+
+/// The mean of one channel's values (`f32` values) in `f32`, in
+/// onnxruntime's order (MLAS's global pooling: four partial sums over
+/// groups of four, `(s0 + s2) + (s1 + s3)`, the rest one by one, divided
+/// by the count): not the exact mean, but the bits a layer that quantizes
+/// it at run time ([`Op::DynQuantize`]) must see to agree with
+/// onnxruntime. (Within 1e-6 relative of the exact mean on MobileNets.)
+fn avg_f32(x: &[f64]) -> f64 {
+    let groups = x.len() / 4;
+    let mut lanes = [0f32; 4];
+    for g in 0..groups {
+        for (l, s) in lanes.iter_mut().enumerate() {
+            *s += x[4 * g + l] as f32;
+        }
+    }
+    let mut s = (lanes[0] + lanes[2]) + (lanes[1] + lanes[3]);
+    for &v in &x[4 * groups..] {
+        s += v as f32;
+    }
+    (s / x.len() as f32) as f64
+}
+
+/// Integer dense layer: exact sums of `(x - x_zp) * (w - w_zp)` over the
+/// flattened input, then [`int_out`].
+fn qdense(d: &QDenseCfg, x: &[f64], ins: &[usize], xq: QType) -> Vec<f64> {
+    let (n, k, o) = (ins[0], d.weight.shape[1], d.weight.shape[0]);
+    let w = centered_weight(&d.weight).expect("the verifier checked the weight");
+    let wq = d.weight.quant.as_ref().expect("a quantized weight");
+    let mut out = vec![0.0; n * o];
+    for b in 0..n {
+        for j in 0..o {
+            let mut acc = d.bias.as_ref().map_or(0, |bias| bias[j] as i64);
+            for i in 0..k {
+                acc += (x[b * k + i] as i64 - xq.zero_point as i64) * w[j * k + i] as i64;
+            }
+            let w_scale = wq.scale[if wq.axis.is_some() { j } else { 0 }];
+            out[b * o + j] = int_out(acc, &d.out, xq.scale, w_scale);
+        }
+    }
+    out
+}
+
+/// ONNX DynamicQuantizeLinear as onnxruntime computes it: the range of
+/// `x` widened to include 0, `scale = (max - min) / 255` (1 when the
+/// range is empty), `zero_point = round_half_even(clamp(0 - min / scale,
+/// 0, 255))`, all in `f32`, then QuantizeLinear. The values, then the
+/// scale and zero point appended (what [`dyn_layer`] reads).
+fn dyn_quantize(x: &[f64]) -> Vec<f64> {
+    let (lo, hi) = x
+        .iter()
+        .fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v as f32), hi.max(v as f32)));
+    let scale = if hi == lo { 1.0 } else { (hi - lo) / 255.0 };
+    let zp = (0.0 - lo / scale).clamp(0.0, 255.0).round_ties_even() as i32;
+    let mut out: Vec<f64> = x.iter().map(|&v| quantize(v, scale, zp, 0, 255)).collect();
+    out.extend([scale as f64, zp as f64]);
+    out
+}
+
+/// A layer on a dynamically quantized input ([`DynQCfg`]): the exact
+/// integer sums, then `acc as f32 * (x_scale * w_scale[o])`, `+ bias[o]`,
+/// clamped, each step in `f32`.
+fn dyn_layer(d: &DynQCfg, x: &[f64], ins: &[usize], outs: &[usize]) -> Vec<f64> {
+    let n = x.len() - 2;
+    let xq = QType {
+        elem: ElemType::U8,
+        scale: x[n] as f32,
+        zero_point: x[n + 1] as i32,
+    };
+    let (sums, per_channel) = match &d.int {
+        DynInt::Conv(c) => (qconv(c, &x[..n], ins, xq, outs), outs[2] * outs[3]),
+        DynInt::Dense(dd) => (qdense(dd, &x[..n], ins, xq), 1),
+    };
+    let oc = d.out_channels();
+    sums.iter()
+        .enumerate()
+        .map(|(i, &acc)| {
+            let o = (i / per_channel) % oc;
+            let v = acc as f32 * (xq.scale * d.weight_scale(o)) + d.bias.as_ref().map_or(0.0, |b| b[o]);
+            clamp(v as f64, d.clamp.min, d.clamp.max)
+        })
+        .collect()
 }
 
 /// QLinearAdd of two quantized values: onnxruntime 1.32's x86-64 kernel,

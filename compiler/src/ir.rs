@@ -54,6 +54,21 @@ impl Quant {
         }
     }
 
+    /// Scale and zero point computed at run time, from each input's range
+    /// (ONNX DynamicQuantizeLinear: [`Op::DynQuantize`]'s output).
+    pub fn dynamic() -> Quant {
+        Quant {
+            scale: Vec::new(),
+            zero_point: Vec::new(),
+            axis: None,
+        }
+    }
+
+    /// Whether the parameters are computed at run time ([`Quant::dynamic`]).
+    pub fn is_dynamic(&self) -> bool {
+        self.scale.is_empty()
+    }
+
     /// The scale and zero point of element `i` of a tensor of `shape`.
     pub fn params_at(&self, shape: &[usize], i: usize) -> (f32, i32) {
         match self.axis {
@@ -94,6 +109,7 @@ impl Quant {
 impl fmt::Display for Quant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.axis {
+            None if self.is_dynamic() => write!(f, "scale and zero point computed at run time"),
             None => write!(f, "scale {} zero point {}", self.scale[0], self.zero_point[0]),
             Some(a) => write!(f, "{} scales along axis {a}", self.scale.len()),
         }
@@ -278,10 +294,11 @@ impl TensorType {
     /// and zero point), if it is one: what integer layers read.
     pub fn qtype(&self) -> Option<QType> {
         let q = self.quant.as_ref().filter(|q| q.axis.is_none())?;
-        matches!(self.elem, ElemType::I8 | ElemType::U8).then(|| QType {
+        let (&scale, &zero_point) = (q.scale.first()?, q.zero_point.first()?);
+        matches!(self.elem, ElemType::I8 | ElemType::U8).then_some(QType {
             elem: self.elem,
-            scale: q.scale[0],
-            zero_point: q.zero_point[0],
+            scale,
+            zero_point,
         })
     }
 
@@ -621,6 +638,64 @@ pub struct QAddCfg {
     pub out: QType,
 }
 
+/// The integer layer of a [`DynQCfg`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum DynInt {
+    /// ConvInteger.
+    Conv(QConvCfg),
+    /// MatMulInteger.
+    Dense(QDenseCfg),
+}
+
+/// A layer on a tensor quantized at run time ([`Op::DynQuantize`]), as
+/// onnxruntime's `quantize_dynamic` writes it: the exact `i32` sums of a
+/// ConvInteger or MatMulInteger (`int`, its `out` [`IntOut::Int32`], no
+/// integer bias), then in `f32`, one rounding each: `acc as f32 *
+/// (x_scale * w_scale[o])` (Cast, then Mul by the Mul of the two scales),
+/// `+ bias[o]` (Add), clamped (Clip). Real in, real out.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DynQCfg {
+    /// The integer layer; its weight's quantization holds the weight
+    /// scale (from the scales' Mul) and zero point (from the layer).
+    pub int: DynInt,
+    /// Added after the scaling, one per output channel.
+    pub bias: Option<Vec<f32>>,
+    /// Applied last.
+    pub clamp: Clamp,
+}
+
+impl DynQCfg {
+    /// The integer layer's weight.
+    pub fn weight(&self) -> &Param {
+        match &self.int {
+            DynInt::Conv(c) => &c.weight,
+            DynInt::Dense(d) => &d.weight,
+        }
+    }
+
+    /// Output channels.
+    pub fn out_channels(&self) -> usize {
+        self.weight().shape[0]
+    }
+
+    /// Products per output value.
+    pub fn k(&self) -> usize {
+        match &self.int {
+            DynInt::Conv(c) => {
+                let [_, icg, kh, kw] = c.dims();
+                icg * kh * kw
+            }
+            DynInt::Dense(d) => d.weight.shape[1],
+        }
+    }
+
+    /// The weight scale of output channel `o`.
+    pub fn weight_scale(&self, o: usize) -> f32 {
+        let q = self.weight().quant.as_ref().expect("the verifier checked the weight");
+        q.scale[if q.axis.is_some() { o } else { 0 }]
+    }
+}
+
 /// An operation.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
@@ -662,6 +737,12 @@ pub enum Op {
     /// Mean over the spatial dims of a quantized tensor, requantized
     /// (QLinearGlobalAveragePool).
     QGlobalAvgPool(QType),
+    /// Reals to `uint8` with a scale and zero point computed from the
+    /// tensor's range at run time (DynamicQuantizeLinear; its output type
+    /// is [`Quant::dynamic`], read only by [`Op::DynQLayer`]).
+    DynQuantize,
+    /// A layer on a tensor quantized at run time ([`DynQCfg`]).
+    DynQLayer(DynQCfg),
 }
 
 impl Op {
@@ -685,6 +766,11 @@ impl Op {
             Op::QDense(_) => "QDense",
             Op::QAdd(_) => "QAdd",
             Op::QGlobalAvgPool(_) => "QGlobalAvgPool",
+            Op::DynQuantize => "DynQuantize",
+            Op::DynQLayer(DynQCfg {
+                int: DynInt::Conv(_), ..
+            }) => "DynQConv",
+            Op::DynQLayer(_) => "DynQDense",
         }
     }
 
@@ -708,6 +794,7 @@ impl Op {
             Op::QConv(c) => c.weight.len() + c.bias.as_ref().map_or(0, Vec::len),
             Op::QDense(d) => d.weight.len() + d.bias.as_ref().map_or(0, Vec::len),
             Op::QAdd(a) => a.rhs.as_ref().map_or(0, Param::len),
+            Op::DynQLayer(d) => d.weight().len() + d.bias.as_ref().map_or(0, Vec::len),
             _ => 0,
         }
     }
@@ -850,7 +937,16 @@ impl Op {
                 }
                 Ok(shape.clone())
             }
-            Op::Quantize(_) | Op::Dequantize => Ok(x.to_vec()),
+            Op::Quantize(_) | Op::Dequantize | Op::DynQuantize => Ok(x.to_vec()),
+            Op::DynQLayer(d) => {
+                if let Some(b) = &d.bias {
+                    per_channel("bias", b.len(), d.out_channels())?;
+                }
+                match &d.int {
+                    DynInt::Conv(c) => conv_out(x, &c.weight.shape, c.stride, c.pads, c.groups),
+                    DynInt::Dense(dd) => dense_out(x, &dd.weight.shape),
+                }
+            }
         }
     }
 
@@ -881,6 +977,7 @@ impl Op {
                 Ok(q.tensor_type())
             }
             Op::Dequantize => match &inputs[0].quant {
+                Some(q) if q.is_dynamic() => Err("dequantizing a tensor quantized at run time is not supported".into()),
                 Some(q) if q.axis.is_none() => Ok(TensorType::F32),
                 Some(_) => Err("dequantizing per channel is not supported (per tensor is)".into()),
                 None => Err(format!("input 0 is {}, not a quantized tensor", inputs[0])),
@@ -917,6 +1014,29 @@ impl Op {
                 quantized8(inputs[0], 0)?;
                 q.check()?;
                 Ok(q.tensor_type())
+            }
+            Op::DynQuantize => {
+                real(0)?;
+                Ok(TensorType {
+                    elem: ElemType::U8,
+                    quant: Some(Quant::dynamic()),
+                })
+            }
+            Op::DynQLayer(d) => {
+                let t = inputs[0];
+                if !(t.elem == ElemType::U8 && t.quant.as_ref().is_some_and(Quant::is_dynamic)) {
+                    return Err(format!(
+                        "input 0 is {t}; a layer on a dynamically quantized input reads the uint8 output of a DynamicQuantizeLinear"
+                    ));
+                }
+                // Any uint8 zero point: |x - x_zp| <= 255.
+                let x = QType {
+                    elem: ElemType::U8,
+                    scale: 1.0,
+                    zero_point: 0,
+                };
+                check_int_layer(x, d.weight(), None, d.k())?;
+                Ok(TensorType::F32)
             }
             _ => {
                 for k in 0..inputs.len() {
@@ -1025,7 +1145,13 @@ impl Op {
                     }
                 }
             }
-            Op::Add | Op::GlobalAvgPool | Op::Softmax | Op::Mul | Op::Reshape(_) | Op::Dequantize => {}
+            Op::DynQLayer(d) => {
+                param(&mut out, "the weight", d.weight());
+                floats(&mut out, "the bias", d.bias.as_deref().unwrap_or(&[]));
+                clamp(&mut out, &d.clamp);
+            }
+            Op::Add | Op::GlobalAvgPool | Op::Softmax | Op::Mul | Op::Reshape(_) | Op::Dequantize | Op::DynQuantize => {
+            }
         }
         out
     }
@@ -1039,6 +1165,7 @@ impl Op {
                 (n * ws[1] * ws[2] * ws[3]) as u64
             }
             Op::Dense(DenseCfg { weight, .. }) | Op::QDense(QDenseCfg { weight, .. }) => (n * weight.shape[1]) as u64,
+            Op::DynQLayer(d) => (n * d.k()) as u64,
             _ => 0,
         }
     }

@@ -459,7 +459,9 @@ pub fn fuse_residual(g: &mut Graph) -> usize {
     count
 }
 
-/// `Conv -> Clip`: the clip becomes (or tightens) the conv's epilogue clamp.
+/// `Conv -> Clip`: the clip becomes (or tightens) the conv's epilogue clamp
+/// (also a dense layer's, and a dynamically quantized layer's: its clamp
+/// comes last, as the Clip does).
 pub fn fuse_activation(g: &mut Graph) -> usize {
     /// The epilogue of a conv or dense layer, if its activation is still free.
     fn epilogue(op: &mut Op) -> Option<(&mut Clamp, &mut Activation)> {
@@ -483,6 +485,20 @@ pub fn fuse_activation(g: &mut Graph) -> usize {
                 Op::Clip(c) => *clamp = clamp.then(c),
                 Op::Activation(a) => *act = a,
                 _ => unreachable!(),
+            }
+            rw.absorb(i, j);
+            i
+        },
+    ) + rewrite_pairs(
+        g,
+        |n| matches!(n.op, Op::DynQLayer(_)),
+        |n| matches!(n.op, Op::Clip(_)),
+        |rw, i, j| {
+            let Op::Clip(c) = rw.g.nodes[j].op else {
+                unreachable!("matched above")
+            };
+            if let Op::DynQLayer(d) = &mut rw.g.nodes[i].op {
+                d.clamp = d.clamp.then(c);
             }
             rw.absorb(i, j);
             i

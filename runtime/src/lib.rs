@@ -24,6 +24,7 @@
 
 pub mod arena;
 mod checks;
+pub mod dynq;
 mod elem;
 mod epilogue;
 pub mod isa;

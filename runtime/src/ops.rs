@@ -12,7 +12,11 @@ use crate::Epilogue;
 
 /// Global average pooling: `input` is `pixels * c` (NHWC), `out` is `c`.
 ///
-/// Sums in `f32`, pixel by pixel, then divides by `pixels`.
+/// Sums in `f32` in the order of onnxruntime's CPU kernel (MLAS's global
+/// pooling: per channel, four partial sums over the pixels in groups of
+/// four, `(s0 + s2) + (s1 + s3)`, then the remaining pixels one by one),
+/// then divides by `pixels`: the same bits as onnxruntime, which a layer
+/// that quantizes the result at run time needs.
 ///
 /// # Panics
 /// If a slice length does not match, or `pixels == 0` (with `c > 0`).
@@ -25,15 +29,29 @@ pub fn global_avg_pool(pixels: usize, c: usize, input: &[f32], out: &mut [f32]) 
         return;
     }
     assert!(pixels >= 1, "global_avg_pool: pixels must be at least 1");
-    out.fill(0.0);
-    for px in input.chunks_exact(c) {
-        for (o, &x) in out.iter_mut().zip(px) {
-            *o += x;
+    const B: usize = 64;
+    let groups = pixels / 4;
+    let mut lanes = [[0f32; B]; 4];
+    for c0 in (0..c).step_by(B) {
+        let n = B.min(c - c0);
+        for lane in lanes.iter_mut() {
+            lane[..n].fill(0.0);
         }
-    }
-    let count = pixels as f32;
-    for o in out.iter_mut() {
-        *o /= count;
+        for g in 0..groups {
+            for (l, lane) in lanes.iter_mut().enumerate() {
+                let px = &input[(4 * g + l) * c + c0..][..n];
+                for (a, &x) in lane[..n].iter_mut().zip(px) {
+                    *a += x;
+                }
+            }
+        }
+        for (k, o) in out[c0..c0 + n].iter_mut().enumerate() {
+            let mut s = (lanes[0][k] + lanes[2][k]) + (lanes[1][k] + lanes[3][k]);
+            for p in 4 * groups..pixels {
+                s += input[p * c + c0 + k];
+            }
+            *o = s / pixels as f32;
+        }
     }
 }
 

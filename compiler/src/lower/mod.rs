@@ -129,6 +129,22 @@ pub enum Kernel {
         /// The input's and output's zero points.
         zp: QZeroPoints,
     },
+    /// Reals to `uint8` with the scale and zero point of their range,
+    /// written after the values (`mncc_runtime::dynq::quantize`).
+    DynQuantize {
+        /// `Some((pixels, c))` when it reads an NCHW model input (and
+        /// writes NHWC).
+        nchw: Option<(usize, usize)>,
+    },
+    /// An integer convolution, depthwise, pointwise or dense layer on a
+    /// [`Kernel::DynQuantize`]d input, with a float output
+    /// (`mncc_runtime::dynq::*`): its constants in [`Layer::int`] (the
+    /// weight zero points, [`mncc_abi::quant::dyn_correction`]s, the weight
+    /// scales), the float bias in [`Layer::bias`].
+    DynQ {
+        /// Which kernel.
+        kind: QConvKind,
+    },
     /// onnxruntime's QLinearAdd (`mncc_runtime::quant::qadd`).
     QAdd {
         /// The constants.
@@ -202,6 +218,12 @@ impl Kernel {
                 QConvKind::Conv2d(s) => format!("qconv2d_{}x{}", s.kernel_h, s.kernel_w),
                 QConvKind::Depthwise(s) => format!("qdepthwise_{}x{}", s.kernel_h, s.kernel_w),
                 QConvKind::Pointwise(_) => "qpointwise".into(),
+            },
+            Kernel::DynQuantize { .. } => "dyn_quantize".into(),
+            Kernel::DynQ { kind } => match kind {
+                QConvKind::Conv2d(s) => format!("dyn_qconv2d_{}x{}", s.kernel_h, s.kernel_w),
+                QConvKind::Depthwise(s) => format!("dyn_qdepthwise_{}x{}", s.kernel_h, s.kernel_w),
+                QConvKind::Pointwise(_) => "dyn_qpointwise".into(),
             },
             Kernel::QAdd { .. } => "qadd".into(),
             Kernel::QGlobalAvgPool(_) => "qglobal_avg_pool".into(),
@@ -395,7 +417,16 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
             layers.push(layer);
         }
     }
-    let mut bytes: Vec<usize> = g.tensors.iter().map(|t| t.len() * t.ty.elem.size()).collect();
+    // A tensor quantized at run time carries its scale and zero point
+    // after its values (`mncc_abi::quant::DYN_HEADER` bytes).
+    let mut bytes: Vec<usize> = g
+        .tensors
+        .iter()
+        .map(|t| {
+            let dynamic = t.ty.quant.as_ref().is_some_and(crate::ir::Quant::is_dynamic);
+            t.len() * t.ty.elem.size() + if dynamic { mncc_abi::quant::DYN_HEADER } else { 0 }
+        })
+        .collect();
     let mut tensor_types: Vec<ElemType> = g.tensors.iter().map(|t| t.ty.elem).collect();
 
     // Activations are stored channels-last; a `[1, c, h, w]` output with

@@ -198,6 +198,30 @@ impl<'a> QWeight<'a> {
         }
     }
 
+    /// Pushes the constants of a layer on a dynamically quantized input:
+    /// the zero points, the corrections ([`mncc_abi::quant::dyn_correction`]
+    /// of each channel's weight sum; zeros for the depthwise kernel, which
+    /// subtracts the input's zero point itself: `gemm = None`), and the
+    /// weight scales.
+    pub fn dyn_consts(&self, blob: &mut Blob, out_c: usize, gemm: Option<(usize, &[i32])>) -> super::IntConsts {
+        let q = self
+            .param
+            .quant
+            .as_ref()
+            .expect("an integer layer's weight is quantized");
+        let at = |o: usize| if self.per_channel { o } else { 0 };
+        let zp: Vec<i32> = (0..out_c).map(|o| q.zero_point[at(o)] - self.shift()).collect();
+        let corr: Vec<i32> = (0..out_c)
+            .map(|o| gemm.map_or(0, |(k, wsum)| mncc_abi::quant::dyn_correction(wsum[o], k, zp[o])))
+            .collect();
+        let scale: Vec<f32> = (0..out_c).map(|o| q.scale[at(o)]).collect();
+        super::IntConsts {
+            zero_point: blob.push(&zp),
+            bias: blob.push(&corr),
+            multiplier: blob.push(&scale),
+        }
+    }
+
     /// `uint8 weights per channel`, for the layer's description.
     pub fn describe(&self) -> String {
         format!(

@@ -9,6 +9,8 @@
 //! * a dense layer: `simd::pointwise` with one pixel;
 //! * pooling, softmax, unfused adds and activations, channel scaling,
 //!   quantization: their own kernels;
+//! * the integer layers: `quant::q*` (requantized output) or `dynq::*`
+//!   (an input quantized at run time, a float output);
 //! * a Reshape that keeps the NHWC storage order: nothing (a view of its
 //!   input, recorded in `alias`).
 //!
@@ -19,7 +21,8 @@ use super::pack::{self, Blob};
 use super::{same_order_in_nhwc, schedule, Kernel, Layer, QAdd, QAvgPool, QConvKind, QZeroPoints};
 use crate::diag::{Diagnostic, Error};
 use crate::ir::{
-    int_range, Activation, Clamp, ElemType, Graph, IntOut, Layout, Node, Op, QType, TensorId, Values, INPUT,
+    int_range, Activation, Clamp, DynInt, ElemType, Graph, IntOut, Layout, Node, Op, QConvCfg, QDenseCfg, QType,
+    TensorId, Values, INPUT,
 };
 use crate::target::Target;
 use mncc_abi::{ConvShape, PointwiseShape};
@@ -65,7 +68,7 @@ pub(super) fn layer(
         alias[t] == INPUT
             && (k > 0
                 || !(matches!(n.op, Op::Conv(_))
-                    || (matches!(n.op, Op::Quantize(_)) && g.input.dtype == ElemType::F32)))
+                    || (matches!(n.op, Op::Quantize(_) | Op::DynQuantize) && g.input.dtype == ElemType::F32)))
     });
     if !input_is_plain && reads_raw_input {
         return Err(at(format!(
@@ -234,36 +237,10 @@ pub(super) fn layer(
                     "integer convolutions with int32 outputs are not supported yet".into()
                 ));
             };
-            let [oc, icg, kh, kw] = c.dims();
-            let ic = x[1];
-            let shape = conv_shape(x, y, [kh, kw], c.stride, c.pads);
-            let w = pack::QWeight::new(&c.weight);
             let x_zp = unsigned_zero_point(&xq);
-            let (kind, fold) = if c.groups > 1 {
-                // [c][1][kh][kw] -> [kh][kw][c]
-                layer.weights = Some(blob.push(&w.gather(kh * kw * oc, |i| (i % oc) * kh * kw + i / oc)));
-                (QConvKind::Depthwise(shape), None)
-            } else if kh == 1 && kw == 1 && c.stride == [1, 1] && c.pads == [0; 4] {
-                let (packed, wsum) = w.qpanels(ic, oc, |o, i| o * ic + i);
-                layer.weights = Some(blob.push(&packed));
-                let kind = QConvKind::Pointwise(PointwiseShape {
-                    pixels: y[2] * y[3],
-                    in_c: ic,
-                    out_c: oc,
-                });
-                (kind, Some((ic, wsum)))
-            } else {
-                // im2col rows (ky * kw + kx) * ic + ci from [oc][ic][kh][kw]
-                let k = kh * kw * icg;
-                let (packed, wsum) = w.qpanels(k, oc, |o, r| {
-                    let (tap, ci) = (r / icg, r % icg);
-                    (o * icg + ci) * kh * kw + tap
-                });
-                layer.weights = Some(blob.push(&packed));
-                (QConvKind::Conv2d(shape), Some((k, wsum)))
-            };
-            let fold = fold.as_ref().map(|(k, wsum)| (*k, x_zp, wsum.as_slice()));
-            layer.int = Some(w.consts(blob, oc, c.bias.as_deref(), fold, xq, yq));
+            let (kind, w, wsum) = pack_qconv(c, x, y, blob, &mut layer);
+            let fold = wsum.as_ref().map(|(k, wsum)| (*k, x_zp, wsum.as_slice()));
+            layer.int = Some(w.consts(blob, y[1], c.bias.as_deref(), fold, xq, yq));
             layer.why = format!("{}; output {}", w.describe(), yq_describe(&yq));
             layer.kernel = Kernel::QConv {
                 kind,
@@ -280,26 +257,46 @@ pub(super) fn layer(
                     "integer dense layers with int32 outputs are not supported yet".into()
                 ));
             };
-            let (out, k) = (d.weight.shape[0], d.weight.shape[1]);
-            // The input is stored NHWC; the weight columns are in NCHW flatten order.
-            let (c, hw) = if x.len() == 4 { (x[1], x[2] * x[3]) } else { (k, 1) };
-            let w = pack::QWeight::new(&d.weight);
             let x_zp = unsigned_zero_point(&xq);
-            let (packed, wsum) = w.qpanels(k, out, |o, kn| o * k + (kn % c) * hw + kn / c);
-            layer.weights = Some(blob.push(&packed));
-            layer.int = Some(w.consts(blob, out, d.bias.as_deref(), Some((k, x_zp, &wsum)), xq, yq));
+            let (kind, w, (k, wsum)) = pack_qdense(d, x, blob, &mut layer);
+            layer.int = Some(w.consts(
+                blob,
+                d.weight.shape[0],
+                d.bias.as_deref(),
+                Some((k, x_zp, &wsum)),
+                xq,
+                yq,
+            ));
             layer.why = format!("{}; output {}", w.describe(), yq_describe(&yq));
             layer.kernel = Kernel::QConv {
-                kind: QConvKind::Pointwise(PointwiseShape {
-                    pixels: 1,
-                    in_c: k,
-                    out_c: out,
-                }),
+                kind,
                 zp: QZeroPoints {
                     x: x_zp,
                     y: yq.zero_point,
                 },
             };
+        }
+        Op::DynQuantize => {
+            layer.kernel = Kernel::DynQuantize {
+                nchw: (reads_input && g.input.layout == Layout::Nchw && x.len() == 4).then(|| (x[2] * x[3], x[1])),
+            };
+            layer.why = "uint8, scale and zero point from the tensor's range at run time".into();
+        }
+        Op::DynQLayer(d) => {
+            let (kind, w, wsum) = match &d.int {
+                DynInt::Conv(c) => pack_qconv(c, x, y, blob, &mut layer),
+                DynInt::Dense(dd) => {
+                    let (kind, w, wsum) = pack_qdense(dd, x, blob, &mut layer);
+                    (kind, w, Some(wsum))
+                }
+            };
+            layer.int = Some(w.dyn_consts(blob, d.out_channels(), wsum.as_ref().map(|(k, s)| (*k, s.as_slice()))));
+            if let Some(b) = &d.bias {
+                layer.bias = Some(blob.push(b));
+            }
+            layer.clamp = d.clamp;
+            layer.why = format!("{}; float output", w.describe());
+            layer.kernel = Kernel::DynQ { kind };
         }
         Op::QAdd(a) => {
             let qa = qtype(g, n.inputs[0]);
@@ -361,6 +358,68 @@ pub(super) fn layer(
         }
     }
     Ok(Some(layer))
+}
+
+/// Packs an integer convolution's weights into the blob (`layer.weights`):
+/// its kernel, its weight, and for the GEMM kernels (not depthwise) the
+/// products per sum and each channel's sum of stored weights.
+fn pack_qconv<'a>(
+    c: &'a QConvCfg,
+    x: &[usize],
+    y: &[usize],
+    blob: &mut Blob,
+    layer: &mut Layer,
+) -> (QConvKind, pack::QWeight<'a>, Option<(usize, Vec<i32>)>) {
+    let [oc, icg, kh, kw] = c.dims();
+    let ic = x[1];
+    let shape = conv_shape(x, y, [kh, kw], c.stride, c.pads);
+    let w = pack::QWeight::new(&c.weight);
+    if c.groups > 1 {
+        // [c][1][kh][kw] -> [kh][kw][c]
+        layer.weights = Some(blob.push(&w.gather(kh * kw * oc, |i| (i % oc) * kh * kw + i / oc)));
+        (QConvKind::Depthwise(shape), w, None)
+    } else if kh == 1 && kw == 1 && c.stride == [1, 1] && c.pads == [0; 4] {
+        let (packed, wsum) = w.qpanels(ic, oc, |o, i| o * ic + i);
+        layer.weights = Some(blob.push(&packed));
+        let kind = QConvKind::Pointwise(PointwiseShape {
+            pixels: y[2] * y[3],
+            in_c: ic,
+            out_c: oc,
+        });
+        (kind, w, Some((ic, wsum)))
+    } else {
+        // im2col rows (ky * kw + kx) * ic + ci from [oc][ic][kh][kw]
+        let k = kh * kw * icg;
+        let (packed, wsum) = w.qpanels(k, oc, |o, r| {
+            let (tap, ci) = (r / icg, r % icg);
+            (o * icg + ci) * kh * kw + tap
+        });
+        layer.weights = Some(blob.push(&packed));
+        (QConvKind::Conv2d(shape), w, Some((k, wsum)))
+    }
+}
+
+/// Packs an integer dense layer's weights into the blob (`layer.weights`):
+/// its kernel (a one-pixel pointwise), its weight, the products per sum
+/// and each output's sum of stored weights.
+fn pack_qdense<'a>(
+    d: &'a QDenseCfg,
+    x: &[usize],
+    blob: &mut Blob,
+    layer: &mut Layer,
+) -> (QConvKind, pack::QWeight<'a>, (usize, Vec<i32>)) {
+    let (out, k) = (d.weight.shape[0], d.weight.shape[1]);
+    // The input is stored NHWC; the weight columns are in NCHW flatten order.
+    let (c, hw) = if x.len() == 4 { (x[1], x[2] * x[3]) } else { (k, 1) };
+    let w = pack::QWeight::new(&d.weight);
+    let (packed, wsum) = w.qpanels(k, out, |o, kn| o * k + (kn % c) * hw + kn / c);
+    layer.weights = Some(blob.push(&packed));
+    let kind = QConvKind::Pointwise(PointwiseShape {
+        pixels: 1,
+        in_c: k,
+        out_c: out,
+    });
+    (kind, w, (k, wsum))
 }
 
 /// The geometry of a convolution from its NCHW input and output shapes.

@@ -105,8 +105,33 @@ pub enum Value {
     Const(Const),
     /// The output of a Pad node: a tensor and its pending pads `[top, left, bottom, right]`.
     Padded(TensorId, [usize; 4]),
+    /// DynamicQuantizeLinear's scale (`true`) or zero point (`false`) of
+    /// the dynamically quantized tensor: read only by the integer layer on
+    /// that tensor and the Mul of the scales.
+    DynParam(TensorId, bool),
+    /// The Mul of a dynamically quantized tensor's scale by a constant
+    /// weight scale (one, or one per output channel).
+    DynScale(TensorId, Const),
+    /// The `int32` sums of a ConvInteger or MatMulInteger on a
+    /// dynamically quantized tensor, not yet computed: the layer becomes an
+    /// [`Op::DynQLayer`] once the Cast to float and the Mul by the scales
+    /// follow.
+    IntSums(Box<PendingSums>),
     /// The output of a node that failed (already reported).
     Failed,
+}
+
+/// The pending sums of a [`Value::IntSums`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct PendingSums {
+    /// The dynamically quantized input.
+    pub x: TensorId,
+    /// The integer layer (its weight scale still 1).
+    pub int: crate::ir::DynInt,
+    /// Whether a Cast to float followed.
+    pub float: bool,
+    /// The ONNX nodes so far (the layer, the Cast).
+    pub nodes: Vec<String>,
 }
 
 /// What an import function returns: one value per node output.
@@ -462,6 +487,10 @@ impl Node<'_> {
                 Err("reads the output of a Pad; only a Conv may (it absorbs the padding)".into())
             }
             Some(Value::Const(_)) => Err(format!("input {k} is a constant; a computed tensor is expected").into()),
+            Some(Value::DynParam(..) | Value::DynScale(..) | Value::IntSums(_)) => Err(format!(
+                "input {k} is a scale, zero point or int32 sum of dynamic quantization; mncc reads them as onnxruntime's quantize_dynamic writes them: DynamicQuantizeLinear, then ConvInteger or MatMulInteger, Cast to float, Mul by the product of the two scales, optionally Add of a bias"
+            )
+            .into()),
             _ => Err(format!("input {k} is missing").into()),
         }
     }
@@ -564,6 +593,11 @@ impl Node<'_> {
         let (bias, channels) = match &mut g.nodes[p].op {
             Op::Dense(d) => (&mut d.bias, d.weight.shape[0]),
             Op::Conv(cv) if cv.clamp.is_none() && !cv.residual => (&mut cv.bias, cv.weight.shape[0]),
+            // One Add after the scaling, rounded as onnxruntime rounds it.
+            Op::DynQLayer(d) if d.bias.is_none() && d.clamp.is_none() => {
+                let c = d.out_channels();
+                (&mut d.bias, c)
+            }
             _ => return Err(not_a_bias.into()),
         };
         if vals.len() != channels {

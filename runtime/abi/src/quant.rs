@@ -104,6 +104,50 @@ pub const fn folded_bias(bias: i32, wsum: i32, k: usize, x_zp: i32, w_zp: i32) -
         .wrapping_add((k as i32).wrapping_mul(x_zp).wrapping_mul(w_zp))
 }
 
+/// Bytes after the values of a tensor quantized at run time: its scale
+/// (`f32`) and zero point (`i32`), little-endian.
+pub const DYN_HEADER: usize = 8;
+
+/// ONNX DynamicQuantizeLinear's parameters for values in `[min, max]`
+/// (the range of the tensor, `min <= 0 <= max`), as onnxruntime computes
+/// them (`GetQuantizationParameter`, uint8): `scale = (max - min) / 255`,
+/// 1 when `max == min`; `zero_point = round_half_even(clamp(0 - min /
+/// scale, 0, 255))`, in `f32`. The values are then quantized with
+/// [`quantize`].
+#[inline(always)]
+pub fn dyn_params(min: f32, max: f32) -> (f32, i32) {
+    let scale = if max == min { 1.0 } else { (max - min) / 255.0 };
+    let z = 0.0 - min / scale;
+    // std::max(0, std::min(255, z)): a NaN `z` gives 0.
+    let z = if z < 255.0 { z } else { 255.0 };
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
+    let z = if !(z > 0.0) { 0.0 } else { z };
+    (scale, round_half_even(z) as i32)
+}
+
+/// The part of a dynamically quantized layer's folded bias
+/// ([`folded_bias`], with no integer bias) that does not depend on the
+/// input: `wsum - k * w_zp`; at run time the bias is `-x_zp * correction`.
+pub const fn dyn_correction(wsum: i32, k: usize, w_zp: i32) -> i32 {
+    wsum.wrapping_sub((k as i32).wrapping_mul(w_zp))
+}
+
+/// The float output of a dynamically quantized layer from its exact sum,
+/// as onnxruntime's graph computes it, one rounding per node: Cast
+/// (`acc as f32`), Mul by `multiplier` (the Mul of the input and weight
+/// scales, `x_scale * w_scale`), Add of the bias, Clip.
+#[inline(always)]
+pub fn dyn_output(acc: i32, multiplier: f32, bias: f32, min: f32, max: f32) -> f32 {
+    let v = acc as f32 * multiplier + bias;
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
+    let v = if v < min { min } else { v };
+    if v > max {
+        max
+    } else {
+        v
+    }
+}
+
 /// The constants of an integer convolution, depthwise or dense layer
 /// besides its weights: the zero points of its input and output. (The
 /// weights' zero points, the biases and the multipliers are per output

@@ -146,6 +146,9 @@ fn add(n: &mut Node<'_>) -> Import {
 }
 
 fn mul(n: &mut Node<'_>) -> Import {
+    if let Some(r) = super::quant::dyn_mul(n) {
+        return r;
+    }
     match (n.arg(0), n.arg(1)) {
         (Some(Value::Tensor(a)), Some(Value::Tensor(b))) => {
             // The full-size operand first; the [n, c, 1, 1] one is broadcast.

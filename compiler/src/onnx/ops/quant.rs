@@ -1,15 +1,20 @@
 //! Quantized operators: QuantizeLinear, DequantizeLinear and the integer
 //! layers of onnxruntime's QOperator form (QLinearConv, QLinearMatMul, and
-//! the com.microsoft QLinearAdd, QLinearGlobalAveragePool).
+//! the com.microsoft QLinearAdd, QLinearGlobalAveragePool), and the
+//! dynamic form of onnxruntime's `quantize_dynamic`: DynamicQuantizeLinear,
+//! ConvInteger, MatMulInteger, read with the Cast and the Mul of the
+//! scales after them ([`dyn_mul`]) as one [`Op::DynQLayer`].
 //!
 //! An integer tensor carries its quantization in its IR type (what its
 //! producer wrote). ONNX gives the scale and zero point again at every
 //! reader; a reader whose parameters differ from the producer's is
 //! refused, naming both.
 
-use crate::ir::{ElemType, IntOut, Op, Param, QAddCfg, QConvCfg, QDenseCfg, QType, Quant, TensorId, Values};
+use crate::ir::{
+    Clamp, DynInt, DynQCfg, ElemType, IntOut, Op, Param, QAddCfg, QConvCfg, QDenseCfg, QType, Quant, TensorId, Values,
+};
 use crate::onnx::attrs::{attr, AttrKind::*, Attrs, Dflt, NodeError};
-use crate::onnx::import::{Const, Data, Import, Node, Value};
+use crate::onnx::import::{one, Const, Data, Import, Node, PendingSums, Value};
 use crate::onnx::ops::conv::{check_conv_weight, geometry, CONV_ATTRS};
 use crate::onnx::registry::OpDef;
 use onnx_protobuf::{NodeProto, TensorProto};
@@ -79,7 +84,38 @@ pub const OPS: &[OpDef] = &[
         check: None,
         import: qlinear_global_average_pool,
     },
+    OpDef {
+        name: "DynamicQuantizeLinear",
+        domain: "",
+        opsets: 11..=i64::MAX,
+        inputs: 1..=1,
+        attrs: &[],
+        check: None,
+        import: dynamic_quantize_linear,
+    },
+    OpDef {
+        name: "ConvInteger",
+        domain: "",
+        opsets: 10..=i64::MAX,
+        inputs: 2..=4,
+        attrs: CONV_ATTRS,
+        check: Some(check_conv_integer),
+        import: conv_integer,
+    },
+    OpDef {
+        name: "MatMulInteger",
+        domain: "",
+        opsets: 10..=i64::MAX,
+        inputs: 2..=4,
+        attrs: &[],
+        check: None,
+        import: matmul_integer,
+    },
 ];
+
+fn check_conv_integer(n: &NodeProto, a: &Attrs<'_>, weights: &HashMap<&str, &TensorProto>) -> Vec<NodeError> {
+    check_conv_weight(n, a, weights, 1)
+}
 
 fn check_qlinear_conv(n: &NodeProto, a: &Attrs<'_>, weights: &HashMap<&str, &TensorProto>) -> Vec<NodeError> {
     check_conv_weight(n, a, weights, 3)
@@ -348,22 +384,7 @@ fn qlinear_matmul(n: &mut Node<'_>) -> Import {
     if xs.len() != 2 {
         return Err(format!("the input a has shape {xs:?}; [batch, k] is supported").into());
     }
-    // [k, cols] -> [cols, k], per-column quantization becomes per row.
-    let t = |i: usize| (i % k) * cols + i / k;
-    let values = match &b.values {
-        crate::ir::Values::I8(v) => crate::ir::Values::I8((0..v.len()).map(|i| v[t(i)]).collect()),
-        crate::ir::Values::U8(v) => crate::ir::Values::U8((0..v.len()).map(|i| v[t(i)]).collect()),
-        _ => unreachable!("q_const makes 8-bit values"),
-    };
-    let mut quant = b.quant.clone().expect("q_const quantizes");
-    if quant.axis.is_some() {
-        quant.axis = Some(0);
-    }
-    let weight = Param {
-        shape: vec![cols, k],
-        values,
-        quant: Some(quant),
-    };
+    let weight = transposed(&b, k, cols);
     n.push_one(
         Op::QDense(QDenseCfg {
             weight,
@@ -372,6 +393,26 @@ fn qlinear_matmul(n: &mut Node<'_>) -> Import {
         }),
         &[x],
     )
+}
+
+/// A `[k, cols]` 8-bit weight as `[cols, k]`: per-column quantization
+/// becomes per row.
+fn transposed(b: &Param, k: usize, cols: usize) -> Param {
+    let t = |i: usize| (i % k) * cols + i / k;
+    let values = match &b.values {
+        Values::I8(v) => Values::I8((0..v.len()).map(|i| v[t(i)]).collect()),
+        Values::U8(v) => Values::U8((0..v.len()).map(|i| v[t(i)]).collect()),
+        _ => unreachable!("8-bit values"),
+    };
+    let mut quant = b.quant.clone().expect("quantized");
+    if quant.axis.is_some() {
+        quant.axis = Some(0);
+    }
+    Param {
+        shape: vec![cols, k],
+        values,
+        quant: Some(quant),
+    }
 }
 
 fn qlinear_add(n: &mut Node<'_>) -> Import {
@@ -414,4 +455,216 @@ fn qlinear_global_average_pool(n: &mut Node<'_>) -> Import {
     let (x, _) = q_tensor(n, 0, 1, 2, "the input")?;
     let out = q_out(n, 3, 4)?;
     n.push_one(Op::QGlobalAvgPool(out), &[x])
+}
+
+fn dynamic_quantize_linear(n: &mut Node<'_>) -> Import {
+    let x = n.tensor(0)?;
+    let name = n.name.clone();
+    let t = n.push(&name, Op::DynQuantize, &[x])?;
+    Ok(vec![
+        Value::Tensor(t),
+        Value::DynParam(t, true),
+        Value::DynParam(t, false),
+    ])
+}
+
+/// Input `kx`, the output of a DynamicQuantizeLinear, with its zero point
+/// as input `kz`.
+fn dyn_input(n: &Node<'_>, kx: usize, kz: usize) -> Result<TensorId, NodeError> {
+    let x = n.tensor(kx)?;
+    let ty = &n.imp.graph_ref().tensors[x].ty;
+    if !ty.quant.as_ref().is_some_and(Quant::is_dynamic) {
+        return Err(format!(
+            "input {kx} is {ty}; mncc reads {} on the output of a DynamicQuantizeLinear (onnxruntime's quantize_dynamic)",
+            n.proto.op_type
+        )
+        .into());
+    }
+    match n.arg(kz) {
+        Some(Value::DynParam(t, false)) if t == x => Ok(x),
+        _ => Err(format!(
+            "the input's zero point (input {kz}) must be the one the DynamicQuantizeLinear of input {kx} computed"
+        )
+        .into()),
+    }
+}
+
+/// A constant 8-bit weight (input `kw`) with its optional zero point (input
+/// `kz`: one, or one per index of dim `axis`), its scale 1 until the
+/// scales' Mul gives it.
+fn int_weight(n: &Node<'_>, kw: usize, kz: usize, axis: usize) -> Result<Param, NodeError> {
+    let w = n.constant(kw, "the weight")?;
+    let Data::Int8(elem, values) = &w.data else {
+        return Err(format!("the weight (input {kw}) must be int8 or uint8").into());
+    };
+    let zp = match n.opt_const(kz, "the weight's zero point")? {
+        None => vec![0],
+        Some(Const {
+            data: Data::Int8(e, v), ..
+        }) if e == *elem => v,
+        Some(_) => return Err(format!("the weight's zero point (input {kz}) must be {elem}, as the weight").into()),
+    };
+    let per = w.dims.get(axis).copied();
+    if zp.is_empty() || (zp.len() > 1 && Some(zp.len()) != per) {
+        return Err(format!(
+            "the weight has {} zero points; one, or one per output channel ({}), is expected",
+            zp.len(),
+            per.unwrap_or(0)
+        )
+        .into());
+    }
+    let values = match elem {
+        ElemType::I8 => Values::I8(values.iter().map(|&v| v as i8).collect()),
+        _ => Values::U8(values.iter().map(|&v| v as u8).collect()),
+    };
+    Ok(Param {
+        shape: w.dims.clone(),
+        values,
+        quant: Some(Quant {
+            scale: vec![1.0; zp.len()],
+            axis: (zp.len() > 1).then_some(axis),
+            zero_point: zp,
+        }),
+    })
+}
+
+fn conv_integer(n: &mut Node<'_>) -> Import {
+    let x = dyn_input(n, 0, 2)?;
+    let weight = int_weight(n, 1, 3, 0)?;
+    let (stride, pads, groups) = geometry(n, x, [0; 4], &weight.shape)?;
+    let int = DynInt::Conv(QConvCfg {
+        weight,
+        bias: None,
+        stride,
+        pads,
+        groups,
+        out: IntOut::Int32,
+    });
+    one(Value::IntSums(Box::new(PendingSums {
+        x,
+        int,
+        float: false,
+        nodes: vec![n.name.clone()],
+    })))
+}
+
+fn matmul_integer(n: &mut Node<'_>) -> Import {
+    let x = dyn_input(n, 0, 2)?;
+    let b = int_weight(n, 1, 3, 1)?;
+    let [k, cols] = b.shape[..] else {
+        return Err(format!("the weight B has shape {:?}; a 2-D [k, n] weight is expected", b.shape).into());
+    };
+    let xs = n.shape(x);
+    if xs.len() != 2 {
+        return Err(format!("the input A has shape {xs:?}; [batch, k] is supported").into());
+    }
+    let int = DynInt::Dense(QDenseCfg {
+        weight: transposed(&b, k, cols),
+        bias: None,
+        out: IntOut::Int32,
+    });
+    one(Value::IntSums(Box::new(PendingSums {
+        x,
+        int,
+        float: false,
+        nodes: vec![n.name.clone()],
+    })))
+}
+
+/// Cast of pending sums (a ConvInteger's or MatMulInteger's) to float:
+/// still pending; `None` if the input is something else.
+pub fn dyn_cast(n: &Node<'_>) -> Option<Result<Value, NodeError>> {
+    let Some(Value::IntSums(mut s)) = n.arg(0) else {
+        return None;
+    };
+    if n.attrs.int("to") != 1 {
+        return Some(Err(NodeError::attr(
+            "to",
+            "int32 sums of dynamic quantization are read cast to float (1)",
+        )));
+    }
+    s.float = true;
+    s.nodes.push(n.name.clone());
+    Some(Ok(Value::IntSums(s)))
+}
+
+/// A Mul in quantize_dynamic's pattern: the input's scale by the weight's
+/// (pending), or the float sums by that product (the layer, pushed as an
+/// [`Op::DynQLayer`] under the integer node's name). `None` if neither
+/// input belongs to dynamic quantization.
+pub fn dyn_mul(n: &mut Node<'_>) -> Option<Import> {
+    let (a, b) = (n.arg(0)?, n.arg(1)?);
+    match (a, b) {
+        (Value::DynParam(t, true), Value::Const(c)) | (Value::Const(c), Value::DynParam(t, true)) => {
+            let v = c.f32s();
+            if v.is_empty() {
+                return Some(Err("the weight scale is empty".into()));
+            }
+            if let Some(s) = v.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+                return Some(Err(format!("the weight scale {s} is not a positive finite number").into()));
+            }
+            Some(one(Value::DynScale(t, c)))
+        }
+        (Value::IntSums(s), Value::DynScale(t, c)) | (Value::DynScale(t, c), Value::IntSums(s)) => Some(dyn_layer(n, *s, t, &c)),
+        (Value::DynParam(..) | Value::DynScale(..) | Value::IntSums(_), _)
+        | (_, Value::DynParam(..) | Value::DynScale(..) | Value::IntSums(_)) => Some(Err(
+            "multiplies a scale, zero point or int32 sum of dynamic quantization by something else than quantize_dynamic's pattern (the input's scale by a constant weight scale, then the float sums by that product)".into(),
+        )),
+        _ => None,
+    }
+}
+
+/// The layer of quantize_dynamic's pattern: pending sums `s` times the
+/// product of the input's scale (of tensor `t`) and the weight scale `c`.
+fn dyn_layer(n: &mut Node<'_>, s: PendingSums, t: TensorId, c: &Const) -> Import {
+    if !s.float {
+        return Err("multiplies the int32 sums before a Cast to float".into());
+    }
+    if t != s.x {
+        return Err("the scale is not that of the layer's own input".into());
+    }
+    let PendingSums { x, mut int, nodes, .. } = s;
+    let (w, conv) = match &mut int {
+        DynInt::Conv(cv) => (&mut cv.weight, true),
+        DynInt::Dense(d) => (&mut d.weight, false),
+    };
+    let oc = w.shape[0];
+    let ws = c.f32s();
+    // Per channel: broadcast along the output's channel dim.
+    let dims: Vec<usize> = c.dims.iter().copied().skip_while(|&d| d == 1).collect();
+    let along_channels = if conv { dims == [oc, 1, 1] } else { dims == [oc] };
+    if ws.len() != 1 && !(ws.len() == oc && along_channels) {
+        return Err(format!(
+            "the weight scale has shape {:?}; one scale, or one per output channel ({oc}) along the channel dim, is expected",
+            c.dims
+        )
+        .into());
+    }
+    let q = w.quant.as_mut().expect("int_weight quantizes");
+    if ws.len() == 1 && q.zero_point.len() == 1 {
+        q.scale = ws;
+    } else {
+        q.scale = (0..oc).map(|o| ws[if ws.len() == 1 { 0 } else { o }]).collect();
+        let zp = q.zero_point.clone();
+        q.zero_point = (0..oc).map(|o| zp[if zp.len() == 1 { 0 } else { o }]).collect();
+        q.axis = Some(0);
+    }
+    let source = if conv { "ConvInteger" } else { "MatMulInteger" };
+    let (first, rest) = nodes.split_first().expect("the integer node");
+    let out = n.push(
+        first,
+        Op::DynQLayer(DynQCfg {
+            int,
+            bias: None,
+            clamp: Clamp::NONE,
+        }),
+        &[x],
+    )?;
+    let name = n.name.clone();
+    if let Some(node) = n.imp.graph().nodes.last_mut() {
+        node.source = source.into();
+        node.fused.extend(rest.iter().cloned());
+        node.fused.push(name);
+    }
+    one(Value::Tensor(out))
 }

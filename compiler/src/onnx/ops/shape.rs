@@ -312,6 +312,9 @@ fn concat(n: &mut Node<'_>) -> Import {
 }
 
 fn cast(n: &mut Node<'_>) -> Import {
+    if let Some(v) = super::quant::dyn_cast(n) {
+        return Ok(vec![v?]);
+    }
     let c = n.constant(0, "input")?;
     let data = match n.attrs.int("to") {
         1 | 11 => Data::F32(c.f32s()),

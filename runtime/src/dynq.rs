@@ -1,0 +1,238 @@
+//! Layers on a tensor quantized at run time (onnxruntime's
+//! `quantize_dynamic`): [`quantize`] writes `uint8` values with the scale
+//! and zero point of the tensor's own range
+//! ([`dyn_params`](crate::abi::quant::dyn_params)) after them; the layers
+//! ([`pointwise`] and dense, [`conv2d`], [`depthwise`]) read both, sum
+//! exactly in `i32` as the integer layers of [`crate::quant`] do, and
+//! write floats ([`dyn_output`](crate::abi::quant::dyn_output): the sum
+//! times `x_scale * w_scale[o]`, plus the bias, clamped).
+//!
+//! The weights are stored as for [`crate::quant`] (`i8`, `u8` weights less
+//! 128), in the same layouts, so the integer GEMM's AVX-512 VNNI path
+//! serves both; its float epilogue computes the same operations as the
+//! portable path, so the results are identical.
+
+use crate::abi::pack::{qpanel_index, qpanels_len};
+use crate::abi::quant::{dyn_output, dyn_params, quantize as quantize_one, DYN_HEADER};
+use crate::abi::{ConvShape, PointwiseShape};
+use crate::checks::check_len;
+
+/// The constants of a layer on a dynamically quantized input, each a
+/// slice of the weight blob except the clamp bounds.
+#[derive(Clone, Copy, Debug)]
+pub struct DynWeights<'a> {
+    /// The weights, `i8`: the integer GEMM's panels (pointwise, dense,
+    /// conv2d) or `[kh][kw][c]` (depthwise).
+    pub values: &'a [i8],
+    /// The weights' zero point per output channel (in the stored `i8`
+    /// terms).
+    pub zero_point: &'a [i32],
+    /// Per output channel, [`dyn_correction`](crate::abi::quant::dyn_correction) of its weight sum (the GEMM
+    /// kernels; zeros for depthwise).
+    pub correction: &'a [i32],
+    /// The weight scale per output channel.
+    pub scale: &'a [f32],
+    /// The float bias per output channel, added after the scaling.
+    pub bias: Option<&'a [f32]>,
+    /// The clamp's lower bound (`-inf`: none).
+    pub min: f32,
+    /// The clamp's upper bound (`inf`: none).
+    pub max: f32,
+}
+
+impl DynWeights<'_> {
+    #[track_caller]
+    fn check(&self, kernel: &str, values: usize, channels: usize) {
+        check_len(kernel, "weights", self.values.len(), values);
+        check_len(kernel, "zero points", self.zero_point.len(), channels);
+        check_len(kernel, "corrections", self.correction.len(), channels);
+        check_len(kernel, "scales", self.scale.len(), channels);
+        if let Some(b) = self.bias {
+            check_len(kernel, "bias", b.len(), channels);
+        }
+    }
+
+    /// Output channel `o`'s value from its exact sum.
+    #[inline(always)]
+    fn out(&self, o: usize, acc: i32, x_scale: f32) -> f32 {
+        let bias = self.bias.map_or(0.0, |b| b[o]);
+        dyn_output(acc, x_scale * self.scale[o], bias, self.min, self.max)
+    }
+}
+
+/// The range of `x` widened to include 0.
+fn range(x: &[f32]) -> (f32, f32) {
+    x.iter().fold((0f32, 0f32), |(lo, hi), &v| {
+        (if v < lo { v } else { lo }, if v > hi { v } else { hi })
+    })
+}
+
+/// Writes the scale and zero point after the values.
+fn write_header(y: &mut [u8], scale: f32, zp: i32) {
+    let n = y.len() - DYN_HEADER;
+    y[n..n + 4].copy_from_slice(&scale.to_le_bytes());
+    y[n + 4..].copy_from_slice(&zp.to_le_bytes());
+}
+
+/// The values of a dynamically quantized tensor and its scale and zero
+/// point.
+#[track_caller]
+fn read_header<'a>(kernel: &str, x: &'a [u8], len: usize) -> (&'a [u8], f32, i32) {
+    check_len(kernel, "x", x.len(), len + DYN_HEADER);
+    let (v, h) = x.split_at(len);
+    let scale = f32::from_le_bytes([h[0], h[1], h[2], h[3]]);
+    let zp = i32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+    (v, scale, zp)
+}
+
+/// ONNX DynamicQuantizeLinear of `x` into `y` (`x.len()` values, then the
+/// scale and zero point: [`DYN_HEADER`] bytes).
+///
+/// # Panics
+/// If `y` is not `x.len() + DYN_HEADER` long.
+#[inline(never)]
+pub fn quantize(x: &[f32], y: &mut [u8]) {
+    check_len("dynq::quantize", "y", y.len(), x.len() + DYN_HEADER);
+    let (lo, hi) = range(x);
+    let (scale, zp) = dyn_params(lo, hi);
+    for (o, &v) in y.iter_mut().zip(x) {
+        *o = quantize_one(v, scale, zp, 0, 255) as u8;
+    }
+    write_header(y, scale, zp);
+}
+
+/// [`quantize`] of the NCHW model input (`c` planes of `pixels`), written
+/// NHWC.
+///
+/// # Panics
+/// If a slice length does not match.
+#[inline(never)]
+pub fn quantize_nchw(pixels: usize, c: usize, x: &[f32], y: &mut [u8]) {
+    check_len("dynq::quantize_nchw", "x", x.len(), pixels * c);
+    check_len("dynq::quantize_nchw", "y", y.len(), pixels * c + DYN_HEADER);
+    let (lo, hi) = range(x);
+    let (scale, zp) = dyn_params(lo, hi);
+    for (ch, plane) in x.chunks_exact(pixels.max(1)).enumerate() {
+        for (p, &v) in plane.iter().enumerate() {
+            y[p * c + ch] = quantize_one(v, scale, zp, 0, 255) as u8;
+        }
+    }
+    write_header(y, scale, zp);
+}
+
+/// A pointwise (1x1) convolution or a dense layer (one pixel) on a
+/// dynamically quantized input: the integer GEMM of [`crate::quant`]
+/// with the float output. Weights in the integer GEMM's panels.
+///
+/// # Panics
+/// If a slice length does not match the shape.
+#[inline(never)]
+pub fn pointwise(shape: &PointwiseShape, x: &[u8], w: &DynWeights<'_>, y: &mut [f32]) {
+    const K: &str = "dynq::pointwise";
+    let (ic, oc) = (shape.in_c, shape.out_c);
+    let (x, scale, zp) = read_header(K, x, shape.pixels * ic);
+    check_len(K, "y", y.len(), shape.pixels * oc);
+    w.check(K, qpanels_len(ic, oc), oc);
+    if oc == 0 {
+        return;
+    }
+    crate::isa::count(crate::isa::Isa::Portable);
+    for (xrow, yrow) in x.chunks_exact(ic.max(1)).zip(y.chunks_exact_mut(oc)) {
+        gemm_row(ic, |i| xrow[i] as i32, w, scale, zp, yrow);
+    }
+}
+
+/// One output row of the GEMM, portable: `k` inputs `a(i)` (unsigned
+/// bytes), the run-time bias `-zp * correction[o]`.
+#[inline(always)]
+fn gemm_row(k: usize, a: impl Fn(usize) -> i32, w: &DynWeights<'_>, scale: f32, zp: i32, out: &mut [f32]) {
+    let asum = (0..k).fold(0i32, |s, i| s.wrapping_add(a(i)));
+    for (o, v) in out.iter_mut().enumerate() {
+        let dot = (0..k).fold(0i32, |s, i| {
+            s.wrapping_add(a(i).wrapping_mul(w.values[qpanel_index(k, o, i)] as i32))
+        });
+        let acc = dot
+            .wrapping_sub(zp.wrapping_mul(w.correction[o]))
+            .wrapping_sub(w.zero_point[o].wrapping_mul(asum));
+        *v = w.out(o, acc, scale);
+    }
+}
+
+/// A convolution (groups 1, any window) on a dynamically quantized
+/// input: the GEMM over im2col rows (`(ky * kw + kx) * in_c + ci`), reads
+/// outside the input seeing the zero point.
+///
+/// # Panics
+/// If a slice length does not match the shape.
+#[inline(never)]
+pub fn conv2d(shape: &ConvShape, x: &[u8], w: &DynWeights<'_>, y: &mut [f32]) {
+    const K: &str = "dynq::conv2d";
+    let s = shape;
+    let (ic, oc) = (s.in_c, s.out_c);
+    let (x, scale, zp) = read_header(K, x, s.in_h * s.in_w * ic);
+    check_len(K, "y", y.len(), s.out_h * s.out_w * oc);
+    let k = s.kernel_h * s.kernel_w * ic;
+    w.check(K, qpanels_len(k, oc), oc);
+    if oc == 0 {
+        return;
+    }
+    crate::isa::count(crate::isa::Isa::Portable);
+    for oy in 0..s.out_h {
+        for ox in 0..s.out_w {
+            let a = |r: usize| {
+                let (tap, ci) = (r / ic, r % ic);
+                match s.input_at(oy, ox, tap / s.kernel_w, tap % s.kernel_w) {
+                    Some(px) => x[px * ic + ci] as i32,
+                    None => zp,
+                }
+            };
+            let yrow = &mut y[(oy * s.out_w + ox) * oc..][..oc];
+            gemm_row(k, a, w, scale, zp, yrow);
+        }
+    }
+}
+
+/// A depthwise convolution (groups = channels) on a dynamically quantized
+/// input, any kernel, stride and padding. Weights `[kh][kw][c]`.
+///
+/// # Panics
+/// If a slice length does not match the shape, or `in_c != out_c`.
+#[inline(never)]
+pub fn depthwise(shape: &ConvShape, x: &[u8], w: &DynWeights<'_>, y: &mut [f32]) {
+    const K: &str = "dynq::depthwise";
+    let s = shape;
+    let c = s.in_c;
+    assert!(s.out_c == c, "{K}: in_c {c} != out_c {}", s.out_c);
+    let (x, scale, zp) = read_header(K, x, s.in_h * s.in_w * c);
+    check_len(K, "y", y.len(), s.out_h * s.out_w * c);
+    w.check(K, s.kernel_h * s.kernel_w * c, c);
+    crate::isa::count(crate::isa::Isa::Portable);
+    const BLOCK: usize = 64;
+    let mut acc = [0i32; BLOCK];
+    for oy in 0..s.out_h {
+        for ox in 0..s.out_w {
+            let yrow = &mut y[(oy * s.out_w + ox) * c..][..c];
+            for c0 in (0..c).step_by(BLOCK) {
+                let n = BLOCK.min(c - c0);
+                let acc = &mut acc[..n];
+                acc.fill(0);
+                for ky in 0..s.kernel_h {
+                    for kx in 0..s.kernel_w {
+                        let Some(px) = s.input_at(oy, ox, ky, kx) else {
+                            continue;
+                        };
+                        let xs = &x[px * c + c0..][..n];
+                        let ws = &w.values[(ky * s.kernel_w + kx) * c + c0..][..n];
+                        let wz = &w.zero_point[c0..c0 + n];
+                        for (((a, &xv), &wv), &z) in acc.iter_mut().zip(xs).zip(ws).zip(wz) {
+                            *a += (xv as i32 - zp) * (wv as i32 - z);
+                        }
+                    }
+                }
+                for (k, (out, &a)) in yrow[c0..c0 + n].iter_mut().zip(acc.iter()).enumerate() {
+                    *out = w.out(c0 + k, a, scale);
+                }
+            }
+        }
+    }
+}
