@@ -13,7 +13,7 @@
 //! portable path, so the results are identical.
 
 use crate::abi::pack::{qpanel_index, qpanels_len};
-use crate::abi::quant::{dyn_output, dyn_params, quantize as quantize_one, DYN_HEADER};
+use crate::abi::quant::{dyn_output, dyn_params, DYN_HEADER};
 use crate::abi::{ConvShape, PointwiseShape};
 use crate::checks::check_len;
 
@@ -52,6 +52,33 @@ impl DynWeights<'_> {
         }
     }
 
+    /// The weights as the integer GEMM reads them (its requantization
+    /// constants unused).
+    #[cfg(target_arch = "x86_64")]
+    fn gemm(&self) -> crate::quant::QWeights<'_> {
+        crate::quant::QWeights {
+            values: self.values,
+            zero_point: self.zero_point,
+            bias: &[],
+            multiplier: &[],
+        }
+    }
+
+    /// The GEMM's float epilogue for an input of scale `x_scale` and zero
+    /// point `x_zp`.
+    #[cfg(target_arch = "x86_64")]
+    fn float(&self, x_scale: f32, x_zp: i32) -> crate::simd::qgemm::FloatEpi<'_> {
+        crate::simd::qgemm::FloatEpi {
+            x_scale,
+            x_zp,
+            correction: self.correction,
+            scale: self.scale,
+            bias: self.bias,
+            min: self.min,
+            max: self.max,
+        }
+    }
+
     /// Output channel `o`'s value from its exact sum.
     #[inline(always)]
     fn out(&self, o: usize, acc: i32, x_scale: f32) -> f32 {
@@ -60,11 +87,44 @@ impl DynWeights<'_> {
     }
 }
 
-/// The range of `x` widened to include 0.
+/// The range of `x` widened to include 0 (NaNs ignored), in 16 lanes
+/// the optimizer vectorizes (a minimum and a maximum are exact in any
+/// order).
 fn range(x: &[f32]) -> (f32, f32) {
-    x.iter().fold((0f32, 0f32), |(lo, hi), &v| {
-        (if v < lo { v } else { lo }, if v > hi { v } else { hi })
-    })
+    let (mut lo, mut hi) = ([0f32; 16], [0f32; 16]);
+    let chunks = x.chunks_exact(16);
+    let rest = chunks.remainder();
+    for ch in chunks {
+        for ((l, h), &v) in lo.iter_mut().zip(hi.iter_mut()).zip(ch) {
+            *l = if v < *l { v } else { *l };
+            *h = if v > *h { v } else { *h };
+        }
+    }
+    for &v in rest {
+        lo[0] = if v < lo[0] { v } else { lo[0] };
+        hi[0] = if v > hi[0] { v } else { hi[0] };
+    }
+    let lo = lo.iter().fold(0f32, |m, &v| if v < m { v } else { m });
+    let hi = hi.iter().fold(0f32, |m, &v| if v > m { v } else { m });
+    (lo, hi)
+}
+
+/// [`quantize`](crate::abi::quant::quantize) to `uint8` without branches
+/// or a saturating float-to-int conversion (so that its loop vectorizes):
+/// the same division, the same clamps (a NaN gives the lower bound), then
+/// `v + 1.5 * 2^23`, whose rounding is half to even to an integer and
+/// whose low mantissa bits are that integer (exact for the clamped values,
+/// within 255 of 0).
+#[inline(always)]
+fn quantize_u8(v: f32, scale: f32, zp: i32) -> u8 {
+    const ROUND: f32 = 12_582_912.0;
+    const ROUND_BITS: i32 = 0x4B40_0000;
+    let (lo, hi) = (-zp as f32, (255 - zp) as f32);
+    let v = v / scale;
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
+    let v = if v > lo { v } else { lo };
+    let v = if v < hi { v } else { hi };
+    ((v + ROUND).to_bits() as i32 - ROUND_BITS + zp) as u8
 }
 
 /// Writes the scale and zero point after the values.
@@ -96,7 +156,7 @@ pub fn quantize(x: &[f32], y: &mut [u8]) {
     let (lo, hi) = range(x);
     let (scale, zp) = dyn_params(lo, hi);
     for (o, &v) in y.iter_mut().zip(x) {
-        *o = quantize_one(v, scale, zp, 0, 255) as u8;
+        *o = quantize_u8(v, scale, zp);
     }
     write_header(y, scale, zp);
 }
@@ -114,7 +174,7 @@ pub fn quantize_nchw(pixels: usize, c: usize, x: &[f32], y: &mut [u8]) {
     let (scale, zp) = dyn_params(lo, hi);
     for (ch, plane) in x.chunks_exact(pixels.max(1)).enumerate() {
         for (p, &v) in plane.iter().enumerate() {
-            y[p * c + ch] = quantize_one(v, scale, zp, 0, 255) as u8;
+            y[p * c + ch] = quantize_u8(v, scale, zp);
         }
     }
     write_header(y, scale, zp);
@@ -134,6 +194,12 @@ pub fn pointwise(shape: &PointwiseShape, x: &[u8], w: &DynWeights<'_>, y: &mut [
     check_len(K, "y", y.len(), shape.pixels * oc);
     w.check(K, qpanels_len(ic, oc), oc);
     if oc == 0 {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if crate::isa::vnni() && ic > 0 {
+        crate::isa::count(crate::isa::Isa::Avx512);
+        crate::simd::qgemm::pointwise_dyn(shape, x, w.gemm(), &w.float(scale, zp), y);
         return;
     }
     crate::isa::count(crate::isa::Isa::Portable);
@@ -176,6 +242,12 @@ pub fn conv2d(shape: &ConvShape, x: &[u8], w: &DynWeights<'_>, y: &mut [f32]) {
     if oc == 0 {
         return;
     }
+    #[cfg(target_arch = "x86_64")]
+    if crate::isa::vnni() && k > 0 && k <= crate::simd::qgemm::CONV_MAX_K {
+        crate::isa::count(crate::isa::Isa::Avx512);
+        crate::simd::qgemm::conv2d_dyn(shape, x, w.gemm(), &w.float(scale, zp), y);
+        return;
+    }
     crate::isa::count(crate::isa::Isa::Portable);
     for oy in 0..s.out_h {
         for ox in 0..s.out_w {
@@ -206,6 +278,58 @@ pub fn depthwise(shape: &ConvShape, x: &[u8], w: &DynWeights<'_>, y: &mut [f32])
     let (x, scale, zp) = read_header(K, x, s.in_h * s.in_w * c);
     check_len(K, "y", y.len(), s.out_h * s.out_w * c);
     w.check(K, s.kernel_h * s.kernel_w * c, c);
+    if c >= 8 && s.stride_h >= 1 && s.stride_w >= 1 {
+        use crate::simd::qdepthwise as dw;
+        // The integer depthwise body with the float epilogue: the bias
+        // slot holds the corrections (zeros), the multiplier slot the
+        // weight scales (read, unused).
+        let q = crate::quant::QWeights {
+            values: w.values,
+            zero_point: w.zero_point,
+            bias: w.correction,
+            multiplier: w.scale,
+        };
+        let zps = crate::abi::quant::QZeroPoints { x: zp, y: 0 };
+        let f = dw::DynOut {
+            x_scale: scale,
+            scale: w.scale,
+            bias: w.bias,
+            min: w.min,
+            max: w.max,
+        };
+        #[cfg(target_arch = "x86_64")]
+        {
+            use crate::isa::Isa;
+            match crate::isa::active_vector() {
+                Isa::Avx512 => {
+                    crate::isa::count(Isa::Avx512);
+                    // SAFETY: the CPU has AVX-512F; lengths checked above;
+                    // in_c == out_c >= 8 (16 for the 16-lane body).
+                    unsafe {
+                        if c >= 16 {
+                            dw::dyn_avx512(s, x, q, zps, &f, y)
+                        } else {
+                            dw::dyn_avx2(s, x, q, zps, &f, y)
+                        }
+                    }
+                    return;
+                }
+                Isa::Avx2 => {
+                    crate::isa::count(Isa::Avx2);
+                    // SAFETY: the CPU has AVX2; lengths checked above; in_c >= 8.
+                    unsafe { dw::dyn_avx2(s, x, q, zps, &f, y) };
+                    return;
+                }
+                _ => {}
+            }
+        }
+        if c >= 16 {
+            crate::isa::count(crate::isa::Isa::Portable);
+            // SAFETY: lengths checked above; in_c == out_c >= 16.
+            unsafe { dw::dyn_portable(s, x, q, zps, &f, y) };
+            return;
+        }
+    }
     crate::isa::count(crate::isa::Isa::Portable);
     const BLOCK: usize = 64;
     let mut acc = [0i32; BLOCK];
@@ -231,6 +355,44 @@ pub fn depthwise(shape: &ConvShape, x: &[u8], w: &DynWeights<'_>, y: &mut [f32])
                 }
                 for (k, (out, &a)) in yrow[c0..c0 + n].iter_mut().zip(acc.iter()).enumerate() {
                     *out = w.out(c0 + k, a, scale);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::abi::quant::quantize;
+
+    /// The branchless quantization is `abi::quant::quantize` to uint8 on
+    /// every kind of value: in range, rounding ties, saturating, huge,
+    /// infinite, NaN, negative zero.
+    #[test]
+    fn quantize_u8_is_quantize() {
+        let scales = [1.0f32, 0.5, 0.023_529_41, 3.7e-3, 1e-30, 7.0];
+        let special = [0.0f32, -0.0, 0.5, 1.5, 2.5, -0.5, -1.5, 254.5, 255.5, 1e30, -1e30];
+        let odd = [f32::INFINITY, f32::NEG_INFINITY, f32::NAN, f32::MIN_POSITIVE, 1e-40];
+        let mut s = 0x1234_5678u32;
+        let mut values = [0f32; 40_016];
+        values[..11].copy_from_slice(&special);
+        values[11..16].copy_from_slice(&odd);
+        for k in 0..20_000 {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            values[16 + 2 * k] = f32::from_bits(s);
+            values[17 + 2 * k] = (s % 100_000) as f32 / 100.0 - 300.0;
+        }
+        for &scale in &scales {
+            for zp in [0, 1, 77, 128, 254, 255] {
+                for &v in &values {
+                    assert_eq!(
+                        quantize_u8(v, scale, zp) as i32,
+                        quantize(v, scale, zp, 0, 255),
+                        "v {v:e} scale {scale} zp {zp}"
+                    );
                 }
             }
         }

@@ -33,7 +33,7 @@
 //! channels than lanes: the caller takes the 8-lane body (AVX-512 with 8 to
 //! 15 channels) or its plain portable loop.
 
-use crate::abi::quant::{requantize, QZeroPoints};
+use crate::abi::quant::{dyn_output, requantize, QZeroPoints};
 use crate::abi::{ConvShape, Quantized};
 use crate::quant::QWeights;
 #[cfg(target_arch = "x86_64")]
@@ -55,7 +55,7 @@ pub(crate) unsafe fn qdepthwise_avx512<X: Quantized, Y: Quantized>(
     y: &mut [Y],
 ) {
     // SAFETY: forwarded (the caller's contract); 16 lanes <= in_c.
-    unsafe { body::<Z16, X, Y>(s, x.as_ptr() as *const u8, &w, zp, y.as_mut_ptr() as *mut u8) }
+    unsafe { body::<Z16, X, Y>(s, x.as_ptr() as *const u8, &w, zp, y.as_mut_ptr() as *mut u8, None) }
 }
 
 /// The depthwise body on AVX2 (8 channels per block); also what AVX-512
@@ -75,7 +75,7 @@ pub(crate) unsafe fn qdepthwise_avx2<X: Quantized, Y: Quantized>(
     y: &mut [Y],
 ) {
     // SAFETY: forwarded (the caller's contract); 8 lanes <= in_c.
-    unsafe { body::<Y8, X, Y>(s, x.as_ptr() as *const u8, &w, zp, y.as_mut_ptr() as *mut u8) }
+    unsafe { body::<Y8, X, Y>(s, x.as_ptr() as *const u8, &w, zp, y.as_mut_ptr() as *mut u8, None) }
 }
 
 /// The depthwise body in portable Rust (16 channels per block, arrays the
@@ -93,7 +93,74 @@ pub(crate) unsafe fn qdepthwise_portable<X: Quantized, Y: Quantized>(
     y: &mut [Y],
 ) {
     // SAFETY: forwarded (the caller's contract); 16 lanes <= in_c.
-    unsafe { body::<P16, X, Y>(s, x.as_ptr() as *const u8, &w, zp, y.as_mut_ptr() as *mut u8) }
+    unsafe { body::<P16, X, Y>(s, x.as_ptr() as *const u8, &w, zp, y.as_mut_ptr() as *mut u8, None) }
+}
+
+/// The float outputs of a layer on a dynamically quantized input
+/// ([`crate::dynq::depthwise`]): per channel `o`, `acc as f32 * (x_scale *
+/// scale[o]) + bias[o]`, clamped to `[min, max]`.
+pub(crate) struct DynOut<'a> {
+    pub x_scale: f32,
+    pub scale: &'a [f32],
+    pub bias: Option<&'a [f32]>,
+    pub min: f32,
+    pub max: f32,
+}
+
+/// [`qdepthwise_avx512`] with float outputs.
+///
+/// # Safety
+/// As [`qdepthwise_avx512`] (`x` of `u8`, `w.bias` the zeros of
+/// `crate::dynq`'s depthwise corrections); `y` holds the output's floats.
+#[cfg(target_arch = "x86_64")]
+#[inline(never)]
+#[target_feature(enable = "avx512f,avx2")]
+pub(crate) unsafe fn dyn_avx512(
+    s: &ConvShape,
+    x: &[u8],
+    w: QWeights<'_>,
+    zp: QZeroPoints,
+    f: &DynOut<'_>,
+    y: &mut [f32],
+) {
+    // SAFETY: forwarded (the caller's contract); 16 lanes <= in_c.
+    unsafe { body::<Z16, u8, u8>(s, x.as_ptr(), &w, zp, y.as_mut_ptr() as *mut u8, Some(f)) }
+}
+
+/// [`qdepthwise_avx2`] with float outputs.
+///
+/// # Safety
+/// As [`dyn_avx512`], with AVX2 and `in_c >= 8`.
+#[cfg(target_arch = "x86_64")]
+#[inline(never)]
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn dyn_avx2(
+    s: &ConvShape,
+    x: &[u8],
+    w: QWeights<'_>,
+    zp: QZeroPoints,
+    f: &DynOut<'_>,
+    y: &mut [f32],
+) {
+    // SAFETY: forwarded (the caller's contract); 8 lanes <= in_c.
+    unsafe { body::<Y8, u8, u8>(s, x.as_ptr(), &w, zp, y.as_mut_ptr() as *mut u8, Some(f)) }
+}
+
+/// [`qdepthwise_portable`] with float outputs.
+///
+/// # Safety
+/// As [`dyn_avx512`], without a vector instruction set and `in_c >= 16`.
+#[inline(never)]
+pub(crate) unsafe fn dyn_portable(
+    s: &ConvShape,
+    x: &[u8],
+    w: QWeights<'_>,
+    zp: QZeroPoints,
+    f: &DynOut<'_>,
+    y: &mut [f32],
+) {
+    // SAFETY: forwarded (the caller's contract); 16 lanes <= in_c.
+    unsafe { body::<P16, u8, u8>(s, x.as_ptr(), &w, zp, y.as_mut_ptr() as *mut u8, Some(f)) }
 }
 
 /// `N` lanes of `i32` (and of `f32`, [`Lanes::F`]): what the body needs.
@@ -120,6 +187,18 @@ trait Lanes: Copy {
     /// [`requantize`](crate::abi::quant::requantize) of each lane, stored as
     /// `N` bytes (`i8` if `SIGNED`, else `u8`) at `dst`.
     unsafe fn store_q<const SIGNED: bool>(acc: Self, q: &Requant<Self>, dst: *mut u8);
+    /// [`dyn_output`](crate::abi::quant::dyn_output) of each lane, stored
+    /// as `N` floats at `dst`.
+    unsafe fn store_f(acc: Self, f: &FloatOut<Self>, dst: *mut f32);
+}
+
+/// A block's float epilogue (a layer on a dynamically quantized input):
+/// `acc as f32 * m + bias`, clamped to `[lo, hi]`.
+struct FloatOut<V: Lanes> {
+    m: V::F,
+    bias: V::F,
+    lo: V::F,
+    hi: V::F,
 }
 
 /// A block's requantization constants.
@@ -215,6 +294,15 @@ impl Lanes for P16 {
         // SAFETY: see the impl.
         unsafe { (dst as *mut [u8; 16]).write_unaligned(b) }
     }
+    #[inline(always)]
+    unsafe fn store_f(acc: Self, f: &FloatOut<Self>, dst: *mut f32) {
+        let mut v = [0f32; 16];
+        for (k, v) in v.iter_mut().enumerate() {
+            *v = dyn_output(acc.0[k], f.m[k], f.bias[k], f.lo[k], f.hi[k]);
+        }
+        // SAFETY: see the impl.
+        unsafe { (dst as *mut [f32; 16]).write_unaligned(v) }
+    }
 }
 
 // SAFETY (all methods): `Lanes`' contract — AVX-512F, pointers valid for 16
@@ -284,6 +372,14 @@ impl Lanes for Z16 {
                 _mm512_cvtusepi32_epi8(v)
             };
             _mm_storeu_si128(dst as *mut __m128i, b);
+        }
+    }
+    #[inline(always)]
+    unsafe fn store_f(acc: Self, f: &FloatOut<Self>, dst: *mut f32) {
+        // SAFETY: see the impl. One rounding each (`vmulps`, `vaddps`).
+        unsafe {
+            let v = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc.0), f.m), f.bias);
+            _mm512_storeu_ps(dst, _mm512_min_ps(_mm512_max_ps(v, f.lo), f.hi));
         }
     }
 }
@@ -357,6 +453,14 @@ impl Lanes for Y8 {
             _mm_storel_epi64(dst as *mut __m128i, b);
         }
     }
+    #[inline(always)]
+    unsafe fn store_f(acc: Self, f: &FloatOut<Self>, dst: *mut f32) {
+        // SAFETY: see the impl. One rounding each (`vmulps`, `vaddps`).
+        unsafe {
+            let v = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc.0), f.m), f.bias);
+            _mm256_storeu_ps(dst, _mm256_min_ps(_mm256_max_ps(v, f.lo), f.hi));
+        }
+    }
 }
 
 /// Every channel block of the layer (see the module docs).
@@ -372,6 +476,7 @@ unsafe fn body<V: Lanes, X: Quantized, Y: Quantized>(
     w: &QWeights<'_>,
     zp: QZeroPoints,
     y: *mut u8,
+    f: Option<&DynOut<'_>>,
 ) {
     let c = s.in_c;
     let mut c0 = 0;
@@ -381,9 +486,9 @@ unsafe fn body<V: Lanes, X: Quantized, Y: Quantized>(
         // SAFETY: the caller's contract; channels b..b + V::N < c.
         unsafe {
             match (s.kernel_h, s.kernel_w) {
-                (3, 3) => block::<V, X, Y, 3, 3>(s, x, w, zp, y, b),
-                (5, 5) => block::<V, X, Y, 5, 5>(s, x, w, zp, y, b),
-                _ => block::<V, X, Y, 0, 0>(s, x, w, zp, y, b),
+                (3, 3) => block::<V, X, Y, 3, 3>(s, x, w, zp, y, b, f),
+                (5, 5) => block::<V, X, Y, 5, 5>(s, x, w, zp, y, b, f),
+                _ => block::<V, X, Y, 0, 0>(s, x, w, zp, y, b, f),
             }
         }
         c0 += V::N;
@@ -422,6 +527,8 @@ struct Block<'a, V: Lanes, const KH: usize, const KW: usize> {
     zx: V,
     bias: V,
     q: Requant<V>,
+    /// The float epilogue instead of `q` (then `y` holds floats).
+    f: Option<FloatOut<V>>,
 }
 
 impl<V: Lanes, const KH: usize, const KW: usize> Block<'_, V, KH, KW> {
@@ -474,7 +581,9 @@ impl<V: Lanes, const KH: usize, const KW: usize> Block<'_, V, KH, KW> {
     unsafe fn store<Y: Quantized>(&self, acc: V, p: *mut u8) {
         // SAFETY: the caller's contract.
         unsafe {
-            if Y::MIN < 0 {
+            if let Some(f) = &self.f {
+                V::store_f(acc, f, p as *mut f32)
+            } else if Y::MIN < 0 {
                 V::store_q::<true>(acc, &self.q, p)
             } else {
                 V::store_q::<false>(acc, &self.q, p)
@@ -529,8 +638,11 @@ unsafe fn block<V: Lanes, X: Quantized, Y: Quantized, const KH: usize, const KW:
     zp: QZeroPoints,
     y: *mut u8,
     c0: usize,
+    f: Option<&DynOut<'_>>,
 ) {
     let c = s.in_c;
+    // Bytes per output element.
+    let ysz = if f.is_some() { 4 } else { 1 };
     let (kh, kw) = if KH > 0 { (KH, KW) } else { (s.kernel_h, s.kernel_w) };
     // SAFETY: the caller's contract: channels c0..c0 + V::N of the
     // per-channel slices (length c) and of each tap's weights (`[kh][kw][c]`),
@@ -554,6 +666,19 @@ unsafe fn block<V: Lanes, X: Quantized, Y: Quantized, const KH: usize, const KW:
                 hi: V::splat_f((Y::MAX - zp.y) as f32),
                 zp: V::splat(zp.y),
             },
+            f: f.map(|f| {
+                let (mut m, mut bias) = ([0f32; 16], [0f32; 16]);
+                for k in 0..V::N {
+                    m[k] = f.x_scale * f.scale[c0 + k];
+                    bias[k] = f.bias.map_or(0.0, |b| b[c0 + k]);
+                }
+                FloatOut {
+                    m: V::load_f32(m.as_ptr()),
+                    bias: V::load_f32(bias.as_ptr()),
+                    lo: V::splat_f(f.min),
+                    hi: V::splat_f(f.max),
+                }
+            }),
         };
         let mut wsum = V::splat(0);
         for ky in 0..kh {
@@ -572,10 +697,10 @@ unsafe fn block<V: Lanes, X: Quantized, Y: Quantized, const KH: usize, const KW:
         let (oy0, oy1) = interior(s.out_h, s.in_h, kh, sh, s.pad_top);
         let (ox0, ox1) = interior(s.out_w, s.in_w, kw, sw, s.pad_left);
         for oy in 0..s.out_h {
-            let yrow = y.add(oy * s.out_w * c + c0);
+            let yrow = y.add((oy * s.out_w * c + c0) * ysz);
             let (lo, hi) = if (oy0..oy1).contains(&oy) { (ox0, ox1) } else { (0, 0) };
             for ox in 0..lo {
-                b.border::<X, Y>(oy, ox, yrow.add(ox * c));
+                b.border::<X, Y>(oy, ox, yrow.add(ox * c * ysz));
             }
             if lo < hi {
                 let mut px = b.x.add((oy * sh - s.pad_top) * row + (lo * sw - s.pad_left) * c);
@@ -587,12 +712,12 @@ unsafe fn block<V: Lanes, X: Quantized, Y: Quantized, const KH: usize, const KW:
                             acc = V::add(acc, V::mul(v, b.tap(ky, kx)));
                         }
                     }
-                    b.store::<Y>(acc, yrow.add(ox * c));
+                    b.store::<Y>(acc, yrow.add(ox * c * ysz));
                     px = px.add(sw * c);
                 }
             }
             for ox in hi..s.out_w {
-                b.border::<X, Y>(oy, ox, yrow.add(ox * c));
+                b.border::<X, Y>(oy, ox, yrow.add(ox * c * ysz));
             }
         }
     }

@@ -46,7 +46,17 @@ pub(crate) fn pointwise_vnni<X: Quantized, Y: Quantized>(
 ) {
     // SAFETY: the caller (`quant::qpointwise`) checked every slice length
     // against the shape and that the CPU has AVX-512F/BW and VNNI.
-    unsafe { pointwise_impl(shape, x, w, zp, y) }
+    unsafe { pointwise_impl::<X, Y>(shape, x, w, zp, y.as_mut_ptr() as *mut u8, Epi::Requant) }
+}
+
+/// [`pointwise_vnni`] with float outputs: a layer on a dynamically
+/// quantized input ([`crate::dynq::pointwise`], which checked the lengths
+/// and VNNI).
+#[inline(never)]
+pub(crate) fn pointwise_dyn(shape: &PointwiseShape, x: &[u8], w: QWeights<'_>, f: &FloatEpi<'_>, y: &mut [f32]) {
+    let zp = QZeroPoints { x: f.x_zp, y: 0 };
+    // SAFETY: as `pointwise_vnni`; `y` holds `pixels * out_c` floats.
+    unsafe { pointwise_impl::<u8, u8>(shape, x, w, zp, y.as_mut_ptr() as *mut u8, Epi::Float(f)) }
 }
 
 /// See the module docs. The caller checked the lengths and VNNI. Never
@@ -65,7 +75,40 @@ pub(crate) fn conv2d_vnni<X: Quantized, Y: Quantized>(
         return;
     }
     // SAFETY: as `pointwise_vnni`; `k <= CONV_MAX_K` (the row buffer).
-    unsafe { conv2d_impl(shape, x, w, zp, y) }
+    unsafe { conv2d_impl::<X, Y>(shape, x, w, zp, y.as_mut_ptr() as *mut u8, Epi::Requant) }
+}
+
+/// [`conv2d_vnni`] with float outputs ([`crate::dynq::conv2d`], which
+/// checked the lengths, VNNI and `k <= CONV_MAX_K`).
+#[inline(never)]
+pub(crate) fn conv2d_dyn(shape: &ConvShape, x: &[u8], w: QWeights<'_>, f: &FloatEpi<'_>, y: &mut [f32]) {
+    let zp = QZeroPoints { x: f.x_zp, y: 0 };
+    // SAFETY: as `conv2d_vnni`; `y` holds `pixels * out_c` floats.
+    unsafe { conv2d_impl::<u8, u8>(shape, x, w, zp, y.as_mut_ptr() as *mut u8, Epi::Float(f)) }
+}
+
+/// The float epilogue of a layer on a dynamically quantized input: per
+/// output channel `o`, the sum plus `-x_zp * correction[o]` (the folded
+/// bias), `as f32 * (x_scale * scale[o]) + bias[o]`, clamped
+/// ([`dyn_output`](crate::abi::quant::dyn_output)).
+pub(crate) struct FloatEpi<'a> {
+    pub x_scale: f32,
+    pub x_zp: i32,
+    pub correction: &'a [i32],
+    pub scale: &'a [f32],
+    pub bias: Option<&'a [f32]>,
+    pub min: f32,
+    pub max: f32,
+}
+
+/// What a tile's epilogue writes.
+#[derive(Clone, Copy)]
+enum Epi<'a> {
+    /// Bytes of `Y`, requantized with the weights' folded bias and
+    /// multipliers.
+    Requant,
+    /// Floats.
+    Float(&'a FloatEpi<'a>),
 }
 
 /// # Safety
@@ -77,7 +120,8 @@ unsafe fn pointwise_impl<X: Quantized, Y: Quantized>(
     x: &[X],
     w: QWeights<'_>,
     zp: QZeroPoints,
-    y: &mut [Y],
+    y: *mut u8,
+    epi: Epi<'_>,
 ) {
     let (k, n) = (shape.in_c, shape.out_c);
     // An int8 input is read flipped to unsigned bytes (plus 128), copied
@@ -104,7 +148,7 @@ unsafe fn pointwise_impl<X: Quantized, Y: Quantized>(
         }
         // SAFETY: `a[..rows]` point to rows of `k` bytes; the panels and
         // output rows p0..p0 + rows are within the checked slices.
-        unsafe { block::<Y>(a, rows, k, &w, y.as_mut_ptr() as *mut u8, p0, n, zp) }
+        unsafe { block::<Y>(a, rows, k, &w, y, p0, n, zp, epi) }
     }
 }
 
@@ -117,7 +161,8 @@ unsafe fn conv2d_impl<X: Quantized, Y: Quantized>(
     x: &[X],
     w: QWeights<'_>,
     zp: QZeroPoints,
-    y: &mut [Y],
+    y: *mut u8,
+    epi: Epi<'_>,
 ) {
     let s = shape;
     let (ic, n) = (s.in_c, s.out_c);
@@ -151,7 +196,7 @@ unsafe fn conv2d_impl<X: Quantized, Y: Quantized>(
         }
         // SAFETY: `a[..rows]` point to gathered rows of `k` bytes in `buf`;
         // the panels and output rows are within the checked slices.
-        unsafe { block::<Y>(a, rows, k, &w, y.as_mut_ptr() as *mut u8, p0, n, zp) };
+        unsafe { block::<Y>(a, rows, k, &w, y, p0, n, zp, epi) };
     }
 }
 
@@ -176,6 +221,7 @@ unsafe fn block<Y: Quantized>(
     row0: usize,
     n: usize,
     zp: QZeroPoints,
+    epi: Epi<'_>,
 ) {
     let mut asum = [0i32; MR];
     if w.zero_point.iter().any(|&z| z != 0) {
@@ -195,6 +241,7 @@ unsafe fn block<Y: Quantized>(
         rows,
         asum: &asum,
         zp,
+        epi,
     };
     // SAFETY: the caller's contract.
     unsafe { panels::<Y>(&a, k, w, &out) }
@@ -209,6 +256,7 @@ struct Out<'a> {
     rows: usize,
     asum: &'a [i32; MR],
     zp: QZeroPoints,
+    epi: Epi<'a>,
 }
 
 /// All output channels of one block of rows, two panels at a time.
@@ -296,6 +344,11 @@ unsafe fn tile<const NV: usize, Y: Quantized>(
             }
         }
     }
+    if let Epi::Float(f) = out.epi {
+        // SAFETY: the caller's contract; `out.y` addresses floats.
+        unsafe { float_epilogue::<NV>(&acc, w, f, out, pn) };
+        return;
+    }
     // The epilogue, per vector of 16 channels.
     let lo = _mm512_set1_ps((Y::MIN - out.zp.y) as f32);
     let hi = _mm512_set1_ps((Y::MAX - out.zp.y) as f32);
@@ -330,6 +383,61 @@ unsafe fn tile<const NV: usize, Y: Quantized>(
                 } else {
                     _mm512_mask_cvtusepi32_storeu_epi8(dst as *mut _, mask, q)
                 }
+            }
+        }
+    }
+}
+
+/// The float epilogue ([`FloatEpi`]) of a tile's sums, in the order of
+/// the scalar definition: the folded bias `-x_zp * correction` and the
+/// weight zero point times the row sum, exactly in `i32`; to `f32`
+/// (`vcvtdq2ps`, round to nearest even), times `x_scale * scale[o]`
+/// (computed in `f32`, as the scalar), plus the bias, each rounded once
+/// (`vmulps`, `vaddps`: no FMA), then clamped.
+///
+/// # Safety
+/// As [`tile`]; `out.y` addresses `[pixels][n]` floats.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[allow(clippy::needless_range_loop)] // acc[r][v]: two indices
+unsafe fn float_epilogue<const NV: usize>(
+    acc: &[[__m512i; NV]; MR],
+    w: &QWeights<'_>,
+    f: &FloatEpi<'_>,
+    out: &Out<'_>,
+    pn: usize,
+) {
+    let (lo, hi) = (_mm512_set1_ps(f.min), _mm512_set1_ps(f.max));
+    let (xs, xzp) = (_mm512_set1_ps(f.x_scale), _mm512_set1_epi32(f.x_zp));
+    for v in 0..NV {
+        let o0 = (pn + v) * QPANEL;
+        let cnt = QPANEL.min(out.n - o0);
+        let mask: __mmask16 = if cnt == QPANEL { 0xffff } else { (1u16 << cnt) - 1 };
+        // SAFETY: channels o0..o0 + cnt of the per-channel slices (length n).
+        let (corr, wzp, scale, bias) = unsafe {
+            (
+                _mm512_maskz_loadu_epi32(mask, f.correction.as_ptr().add(o0)),
+                _mm512_maskz_loadu_epi32(mask, w.zero_point.as_ptr().add(o0)),
+                _mm512_maskz_loadu_ps(mask, f.scale.as_ptr().add(o0)),
+                match f.bias {
+                    Some(b) => _mm512_maskz_loadu_ps(mask, b.as_ptr().add(o0)),
+                    None => _mm512_setzero_ps(),
+                },
+            )
+        };
+        let cbias = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_mullo_epi32(xzp, corr));
+        let mult = _mm512_mul_ps(xs, scale);
+        for r in 0..out.rows {
+            let s = _mm512_sub_epi32(
+                _mm512_add_epi32(acc[r][v], cbias),
+                _mm512_mullo_epi32(wzp, _mm512_set1_epi32(out.asum[r])),
+            );
+            let y = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(s), mult), bias);
+            let y = _mm512_min_ps(_mm512_max_ps(y, lo), hi);
+            // SAFETY: output row row0 + r, channels o0..o0 + cnt (masked).
+            unsafe {
+                let dst = (out.y as *mut f32).add((out.row0 + r) * out.n + o0);
+                _mm512_mask_storeu_ps(dst, mask, y)
             }
         }
     }

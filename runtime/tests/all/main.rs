@@ -8,6 +8,7 @@ mod arena;
 mod common;
 mod conv2d;
 mod depthwise;
+mod dynq;
 mod fused;
 mod instrument;
 mod miri;
