@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod footprint;
 mod harness_threads;
+mod int8_families;
 mod int8_models;
 mod onnx_fixtures;
 mod random_graphs;
