@@ -11,10 +11,12 @@
 //! uses `mobilenet!` instead (see `examples/classify.rs`).
 //!
 //! The ONNX file carries no preprocessing: `--preprocess keras` (default;
-//! `x / 127.5 - 1`, the shipped Keras model) or `torch` (`(x / 255 - mean) /
-//! std` with ImageNet's mean and std). Photos are centre-cropped to 87.5% of
-//! their shorter side and resized (bilinear) to the model's input size, in
-//! the model's layout (NCHW, or NHWC when the model starts with a transpose).
+//! `x / 127.5 - 1`, the shipped Keras model: photos centre-cropped to 87.5%
+//! of their shorter side, then resized) or `torch` (`(x / 255 - mean) /
+//! std` with ImageNet's mean and std, after torchvision's `Resize(256)` and
+//! `CenterCrop(224)`, scaled to the model's size). Resizing is bilinear; the
+//! input is in the model's layout (NCHW, or NHWC when the model starts with
+//! a transpose).
 
 use image::imageops::FilterType;
 use mncc::interp::InputData;
@@ -51,9 +53,29 @@ fn load_photo(path: &Path, shape: &[usize], layout: Layout, pre: Preprocess) -> 
         .map_err(|e| format!("{}: {e}", path.display()))?
         .to_rgb8();
     let (iw, ih) = img.dimensions();
-    let side = (iw.min(ih) as f64 * 0.875) as u32;
-    let crop = image::imageops::crop_imm(&img, (iw - side) / 2, (ih - side) / 2, side, side).to_image();
-    let rgb = image::imageops::resize(&crop, w as u32, h as u32, FilterType::Triangle);
+    let rgb = match pre {
+        // Keras: crop 87.5% of the shorter side, then resize.
+        Preprocess::Keras => {
+            let side = (iw.min(ih) as f64 * 0.875) as u32;
+            let crop = image::imageops::crop_imm(&img, (iw - side) / 2, (ih - side) / 2, side, side).to_image();
+            image::imageops::resize(&crop, w as u32, h as u32, FilterType::Triangle)
+        }
+        // torchvision: resize the shorter side to the input size / 0.875
+        // (256 for 224; the longer side truncated), then crop the centre
+        // (`Resize(256)`, `CenterCrop(224)`).
+        Preprocess::Torch => {
+            let short = (h.min(w) as f64 / 0.875).round() as u32;
+            let (rw, rh) = if iw <= ih {
+                (short, (short as f64 * ih as f64 / iw as f64) as u32)
+            } else {
+                ((short as f64 * iw as f64 / ih as f64) as u32, short)
+            };
+            let resized = image::imageops::resize(&img, rw, rh, FilterType::Triangle);
+            let left = ((rw.saturating_sub(w as u32)) as f64 / 2.0).round() as u32;
+            let top = ((rh.saturating_sub(h as u32)) as f64 / 2.0).round() as u32;
+            image::imageops::crop_imm(&resized, left, top, w as u32, h as u32).to_image()
+        }
+    };
     let (mean, std) = ([0.485f32, 0.456, 0.406], [0.229f32, 0.224, 0.225]);
     let norm = |v: u8, c: usize| match pre {
         Preprocess::Keras => v as f32 / 127.5 - 1.0,

@@ -148,10 +148,11 @@ fn qdq_mobilenet_v2_matches_onnxruntime_bit_for_bit() {
 /// float Clip and residual Adds): identical to onnxruntime everywhere.
 ///
 /// On grace_hopper this model's top two logits are close (667 mortarboard
-/// 12.21, 457 bow tie 11.86 with the fixtures' crop, which truncates 87.5%
-/// of the shorter side to whole pixels): onnxruntime gives 667 on the same
-/// input, as mncc does; with the crop rounded instead, both give the
-/// README's 457.
+/// 12.21, 457 bow tie 11.86 with the fixtures' crop-then-resize):
+/// onnxruntime gives 667 on the same input, as mncc does; with
+/// torchvision's resize-then-crop (`Resize(256)`, `CenterCrop(224)`), both
+/// give the README's 457 (`examples/onnx-classify`'s `--preprocess torch`,
+/// tested there).
 #[test]
 fn dynamic_mobilenet_v2_matches_onnxruntime_bit_for_bit() {
     let mut photos = PHOTOS;
