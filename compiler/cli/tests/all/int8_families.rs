@@ -20,22 +20,14 @@ use mncc_cli::harness;
 use std::path::{Path, PathBuf};
 
 /// The cases that do not compile yet, and a part of their error.
-const UNSUPPORTED: [(&str, &str); 6] = [
+const UNSUPPORTED: [(&str, &str); 4] = [
     (
         "torch_v1_op10__qop_u8s8",
-        "operator QGemm (domain com.microsoft) is not supported",
+        "operator QLinearSoftmax (domain com.microsoft) is not supported",
     ),
     (
         "torch_v1_op10__qop_u8u8_pc",
-        "operator QGemm (domain com.microsoft) is not supported",
-    ),
-    (
-        "torch_v2_op17_dynbatch__qop_u8s8",
-        "operator QGemm (domain com.microsoft) is not supported",
-    ),
-    (
-        "torch_v2_op17_dynbatch__qop_u8u8_pc",
-        "operator QGemm (domain com.microsoft) is not supported",
+        "operator QLinearSoftmax (domain com.microsoft) is not supported",
     ),
     (
         "torch_v3_small_hardswish_op14__qop_u8s8",

@@ -85,6 +85,19 @@ pub const OPS: &[OpDef] = &[
         import: qlinear_global_average_pool,
     },
     OpDef {
+        name: "QGemm",
+        domain: "com.microsoft",
+        opsets: 1..=1,
+        inputs: 6..=9,
+        attrs: &[
+            attr("alpha", Float, Dflt::Float(1.0)),
+            attr("transA", Int, Dflt::Int(0)).range(0, 0),
+            attr("transB", Int, Dflt::Int(0)).range(0, 1),
+        ],
+        check: None,
+        import: qgemm,
+    },
+    OpDef {
         name: "DynamicQuantizeLinear",
         domain: "",
         opsets: 11..=i64::MAX,
@@ -413,6 +426,53 @@ fn transposed(b: &Param, k: usize, cols: usize) -> Param {
         values,
         quant: Some(quant),
     }
+}
+
+/// onnxruntime's QGemm (com.microsoft): `A * B' + C` on 8-bit `A` and `B`
+/// (`B` constant, `[k, n]`, or `[n, k]` with `transB`), an `int32` bias `C`
+/// in units of `a_scale * b_scale`, requantized to `y` (onnxruntime's
+/// output scale `alpha * a_scale * b_scale[o] / y_scale` with `alpha` 1 is
+/// [`crate::ir::requant_multiplier`]): an integer dense layer.
+fn qgemm(n: &mut Node<'_>) -> Import {
+    if n.attrs.float("alpha") != 1.0 {
+        return Err(NodeError::attr("alpha", "only alpha = 1 is supported"));
+    }
+    if n.arg(7).is_none() || n.arg(8).is_none() {
+        return Err(
+            "a float output (no y_scale and y_zero_point) is not supported; mncc reads QGemm with a quantized output"
+                .into(),
+        );
+    }
+    let (x, _) = q_tensor(n, 0, 1, 2, "the input A")?;
+    let trans_b = n.attrs.int("transB") == 1;
+    let b = q_const(n, 3, 4, 5, "the weight B", if trans_b { 0 } else { 1 })?;
+    let out = q_out(n, 7, 8)?;
+    let [r, c] = b.shape[..] else {
+        return Err(format!("the weight B has shape {:?}; a 2-D weight is expected", b.shape).into());
+    };
+    let weight = if trans_b {
+        let mut w = b;
+        if let Some(q) = w.quant.as_mut().filter(|q| q.axis.is_some()) {
+            q.axis = Some(0);
+        }
+        w
+    } else {
+        transposed(&b, r, c)
+    };
+    let xs = n.shape(x);
+    let k = weight.shape[1];
+    if xs.len() != 2 || xs[1] != k {
+        return Err(format!("the input A has shape {xs:?}; [batch, {k}] is expected for the weight").into());
+    }
+    let bias = i32_bias(n, 6, weight.shape[0])?;
+    n.push_one(
+        Op::QDense(QDenseCfg {
+            weight,
+            bias,
+            out: IntOut::Requant(out),
+        }),
+        &[x],
+    )
 }
 
 fn qlinear_add(n: &mut Node<'_>) -> Import {
