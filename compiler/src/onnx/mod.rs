@@ -221,7 +221,14 @@ pub fn parse(bytes: &[u8], name: &str) -> Result<Graph, Vec<Diagnostic>> {
     match imp.values.get(out) {
         Some(Value::Tensor(t)) if *t != INPUT => g.output = *t,
         Some(Value::Tensor(_)) => return Err(at("is the model input: nothing to compute")),
-        Some(_) => return Err(at("is a constant: nothing to compute")),
+        Some(Value::DynParam(..) | Value::DynScale(..) | Value::IntSums(_)) => {
+            return Err(at(
+                "is a scale, zero point or int32 sum of dynamic quantization; mncc computes those only within quantize_dynamic's pattern (ConvInteger or MatMulInteger, Cast to float, Mul by the scales), whose float result may be an output",
+            ))
+        }
+        Some(Value::Padded(..)) => return Err(at("is the output of a Pad; only a Conv may read it")),
+        Some(Value::Failed) => return Err(at("is the output of a node that failed")),
+        Some(Value::Const(_)) => return Err(at("is a constant: nothing to compute")),
         None => return Err(at("is not produced by any node")),
     }
     // A QDQ model means what onnxruntime computes of it by default: its

@@ -591,3 +591,116 @@ fn malformed_quantized_models() {
         expect_error(what, fuzzing::onnx(&build(&*f)), &needles);
     }
 }
+
+/// Malformed dynamic-form models (onnxruntime's quantize_dynamic:
+/// DynamicQuantizeLinear, ConvInteger, Cast, the Mul of the scales, the
+/// Mul, the bias Add): each departure from the pattern mncc reads is an
+/// error naming the node and what it expected, never a panic.
+#[test]
+fn malformed_dynamic_models() {
+    // input -> DynamicQuantizeLinear -> ConvInteger (1x1, 3 -> 4) -> Cast
+    // -> Mul by (x_scale * w_scale) -> Add bias
+    let build = |f: &dyn Fn(&mut Model)| -> Vec<u8> {
+        let mut m = Model::new(13, &[1, 3, 4, 4]);
+        m.init_raw("w", &[4, 3, 1, 1], 2, vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+        m.init_raw("wz", &[], 2, vec![7]);
+        m.init("ws", &[], vec![0.01]);
+        m.init("b", &[4, 1, 1], vec![0.1, 0.2, 0.3, 0.4]);
+        m.node("DynamicQuantizeLinear", "dql", &["input"], vec![]);
+        m.nodes[0].output = vec!["xq".into(), "xs".into(), "xz".into()];
+        m.node("ConvInteger", "conv", &["xq", "w", "xz", "wz"], vec![]);
+        m.node("Cast", "cast", &["conv_out"], vec![int("to", 1)]);
+        m.node("Mul", "scales", &["xs", "ws"], vec![]);
+        m.node("Mul", "mul", &["cast_out", "scales_out"], vec![]);
+        m.node("Add", "add", &["mul_out", "b"], vec![]);
+        f(&mut m);
+        m.bytes("add_out")
+    };
+    fuzzing::onnx(&build(&|_| {})).expect("the dynamic base model compiles");
+    type Case<'a> = (&'a str, Box<dyn Fn(&mut Model)>, Vec<&'a str>);
+    let cases: Vec<Case> = vec![
+        (
+            "ConvInteger on a float input",
+            Box::new(|m: &mut Model| m.nodes[1].input[0] = "input".into()),
+            vec!["node `conv` (ConvInteger)", "on the output of a DynamicQuantizeLinear"],
+        ),
+        (
+            "a constant input zero point",
+            Box::new(|m: &mut Model| {
+                m.init_raw("z", &[], 2, vec![3]);
+                m.nodes[1].input[2] = "z".into();
+            }),
+            vec!["node `conv` (ConvInteger)", "zero point (input 2) must be the one"],
+        ),
+        (
+            "a weight zero point of another type",
+            Box::new(|m: &mut Model| {
+                m.init_raw("z8", &[], 3, vec![3]);
+                m.nodes[1].input[3] = "z8".into();
+            }),
+            vec!["node `conv` (ConvInteger)", "zero point (input 3) must be uint8"],
+        ),
+        (
+            "the sums scaled before the Cast",
+            Box::new(|m: &mut Model| m.nodes[4].input[0] = "conv_out".into()),
+            vec!["node `mul` (Mul)", "before a Cast to float"],
+        ),
+        (
+            "a Cast to int64",
+            Box::new(|m: &mut Model| m.nodes[2].attribute = vec![int("to", 7)]),
+            vec!["node `cast` (Cast)", "`to`"],
+        ),
+        (
+            "the scale read by a Relu",
+            Box::new(|m: &mut Model| {
+                m.node("Relu", "relu", &["xs"], vec![]);
+                m.nodes[4].input[1] = "relu_out".into();
+            }),
+            vec![
+                "node `relu` (Relu)",
+                "scale, zero point or int32 sum of dynamic quantization",
+            ],
+        ),
+        (
+            "three weight scales for four channels",
+            Box::new(|m: &mut Model| {
+                let i = m.inits.iter().position(|t| t.name == "ws").unwrap();
+                m.inits[i].dims = vec![3, 1, 1];
+                m.inits[i].float_data = vec![0.01, 0.02, 0.03];
+            }),
+            vec!["node `mul` (Mul)", "the weight scale has shape [3, 1, 1]"],
+        ),
+        (
+            "a zero weight scale",
+            Box::new(|m: &mut Model| {
+                let i = m.inits.iter().position(|t| t.name == "ws").unwrap();
+                m.inits[i].float_data = vec![0.0];
+            }),
+            vec![
+                "node `scales` (Mul)",
+                "the weight scale 0 is not a positive finite number",
+            ],
+        ),
+        (
+            "the int32 sums as the model output",
+            Box::new(|m: &mut Model| {
+                m.nodes.truncate(2);
+            }),
+            vec!["output `conv_out`", "int32 sum of dynamic quantization"],
+        ),
+    ];
+    for (what, f, needles) in cases {
+        let bytes = if what == "the int32 sums as the model output" {
+            let mut m = Model::new(13, &[1, 3, 4, 4]);
+            m.init_raw("w", &[4, 3, 1, 1], 2, vec![1; 12]);
+            m.node("DynamicQuantizeLinear", "dql", &["input"], vec![]);
+            m.nodes[0].output = vec!["xq".into(), "xs".into(), "xz".into()];
+            m.node("ConvInteger", "conv", &["xq", "w", "xz"], vec![]);
+            f(&mut m);
+            m.bytes("conv_out")
+        } else {
+            build(&*f)
+        };
+        expect_error(what, fuzzing::onnx(&bytes), &needles);
+    }
+}
