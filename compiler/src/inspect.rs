@@ -37,13 +37,16 @@ pub fn report(p: &Program) -> String {
     let _ = writeln!(s, "passes: {}", passes.join(", "));
     let _ = writeln!(s, "target: {}", p.target.describe());
     let _ = writeln!(s);
-    let rows: Vec<[String; 9]> = (0..p.layers.len())
+    let rows: Vec<[String; 10]> = (0..p.layers.len())
         .map(|i| {
             let d = Description::of(p, i);
+            let l = &p.layers[i];
+            let elem = |t: usize| p.tensor_types[t].rust_name();
             [
                 i.to_string(),
                 d.name.clone(),
                 d.op_column(),
+                format!("{}>{}", elem(l.inputs[0]), elem(l.output)),
                 shape(&p.layers[i].in_shape),
                 shape(&p.layers[i].out_shape),
                 d.macs.to_string(),
@@ -54,7 +57,7 @@ pub fn report(p: &Program) -> String {
         })
         .collect();
     let head = [
-        "#", "layer", "op", "input", "output", "MACs", "params", "kernel", "tiles",
+        "#", "layer", "op", "types", "input", "output", "MACs", "params", "kernel", "tiles",
     ];
     let mut width = head.map(str::len);
     for r in &rows {
@@ -66,7 +69,7 @@ pub fn report(p: &Program) -> String {
         let mut out = String::new();
         for (k, (c, w)) in cells.iter().zip(width).enumerate() {
             // numbers right-aligned
-            if matches!(k, 0 | 5 | 6) {
+            if matches!(k, 0 | 6 | 7) {
                 let _ = write!(out, "{c:>w$}  ");
             } else {
                 let _ = write!(out, "{c:<w$}  ");
@@ -77,6 +80,22 @@ pub fn report(p: &Program) -> String {
     let _ = writeln!(s, "{}", line(&head.map(String::from)));
     for r in &rows {
         let _ = writeln!(s, "{}", line(r));
+    }
+    // The integer layers' quantization (weights per tensor or per channel,
+    // the output's scale and zero point).
+    for (i, l) in p.layers.iter().enumerate() {
+        let integer = l.int.is_some()
+            || matches!(
+                l.kernel,
+                crate::lower::Kernel::Quantize { .. }
+                    | crate::lower::Kernel::Dequantize { .. }
+                    | crate::lower::Kernel::QAdd { .. }
+                    | crate::lower::Kernel::QGlobalAvgPool(_)
+                    | crate::lower::Kernel::DynQuantize { .. }
+            );
+        if integer && !l.why.is_empty() {
+            let _ = writeln!(s, "  layer {i} `{}`: {}", l.name, l.why);
+        }
     }
     for (i, l) in p.layers.iter().enumerate() {
         if !l.fused.is_empty() {

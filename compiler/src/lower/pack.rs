@@ -224,8 +224,18 @@ impl<'a> QWeight<'a> {
 
     /// `uint8 weights per channel`, for the layer's description.
     pub fn describe(&self) -> String {
+        let q = self
+            .param
+            .quant
+            .as_ref()
+            .expect("an integer layer's weight is quantized");
+        let zp = match (q.zero_point.iter().min(), q.zero_point.iter().max()) {
+            (Some(a), Some(b)) if a == b => format!("zero point {a}"),
+            (Some(a), Some(b)) => format!("zero points {a} to {b}"),
+            _ => String::new(),
+        };
         format!(
-            "{} weights per {}",
+            "{} weights per {}, {zp}",
             self.param.elem(),
             if self.per_channel { "channel" } else { "tensor" }
         )

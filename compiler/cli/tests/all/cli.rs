@@ -68,6 +68,40 @@ fn inspect_reports_layers_and_totals() {
     }
 }
 
+/// An int8 model: each layer's element types, the integer layers'
+/// quantization (weights per tensor or per channel and their zero points,
+/// the output's scale and zero point), the Q/DQ nodes folded into them.
+#[test]
+fn inspect_shows_int8_types_and_quantization() {
+    let m = "tests/fixtures/int8_families/torch_v2_op17_dynbatch__qdq_s8s8_pc/model.onnx";
+    let o = mncc(&["inspect", m]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    for needle in [
+        " types ",
+        "f32>i8",
+        "i8>i8",
+        "int8 weights per channel, zero point 0; output int8 scale",
+        "also computes: /features/features.0/features.0.2/Clip_output_0_QuantizeLinear",
+    ] {
+        assert!(out.contains(needle), "{needle:?} missing from:\n{out}");
+    }
+    let o = mncc(&[
+        "inspect",
+        "tests/fixtures/int8_families/torch_v2_op17_dynbatch__dynamic_u8/model.onnx",
+    ]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    for needle in [
+        "f32>u8",
+        "u8>f32",
+        "scale and zero point from the tensor's range at run time",
+        "float output",
+    ] {
+        assert!(out.contains(needle), "{needle:?} missing from:\n{out}");
+    }
+}
+
 /// `--target` picks the schedule's cache tiles and register-tile naming;
 /// an unknown name is a clean error listing the known ones.
 #[test]
