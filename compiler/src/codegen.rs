@@ -678,15 +678,8 @@ fn layer_call(p: &Program, l: &Layer, names: &[Ident], par: bool) -> TokenStream
                 range_lit(&ints.multiplier),
             );
             let (zx, zy) = (Literal::i32_unsuffixed(zp.x), Literal::i32_unsuffixed(zp.y));
-            let (kernel, shape) = match kind {
-                QConvKind::Conv2d(s) => (quote!(qconv2d), conv_shape(s)),
-                QConvKind::Depthwise(s) => (quote!(qdepthwise), conv_shape(s)),
-                QConvKind::Pointwise(s) => (quote!(qpointwise), pointwise_shape(s)),
-            };
-            let shape_ty = match kind {
-                QConvKind::Pointwise(_) => quote!(::mncc_runtime::PointwiseShape),
-                _ => quote!(::mncc_runtime::ConvShape),
-            };
+            let (kernel, shape, shape_ty) = qconv_kernel(kind);
+            let kernel = format_ident!("q{kernel}");
             quote! {
                 const SHAPE: #shape_ty = #shape;
                 const ZP: ::mncc_runtime::abi::quant::QZeroPoints = ::mncc_runtime::abi::quant::QZeroPoints { x: #zx, y: #zy };
@@ -713,23 +706,10 @@ fn layer_call(p: &Program, l: &Layer, names: &[Ident], par: bool) -> TokenStream
                 range_lit(&ints.bias),
                 range_lit(&ints.multiplier),
             );
-            let bias = match &l.bias {
-                Some(r) => {
-                    let r = range_lit(r);
-                    quote!(Some(w.get::<f32>(#r)))
-                }
-                None => quote!(None),
-            };
+            let bias = bias_arg(l);
             let (min, max) = (f32_lit(l.clamp.min), f32_lit(l.clamp.max));
-            let (kernel, shape) = match kind {
-                QConvKind::Conv2d(s) => (quote!(conv2d), conv_shape(s)),
-                QConvKind::Depthwise(s) => (quote!(depthwise), conv_shape(s)),
-                QConvKind::Pointwise(s) => (quote!(pointwise), pointwise_shape(s)),
-            };
-            let shape_ty = match kind {
-                QConvKind::Pointwise(_) => quote!(::mncc_runtime::PointwiseShape),
-                _ => quote!(::mncc_runtime::ConvShape),
-            };
+            let (kernel, shape, shape_ty) = qconv_kernel(kind);
+            let kernel = format_ident!("{kernel}");
             quote! {
                 const SHAPE: #shape_ty = #shape;
                 let weights = ::mncc_runtime::dynq::DynWeights {
@@ -825,14 +805,30 @@ fn amx_scratch(p: &Program, par: bool) -> TokenStream {
     quote!(Some(amx.get_mut::<f32>(0..#len)))
 }
 
-fn epilogue(l: &Layer, residual: TokenStream) -> TokenStream {
-    let bias = match &l.bias {
+/// `Some(w.get::<f32>(range))` for the layer's float bias, or `None`.
+fn bias_arg(l: &Layer) -> TokenStream {
+    match &l.bias {
         Some(r) => {
             let r = range_lit(r);
             quote!(Some(w.get::<f32>(#r)))
         }
         None => quote!(None),
-    };
+    }
+}
+
+/// An integer layer's kernel: its name without the `q` of `quant::q*`
+/// (`conv2d`, `depthwise`, `pointwise`: `dynq::*` has the same names),
+/// its shape constant and the shape's type.
+fn qconv_kernel(kind: &QConvKind) -> (&'static str, TokenStream, TokenStream) {
+    match kind {
+        QConvKind::Conv2d(s) => ("conv2d", conv_shape(s), quote!(::mncc_runtime::ConvShape)),
+        QConvKind::Depthwise(s) => ("depthwise", conv_shape(s), quote!(::mncc_runtime::ConvShape)),
+        QConvKind::Pointwise(s) => ("pointwise", pointwise_shape(s), quote!(::mncc_runtime::PointwiseShape)),
+    }
+}
+
+fn epilogue(l: &Layer, residual: TokenStream) -> TokenStream {
+    let bias = bias_arg(l);
     let (min, max) = (f32_lit(l.clamp.min), f32_lit(l.clamp.max));
     let act = activation(l.act);
     quote!(&::mncc_runtime::Epilogue { bias: #bias, min: #min, max: #max, residual: #residual, act: #act })

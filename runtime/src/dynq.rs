@@ -12,7 +12,7 @@
 //! serves both; its float epilogue computes the same operations as the
 //! portable path, so the results are identical.
 
-use crate::abi::pack::{qpanel_index, qpanels_len};
+use crate::abi::pack::qpanels_len;
 use crate::abi::quant::{dyn_output, dyn_params, DYN_HEADER};
 use crate::abi::{ConvShape, PointwiseShape};
 use crate::checks::check_len;
@@ -253,16 +253,10 @@ pub fn pointwise(shape: &PointwiseShape, x: &[u8], w: &DynWeights<'_>, y: &mut [
 /// bytes), the run-time bias `-zp * correction[o]`.
 #[inline(always)]
 fn gemm_row(k: usize, a: impl Fn(usize) -> i32, w: &DynWeights<'_>, scale: f32, zp: i32, out: &mut [f32]) {
-    let asum = (0..k).fold(0i32, |s, i| s.wrapping_add(a(i)));
-    for (o, v) in out.iter_mut().enumerate() {
-        let dot = (0..k).fold(0i32, |s, i| {
-            s.wrapping_add(a(i).wrapping_mul(w.values[qpanel_index(k, o, i)] as i32))
-        });
-        let acc = dot
-            .wrapping_sub(zp.wrapping_mul(w.correction[o]))
-            .wrapping_sub(w.zero_point[o].wrapping_mul(asum));
-        *v = w.out(o, acc, scale);
-    }
+    let bias = |o: usize| 0i32.wrapping_sub(zp.wrapping_mul(w.correction[o]));
+    crate::quant::gemm_sums(k, a, w.values, w.zero_point, bias, |o, acc| {
+        out[o] = w.out(o, acc, scale)
+    });
 }
 
 /// A convolution (groups 1, any window) on a dynamically quantized

@@ -107,15 +107,37 @@ pub fn qpointwise<X: Quantized, Y: Quantized>(
 /// One output row of the integer GEMM, portable: `k` inputs `a(i)`.
 #[inline(always)]
 fn gemm_row<Y: Quantized>(k: usize, a: impl Fn(usize) -> i32, w: &QWeights<'_>, y_zp: i32, out: &mut [Y]) {
+    gemm_sums(
+        k,
+        a,
+        w.values,
+        w.zero_point,
+        |o| w.bias[o],
+        |o, acc| out[o] = w.out(o, acc, y_zp),
+    );
+}
+
+/// The exact sums of one output row of the integer GEMM (portable): for
+/// each output `o < zero_point.len()`, `put(o, bias(o) + sum_i a(i) *
+/// w[o][i] - zero_point[o] * sum_i a(i))` over `k` inputs `a(i)`, the
+/// weights `values` in the GEMM's panels. Shared by the requantized
+/// layers ([`gemm_row`]) and the dynamically quantized ones
+/// ([`crate::dynq`]).
+#[inline(always)]
+pub(crate) fn gemm_sums(
+    k: usize,
+    a: impl Fn(usize) -> i32,
+    values: &[i8],
+    zero_point: &[i32],
+    bias: impl Fn(usize) -> i32,
+    mut put: impl FnMut(usize, i32),
+) {
     let asum = (0..k).fold(0i32, |s, i| s.wrapping_add(a(i)));
-    for (o, v) in out.iter_mut().enumerate() {
+    for (o, &z) in zero_point.iter().enumerate() {
         let dot = (0..k).fold(0i32, |s, i| {
-            s.wrapping_add(a(i).wrapping_mul(w.values[qpanel_index(k, o, i)] as i32))
+            s.wrapping_add(a(i).wrapping_mul(values[qpanel_index(k, o, i)] as i32))
         });
-        let acc = w.bias[o]
-            .wrapping_add(dot)
-            .wrapping_sub(w.zero_point[o].wrapping_mul(asum));
-        *v = w.out(o, acc, y_zp);
+        put(o, bias(o).wrapping_add(dot).wrapping_sub(z.wrapping_mul(asum)));
     }
 }
 

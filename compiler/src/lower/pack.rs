@@ -157,6 +157,20 @@ impl<'a> QWeight<'a> {
         (out, sums)
     }
 
+    /// The weight scale and zero point (in the stored `i8` terms) of each
+    /// of `out_c` output channels.
+    fn per_channel_params(&self, out_c: usize) -> (Vec<f32>, Vec<i32>) {
+        let q = self
+            .param
+            .quant
+            .as_ref()
+            .expect("an integer layer's weight is quantized");
+        let at = |o: usize| if self.per_channel { o } else { 0 };
+        (0..out_c)
+            .map(|o| (q.scale[at(o)], q.zero_point[at(o)] - self.shift()))
+            .unzip()
+    }
+
     /// Pushes the zero points, the biases (zeros if none) and the
     /// multipliers of `out_c` output channels into `blob`. With `fold =
     /// Some((k, x_zp, wsum))` (the integer GEMM: `k` products per sum, the
@@ -172,13 +186,7 @@ impl<'a> QWeight<'a> {
         x: crate::ir::QType,
         y: crate::ir::QType,
     ) -> super::IntConsts {
-        let q = self
-            .param
-            .quant
-            .as_ref()
-            .expect("an integer layer's weight is quantized");
-        let at = |o: usize| if self.per_channel { o } else { 0 };
-        let zp: Vec<i32> = (0..out_c).map(|o| q.zero_point[at(o)] - self.shift()).collect();
+        let (scale, zp) = self.per_channel_params(out_c);
         let bias: Vec<i32> = (0..out_c)
             .map(|o| {
                 let b = bias.map_or(0, |b| b[o]);
@@ -189,7 +197,7 @@ impl<'a> QWeight<'a> {
             })
             .collect();
         let mult: Vec<f32> = (0..out_c)
-            .map(|o| crate::ir::requant_multiplier(x.scale, q.scale[at(o)], y.scale))
+            .map(|o| crate::ir::requant_multiplier(x.scale, scale[o], y.scale))
             .collect();
         super::IntConsts {
             zero_point: blob.push(&zp),
@@ -204,17 +212,10 @@ impl<'a> QWeight<'a> {
     /// subtracts the input's zero point itself: `gemm = None`), and the
     /// weight scales.
     pub fn dyn_consts(&self, blob: &mut Blob, out_c: usize, gemm: Option<(usize, &[i32])>) -> super::IntConsts {
-        let q = self
-            .param
-            .quant
-            .as_ref()
-            .expect("an integer layer's weight is quantized");
-        let at = |o: usize| if self.per_channel { o } else { 0 };
-        let zp: Vec<i32> = (0..out_c).map(|o| q.zero_point[at(o)] - self.shift()).collect();
+        let (scale, zp) = self.per_channel_params(out_c);
         let corr: Vec<i32> = (0..out_c)
             .map(|o| gemm.map_or(0, |(k, wsum)| mncc_abi::quant::dyn_correction(wsum[o], k, zp[o])))
             .collect();
-        let scale: Vec<f32> = (0..out_c).map(|o| q.scale[at(o)]).collect();
         super::IntConsts {
             zero_point: blob.push(&zp),
             bias: blob.push(&corr),
