@@ -193,10 +193,18 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
     } else {
         quote!(let _ = par;)
     };
-    let w_let = if uses_weights {
-        quote!(let w = ::mncc_runtime::Blob::new(&WEIGHTS);)
+    // A model without weights (e.g. integer tables and pooling only) has
+    // no blob: an unused static would warn.
+    let (w_let, w_static) = if uses_weights {
+        (
+            quote!(let w = ::mncc_runtime::Blob::new(&WEIGHTS);),
+            quote! {
+                #[doc = " All weights, each layer's packed in its kernel's order and element type (little-endian)."]
+                static WEIGHTS: ::mncc_runtime::Aligned<[u8; #blob_len]> = ::mncc_runtime::Aligned(#blob);
+            },
+        )
     } else {
-        quote!()
+        (quote!(), quote!())
     };
 
     quote! {
@@ -235,8 +243,7 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
         #[allow(dead_code)]
         pub const PARAMS: usize = #params;
 
-        #[doc = " All weights, each layer's packed in its kernel's order and element type (little-endian)."]
-        static WEIGHTS: ::mncc_runtime::Aligned<[u8; #blob_len]> = ::mncc_runtime::Aligned(#blob);
+        #w_static
 
         #[doc = " Runs the model: reads `input`, writes `output`, uses `arena` as scratch."]
         #[doc = " Allocates nothing; `arena` may hold anything on entry."]
@@ -651,6 +658,7 @@ fn layer_call(p: &Program, l: &Layer, names: &[Ident], par: bool) -> TokenStream
             let (pixels, c) = (usize_lit(*pixels), usize_lit(*c));
             quote!(::mncc_runtime::scale_channels(#pixels, #c, #x, #r, y);)
         }
+        Kernel::Sigmoid => quote!(::mncc_runtime::sigmoid(#x, y);),
         Kernel::NhwcToNchw { pixels, c } => {
             let (pixels, c) = (usize_lit(*pixels), usize_lit(*c));
             quote!(::mncc_runtime::nhwc_to_nchw(#pixels, #c, #x, y);)
@@ -754,6 +762,59 @@ fn layer_call(p: &Program, l: &Layer, names: &[Ident], par: bool) -> TokenStream
                     pixels: #pixels, c: #c, x_zero_point: #zx, multiplier: #m, y_zero_point: #zy,
                 };
                 ::mncc_runtime::quant::qglobal_avg_pool(&POOL, #x, y);
+            }
+        }
+        Kernel::QMul(q) => {
+            let r = &names[1];
+            let (ratio, za, zb, zc) = (
+                f32_lit(q.ratio),
+                Literal::i32_unsuffixed(q.a_zero_point),
+                Literal::i32_unsuffixed(q.b_zero_point),
+                Literal::i32_unsuffixed(q.c_zero_point),
+            );
+            quote! {
+                const MUL: ::mncc_runtime::abi::quant::QMul = ::mncc_runtime::abi::quant::QMul {
+                    ratio: #ratio, a_zero_point: #za, b_zero_point: #zb, c_zero_point: #zc,
+                };
+                ::mncc_runtime::quant::qmul(#x, #r, &MUL, y);
+            }
+        }
+        Kernel::QTable(t) => {
+            let ty = elem_ty(p.tensor_types[l.output]);
+            let values = t.iter().map(|&v| Literal::i32_unsuffixed(v));
+            quote! {
+                const TABLE: [#ty; 256] = [#(#values),*];
+                ::mncc_runtime::quant::qtable(#x, &TABLE, y);
+            }
+        }
+        Kernel::QSoftmax(q) => {
+            let (d, f, zp) = (
+                usize_lit(q.d),
+                f32_lit(q.y_factor),
+                Literal::i32_unsuffixed(q.y_zero_point),
+            );
+            quote! {
+                const SOFTMAX: ::mncc_runtime::abi::quant::QSoftmax = ::mncc_runtime::abi::quant::QSoftmax {
+                    d: #d, y_factor: #f, y_zero_point: #zp,
+                };
+                ::mncc_runtime::quant::qsoftmax(&SOFTMAX, w.get::<f32>(#wr), #x, y);
+            }
+        }
+        Kernel::QMean(q) => {
+            let pool = q.pool;
+            let (pixels, c, xs, zx, ys, zy) = (
+                usize_lit(q.pixels),
+                usize_lit(q.c),
+                f32_lit(q.x_scale),
+                Literal::i32_unsuffixed(q.x_zero_point),
+                f32_lit(q.y_scale),
+                Literal::i32_unsuffixed(q.y_zero_point),
+            );
+            quote! {
+                const MEAN: ::mncc_runtime::abi::quant::QMean = ::mncc_runtime::abi::quant::QMean {
+                    pixels: #pixels, c: #c, x_scale: #xs, x_zero_point: #zx, y_scale: #ys, y_zero_point: #zy, pool: #pool,
+                };
+                ::mncc_runtime::quant::qmean(&MEAN, #x, y);
             }
         }
         Kernel::Dequantize {

@@ -91,6 +91,10 @@ pub fn report(p: &Program) -> String {
                     | crate::lower::Kernel::Dequantize { .. }
                     | crate::lower::Kernel::QAdd { .. }
                     | crate::lower::Kernel::QGlobalAvgPool(_)
+                    | crate::lower::Kernel::QMul(_)
+                    | crate::lower::Kernel::QTable(_)
+                    | crate::lower::Kernel::QSoftmax(_)
+                    | crate::lower::Kernel::QMean(_)
                     | crate::lower::Kernel::DynQuantize { .. }
             );
         if integer && !l.why.is_empty() {

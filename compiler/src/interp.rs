@@ -8,7 +8,7 @@
 
 use crate::ir::{
     centered_weight, requant_multiplier, ConvCfg, DynInt, DynQCfg, ElemType, Graph, IntOut, Layout, Op, Param,
-    QConvCfg, QDenseCfg, QType, TensorType, INPUT,
+    QConvCfg, QDenseCfg, QType, TableStep, TensorType, INPUT,
 };
 
 /// The model input as callers give it to the generated code.
@@ -183,6 +183,88 @@ pub fn eval(op: &Op, ins: &[&[f64]], shapes: &[&[usize]], in_types: &[&TensorTyp
                 .map(|ch| qavg(ch.iter().map(|&v| v as i64).sum(), hw, xq, q) as f64)
                 .collect()
         }
+        Op::QMul(q) => {
+            let (qa, qb) = (qtype(in_types[0]), qtype(in_types[1]));
+            let s = ins[1];
+            let hw = if s.len() == x.len() {
+                1
+            } else {
+                shapes[0][2] * shapes[0][3]
+            };
+            x.iter()
+                .enumerate()
+                .map(|(i, &u)| qmul(u as i32, qa, s[i / hw] as i32, qb, q) as f64)
+                .collect()
+        }
+        Op::QTable(t) => {
+            let xq = qtype(in_types[0]);
+            let (lo, hi) = t.out.range();
+            x.iter()
+                .map(|&v| {
+                    let real = t
+                        .steps
+                        .iter()
+                        .fold(dequantize(v, xq.scale, xq.zero_point) as f32, |v, s| match *s {
+                            TableStep::Clip(c) => v.max(c.min).min(c.max),
+                            // onnxruntime's HardSigmoid: `alpha * x + beta` (two
+                            // roundings), then clamped to [0, 1].
+                            TableStep::HardSigmoid { alpha, beta } => (alpha * v + beta).clamp(0.0, 1.0),
+                            TableStep::LeakyRelu { alpha } => {
+                                if v >= 0.0 {
+                                    v
+                                } else {
+                                    alpha * v
+                                }
+                            }
+                            TableStep::Logistic => mncc_abi::logistic(v),
+                        });
+                    quantize(real as f64, t.out.scale, t.out.zero_point, lo, hi)
+                })
+                .collect()
+        }
+        Op::QSoftmax(q) => {
+            let xq = qtype(in_types[0]);
+            let d = shapes[0][1];
+            let table = crate::ir::softmax_table(xq.scale, d);
+            let factor = (1.0f32 / q.scale).floor() as f64;
+            let (lo, hi) = q.range();
+            let mut out = Vec::with_capacity(x.len());
+            for row in x.chunks(d) {
+                let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f32> = row.iter().map(|&v| table[(255.0 + v - m) as usize]).collect();
+                let sum = e.iter().fold(0f32, |s, &v| s + v);
+                out.extend(e.iter().map(|&v| {
+                    let r = (v as f64 * factor / sum as f64).round_ties_even();
+                    if r.is_nan() {
+                        hi as f64
+                    } else {
+                        (r + q.zero_point as f64).clamp(lo as f64, hi as f64)
+                    }
+                }));
+            }
+            out
+        }
+        Op::QMean { out: q, pool } => {
+            let xq = qtype(in_types[0]);
+            let hw = shapes[0][2] * shapes[0][3];
+            let (lo, hi) = q.range();
+            x.chunks(hw)
+                .map(|ch| {
+                    let sum = ch
+                        .iter()
+                        .fold(0f32, |s, &v| s + dequantize(v, xq.scale, xq.zero_point) as f32);
+                    let mean = sum / hw as f32;
+                    if *pool {
+                        // QLinearAveragePool: `nearbyintf(mean / y_scale +
+                        // y_zero_point)`, saturated.
+                        let v = (mean / q.scale + q.zero_point as f32).round_ties_even() as f64;
+                        v.clamp(lo as f64, hi as f64)
+                    } else {
+                        quantize(mean as f64, q.scale, q.zero_point, lo, hi)
+                    }
+                })
+                .collect()
+        }
         Op::Dequantize => {
             let q = in_types[0]
                 .quant
@@ -191,6 +273,7 @@ pub fn eval(op: &Op, ins: &[&[f64]], shapes: &[&[usize]], in_types: &[&TensorTyp
             x.iter().map(|&v| dequantize(v, q.scale[0], q.zero_point[0])).collect()
         }
         Op::Activation(a) => x.iter().map(|&v| a.reference(v)).collect(),
+        Op::Sigmoid => x.iter().map(|&v| 1.0 / (1.0 + (-v).exp())).collect(),
         Op::Mul => {
             let s = ins[1];
             if s.len() == x.len() {
@@ -368,6 +451,23 @@ fn qadd(a: i32, qa: QType, b: i32, qb: QType, out: &QType) -> i32 {
     let rb = qb.scale / out.scale;
     let fixed = out.zero_point as f32 - ra.mul_add(qa.zero_point as f32, rb * qb.zero_point as f32);
     let v = (a as f32).mul_add(ra, (b as f32).mul_add(rb, fixed)).round_ties_even();
+    let v = if (-2_147_483_648.0..2_147_483_648.0).contains(&v) {
+        v as i32
+    } else {
+        i32::MIN
+    };
+    let (lo, hi) = out.range();
+    v.clamp(lo, hi)
+}
+
+/// QLinearMul of two quantized values: onnxruntime 1.32's x86-64 kernel
+/// (SSE2), `cvtps((a - a_zp) * (b - b_zp) as f32 * ratio + c_zp)`, the
+/// product and the sum each rounded to `f32`, `ratio = a_scale * b_scale
+/// / c_scale`, saturated. See `mncc_abi::quant::QMul` for the source.
+fn qmul(a: i32, qa: QType, b: i32, qb: QType, out: &QType) -> i32 {
+    let ratio = qa.scale * qb.scale / out.scale;
+    let p = ((a - qa.zero_point) * (b - qb.zero_point)) as f32;
+    let v = (p * ratio + out.zero_point as f32).round_ties_even();
     let v = if (-2_147_483_648.0..2_147_483_648.0).contains(&v) {
         v as i32
     } else {

@@ -638,6 +638,133 @@ pub struct QAddCfg {
     pub out: QType,
 }
 
+/// An elementwise function of an 8-bit tensor quantized per tensor, as
+/// onnxruntime computes it (a `DequantizeLinear`, float functions and a
+/// `QuantizeLinear`, one `f32` rounding each, or the table of a
+/// QLinearSigmoid or QLinearLeakyRelu): with 256 possible inputs, exact as
+/// a table built at compile time ([`QTableCfg::table`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct QTableCfg {
+    /// The float functions between the dequantization and the
+    /// quantization, in order.
+    pub steps: Vec<TableStep>,
+    /// The output type.
+    pub out: QType,
+}
+
+/// A float function of a [`QTableCfg`], as onnxruntime 1.32 computes it on
+/// x86-64 (checked bit for bit against its float operators on 65,536
+/// random values each).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum TableStep {
+    /// Clip (and Relu): `min(max(x, min), max)`.
+    Clip(Clamp),
+    /// HardSigmoid: `clamp(alpha * x + beta, 0, 1)`, the product and the
+    /// sum each rounded.
+    HardSigmoid {
+        /// Slope.
+        alpha: f32,
+        /// Offset.
+        beta: f32,
+    },
+    /// LeakyRelu (QLinearLeakyRelu's table): `x >= 0 ? x : alpha * x`.
+    LeakyRelu {
+        /// Slope below zero.
+        alpha: f32,
+    },
+    /// The logistic function as MLAS computes it ([`mncc_abi::logistic`]):
+    /// QLinearSigmoid's table, and onnxruntime's float Sigmoid.
+    Logistic,
+}
+
+impl TableStep {
+    /// The function of `x`, in `f32`.
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            TableStep::Clip(c) => mncc_abi::clamp(x, c.min, c.max),
+            TableStep::HardSigmoid { alpha, beta } => (alpha * x + beta).clamp(0.0, 1.0),
+            TableStep::LeakyRelu { alpha } => {
+                if x >= 0.0 {
+                    x
+                } else {
+                    alpha * x
+                }
+            }
+            TableStep::Logistic => mncc_abi::logistic(x),
+        }
+    }
+
+    /// `clip(0, 6)`, `hardsigmoid(0.2, 0.5)`, `leakyrelu(0.01)`, `logistic`.
+    pub fn describe(self) -> String {
+        match self {
+            TableStep::Clip(c) => format!("clip({}, {})", c.min, c.max),
+            TableStep::HardSigmoid { alpha, beta } => format!("hardsigmoid({alpha}, {beta})"),
+            TableStep::LeakyRelu { alpha } => format!("leakyrelu({alpha})"),
+            TableStep::Logistic => "logistic".into(),
+        }
+    }
+
+    /// The constants that are not finite ([`Op::non_finite`]).
+    fn non_finite(self) -> Option<String> {
+        let (what, v) = match self {
+            TableStep::Clip(c) if c.min.is_nan() || c.max.is_nan() => {
+                return Some(format!("the clamp [{}, {}] has a NaN bound", c.min, c.max))
+            }
+            TableStep::HardSigmoid { alpha, .. } if !alpha.is_finite() => ("alpha", alpha),
+            TableStep::HardSigmoid { beta, .. } if !beta.is_finite() => ("beta", beta),
+            TableStep::LeakyRelu { alpha } if !alpha.is_finite() => ("alpha", alpha),
+            _ => return None,
+        };
+        Some(format!("{what} is {v}, not a finite number"))
+    }
+}
+
+impl QTableCfg {
+    /// The real value of `x` through the steps.
+    pub fn real(&self, x: f32) -> f32 {
+        self.steps.iter().fold(x, |v, s| s.apply(v))
+    }
+
+    /// The output of every input value of type `xq`, indexed by its byte
+    /// (a `u8` as it is, an `i8` as its two's-complement byte):
+    /// dequantized (`(x - zero_point) as f32 * scale`), through the steps,
+    /// quantized as onnxruntime does ([`mncc_abi::quant::quantize`]).
+    pub fn table(&self, xq: &QType) -> [i32; 256] {
+        let (lo, hi) = self.out.range();
+        let mut t = [0; 256];
+        for (byte, o) in t.iter_mut().enumerate() {
+            let x = if xq.elem == ElemType::I8 {
+                byte as u8 as i8 as i32
+            } else {
+                byte as i32
+            };
+            let real = (x - xq.zero_point) as f32 * xq.scale;
+            *o = mncc_abi::quant::quantize(self.real(real), self.out.scale, self.out.zero_point, lo, hi);
+        }
+        t
+    }
+}
+
+/// The table of onnxruntime's QLinearSoftmax (`QlinearBuildLookupTableUint32`
+/// in `qlinear_softmax.cc`, with `f32` entries as in 1.32) for an input of
+/// scale `x_scale` and rows of `d` values: entry `i` is `exp((i - 255 +
+/// shift) * x_scale)` computed in `f64` and rounded to `f32`, with `shift
+/// = max(0, ln(f32::MAX / d) - 5) / x_scale`, the logarithm of the `f32`
+/// quotient taken in `f32` precision (onnxruntime's `log` of a `float`;
+/// its `f64` logarithm rounded to `f32` agrees), the rest in `f64`. The
+/// largest value of a row reads entry 255, so that the sum of a row stays
+/// finite for any `d`.
+pub fn softmax_table(x_scale: f32, d: usize) -> [f32; 256] {
+    let q = f32::MAX / d as f32;
+    let ln = (q as f64).ln() as f32 as f64;
+    let shift = (ln - 5.0).max(0.0) / x_scale as f64;
+    let mut t = [0f32; 256];
+    for (i, e) in t.iter_mut().enumerate() {
+        *e = ((i as f64 - 255.0 + shift) * x_scale as f64).exp() as f32;
+    }
+    t
+}
+
 /// The integer layer of a [`DynQCfg`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum DynInt {
@@ -717,6 +844,9 @@ pub enum Op {
     Softmax,
     /// A standalone activation (fused into the conv or dense layer before it by a pass).
     Activation(Activation),
+    /// The logistic function, elementwise, as onnxruntime computes it
+    /// ([`mncc_abi::logistic`]).
+    Sigmoid,
     /// `x * s` where `s` has `x`'s shape or is `[n, c, 1, 1]` (broadcast over
     /// pixels: squeeze-and-excitation).
     Mul,
@@ -743,6 +873,24 @@ pub enum Op {
     DynQuantize,
     /// A layer on a tensor quantized at run time ([`DynQCfg`]).
     DynQLayer(DynQCfg),
+    /// Product of two quantized tensors, requantized (QLinearMul); the
+    /// second has the first's shape or is `[n, c, 1, 1]` (scaling
+    /// channels).
+    QMul(QType),
+    /// An elementwise function of a quantized tensor, as a table.
+    QTable(QTableCfg),
+    /// Softmax over the last dim of a quantized `[n, k]` (QLinearSoftmax).
+    QSoftmax(QType),
+    /// Mean over the spatial dims of a quantized tensor computed in float
+    /// (`DequantizeLinear -> ReduceMean -> QuantizeLinear`, which
+    /// onnxruntime leaves unfused), or QLinearAveragePool over the whole
+    /// image (`pool`: its rounding): [`mncc_abi::quant::QMean`].
+    QMean {
+        /// The output type.
+        out: QType,
+        /// QLinearAveragePool's rounding.
+        pool: bool,
+    },
 }
 
 impl Op {
@@ -760,6 +908,7 @@ impl Op {
             Op::Reshape(_) => "Reshape",
             Op::Activation(_) => "Activation",
             Op::Mul => "Mul",
+            Op::Sigmoid => "Sigmoid",
             Op::Quantize(_) => "Quantize",
             Op::Dequantize => "Dequantize",
             Op::QConv(_) => "QConv",
@@ -771,13 +920,17 @@ impl Op {
                 int: DynInt::Conv(_), ..
             }) => "DynQConv",
             Op::DynQLayer(_) => "DynQDense",
+            Op::QMul(_) => "QMul",
+            Op::QTable(_) => "QTable",
+            Op::QSoftmax(_) => "QSoftmax",
+            Op::QMean { .. } => "QMean",
         }
     }
 
     /// Number of tensor inputs this op takes.
     pub fn arity(&self) -> usize {
         match self {
-            Op::Add | Op::Mul => 2,
+            Op::Add | Op::Mul | Op::QMul(_) => 2,
             Op::Conv(c) if c.residual => 2,
             Op::QAdd(a) if a.rhs.is_none() => 2,
             _ => 1,
@@ -874,8 +1027,8 @@ impl Op {
                 let [n, c, _, _] = nchw(x)?;
                 Ok(vec![n, c, 1, 1])
             }
-            Op::Activation(_) => Ok(x.to_vec()),
-            Op::Mul => {
+            Op::Activation(_) | Op::Sigmoid => Ok(x.to_vec()),
+            Op::Mul | Op::QMul(_) => {
                 let s = inputs[1];
                 let broadcast = x.len() == 4 && s.len() == 4 && s[0] == x[0] && s[1] == x[1] && s[2] == 1 && s[3] == 1;
                 if s != x && !broadcast {
@@ -911,6 +1064,17 @@ impl Op {
                         ));
                     }
                     _ => {}
+                }
+                Ok(x.to_vec())
+            }
+            Op::QTable(_) => Ok(x.to_vec()),
+            Op::QMean { .. } => {
+                let [n, c, _, _] = nchw(x)?;
+                Ok(vec![n, c, 1, 1])
+            }
+            Op::QSoftmax(_) => {
+                if x.len() != 2 {
+                    return Err(format!("input must be [n, k], is {x:?}"));
                 }
                 Ok(x.to_vec())
             }
@@ -1010,10 +1174,21 @@ impl Op {
                 a.out.check()?;
                 Ok(a.out.tensor_type())
             }
-            Op::QGlobalAvgPool(q) => {
+            Op::QGlobalAvgPool(q) | Op::QSoftmax(q) | Op::QMean { out: q, .. } => {
                 quantized8(inputs[0], 0)?;
                 q.check()?;
                 Ok(q.tensor_type())
+            }
+            Op::QMul(q) => {
+                quantized8(inputs[0], 0)?;
+                quantized8(inputs[1], 1)?;
+                q.check()?;
+                Ok(q.tensor_type())
+            }
+            Op::QTable(t) => {
+                quantized8(inputs[0], 0)?;
+                t.out.check()?;
+                Ok(t.out.tensor_type())
             }
             Op::DynQuantize => {
                 real(0)?;
@@ -1132,7 +1307,19 @@ impl Op {
                 act(&mut out, &d.act);
             }
             Op::Activation(a) => act(&mut out, a),
-            Op::Quantize(q) | Op::QGlobalAvgPool(q) | Op::QAdd(QAddCfg { out: q, .. }) => {
+            Op::QTable(t) => {
+                out.extend(t.steps.iter().filter_map(|s| s.non_finite()));
+                let q = &t.out;
+                if !(q.scale.is_finite() && q.scale > 0.0) {
+                    out.push(format!("the scale {} is not a positive finite number", q.scale));
+                }
+            }
+            Op::Quantize(q)
+            | Op::QGlobalAvgPool(q)
+            | Op::QMul(q)
+            | Op::QSoftmax(q)
+            | Op::QMean { out: q, .. }
+            | Op::QAdd(QAddCfg { out: q, .. }) => {
                 if !(q.scale.is_finite() && q.scale > 0.0) {
                     out.push(format!("the scale {} is not a positive finite number", q.scale));
                 }
@@ -1150,8 +1337,14 @@ impl Op {
                 floats(&mut out, "the bias", d.bias.as_deref().unwrap_or(&[]));
                 clamp(&mut out, &d.clamp);
             }
-            Op::Add | Op::GlobalAvgPool | Op::Softmax | Op::Mul | Op::Reshape(_) | Op::Dequantize | Op::DynQuantize => {
-            }
+            Op::Add
+            | Op::GlobalAvgPool
+            | Op::Softmax
+            | Op::Mul
+            | Op::Sigmoid
+            | Op::Reshape(_)
+            | Op::Dequantize
+            | Op::DynQuantize => {}
         }
         out
     }

@@ -5,7 +5,10 @@
 //! Merged nodes are recorded in [`Node::fused`](crate::ir::Node::fused) so the
 //! generated code can say where each layer came from.
 
-use crate::ir::{Activation, Clamp, Graph, IntOut, Node, Op, QAddCfg, QConvCfg, QDenseCfg, QType, TensorId, Values};
+use crate::ir::{
+    Activation, Clamp, Graph, IntOut, Node, Op, QAddCfg, QConvCfg, QDenseCfg, QTableCfg, QType, TableStep, TensorId,
+    Values,
+};
 
 /// One pass: a name and a rewrite returning how many rewrites it made.
 pub struct Pass {
@@ -645,6 +648,9 @@ fn qdq_group(rw: &Rw<'_>, j: usize, out: QType) -> Option<(Op, Vec<TensorId>, Ve
     let single = |t: TensorId| rw.uses(t) == 1 && g.output != t;
     let t = g.nodes[j].inputs[0];
     let mut p = rw.producer(t).filter(|_| single(t))?;
+    if let Some(group) = table_group(rw, p, out) {
+        return Some(group);
+    }
     let mut removed = Vec::new();
     if let Op::Clip(c) = &g.nodes[p].op {
         if !clip_redundant(c, &out) {
@@ -708,6 +714,16 @@ fn qdq_group(rw: &Rw<'_>, j: usize, out: QType) -> Option<(Op, Vec<TensorId>, Ve
             let ((a, _), (b, _)) = (dq(0)?, dq(1)?);
             (Op::QAdd(QAddCfg { rhs: None, out }), vec![a, b])
         }
+        Op::Mul if !clipped => {
+            let ((a, _), (b, _)) = (dq(0)?, dq(1)?);
+            (Op::QMul(out), vec![a, b])
+        }
+        Op::Softmax if !clipped => (Op::QSoftmax(out), vec![dq(0)?.0]),
+        // onnxruntime fuses a GlobalAveragePool, not a ReduceMean (which it
+        // computes in float, on NHWC data after its layout pass).
+        Op::GlobalAvgPool if !clipped && g.nodes[p].source == "ReduceMean" => {
+            (Op::QMean { out, pool: false }, vec![dq(0)?.0])
+        }
         Op::GlobalAvgPool if !clipped => (Op::QGlobalAvgPool(out), vec![dq(0)?.0]),
         Op::Reshape(shape) if !clipped => {
             let (x, q) = dq(0)?;
@@ -719,6 +735,48 @@ fn qdq_group(rw: &Rw<'_>, j: usize, out: QType) -> Option<(Op, Vec<TensorId>, Ve
         _ => return None,
     };
     Some((op, inputs, removed))
+}
+
+/// `DQ(x) -> HardSigmoid/Clip/Sigmoid ... -> Q` ending at node `p` (the last
+/// float step), each step read by the next alone: a [`Op::QTable`] of
+/// `x` (8-bit, per tensor), the steps exact in `f32` as onnxruntime
+/// computes them. (HardSwish is left out: onnxruntime's formula is not
+/// [`Activation::apply`]'s.)
+fn table_group(rw: &Rw<'_>, p: usize, out: QType) -> Option<(Op, Vec<TensorId>, Vec<usize>)> {
+    let g = &*rw.g;
+    let single = |t: TensorId| rw.uses(t) == 1 && g.output != t;
+    let mut steps = Vec::new();
+    let mut k = p;
+    loop {
+        match &g.nodes[k].op {
+            Op::Activation(Activation::HardSigmoid { alpha, beta }) => steps.push((
+                k,
+                TableStep::HardSigmoid {
+                    alpha: *alpha,
+                    beta: *beta,
+                },
+            )),
+            Op::Clip(c) => steps.push((k, TableStep::Clip(*c))),
+            // onnxruntime fuses it into a QLinearSigmoid, whose table is the
+            // same function.
+            Op::Sigmoid => steps.push((k, TableStep::Logistic)),
+            Op::Dequantize if !steps.is_empty() => break,
+            _ => return None,
+        }
+        let t = g.nodes[k].inputs[0];
+        k = rw.producer(t)?;
+        if !matches!(g.nodes[k].op, Op::Dequantize) && !single(t) {
+            return None;
+        }
+    }
+    let x = g.nodes[k].inputs[0];
+    g.tensors[x].ty.qtype()?;
+    steps.reverse();
+    let op = Op::QTable(QTableCfg {
+        steps: steps.iter().map(|&(_, s)| s).collect(),
+        out,
+    });
+    Some((op, vec![x], steps.iter().map(|&(k, _)| k).collect()))
 }
 
 /// Whether clamping to `c` before quantizing to `q` changes nothing:

@@ -44,7 +44,9 @@ pub use mncc_abi::{
     Activation, Conv2d, Conv2dTiles, ConvShape, Depthwise, DepthwiseTiles, Elem, ElemType, Epilogue, Layout, Pointwise,
     PointwiseShape, PointwiseTiles, PwDwShape, PwOrder,
 };
-pub use ops::{add, dequantize, global_avg_pool, map, nhwc_to_nchw, quantize, quantize_nchw, scale_channels, softmax};
+pub use ops::{
+    add, dequantize, global_avg_pool, map, nhwc_to_nchw, quantize, quantize_nchw, scale_channels, sigmoid, softmax,
+};
 pub use weights::{Aligned, Blob};
 
 #[cfg(feature = "macros")]

@@ -207,6 +207,19 @@ pub fn scale_channels(pixels: usize, c: usize, x: &[f32], scale: &[f32], out: &m
     }
 }
 
+/// The logistic function of each value, as onnxruntime computes it
+/// ([`abi::logistic`](crate::abi::logistic)).
+///
+/// # Panics
+/// If `x` and `out` differ in length.
+#[inline(never)]
+pub fn sigmoid(x: &[f32], out: &mut [f32]) {
+    check_len("sigmoid", "out", out.len(), x.len());
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = crate::abi::logistic(v);
+    }
+}
+
 /// Channels-last to channels-first: `x` is `pixels * c` (NHWC), `out[ch *
 /// pixels + px] = x[px * c + ch]`. Generated code calls it once, into the
 /// caller's output, when the model's output is a `[1, c, h, w]` tensor

@@ -14,7 +14,7 @@
 //! [`abi::pack::qweights`](crate::abi::pack).
 
 use crate::abi::pack::{qpanel_index, qpanels_len};
-use crate::abi::quant::{requantize, QAdd, QAvgPool, QZeroPoints};
+use crate::abi::quant::{requantize, QAdd, QAvgPool, QMean, QMul, QSoftmax, QZeroPoints};
 use crate::abi::{ConvShape, PointwiseShape, Quantized};
 use crate::checks::check_len;
 
@@ -403,6 +403,103 @@ pub fn qglobal_avg_pool<X: Quantized, Y: Quantized>(p: &QAvgPool, x: &[X], y: &m
         }
         for (o, &a) in y[c0..c0 + n].iter_mut().zip(acc.iter()) {
             *o = Y::from_i32(requantize(a, p.multiplier, p.y_zero_point, Y::MIN, Y::MAX));
+        }
+    }
+}
+
+/// onnxruntime's QLinearMul: `y[i] = mul(a[i], b[i % b.len()])` with
+/// [`QMul::apply`]; `b` is as long as `a`, or one value per channel of
+/// NHWC `a` (whose length divides `a`'s).
+///
+/// # Panics
+/// If `y` and `a` differ in length, or `b`'s length does not divide `a`'s.
+#[inline(never)]
+pub fn qmul<A: Quantized, B: Quantized, Y: Quantized>(a: &[A], b: &[B], params: &QMul, y: &mut [Y]) {
+    const K: &str = "qmul";
+    check_len(K, "y", y.len(), a.len());
+    assert!(
+        !b.is_empty() && a.len().is_multiple_of(b.len()),
+        "{K}: `b` has {} elements, which must divide `a`'s {}",
+        b.len(),
+        a.len()
+    );
+    for (ys, xs) in y.chunks_mut(b.len()).zip(a.chunks(b.len())) {
+        for ((o, &u), &v) in ys.iter_mut().zip(xs).zip(b) {
+            *o = Y::from_i32(params.apply(u.to_i32(), v.to_i32(), Y::MIN, Y::MAX));
+        }
+    }
+}
+
+/// An elementwise function of a quantized tensor as a table: `y[i] =
+/// table[x[i]'s byte]` (a `u8` as it is, an `i8` as its two's-complement
+/// byte). The compiler builds the table from the function's definition.
+///
+/// # Panics
+/// If `x` and `y` differ in length.
+#[inline(never)]
+pub fn qtable<X: Quantized, Y: Quantized>(x: &[X], table: &[Y; 256], y: &mut [Y]) {
+    check_len("qtable", "y", y.len(), x.len());
+    for (o, &v) in y.iter_mut().zip(x) {
+        *o = table[(v.to_i32() & 0xff) as usize];
+    }
+}
+
+/// onnxruntime's QLinearSoftmax over rows of `p.d` values ([`QSoftmax`]);
+/// `exp` is the compiler's 256-entry table.
+///
+/// # Panics
+/// If a length does not match (`x` a whole number of rows, `y` as long,
+/// `exp` 256 entries), or `p.d` is 0.
+#[inline(never)]
+pub fn qsoftmax<X: Quantized, Y: Quantized>(p: &QSoftmax, exp: &[f32], x: &[X], y: &mut [Y]) {
+    const K: &str = "qsoftmax";
+    check_len(K, "exp", exp.len(), 256);
+    check_len(K, "y", y.len(), x.len());
+    assert!(
+        p.d >= 1 && x.len().is_multiple_of(p.d),
+        "{K}: rows of {} do not divide {}",
+        p.d,
+        x.len()
+    );
+    for (xs, ys) in x.chunks_exact(p.d).zip(y.chunks_exact_mut(p.d)) {
+        let m = xs.iter().map(|v| v.to_i32()).max().unwrap_or(0);
+        // 255 + v - m lies in 0..=255: v and m are values of one 8-bit type.
+        let e = |v: &X| exp[(255 + v.to_i32() - m) as usize];
+        let mut sum = 0f32;
+        for v in xs {
+            sum += e(v);
+        }
+        for (o, v) in ys.iter_mut().zip(xs) {
+            *o = Y::from_i32(p.output(e(v), sum, Y::MIN, Y::MAX));
+        }
+    }
+}
+
+/// A mean over the pixels of NHWC `x` (`p.pixels * p.c`) computed in
+/// float ([`QMean`]), per channel.
+///
+/// # Panics
+/// If a slice length does not match, or `p.pixels` is 0.
+#[inline(never)]
+pub fn qmean<X: Quantized, Y: Quantized>(p: &QMean, x: &[X], y: &mut [Y]) {
+    const K: &str = "qmean";
+    check_len(K, "x", x.len(), p.pixels * p.c);
+    check_len(K, "y", y.len(), p.c);
+    assert!(p.pixels >= 1, "{K}: pixels must be at least 1");
+    let mut acc = [0f32; DW_BLOCK];
+    for c0 in (0..p.c).step_by(DW_BLOCK) {
+        let n = DW_BLOCK.min(p.c - c0);
+        let acc = &mut acc[..n];
+        for (a, &v) in acc.iter_mut().zip(&x[c0..c0 + n]) {
+            *a = (v.to_i32() - p.x_zero_point) as f32 * p.x_scale;
+        }
+        for px in x.chunks_exact(p.c).skip(1) {
+            for (a, &v) in acc.iter_mut().zip(&px[c0..c0 + n]) {
+                *a += (v.to_i32() - p.x_zero_point) as f32 * p.x_scale;
+            }
+        }
+        for (o, &a) in y[c0..c0 + n].iter_mut().zip(acc.iter()) {
+            *o = Y::from_i32(p.output(a / p.pixels as f32, Y::MIN, Y::MAX));
         }
     }
 }

@@ -161,11 +161,20 @@ impl Model {
         let model = ModelProto {
             ir_version: 8,
             producer_name: "mncc tests".into(),
-            opset_import: vec![OperatorSetIdProto {
-                domain: String::new(),
-                version: self.opset,
-                ..Default::default()
-            }],
+            opset_import: vec![
+                OperatorSetIdProto {
+                    domain: String::new(),
+                    version: self.opset,
+                    ..Default::default()
+                },
+                // onnxruntime's contrib operators (QLinearAdd, ...): nodes
+                // that use them set their `domain`.
+                OperatorSetIdProto {
+                    domain: "com.microsoft".into(),
+                    version: 1,
+                    ..Default::default()
+                },
+            ],
             graph: Some(graph).into(),
             ..Default::default()
         };

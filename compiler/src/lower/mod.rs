@@ -23,7 +23,7 @@ use crate::diag::Error;
 use crate::ir::{Activation, Clamp, ElemType, Graph, Layout, TensorId, INPUT};
 use crate::passes::PassReport;
 pub use crate::target::Target;
-pub use mncc_abi::quant::{QAdd, QAvgPool, QZeroPoints};
+pub use mncc_abi::quant::{QAdd, QAvgPool, QMean, QMul, QSoftmax, QZeroPoints};
 pub use mncc_abi::{amx, ConvShape, DepthwiseTiles, PointwiseShape, PointwiseTiles, PwDwShape, PwOrder, RegisterTiles};
 use std::ops::Range;
 
@@ -156,6 +156,20 @@ pub enum Kernel {
     /// onnxruntime's QLinearGlobalAveragePool
     /// (`mncc_runtime::quant::qglobal_avg_pool`).
     QGlobalAvgPool(QAvgPool),
+    /// The logistic function, elementwise (`mncc_runtime::sigmoid`).
+    Sigmoid,
+    /// onnxruntime's QLinearMul (`mncc_runtime::quant::qmul`); the second
+    /// input has the first's size or one value per channel.
+    QMul(QMul),
+    /// An elementwise function as a table (`mncc_runtime::quant::qtable`):
+    /// the output of each input byte.
+    QTable(Box<[i32; 256]>),
+    /// onnxruntime's QLinearSoftmax (`mncc_runtime::quant::qsoftmax`); its
+    /// 256 `f32` table in [`Layer::weights`].
+    QSoftmax(QSoftmax),
+    /// A float mean over pixels of a quantized tensor
+    /// (`mncc_runtime::quant::qmean`).
+    QMean(QMean),
     /// Integers to reals (`mncc_runtime::dequantize`).
     Dequantize {
         /// The integer type.
@@ -227,6 +241,11 @@ impl Kernel {
             },
             Kernel::QAdd { .. } => "qadd".into(),
             Kernel::QGlobalAvgPool(_) => "qglobal_avg_pool".into(),
+            Kernel::QMul(_) => "qmul".into(),
+            Kernel::Sigmoid => "sigmoid".into(),
+            Kernel::QTable(_) => "qtable".into(),
+            Kernel::QSoftmax(_) => "qsoftmax".into(),
+            Kernel::QMean(_) => "qmean".into(),
         }
     }
 

@@ -18,7 +18,9 @@
 //! time; [`super::schedule`] sizes their tiles for the target.
 
 use super::pack::{self, Blob};
-use super::{same_order_in_nhwc, schedule, Kernel, Layer, QAdd, QAvgPool, QConvKind, QZeroPoints};
+use super::{
+    same_order_in_nhwc, schedule, Kernel, Layer, QAdd, QAvgPool, QConvKind, QMean, QMul, QSoftmax, QZeroPoints,
+};
 use crate::diag::{Diagnostic, Error};
 use crate::ir::{
     int_range, Activation, Clamp, DynInt, ElemType, Graph, IntOut, Layout, Node, Op, QConvCfg, QDenseCfg, QType,
@@ -191,6 +193,7 @@ pub(super) fn layer(
             layer.act = *a;
             layer.kernel = Kernel::Map;
         }
+        Op::Sigmoid => layer.kernel = Kernel::Sigmoid,
         Op::Mul => {
             let s = &g.tensors[n.inputs[1]].shape;
             if s == x {
@@ -343,6 +346,66 @@ pub(super) fn layer(
                 x_zero_point: xq.zero_point,
                 multiplier: QAvgPool::multiplier(xq.scale, o.scale, pixels),
                 y_zero_point: o.zero_point,
+            });
+        }
+        Op::QMul(o) => {
+            let (qa, qb) = (qtype(g, n.inputs[0]), qtype(g, n.inputs[1]));
+            let per_channel = g.tensors[n.inputs[1]].shape != g.tensors[n.inputs[0]].shape;
+            layer.why = format!(
+                "a: {}, b: {}{}; output {}",
+                yq_describe(&qa),
+                yq_describe(&qb),
+                if per_channel { " (one per channel)" } else { "" },
+                yq_describe(o)
+            );
+            layer.kernel = Kernel::QMul(QMul::new(
+                (qa.scale, qa.zero_point),
+                (qb.scale, qb.zero_point),
+                (o.scale, o.zero_point),
+            ));
+        }
+        Op::QTable(t) => {
+            let xq = qtype(g, n.inputs[0]);
+            let steps: Vec<String> = t.steps.iter().map(|s| s.describe()).collect();
+            layer.why = format!(
+                "input {}; {} as a 256-entry table; output {}",
+                yq_describe(&xq),
+                steps.join(", "),
+                yq_describe(&t.out)
+            );
+            layer.kernel = Kernel::QTable(Box::new(t.table(&xq)));
+        }
+        Op::QSoftmax(o) => {
+            let xq = qtype(g, n.inputs[0]);
+            let d = x[1];
+            layer.weights = Some(blob.push(&crate::ir::softmax_table(xq.scale, d)[..]));
+            layer.why = format!(
+                "input {}; exp table of 256 f32; output {}",
+                yq_describe(&xq),
+                yq_describe(o)
+            );
+            layer.kernel = Kernel::QSoftmax(QSoftmax {
+                d,
+                y_factor: (1.0f32 / o.scale).floor(),
+                y_zero_point: o.zero_point,
+            });
+        }
+        Op::QMean { out: o, pool } => {
+            let xq = qtype(g, n.inputs[0]);
+            layer.why = format!(
+                "input {}; float mean{}; output {}",
+                yq_describe(&xq),
+                if *pool { " (QLinearAveragePool's rounding)" } else { "" },
+                yq_describe(o)
+            );
+            layer.kernel = Kernel::QMean(QMean {
+                pixels: x[2] * x[3],
+                c: x[1],
+                x_scale: xq.scale,
+                x_zero_point: xq.zero_point,
+                y_scale: o.scale,
+                y_zero_point: o.zero_point,
+                pool: *pool,
             });
         }
         Op::Reshape(_) => unreachable!("reshapes are views, handled above"),

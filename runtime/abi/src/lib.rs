@@ -25,7 +25,7 @@ mod shape;
 mod tiles;
 
 pub use elem::{Elem, ElemType, Layout, Quantized};
-pub use epilogue::{clamp, Activation, Epilogue};
+pub use epilogue::{clamp, logistic, Activation, Epilogue};
 pub use shape::{conv2d_direct, conv_rows, ConvShape, PointwiseShape, PwDwShape};
 pub use tiles::{Conv2d, Conv2dTiles, Depthwise, DepthwiseTiles, Pointwise, PointwiseTiles, PwOrder, RegisterTiles};
 

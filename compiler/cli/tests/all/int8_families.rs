@@ -2,47 +2,19 @@
 //! seeded float MobileNets v1, v2 and v3-small quantized by onnxruntime's
 //! own quantizer in QDQ (U8U8 per tensor, U8S8 and S8S8 per channel),
 //! QOperator (U8S8 per tensor, U8U8 per channel) and dynamic (uint8 and
-//! int8 weights) form, with onnxruntime's outputs. Each case that compiles
+//! int8 weights) form, with onnxruntime's outputs. Every case compiles,
 //! runs through the generated code and must equal the integer reference
 //! bit for bit and onnxruntime (default optimizations): QOperator and
 //! dynamic bit for bit, QDQ at least 99.9% of outputs identical and none
-//! more than one output step away. (The v1 source ends in a Softmax, which
-//! onnxruntime computes in float with its own exponential, or on QDQ at
-//! its default level as a QLinearSoftmax table: there the generated code
-//! is compared within 1e-6 relative (dynamic) or one output step (QDQ),
-//! and with the reference likewise, the layers before it being exact
-//! elsewhere.) The cases mncc does not read yet must
-//! fail with a clear error naming the node and operator; their list is
-//! pinned, so that support added or lost shows here.
+//! more than one output step away (today all are identical). The one
+//! exception is the dynamic v1, whose final Softmax stays float:
+//! onnxruntime computes it with its own exponential, so there the
+//! generated code is compared within 1e-6 relative, and with the
+//! reference likewise, the layers before it being exact elsewhere.
 
 use mncc::interp::{self, InputData};
 use mncc_cli::harness;
 use std::path::{Path, PathBuf};
-
-/// The cases that do not compile yet, and a part of their error.
-const UNSUPPORTED: [(&str, &str); 4] = [
-    (
-        "torch_v1_op10__qop_u8s8",
-        "operator QLinearSoftmax (domain com.microsoft) is not supported",
-    ),
-    (
-        "torch_v1_op10__qop_u8u8_pc",
-        "operator QLinearSoftmax (domain com.microsoft) is not supported",
-    ),
-    (
-        "torch_v3_small_hardswish_op14__qop_u8s8",
-        "operator QLinearMul (domain com.microsoft) is not supported",
-    ),
-    (
-        "torch_v3_small_hardswish_op14__qop_u8u8_pc",
-        "operator QLinearMul (domain com.microsoft) is not supported",
-    ),
-];
-
-/// QDQ v3-small: its hard-swish and squeeze-and-excitation products stay
-/// float between their Q/DQ pairs, a product of two feature maps mncc does
-/// not compute yet.
-const UNSUPPORTED_QDQ_V3: &str = "an elementwise product of two [1, 16, 16, 16] tensors is not supported";
 
 fn families() -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/int8_families");
@@ -70,30 +42,13 @@ fn every_family_matches_onnxruntime_or_says_why_not() {
     let mut failures = Vec::new();
     for dir in &cases {
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
-        let expected_error = UNSUPPORTED
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, e)| *e)
-            .or_else(|| (name.starts_with("torch_v3") && name.contains("__qdq_")).then_some(UNSUPPORTED_QDQ_V3));
         let compiled = mncc::load(&dir.join("model.onnx")).and_then(|m| mncc::compile(&m).map(|p| (m, p)));
-        let (model, p) = match (compiled, expected_error) {
-            (Err(e), Some(want)) => {
-                let e = e.to_string();
-                println!("{name}: not supported yet: {}", e.lines().next().unwrap_or(""));
-                if !(e.contains(want) && e.contains("node `")) {
-                    failures.push(format!("{name}: unexpected error: {e}"));
-                }
-                continue;
-            }
-            (Err(e), None) => {
+        let (model, p) = match compiled {
+            Err(e) => {
                 failures.push(format!("{name}: {e}"));
                 continue;
             }
-            (Ok(_), Some(_)) => {
-                failures.push(format!("{name}: compiles now: update UNSUPPORTED"));
-                continue;
-            }
-            (Ok(c), None) => c,
+            Ok(c) => c,
         };
         let x = InputData::F32(f32s(&dir.join("input.npy")));
         let ort = f32s(&dir.join("expected.npy"));

@@ -8,6 +8,7 @@ mod footprint;
 mod harness_threads;
 mod int8_families;
 mod int8_models;
+mod int8_ops;
 mod onnx_fixtures;
 mod random_graphs;
 mod robustness;

@@ -592,6 +592,99 @@ fn malformed_quantized_models() {
     }
 }
 
+/// Malformed uses of onnxruntime's com.microsoft integer operators
+/// (QLinearMul, QLinearSoftmax, QLinearAveragePool, QLinearSigmoid): an
+/// error naming the node and what mncc reads, never a panic.
+#[test]
+fn malformed_contrib_quantized_models() {
+    // input -> QuantizeLinear -> `op` (com.microsoft) -> DequantizeLinear
+    let build = |op: &str, inputs: &[&str], attrs: Vec<AttributeProto>, shape: &[i64]| -> Vec<u8> {
+        let mut m = Model::new(13, shape);
+        m.init("xs", &[], vec![0.02]);
+        m.init_raw("xz", &[], 2, vec![128]);
+        m.init("ys", &[], vec![0.05]);
+        m.init_raw("yz", &[], 2, vec![100]);
+        m.init("zero", &[], vec![0.0]);
+        m.init_raw("yz8", &[], 3, vec![0]);
+        m.init_raw("k", &[1, 3, 4, 4], 2, vec![7; 48]);
+        m.init_i64("rows", &[2], vec![1, 10]);
+        m.node("QuantizeLinear", "q", &["input", "xs", "xz"], vec![]);
+        // `r_out`: the input as [1, 10] (from [1, 10, 1, 1]).
+        if shape == [1, 10, 1, 1] {
+            m.node("Reshape", "r", &["q_out", "rows"], vec![]);
+        }
+        m.node(op, "op", inputs, attrs);
+        let k = m.nodes.len() - 1;
+        m.nodes[k].domain = "com.microsoft".into();
+        m.node("DequantizeLinear", "dq", &["op_out", "ys", "yz"], vec![]);
+        m.bytes("dq_out")
+    };
+    let mul = ["q_out", "xs", "xz", "q_out", "xs", "xz", "ys", "yz"];
+    fuzzing::onnx(&build("QLinearMul", &mul, vec![], &[1, 3, 4, 4])).expect("QLinearMul compiles");
+    let sm = ["r_out", "xs", "xz", "ys", "yz"];
+    fuzzing::onnx(&build("QLinearSoftmax", &sm, vec![int("opset", 13)], &[1, 10, 1, 1]))
+        .expect("QLinearSoftmax compiles");
+    let pool = ["q_out", "xs", "xz", "ys", "yz"];
+    let cases: Vec<(&str, Vec<u8>, Vec<&str>)> = vec![
+        (
+            "QLinearMul by a constant",
+            build(
+                "QLinearMul",
+                &["q_out", "xs", "xz", "k", "xs", "xz", "ys", "yz"],
+                vec![],
+                &[1, 3, 4, 4],
+            ),
+            vec!["node `op` (QLinearMul)", "a constant factor is not supported"],
+        ),
+        (
+            "QLinearMul to a zero scale",
+            build(
+                "QLinearMul",
+                &["q_out", "xs", "xz", "q_out", "xs", "xz", "zero", "yz"],
+                vec![],
+                &[1, 3, 4, 4],
+            ),
+            vec!["node `op` (QLinearMul)", "scale 0"],
+        ),
+        (
+            "QLinearSoftmax without its opset attribute",
+            build("QLinearSoftmax", &sm, vec![], &[1, 10, 1, 1]),
+            vec!["node `op` (QLinearSoftmax)", "opset attribute is missing"],
+        ),
+        (
+            "QLinearSoftmax over a feature map",
+            build("QLinearSoftmax", &pool, vec![int("opset", 13)], &[1, 3, 4, 4]),
+            vec!["node `op` (QLinearSoftmax)", "only the last axis of a [n, k] input"],
+        ),
+        (
+            "QLinearAveragePool with a 2x2 window",
+            build(
+                "QLinearAveragePool",
+                &pool,
+                vec![ints("kernel_shape", &[2, 2])],
+                &[1, 3, 4, 4],
+            ),
+            vec![
+                "node `op` (QLinearAveragePool)",
+                "only an average over the whole 4x4 input",
+            ],
+        ),
+        (
+            "QLinearSigmoid from uint8 to int8",
+            build(
+                "QLinearSigmoid",
+                &["q_out", "xs", "xz", "ys", "yz8"],
+                vec![],
+                &[1, 3, 4, 4],
+            ),
+            vec!["node `op` (QLinearSigmoid)", "must be of one type"],
+        ),
+    ];
+    for (what, bytes, needles) in cases {
+        expect_error(what, fuzzing::onnx(&bytes), &needles);
+    }
+}
+
 /// Malformed dynamic-form models (onnxruntime's quantize_dynamic:
 /// DynamicQuantizeLinear, ConvInteger, Cast, the Mul of the scales, the
 /// Mul, the bias Add): each departure from the pattern mncc reads is an

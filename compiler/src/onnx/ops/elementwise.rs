@@ -1,5 +1,5 @@
 //! Elementwise operators: Relu, Clip, HardSigmoid, HardSwish (activations
-//! the passes fuse into the layer before), Add, Mul (residuals, biases,
+//! the passes fuse into the layer before), Sigmoid, Add, Mul (residuals, biases,
 //! per-channel affines, squeeze-and-excitation), and the identities of
 //! inference, Dropout and Identity.
 
@@ -41,6 +41,15 @@ pub const OPS: &[OpDef] = &[
         ],
         check: None,
         import: hard_sigmoid,
+    },
+    OpDef {
+        name: "Sigmoid",
+        domain: "",
+        opsets: 1..=i64::MAX,
+        inputs: 1..=1,
+        attrs: &[],
+        check: None,
+        import: sigmoid,
     },
     OpDef {
         name: "HardSwish",
@@ -183,4 +192,9 @@ fn dropout(n: &mut Node<'_>) -> Import {
 
 fn identity(n: &mut Node<'_>) -> Import {
     Ok(vec![n.arg(0).ok_or("input is missing")?])
+}
+
+fn sigmoid(n: &mut Node<'_>) -> Import {
+    let x = n.tensor(0)?;
+    n.push_one(Op::Sigmoid, &[x])
 }

@@ -11,12 +11,13 @@
 //! refused, naming both.
 
 use crate::ir::{
-    Clamp, DynInt, DynQCfg, ElemType, IntOut, Op, Param, QAddCfg, QConvCfg, QDenseCfg, QType, Quant, TensorId, Values,
+    Clamp, DynInt, DynQCfg, ElemType, IntOut, Op, Param, QAddCfg, QConvCfg, QDenseCfg, QTableCfg, QType, Quant,
+    TableStep, TensorId, Values,
 };
 use crate::onnx::attrs::{attr, AttrKind::*, Attrs, Dflt, NodeError};
 use crate::onnx::import::{one, Const, Data, Import, Node, PendingSums, Value};
 use crate::onnx::ops::conv::{check_conv_weight, geometry, CONV_ATTRS};
-use crate::onnx::registry::OpDef;
+use crate::onnx::registry::{OpDef, MAX_DIM};
 use onnx_protobuf::{NodeProto, TensorProto};
 use std::collections::HashMap;
 
@@ -74,6 +75,59 @@ pub const OPS: &[OpDef] = &[
         attrs: &[],
         check: None,
         import: qlinear_add,
+    },
+    OpDef {
+        name: "QLinearMul",
+        domain: "com.microsoft",
+        opsets: 1..=1,
+        inputs: 7..=8,
+        attrs: &[],
+        check: None,
+        import: qlinear_mul,
+    },
+    OpDef {
+        name: "QLinearSoftmax",
+        domain: "com.microsoft",
+        opsets: 1..=1,
+        inputs: 4..=5,
+        attrs: &[attr("axis", Int, Dflt::None), attr("opset", Int, Dflt::None)],
+        check: None,
+        import: qlinear_softmax,
+    },
+    OpDef {
+        name: "QLinearSigmoid",
+        domain: "com.microsoft",
+        opsets: 1..=1,
+        inputs: 4..=5,
+        attrs: &[],
+        check: None,
+        import: qlinear_sigmoid,
+    },
+    OpDef {
+        name: "QLinearLeakyRelu",
+        domain: "com.microsoft",
+        opsets: 1..=1,
+        inputs: 4..=5,
+        attrs: &[attr("alpha", Float, Dflt::Float(0.01))],
+        check: None,
+        import: qlinear_leaky_relu,
+    },
+    OpDef {
+        name: "QLinearAveragePool",
+        domain: "com.microsoft",
+        opsets: 1..=1,
+        inputs: 4..=5,
+        attrs: &[
+            attr("auto_pad", Str, Dflt::Str("NOTSET")),
+            attr("ceil_mode", Int, Dflt::Int(0)).range(0, 1),
+            attr("channels_last", Int, Dflt::Int(0)).range(0, 1),
+            attr("count_include_pad", Int, Dflt::Int(0)).range(0, 1),
+            attr("kernel_shape", Ints, Dflt::None).len(2).range(1, MAX_DIM),
+            attr("pads", Ints, Dflt::None).len(4).range(0, MAX_DIM),
+            attr("strides", Ints, Dflt::None).len(2).range(1, MAX_DIM),
+        ],
+        check: None,
+        import: qlinear_average_pool,
     },
     OpDef {
         name: "QLinearGlobalAveragePool",
@@ -503,6 +557,118 @@ fn qlinear_add(n: &mut Node<'_>) -> Import {
             n.push_one(Op::QAdd(QAddCfg { rhs: None, out }), &[a, b])
         }
     }
+}
+
+fn qlinear_mul(n: &mut Node<'_>) -> Import {
+    if matches!(n.arg(0), Some(Value::Const(_))) || matches!(n.arg(3), Some(Value::Const(_))) {
+        return Err("a constant factor is not supported (QLinearMul of two computed tensors is)".into());
+    }
+    let (a, _) = q_tensor(n, 0, 1, 2, "the input A")?;
+    let (b, _) = q_tensor(n, 3, 4, 5, "the input B")?;
+    let out = q_out(n, 6, 7)?;
+    // The product is symmetric (onnxruntime's too: the scales' product
+    // and the integer product commute): the per-channel factor goes
+    // second.
+    let (sa, sb) = (n.shape(a), n.shape(b));
+    let per_channel = |x: &[usize], s: &[usize]| {
+        x.len() == 4 && s.len() == 4 && s[0] == x[0] && s[1] == x[1] && s[2] == 1 && s[3] == 1
+    };
+    if sa == sb || per_channel(&sa, &sb) {
+        n.push_one(Op::QMul(out), &[a, b])
+    } else if per_channel(&sb, &sa) {
+        n.push_one(Op::QMul(out), &[b, a])
+    } else {
+        Err(format!("cannot multiply {sa:?} by {sb:?} (the same shape, or one [n, c, 1, 1] factor per channel)").into())
+    }
+}
+
+fn qlinear_softmax(n: &mut Node<'_>) -> Import {
+    let opset = n.attrs.opt_int("opset").ok_or(NodeError::attr(
+        "opset",
+        "the opset attribute is missing (onnxruntime requires it)",
+    ))?;
+    let (x, _) = q_tensor(n, 0, 1, 2, "the input")?;
+    let out = q_out(n, 3, 4)?;
+    let s = n.shape(x);
+    let rank = s.len() as i64;
+    let given = n.attrs.opt_int("axis").unwrap_or(if opset < 13 { 1 } else { -1 });
+    let axis = if given < 0 { given.saturating_add(rank) } else { given };
+    if rank != 2 || axis != 1 {
+        return Err(NodeError::attr(
+            "axis",
+            format!("a softmax over axis {given} of {s:?}: only the last axis of a [n, k] input is supported"),
+        ));
+    }
+    n.push_one(Op::QSoftmax(out), &[x])
+}
+
+fn qlinear_sigmoid(n: &mut Node<'_>) -> Import {
+    qlinear_table(n, TableStep::Logistic)
+}
+
+fn qlinear_leaky_relu(n: &mut Node<'_>) -> Import {
+    let alpha = n.attrs.float("alpha");
+    qlinear_table(n, TableStep::LeakyRelu { alpha })
+}
+
+/// onnxruntime's `QLinearLookupBase`: X, X_scale, X_zero_point, Y_scale,
+/// Y_zero_point (both zero points optional; the output has the input's
+/// type), a table of `step`.
+fn qlinear_table(n: &mut Node<'_>, step: TableStep) -> Import {
+    let (x, xq) = q_tensor(n, 0, 1, 2, "the input")?;
+    let (elem, scale, zp) = qparams(n, 3, 4, "the output", xq.elem, None)?;
+    if elem != xq.elem {
+        return Err(format!(
+            "the output is {elem} and the input {}: they must be of one type",
+            xq.elem
+        )
+        .into());
+    }
+    let out = QType {
+        elem,
+        scale: scale[0],
+        zero_point: zp[0],
+    };
+    n.push_one(Op::QTable(QTableCfg { steps: vec![step], out }), &[x])
+}
+
+fn qlinear_average_pool(n: &mut Node<'_>) -> Import {
+    if n.attrs.int("channels_last") != 0 {
+        return Err(NodeError::attr(
+            "channels_last",
+            "channels_last = 1 is not supported (the input is NCHW)",
+        ));
+    }
+    let (x, xq) = q_tensor(n, 0, 1, 2, "the input")?;
+    let (elem, scale, zp) = qparams(n, 3, 4, "the output", xq.elem, None)?;
+    let out = QType {
+        elem,
+        scale: scale[0],
+        zero_point: zp[0],
+    };
+    let s = n.shape(x);
+    if s.len() != 4 {
+        return Err(format!("the input has shape {s:?}; a 2-D pool reads [n, c, h, w]").into());
+    }
+    let k = n
+        .attrs
+        .ints("kernel_shape")
+        .ok_or(NodeError::attr("kernel_shape", "kernel_shape is missing"))?;
+    let pads = n.attrs.ints("pads").unwrap_or(vec![0; 4]);
+    let whole = k.len() == 2 && k[0] == s[2] as i64 && k[1] == s[3] as i64;
+    if !whole
+        || pads.iter().any(|&p| p != 0)
+        || n.attrs
+            .string("auto_pad")
+            .is_some_and(|p| p != "NOTSET" && p != "VALID")
+    {
+        return Err(format!(
+            "only an average over the whole {}x{} input is supported (kernel {k:?}, no padding)",
+            s[2], s[3]
+        )
+        .into());
+    }
+    n.push_one(Op::QMean { out, pool: true }, &[x])
 }
 
 fn qlinear_global_average_pool(n: &mut Node<'_>) -> Import {
