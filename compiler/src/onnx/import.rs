@@ -271,6 +271,10 @@ pub struct Importer {
     pub readers: HashMap<String, usize>,
     /// IR node names taken so far.
     names: HashSet<String>,
+    /// Transposes to NCHW of a quantized NHWC input, absorbed: their
+    /// output's name, and the QuantizeLinear output they read (whose value
+    /// they take).
+    pub absorbed: HashMap<String, String>,
 }
 
 impl Importer {
@@ -283,6 +287,7 @@ impl Importer {
             g: None,
             readers: HashMap::new(),
             names: HashSet::new(),
+            absorbed: HashMap::new(),
         }
     }
 
@@ -386,11 +391,22 @@ impl Importer {
         }
         let fixed = |i: usize| dims[i].ok_or_else(|| at(format!("dimension {i} is symbolic; only the batch may be")));
         // NHWC followed only by Transpose(0,3,1,2): absorb the transposes.
-        let readers: Vec<&NodeProto> = graph.node.iter().filter(|n| n.input.contains(&input.name)).collect();
-        let nhwc = !readers.is_empty()
-            && readers.iter().all(|n| {
-                n.op_type == "Transpose" && n.attribute.iter().any(|a| a.name == "perm" && a.ints == [0, 3, 1, 2])
-            });
+        // Also where a QuantizeLinear comes first (TFLite models converted
+        // by tf2onnx): quantizing is elementwise, so Transpose(Quantize(x))
+        // is Quantize(Transpose(x)), and the input is stored as it comes.
+        let readers_of =
+            |name: &String| -> Vec<&NodeProto> { graph.node.iter().filter(|n| n.input.contains(name)).collect() };
+        let to_nchw = |n: &NodeProto| {
+            n.op_type == "Transpose" && n.attribute.iter().any(|a| a.name == "perm" && a.ints == [0, 3, 1, 2])
+        };
+        let quantize_to_nchw = |n: &NodeProto| {
+            n.op_type == "QuantizeLinear" && n.input.first() == Some(&input.name) && n.output.len() == 1 && {
+                let r = readers_of(&n.output[0]);
+                !r.is_empty() && r.iter().all(|t| to_nchw(t))
+            }
+        };
+        let readers = readers_of(&input.name);
+        let nhwc = !readers.is_empty() && readers.iter().all(|n| to_nchw(n) || quantize_to_nchw(n));
         let (layout, shape) = if nhwc {
             (Layout::Nhwc, vec![1, fixed(3)?, fixed(1)?, fixed(2)?])
         } else {
@@ -426,6 +442,14 @@ impl Importer {
         self.values.insert(input.name.clone(), Value::Tensor(INPUT));
         if nhwc {
             for r in readers {
+                if quantize_to_nchw(r) {
+                    for t in readers_of(&r.output[0]) {
+                        for o in &t.output {
+                            self.absorbed.insert(o.clone(), r.output[0].clone());
+                        }
+                    }
+                    continue;
+                }
                 for o in &r.output {
                     self.values.insert(o.clone(), Value::Tensor(INPUT));
                 }

@@ -9,6 +9,7 @@ mod harness_threads;
 mod int8_families;
 mod int8_models;
 mod int8_ops;
+mod int8_tflite;
 mod onnx_fixtures;
 mod random_graphs;
 mod robustness;
