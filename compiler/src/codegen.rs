@@ -644,6 +644,13 @@ fn layer_call(p: &Program, l: &Layer, names: &[Ident], par: bool) -> TokenStream
             quote!(::mncc_runtime::global_avg_pool(#pixels, #c, #x, y);)
         }
         Kernel::Softmax => quote!(::mncc_runtime::softmax(#x, y);),
+        Kernel::MaxPool(s) => {
+            let shape = conv_shape(s);
+            quote! {
+                const SHAPE: ::mncc_runtime::ConvShape = #shape;
+                ::mncc_runtime::max_pool(&SHAPE, #x, y);
+            }
+        }
         Kernel::Add => {
             let r = &names[1];
             let ep = epilogue(l, quote!(None));
@@ -659,6 +666,10 @@ fn layer_call(p: &Program, l: &Layer, names: &[Ident], par: bool) -> TokenStream
             quote!(::mncc_runtime::scale_channels(#pixels, #c, #x, #r, y);)
         }
         Kernel::Sigmoid => quote!(::mncc_runtime::sigmoid(#x, y);),
+        Kernel::NchwToNhwc { pixels, c } => {
+            let (pixels, c) = (usize_lit(*pixels), usize_lit(*c));
+            quote!(::mncc_runtime::nchw_to_nhwc(#pixels, #c, #x, y);)
+        }
         Kernel::NhwcToNchw { pixels, c } => {
             let (pixels, c) = (usize_lit(*pixels), usize_lit(*c));
             quote!(::mncc_runtime::nhwc_to_nchw(#pixels, #c, #x, y);)

@@ -132,6 +132,31 @@ pub fn eval(op: &Op, ins: &[&[f64]], shapes: &[&[usize]], in_types: &[&TensorTyp
             let hw = shapes[0][2] * shapes[0][3];
             x.chunks(hw).map(avg_f32).collect()
         }
+        Op::MaxPool(p) => {
+            let [_, c, h, w] = [shapes[0][0], shapes[0][1], shapes[0][2], shapes[0][3]];
+            let (oh, ow) = (out_shape[2], out_shape[3]);
+            let mut out = Vec::with_capacity(c * oh * ow);
+            for ch in 0..c {
+                for y in 0..oh {
+                    for xx in 0..ow {
+                        let mut m = f64::NEG_INFINITY;
+                        for ky in 0..p.kernel[0] {
+                            for kx in 0..p.kernel[1] {
+                                let (iy, ix) = (
+                                    (y * p.stride[0] + ky) as isize - p.pads[0] as isize,
+                                    (xx * p.stride[1] + kx) as isize - p.pads[1] as isize,
+                                );
+                                if (0..h as isize).contains(&iy) && (0..w as isize).contains(&ix) {
+                                    m = m.max(x[(ch * h + iy as usize) * w + ix as usize]);
+                                }
+                            }
+                        }
+                        out.push(m);
+                    }
+                }
+            }
+            out
+        }
         Op::Dense(d) => {
             let (n, k, o) = (shapes[0][0], d.weight.shape[1], d.weight.shape[0]);
             let wt = reals(&d.weight);
@@ -512,7 +537,8 @@ fn dequantize(q: f64, scale: f32, zero_point: i32) -> f64 {
 
 /// `f(channel, value)` over an NCHW tensor.
 fn per_channel(x: &[f64], shape: &[usize], f: impl Fn(usize, f64) -> f64) -> Vec<f64> {
-    let (c, hw) = (shape[1], shape[2] * shape[3]);
+    // [n, c, h, w], or [n, c] (one value per channel).
+    let (c, hw) = (shape[1], shape[2..].iter().product::<usize>());
     x.iter().enumerate().map(|(i, &v)| f((i / hw) % c, v)).collect()
 }
 

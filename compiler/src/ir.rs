@@ -765,6 +765,50 @@ pub fn softmax_table(x_scale: f32, d: usize) -> [f32; 256] {
     t
 }
 
+/// A max pool's window: `kernel` (`[h, w]`), `stride`, `pads` (`[top,
+/// left, bottom, right]`, each smaller than the kernel: every window holds
+/// a pixel of the input), and the output size rounded up (`ceil`, ONNX
+/// `ceil_mode`; a last window starting in the bottom or right padding is
+/// dropped).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolCfg {
+    /// Window `[h, w]`.
+    pub kernel: [usize; 2],
+    /// Stride `[h, w]`.
+    pub stride: [usize; 2],
+    /// `[top, left, bottom, right]`.
+    pub pads: [usize; 4],
+    /// ONNX `ceil_mode`.
+    pub ceil: bool,
+}
+
+impl PoolCfg {
+    /// The output size along one axis of `size` input pixels (axis 0: height).
+    pub fn out(&self, axis: usize, size: usize) -> Result<usize, String> {
+        let (k, s) = (self.kernel[axis], self.stride[axis]);
+        let (before, after) = (self.pads[axis], self.pads[axis + 2]);
+        if before >= k || after >= k {
+            return Err(format!(
+                "pads {:?} must be smaller than the window {:?}",
+                self.pads, self.kernel
+            ));
+        }
+        let span = size + before + after;
+        if span < k {
+            return Err(format!("the window {:?} is larger than the padded input", self.kernel));
+        }
+        let mut out = if self.ceil {
+            (span - k).div_ceil(s) + 1
+        } else {
+            (span - k) / s + 1
+        };
+        if self.ceil && (out - 1) * s >= size + before {
+            out -= 1;
+        }
+        Ok(out)
+    }
+}
+
 /// The integer layer of a [`DynQCfg`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum DynInt {
@@ -838,6 +882,9 @@ pub enum Op {
     Add,
     /// Mean over the spatial dims: `[n, c, h, w] -> [n, c, 1, 1]`.
     GlobalAvgPool,
+    /// The largest value of each window, per channel, of a float or
+    /// quantized tensor (max commutes with quantization).
+    MaxPool(PoolCfg),
     /// Fully connected layer.
     Dense(DenseCfg),
     /// Softmax over the last dim of `[n, k]`.
@@ -903,6 +950,7 @@ impl Op {
             Op::Clip(_) => "Clip",
             Op::Add => "Add",
             Op::GlobalAvgPool => "GlobalAvgPool",
+            Op::MaxPool(_) => "MaxPool",
             Op::Dense(_) => "Dense",
             Op::Softmax => "Softmax",
             Op::Reshape(_) => "Reshape",
@@ -969,7 +1017,7 @@ impl Op {
         };
         match self {
             Op::Normalize(n) => {
-                let [_, c, _, _] = nchw(x)?;
+                let c = channels(x)?;
                 per_channel("scale", n.scale.len(), c)?;
                 per_channel("offset", n.offset.len(), c)?;
                 Ok(x.to_vec())
@@ -997,7 +1045,7 @@ impl Op {
                 conv_out(x, &cfg.weight.shape, cfg.stride, cfg.pads, cfg.groups)
             }
             Op::BatchNorm(b) => {
-                let [_, c, _, _] = nchw(x)?;
+                let c = channels(x)?;
                 for (name, v) in [
                     ("gamma", &b.gamma),
                     ("beta", &b.beta),
@@ -1026,6 +1074,10 @@ impl Op {
             Op::GlobalAvgPool => {
                 let [n, c, _, _] = nchw(x)?;
                 Ok(vec![n, c, 1, 1])
+            }
+            Op::MaxPool(p) => {
+                let [n, c, h, w] = nchw(x)?;
+                Ok(vec![n, c, p.out(0, h)?, p.out(1, w)?])
             }
             Op::Activation(_) | Op::Sigmoid => Ok(x.to_vec()),
             Op::Mul | Op::QMul(_) => {
@@ -1135,6 +1187,16 @@ impl Op {
         };
         match self {
             Op::Reshape(_) => Ok(inputs[0].clone()),
+            Op::MaxPool(_) => {
+                let t = inputs[0];
+                if t.is_real() || t.qtype().is_some() {
+                    Ok(t.clone())
+                } else {
+                    Err(format!(
+                        "input 0 is {t}; a max pool reads float32 or 8-bit per-tensor quantized values"
+                    ))
+                }
+            }
             Op::Quantize(q) => {
                 real(0)?;
                 q.check()?;
@@ -1342,6 +1404,7 @@ impl Op {
             | Op::Softmax
             | Op::Mul
             | Op::Sigmoid
+            | Op::MaxPool(_)
             | Op::Reshape(_)
             | Op::Dequantize
             | Op::DynQuantize => {}
@@ -1361,6 +1424,15 @@ impl Op {
             Op::DynQLayer(d) => (n * d.k()) as u64,
             _ => 0,
         }
+    }
+}
+
+/// The channels of an NCHW `[n, c, h, w]` or a `[n, c]` tensor (a
+/// per-channel op's input: an affine or BatchNorm after a dense layer).
+fn channels(x: &[usize]) -> Result<usize, String> {
+    match *x {
+        [_, c] | [_, c, _, _] => Ok(c),
+        _ => Err(format!("input must be [n, c, h, w] or [n, c], is {x:?}")),
     }
 }
 

@@ -23,6 +23,11 @@ pub struct Pass {
 /// The pipeline, in order.
 pub const PIPELINE: &[Pass] = &[
     Pass {
+        name: "fuse_hardswish_written_out",
+        doc: "clip(x + 3, 0, 6) / 6 becomes HardSigmoid and x * clip(x + 3, 0, 6) / 6 HardSwish (paddle2onnx, older PyTorch and tf2onnx exports)",
+        run: fuse_hardswish_written_out,
+    },
+    Pass {
         name: "reshape_into_dense",
         doc: "a flatten read only by a dense layer removed (the dense layer flattens in the same order)",
         run: reshape_into_dense,
@@ -339,24 +344,36 @@ pub fn fold_normalize(g: &mut Graph) -> usize {
 
 /// Applies a per-output-channel affine `y * s + t` (from `f(o) = (s, t)`)
 /// to a conv: `w' = w * s`, `b' = b * s + t`, in f64.
-fn scale_outputs(conv: &mut crate::ir::ConvCfg, f: impl Fn(usize) -> (f64, f64)) {
-    let oc = conv.out_c();
-    let mut bias = conv.bias.take().unwrap_or_else(|| vec![0.0; oc]);
-    let wt = conv.weight.f32_mut().expect("callers check f32 weights");
+fn scale_outputs(op: &mut Op, f: impl Fn(usize) -> (f64, f64)) {
+    let (weight, bias) = match op {
+        Op::Conv(c) => (&mut c.weight, &mut c.bias),
+        Op::Dense(d) => (&mut d.weight, &mut d.bias),
+        _ => unreachable!("callers check a plain conv or dense layer"),
+    };
+    let oc = weight.shape[0];
+    let mut out_bias = bias.take().unwrap_or_else(|| vec![0.0; oc]);
+    let wt = weight.f32_mut().expect("callers check f32 weights");
     let per = wt.len() / oc;
-    for (o, (b, ws)) in bias.iter_mut().zip(wt.chunks_mut(per)).enumerate() {
+    for (o, (b, ws)) in out_bias.iter_mut().zip(wt.chunks_mut(per)).enumerate() {
         let (s, t) = f(o);
         for w in ws {
             *w = (*w as f64 * s) as f32;
         }
         *b = (*b as f64 * s + t) as f32;
     }
-    conv.bias = Some(bias);
+    *bias = Some(out_bias);
 }
 
 /// A linear conv: no epilogue yet, f32 weights.
 fn plain_conv(n: &Node) -> bool {
     matches!(&n.op, Op::Conv(c) if c.clamp.is_none() && c.act == Activation::None && !c.residual && c.weight.f32().is_some())
+}
+
+/// A linear conv or dense layer (what a per-output-channel affine folds
+/// into: a BatchNorm1d after a Gemm, for one).
+fn plain_linear(n: &Node) -> bool {
+    plain_conv(n)
+        || matches!(&n.op, Op::Dense(d) if d.clamp.is_none() && d.act == Activation::None && d.weight.f32().is_some())
 }
 
 /// `Normalize -> Normalize` merged into one; `Conv -> Normalize` (a conv
@@ -386,37 +403,31 @@ pub fn fold_affine(g: &mut Graph) -> usize {
     merged
         + rewrite_pairs(
             g,
-            plain_conv,
+            plain_linear,
             |n| matches!(n.op, Op::Normalize(_)),
             |rw, i, j| {
                 let Op::Normalize(aff) = rw.g.nodes[j].op.clone() else {
                     unreachable!()
                 };
-                let Op::Conv(conv) = &mut rw.g.nodes[i].op else {
-                    unreachable!()
-                };
-                scale_outputs(conv, |o| (aff.scale[o] as f64, aff.offset[o] as f64));
+                scale_outputs(&mut rw.g.nodes[i].op, |o| (aff.scale[o] as f64, aff.offset[o] as f64));
                 rw.absorb(i, j);
                 i
             },
         )
 }
 
-/// `Conv -> BatchNorm`: per output channel `s = gamma / sqrt(var + eps)`,
+/// `Conv -> BatchNorm` (or `Dense -> BatchNorm`): per output channel `s = gamma / sqrt(var + eps)`,
 /// `w' = w * s`, `b' = (b - mean) * s + beta`.
 pub fn fold_batchnorm(g: &mut Graph) -> usize {
     rewrite_pairs(
         g,
-        plain_conv,
+        plain_linear,
         |n| matches!(n.op, Op::BatchNorm(_)),
         |rw, i, j| {
             let Op::BatchNorm(bn) = rw.g.nodes[j].op.clone() else {
                 unreachable!()
             };
-            let Op::Conv(conv) = &mut rw.g.nodes[i].op else {
-                unreachable!()
-            };
-            scale_outputs(conv, |o| {
+            scale_outputs(&mut rw.g.nodes[i].op, |o| {
                 let s = bn.gamma[o] as f64 / (bn.var[o] as f64 + bn.eps as f64).sqrt();
                 (s, bn.beta[o] as f64 - bn.mean[o] as f64 * s)
             });
@@ -509,6 +520,78 @@ pub fn fuse_activation(g: &mut Graph) -> usize {
     )
 }
 
+/// Hard-swish and hard-sigmoid written out with Add, Clip, Mul and Div (as
+/// paddle2onnx, older PyTorch exports and tf2onnx write them; the front
+/// end reads `x + 3` and `/ 6` as per-channel affines): `clip(x + 3, 0, 6)
+/// / 6` becomes `HardSigmoid(1/6, 1/2)` and `x * clip(x + 3, 0, 6) / 6`,
+/// with the division before or after the product, `HardSwish`. Runs
+/// first, before the affines fold into neighbouring convolutions. The
+/// results may differ from the written-out float ops in the last bits
+/// (one rounding instead of four).
+pub fn fuse_hardswish_written_out(g: &mut Graph) -> usize {
+    let mut rw = Rw::new(g);
+    let mut count = 0;
+    let uniform = |op: &Op, scale: f32, offset: f32| {
+        matches!(op, Op::Normalize(c)
+            if c.scale.iter().all(|&s| (s - scale).abs() <= 1e-6 * scale.abs().max(1.0))
+                && c.offset.iter().all(|&o| (o - offset).abs() <= 1e-6 * offset.abs().max(1.0)))
+    };
+    let relu6 = |op: &Op| matches!(op, Op::Clip(c) if c.min == 0.0 && c.max == 6.0);
+    // Node `k` as `clip(x + 3, 0, 6)`: its Add node and `x`.
+    let clip_of_plus3 = |rw: &Rw<'_>, k: usize| -> Option<(usize, TensorId)> {
+        if !relu6(&rw.g.nodes[k].op) {
+            return None;
+        }
+        let t = rw.g.nodes[k].inputs[0];
+        let a = rw.producer(t).filter(|_| rw.uses(t) == 1 && rw.g.output != t)?;
+        uniform(&rw.g.nodes[a].op, 1.0, 3.0).then(|| (a, rw.g.nodes[a].inputs[0]))
+    };
+    // First `clip(x + 3, 0, 6) / 6` -> HardSigmoid (then `x * HardSigmoid(x)`
+    // is fuse_hardswish's); then `(x * clip(x + 3, 0, 6)) / 6` -> HardSwish.
+    for j in 0..rw.len() {
+        if !rw.live(j) || !uniform(&rw.g.nodes[j].op, 1.0 / 6.0, 0.0) {
+            continue;
+        }
+        let t = rw.g.nodes[j].inputs[0];
+        let Some(k) = rw.producer(t).filter(|_| rw.uses(t) == 1 && rw.g.output != t) else {
+            continue;
+        };
+        if let Some((a, x)) = clip_of_plus3(&rw, k) {
+            let names = [rw.remove(a).name, rw.remove(k).name];
+            rw.g.nodes[j].op = Op::Activation(Activation::HardSigmoid {
+                alpha: 1.0 / 6.0,
+                beta: 0.5,
+            });
+            rw.set_inputs(j, vec![x]);
+            rw.g.nodes[j].fused.splice(0..0, names);
+            count += 1;
+            continue;
+        }
+        if !matches!(rw.g.nodes[k].op, Op::Mul) {
+            continue;
+        }
+        for side in 0..2 {
+            let (x, c) = (rw.g.nodes[k].inputs[side], rw.g.nodes[k].inputs[1 - side]);
+            let Some(ck) = rw.producer(c).filter(|_| rw.uses(c) == 1 && rw.g.output != c) else {
+                continue;
+            };
+            match clip_of_plus3(&rw, ck) {
+                Some((a, x2)) if x2 == x => {
+                    let names = [rw.remove(a).name, rw.remove(ck).name, rw.remove(k).name];
+                    rw.g.nodes[j].op = Op::Activation(Activation::HardSwish);
+                    rw.set_inputs(j, vec![x]);
+                    rw.g.nodes[j].fused.splice(0..0, names);
+                    count += 1;
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+    rw.finish();
+    count
+}
+
 /// `Mul(x, HardSigmoid(x))` with alpha 1/6 and beta 1/2 (how PyTorch exports
 /// HardSwish before opset 14) becomes `HardSwish(x)`.
 pub fn fuse_hardswish(g: &mut Graph) -> usize {
@@ -593,8 +676,9 @@ pub fn reshape_into_dense(g: &mut Graph) -> usize {
 /// * `DQ(x) -> Gemm(DQ(w), DQ(int32 bias)) -> Q`: `QDense` (QGemm);
 /// * `DQ(a), DQ(b) -> Add -> Q`: `QAdd` (QLinearAdd);
 /// * `DQ(x) -> GlobalAveragePool -> Q`: `QGlobalAvgPool`;
-/// * `DQ(x) -> Reshape/Flatten -> Q` with the same scale and zero point on
-///   both sides: the reshape of the integers.
+/// * `DQ(x) -> MaxPool -> Q` and `DQ(x) -> Reshape/Flatten -> Q` with the
+///   same scale and zero point on both sides: the pool or reshape of the
+///   integers.
 ///
 /// Every group needs its input and output of one 8-bit type, quantized per
 /// tensor, the op's output read by the Q alone, and weights of 8 bits per
@@ -725,6 +809,15 @@ fn qdq_group(rw: &Rw<'_>, j: usize, out: QType) -> Option<(Op, Vec<TensorId>, Ve
             (Op::QMean { out, pool: false }, vec![dq(0)?.0])
         }
         Op::GlobalAvgPool if !clipped => (Op::QGlobalAvgPool(out), vec![dq(0)?.0]),
+        // onnxruntime drops the Q/DQ pair around a MaxPool of one scale and
+        // zero point: the pool runs on the integers.
+        Op::MaxPool(p) if !clipped => {
+            let (x, q) = dq(0)?;
+            if q.scale.to_bits() != out.scale.to_bits() || q.zero_point != out.zero_point {
+                return None;
+            }
+            (Op::MaxPool(*p), vec![x])
+        }
         Op::Reshape(shape) if !clipped => {
             let (x, q) = dq(0)?;
             if q.scale.to_bits() != out.scale.to_bits() || q.zero_point != out.zero_point {
@@ -933,6 +1026,7 @@ mod tests {
         assert_eq!(
             counts,
             [
+                ("fuse_hardswish_written_out", 0),
                 ("reshape_into_dense", 0),
                 ("fold_affine", 0),
                 ("fold_normalize", 1),

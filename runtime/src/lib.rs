@@ -45,7 +45,8 @@ pub use mncc_abi::{
     PointwiseShape, PointwiseTiles, PwDwShape, PwOrder,
 };
 pub use ops::{
-    add, dequantize, global_avg_pool, map, nhwc_to_nchw, quantize, quantize_nchw, scale_channels, sigmoid, softmax,
+    add, dequantize, global_avg_pool, map, max_pool, nchw_to_nhwc, nhwc_to_nchw, quantize, quantize_nchw,
+    scale_channels, sigmoid, softmax,
 };
 pub use weights::{Aligned, Blob};
 

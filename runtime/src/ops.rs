@@ -3,8 +3,8 @@
 //! code (they are a sliver of a model's time). Generated code calls them
 //! from the crate root.
 
-use crate::abi::clamp;
 use crate::abi::quant::quantize as quantize_one;
+use crate::abi::{clamp, ConvShape};
 use crate::checks::check_len;
 use crate::epilogue::{activate, store_clamped};
 use crate::math::exp;
@@ -207,6 +207,54 @@ pub fn scale_channels(pixels: usize, c: usize, x: &[f32], scale: &[f32], out: &m
     }
 }
 
+/// Max pooling of NHWC `x` (`s.in_h * s.in_w * s.in_c`) into `y`
+/// (`s.out_h * s.out_w * s.out_c`, `out_c == in_c`): each output the
+/// largest of its window's values inside the input (the padding is not a
+/// value; the compiler guarantees each window holds at least one pixel).
+/// Any element type: max commutes with a quantization's monotonic map.
+///
+/// # Panics
+/// If a length does not match the shape, the channels differ, or a window
+/// holds no input pixel.
+#[inline(never)]
+pub fn max_pool<T: Copy + PartialOrd>(s: &ConvShape, x: &[T], y: &mut [T]) {
+    const K: &str = "max_pool";
+    check_len(K, "x", x.len(), s.in_h * s.in_w * s.in_c);
+    check_len(K, "y", y.len(), s.out_h * s.out_w * s.out_c);
+    assert!(
+        s.in_c == s.out_c,
+        "{K}: {} input and {} output channels",
+        s.in_c,
+        s.out_c
+    );
+    let c = s.in_c;
+    // The input rows (columns) window `o` covers.
+    let span = |o: usize, stride: usize, pad: usize, k: usize, size: usize| {
+        let start = (o * stride) as isize - pad as isize;
+        let lo = start.max(0) as usize;
+        let hi = ((start + k as isize).max(0) as usize).min(size);
+        assert!(lo < hi, "{K}: a window holds no input pixel");
+        lo..hi
+    };
+    for oy in 0..s.out_h {
+        let rows = span(oy, s.stride_h, s.pad_top, s.kernel_h, s.in_h);
+        for ox in 0..s.out_w {
+            let cols = span(ox, s.stride_w, s.pad_left, s.kernel_w, s.in_w);
+            let out = &mut y[(oy * s.out_w + ox) * c..][..c];
+            out.copy_from_slice(&x[(rows.start * s.in_w + cols.start) * c..][..c]);
+            for iy in rows.clone() {
+                for ix in cols.clone() {
+                    for (o, &v) in out.iter_mut().zip(&x[(iy * s.in_w + ix) * c..][..c]) {
+                        if v > *o {
+                            *o = v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// The logistic function of each value, as onnxruntime computes it
 /// ([`abi::logistic`](crate::abi::logistic)).
 ///
@@ -218,6 +266,19 @@ pub fn sigmoid(x: &[f32], out: &mut [f32]) {
     for (o, &v) in out.iter_mut().zip(x) {
         *o = crate::abi::logistic(v);
     }
+}
+
+/// Channels-first to channels-last: `x` is `c * pixels` (NCHW), `out[px *
+/// c + ch] = x[ch * pixels + px]`. Generated code calls it once, first,
+/// when an NCHW float model input is read by a layer other than a
+/// convolution (which reads NCHW where it is).
+///
+/// # Panics
+/// If `x` or `out` does not have `pixels * c` elements.
+#[inline]
+pub fn nchw_to_nhwc(pixels: usize, c: usize, x: &[f32], out: &mut [f32]) {
+    // The same transpose with the roles of the two dims swapped.
+    nhwc_to_nchw(c, pixels, x, out);
 }
 
 /// Channels-last to channels-first: `x` is `pixels * c` (NHWC), `out[ch *

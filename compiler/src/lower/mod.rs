@@ -20,7 +20,7 @@ mod select;
 pub mod storage;
 
 use crate::diag::Error;
-use crate::ir::{Activation, Clamp, ElemType, Graph, Layout, TensorId, INPUT};
+use crate::ir::{Activation, Clamp, ElemType, Graph, Layout, Op, TensorId, INPUT};
 use crate::passes::PassReport;
 pub use crate::target::Target;
 pub use mncc_abi::quant::{QAdd, QAvgPool, QMean, QMul, QSoftmax, QZeroPoints};
@@ -88,6 +88,8 @@ pub enum Kernel {
         /// Channels.
         c: usize,
     },
+    /// Max pooling (`mncc_runtime::max_pool`), any element type.
+    MaxPool(ConvShape),
     /// Softmax.
     Softmax,
     /// Elementwise add.
@@ -103,6 +105,13 @@ pub enum Kernel {
     },
     /// The model output from channels-last storage to the NCHW order its
     /// `[1, c, h, w]` shape promises (added by lowering, no graph node).
+    NchwToNhwc {
+        /// Pixels per channel.
+        pixels: usize,
+        /// Channels.
+        c: usize,
+    },
+    /// Channels-last to channels-first (the model output's layout).
     NhwcToNchw {
         /// Pixels.
         pixels: usize,
@@ -221,11 +230,13 @@ impl Kernel {
             Kernel::Pointwise { amx: true, .. } => "pointwise_amx_32x32".into(),
             Kernel::Pointwise { mr, nr, .. } => format!("pointwise_{mr}x{nr}"),
             Kernel::GlobalAvgPool { .. } => "global_avg_pool".into(),
+            Kernel::MaxPool(s) => format!("max_pool_{}x{}", s.kernel_h, s.kernel_w),
             Kernel::Softmax => "softmax".into(),
             Kernel::Add => "add".into(),
             Kernel::Map => "map".into(),
             Kernel::ScaleChannels { .. } => "scale_channels".into(),
             Kernel::NhwcToNchw { .. } => "nhwc_to_nchw".into(),
+            Kernel::NchwToNhwc { .. } => "nchw_to_nhwc".into(),
             Kernel::Quantize { elem, .. } => format!("quantize_{}", elem.rust_name()),
             Kernel::Dequantize { elem, .. } => format!("dequantize_{}", elem.rust_name()),
             Kernel::QConv { kind, .. } => match kind {
@@ -431,6 +442,46 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
     // A Reshape that keeps the NHWC storage order is a view: its output is
     // stored where its input is (`alias[t]` is the tensor that holds `t`).
     let mut alias: Vec<TensorId> = (0..g.tensors.len()).collect();
+    // An NCHW float input read by anything but a convolution (which reads
+    // it where it is): one first layer stores it channels-last, in a
+    // tensor id past the graph's, and every reader reads that.
+    let in_shape = &g.tensors[INPUT].shape;
+    let input_layout = g.input.dtype == ElemType::F32
+        && g.input.layout == Layout::Nchw
+        && !same_order_in_nhwc(in_shape)
+        && g.nodes.iter().any(|n| {
+            n.inputs.iter().enumerate().any(|(k, &t)| {
+                t == INPUT && !(k == 0 && matches!(n.op, Op::Conv(_) | Op::Quantize(_) | Op::DynQuantize))
+            })
+        });
+    if input_layout {
+        let (c, h, w) = (in_shape[1], in_shape[2], in_shape[3]);
+        let reader = g
+            .nodes
+            .iter()
+            .find(|n| n.inputs.contains(&INPUT) && !matches!(n.op, Op::Conv(_)))
+            .map_or("a layer", |n| n.source.as_str());
+        alias[INPUT] = g.tensors.len();
+        layers.push(Layer {
+            name: "(input layout)".into(),
+            op: "Transpose",
+            fused: Vec::new(),
+            kernel: Kernel::NchwToNhwc { pixels: h * w, c },
+            inputs: vec![INPUT],
+            output: g.tensors.len(),
+            in_shape: vec![c, h, w],
+            out_shape: vec![h, w, c],
+            weights: None,
+            bias: None,
+            int: None,
+            clamp: Clamp::NONE,
+            residual: false,
+            act: Activation::None,
+            macs: 0,
+            params: 0,
+            why: format!("the model input is NCHW and a {reader} reads it; activations are stored NHWC"),
+        });
+    }
     for n in &g.nodes {
         if let Some(layer) = select::layer(g, n, &mut alias, target, &mut blob)? {
             layers.push(layer);
@@ -447,6 +498,10 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
         })
         .collect();
     let mut tensor_types: Vec<ElemType> = g.tensors.iter().map(|t| t.ty.elem).collect();
+    if input_layout {
+        bytes.push(g.tensors[INPUT].len() * 4);
+        tensor_types.push(ElemType::F32);
+    }
 
     // Activations are stored channels-last; a `[1, c, h, w]` output with
     // more than one pixel and channel is NCHW for the caller (as ONNX and
@@ -535,28 +590,39 @@ mod tests {
 
     #[test]
     fn only_a_convolution_reads_a_raw_input() {
-        for (dtype, layout) in [(ElemType::U8, Layout::Nhwc), (ElemType::F32, Layout::Nchw)] {
+        // uint8 pixels: only a convolution reads them (as its main input).
+        let (dtype, layout) = (ElemType::U8, Layout::Nhwc);
+        let mut g = graph(dtype, layout);
+        g.push("gap", Op::GlobalAvgPool, &[INPUT]).unwrap();
+        let e = lower(&g, vec![], &Target::PORTABLE).unwrap_err().to_string();
+        assert!(
+            e.contains("node `gap`") && e.contains("only a convolution can read the model input"),
+            "{e}"
+        );
+        let mut g = graph(dtype, layout);
+        let mut cfg = ConvCfg::new(Param::new(vec![4, 4, 1, 1], vec![0.5; 16]), [1, 1], [0; 4], 1);
+        cfg.residual = true;
+        g.push("c", Op::Conv(cfg.clone()), &[INPUT, INPUT]).unwrap();
+        let e = lower(&g, vec![], &Target::PORTABLE).unwrap_err().to_string();
+        assert!(e.contains("node `c`"), "{e}");
+        cfg.residual = false;
+        for layout in [Layout::Nhwc, Layout::Nchw] {
             let mut g = graph(dtype, layout);
-            g.push("gap", Op::GlobalAvgPool, &[INPUT]).unwrap();
-            let e = lower(&g, vec![], &Target::PORTABLE).unwrap_err().to_string();
-            assert!(
-                e.contains("node `gap`") && e.contains("only a convolution can read the model input"),
-                "{e}"
-            );
-
-            // A conv may read it as its main input, not as its residual.
-            let mut g = graph(dtype, layout);
-            let mut cfg = ConvCfg::new(Param::new(vec![4, 4, 1, 1], vec![0.5; 16]), [1, 1], [0; 4], 1);
-            cfg.residual = true;
-            g.push("c", Op::Conv(cfg.clone()), &[INPUT, INPUT]).unwrap();
-            let e = lower(&g, vec![], &Target::PORTABLE).unwrap_err().to_string();
-            assert!(e.contains("node `c`"), "{e}");
-            cfg.residual = false;
-            let mut g = graph(dtype, layout);
-            g.push("c", Op::Conv(cfg), &[INPUT]).unwrap();
+            g.push("c", Op::Conv(cfg.clone()), &[INPUT]).unwrap();
             let p = lower(&g, vec![], &Target::PORTABLE).unwrap();
             assert!(matches!(p.layers[0].kernel, Kernel::Conv2d { .. }));
         }
+        // An NCHW float input: a convolution reads it where it is; anything
+        // else after a first layer that stores it channels-last.
+        let mut g = graph(ElemType::F32, Layout::Nchw);
+        g.push("c", Op::Conv(cfg), &[INPUT]).unwrap();
+        let p = lower(&g, vec![], &Target::PORTABLE).unwrap();
+        assert!(matches!(p.layers[0].kernel, Kernel::Conv2d { .. }));
+        let mut g = graph(ElemType::F32, Layout::Nchw);
+        g.push("gap", Op::GlobalAvgPool, &[INPUT]).unwrap();
+        let p = lower(&g, vec![], &Target::PORTABLE).unwrap();
+        let kinds: Vec<String> = p.layers.iter().map(|l| l.kernel.name()).collect();
+        assert_eq!(kinds, ["nchw_to_nhwc", "global_avg_pool"]);
         // Plain f32 NHWC input: anything may read it.
         let mut g = graph(ElemType::F32, Layout::Nhwc);
         g.push("gap", Op::GlobalAvgPool, &[INPUT]).unwrap();

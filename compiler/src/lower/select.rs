@@ -47,7 +47,10 @@ pub(super) fn layer(
     target: &Target,
     blob: &mut Blob,
 ) -> Result<Option<Layer>, Error> {
-    let input_is_plain = g.input.dtype == ElemType::F32 && g.input.layout == Layout::Nhwc;
+    // NHWC storage, or an NCHW one with one channel or one pixel (the same
+    // order).
+    let input_is_plain = g.input.dtype == ElemType::F32
+        && (g.input.layout == Layout::Nhwc || same_order_in_nhwc(&g.tensors[INPUT].shape));
     let x = &g.tensors[n.inputs[0]].shape;
     let y = &g.tensors[n.output].shape;
     let at = |msg: String| Error::from(Diagnostic::node(&n.name, &n.source, msg));
@@ -183,6 +186,22 @@ pub(super) fn layer(
             };
         }
         Op::Softmax => layer.kernel = Kernel::Softmax,
+        Op::MaxPool(p) => {
+            layer.kernel = Kernel::MaxPool(ConvShape {
+                in_h: x[2],
+                in_w: x[3],
+                in_c: x[1],
+                out_h: y[2],
+                out_w: y[3],
+                out_c: y[1],
+                kernel_h: p.kernel[0],
+                kernel_w: p.kernel[1],
+                stride_h: p.stride[0],
+                stride_w: p.stride[1],
+                pad_top: p.pads[0],
+                pad_left: p.pads[1],
+            });
+        }
         Op::Add => layer.kernel = Kernel::Add,
         Op::Clip(c) => {
             // A clamp with no conv or dense layer before it.

@@ -87,6 +87,30 @@ pub fn parse(bytes: &[u8], name: &str) -> Result<Graph, Vec<Diagnostic>> {
                 .map(|o| o.version)
         };
         let def = ops::find(&n.domain, &n.op_type).filter(|d| version.is_some_and(|v| d.opsets.contains(&v)));
+        // A default-domain operator that does not exist yet at the model's
+        // opset (HardSwish before 14, QuantizeLinear before 10).
+        if let Some(d) = def.filter(|d| registry::default_domain(d.domain)) {
+            if registry::definition(d.name, opset).is_none() {
+                let since = registry::HISTORY
+                    .iter()
+                    .find(|(name, _)| *name == d.name)
+                    .and_then(|(_, v)| v.first().copied());
+                errors.push(Diagnostic::onnx(
+                    &node_name(n, i),
+                    &n.op_type,
+                    None,
+                    match since {
+                        Some(s) => format!(
+                            "operator {} exists from opset {s}; the model imports opset {opset}",
+                            n.op_type
+                        ),
+                        None => format!("operator {} has no version history in mncc's registry", n.op_type),
+                    },
+                ));
+                defs.push(None);
+                continue;
+            }
+        }
         if def.is_none() {
             let domain = if registry::default_domain(&n.domain) {
                 String::new()

@@ -34,9 +34,74 @@ pub struct OpDef {
     pub import: fn(&mut Node<'_>) -> Import,
 }
 
-/// Opsets of the default domain the front end reads. (Versions 22 to 25 of
-/// the operators above only added element types: float ops are unchanged.)
-pub const OPSETS: RangeInclusive<i64> = 7..=25;
+/// Opsets of the default domain the front end reads: up to the newest the
+/// `onnx` package knows (1.23.2: 28), for every operator mncc reads has
+/// been checked against its version history ([`HISTORY`]): a model is
+/// read at its opset when each node's definition at that opset is one mncc
+/// implements, not by a global maximum.
+pub const OPSETS: RangeInclusive<i64> = 7..=28;
+
+/// The version history of every default-domain operator mncc reads, as the
+/// `onnx` package 1.23.2 lists it (`onnx.defs.get_all_schemas_with_history`:
+/// each definition's `since_version`), reviewed up to [`OPSETS`]'s end:
+/// every definition here is one mncc implements. The changes from opset 14
+/// on only add element types (bfloat16, float8, int4, float6, ...), which
+/// mncc refuses where they occur with their own error, except those the
+/// import functions read by opset (ReduceMean 18 and Pad 18: axes as an
+/// input; Pad 19's `wrap` mode, refused by the attribute check; AveragePool
+/// 19's dilations). A new opset needs its new definitions reviewed here
+/// before [`OPSETS`] grows (a test checks that every entry is within it).
+pub const HISTORY: &[(&str, &[i64])] = &[
+    ("Add", &[1, 6, 7, 13, 14]),
+    ("AveragePool", &[1, 7, 10, 11, 19, 22]),
+    ("BatchNormalization", &[1, 6, 7, 9, 14, 15]),
+    ("Cast", &[1, 6, 9, 13, 19, 21, 23, 24, 25, 28]),
+    ("Clip", &[1, 6, 11, 12, 13]),
+    ("Concat", &[1, 4, 11, 13]),
+    ("Constant", &[1, 9, 11, 12, 13, 19, 21, 23, 24, 25]),
+    ("Conv", &[1, 11, 22]),
+    ("ConvInteger", &[10]),
+    ("Div", &[1, 6, 7, 13, 14]),
+    ("DequantizeLinear", &[10, 13, 19, 21, 23, 24, 25, 28]),
+    ("Dropout", &[1, 6, 7, 10, 12, 13, 22]),
+    ("DynamicQuantizeLinear", &[11]),
+    ("Flatten", &[1, 9, 11, 13, 21, 23, 24, 25]),
+    ("Gather", &[1, 11, 13]),
+    ("Gemm", &[1, 6, 7, 9, 11, 13]),
+    ("GlobalAveragePool", &[1, 22]),
+    ("HardSigmoid", &[1, 6, 22]),
+    ("HardSwish", &[14, 22]),
+    ("Identity", &[1, 13, 14, 16, 19, 21, 23, 24, 25]),
+    ("MatMul", &[1, 9, 13]),
+    ("MatMulInteger", &[10]),
+    ("MaxPool", &[1, 8, 10, 11, 12, 22]),
+    ("Mul", &[1, 6, 7, 13, 14]),
+    ("Pad", &[1, 2, 11, 13, 18, 19, 21, 23, 24, 25]),
+    ("QLinearConv", &[10]),
+    ("QLinearMatMul", &[10, 21]),
+    ("QuantizeLinear", &[10, 13, 19, 21, 23, 24, 25, 28]),
+    ("ReduceMean", &[1, 11, 13, 18]),
+    ("Relu", &[1, 6, 13, 14]),
+    ("Reshape", &[1, 5, 13, 14, 19, 21, 23, 24, 25]),
+    ("Shape", &[1, 13, 15, 19, 21, 23, 24, 25]),
+    ("Sigmoid", &[1, 6, 13]),
+    ("Slice", &[1, 10, 11, 13]),
+    ("Softmax", &[1, 11, 13]),
+    ("Squeeze", &[1, 11, 13, 21, 23, 24, 25]),
+    ("Sub", &[1, 6, 7, 13, 14]),
+    ("Transpose", &[1, 13, 21, 23, 24, 25]),
+    ("Unsqueeze", &[1, 11, 13, 21, 23, 24, 25]),
+];
+
+/// The definition of default-domain operator `op` in effect at `opset`
+/// (the largest `since_version` not above it), or `None` when the operator
+/// did not exist yet (or has no [`HISTORY`] entry).
+pub fn definition(op: &str, opset: i64) -> Option<i64> {
+    HISTORY
+        .iter()
+        .find(|(name, _)| *name == op)
+        .and_then(|(_, v)| v.iter().copied().filter(|&s| s <= opset).max())
+}
 
 /// The largest size any one dimension, stride, pad or kernel may have
 /// ([`crate::limits::MAX_DIM`]): a bound on every size attribute, so that
@@ -46,4 +111,31 @@ pub const MAX_DIM: i64 = crate::limits::MAX_DIM as i64;
 /// Whether `domain` names the default domain.
 pub fn default_domain(domain: &str) -> bool {
     domain.is_empty() || domain == "ai.onnx"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_default_domain_operator_has_a_reviewed_history() {
+        for def in crate::onnx::ops::all() {
+            if !default_domain(def.domain) {
+                continue;
+            }
+            let (_, versions) = HISTORY
+                .iter()
+                .find(|(n, _)| *n == def.name)
+                .unwrap_or_else(|| panic!("{}: no version history in HISTORY", def.name));
+            assert!(
+                versions.iter().all(|v| v <= OPSETS.end()),
+                "{}: a definition newer than opset {} is listed: review it and extend OPSETS",
+                def.name,
+                OPSETS.end()
+            );
+        }
+        assert_eq!(definition("Conv", 28), Some(22));
+        assert_eq!(definition("Conv", 21), Some(11));
+        assert_eq!(definition("HardSwish", 13), None);
+    }
 }

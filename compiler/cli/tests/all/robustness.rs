@@ -150,6 +150,81 @@ fn attribute_values_are_checked_before_import() {
     }
 }
 
+/// The long tail of exporters' operators (MaxPool, Transpose, Sub, Div,
+/// Slice): what mncc cannot compute is an error naming node and reason.
+#[test]
+fn exporter_operators_outside_what_mncc_computes() {
+    type Case<'a> = (&'a str, Box<dyn Fn(&mut Model, &mut String)>, Vec<&'a str>);
+    let cases: Vec<Case> = vec![
+        (
+            "MaxPool with pads as large as its window",
+            Box::new(|m: &mut Model, _: &mut String| {
+                let pw = node(m, "pw").output[0].clone();
+                let pool = m.node(
+                    "MaxPool",
+                    "pool",
+                    &[&pw],
+                    vec![ints("kernel_shape", &[2, 2]), ints("pads", &[2, 2, 2, 2])],
+                );
+                node(m, "gap").input[0] = pool;
+            }),
+            vec!["node `pool` (MaxPool)", "smaller than the window"],
+        ),
+        (
+            "a Transpose that reorders a feature map",
+            Box::new(|m: &mut Model, _: &mut String| {
+                let pw = node(m, "pw").output[0].clone();
+                let t = m.node("Transpose", "t", &[&pw], vec![ints("perm", &[0, 2, 3, 1])]);
+                node(m, "gap").input[0] = t;
+            }),
+            vec!["node `t` (Transpose)", "reorders elements"],
+        ),
+        (
+            "Div of a constant by a tensor",
+            Box::new(|m: &mut Model, _: &mut String| {
+                let pw = node(m, "pw").output[0].clone();
+                let one = m.init("one", &[], vec![1.0]);
+                let d = m.node("Div", "div", &[&one, &pw], vec![]);
+                node(m, "gap").input[0] = d;
+            }),
+            vec!["node `div` (Div)", "division of a tensor by a constant"],
+        ),
+        (
+            "Div by zero",
+            Box::new(|m: &mut Model, _: &mut String| {
+                let pw = node(m, "pw").output[0].clone();
+                let zero = m.init("zero", &[], vec![0.0]);
+                let d = m.node("Div", "div", &[&pw, &zero], vec![]);
+                node(m, "gap").input[0] = d;
+            }),
+            vec!["node `div`", "infinite"],
+        ),
+        (
+            "Sub of two feature maps",
+            Box::new(|m: &mut Model, _: &mut String| {
+                let pw = node(m, "pw").output[0].clone();
+                let d = m.node("Sub", "sub", &[&pw, &pw], vec![]);
+                node(m, "gap").input[0] = d;
+            }),
+            vec!["node `sub` (Sub)", "two computed tensors"],
+        ),
+        (
+            "Slice of a feature map",
+            Box::new(|m: &mut Model, _: &mut String| {
+                let pw = node(m, "pw").output[0].clone();
+                let st = m.init_i64("st", &[1], vec![0]);
+                let en = m.init_i64("en", &[1], vec![1]);
+                let d = m.node("Slice", "slice", &[&pw, &st, &en], vec![]);
+                node(m, "gap").input[0] = d;
+            }),
+            vec!["node `slice` (Slice)", "must be a constant"],
+        ),
+    ];
+    for (what, f, needles) in cases {
+        expect_error(what, fuzzing::onnx(&mutated(|m, o| f(m, o))), &needles);
+    }
+}
+
 #[test]
 fn a_squeezed_mean_cannot_feed_a_convolution() {
     // Squeeze-and-excitation with ReduceMean keepdims = 0: the conv after

@@ -136,9 +136,8 @@ pub fn geometry(
     if wdims.len() != 4 {
         return Err(format!("weight has shape {wdims:?}; a 2-D convolution needs [out, in/group, kh, kw]").into());
     }
-    let a = &n.attrs;
     let (kh, kw) = (wdims[2], wdims[3]);
-    if let Some(ks) = a.ints("kernel_shape") {
+    if let Some(ks) = n.attrs.ints("kernel_shape") {
         if usizes(&ks, "kernel_shape")? != [kh, kw] {
             return Err(NodeError::attr(
                 "kernel_shape",
@@ -146,6 +145,25 @@ pub fn geometry(
             ));
         }
     }
+    let (stride, pads) = window(n, x, pending, [kh, kw], "convolution")?;
+    let group = n.attrs.int("group");
+    let group = usize::try_from(group).map_err(|_| NodeError::attr("group", format!("group {group} is invalid")))?;
+    Ok((stride, pads, group))
+}
+
+/// The strides and pads (`[top, left, bottom, right]`, with the `pending`
+/// pads of a Pad node absorbed) of a sliding window of `kernel` over `x`
+/// (a convolution's or a pool's), from the node's `strides`, `pads` and
+/// `auto_pad`.
+pub fn window(
+    n: &Node<'_>,
+    x: TensorId,
+    pending: [usize; 4],
+    kernel: [usize; 2],
+    what: &str,
+) -> Result<([usize; 2], [usize; 4]), NodeError> {
+    let a = &n.attrs;
+    let [kh, kw] = kernel;
     let strides =
         usizes(&a.ints("strides").unwrap_or(vec![1, 1]), "strides").map_err(|e| NodeError::attr("strides", e))?;
     let [sh, sw] = strides[..] else {
@@ -156,7 +174,7 @@ pub fn geometry(
     };
     let xs = n.shape(x);
     if xs.len() != 4 {
-        return Err(format!("the input has shape {xs:?}; a 2-D convolution reads [n, c, h, w]").into());
+        return Err(format!("the input has shape {xs:?}; a 2-D {what} reads [n, c, h, w]").into());
     }
     let (ih, iw) = (xs[2] + pending[0] + pending[2], xs[3] + pending[1] + pending[3]);
     let same = |size: usize, k: usize, s: usize, upper: bool| -> (usize, usize) {
@@ -197,9 +215,7 @@ pub fn geometry(
         pads[2] + pending[2],
         pads[3] + pending[3],
     ];
-    let group = a.int("group");
-    let group = usize::try_from(group).map_err(|_| NodeError::attr("group", format!("group {group} is invalid")))?;
-    Ok(([sh, sw], pads, group))
+    Ok(([sh, sw], pads))
 }
 
 fn pad(n: &mut Node<'_>) -> Import {

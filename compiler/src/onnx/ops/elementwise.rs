@@ -1,11 +1,12 @@
 //! Elementwise operators: Relu, Clip, HardSigmoid, HardSwish (activations
-//! the passes fuse into the layer before), Sigmoid, Add, Mul (residuals, biases,
+//! the passes fuse into the layer before), Sigmoid, Add, Sub and Div by a
+//! constant, Mul (residuals, biases,
 //! per-channel affines, squeeze-and-excitation), and the identities of
 //! inference, Dropout and Identity.
 
 use crate::ir::{Activation, Clamp, NormalizeCfg, Op};
 use crate::onnx::attrs::{attr, attr_until, AttrKind::*, Dflt, NodeError};
-use crate::onnx::import::{one, Import, Node, Value};
+use crate::onnx::import::{one, Const, Data, Import, Node, Value};
 use crate::onnx::registry::OpDef;
 
 pub const OPS: &[OpDef] = &[
@@ -68,6 +69,24 @@ pub const OPS: &[OpDef] = &[
         attrs: &[],
         check: None,
         import: add,
+    },
+    OpDef {
+        name: "Sub",
+        domain: "",
+        opsets: 1..=i64::MAX,
+        inputs: 2..=2,
+        attrs: &[],
+        check: None,
+        import: sub,
+    },
+    OpDef {
+        name: "Div",
+        domain: "",
+        opsets: 1..=i64::MAX,
+        inputs: 2..=2,
+        attrs: &[],
+        check: None,
+        import: div,
     },
     OpDef {
         name: "Mul",
@@ -151,6 +170,56 @@ fn add(n: &mut Node<'_>) -> Import {
             }
         }
         _ => Err("adds two constants or a pending Pad; expected tensors".into()),
+    }
+}
+
+/// `c` with every value through `f`, as floats.
+fn map_const(c: &Const, f: impl Fn(f32) -> f32) -> Const {
+    Const {
+        dims: c.dims.clone(),
+        data: Data::F32(c.f32s().into_iter().map(f).collect()),
+    }
+}
+
+/// `x - c` is `x + (-c)` (a bias, or a per-channel shift); `c - x` a
+/// per-channel affine with scale -1 (hard-swish written out, `x - mean`
+/// normalizations).
+fn sub(n: &mut Node<'_>) -> Import {
+    match (n.arg(0), n.arg(1)) {
+        (Some(Value::Tensor(t)), Some(Value::Const(c))) => {
+            let c = map_const(&c, |v| -v);
+            match n.fold_bias(t, &c) {
+                Ok(v) => one(v),
+                Err(_) => {
+                    let offset = n.per_channel(t, &c)?;
+                    let scale = vec![1.0; offset.len()];
+                    n.push_one(Op::Normalize(NormalizeCfg { scale, offset }), &[t])
+                }
+            }
+        }
+        (Some(Value::Const(c)), Some(Value::Tensor(t))) => {
+            let offset = n.per_channel(t, &c)?;
+            let scale = vec![-1.0; offset.len()];
+            n.push_one(Op::Normalize(NormalizeCfg { scale, offset }), &[t])
+        }
+        (Some(Value::Tensor(_)), Some(Value::Tensor(_))) => {
+            Err("subtracts two computed tensors; only a constant (per tensor or per channel) is supported".into())
+        }
+        _ => Err("subtracts two constants or a pending Pad; expected a tensor".into()),
+    }
+}
+
+/// `x / c` is `x * (1 / c)`: a per-channel scale (the reciprocal rounded
+/// once to f32, so a value may differ from onnxruntime's quotient by one
+/// unit in the last place).
+fn div(n: &mut Node<'_>) -> Import {
+    match (n.arg(0), n.arg(1)) {
+        (Some(Value::Tensor(t)), Some(Value::Const(c))) => {
+            let scale = n.per_channel(t, &map_const(&c, |v| 1.0 / v))?;
+            let offset = vec![0.0; scale.len()];
+            n.push_one(Op::Normalize(NormalizeCfg { scale, offset }), &[t])
+        }
+        _ => Err("only the division of a tensor by a constant (per tensor or per channel) is supported".into()),
     }
 }
 

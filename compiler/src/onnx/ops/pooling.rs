@@ -1,9 +1,10 @@
-//! Pooling: GlobalAveragePool, and AveragePool and ReduceMean where they
-//! are a global average over the spatial axes.
+//! Pooling: GlobalAveragePool, AveragePool and ReduceMean where they are
+//! a global average over the spatial axes, and MaxPool.
 
-use crate::ir::Op;
+use crate::ir::{Op, PoolCfg};
 use crate::onnx::attrs::{attr, attr_until, AttrKind::*, Dflt, NodeError};
 use crate::onnx::import::{one, usizes, Import, Node, Value};
+use crate::onnx::ops::conv::window;
 use crate::onnx::registry::{OpDef, MAX_DIM};
 
 pub const OPS: &[OpDef] = &[
@@ -32,6 +33,23 @@ pub const OPS: &[OpDef] = &[
         ],
         check: None,
         import: average_pool,
+    },
+    OpDef {
+        name: "MaxPool",
+        domain: "",
+        opsets: 1..=i64::MAX,
+        inputs: 1..=1,
+        attrs: &[
+            attr("auto_pad", Str, Dflt::Str("NOTSET")),
+            attr("ceil_mode", Int, Dflt::Int(0)).range(0, 1),
+            attr("dilations", Ints, Dflt::None).len(2).range(1, 1),
+            attr("kernel_shape", Ints, Dflt::None).len(2).range(1, MAX_DIM),
+            attr("pads", Ints, Dflt::None).len(4).range(0, MAX_DIM),
+            attr("storage_order", Int, Dflt::Int(0)).range(0, 0),
+            attr("strides", Ints, Dflt::None).len(2).range(1, MAX_DIM),
+        ],
+        check: None,
+        import: max_pool,
     },
     OpDef {
         name: "ReduceMean",
@@ -74,6 +92,33 @@ fn average_pool(n: &mut Node<'_>) -> Import {
         .into());
     }
     n.push_one(Op::GlobalAvgPool, &[x])
+}
+
+fn max_pool(n: &mut Node<'_>) -> Import {
+    if n.output_read(1) {
+        return Err("the Indices output is read; only the pooled values are supported".into());
+    }
+    let x = n.tensor(0)?;
+    let k = usizes(
+        &n.attrs
+            .ints("kernel_shape")
+            .ok_or(NodeError::attr("kernel_shape", "kernel_shape is missing"))?,
+        "kernel_shape",
+    )?;
+    let [kh, kw] = k[..] else {
+        return Err(NodeError::attr(
+            "kernel_shape",
+            format!("kernel_shape {k:?} must have 2 values"),
+        ));
+    };
+    let (stride, pads) = window(n, x, [0; 4], [kh, kw], "max pool")?;
+    let cfg = PoolCfg {
+        kernel: [kh, kw],
+        stride,
+        pads,
+        ceil: n.attrs.int("ceil_mode") != 0,
+    };
+    n.push_one(Op::MaxPool(cfg), &[x])
 }
 
 fn reduce_mean(n: &mut Node<'_>) -> Import {

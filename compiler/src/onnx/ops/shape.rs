@@ -88,6 +88,19 @@ pub const OPS: &[OpDef] = &[
         import: gather,
     },
     OpDef {
+        name: "Slice",
+        domain: "",
+        opsets: 1..=i64::MAX,
+        inputs: 1..=5,
+        attrs: &[
+            attr_until("starts", Ints, Dflt::None, 9),
+            attr_until("ends", Ints, Dflt::None, 9),
+            attr_until("axes", Ints, Dflt::None, 9),
+        ],
+        check: None,
+        import: slice,
+    },
+    OpDef {
         name: "Concat",
         domain: "",
         opsets: 1..=i64::MAX,
@@ -258,8 +271,38 @@ fn constant(n: &mut Node<'_>) -> Import {
     one(Value::Const(c))
 }
 
-fn transpose(_: &mut Node<'_>) -> Import {
-    Err("only the NHWC -> NCHW transpose (perm 0,3,1,2) of the model input is supported".into())
+/// A Transpose that moves only dims of size 1 keeps every element where it
+/// is: a reshape (the NCHW -> NHWC Transpose of a `[1, c, 1, 1]` tensor
+/// before a TFLite-converted head, for one). The NHWC -> NCHW transpose of
+/// the model input is absorbed by the importer.
+fn transpose(n: &mut Node<'_>) -> Import {
+    let x = n.tensor(0)?;
+    let s = n.shape(x);
+    let rank = s.len();
+    let perm: Vec<usize> = match n.attrs.ints("perm") {
+        Some(p) => p
+            .iter()
+            .map(|&v| usize::try_from(v).ok().filter(|&v| v < rank))
+            .collect::<Option<Vec<usize>>>()
+            .ok_or_else(|| NodeError::attr("perm", format!("perm {p:?} is not a permutation of 0..{rank}")))?,
+        None => (0..rank).rev().collect(),
+    };
+    let mut seen = vec![false; rank];
+    if perm.len() != rank || perm.iter().any(|&d| std::mem::replace(&mut seen[d], true)) {
+        return Err(NodeError::attr(
+            "perm",
+            format!("perm {perm:?} is not a permutation of 0..{rank}"),
+        ));
+    }
+    let moved: Vec<usize> = perm.iter().copied().filter(|&d| s[d] != 1).collect();
+    if !moved.windows(2).all(|w| w[0] < w[1]) {
+        return Err(format!(
+            "a transpose of {s:?} by perm {perm:?} reorders elements; only the model input's NHWC -> NCHW transpose and transposes that move dims of size 1 are supported"
+        )
+        .into());
+    }
+    let shape: Vec<usize> = perm.iter().map(|&d| s[d]).collect();
+    n.push_one(Op::Reshape(shape), &[x])
 }
 
 fn shape(n: &mut Node<'_>) -> Import {
@@ -298,6 +341,64 @@ fn gather(n: &mut Node<'_>) -> Import {
     } else {
         c
     }))
+}
+
+/// Slice of a 1-D constant (a shape: `Shape -> Slice` in a head's shape
+/// computation), folded; ONNX's clamping of starts and ends, any nonzero
+/// step.
+fn slice(n: &mut Node<'_>) -> Import {
+    let data = n.constant(0, "data")?;
+    if data.dims.len() != 1 {
+        return Err("only slicing a 1-D constant (a shape) is supported".into());
+    }
+    let ints = |k: usize, what: &str, attr: &str| -> Result<Option<Vec<i64>>, NodeError> {
+        if n.opset() < 10 {
+            Ok(n.attrs.ints(attr))
+        } else {
+            Ok(n.opt_const(k, what)?.map(|c| c.i64s()))
+        }
+    };
+    let one_value = |v: Option<Vec<i64>>, what: &str| -> Result<Option<i64>, NodeError> {
+        match v.as_deref() {
+            None => Ok(None),
+            Some([x]) => Ok(Some(*x)),
+            Some(v) => Err(format!("{what} {v:?}: a 1-D slice takes one value").into()),
+        }
+    };
+    let start = one_value(ints(1, "starts", "starts")?, "starts")?.ok_or("starts is missing")?;
+    let end = one_value(ints(2, "ends", "ends")?, "ends")?.ok_or("ends is missing")?;
+    if let Some(axis) = one_value(ints(3, "axes", "axes")?, "axes")? {
+        if axis != 0 && axis != -1 {
+            return Err(format!("axis {axis} is out of range for a 1-D constant").into());
+        }
+    }
+    let step = if n.opset() < 10 {
+        None
+    } else {
+        one_value(ints(4, "steps", "steps")?, "steps")?
+    }
+    .unwrap_or(1);
+    if step == 0 {
+        return Err("a step of 0 is invalid".into());
+    }
+    let vals = data.i64s();
+    let len = vals.len() as i64;
+    let clamp = |v: i64, lo: i64, hi: i64| (if v < 0 { v.saturating_add(len) } else { v }).clamp(lo, hi);
+    let mut out = Vec::new();
+    if step > 0 {
+        let (mut i, e) = (clamp(start, 0, len), clamp(end, 0, len));
+        while i < e {
+            out.push(vals[i as usize]);
+            i += step;
+        }
+    } else {
+        let (mut i, e) = (clamp(start, 0, len - 1), clamp(end, -1, len - 1));
+        while i > e {
+            out.push(vals[i as usize]);
+            i += step;
+        }
+    }
+    one(Value::Const(Const::i64(vec![out.len()], out)))
 }
 
 fn concat(n: &mut Node<'_>) -> Import {
