@@ -49,7 +49,26 @@ pub struct Model {
 
 /// Reads a model: a TOML description (`.toml`) or an ONNX file (`.onnx`).
 pub fn load(path: &Path) -> Result<Model, Error> {
+    load_with(path, &LoadOptions::default())
+}
+
+/// How to read a model file ([`load_with`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// The ONNX input's shape, in its own dim order (`[1, 3, 224, 224]` for
+    /// NCHW): fixes symbolic dims (`[-1, 3, -1, -1]` exports); a dim the
+    /// model fixes must agree. Not for a TOML description, whose
+    /// resolution is its own.
+    pub input_shape: Option<Vec<usize>>,
+}
+
+/// [`load`] with options.
+pub fn load_with(path: &Path, options: &LoadOptions) -> Result<Model, Error> {
     match path.extension().and_then(|e| e.to_str()) {
+        Some("toml") if options.input_shape.is_some() => Err(Error::msg(format!(
+            "{}: an input shape is for ONNX models; a TOML description sets its own resolution",
+            path.display()
+        ))),
         Some("toml") => {
             let spec = spec::load(path).map_err(Error)?;
             let mut model = build_spec(spec, Some(path))?;
@@ -57,7 +76,7 @@ pub fn load(path: &Path) -> Result<Model, Error> {
             Ok(model)
         }
         Some("onnx") => {
-            let graph = onnx::load(path).map_err(Error)?;
+            let graph = onnx::load_with(path, options.input_shape.as_deref()).map_err(Error)?;
             Ok(Model {
                 graph,
                 files: vec![path.to_path_buf()],
@@ -182,6 +201,7 @@ pub struct Build {
     out_dir: Option<PathBuf>,
     name: Option<String>,
     target: Target,
+    options: LoadOptions,
 }
 
 impl Build {
@@ -198,6 +218,7 @@ impl Build {
             out_dir: None,
             name: None,
             target,
+            options: LoadOptions::default(),
         }
     }
 
@@ -206,6 +227,14 @@ impl Build {
     /// everywhere.
     pub fn target(mut self, target: Target) -> Build {
         self.target = target;
+        self
+    }
+
+    /// The ONNX input's shape, in its own dim order (see
+    /// [`LoadOptions::input_shape`]): for models exported with symbolic
+    /// height and width.
+    pub fn input_shape(mut self, shape: impl Into<Vec<usize>>) -> Build {
+        self.options.input_shape = Some(shape.into());
         self
     }
 
@@ -239,7 +268,7 @@ impl Build {
                 .unwrap_or("model")
                 .to_string(),
         };
-        let model = load(&self.model)?;
+        let model = load_with(&self.model, &self.options)?;
         for f in &model.files {
             println!("cargo:rerun-if-changed={}", f.display());
         }

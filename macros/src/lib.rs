@@ -31,17 +31,22 @@ use syn::LitStr;
 /// (relative to the crate root) into items: `INPUT_SHAPE`, `INPUT_LEN`,
 /// `Input`, `OUTPUT_SHAPE`, `OUTPUT_LEN`, `Output`, `ARENA_LEN`, `Arena`,
 /// `MACS`, `PARAMS`, `run(&Input, &mut Output, &mut Arena)` and
-/// `classify(&Input, &mut Arena) -> Output`. An optional `target =
-/// "name"` picks the schedule's target as `mncc --target` does (default
-/// `x86-64`).
+/// `classify(&Input, &mut Arena) -> Output`. Options, after the path:
+/// `target = "name"` picks the schedule's target as `mncc --target` does
+/// (default `x86-64`); `input_shape = [1, 3, 224, 224]` fixes an ONNX
+/// input's symbolic dims, as `mncc --input-shape` does.
 #[proc_macro]
 pub fn mobilenet(input: TokenStream) -> TokenStream {
-    let Args { lit, target } = match syn::parse::<Args>(input) {
+    let Args {
+        lit,
+        target,
+        input_shape,
+    } = match syn::parse::<Args>(input) {
         Ok(a) => a,
         Err(e) => {
-            let hint = "expected the path of a model description as a string literal, e.g. mobilenet!(\"models/v1_0.25_224.toml\"), optionally followed by `, target = \"x86-64-amx\"`";
+            let hint = "expected the path of a model description as a string literal, e.g. mobilenet!(\"models/v1_0.25_224.toml\"), optionally followed by `, target = \"x86-64-amx\"` and `, input_shape = [1, 3, 224, 224]`";
             let msg = e.to_string();
-            let msg = if msg.starts_with("unknown option") {
+            let msg = if msg.starts_with("unknown or repeated option") {
                 msg.as_str()
             } else {
                 hint
@@ -56,7 +61,8 @@ pub fn mobilenet(input: TokenStream) -> TokenStream {
             Err(e) => return syn::Error::new(t.span(), e).to_compile_error().into(),
         },
     };
-    match expand(&lit, &target) {
+    let options = mncc::LoadOptions { input_shape };
+    match expand(&lit, &target, &options) {
         Ok(ts) => ts.into(),
         Err(errors) => errors
             .into_iter()
@@ -67,31 +73,45 @@ pub fn mobilenet(input: TokenStream) -> TokenStream {
 }
 
 /// The macro's arguments: the description's path, then optionally
-/// `, target = "name"`.
+/// `, target = "name"` and `, input_shape = [dims]`, in any order.
 struct Args {
     lit: LitStr,
     target: Option<LitStr>,
+    input_shape: Option<Vec<usize>>,
 }
 
 impl syn::parse::Parse for Args {
     fn parse(input: syn::parse::ParseStream<'_>) -> syn::Result<Self> {
         let lit: LitStr = input.parse()?;
-        let mut target = None;
-        if input.parse::<Option<syn::Token![,]>>()?.is_some() && !input.is_empty() {
+        let (mut target, mut input_shape) = (None, None);
+        while input.parse::<Option<syn::Token![,]>>()?.is_some() && !input.is_empty() {
             let key: syn::Ident = input.parse()?;
-            if key != "target" {
+            input.parse::<syn::Token![=]>()?;
+            if key == "target" && target.is_none() {
+                target = Some(input.parse()?);
+            } else if key == "input_shape" && input_shape.is_none() {
+                let content;
+                syn::bracketed!(content in input);
+                let dims = syn::punctuated::Punctuated::<syn::LitInt, syn::Token![,]>::parse_terminated(&content)?;
+                input_shape = Some(
+                    dims.iter()
+                        .map(|d| d.base10_parse::<usize>())
+                        .collect::<syn::Result<_>>()?,
+                );
+            } else {
                 return Err(syn::Error::new(
                     key.span(),
                     format!(
-                        "unknown option `{key}`: the only option is `target = \"...\"` (a name of `mncc --target`)"
+                        "unknown or repeated option `{key}`: the options are `target = \"...\"` (a name of `mncc --target`) and `input_shape = [1, 3, 224, 224]`"
                     ),
                 ));
             }
-            input.parse::<syn::Token![=]>()?;
-            target = Some(input.parse()?);
-            let _ = input.parse::<Option<syn::Token![,]>>()?;
         }
-        Ok(Args { lit, target })
+        Ok(Args {
+            lit,
+            target,
+            input_shape,
+        })
     }
 }
 
@@ -106,7 +126,11 @@ fn resolve(rel: &str) -> PathBuf {
     }
 }
 
-fn expand(lit: &LitStr, target: &mncc::Target) -> Result<proc_macro2::TokenStream, Vec<String>> {
+fn expand(
+    lit: &LitStr,
+    target: &mncc::Target,
+    options: &mncc::LoadOptions,
+) -> Result<proc_macro2::TokenStream, Vec<String>> {
     let rel = lit.value();
     if rel.is_empty() {
         return Err(vec![
@@ -121,7 +145,7 @@ fn expand(lit: &LitStr, target: &mncc::Target) -> Result<proc_macro2::TokenStrea
         )]);
     }
     let rendered = |e: mncc::Error| e.0.iter().map(ToString::to_string).collect::<Vec<_>>();
-    let model = mncc::load(&path).map_err(rendered)?;
+    let model = mncc::load_with(&path, options).map_err(rendered)?;
     let program = mncc::compile_for(&model, target).map_err(rendered)?;
     let items = mncc::codegen::tokens(&program, &mncc::codegen::WeightsEmbed::Inline);
     let tracked: Vec<String> = model.files.iter().map(|f| f.to_string_lossy().into_owned()).collect();

@@ -23,6 +23,10 @@ enum Cmd {
     Compile {
         /// The model: a description (.toml) or an ONNX file (.onnx).
         model: PathBuf,
+        /// The ONNX input's shape, in its own dim order (e.g. 1,3,224,224): fixes the
+        /// symbolic dims of models exported with a dynamic height and width.
+        #[arg(long = "input-shape", value_name = "DIMS", value_delimiter = ',')]
+        input_shape: Option<Vec<usize>>,
         /// The CPU the schedule is sized for (cache tiles, bands; x86-64-amx: pointwise
         /// layers on the AMX tiles). The generated code runs on any CPU of the
         /// architecture either way.
@@ -36,6 +40,10 @@ enum Cmd {
     Inspect {
         /// The model: a description (.toml) or an ONNX file (.onnx).
         model: PathBuf,
+        /// The ONNX input's shape, in its own dim order (e.g. 1,3,224,224): fixes the
+        /// symbolic dims of models exported with a dynamic height and width.
+        #[arg(long = "input-shape", value_name = "DIMS", value_delimiter = ',')]
+        input_shape: Option<Vec<usize>>,
         /// The CPU the schedule is sized for (cache tiles, bands; x86-64-amx: pointwise
         /// layers on the AMX tiles). The generated code runs on any CPU of the
         /// architecture either way.
@@ -56,6 +64,10 @@ enum Cmd {
     Verify {
         /// The model: a description (.toml) or an ONNX file (.onnx).
         model: PathBuf,
+        /// The ONNX input's shape, in its own dim order (e.g. 1,3,224,224): fixes the
+        /// symbolic dims of models exported with a dynamic height and width.
+        #[arg(long = "input-shape", value_name = "DIMS", value_delimiter = ',')]
+        input_shape: Option<Vec<usize>>,
         /// The CPU the schedule is sized for (cache tiles, bands; x86-64-amx: pointwise
         /// layers on the AMX tiles). The generated code runs on any CPU of the
         /// architecture either way.
@@ -75,6 +87,10 @@ enum Cmd {
     Bench {
         /// The model: a description (.toml) or an ONNX file (.onnx).
         model: PathBuf,
+        /// The ONNX input's shape, in its own dim order (e.g. 1,3,224,224): fixes the
+        /// symbolic dims of models exported with a dynamic height and width.
+        #[arg(long = "input-shape", value_name = "DIMS", value_delimiter = ',')]
+        input_shape: Option<Vec<usize>>,
         /// The CPU the schedule is sized for (cache tiles, bands; x86-64-amx: pointwise
         /// layers on the AMX tiles). The generated code runs on any CPU of the
         /// architecture either way.
@@ -164,8 +180,13 @@ fn print_comparison(c: &Comparison, what: &str) {
 
 fn run(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
-        Cmd::Compile { model, target, out } => {
-            let m = mncc::load(&model)?;
+        Cmd::Compile {
+            model,
+            input_shape,
+            target,
+            out,
+        } => {
+            let m = mncc::load_with(&model, &mncc::LoadOptions { input_shape })?;
             m.check_output(&out)?;
             let p = mncc::compile_for(&m, &target)?;
             let blob = mncc::write(&p, &out, &model.display().to_string())?;
@@ -180,11 +201,12 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         Cmd::Inspect {
             model,
+            input_shape,
             target,
             code_size,
             opt_level,
         } => {
-            let m = mncc::load(&model)?;
+            let m = mncc::load_with(&model, &mncc::LoadOptions { input_shape })?;
             let p = mncc::compile_for(&m, &target)?;
             print!("{}", mncc::inspect::report(&p));
             if !code_size.is_empty() {
@@ -198,12 +220,13 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         Cmd::Verify {
             model,
+            input_shape,
             target,
             input,
             expect,
             seed,
         } => {
-            let m = mncc::load(&model)?;
+            let m = mncc::load_with(&model, &mncc::LoadOptions { input_shape })?;
             let p = mncc::compile_for(&m, &target)?;
             let x = load_input(input.as_deref(), &p, seed)?;
             let (reference, what) = match &expect {
@@ -232,6 +255,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         Cmd::Bench {
             model,
+            input_shape,
             target,
             seconds,
             layers,
@@ -241,7 +265,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             if !(seconds > 0.0 && seconds <= 600.0) {
                 return Err(Error::msg("--seconds must be in (0, 600]"));
             }
-            let m = mncc::load(&model)?;
+            let m = mncc::load_with(&model, &mncc::LoadOptions { input_shape })?;
             let p = mncc::compile_for(&m, &target)?;
             let x = InputData::random(p.input_type, p.input_len(), 1);
             eprintln!("building the generated code (release, target-cpu=native)...");

@@ -271,6 +271,9 @@ pub struct Importer {
     pub readers: HashMap<String, usize>,
     /// IR node names taken so far.
     names: HashSet<String>,
+    /// The input shape the user gives (`--input-shape`), in the model
+    /// input's own dim order: it fixes symbolic dims.
+    pub input_shape: Option<Vec<usize>>,
     /// Transposes to NCHW of a quantized NHWC input, absorbed: their
     /// output's name, and the QuantizeLinear output they read (whose value
     /// they take).
@@ -288,6 +291,7 @@ impl Importer {
             readers: HashMap::new(),
             names: HashSet::new(),
             absorbed: HashMap::new(),
+            input_shape: None,
         }
     }
 
@@ -375,6 +379,25 @@ impl Importer {
         if !bad.is_empty() {
             return Err(at(bad.join("; ")));
         }
+        let mut dims = dims;
+        if let Some(want) = &self.input_shape {
+            if want.len() != dims.len() {
+                return Err(at(format!(
+                    "has {} dims; the input shape given ({want:?}) has {}",
+                    dims.len(),
+                    want.len()
+                )));
+            }
+            for (i, (d, &w)) in dims.iter_mut().zip(want).enumerate() {
+                match *d {
+                    Some(v) if v != w => bad.push(format!("dimension {i} is {v}; the input shape given says {w}")),
+                    _ => *d = Some(w),
+                }
+            }
+            if !bad.is_empty() {
+                return Err(at(bad.join("; ")));
+            }
+        }
         if dims.len() != 4 {
             return Err(at(format!(
                 "has {} dims; an image input has 4 (NCHW or NHWC)",
@@ -389,7 +412,13 @@ impl Importer {
                 )))
             }
         }
-        let fixed = |i: usize| dims[i].ok_or_else(|| at(format!("dimension {i} is symbolic; only the batch may be")));
+        let fixed = |i: usize| {
+            dims[i].ok_or_else(|| {
+                at(format!(
+                    "dimension {i} is symbolic: give the input shape (`mncc ... --input-shape 1,3,224,224`, `Build::input_shape`, or `input_shape = [1, 3, 224, 224]` in `mobilenet!`), in the input's own dim order"
+                ))
+            })
+        };
         // NHWC followed only by Transpose(0,3,1,2): absorb the transposes.
         // Also where a QuantizeLinear comes first (TFLite models converted
         // by tf2onnx): quantizing is elementwise, so Transpose(Quantize(x))

@@ -393,3 +393,47 @@ fn onnx_errors_list_every_unsupported_node() {
     std::fs::write(&junk, b"not a model at all").unwrap();
     assert_clean_error(&mncc(&["inspect", junk.to_str().unwrap()]), "junk.onnx: ");
 }
+
+/// A model exported with symbolic height and width (`[batch, 3, height,
+/// width]`): an error that says how to fix the shape, then `--input-shape`
+/// fixes it and the model verifies against onnxruntime.
+#[test]
+fn input_shape_fixes_symbolic_height_and_width() {
+    use onnx_protobuf::tensor_shape_proto::dimension::Value as Dim;
+    use onnx_protobuf::Message;
+    let fixture = repo().join("tests/fixtures/onnx/torch_v1_op10");
+    let bytes = std::fs::read(fixture.join("model.onnx")).unwrap();
+    let mut m = onnx_protobuf::ModelProto::parse_from_bytes(&bytes).unwrap();
+    let g = m.graph.as_mut().unwrap();
+    let tt = g.input[0].type_.as_mut().unwrap().mut_tensor_type();
+    let dims = &mut tt.shape.as_mut().unwrap().dim;
+    for (i, name) in [(2, "height"), (3, "width")] {
+        dims[i].value = Some(Dim::DimParam(name.into()));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("symbolic.onnx");
+    std::fs::write(&path, m.write_to_bytes().unwrap()).unwrap();
+    let model = path.to_str().unwrap();
+
+    let o = mncc(&["compile", model, "-o", dir.path().join("m.rs").to_str().unwrap()]);
+    assert_clean_error(&o, "dimension 2 is symbolic");
+    let (_, err) = text(&o);
+    assert!(err.contains("--input-shape"), "{err}");
+
+    let o = mncc(&["inspect", model, "--input-shape", "1,4,32,32"]);
+    assert_clean_error(&o, "dimension 1 is 3; the input shape given says 4");
+
+    let o = mncc(&[
+        "verify",
+        model,
+        "--input-shape",
+        "1,3,32,32",
+        "--input",
+        fixture.join("input.npy").to_str().unwrap(),
+        "--expect",
+        fixture.join("expected.npy").to_str().unwrap(),
+    ]);
+    let (out, err) = text(&o);
+    println!("{out}");
+    assert!(o.status.success(), "{out}\n{err}");
+}
