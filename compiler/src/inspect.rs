@@ -44,7 +44,7 @@ pub fn report(p: &Program) -> String {
             let elem = |t: usize| p.tensor_types[t].rust_name();
             [
                 i.to_string(),
-                d.name.clone(),
+                cut(&d.name, NAME_COLUMN),
                 d.op_column(),
                 format!("{}>{}", elem(l.inputs[0]), elem(l.output)),
                 shape(&p.layers[i].in_shape),
@@ -62,7 +62,7 @@ pub fn report(p: &Program) -> String {
     let mut width = head.map(str::len);
     for r in &rows {
         for (w, c) in width.iter_mut().zip(r) {
-            *w = (*w).max(c.len());
+            *w = (*w).max(c.chars().count());
         }
     }
     let line = |cells: &[String]| {
@@ -162,4 +162,43 @@ pub fn report(p: &Program) -> String {
         }
     );
     s
+}
+
+/// The widest layer name the table shows whole (tf2onnx's names run to 250
+/// characters); a longer one keeps its start and end around a `…`.
+const NAME_COLUMN: usize = 48;
+
+/// `name` cut to `max` characters, if longer: a TFLite fused name
+/// (`a;b;c`, the ops folded into one) to its first op, then the middle.
+fn cut(name: &str, max: usize) -> String {
+    if name.chars().count() > max {
+        if let Some((first, _)) = name.split_once(';') {
+            return cut(&format!("{first};…"), max);
+        }
+    }
+    let n = name.chars().count();
+    if n <= max {
+        return name.to_string();
+    }
+    let head = (max - 1) / 2;
+    let tail = max - 1 - head;
+    let start: String = name.chars().take(head).collect();
+    let end: String = name.chars().skip(n - tail).collect();
+    format!("{start}…{end}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cut;
+
+    #[test]
+    fn long_layer_names_are_cut() {
+        assert_eq!(cut("conv_dw_1", 48), "conv_dw_1");
+        let fused = format!("{};{}", "a/relu6", "x".repeat(80));
+        assert_eq!(cut(&fused, 48), "a/relu6;…");
+        let long = "abcdefghij".repeat(10);
+        let c = cut(&long, 11);
+        assert_eq!(c, "abcde…fghij");
+        assert_eq!(c.chars().count(), 11);
+    }
 }
