@@ -365,17 +365,30 @@ impl Pixel<'_> {
 /// If `y` and `a` differ in length, or `b`'s length does not divide `a`'s.
 #[inline(never)]
 pub fn qadd<A: Quantized, B: Quantized, Y: Quantized>(a: &[A], b: &[B], params: &QAdd, y: &mut [Y]) {
-    const K: &str = "qadd";
-    check_len(K, "y", y.len(), a.len());
+    broadcast("qadd", a, b, y, |u, v| params.apply(u, v, Y::MIN, Y::MAX));
+}
+
+/// `y[i] = f(a[i], b[i % b.len()])` as integers (qadd, qmul): `b` as long
+/// as `a`, or repeated over it.
+#[inline(always)]
+#[track_caller]
+fn broadcast<A: Quantized, B: Quantized, Y: Quantized>(
+    kernel: &str,
+    a: &[A],
+    b: &[B],
+    y: &mut [Y],
+    f: impl Fn(i32, i32) -> i32,
+) {
+    check_len(kernel, "y", y.len(), a.len());
     assert!(
         !b.is_empty() && a.len().is_multiple_of(b.len()),
-        "{K}: `b` has {} elements, which must divide `a`'s {}",
+        "{kernel}: `b` has {} elements, which must divide `a`'s {}",
         b.len(),
         a.len()
     );
     for (ys, xs) in y.chunks_mut(b.len()).zip(a.chunks(b.len())) {
         for ((o, &u), &v) in ys.iter_mut().zip(xs).zip(b) {
-            *o = Y::from_i32(params.apply(u.to_i32(), v.to_i32(), Y::MIN, Y::MAX));
+            *o = Y::from_i32(f(u.to_i32(), v.to_i32()));
         }
     }
 }
@@ -415,19 +428,7 @@ pub fn qglobal_avg_pool<X: Quantized, Y: Quantized>(p: &QAvgPool, x: &[X], y: &m
 /// If `y` and `a` differ in length, or `b`'s length does not divide `a`'s.
 #[inline(never)]
 pub fn qmul<A: Quantized, B: Quantized, Y: Quantized>(a: &[A], b: &[B], params: &QMul, y: &mut [Y]) {
-    const K: &str = "qmul";
-    check_len(K, "y", y.len(), a.len());
-    assert!(
-        !b.is_empty() && a.len().is_multiple_of(b.len()),
-        "{K}: `b` has {} elements, which must divide `a`'s {}",
-        b.len(),
-        a.len()
-    );
-    for (ys, xs) in y.chunks_mut(b.len()).zip(a.chunks(b.len())) {
-        for ((o, &u), &v) in ys.iter_mut().zip(xs).zip(b) {
-            *o = Y::from_i32(params.apply(u.to_i32(), v.to_i32(), Y::MIN, Y::MAX));
-        }
-    }
+    broadcast("qmul", a, b, y, |u, v| params.apply(u, v, Y::MIN, Y::MAX));
 }
 
 /// An elementwise function of a quantized tensor as a table: `y[i] =

@@ -435,6 +435,36 @@ fn same_order_in_nhwc(shape: &[usize]) -> bool {
     }
 }
 
+/// A layer that changes the storage order of tensor `from` into `to` (each
+/// with its shape as stored), for `why`.
+fn layout_layer(
+    name: &str,
+    kernel: Kernel,
+    from: (TensorId, Vec<usize>),
+    to: (TensorId, Vec<usize>),
+    why: String,
+) -> Layer {
+    Layer {
+        name: name.into(),
+        op: "Transpose",
+        fused: Vec::new(),
+        kernel,
+        inputs: vec![from.0],
+        output: to.0,
+        in_shape: from.1,
+        out_shape: to.1,
+        weights: None,
+        bias: None,
+        int: None,
+        clamp: Clamp::NONE,
+        residual: false,
+        act: Activation::None,
+        macs: 0,
+        params: 0,
+        why,
+    }
+}
+
 /// Lowers an optimized graph (see [`crate::passes::optimize`]).
 pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Program, Error> {
     let mut blob = pack::Blob::default();
@@ -462,25 +492,13 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
             .find(|n| n.inputs.contains(&INPUT) && !matches!(n.op, Op::Conv(_)))
             .map_or("a layer", |n| n.source.as_str());
         alias[INPUT] = g.tensors.len();
-        layers.push(Layer {
-            name: "(input layout)".into(),
-            op: "Transpose",
-            fused: Vec::new(),
-            kernel: Kernel::NchwToNhwc { pixels: h * w, c },
-            inputs: vec![INPUT],
-            output: g.tensors.len(),
-            in_shape: vec![c, h, w],
-            out_shape: vec![h, w, c],
-            weights: None,
-            bias: None,
-            int: None,
-            clamp: Clamp::NONE,
-            residual: false,
-            act: Activation::None,
-            macs: 0,
-            params: 0,
-            why: format!("the model input is NCHW and a {reader} reads it; activations are stored NHWC"),
-        });
+        layers.push(layout_layer(
+            "(input layout)",
+            Kernel::NchwToNhwc { pixels: h * w, c },
+            (INPUT, vec![c, h, w]),
+            (g.tensors.len(), vec![h, w, c]),
+            format!("the model input is NCHW and a {reader} reads it; activations are stored NHWC"),
+        ));
     }
     for n in &g.nodes {
         if let Some(layer) = select::layer(g, n, &mut alias, target, &mut blob)? {
@@ -520,25 +538,13 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
         let last = bytes.len();
         bytes.push(c * h * w * 4);
         tensor_types.push(ElemType::F32);
-        layers.push(Layer {
-            name: "(output layout)".into(),
-            op: "Transpose",
-            fused: Vec::new(),
-            kernel: Kernel::NhwcToNchw { pixels: h * w, c },
-            inputs: vec![output],
-            output: last,
-            in_shape: vec![h, w, c],
-            out_shape: vec![c, h, w],
-            weights: None,
-            bias: None,
-            int: None,
-            clamp: Clamp::NONE,
-            residual: false,
-            act: Activation::None,
-            macs: 0,
-            params: 0,
-            why: "the model output is NCHW; activations are stored NHWC".into(),
-        });
+        layers.push(layout_layer(
+            "(output layout)",
+            Kernel::NhwcToNchw { pixels: h * w, c },
+            (output, vec![h, w, c]),
+            (last, vec![c, h, w]),
+            "the model output is NCHW; activations are stored NHWC".into(),
+        ));
         output = last;
     }
 

@@ -29,3 +29,27 @@ pub fn text(o: &Output) -> (String, String) {
         String::from_utf8_lossy(&o.stderr).into_owned(),
     )
 }
+
+/// The case directories (each with a `model.onnx`) of
+/// `tests/fixtures/<fixtures>`, sorted.
+pub fn fixture_cases(fixtures: &str) -> Vec<PathBuf> {
+    let dir = repo().join("tests/fixtures").join(fixtures);
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("model.onnx").is_file())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The rows of a float32 `.npy` (one per value of dim 0).
+pub fn f32_rows(path: &Path) -> Vec<Vec<f32>> {
+    let a = mncc_cli::npy::read(path).unwrap();
+    let mncc_cli::npy::NpyData::F32(v) = a.data else {
+        panic!("{}: not f32", path.display())
+    };
+    let n = a.shape[0];
+    v.chunks(v.len() / n).map(<[f32]>::to_vec).collect()
+}

@@ -8,36 +8,13 @@
 //! Sigmoid: onnxruntime's bits too (MLAS's approximation, as mncc computes
 //! it), and within 2e-7 of the interpreter's exact logistic.
 
+use crate::common::{f32_rows, fixture_cases};
 use mncc::interp::{self, InputData};
 use mncc_cli::harness;
-use mncc_cli::npy::{self, NpyData};
-use std::path::{Path, PathBuf};
-
-fn cases() -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/int8_ops");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.join("model.onnx").is_file())
-        .collect();
-    v.sort();
-    v
-}
-
-/// The rows of a float32 array (one per value of dim 0).
-fn rows(path: &Path) -> Vec<Vec<f32>> {
-    let a = npy::read(path).unwrap();
-    let NpyData::F32(v) = a.data else {
-        panic!("{}: not f32", path.display())
-    };
-    let n = a.shape[0];
-    v.chunks(v.len() / n).map(<[f32]>::to_vec).collect()
-}
 
 #[test]
 fn every_operator_matches_onnxruntime_bit_for_bit() {
-    let cases = cases();
+    let cases = fixture_cases("int8_ops");
     assert_eq!(cases.len(), 19, "9 operators x 2 types, and a float Sigmoid");
     let mut failures = Vec::new();
     for dir in &cases {
@@ -57,7 +34,7 @@ fn every_operator_matches_onnxruntime_bit_for_bit() {
             }
         };
         let h = harness::build(&p, true).unwrap();
-        let (inputs, expected) = (rows(&dir.join("input.npy")), rows(&dir.join("expected.npy")));
+        let (inputs, expected) = (f32_rows(&dir.join("input.npy")), f32_rows(&dir.join("expected.npy")));
         let (mut same_ort, mut same_ref, mut n) = (0, 0, 0);
         let mut worst = 0f32;
         for (x, ort) in inputs.into_iter().zip(&expected) {

@@ -8,25 +8,13 @@
 //! fixed-point requantization is not onnxruntime's) it must stay within
 //! one output step, and the difference is printed.
 
+use crate::common::{f32_rows, fixture_cases};
 use mncc::interp::{self, InputData};
 use mncc_cli::harness;
-use mncc_cli::npy::{self, NpyData};
-use std::path::{Path, PathBuf};
-
-fn rows(path: &Path) -> Vec<Vec<f32>> {
-    let a = npy::read(path).unwrap();
-    let NpyData::F32(v) = a.data else {
-        panic!("{}: not f32", path.display())
-    };
-    let n = a.shape[0];
-    v.chunks(v.len() / n).map(<[f32]>::to_vec).collect()
-}
 
 #[test]
 fn tflite_int8_models_match_onnxruntime_bit_for_bit() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/int8_tflite");
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path()).collect();
-    cases.sort();
+    let cases = fixture_cases("int8_tflite");
     assert_eq!(cases.len(), 2, "v1 and v2");
     let mut failures = Vec::new();
     for dir in &cases {
@@ -45,8 +33,8 @@ fn tflite_int8_models_match_onnxruntime_bit_for_bit() {
             .and_then(|n| g.tensors[n.inputs[0]].ty.quant.as_ref())
             .map(|q| q.scale[0])
             .expect("a dequantized output");
-        let inputs = rows(&dir.join("input.npy"));
-        let (ort, lite) = (rows(&dir.join("expected.npy")), rows(&dir.join("litert.npy")));
+        let inputs = f32_rows(&dir.join("input.npy"));
+        let (ort, lite) = (f32_rows(&dir.join("expected.npy")), f32_rows(&dir.join("litert.npy")));
         let (mut same_ort, mut same_ref, mut same_lite, mut n) = (0, 0, 0, 0);
         let mut lite_steps = 0f32;
         for ((x, o), l) in inputs.into_iter().zip(&ort).zip(&lite) {
