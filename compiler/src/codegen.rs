@@ -116,9 +116,14 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
         }
     );
     let output_doc = format!(
-        " The output: {} `{}` values, in the order of [`OUTPUT_SHAPE`] (NCHW for a 4-D output).",
+        " The output: {} `{}` values, in the order of [`OUTPUT_SHAPE`]{}.",
         p.output_len(),
-        p.output_type.rust_name()
+        p.output_type.rust_name(),
+        match (p.output_shape.len(), p.output_layout) {
+            (4, Layout::Nhwc) => " (NHWC: [1, height, width, channels])",
+            (4, Layout::Nchw) => " (NCHW: [1, channels, height, width])",
+            _ => "",
+        }
     );
     let model_doc = format!(
         " {} ({}): {} layers, {} MACs, {} parameters.",

@@ -27,11 +27,16 @@ pub fn report(p: &Program) -> String {
     let _ = writeln!(s, "{} ({})", p.name, p.description);
     let _ = writeln!(
         s,
-        "input {} {} {}, output {}",
+        "input {} {} {}, output {}{}",
         shape(&p.input_shape),
         p.input_type.rust_name(),
         p.input_layout,
-        shape(&p.output_shape)
+        shape(&p.output_shape),
+        if p.output_shape.len() == 4 {
+            format!(" {}", p.output_layout)
+        } else {
+            String::new()
+        }
     );
     let passes: Vec<String> = p.passes.iter().map(|r| format!("{} x{}", r.name, r.rewrites)).collect();
     let _ = writeln!(s, "passes: {}", passes.join(", "));

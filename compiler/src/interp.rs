@@ -87,10 +87,25 @@ pub fn input_nchw(g: &Graph, input: &InputData) -> Result<Vec<f64>, String> {
     Ok(to_nchw(&input.to_f64(), shape, g.input.layout))
 }
 
-/// Runs the graph; returns its output (NCHW, f64).
+/// Runs the graph; returns its output (f64, a 4-D one in the graph's
+/// output layout).
 pub fn run(g: &Graph, input: &InputData) -> Result<Vec<f64>, String> {
     let mut all = run_all(g, input)?;
-    Ok(std::mem::take(&mut all[g.output]))
+    let y = std::mem::take(&mut all[g.output]);
+    Ok(match (g.output_layout, g.tensors[g.output].shape.as_slice()) {
+        (Layout::Nhwc, &[n, c, h, w]) => {
+            let mut out = vec![0.0; y.len()];
+            for b in 0..n {
+                for ch in 0..c {
+                    for p in 0..h * w {
+                        out[(b * h * w + p) * c + ch] = y[(b * c + ch) * h * w + p];
+                    }
+                }
+            }
+            out
+        }
+        _ => y,
+    })
 }
 
 fn to_nchw(x: &[f64], shape: &[usize], layout: Layout) -> Vec<f64> {

@@ -1617,6 +1617,11 @@ pub struct Graph {
     pub nodes: Vec<Node>,
     /// The model output.
     pub output: TensorId,
+    /// The order a 4-D output is given to callers in: NCHW (ONNX's, the
+    /// IR's), or NHWC where the ONNX model's output is the NHWC transpose
+    /// of a feature map (models converted from TensorFlow). Other ranks
+    /// ignore it.
+    pub output_layout: Layout,
 }
 
 /// The graph input's tensor id.
@@ -1636,6 +1641,7 @@ impl Graph {
             }],
             nodes: Vec::new(),
             output: INPUT,
+            output_layout: Layout::Nchw,
         }
     }
 

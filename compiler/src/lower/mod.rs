@@ -371,8 +371,10 @@ pub struct Program {
     pub input_shape: Vec<usize>,
     /// Output element type.
     pub output_type: ElemType,
-    /// Output shape.
+    /// Output shape, in the caller's layout.
     pub output_shape: Vec<usize>,
+    /// Output layout (of a 4-D output).
+    pub output_layout: Layout,
     /// Layers in execution order.
     pub layers: Vec<Layer>,
     /// How they run: each layer in exactly one step, in order.
@@ -528,7 +530,8 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
     let mut output = alias[g.output];
     let out_shape = &g.tensors[g.output].shape;
     let out_type = g.tensors[g.output].ty.elem;
-    if !same_order_in_nhwc(out_shape) && output != INPUT {
+    let nhwc_out = g.output_layout == Layout::Nhwc && out_shape.len() == 4;
+    if !nhwc_out && !same_order_in_nhwc(out_shape) && output != INPUT {
         if out_type != ElemType::F32 {
             return Err(Error::msg(format!(
                 "the model output is a {out_type} feature map; only float32 feature maps are transposed to NCHW"
@@ -570,7 +573,11 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
         input_layout: g.input.layout,
         input_shape,
         output_type: out_type,
-        output_shape: g.tensors[g.output].shape.clone(),
+        output_shape: match (nhwc_out, out_shape.as_slice()) {
+            (true, &[n, c, h, w]) => vec![n, h, w, c],
+            _ => out_shape.clone(),
+        },
+        output_layout: if nhwc_out { Layout::Nhwc } else { Layout::Nchw },
         layers,
         steps,
         storage: plan.storage,

@@ -2,6 +2,7 @@
 //! and [`Node`], what an operator's import function works with.
 
 use super::attrs::{Attrs, NodeError};
+use super::registry::Transposed;
 use crate::diag::Diagnostic;
 use crate::ir::{DenseCfg, ElemType, Graph, InputSpec, Layout, Op, Param, TensorId, INPUT};
 use onnx_protobuf::{GraphProto, ModelProto, NodeProto, TensorProto};
@@ -90,6 +91,52 @@ impl Const {
         }
     }
 
+    /// The constant that, broadcast against a tensor, gives what this one
+    /// broadcast against the tensor transposed by `perm` gives: its dims
+    /// (padded with leading 1s to `perm`'s rank) and values put back in
+    /// the tensor's order. `None` where that is not a plain broadcast (more
+    /// dims than the tensor, a dequantized constant).
+    pub fn unpermuted(&self, perm: &[usize]) -> Option<Const> {
+        let r = perm.len();
+        if self.len() <= 1 {
+            return Some(self.clone());
+        }
+        if self.dims.len() > r {
+            return None;
+        }
+        let mut d = vec![1; r - self.dims.len()];
+        d.extend(&self.dims);
+        // The tensor's dim perm[i] is the transposed one's dim i.
+        let mut dims = vec![1; r];
+        for i in 0..r {
+            dims[perm[i]] = d[i];
+        }
+        let mut stride = vec![1; r];
+        for i in (0..r.saturating_sub(1)).rev() {
+            stride[i] = stride[i + 1] * d[i + 1];
+        }
+        let mut at = vec![0; r];
+        let mut from = Vec::with_capacity(self.len());
+        for _ in 0..self.len() {
+            from.push((0..r).map(|i| at[perm[i]] * stride[i]).sum::<usize>());
+            for j in (0..r).rev() {
+                at[j] += 1;
+                if at[j] < dims[j] {
+                    break;
+                }
+                at[j] = 0;
+            }
+        }
+        let pick = |v: &[i32]| from.iter().map(|&o| v[o]).collect::<Vec<i32>>();
+        let data = match &self.data {
+            Data::F32(v) => Data::F32(from.iter().map(|&o| v[o]).collect()),
+            Data::I64(v) => Data::I64(from.iter().map(|&o| v[o]).collect()),
+            Data::Int8(t, v) => Data::Int8(*t, pick(v)),
+            Data::Quantized(_) => return None,
+        };
+        Some(Const { dims, data })
+    }
+
     /// The value, if there is exactly one.
     pub fn scalar(&self) -> Option<f32> {
         (self.len() == 1).then(|| self.f32s()[0])
@@ -117,8 +164,82 @@ pub enum Value {
     /// [`Op::DynQLayer`] once the Cast to float and the Mul by the scales
     /// follow.
     IntSums(Box<PendingSums>),
+    /// A transposed value, nothing moved yet: the ONNX value is `inner`
+    /// (a tensor, or a pending Pad of one) transposed by `perm` (ONNX
+    /// Transpose's meaning: its dim `i` is `inner`'s dim `perm[i]`). Made
+    /// by a Transpose that reorders elements; carried through elementwise
+    /// operators, Pad and ReduceMean, and cancelled by the Transpose back
+    /// ([`Transposed`](super::registry::Transposed)). Never the identity.
+    /// The third field says what made it ("node `t`"), for errors.
+    Permuted(Box<Value>, Vec<usize>, String),
     /// The output of a node that failed (already reported).
     Failed,
+}
+
+impl Value {
+    /// The value under any pending permutation.
+    pub fn base(&self) -> &Value {
+        match self {
+            Value::Permuted(v, ..) => v.base(),
+            v => v,
+        }
+    }
+
+    /// `self` transposed by `perm` (ONNX Transpose's meaning) by node
+    /// `from`, nothing moved: permutations compose, and the identity is
+    /// the value itself.
+    pub fn permuted(self, perm: Vec<usize>, from: &str) -> Value {
+        match self {
+            Value::Permuted(inner, p, _) => inner.permuted(perm.iter().map(|&i| p[i]).collect(), from),
+            v if perm.iter().enumerate().all(|(i, &d)| i == d) => v,
+            v => Value::Permuted(Box::new(v), perm, from.to_string()),
+        }
+    }
+}
+
+/// Whether every path from value `input` through elementwise operators
+/// (those the registry marks [`Transposed::Elementwise`] or
+/// [`Transposed::Scalars`]) ends in a Transpose by [0, 3, 1, 2], and one
+/// does: the input is NHWC.
+fn reaches_nchw_transposes(graph: &GraphProto, input: &str) -> bool {
+    let mut todo = vec![input.to_string()];
+    let mut seen = HashSet::new();
+    let mut transposes = 0;
+    while let Some(v) = todo.pop() {
+        if !seen.insert(v.clone()) {
+            continue;
+        }
+        if graph.output.iter().any(|o| o.name == v) {
+            return false;
+        }
+        for n in graph.node.iter().filter(|n| n.input.contains(&v)) {
+            let perm = n.attribute.iter().find(|a| a.name == "perm").map(|a| a.ints.as_slice());
+            if n.op_type == "Transpose" && perm == Some(&[0, 3, 1, 2]) {
+                transposes += 1;
+                continue;
+            }
+            let passes = super::ops::find(&n.domain, &n.op_type)
+                .is_some_and(|d| matches!(d.transposed, Transposed::Elementwise | Transposed::Scalars));
+            if !passes {
+                return false;
+            }
+            todo.extend(n.output.iter().filter(|o| !o.is_empty()).cloned());
+        }
+    }
+    transposes > 0
+}
+
+/// Whether transposing `shape` by `perm` moves only dims of size 1, so that
+/// every element keeps its place: a reshape.
+pub fn moves_only_ones(shape: &[usize], perm: &[usize]) -> bool {
+    let moved: Vec<usize> = perm.iter().copied().filter(|&d| shape[d] != 1).collect();
+    moved.windows(2).all(|w| w[0] < w[1])
+}
+
+/// Whether `perm` is a permutation of `0..rank`.
+pub fn is_permutation(perm: &[usize], rank: usize) -> bool {
+    let mut seen = vec![false; rank];
+    perm.len() == rank && perm.iter().all(|&d| d < rank && !std::mem::replace(&mut seen[d], true))
 }
 
 /// The pending sums of a [`Value::IntSums`].
@@ -274,10 +395,6 @@ pub struct Importer {
     /// The input shape the user gives (`--input-shape`), in the model
     /// input's own dim order: it fixes symbolic dims.
     pub input_shape: Option<Vec<usize>>,
-    /// Transposes to NCHW of a quantized NHWC input, absorbed: their
-    /// output's name, and the QuantizeLinear output they read (whose value
-    /// they take).
-    pub absorbed: HashMap<String, String>,
 }
 
 impl Importer {
@@ -290,7 +407,6 @@ impl Importer {
             g: None,
             readers: HashMap::new(),
             names: HashSet::new(),
-            absorbed: HashMap::new(),
             input_shape: None,
         }
     }
@@ -419,23 +535,12 @@ impl Importer {
                 ))
             })
         };
-        // NHWC followed only by Transpose(0,3,1,2): absorb the transposes.
-        // Also where a QuantizeLinear comes first (TFLite models converted
-        // by tf2onnx): quantizing is elementwise, so Transpose(Quantize(x))
-        // is Quantize(Transpose(x)), and the input is stored as it comes.
-        let readers_of =
-            |name: &String| -> Vec<&NodeProto> { graph.node.iter().filter(|n| n.input.contains(name)).collect() };
-        let to_nchw = |n: &NodeProto| {
-            n.op_type == "Transpose" && n.attribute.iter().any(|a| a.name == "perm" && a.ints == [0, 3, 1, 2])
-        };
-        let quantize_to_nchw = |n: &NodeProto| {
-            n.op_type == "QuantizeLinear" && n.input.first() == Some(&input.name) && n.output.len() == 1 && {
-                let r = readers_of(&n.output[0]);
-                !r.is_empty() && r.iter().all(|t| to_nchw(t))
-            }
-        };
-        let readers = readers_of(&input.name);
-        let nhwc = !readers.is_empty() && readers.iter().all(|n| to_nchw(n) || quantize_to_nchw(n));
+        // An NHWC input: every path from it through elementwise operators
+        // (and QuantizeLinear: TFLite models converted by tf2onnx) ends in
+        // a Transpose to NCHW. The input is stored as it comes and read as
+        // the NCHW tensor transposed by [0, 2, 3, 1] (`Value::Permuted`):
+        // the Transposes cancel that, the operators before them run on it.
+        let nhwc = reaches_nchw_transposes(graph, &input.name);
         let (layout, shape) = if nhwc {
             (Layout::Nhwc, vec![1, fixed(3)?, fixed(1)?, fixed(2)?])
         } else {
@@ -468,22 +573,12 @@ impl Importer {
             },
             shape,
         ));
-        self.values.insert(input.name.clone(), Value::Tensor(INPUT));
-        if nhwc {
-            for r in readers {
-                if quantize_to_nchw(r) {
-                    for t in readers_of(&r.output[0]) {
-                        for o in &t.output {
-                            self.absorbed.insert(o.clone(), r.output[0].clone());
-                        }
-                    }
-                    continue;
-                }
-                for o in &r.output {
-                    self.values.insert(o.clone(), Value::Tensor(INPUT));
-                }
-            }
-        }
+        let v = if nhwc {
+            Value::Tensor(INPUT).permuted(vec![0, 2, 3, 1], "the NHWC model input")
+        } else {
+            Value::Tensor(INPUT)
+        };
+        self.values.insert(input.name.clone(), v);
         Ok(())
     }
 
@@ -491,6 +586,36 @@ impl Importer {
     pub fn fail(&mut self, n: &NodeProto) {
         for o in &n.output {
             self.values.insert(o.clone(), Value::Failed);
+        }
+    }
+
+    /// `v` in the order ONNX gives it, for a reader that needs that order
+    /// (`reader` names it): a tensor transposed only in dims of size 1
+    /// becomes a Reshape named after `at` (the node reading it); any other
+    /// transposed value is an error.
+    pub fn in_onnx_order(&mut self, v: Value, at: &str, reader: &str) -> Result<Value, String> {
+        let Value::Permuted(inner, perm, from) = v else {
+            return Ok(v);
+        };
+        let onnx_shape = |s: &[usize]| perm.iter().map(|&d| s[d]).collect::<Vec<usize>>();
+        match *inner {
+            Value::Tensor(t) if moves_only_ones(&self.shape(t), &perm) => {
+                let shape = onnx_shape(&self.shape(t));
+                let name = self.unique(&format!("{at}.transpose"));
+                let g = self.graph();
+                let r = g.push(&name, Op::Reshape(shape), &[t])?;
+                if let Some(n) = g.nodes.last_mut() {
+                    n.source = "Transpose".into();
+                }
+                Ok(Value::Tensor(r))
+            }
+            Value::Tensor(t) => Err(format!(
+                "{reader} reads a tensor transposed by {perm:?} (from {:?} to {:?}, last by {}), which reorders elements, and no Transpose before it cancels that; mncc carries transposes through elementwise operators, Pad and ReduceMean until one cancels them, and moves no elements",
+                self.shape(t),
+                onnx_shape(&self.shape(t)),
+                from
+            )),
+            _ => Err(format!("{reader} reads a transposed Pad output; only a Conv may read a Pad")),
         }
     }
 
@@ -540,6 +665,11 @@ impl Node<'_> {
                 Err("reads the output of a Pad; only a Conv may (it absorbs the padding)".into())
             }
             Some(Value::Const(_)) => Err(format!("input {k} is a constant; a computed tensor is expected").into()),
+            Some(Value::Permuted(_, p, _)) => Err(format!(
+                "input {k} is transposed by {p:?} (an earlier Transpose not cancelled yet); {} reads it only in the order ONNX gives it",
+                self.proto.op_type
+            )
+            .into()),
             Some(Value::DynParam(..) | Value::DynScale(..) | Value::IntSums(_)) => Err(format!(
                 "input {k} is a scale, zero point or int32 sum of dynamic quantization; mncc reads them as onnxruntime's quantize_dynamic writes them: DynamicQuantizeLinear, then ConvInteger or MatMulInteger, Cast to float, Mul by the product of the two scales, optionally Add of a bias"
             )
@@ -632,10 +762,10 @@ impl Node<'_> {
     /// `Add(t, constant)`: the constant becomes the bias of the Dense or Conv
     /// that computed `t`, when nothing else reads `t`.
     pub fn fold_bias(&mut self, t: TensorId, c: &Const) -> Result<Value, NodeError> {
-        let read_once =
-            self.proto.input.iter().any(|i| {
-                self.imp.values.get(i) == Some(&Value::Tensor(t)) && self.imp.readers.get(i).copied() == Some(1)
-            });
+        let read_once = self.proto.input.iter().any(|i| {
+            self.imp.values.get(i).map(Value::base) == Some(&Value::Tensor(t))
+                && self.imp.readers.get(i).copied() == Some(1)
+        });
         let name = self.name.clone();
         let g = self.imp.graph();
         let not_a_bias = "adding a constant is only supported as the bias of the Gemm, MatMul or Conv before it";

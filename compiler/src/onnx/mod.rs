@@ -24,7 +24,7 @@ use crate::ir::{Graph, INPUT};
 use attrs::Attrs;
 use import::{node_name, tensor_const, Importer, Node, Value};
 use onnx_protobuf::{Message, ModelProto, NodeProto, TensorProto};
-use registry::OPSETS;
+use registry::{Transposed, OPSETS};
 use std::collections::HashMap;
 
 /// Reads an ONNX model file into an unoptimized IR graph.
@@ -234,10 +234,47 @@ pub fn parse_with(bytes: &[u8], name: &str, input_shape: Option<&[usize]>) -> Re
     for &i in &order {
         import_node(&mut imp, &graph.node[i], i, defs[i].expect("checked above"));
     }
+    // A transposed output: the NHWC transpose of a feature map is given in
+    // NHWC, which is how activations are stored; any other is put in ONNX
+    // order (a reshape, where only dims of size 1 move).
+    let mut output_layout = crate::ir::Layout::Nchw;
+    let transposed = graph
+        .output
+        .first()
+        .and_then(|o| Some((&o.name, imp.values.get(&o.name)?.clone())));
+    if let Some((out, v @ Value::Permuted(..))) = transposed {
+        let nhwc = match &v {
+            Value::Permuted(inner, p, _) if p == &[0, 2, 3, 1] => match **inner {
+                Value::Tensor(t) => Some(t),
+                _ => None,
+            },
+            _ => None,
+        };
+        let r = match nhwc {
+            Some(t) => {
+                output_layout = crate::ir::Layout::Nhwc;
+                Ok(Value::Tensor(t))
+            }
+            None => imp.in_onnx_order(v, out, "the model output"),
+        };
+        match r {
+            Ok(v) => {
+                imp.values.insert(out.clone(), v);
+            }
+            Err(e) => imp.errors.push(Diagnostic::error(
+                Location::OnnxValue {
+                    kind: "output",
+                    name: out.clone(),
+                },
+                e,
+            )),
+        }
+    }
     if !imp.errors.is_empty() {
         return Err(imp.errors);
     }
     let mut g = imp.finish();
+    g.output_layout = output_layout;
     if graph.output.len() != 1 {
         return Err(err(format!(
             "the model has {} outputs; mncc compiles models with one output",
@@ -263,6 +300,7 @@ pub fn parse_with(bytes: &[u8], name: &str, input_shape: Option<&[usize]>) -> Re
             ))
         }
         Some(Value::Padded(..)) => return Err(at("is the output of a Pad; only a Conv may read it")),
+        Some(Value::Permuted(..)) => return Err(at("is transposed (reported above)")),
         Some(Value::Failed) => return Err(at("is the output of a node that failed")),
         Some(Value::Const(_)) => return Err(at("is a constant: nothing to compute")),
         None => return Err(at("is not produced by any node")),
@@ -277,21 +315,6 @@ pub fn parse_with(bytes: &[u8], name: &str, input_shape: Option<&[usize]>) -> Re
 /// Imports node `n` (index `i`) with its operator's import function.
 fn import_node(imp: &mut Importer, n: &NodeProto, i: usize, def: &'static registry::OpDef) {
     let name = node_name(n, i);
-    // Transposes of the input were absorbed by `Importer::input`.
-    if n.op_type == "Transpose"
-        && n.output
-            .iter()
-            .all(|o| imp.values.get(o) == Some(&Value::Tensor(INPUT)))
-    {
-        return;
-    }
-    if n.op_type == "Transpose" && n.output.len() == 1 {
-        if let Some(q) = imp.absorbed.get(&n.output[0]).cloned() {
-            let v = imp.values.get(&q).cloned().unwrap_or(Value::Failed);
-            imp.values.insert(n.output[0].clone(), v);
-            return;
-        }
-    }
     let mut ins = Vec::new();
     for inp in &n.input {
         if inp.is_empty() {
@@ -312,6 +335,38 @@ fn import_node(imp: &mut Importer, n: &NodeProto, i: usize, def: &'static regist
             }
         }
     }
+    // Transposed inputs: see `registry::Transposed`.
+    let mut perm = None;
+    if ins.iter().flatten().any(|v| matches!(v, Value::Permuted(..))) {
+        let reader = format!("{} `{}`", n.op_type, crate::diag::cut(&name));
+        let scalars = |ins: &[Option<Value>]| {
+            ins.iter()
+                .flatten()
+                .all(|v| !matches!(v, Value::Const(c) if c.len() > 1))
+        };
+        let r = match def.transposed {
+            Transposed::Own => Ok(ins),
+            Transposed::Scalars if scalars(&ins) => unpermute_elementwise(imp, ins, &name, &reader).map(|(ins, p)| {
+                perm = p;
+                ins
+            }),
+            Transposed::Elementwise => unpermute_elementwise(imp, ins, &name, &reader).map(|(ins, p)| {
+                perm = p;
+                ins
+            }),
+            Transposed::Fixed | Transposed::Scalars => ins
+                .into_iter()
+                .map(|v| v.map(|v| imp.in_onnx_order(v, &name, &reader)).transpose())
+                .collect(),
+        };
+        match r {
+            Ok(v) => ins = v,
+            Err(e) => {
+                imp.errors.push(Diagnostic::onnx(&name, &n.op_type, None, e));
+                return imp.fail(n);
+            }
+        }
+    }
     let unique = imp.unique(&name);
     let mut node = Node {
         imp,
@@ -322,7 +377,10 @@ fn import_node(imp: &mut Importer, n: &NodeProto, i: usize, def: &'static regist
     };
     match (def.import)(&mut node) {
         Ok(outs) => {
-            for (o, v) in n.output.iter().zip(outs) {
+            for (o, mut v) in n.output.iter().zip(outs) {
+                if let (Some((p, from)), Value::Tensor(_) | Value::Padded(..)) = (&perm, &v) {
+                    v = v.permuted(p.clone(), from);
+                }
                 if !o.is_empty() {
                     imp.values.insert(o.clone(), v);
                 }
@@ -331,6 +389,51 @@ fn import_node(imp: &mut Importer, n: &NodeProto, i: usize, def: &'static regist
         Err(e) => {
             imp.errors.push(attrs::diagnostic(&name, &n.op_type, e));
             imp.fail(n);
+        }
+    }
+}
+
+/// The inputs of an elementwise node that reads transposed values, on the
+/// tensors under the permutation, and that permutation (its output keeps
+/// it): when every computed input carries the same one, the constants are
+/// permuted to match. Otherwise each input is put in ONNX order (possible
+/// only where the permutation moves dims of size 1), and `None`.
+#[allow(clippy::type_complexity)]
+fn unpermute_elementwise(
+    imp: &mut Importer,
+    ins: Vec<Option<Value>>,
+    at: &str,
+    reader: &str,
+) -> Result<(Vec<Option<Value>>, Option<(Vec<usize>, String)>), String> {
+    let perm = ins.iter().flatten().find_map(|v| match v {
+        Value::Permuted(_, p, from) => Some((p.clone(), from.clone())),
+        _ => None,
+    });
+    let common = ins.iter().flatten().all(|v| match v {
+        Value::Permuted(_, p, _) => Some(p) == perm.as_ref().map(|(p, _)| p),
+        Value::Const(c) => perm.as_ref().is_some_and(|(p, _)| c.unpermuted(p).is_some()),
+        _ => false,
+    });
+    match perm {
+        Some(p) if common => {
+            let ins = ins
+                .into_iter()
+                .map(|v| {
+                    v.map(|v| match v {
+                        Value::Permuted(inner, ..) => *inner,
+                        Value::Const(c) => Value::Const(c.unpermuted(&p.0).expect("checked above")),
+                        v => v,
+                    })
+                })
+                .collect();
+            Ok((ins, Some(p)))
+        }
+        _ => {
+            let ins = ins
+                .into_iter()
+                .map(|v| v.map(|v| imp.in_onnx_order(v, at, reader)).transpose())
+                .collect::<Result<_, _>>()?;
+            Ok((ins, None))
         }
     }
 }

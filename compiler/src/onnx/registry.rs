@@ -32,6 +32,32 @@ pub struct OpDef {
     /// The import: typed IR ops (or a constant, or a pending pad) from the
     /// node.
     pub import: fn(&mut Node<'_>) -> Import,
+    /// How it reads a transposed input ([`Transposed`]).
+    pub transposed: Transposed,
+}
+
+/// How an operator reads an input the importer holds transposed: an IR
+/// tensor and a permutation still to apply (`Value::Permuted`, made by a
+/// Transpose that reorders elements). Graphs converted op by op from NHWC
+/// (tf2onnx) wrap every Conv in Transposes to NCHW and back; between them
+/// the elementwise operators, pads and means run on NHWC. Carrying the
+/// permutation through those lets the next Transpose cancel it, so no
+/// element is ever moved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transposed {
+    /// Elementwise, constants broadcast numpy-style: it runs on the IR
+    /// tensor, with its constants permuted to match, and its output keeps
+    /// the permutation.
+    Elementwise,
+    /// Elementwise where its constants are scalars (QuantizeLinear and
+    /// DequantizeLinear per tensor), else [`Transposed::Fixed`] (per axis).
+    Scalars,
+    /// Its import function reads the permutation itself (Transpose
+    /// composes it, ReduceMean and Pad permute their axes and pads).
+    Own,
+    /// It needs the dims in the order ONNX gives them: a permutation that
+    /// moves only dims of size 1 becomes a reshape; any other is an error.
+    Fixed,
 }
 
 /// Opsets of the default domain the front end reads: up to the newest the

@@ -10,6 +10,7 @@ mod int8_families;
 mod int8_models;
 mod int8_ops;
 mod int8_tflite;
+mod keras_onnx;
 mod onnx_fixtures;
 mod random_graphs;
 mod robustness;

@@ -177,7 +177,11 @@ fn exporter_operators_outside_what_mncc_computes() {
                 let t = m.node("Transpose", "t", &[&pw], vec![ints("perm", &[0, 2, 3, 1])]);
                 node(m, "gap").input[0] = t;
             }),
-            vec!["node `t` (Transpose)", "reorders elements"],
+            vec![
+                "node `gap` (GlobalAveragePool)",
+                "last by node `t`",
+                "reorders elements",
+            ],
         ),
         (
             "Div of a constant by a tensor",

@@ -3,7 +3,7 @@
 use crate::ir::{BatchNormCfg, ConvCfg, Op, TensorId};
 use crate::onnx::attrs::{attr, AttrDef, AttrKind::*, Attrs, Dflt, NodeError};
 use crate::onnx::import::{one, usizes, Import, Node, Value};
-use crate::onnx::registry::{OpDef, MAX_DIM};
+use crate::onnx::registry::{OpDef, Transposed, MAX_DIM};
 use onnx_protobuf::{NodeProto, TensorProto};
 use std::collections::HashMap;
 
@@ -27,6 +27,7 @@ pub const OPS: &[OpDef] = &[
         attrs: CONV_ATTRS,
         check: Some(check_conv),
         import: conv,
+        transposed: Transposed::Fixed,
     },
     OpDef {
         name: "Pad",
@@ -42,6 +43,7 @@ pub const OPS: &[OpDef] = &[
         ],
         check: None,
         import: pad,
+        transposed: Transposed::Own,
     },
     OpDef {
         name: "BatchNormalization",
@@ -58,6 +60,7 @@ pub const OPS: &[OpDef] = &[
         ],
         check: None,
         import: batch_norm,
+        transposed: Transposed::Fixed,
     },
 ];
 
@@ -219,7 +222,15 @@ pub fn window(
 }
 
 fn pad(n: &mut Node<'_>) -> Import {
-    let x = n.tensor(0)?;
+    // On a transposed tensor (NHWC, in graphs converted op by op), the
+    // pads name the transposed dims: dim i's are the tensor's dim perm[i]'s.
+    let (x, perm) = match n.arg(0) {
+        Some(Value::Permuted(inner, p, from)) => match *inner {
+            Value::Tensor(t) => (t, Some((p, from))),
+            _ => return Err("pads a Pad's output".into()),
+        },
+        _ => (n.tensor(0)?, None),
+    };
     let a = &n.attrs;
     let mode = a.string("mode").unwrap_or_else(|| "constant".into());
     if mode != "constant" {
@@ -247,11 +258,23 @@ fn pad(n: &mut Node<'_>) -> Import {
     if value != 0.0 {
         return Err(format!("padding with {value} is not supported (only 0)").into());
     }
-    let p = usizes(&pads, "pads")?;
+    let mut p = usizes(&pads, "pads")?;
+    if let Some((perm, _)) = perm.as_ref().filter(|(q, _)| q.len() * 2 == p.len()) {
+        let r = perm.len();
+        let given = p.clone();
+        for i in 0..r {
+            p[perm[i]] = given[i];
+            p[r + perm[i]] = given[r + i];
+        }
+    }
     if p.len() != 8 || p[0] != 0 || p[1] != 0 || p[4] != 0 || p[5] != 0 {
         return Err(format!("pads {pads:?}: only height and width of a 4-D tensor may be padded").into());
     }
-    one(Value::Padded(x, [p[2], p[3], p[6], p[7]]))
+    let padded = Value::Padded(x, [p[2], p[3], p[6], p[7]]);
+    one(match perm {
+        Some((q, from)) => padded.permuted(q, &from),
+        None => padded,
+    })
 }
 
 fn batch_norm(n: &mut Node<'_>) -> Import {

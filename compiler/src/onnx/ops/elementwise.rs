@@ -7,7 +7,7 @@
 use crate::ir::{Activation, Clamp, NormalizeCfg, Op};
 use crate::onnx::attrs::{attr, attr_until, AttrKind::*, Dflt, NodeError};
 use crate::onnx::import::{one, Const, Data, Import, Node, Value};
-use crate::onnx::registry::OpDef;
+use crate::onnx::registry::{OpDef, Transposed};
 
 pub const OPS: &[OpDef] = &[
     OpDef {
@@ -18,6 +18,7 @@ pub const OPS: &[OpDef] = &[
         attrs: &[],
         check: None,
         import: relu,
+        transposed: Transposed::Elementwise,
     },
     OpDef {
         name: "Clip",
@@ -30,6 +31,7 @@ pub const OPS: &[OpDef] = &[
         ],
         check: None,
         import: clip,
+        transposed: Transposed::Elementwise,
     },
     OpDef {
         name: "HardSigmoid",
@@ -42,6 +44,7 @@ pub const OPS: &[OpDef] = &[
         ],
         check: None,
         import: hard_sigmoid,
+        transposed: Transposed::Elementwise,
     },
     OpDef {
         name: "Sigmoid",
@@ -51,6 +54,7 @@ pub const OPS: &[OpDef] = &[
         attrs: &[],
         check: None,
         import: sigmoid,
+        transposed: Transposed::Elementwise,
     },
     OpDef {
         name: "HardSwish",
@@ -60,6 +64,7 @@ pub const OPS: &[OpDef] = &[
         attrs: &[],
         check: None,
         import: hard_swish,
+        transposed: Transposed::Elementwise,
     },
     OpDef {
         name: "Add",
@@ -69,6 +74,7 @@ pub const OPS: &[OpDef] = &[
         attrs: &[],
         check: None,
         import: add,
+        transposed: Transposed::Elementwise,
     },
     OpDef {
         name: "Sub",
@@ -78,6 +84,7 @@ pub const OPS: &[OpDef] = &[
         attrs: &[],
         check: None,
         import: sub,
+        transposed: Transposed::Elementwise,
     },
     OpDef {
         name: "Div",
@@ -87,6 +94,7 @@ pub const OPS: &[OpDef] = &[
         attrs: &[],
         check: None,
         import: div,
+        transposed: Transposed::Elementwise,
     },
     OpDef {
         name: "Mul",
@@ -96,6 +104,7 @@ pub const OPS: &[OpDef] = &[
         attrs: &[],
         check: None,
         import: mul,
+        transposed: Transposed::Elementwise,
     },
     OpDef {
         name: "Dropout",
@@ -109,6 +118,7 @@ pub const OPS: &[OpDef] = &[
         ],
         check: None,
         import: dropout,
+        transposed: Transposed::Elementwise,
     },
     OpDef {
         name: "Identity",
@@ -118,6 +128,7 @@ pub const OPS: &[OpDef] = &[
         attrs: &[],
         check: None,
         import: identity,
+        transposed: Transposed::Elementwise,
     },
 ];
 

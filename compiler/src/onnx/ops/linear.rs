@@ -3,7 +3,7 @@
 use crate::ir::Op;
 use crate::onnx::attrs::{attr, AttrKind::*, Dflt, NodeError};
 use crate::onnx::import::{one, Import, Node, Value};
-use crate::onnx::registry::OpDef;
+use crate::onnx::registry::{OpDef, Transposed};
 
 pub const OPS: &[OpDef] = &[
     OpDef {
@@ -19,6 +19,7 @@ pub const OPS: &[OpDef] = &[
         ],
         check: None,
         import: gemm,
+        transposed: Transposed::Fixed,
     },
     OpDef {
         name: "MatMul",
@@ -28,6 +29,7 @@ pub const OPS: &[OpDef] = &[
         attrs: &[],
         check: None,
         import: matmul,
+        transposed: Transposed::Fixed,
     },
     OpDef {
         name: "Softmax",
@@ -37,6 +39,7 @@ pub const OPS: &[OpDef] = &[
         attrs: &[attr("axis", Int, Dflt::None)],
         check: None,
         import: softmax,
+        transposed: Transposed::Fixed,
     },
 ];
 

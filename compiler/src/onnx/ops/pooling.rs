@@ -5,7 +5,7 @@ use crate::ir::{Op, PoolCfg};
 use crate::onnx::attrs::{attr, attr_until, AttrKind::*, Dflt, NodeError};
 use crate::onnx::import::{one, usizes, Import, Node, Value};
 use crate::onnx::ops::conv::window;
-use crate::onnx::registry::{OpDef, MAX_DIM};
+use crate::onnx::registry::{OpDef, Transposed, MAX_DIM};
 
 pub const OPS: &[OpDef] = &[
     OpDef {
@@ -16,6 +16,7 @@ pub const OPS: &[OpDef] = &[
         attrs: &[],
         check: None,
         import: global_average_pool,
+        transposed: Transposed::Fixed,
     },
     OpDef {
         name: "AveragePool",
@@ -33,6 +34,7 @@ pub const OPS: &[OpDef] = &[
         ],
         check: None,
         import: average_pool,
+        transposed: Transposed::Fixed,
     },
     OpDef {
         name: "MaxPool",
@@ -50,6 +52,7 @@ pub const OPS: &[OpDef] = &[
         ],
         check: None,
         import: max_pool,
+        transposed: Transposed::Fixed,
     },
     OpDef {
         name: "ReduceMean",
@@ -63,6 +66,7 @@ pub const OPS: &[OpDef] = &[
         ],
         check: None,
         import: reduce_mean,
+        transposed: Transposed::Own,
     },
 ];
 
@@ -122,7 +126,15 @@ fn max_pool(n: &mut Node<'_>) -> Import {
 }
 
 fn reduce_mean(n: &mut Node<'_>) -> Import {
-    let x = n.tensor(0)?;
+    // On a transposed tensor (NHWC, in graphs converted op by op), the
+    // axes name the transposed dims: perm[a] is the tensor's.
+    let (x, perm) = match n.arg(0) {
+        Some(Value::Permuted(inner, p, from)) => match *inner {
+            Value::Tensor(t) => (t, Some((p, from))),
+            _ => return Err("input 0 is a transposed Pad output; only a Conv may read a Pad".into()),
+        },
+        _ => (n.tensor(0)?, None),
+    };
     let axes = if n.opset() < 18 {
         n.attrs.ints("axes")
     } else {
@@ -130,13 +142,42 @@ fn reduce_mean(n: &mut Node<'_>) -> Import {
     };
     let mut axes = axes.ok_or("reducing over all axes is not supported (give axes [2, 3])")?;
     axes.iter_mut().for_each(|v| *v = if *v < 0 { *v + 4 } else { *v });
+    let given = axes.clone();
+    if let Some((p, _)) = &perm {
+        for a in axes.iter_mut() {
+            *a = usize::try_from(*a)
+                .ok()
+                .and_then(|i| p.get(i))
+                .map_or(-1, |&d| d as i64);
+        }
+    }
     axes.sort();
     if axes != [2, 3] {
-        return Err(format!("only the mean over the spatial axes [2, 3] is supported, not {axes:?}").into());
+        return Err(match &perm {
+            None => format!("only the mean over the spatial axes [2, 3] is supported, not {axes:?}"),
+            Some((p, _)) => format!(
+                "only the mean over the spatial axes is supported; axes {given:?} of a tensor transposed by {p:?} are not"
+            ),
+        }
+        .into());
     }
     let name = n.name.clone();
     let t = n.push(&name, Op::GlobalAvgPool, &[x])?;
+    let keep = |v: Value| match perm.clone() {
+        Some((p, from)) => v.permuted(p, &from),
+        None => v,
+    };
     if n.attrs.int("keepdims") == 0 {
+        // The dims left keep the tensor's order ([n, c] either way for
+        // NCHW and NHWC).
+        if let Some((p, _)) = &perm {
+            let left: Vec<usize> = p.iter().copied().filter(|&d| d < 2).collect();
+            if left != [0, 1] {
+                return Err(
+                    format!("the mean without keepdims of a tensor transposed by {p:?} reorders its dims").into(),
+                );
+            }
+        }
         let c = n.shape(t)[1];
         one(Value::Tensor(n.push(
             &format!("{name}.squeeze"),
@@ -144,6 +185,6 @@ fn reduce_mean(n: &mut Node<'_>) -> Import {
             &[t],
         )?))
     } else {
-        one(Value::Tensor(t))
+        one(keep(Value::Tensor(t)))
     }
 }

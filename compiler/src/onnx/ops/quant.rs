@@ -17,7 +17,7 @@ use crate::ir::{
 use crate::onnx::attrs::{attr, AttrKind::*, Attrs, Dflt, NodeError};
 use crate::onnx::import::{one, Const, Data, Import, Node, PendingSums, Value};
 use crate::onnx::ops::conv::{check_conv_weight, geometry, CONV_ATTRS};
-use crate::onnx::registry::{OpDef, MAX_DIM};
+use crate::onnx::registry::{OpDef, Transposed, MAX_DIM};
 use onnx_protobuf::{NodeProto, TensorProto};
 use std::collections::HashMap;
 
@@ -35,6 +35,7 @@ pub const OPS: &[OpDef] = &[
         ],
         check: None,
         import: quantize_linear,
+        transposed: Transposed::Scalars,
     },
     OpDef {
         name: "DequantizeLinear",
@@ -48,6 +49,7 @@ pub const OPS: &[OpDef] = &[
         ],
         check: None,
         import: dequantize_linear,
+        transposed: Transposed::Scalars,
     },
     OpDef {
         name: "QLinearConv",
@@ -57,6 +59,7 @@ pub const OPS: &[OpDef] = &[
         attrs: CONV_ATTRS,
         check: Some(check_qlinear_conv),
         import: qlinear_conv,
+        transposed: Transposed::Fixed,
     },
     OpDef {
         name: "QLinearMatMul",
@@ -66,6 +69,7 @@ pub const OPS: &[OpDef] = &[
         attrs: &[],
         check: None,
         import: qlinear_matmul,
+        transposed: Transposed::Fixed,
     },
     OpDef {
         name: "QLinearAdd",
@@ -75,6 +79,7 @@ pub const OPS: &[OpDef] = &[
         attrs: &[],
         check: None,
         import: qlinear_add,
+        transposed: Transposed::Fixed,
     },
     OpDef {
         name: "QLinearMul",
@@ -84,6 +89,7 @@ pub const OPS: &[OpDef] = &[
         attrs: &[],
         check: None,
         import: qlinear_mul,
+        transposed: Transposed::Fixed,
     },
     OpDef {
         name: "QLinearSoftmax",
@@ -93,6 +99,7 @@ pub const OPS: &[OpDef] = &[
         attrs: &[attr("axis", Int, Dflt::None), attr("opset", Int, Dflt::None)],
         check: None,
         import: qlinear_softmax,
+        transposed: Transposed::Fixed,
     },
     OpDef {
         name: "QLinearSigmoid",
@@ -102,6 +109,7 @@ pub const OPS: &[OpDef] = &[
         attrs: &[],
         check: None,
         import: qlinear_sigmoid,
+        transposed: Transposed::Fixed,
     },
     OpDef {
         name: "QLinearLeakyRelu",
@@ -111,6 +119,7 @@ pub const OPS: &[OpDef] = &[
         attrs: &[attr("alpha", Float, Dflt::Float(0.01))],
         check: None,
         import: qlinear_leaky_relu,
+        transposed: Transposed::Fixed,
     },
     OpDef {
         name: "QLinearAveragePool",
@@ -128,6 +137,7 @@ pub const OPS: &[OpDef] = &[
         ],
         check: None,
         import: qlinear_average_pool,
+        transposed: Transposed::Fixed,
     },
     OpDef {
         name: "QLinearGlobalAveragePool",
@@ -137,6 +147,7 @@ pub const OPS: &[OpDef] = &[
         attrs: &[attr("channels_last", Int, Dflt::Int(0)).range(0, 1)],
         check: None,
         import: qlinear_global_average_pool,
+        transposed: Transposed::Fixed,
     },
     OpDef {
         name: "QGemm",
@@ -150,6 +161,7 @@ pub const OPS: &[OpDef] = &[
         ],
         check: None,
         import: qgemm,
+        transposed: Transposed::Fixed,
     },
     OpDef {
         name: "DynamicQuantizeLinear",
@@ -159,6 +171,7 @@ pub const OPS: &[OpDef] = &[
         attrs: &[],
         check: None,
         import: dynamic_quantize_linear,
+        transposed: Transposed::Fixed,
     },
     OpDef {
         name: "ConvInteger",
@@ -168,6 +181,7 @@ pub const OPS: &[OpDef] = &[
         attrs: CONV_ATTRS,
         check: Some(check_conv_integer),
         import: conv_integer,
+        transposed: Transposed::Fixed,
     },
     OpDef {
         name: "MatMulInteger",
@@ -177,6 +191,7 @@ pub const OPS: &[OpDef] = &[
         attrs: &[],
         check: None,
         import: matmul_integer,
+        transposed: Transposed::Fixed,
     },
 ];
 

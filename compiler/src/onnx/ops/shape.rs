@@ -5,8 +5,8 @@
 
 use crate::ir::Op;
 use crate::onnx::attrs::{attr, attr_until, AttrKind::*, Dflt, NodeError};
-use crate::onnx::import::{one, tensor_const, Const, Data, Import, Node, Value};
-use crate::onnx::registry::OpDef;
+use crate::onnx::import::{is_permutation, one, tensor_const, Const, Data, Import, Node, Value};
+use crate::onnx::registry::{OpDef, Transposed};
 
 pub const OPS: &[OpDef] = &[
     OpDef {
@@ -17,6 +17,7 @@ pub const OPS: &[OpDef] = &[
         attrs: &[attr("axis", Int, Dflt::Int(1))],
         check: None,
         import: flatten,
+        transposed: Transposed::Fixed,
     },
     OpDef {
         name: "Reshape",
@@ -26,6 +27,7 @@ pub const OPS: &[OpDef] = &[
         attrs: &[attr("allowzero", Int, Dflt::Int(0)).range(0, 1)],
         check: None,
         import: reshape,
+        transposed: Transposed::Fixed,
     },
     OpDef {
         name: "Squeeze",
@@ -35,6 +37,7 @@ pub const OPS: &[OpDef] = &[
         attrs: &[attr_until("axes", Ints, Dflt::None, 12)],
         check: None,
         import: squeeze,
+        transposed: Transposed::Fixed,
     },
     OpDef {
         name: "Unsqueeze",
@@ -44,6 +47,7 @@ pub const OPS: &[OpDef] = &[
         attrs: &[attr_until("axes", Ints, Dflt::None, 12)],
         check: None,
         import: unsqueeze,
+        transposed: Transposed::Fixed,
     },
     OpDef {
         name: "Constant",
@@ -59,6 +63,7 @@ pub const OPS: &[OpDef] = &[
         ],
         check: None,
         import: constant,
+        transposed: Transposed::Fixed,
     },
     OpDef {
         name: "Transpose",
@@ -68,6 +73,7 @@ pub const OPS: &[OpDef] = &[
         attrs: &[attr("perm", Ints, Dflt::None)],
         check: None,
         import: transpose,
+        transposed: Transposed::Own,
     },
     OpDef {
         name: "Shape",
@@ -77,6 +83,7 @@ pub const OPS: &[OpDef] = &[
         attrs: &[attr("start", Int, Dflt::Int(0)), attr("end", Int, Dflt::None)],
         check: None,
         import: shape,
+        transposed: Transposed::Fixed,
     },
     OpDef {
         name: "Gather",
@@ -86,6 +93,7 @@ pub const OPS: &[OpDef] = &[
         attrs: &[attr("axis", Int, Dflt::Int(0))],
         check: None,
         import: gather,
+        transposed: Transposed::Fixed,
     },
     OpDef {
         name: "Slice",
@@ -99,6 +107,7 @@ pub const OPS: &[OpDef] = &[
         ],
         check: None,
         import: slice,
+        transposed: Transposed::Fixed,
     },
     OpDef {
         name: "Concat",
@@ -108,6 +117,7 @@ pub const OPS: &[OpDef] = &[
         attrs: &[attr("axis", Int, Dflt::None)],
         check: None,
         import: concat,
+        transposed: Transposed::Fixed,
     },
     OpDef {
         name: "Cast",
@@ -121,6 +131,7 @@ pub const OPS: &[OpDef] = &[
         ],
         check: None,
         import: cast,
+        transposed: Transposed::Fixed,
     },
 ];
 
@@ -271,13 +282,18 @@ fn constant(n: &mut Node<'_>) -> Import {
     one(Value::Const(c))
 }
 
-/// A Transpose that moves only dims of size 1 keeps every element where it
-/// is: a reshape (the NCHW -> NHWC Transpose of a `[1, c, 1, 1]` tensor
-/// before a TFLite-converted head, for one). The NHWC -> NCHW transpose of
-/// the model input is absorbed by the importer.
+/// A Transpose moves no elements: it is held as a permutation
+/// ([`Value::Permuted`]) that composes with the next Transposes until they
+/// cancel it, or, where only dims of size 1 move, becomes a reshape when
+/// a reader needs ONNX's order (the NCHW -> NHWC Transpose of a
+/// `[1, c, 1, 1]` tensor before a TFLite-converted head, for one). The NHWC -> NCHW transpose of the model input is absorbed by
+/// the importer.
 fn transpose(n: &mut Node<'_>) -> Import {
-    let x = n.tensor(0)?;
-    let s = n.shape(x);
+    let v = n.arg(0).ok_or("input is missing")?;
+    let s = match v.base() {
+        Value::Tensor(t) | Value::Padded(t, _) => n.shape(*t),
+        _ => return Err("input 0 is not a computed tensor".into()),
+    };
     let rank = s.len();
     let perm: Vec<usize> = match n.attrs.ints("perm") {
         Some(p) => p
@@ -287,22 +303,14 @@ fn transpose(n: &mut Node<'_>) -> Import {
             .ok_or_else(|| NodeError::attr("perm", format!("perm {p:?} is not a permutation of 0..{rank}")))?,
         None => (0..rank).rev().collect(),
     };
-    let mut seen = vec![false; rank];
-    if perm.len() != rank || perm.iter().any(|&d| std::mem::replace(&mut seen[d], true)) {
+    if !is_permutation(&perm, rank) {
         return Err(NodeError::attr(
             "perm",
             format!("perm {perm:?} is not a permutation of 0..{rank}"),
         ));
     }
-    let moved: Vec<usize> = perm.iter().copied().filter(|&d| s[d] != 1).collect();
-    if !moved.windows(2).all(|w| w[0] < w[1]) {
-        return Err(format!(
-            "a transpose of {s:?} by perm {perm:?} reorders elements; only the model input's NHWC -> NCHW transpose and transposes that move dims of size 1 are supported"
-        )
-        .into());
-    }
-    let shape: Vec<usize> = perm.iter().map(|&d| s[d]).collect();
-    n.push_one(Op::Reshape(shape), &[x])
+    let from = format!("node `{}`", crate::diag::cut(&n.name));
+    one(v.permuted(perm, &from))
 }
 
 fn shape(n: &mut Node<'_>) -> Import {
