@@ -144,6 +144,42 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
         }
     );
 
+    // Each `run*` body computes one image: a batch repeats it per image
+    // (one arena, reused), on the image's part of the input and output.
+    let batch = usize_lit(p.batch);
+    let image_in_len = usize_lit(p.input_len() / p.batch.max(1));
+    let image_out_len = usize_lit(p.output_len() / p.batch.max(1));
+    let per_image = |body: TokenStream| {
+        if p.batch > 1 {
+            quote! {
+                for (input, output) in input.chunks_exact(IMAGE_INPUT_LEN).zip(output.chunks_exact_mut(IMAGE_OUTPUT_LEN)) {
+                    if let (Ok(input), Ok(output)) = (<&ImageInput>::try_from(input), <&mut ImageOutput>::try_from(output)) {
+                        #body
+                    }
+                }
+            }
+        } else {
+            body
+        }
+    };
+    let image_items = if p.batch > 1 {
+        quote! {
+            #[doc = " Number of input elements of one image."]
+            #[allow(dead_code)]
+            pub const IMAGE_INPUT_LEN: usize = #image_in_len;
+            #[doc = " One image's input."]
+            #[allow(dead_code)]
+            pub type ImageInput = [#in_ty; IMAGE_INPUT_LEN];
+            #[doc = " Number of output elements of one image."]
+            #[allow(dead_code)]
+            pub const IMAGE_OUTPUT_LEN: usize = #image_out_len;
+            #[doc = " One image's output."]
+            #[allow(dead_code)]
+            pub type ImageOutput = [#out_ty; IMAGE_OUTPUT_LEN];
+        }
+    } else {
+        quote!()
+    };
     let calls: Vec<TokenStream> = p.steps.iter().map(|s| step_call(p, s, false)).collect();
     let observed = p.steps.iter().zip(&calls).map(|(s, call)| {
         let done = s.layers();
@@ -212,6 +248,11 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
         (quote!(), quote!())
     };
 
+    let run_body = per_image(quote!(#arena_prelude #(#calls)*));
+    let observed_body = per_image(quote!(#arena_prelude #(#observed)*));
+    let par_body = per_image(quote!(#arena_prelude #(#par_calls)*));
+    let par_observed_body = per_image(quote!(#arena_prelude #(#par_observed)*));
+
     quote! {
         #[doc = #model_doc]
         #[allow(dead_code)]
@@ -241,7 +282,11 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
         #[doc = " `static` on targets without a heap."]
         #[allow(dead_code)]
         pub type Arena = [u8; ARENA_LEN];
-        #[doc = " Multiply-accumulates per inference."]
+        #[doc = " Images per run: [`run`] computes them one after another."]
+        #[allow(dead_code)]
+        pub const BATCH: usize = #batch;
+        #image_items
+        #[doc = " Multiply-accumulates per image."]
         #[allow(dead_code)]
         pub const MACS: u64 = #macs;
         #[doc = " Weights and biases."]
@@ -255,8 +300,7 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
         #[allow(dead_code)]
         pub fn run(input: &Input, output: &mut Output, arena: &mut Arena) {
             #w_let
-            #arena_prelude
-            #(#calls)*
+            #run_body
         }
 
         #[doc = " Per layer: source node, kernel, multiply-accumulates (for profiling with [`run_observed`])."]
@@ -267,8 +311,7 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
         #[allow(dead_code)]
         pub fn run_observed(input: &Input, output: &mut Output, arena: &mut Arena, after: &mut dyn FnMut(usize)) {
             #w_let
-            #arena_prelude
-            #(#observed)*
+            #observed_body
         }
 
         #[doc = " [`run`] with each convolution split over the threads of `par` (an"]
@@ -278,9 +321,8 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
         #[allow(dead_code)]
         pub fn run_parallel(input: &Input, output: &mut Output, arena: &mut Arena, par: &dyn ::mncc_runtime::par::Parallel) {
             #w_let
-            #arena_prelude
             #par_prelude
-            #(#par_calls)*
+            #par_body
         }
 
         #[doc = " [`run_parallel`], calling `after(i)` on the calling thread when layer `i`"]
@@ -294,9 +336,8 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
             after: &mut dyn FnMut(usize),
         ) {
             #w_let
-            #arena_prelude
             #par_prelude
-            #(#par_observed)*
+            #par_observed_body
         }
 
         #[doc = " Runs the model and returns the output by value."]
@@ -433,6 +474,12 @@ fn step_fn(p: &Program, s: &Step, par: bool) -> TokenStream {
         step_docs(p, s)
     };
     let (ins, out) = step_io(p, s);
+    // A step computes one image: of a batch, the image's part.
+    let (image_in, image_out) = if p.batch > 1 {
+        (quote!(ImageInput), quote!(ImageOutput))
+    } else {
+        (quote!(Input), quote!(Output))
+    };
     let mut params = Vec::new();
     let mut bind = Vec::new();
     let mut arena_in = Vec::new();
@@ -443,11 +490,11 @@ fn step_fn(p: &Program, s: &Step, par: bool) -> TokenStream {
         let (v, ty) = (&names[k], elem_ty(p.tensor_types[t]));
         match storage_of(p, t) {
             Storage::Input => {
-                params.push(quote!(input: &Input));
+                params.push(quote!(input: &#image_in));
                 bind.push(quote!(let #v: &[#ty] = input;));
             }
             Storage::Output => {
-                params.push(quote!(output: &Output));
+                params.push(quote!(output: &#image_out));
                 bind.push(quote!(let #v: &[#ty] = output;));
             }
             Storage::Arena(r) => arena_in.push((v.clone(), ty, r.clone())),
@@ -456,7 +503,7 @@ fn step_fn(p: &Program, s: &Step, par: bool) -> TokenStream {
     let out_ty = elem_ty(p.tensor_types[out]);
     let out_arena = match storage_of(p, out) {
         Storage::Output => {
-            params.push(quote!(output: &mut Output));
+            params.push(quote!(output: &mut #image_out));
             bind.push(quote!(let y: &mut [#out_ty] = output;));
             None
         }

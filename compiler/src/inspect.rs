@@ -38,6 +38,13 @@ pub fn report(p: &Program) -> String {
             String::new()
         }
     );
+    if p.batch > 1 {
+        let _ = writeln!(
+            s,
+            "batch {}: `run` computes the layers below for each image in turn, in the same arena",
+            p.batch
+        );
+    }
     let passes: Vec<String> = p.passes.iter().map(|r| format!("{} x{}", r.name, r.rewrites)).collect();
     let _ = writeln!(s, "passes: {}", passes.join(", "));
     let _ = writeln!(s, "target: {}", p.target.describe());
@@ -131,7 +138,13 @@ pub fn report(p: &Program) -> String {
         }
     }
     let _ = writeln!(s);
-    let _ = writeln!(s, "MACs          {} ({:.1} M)", p.macs(), p.macs() as f64 / 1e6);
+    let _ = writeln!(
+        s,
+        "MACs          {} ({:.1} M){}",
+        p.macs(),
+        p.macs() as f64 / 1e6,
+        if p.batch > 1 { " per image" } else { "" }
+    );
     let _ = writeln!(s, "params        {}", p.params());
     let _ = writeln!(
         s,

@@ -32,6 +32,14 @@ impl InputData {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// Image `i` of a batch of `n` equal parts.
+    pub fn image(&self, i: usize, n: usize) -> InputData {
+        let k = self.len() / n.max(1);
+        match self {
+            InputData::F32(v) => InputData::F32(v[i * k..(i + 1) * k].to_vec()),
+            InputData::U8(v) => InputData::U8(v[i * k..(i + 1) * k].to_vec()),
+        }
+    }
     /// The values as f64, in the caller's layout.
     pub fn to_f64(&self) -> Vec<f64> {
         match self {
@@ -87,9 +95,28 @@ pub fn input_nchw(g: &Graph, input: &InputData) -> Result<Vec<f64>, String> {
     Ok(to_nchw(&input.to_f64(), shape, g.input.layout))
 }
 
-/// Runs the graph; returns its output (f64, a 4-D one in the graph's
-/// output layout).
+/// Runs the graph on each image of the batch; returns its outputs one
+/// after another (f64, a 4-D one in the graph's output layout).
 pub fn run(g: &Graph, input: &InputData) -> Result<Vec<f64>, String> {
+    let per_image: usize = g.tensors[INPUT].shape.iter().product();
+    if input.len() != per_image * g.batch {
+        return Err(format!(
+            "input has {} values, the model takes {} ({} images of {:?})",
+            input.len(),
+            per_image * g.batch,
+            g.batch,
+            g.tensors[INPUT].shape
+        ));
+    }
+    let mut out = Vec::new();
+    for i in 0..g.batch {
+        out.extend(run_image(g, &input.image(i, g.batch))?);
+    }
+    Ok(out)
+}
+
+/// [`run`] on one image.
+fn run_image(g: &Graph, input: &InputData) -> Result<Vec<f64>, String> {
     let mut all = run_all(g, input)?;
     let y = std::mem::take(&mut all[g.output]);
     Ok(match (g.output_layout, g.tensors[g.output].shape.as_slice()) {

@@ -1622,6 +1622,10 @@ pub struct Graph {
     /// of a feature map (models converted from TensorFlow). Other ranks
     /// ignore it.
     pub output_layout: Layout,
+    /// Images per run (1 unless the model or the user fixes more): the
+    /// graph computes one image; the generated code and the interpreter
+    /// run it on each image of the batch in turn, reusing the arena.
+    pub batch: usize,
 }
 
 /// The graph input's tensor id.
@@ -1642,6 +1646,7 @@ impl Graph {
             nodes: Vec::new(),
             output: INPUT,
             output_layout: Layout::Nchw,
+            batch: 1,
         }
     }
 

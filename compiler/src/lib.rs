@@ -60,6 +60,11 @@ pub struct LoadOptions {
     /// model fixes must agree. Not for a TOML description, whose
     /// resolution is its own.
     pub input_shape: Option<Vec<usize>>,
+    /// Images per run (`--batch`): the generated `run` takes this many
+    /// images one after another (one arena, reused), whatever batch an ONNX
+    /// file was exported with (every operator mncc computes treats images
+    /// independently). Default: the ONNX input's fixed batch, else 1.
+    pub batch: Option<usize>,
 }
 
 /// [`load`] with options.
@@ -69,14 +74,20 @@ pub fn load_with(path: &Path, options: &LoadOptions) -> Result<Model, Error> {
             "{}: an input shape is for ONNX models; a TOML description sets its own resolution",
             path.display()
         ))),
+        _ if options.batch.is_some_and(|b| b == 0 || b > limits::MAX_BATCH) => Err(Error::msg(format!(
+            "a batch of {} images: a batch is 1 to {}",
+            options.batch.unwrap_or(0),
+            limits::MAX_BATCH
+        ))),
         Some("toml") => {
             let spec = spec::load(path).map_err(Error)?;
             let mut model = build_spec(spec, Some(path))?;
             model.files.insert(0, path.to_path_buf());
+            model.graph.batch = options.batch.unwrap_or(1);
             Ok(model)
         }
         Some("onnx") => {
-            let graph = onnx::load_with(path, options.input_shape.as_deref()).map_err(Error)?;
+            let graph = onnx::load_with(path, options).map_err(Error)?;
             Ok(Model {
                 graph,
                 files: vec![path.to_path_buf()],
@@ -235,6 +246,12 @@ impl Build {
     /// height and width.
     pub fn input_shape(mut self, shape: impl Into<Vec<usize>>) -> Build {
         self.options.input_shape = Some(shape.into());
+        self
+    }
+
+    /// Images per run (see [`LoadOptions::batch`]).
+    pub fn batch(mut self, images: usize) -> Build {
+        self.options.batch = Some(images);
         self
     }
 

@@ -12,6 +12,11 @@ use crate::inspect::mib;
 /// Any one dimension, stride, pad or kernel size.
 pub const MAX_DIM: usize = 1 << 20;
 
+/// The most images one run may take ([`crate::ir::Graph::batch`]): the
+/// generated code loops over them, so this bounds only the caller's
+/// buffers' sizes.
+pub const MAX_BATCH: usize = 4096;
+
 /// Elements of any one tensor (weight or activation): 64 Mi, 256 MiB of f32.
 pub const MAX_TENSOR_ELEMS: usize = 1 << 26;
 

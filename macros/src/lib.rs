@@ -34,17 +34,19 @@ use syn::LitStr;
 /// `classify(&Input, &mut Arena) -> Output`. Options, after the path:
 /// `target = "name"` picks the schedule's target as `mncc --target` does
 /// (default `x86-64`); `input_shape = [1, 3, 224, 224]` fixes an ONNX
-/// input's symbolic dims, as `mncc --input-shape` does.
+/// input's symbolic dims, as `mncc --input-shape` does; `batch = 4` makes
+/// `run` take that many images, as `mncc --batch` does.
 #[proc_macro]
 pub fn mobilenet(input: TokenStream) -> TokenStream {
     let Args {
         lit,
         target,
         input_shape,
+        batch,
     } = match syn::parse::<Args>(input) {
         Ok(a) => a,
         Err(e) => {
-            let hint = "expected the path of a model description as a string literal, e.g. mobilenet!(\"models/v1_0.25_224.toml\"), optionally followed by `, target = \"x86-64-amx\"` and `, input_shape = [1, 3, 224, 224]`";
+            let hint = "expected the path of a model description as a string literal, e.g. mobilenet!(\"models/v1_0.25_224.toml\"), optionally followed by `, target = \"x86-64-amx\"`, `, input_shape = [1, 3, 224, 224]` and `, batch = 4`";
             let msg = e.to_string();
             let msg = if msg.starts_with("unknown or repeated option") {
                 msg.as_str()
@@ -61,7 +63,7 @@ pub fn mobilenet(input: TokenStream) -> TokenStream {
             Err(e) => return syn::Error::new(t.span(), e).to_compile_error().into(),
         },
     };
-    let options = mncc::LoadOptions { input_shape };
+    let options = mncc::LoadOptions { input_shape, batch };
     match expand(&lit, &target, &options) {
         Ok(ts) => ts.into(),
         Err(errors) => errors
@@ -73,17 +75,19 @@ pub fn mobilenet(input: TokenStream) -> TokenStream {
 }
 
 /// The macro's arguments: the description's path, then optionally
-/// `, target = "name"` and `, input_shape = [dims]`, in any order.
+/// `, target = "name"`, `, input_shape = [dims]` and `, batch = n`, in
+/// any order.
 struct Args {
     lit: LitStr,
     target: Option<LitStr>,
     input_shape: Option<Vec<usize>>,
+    batch: Option<usize>,
 }
 
 impl syn::parse::Parse for Args {
     fn parse(input: syn::parse::ParseStream<'_>) -> syn::Result<Self> {
         let lit: LitStr = input.parse()?;
-        let (mut target, mut input_shape) = (None, None);
+        let (mut target, mut input_shape, mut batch) = (None, None, None);
         while input.parse::<Option<syn::Token![,]>>()?.is_some() && !input.is_empty() {
             let key: syn::Ident = input.parse()?;
             input.parse::<syn::Token![=]>()?;
@@ -98,11 +102,13 @@ impl syn::parse::Parse for Args {
                         .map(|d| d.base10_parse::<usize>())
                         .collect::<syn::Result<_>>()?,
                 );
+            } else if key == "batch" && batch.is_none() {
+                batch = Some(input.parse::<syn::LitInt>()?.base10_parse::<usize>()?);
             } else {
                 return Err(syn::Error::new(
                     key.span(),
                     format!(
-                        "unknown or repeated option `{key}`: the options are `target = \"...\"` (a name of `mncc --target`) and `input_shape = [1, 3, 224, 224]`"
+                        "unknown or repeated option `{key}`: the options are `target = \"...\"` (a name of `mncc --target`), `input_shape = [1, 3, 224, 224]` and `batch = 4`"
                     ),
                 ));
             }
@@ -111,6 +117,7 @@ impl syn::parse::Parse for Args {
             lit,
             target,
             input_shape,
+            batch,
         })
     }
 }

@@ -538,7 +538,8 @@ impl Comparison {
     }
 }
 
-fn argmax(v: impl Iterator<Item = f64>) -> usize {
+/// The index of the largest value (the first of equals).
+pub fn argmax(v: impl Iterator<Item = f64>) -> usize {
     let mut best = (0, f64::NEG_INFINITY);
     for (i, x) in v.enumerate() {
         if x > best.1 {

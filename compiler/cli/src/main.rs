@@ -17,16 +17,37 @@ struct Cli {
     command: Cmd,
 }
 
+/// How to read the model (every command).
+#[derive(clap::Args)]
+struct LoadArgs {
+    /// The ONNX input's shape, in its own dim order (e.g. 1,3,224,224): fixes the
+    /// symbolic dims of models exported with a dynamic height and width.
+    #[arg(long = "input-shape", value_name = "DIMS", value_delimiter = ',')]
+    input_shape: Option<Vec<usize>>,
+    /// Images per run: the generated `run` takes N images one after another (one
+    /// arena, reused), whatever batch an ONNX file was exported with. Default: the
+    /// ONNX input's fixed batch, else 1.
+    #[arg(long, value_name = "N")]
+    batch: Option<usize>,
+}
+
+impl LoadArgs {
+    fn options(&self) -> mncc::LoadOptions {
+        mncc::LoadOptions {
+            input_shape: self.input_shape.clone(),
+            batch: self.batch,
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Compile MODEL into a Rust module OUT.rs and its weights OUT.weights.bin.
     Compile {
         /// The model: a description (.toml) or an ONNX file (.onnx).
         model: PathBuf,
-        /// The ONNX input's shape, in its own dim order (e.g. 1,3,224,224): fixes the
-        /// symbolic dims of models exported with a dynamic height and width.
-        #[arg(long = "input-shape", value_name = "DIMS", value_delimiter = ',')]
-        input_shape: Option<Vec<usize>>,
+        #[command(flatten)]
+        load: LoadArgs,
         /// The CPU the schedule is sized for (cache tiles, bands; x86-64-amx: pointwise
         /// layers on the AMX tiles). The generated code runs on any CPU of the
         /// architecture either way.
@@ -40,10 +61,8 @@ enum Cmd {
     Inspect {
         /// The model: a description (.toml) or an ONNX file (.onnx).
         model: PathBuf,
-        /// The ONNX input's shape, in its own dim order (e.g. 1,3,224,224): fixes the
-        /// symbolic dims of models exported with a dynamic height and width.
-        #[arg(long = "input-shape", value_name = "DIMS", value_delimiter = ',')]
-        input_shape: Option<Vec<usize>>,
+        #[command(flatten)]
+        load: LoadArgs,
         /// The CPU the schedule is sized for (cache tiles, bands; x86-64-amx: pointwise
         /// layers on the AMX tiles). The generated code runs on any CPU of the
         /// architecture either way.
@@ -64,10 +83,8 @@ enum Cmd {
     Verify {
         /// The model: a description (.toml) or an ONNX file (.onnx).
         model: PathBuf,
-        /// The ONNX input's shape, in its own dim order (e.g. 1,3,224,224): fixes the
-        /// symbolic dims of models exported with a dynamic height and width.
-        #[arg(long = "input-shape", value_name = "DIMS", value_delimiter = ',')]
-        input_shape: Option<Vec<usize>>,
+        #[command(flatten)]
+        load: LoadArgs,
         /// The CPU the schedule is sized for (cache tiles, bands; x86-64-amx: pointwise
         /// layers on the AMX tiles). The generated code runs on any CPU of the
         /// architecture either way.
@@ -87,10 +104,8 @@ enum Cmd {
     Bench {
         /// The model: a description (.toml) or an ONNX file (.onnx).
         model: PathBuf,
-        /// The ONNX input's shape, in its own dim order (e.g. 1,3,224,224): fixes the
-        /// symbolic dims of models exported with a dynamic height and width.
-        #[arg(long = "input-shape", value_name = "DIMS", value_delimiter = ',')]
-        input_shape: Option<Vec<usize>>,
+        #[command(flatten)]
+        load: LoadArgs,
         /// The CPU the schedule is sized for (cache tiles, bands; x86-64-amx: pointwise
         /// layers on the AMX tiles). The generated code runs on any CPU of the
         /// architecture either way.
@@ -167,7 +182,7 @@ fn load_input(path: Option<&Path>, program: &mncc::lower::Program, seed: u64) ->
     })
 }
 
-fn print_comparison(c: &Comparison, what: &str) {
+fn print_comparison(c: &Comparison, what: &str, got: &[f32], reference: &[f64], images: usize) {
     println!("reference     {what}");
     println!("max abs error {:.3e}", c.max_abs);
     println!(
@@ -175,18 +190,30 @@ fn print_comparison(c: &Comparison, what: &str) {
         c.max_rel, c.ref_max
     );
     println!("tolerance     {:.3e} (1e-4 * max(1, max|reference|))", c.tolerance);
-    println!("top-1         generated {} / reference {}", c.argmax.0, c.argmax.1);
+    if images > 1 && got.len() == reference.len() {
+        let k = got.len() / images;
+        let tops: Vec<String> = (0..images)
+            .map(|i| {
+                let g = harness::argmax(got[i * k..(i + 1) * k].iter().map(|&v| v as f64));
+                let r = harness::argmax(reference[i * k..(i + 1) * k].iter().copied());
+                format!("{g}/{r}")
+            })
+            .collect();
+        println!("top-1         per image, generated/reference: {}", tops.join(" "));
+    } else {
+        println!("top-1         generated {} / reference {}", c.argmax.0, c.argmax.1);
+    }
 }
 
 fn run(cli: Cli) -> Result<ExitCode, Error> {
     match cli.command {
         Cmd::Compile {
             model,
-            input_shape,
+            load,
             target,
             out,
         } => {
-            let m = mncc::load_with(&model, &mncc::LoadOptions { input_shape })?;
+            let m = mncc::load_with(&model, &load.options())?;
             m.check_output(&out)?;
             let p = mncc::compile_for(&m, &target)?;
             let blob = mncc::write(&p, &out, &model.display().to_string())?;
@@ -201,12 +228,12 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         Cmd::Inspect {
             model,
-            input_shape,
+            load,
             target,
             code_size,
             opt_level,
         } => {
-            let m = mncc::load_with(&model, &mncc::LoadOptions { input_shape })?;
+            let m = mncc::load_with(&model, &load.options())?;
             let p = mncc::compile_for(&m, &target)?;
             print!("{}", mncc::inspect::report(&p));
             if !code_size.is_empty() {
@@ -220,13 +247,13 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         Cmd::Verify {
             model,
-            input_shape,
+            load,
             target,
             input,
             expect,
             seed,
         } => {
-            let m = mncc::load_with(&model, &mncc::LoadOptions { input_shape })?;
+            let m = mncc::load_with(&model, &load.options())?;
             let p = mncc::compile_for(&m, &target)?;
             let x = load_input(input.as_deref(), &p, seed)?;
             let (reference, what) = match &expect {
@@ -243,7 +270,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             println!("model         {} ({})", p.name, p.description);
             let ran: Vec<String> = isa.iter().map(|(name, n)| format!("{name} ({n} calls)")).collect();
             println!("ran on        {}", ran.join(", "));
-            print_comparison(&c, &what);
+            print_comparison(&c, &what, &got, &reference, p.batch);
             if !c.ok() {
                 println!(
                     "FAILED: max abs error {:.3e} exceeds the tolerance {:.3e}",
@@ -255,7 +282,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         }
         Cmd::Bench {
             model,
-            input_shape,
+            load,
             target,
             seconds,
             layers,
@@ -265,7 +292,7 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
             if !(seconds > 0.0 && seconds <= 600.0) {
                 return Err(Error::msg("--seconds must be in (0, 600]"));
             }
-            let m = mncc::load_with(&model, &mncc::LoadOptions { input_shape })?;
+            let m = mncc::load_with(&model, &load.options())?;
             let p = mncc::compile_for(&m, &target)?;
             let x = InputData::random(p.input_type, p.input_len(), 1);
             eprintln!("building the generated code (release, target-cpu=native)...");

@@ -367,8 +367,11 @@ pub struct Program {
     pub input_type: ElemType,
     /// Input layout.
     pub input_layout: Layout,
-    /// Input shape in the caller's layout.
+    /// Input shape in the caller's layout (the batch's: dim 0 is
+    /// [`Program::batch`]).
     pub input_shape: Vec<usize>,
+    /// Images per run: the layers compute one, `run` repeats them.
+    pub batch: usize,
     /// Output element type.
     pub output_type: ElemType,
     /// Output shape, in the caller's layout.
@@ -559,10 +562,24 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
         }
     }
     let plan = storage::plan(&layers, &steps, &bytes, output)?;
-    let input_shape = match (g.input.layout, g.tensors[INPUT].shape.as_slice()) {
+    let mut input_shape = match (g.input.layout, g.tensors[INPUT].shape.as_slice()) {
         (Layout::Nhwc, &[n, c, h, w]) => vec![n, h, w, c],
         (_, s) => s.to_vec(),
     };
+    let mut output_shape = match (nhwc_out, out_shape.as_slice()) {
+        (true, &[n, c, h, w]) => vec![n, h, w, c],
+        _ => out_shape.clone(),
+    };
+    // The batch's shapes: dim 0 counts the images (an output without a
+    // leading 1, e.g. `[classes]`, gets one).
+    if g.batch > 1 {
+        for s in [&mut input_shape, &mut output_shape] {
+            match s.first() {
+                Some(1) => s[0] = g.batch,
+                _ => s.insert(0, g.batch),
+            }
+        }
+    }
     let blob = blob.into_bytes();
     crate::limits::check_bytes("the packed weights", blob.len(), crate::limits::MAX_WEIGHT_BYTES)
         .map_err(Error::msg)?;
@@ -572,11 +589,9 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
         input_type: g.input.dtype,
         input_layout: g.input.layout,
         input_shape,
+        batch: g.batch,
         output_type: out_type,
-        output_shape: match (nhwc_out, out_shape.as_slice()) {
-            (true, &[n, c, h, w]) => vec![n, h, w, c],
-            _ => out_shape.clone(),
-        },
+        output_shape,
         output_layout: if nhwc_out { Layout::Nhwc } else { Layout::Nchw },
         layers,
         steps,

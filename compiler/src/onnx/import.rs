@@ -395,6 +395,12 @@ pub struct Importer {
     /// The input shape the user gives (`--input-shape`), in the model
     /// input's own dim order: it fixes symbolic dims.
     pub input_shape: Option<Vec<usize>>,
+    /// Images per run: given by the user (`--batch`) before the input is
+    /// read, else the input's batch dim (1 if symbolic) after.
+    pub batch: Option<usize>,
+    /// The batch the model's input fixes, if any (> 1): the graph computes
+    /// one image, so a Reshape's leading dim equal to it means the batch.
+    pub model_batch: Option<usize>,
 }
 
 impl Importer {
@@ -408,6 +414,8 @@ impl Importer {
             readers: HashMap::new(),
             names: HashSet::new(),
             input_shape: None,
+            batch: None,
+            model_batch: None,
         }
     }
 
@@ -520,13 +528,17 @@ impl Importer {
                 dims.len()
             )));
         }
-        match dims[0] {
-            None | Some(1) => {}
-            Some(b) => {
-                return Err(at(format!(
-                    "batch size {b} is not supported (only 1; a symbolic batch is compiled as 1)"
-                )))
-            }
+        // Every operator mncc computes treats the images of a batch
+        // independently: the graph computes one, and any batch runs it per
+        // image, whatever batch the file was exported with.
+        self.model_batch = dims[0].filter(|&b| b > 1);
+        self.batch = Some(self.batch.or(dims[0]).unwrap_or(1));
+        if self.batch.is_some_and(|b| b == 0 || b > crate::limits::MAX_BATCH) {
+            return Err(at(format!(
+                "has batch size {}; a batch is 1 to {}",
+                self.batch.unwrap_or(0),
+                crate::limits::MAX_BATCH
+            )));
         }
         let fixed = |i: usize| {
             dims[i].ok_or_else(|| {

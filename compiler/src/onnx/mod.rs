@@ -29,25 +29,26 @@ use std::collections::HashMap;
 
 /// Reads an ONNX model file into an unoptimized IR graph.
 pub fn load(path: &std::path::Path) -> Result<Graph, Vec<Diagnostic>> {
-    load_with(path, None)
+    load_with(path, &crate::LoadOptions::default())
 }
 
-/// [`load`], with the input shape fixed to `input_shape` (the symbolic
-/// dims of the model's input take its values; a fixed one must agree).
-pub fn load_with(path: &std::path::Path, input_shape: Option<&[usize]>) -> Result<Graph, Vec<Diagnostic>> {
+/// [`load`], with the input shape or batch fixed as `options` say (the
+/// symbolic dims of the model's input take their values; a fixed one must
+/// agree).
+pub fn load_with(path: &std::path::Path, options: &crate::LoadOptions) -> Result<Graph, Vec<Diagnostic>> {
     let bytes = crate::limits::read_file(path, "ONNX model", crate::limits::MAX_ONNX_BYTES)
         .map_err(|e| vec![Diagnostic::msg(e).in_file(path)])?;
     let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
-    parse_with(&bytes, name, input_shape).map_err(|es| es.into_iter().map(|e| e.in_file(path)).collect())
+    parse_with(&bytes, name, options).map_err(|es| es.into_iter().map(|e| e.in_file(path)).collect())
 }
 
 /// Parses ONNX bytes.
 pub fn parse(bytes: &[u8], name: &str) -> Result<Graph, Vec<Diagnostic>> {
-    parse_with(bytes, name, None)
+    parse_with(bytes, name, &crate::LoadOptions::default())
 }
 
 /// Parses ONNX bytes, with the input shape fixed ([`load_with`]).
-pub fn parse_with(bytes: &[u8], name: &str, input_shape: Option<&[usize]>) -> Result<Graph, Vec<Diagnostic>> {
+pub fn parse_with(bytes: &[u8], name: &str, options: &crate::LoadOptions) -> Result<Graph, Vec<Diagnostic>> {
     let err = |m: String| vec![Diagnostic::msg(m)];
     let model = ModelProto::parse_from_bytes(bytes).map_err(|e| {
         err(format!(
@@ -229,7 +230,8 @@ pub fn parse_with(bytes: &[u8], name: &str, input_shape: Option<&[usize]>) -> Re
             }
         }
     }
-    imp.input_shape = input_shape.map(<[usize]>::to_vec);
+    imp.input_shape = options.input_shape.clone();
+    imp.batch = options.batch;
     imp.input(graph, name, &model)?;
     for &i in &order {
         import_node(&mut imp, &graph.node[i], i, defs[i].expect("checked above"));
@@ -275,6 +277,7 @@ pub fn parse_with(bytes: &[u8], name: &str, input_shape: Option<&[usize]>) -> Re
     }
     let mut g = imp.finish();
     g.output_layout = output_layout;
+    g.batch = imp.batch.unwrap_or(1);
     if graph.output.len() != 1 {
         return Err(err(format!(
             "the model has {} outputs; mncc compiles models with one output",

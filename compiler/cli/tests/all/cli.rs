@@ -398,6 +398,30 @@ fn onnx_errors_list_every_unsupported_node() {
 /// width]`): an error that says how to fix the shape, then `--input-shape`
 /// fixes it and the model verifies against onnxruntime.
 #[test]
+fn batch_runs_each_image_and_is_checked() {
+    let fixture = repo().join("tests/fixtures/onnx/torch_v1_op10");
+    let model = fixture.join("model.onnx");
+    let model = model.to_str().unwrap();
+    for (n, want) in [("0", "a batch is 1 to 4096"), ("5000", "a batch is 1 to 4096")] {
+        let o = mncc(&["inspect", model, "--batch", n]);
+        assert_clean_error(&o, want);
+    }
+    let o = mncc(&["inspect", model, "--batch", "2"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains("input 2x3x32x32") && out.contains("output 2x10") && out.contains("batch 2:"), "{out}");
+    // Against the reference interpreter, each image's top-1 printed.
+    let o = mncc(&["verify", model, "--batch", "3"]);
+    let (out, err) = text(&o);
+    println!("{out}");
+    assert!(o.status.success(), "{out}\n{err}");
+    assert!(out.contains("top-1         per image"), "{out}");
+    // The wrong number of values for the batch: a clear error.
+    let o = mncc(&["verify", model, "--batch", "2", "--input", fixture.join("input.npy").to_str().unwrap()]);
+    assert_clean_error(&o, "the model takes [2, 3, 32, 32]");
+}
+
+#[test]
 fn input_shape_fixes_symbolic_height_and_width() {
     use onnx_protobuf::tensor_shape_proto::dimension::Value as Dim;
     use onnx_protobuf::Message;

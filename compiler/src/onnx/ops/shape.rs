@@ -202,7 +202,14 @@ fn flatten(n: &mut Node<'_>) -> Import {
 }
 
 fn reshape(n: &mut Node<'_>) -> Import {
-    let target = n.constant(1, "shape")?.i64s();
+    let mut target = n.constant(1, "shape")?.i64s();
+    // The graph computes one image: a leading dim equal to the batch (a
+    // head's `[batch, -1]`, written as a constant by the exporter) is 1.
+    let batch = n.imp.model_batch.unwrap_or(1);
+    let tensor = matches!(n.arg(0), Some(Value::Tensor(_) | Value::Permuted(..)));
+    if batch > 1 && tensor && target.first() == Some(&(batch as i64)) {
+        target[0] = 1;
+    }
     let allowzero = n.attrs.int("allowzero") != 0;
     view(n, |d| Ok(reshape_dims(d, &target, allowzero)?))
 }
