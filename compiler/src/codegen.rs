@@ -109,16 +109,23 @@ pub fn tokens(p: &Program, embed: &WeightsEmbed) -> TokenStream {
         " The input: {} `{}` values, {layout}.{}",
         p.input_len(),
         p.input_type.rust_name(),
-        if p.input_type == ElemType::U8 {
-            " Raw pixels: the normalization is folded into the first layer."
-        } else {
-            ""
+        match p.input_type {
+            ElemType::U8 => " Raw pixels: the normalization is folded into the first layer.",
+            ElemType::F16 => {
+                " Float16 values as their IEEE binary16 bits (`mncc_runtime::f32_to_f16` makes them); the layers compute in float32."
+            }
+            _ => "",
         }
     );
     let output_doc = format!(
-        " The output: {} `{}` values, in the order of [`OUTPUT_SHAPE`]{}.",
+        " The output: {} `{}` values{}, in the order of [`OUTPUT_SHAPE`]{}.",
         p.output_len(),
         p.output_type.rust_name(),
+        if p.output_type == ElemType::F16 {
+            " (float16 bits: `mncc_runtime::f16_to_f32` reads them)"
+        } else {
+            ""
+        },
         match (p.output_shape.len(), p.output_layout) {
             (4, Layout::Nhwc) => " (NHWC: [1, height, width, channels])",
             (4, Layout::Nchw) => " (NCHW: [1, channels, height, width])",
@@ -721,6 +728,14 @@ fn layer_call(p: &Program, l: &Layer, names: &[Ident], par: bool) -> TokenStream
         Kernel::NchwToNhwc { pixels, c } => {
             let (pixels, c) = (usize_lit(*pixels), usize_lit(*c));
             quote!(::mncc_runtime::nchw_to_nhwc(#pixels, #c, #x, y);)
+        }
+        Kernel::FromF16 { pixels, c, nchw } => {
+            let (pixels, c) = (usize_lit(*pixels), usize_lit(*c));
+            quote!(::mncc_runtime::from_f16(#pixels, #c, #nchw, #x, y);)
+        }
+        Kernel::ToF16 { pixels, c, nchw } => {
+            let (pixels, c) = (usize_lit(*pixels), usize_lit(*c));
+            quote!(::mncc_runtime::to_f16(#pixels, #c, #nchw, #x, y);)
         }
         Kernel::NhwcToNchw { pixels, c } => {
             let (pixels, c) = (usize_lit(*pixels), usize_lit(*c));

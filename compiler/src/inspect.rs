@@ -29,7 +29,7 @@ pub fn report(p: &Program) -> String {
         s,
         "input {} {} {}, output {}{}",
         shape(&p.input_shape),
-        p.input_type.rust_name(),
+        p.input_type.short_name(),
         p.input_layout,
         shape(&p.output_shape),
         if p.output_shape.len() == 4 {
@@ -53,7 +53,7 @@ pub fn report(p: &Program) -> String {
         .map(|i| {
             let d = Description::of(p, i);
             let l = &p.layers[i];
-            let elem = |t: usize| p.tensor_types[t].rust_name();
+            let elem = |t: usize| p.tensor_types[t].short_name();
             [
                 i.to_string(),
                 cut(&d.name, NAME_COLUMN),

@@ -85,6 +85,12 @@ pub fn input_nchw(g: &Graph, input: &InputData) -> Result<Vec<f64>, String> {
     }
     match (input, g.input.dtype) {
         (InputData::F32(_), ElemType::F32) | (InputData::U8(_), ElemType::U8) => {}
+        // A float16 input is given as floats: each is taken to the nearest
+        // half, as the caller of the generated code must.
+        (InputData::F32(_), ElemType::F16) => {
+            let x: Vec<f64> = input.to_f64().into_iter().map(round_to_f16).collect();
+            return Ok(to_nchw(&x, shape, g.input.layout));
+        }
         _ => {
             return Err(format!(
                 "input element type does not match the model's {}",
@@ -93,6 +99,33 @@ pub fn input_nchw(g: &Graph, input: &InputData) -> Result<Vec<f64>, String> {
         }
     }
     Ok(to_nchw(&input.to_f64(), shape, g.input.layout))
+}
+
+/// `v` rounded to the nearest IEEE half (ties to even; beyond the largest
+/// half, infinity), as a value.
+pub fn round_to_f16(v: f64) -> f64 {
+    if !v.is_finite() || v == 0.0 {
+        return v;
+    }
+    let a = v.abs();
+    // 65504 is the largest half; from the midpoint to the next power up on,
+    // the rounding overflows.
+    if a >= 65520.0 {
+        return v.signum() * f64::INFINITY;
+    }
+    // The spacing of halves around `a`: 2^-24 below 2^-14 (subnormals),
+    // else 2^(e - 10) for a in [2^e, 2^(e+1)).
+    let e = a.log2().floor().max(-14.0) as i32;
+    let e = if 2f64.powi(e) > a { e - 1 } else { e }.max(-14);
+    let ulp = 2f64.powi(e - 10);
+    let q = a / ulp;
+    let r = q.round();
+    let r = if (q - q.floor() - 0.5).abs() == 0.0 && r % 2.0 != 0.0 {
+        r - 1.0
+    } else {
+        r
+    };
+    v.signum() * r * ulp
 }
 
 /// Runs the graph on each image of the batch; returns its outputs one
@@ -341,6 +374,8 @@ pub fn eval(op: &Op, ins: &[&[f64]], shapes: &[&[usize]], in_types: &[&TensorTyp
         }
         Op::Activation(a) => x.iter().map(|&v| a.reference(v)).collect(),
         Op::Sigmoid => x.iter().map(|&v| 1.0 / (1.0 + (-v).exp())).collect(),
+        Op::Cast(ElemType::F16) => x.iter().map(|&v| round_to_f16(v)).collect(),
+        Op::Cast(_) => x.to_vec(),
         Op::Mul => {
             let s = ins[1];
             if s.len() == x.len() {

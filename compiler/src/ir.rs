@@ -894,6 +894,10 @@ pub enum Op {
     /// The logistic function, elementwise, as onnxruntime computes it
     /// ([`mncc_abi::logistic`]).
     Sigmoid,
+    /// A float16 model's input to float32 (`Cast(F32)`, exact) or float32
+    /// to its float16 output (`Cast(F16)`, to the nearest half, ties to
+    /// even). The layers between compute in float32.
+    Cast(ElemType),
     /// `x * s` where `s` has `x`'s shape or is `[n, c, 1, 1]` (broadcast over
     /// pixels: squeeze-and-excitation).
     Mul,
@@ -957,6 +961,7 @@ impl Op {
             Op::Activation(_) => "Activation",
             Op::Mul => "Mul",
             Op::Sigmoid => "Sigmoid",
+            Op::Cast(_) => "Cast",
             Op::Quantize(_) => "Quantize",
             Op::Dequantize => "Dequantize",
             Op::QConv(_) => "QConv",
@@ -1079,7 +1084,7 @@ impl Op {
                 let [n, c, h, w] = nchw(x)?;
                 Ok(vec![n, c, p.out(0, h)?, p.out(1, w)?])
             }
-            Op::Activation(_) | Op::Sigmoid => Ok(x.to_vec()),
+            Op::Activation(_) | Op::Sigmoid | Op::Cast(_) => Ok(x.to_vec()),
             Op::Mul | Op::QMul(_) => {
                 let s = inputs[1];
                 let broadcast = x.len() == 4 && s.len() == 4 && s[0] == x[0] && s[1] == x[1] && s[2] == 1 && s[3] == 1;
@@ -1186,6 +1191,15 @@ impl Op {
             }
         };
         match self {
+            Op::Cast(to) => match (inputs[0].quant.as_ref(), inputs[0].elem, to) {
+                (None, ElemType::F16, ElemType::F32) | (None, ElemType::F32, ElemType::F16) => {
+                    Ok(TensorType::plain(*to))
+                }
+                _ => Err(format!(
+                    "a cast of {} to {to}: only float16 to float32 and back are supported",
+                    inputs[0]
+                )),
+            },
             Op::Reshape(_) => Ok(inputs[0].clone()),
             Op::MaxPool(_) => {
                 let t = inputs[0];
@@ -1404,6 +1418,7 @@ impl Op {
             | Op::Softmax
             | Op::Mul
             | Op::Sigmoid
+            | Op::Cast(_)
             | Op::MaxPool(_)
             | Op::Reshape(_)
             | Op::Dequantize
@@ -1772,9 +1787,9 @@ impl Graph {
                 Err(e) => problems.push(format!("{at}: {e}")),
             }
         }
-        if !matches!(self.input.dtype, ElemType::F32 | ElemType::U8) {
+        if !matches!(self.input.dtype, ElemType::F32 | ElemType::U8 | ElemType::F16) {
             problems.push(format!(
-                "the model input is {}; float32 and uint8 inputs are supported",
+                "the model input is {}; float32, float16 and uint8 inputs are supported",
                 self.input.dtype
             ));
         }

@@ -45,8 +45,8 @@ pub use mncc_abi::{
     PointwiseShape, PointwiseTiles, PwDwShape, PwOrder,
 };
 pub use ops::{
-    add, dequantize, global_avg_pool, map, max_pool, nchw_to_nhwc, nhwc_to_nchw, quantize, quantize_nchw,
-    scale_channels, sigmoid, softmax,
+    add, dequantize, f16_to_f32, f32_to_f16, from_f16, global_avg_pool, map, max_pool, nchw_to_nhwc, nhwc_to_nchw,
+    quantize, quantize_nchw, scale_channels, sigmoid, softmax, to_f16,
 };
 pub use weights::{Aligned, Blob};
 

@@ -397,3 +397,103 @@ pub fn dequantize<T: crate::abi::Quantized>(x: &[T], scale: f32, zero_point: i32
         *o = (v.to_i32() as i64 - zero_point as i64) as f32 * scale;
     }
 }
+
+/// IEEE binary16 bits to `f32` (exact: every half is an `f32`).
+#[inline]
+pub fn f16_to_f32(h: u16) -> f32 {
+    let sign = ((h as u32) & 0x8000) << 16;
+    let exp = ((h >> 10) & 0x1f) as u32;
+    let man = (h & 0x3ff) as u32;
+    let bits = match (exp, man) {
+        (0, 0) => sign,
+        (0, _) => {
+            // Subnormal: man * 2^-24, normalized for f32.
+            let shift = man.leading_zeros() - 21;
+            sign | ((113 - shift) << 23) | ((man << shift) & 0x3ff) << 13
+        }
+        (0x1f, 0) => sign | 0x7f80_0000,
+        (0x1f, _) => sign | 0x7fc0_0000 | (man << 13),
+        _ => sign | ((exp + 112) << 23) | (man << 13),
+    };
+    f32::from_bits(bits)
+}
+
+/// `f32` to IEEE binary16 bits, rounded to the nearest half, ties to even
+/// (as onnxruntime's and numpy's casts): beyond 65504 the rounding
+/// overflows to infinity, below 2^-14 the result is subnormal, NaN stays
+/// NaN.
+#[inline]
+pub fn f32_to_f16(x: f32) -> u16 {
+    let b = x.to_bits();
+    let sign = ((b >> 16) & 0x8000) as u16;
+    let exp = ((b >> 23) & 0xff) as i32;
+    let man = b & 0x7f_ffff;
+    if exp == 0xff {
+        return sign | 0x7c00 | if man != 0 { 0x200 | (man >> 13) as u16 } else { 0 };
+    }
+    let e = exp - 112;
+    if e >= 0x1f {
+        return sign | 0x7c00;
+    }
+    let round = |m: u32, shift: u32| -> u32 {
+        let (r, rem, half) = (m >> shift, m & ((1 << shift) - 1), 1 << (shift - 1));
+        r + u32::from(rem > half || (rem == half && r & 1 == 1))
+    };
+    if e <= 0 {
+        if e < -10 {
+            return sign;
+        }
+        // Subnormal: (man | 1.0) * 2^(e - 14) in units of 2^-24.
+        return sign | round(man | 0x80_0000, (14 - e) as u32) as u16;
+    }
+    // A carry out of the mantissa raises the exponent, up to infinity.
+    sign | round(((e as u32) << 23) | man, 13) as u16
+}
+
+/// A float16 model input to the `f32` activations: `x` is `pixels * c`
+/// halves, NCHW when `nchw` (then stored channels-last), else NHWC.
+/// Generated code calls it first for a model whose input is float16.
+///
+/// # Panics
+/// If `x` or `out` does not have `pixels * c` elements.
+#[inline]
+pub fn from_f16(pixels: usize, c: usize, nchw: bool, x: &[u16], out: &mut [f32]) {
+    const K: &str = "from_f16";
+    check_len(K, "x", x.len(), pixels * c);
+    check_len(K, "out", out.len(), pixels * c);
+    if nchw {
+        for (ch, plane) in x.chunks_exact(pixels.max(1)).enumerate().take(c) {
+            for (px, &h) in plane.iter().enumerate() {
+                out[px * c + ch] = f16_to_f32(h);
+            }
+        }
+    } else {
+        for (o, &h) in out.iter_mut().zip(x) {
+            *o = f16_to_f32(h);
+        }
+    }
+}
+
+/// The `f32` activations to a float16 model output: `x` is `pixels * c`
+/// (NHWC), `out` the halves, NCHW when `nchw`. Generated code calls it
+/// last for a model whose output is float16.
+///
+/// # Panics
+/// If `x` or `out` does not have `pixels * c` elements.
+#[inline]
+pub fn to_f16(pixels: usize, c: usize, nchw: bool, x: &[f32], out: &mut [u16]) {
+    const K: &str = "to_f16";
+    check_len(K, "x", x.len(), pixels * c);
+    check_len(K, "out", out.len(), pixels * c);
+    if nchw {
+        for (px, row) in x.chunks_exact(c.max(1)).enumerate().take(pixels) {
+            for (ch, &v) in row.iter().enumerate() {
+                out[ch * pixels + px] = f32_to_f16(v);
+            }
+        }
+    } else {
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = f32_to_f16(v);
+        }
+    }
+}

@@ -50,7 +50,7 @@ fn main() {
     let mut input: Box<model::Input> = vec![Default::default(); model::INPUT_LEN].into_boxed_slice().try_into().unwrap();
     decode(&bytes, &mut input[..]);
     let mut arena: Box<model::Arena> = vec![0u8; model::ARENA_LEN].into_boxed_slice().try_into().unwrap();
-    let mut output: Box<model::Output> = Box::new([0.0; model::OUTPUT_LEN]);
+    let mut output: Box<model::Output> = Box::new([OUT_ZERO; model::OUTPUT_LEN]);
     // `bench <input> <seconds> 2`, `layers <input> <seconds> 2`: run_parallel
     // on the runtime's two-thread pool.
     let pool = (args.len() > 4 && args[4] == "2").then(mncc_runtime::par::StdPool::new);
@@ -60,7 +60,7 @@ fn main() {
             // depend on its contents.
             arena.fill(0xff);
             model::run(&input, &mut output, &mut arena);
-            let out: Vec<u8> = output.iter().flat_map(|v| v.to_le_bytes()).collect();
+            let out: Vec<u8> = output.iter().flat_map(|&v| out_f32(v).to_le_bytes()).collect();
             std::fs::write(&args[3], out).expect("write output");
             // Which instruction sets the kernels ran on (calls per set).
             for isa in mncc_runtime::isa::Isa::ALL {
@@ -127,6 +127,29 @@ fn decode(bytes: &[u8], input: &mut [f32]) {
     for (v, b) in input.iter_mut().zip(bytes.chunks_exact(4)) {
         *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
     }
+}
+"#;
+
+const DECODE_F16: &str = r#"
+fn decode(bytes: &[u8], input: &mut [u16]) {
+    assert_eq!(bytes.len(), input.len() * 4, "input file size");
+    for (v, b) in input.iter_mut().zip(bytes.chunks_exact(4)) {
+        *v = mncc_runtime::f32_to_f16(f32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    }
+}
+"#;
+
+const OUTPUT_F32: &str = r#"
+const OUT_ZERO: f32 = 0.0;
+fn out_f32(v: f32) -> f32 {
+    v
+}
+"#;
+
+const OUTPUT_F16: &str = r#"
+const OUT_ZERO: u16 = 0;
+fn out_f32(v: u16) -> f32 {
+    mncc_runtime::f16_to_f32(v)
 }
 "#;
 
@@ -260,12 +283,19 @@ pub fn build(program: &Program, quiet: bool) -> Result<Harness, String> {
         &root.join(".cargo/config.toml"),
         "[build]\nrustflags = [\"-C\", \"target-cpu=native\"]\n",
     )?;
-    let decode = if program.input_type == ElemType::U8 {
-        DECODE_U8
-    } else {
-        DECODE_F32
+    // A float16 model's halves: the input file's floats taken to the
+    // nearest half, the output's halves written as floats.
+    let decode = match program.input_type {
+        ElemType::U8 => DECODE_U8,
+        ElemType::F16 => DECODE_F16,
+        _ => DECODE_F32,
     };
-    write(&root.join("app/src/main.rs"), format!("{MAIN}{decode}"))?;
+    let output = if program.output_type == ElemType::F16 {
+        OUTPUT_F16
+    } else {
+        OUTPUT_F32
+    };
+    write(&root.join("app/src/main.rs"), format!("{MAIN}{decode}{output}"))?;
 
     let target = target_dir();
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
@@ -319,10 +349,10 @@ impl Harness {
     fn input_file(&self, input: &InputData) -> Result<PathBuf, String> {
         let ok = matches!(
             (input, self.input_type),
-            (InputData::F32(_), ElemType::F32) | (InputData::U8(_), ElemType::U8)
+            (InputData::F32(_), ElemType::F32 | ElemType::F16) | (InputData::U8(_), ElemType::U8)
         );
         if !ok {
-            return Err(format!("the model takes {} input", self.input_type.rust_name()));
+            return Err(format!("the model takes {} input", self.input_type));
         }
         let p = self.dir.path().join("input.bin");
         write(&p, input_bytes(input))?;

@@ -9,7 +9,8 @@
 //!
 //! Reads format versions 1.0, 2.0 and 3.0; writes 1.0 (2.0 only if the header
 //! would not fit, which no real shape reaches). C order only. Supported dtypes:
-//! `<f4`, `<f8` and `|u1` (also spelled `<u1`), held as [`NpyData`].
+//! `<f4`, `<f8`, `<f2` (read as `f32`: every half is one) and `|u1` (also
+//! spelled `<u1`), held as [`NpyData`].
 //!
 //! The format (numpy `lib/format.py`): the magic `\x93NUMPY`, a major and a
 //! minor version byte, the header length (u16 LE for 1.0, u32 LE for 2.0/3.0),
@@ -188,6 +189,11 @@ pub fn parse(bytes: &[u8]) -> Result<Npy, NpyError> {
                 .map(|c| f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
                 .collect(),
         ),
+        Dtype::F16 => NpyData::F32(
+            data.chunks_exact(2)
+                .map(|c| mncc::weights::f16_to_f32(u16::from_le_bytes([c[0], c[1]])))
+                .collect(),
+        ),
         Dtype::U8 => NpyData::U8(data.to_vec()),
     };
     Ok(Npy {
@@ -288,6 +294,7 @@ fn preamble(dtype: Dtype, shape: &[usize], data_bytes: usize) -> Vec<u8> {
 enum Dtype {
     F32,
     F64,
+    F16,
     U8,
 }
 
@@ -296,8 +303,9 @@ impl Dtype {
         match descr {
             "<f4" => Ok(Dtype::F32),
             "<f8" => Ok(Dtype::F64),
+            "<f2" => Ok(Dtype::F16),
             "|u1" | "<u1" => Ok(Dtype::U8),
-            other => err(format!("unsupported dtype '{other}' (supported: <f4, <f8, |u1)")),
+            other => err(format!("unsupported dtype '{other}' (supported: <f4, <f8, <f2, |u1)")),
         }
     }
 
@@ -305,6 +313,7 @@ impl Dtype {
         match self {
             Dtype::F32 => "<f4",
             Dtype::F64 => "<f8",
+            Dtype::F16 => "<f2",
             Dtype::U8 => "|u1",
         }
     }
@@ -313,6 +322,7 @@ impl Dtype {
         match self {
             Dtype::F32 => 4,
             Dtype::F64 => 8,
+            Dtype::F16 => 2,
             Dtype::U8 => 1,
         }
     }
@@ -735,8 +745,12 @@ mod tests {
         let h = "{'descr': '<i8', 'fortran_order': False, 'shape': (1,), }";
         assert_eq!(
             msg(parse(&with_header(h, &[0; 8]))),
-            "unsupported dtype '<i8' (supported: <f4, <f8, |u1)"
+            "unsupported dtype '<i8' (supported: <f4, <f8, <f2, |u1)"
         );
+        // Halves are read as the floats they are.
+        let h = "{'descr': '<f2', 'fortran_order': False, 'shape': (3,), }";
+        let got = parse(&with_header(h, &[0x00, 0x3c, 0x00, 0xc0, 0x01, 0x00])).unwrap();
+        assert_eq!(got.data, NpyData::F32(vec![1.0, -2.0, 2f32.powi(-24)]));
         let h = "{'descr': '>f4', 'fortran_order': False, 'shape': (1,), }";
         assert!(msg(parse(&with_header(h, &[0; 4]))).contains("'>f4'"));
         let h = "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 2), }";

@@ -111,6 +111,25 @@ pub enum Kernel {
         /// Channels.
         c: usize,
     },
+    /// A float16 model input to float32 (`mncc_runtime::from_f16`),
+    /// stored channels-last.
+    FromF16 {
+        /// Pixels.
+        pixels: usize,
+        /// Channels.
+        c: usize,
+        /// Whether the input is NCHW.
+        nchw: bool,
+    },
+    /// Float32 to a float16 model output (`mncc_runtime::to_f16`).
+    ToF16 {
+        /// Pixels.
+        pixels: usize,
+        /// Channels.
+        c: usize,
+        /// Whether the output is NCHW (the cast also transposes).
+        nchw: bool,
+    },
     /// Channels-last to channels-first (the model output's layout).
     NhwcToNchw {
         /// Pixels.
@@ -237,6 +256,8 @@ impl Kernel {
             Kernel::ScaleChannels { .. } => "scale_channels".into(),
             Kernel::NhwcToNchw { .. } => "nhwc_to_nchw".into(),
             Kernel::NchwToNhwc { .. } => "nchw_to_nhwc".into(),
+            Kernel::FromF16 { .. } => "from_f16".into(),
+            Kernel::ToF16 { .. } => "to_f16".into(),
             Kernel::Quantize { elem, .. } => format!("quantize_{}", elem.rust_name()),
             Kernel::Dequantize { elem, .. } => format!("dequantize_{}", elem.rust_name()),
             Kernel::QConv { kind, .. } => match kind {
@@ -534,7 +555,8 @@ pub fn lower(g: &Graph, passes: Vec<PassReport>, target: &Target) -> Result<Prog
     let out_shape = &g.tensors[g.output].shape;
     let out_type = g.tensors[g.output].ty.elem;
     let nhwc_out = g.output_layout == Layout::Nhwc && out_shape.len() == 4;
-    if !nhwc_out && !same_order_in_nhwc(out_shape) && output != INPUT {
+    // A float16 output's cast layer writes the NCHW order itself.
+    if !nhwc_out && !same_order_in_nhwc(out_shape) && output != INPUT && out_type != ElemType::F16 {
         if out_type != ElemType::F32 {
             return Err(Error::msg(format!(
                 "the model output is a {out_type} feature map; only float32 feature maps are transposed to NCHW"

@@ -73,12 +73,13 @@ pub(super) fn layer(
         alias[t] == INPUT
             && (k > 0
                 || !(matches!(n.op, Op::Conv(_))
+                    || (matches!(n.op, Op::Cast(_)) && g.input.dtype == ElemType::F16)
                     || (matches!(n.op, Op::Quantize(_) | Op::DynQuantize) && g.input.dtype == ElemType::F32)))
     });
     if !input_is_plain && reads_raw_input {
         return Err(at(format!(
             "only a convolution can read the model input ({} {}) directly",
-            g.input.dtype.rust_name(),
+            g.input.dtype.short_name(),
             g.input.layout
         )));
     }
@@ -224,6 +225,20 @@ pub(super) fn layer(
                 pixels: x[2] * x[3],
                 c: x[1],
             };
+        }
+        Op::Cast(to) => {
+            let (pixels, c) = (x[2..].iter().product(), x[1]);
+            // The NCHW order on the way in (the input) or out (the output
+            // of a `[1, c, h, w]` model): the cast layer also transposes.
+            let order = |nchw: bool| nchw && x.len() == 4 && pixels > 1 && c > 1;
+            layer.kernel = if *to == ElemType::F16 {
+                let nchw = order(n.output == g.output && g.output_layout == Layout::Nchw);
+                Kernel::ToF16 { pixels, c, nchw }
+            } else {
+                let nchw = order(reads_input && g.input.layout == Layout::Nchw);
+                Kernel::FromF16 { pixels, c, nchw }
+            };
+            layer.why = "float16 at the model's edge; the layers compute in float32".into();
         }
         Op::Quantize(q) => {
             layer.kernel = Kernel::Quantize {

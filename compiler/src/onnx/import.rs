@@ -299,6 +299,18 @@ pub fn tensor_const(t: &TensorProto) -> Result<Const, String> {
                 .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as i64)
                 .collect()
         }),
+        // float16: two bytes each in raw_data, else int32_data holds the
+        // bits. mncc computes in float32: converted, exactly.
+        10 => Data::F32(if raw.is_empty() {
+            t.int32_data
+                .iter()
+                .map(|&v| crate::weights::f16_to_f32(v as u16))
+                .collect()
+        } else {
+            raw.chunks_exact(2)
+                .map(|b| crate::weights::f16_to_f32(u16::from_le_bytes([b[0], b[1]])))
+                .collect()
+        }),
         // uint8, int8: one byte each in raw_data, else int32_data
         2 => Data::Int8(
             ElemType::U8,
@@ -324,7 +336,7 @@ pub fn tensor_const(t: &TensorProto) -> Result<Const, String> {
         }),
         other => {
             return Err(format!(
-                "element type {} is not supported (float, double, int8, uint8, int32, int64, bool are)",
+                "element type {} is not supported (float, float16, double, int8, uint8, int32, int64, bool are)",
                 elem_type_name(other)
             ))
         }
@@ -468,12 +480,18 @@ impl Importer {
         else {
             return Err(at("is not a tensor".into()));
         };
-        if tt.elem_type != 1 {
-            return Err(at(format!(
-                "element type {} is not supported (float32 is)",
-                tt.elem_type
-            )));
-        }
+        // A float16 input: the generated code takes its halves, and a
+        // first layer converts them (the layers compute in float32).
+        let dtype = match tt.elem_type {
+            1 => ElemType::F32,
+            10 => ElemType::F16,
+            t => {
+                return Err(at(format!(
+                    "element type {} is not supported (float32 and float16 are)",
+                    elem_type_name(t)
+                )))
+            }
+        };
         let mut bad = Vec::new();
         let dims: Vec<Option<usize>> = tt
             .shape
@@ -522,9 +540,11 @@ impl Importer {
                 return Err(at(bad.join("; ")));
             }
         }
-        if dims.len() != 4 {
+        // An image, or a batch of feature vectors (a classifier head on
+        // its own: `[batch, features]`).
+        if dims.len() != 4 && dims.len() != 2 {
             return Err(at(format!(
-                "has {} dims; an image input has 4 (NCHW or NHWC)",
+                "has {} dims; an image input has 4 (NCHW or NHWC), a feature input 2 ([batch, features])",
                 dims.len()
             )));
         }
@@ -553,7 +573,10 @@ impl Importer {
         // the NCHW tensor transposed by [0, 2, 3, 1] (`Value::Permuted`):
         // the Transposes cancel that, the operators before them run on it.
         let nhwc = reaches_nchw_transposes(graph, &input.name);
-        let (layout, shape) = if nhwc {
+        let nhwc = nhwc && dims.len() == 4;
+        let (layout, shape) = if dims.len() == 2 {
+            (Layout::Nchw, vec![1, fixed(1)?])
+        } else if nhwc {
             (Layout::Nhwc, vec![1, fixed(3)?, fixed(1)?, fixed(2)?])
         } else {
             (Layout::Nchw, vec![1, fixed(1)?, fixed(2)?, fixed(3)?])
@@ -576,19 +599,21 @@ impl Importer {
             },
             self.opset
         );
-        self.g = Some(Graph::new(
-            name,
-            &description,
-            InputSpec {
-                dtype: ElemType::F32,
-                layout,
-            },
-            shape,
-        ));
+        self.g = Some(Graph::new(name, &description, InputSpec { dtype, layout }, shape));
+        let mut x = INPUT;
+        if dtype == ElemType::F16 {
+            let g = self.graph();
+            x = g
+                .push(&format!("{}.to_float32", input.name), Op::Cast(ElemType::F32), &[INPUT])
+                .map_err(at)?;
+            if let Some(n) = g.nodes.last_mut() {
+                n.source = "(float16 input)".into();
+            }
+        }
         let v = if nhwc {
-            Value::Tensor(INPUT).permuted(vec![0, 2, 3, 1], "the NHWC model input")
+            Value::Tensor(x).permuted(vec![0, 2, 3, 1], "the NHWC model input")
         } else {
-            Value::Tensor(INPUT)
+            Value::Tensor(x)
         };
         self.values.insert(input.name.clone(), v);
         Ok(())

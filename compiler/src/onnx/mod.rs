@@ -294,8 +294,15 @@ pub fn parse_with(bytes: &[u8], name: &str, options: &crate::LoadOptions) -> Res
             m,
         )]
     };
+    // A float16 output: the last layer writes halves.
+    let elem = graph.output[0].type_.as_ref().and_then(|t| match &t.value {
+        Some(onnx_protobuf::type_proto::Value::TensorType(tt)) => Some(tt.elem_type),
+        _ => None,
+    });
+    let f16_out = elem == Some(10) && g.input.dtype != crate::ir::ElemType::F16;
     match imp.values.get(out) {
-        Some(Value::Tensor(t)) if *t != INPUT => g.output = *t,
+        // A float32 input cast to a float16 output computes the cast.
+        Some(Value::Tensor(t)) if *t != INPUT || f16_out => g.output = *t,
         Some(Value::Tensor(_)) => return Err(at("is the model input: nothing to compute")),
         Some(Value::DynParam(..) | Value::DynScale(..) | Value::IntSums(_)) => {
             return Err(at(
@@ -307,6 +314,19 @@ pub fn parse_with(bytes: &[u8], name: &str, options: &crate::LoadOptions) -> Res
         Some(Value::Failed) => return Err(at("is the output of a node that failed")),
         Some(Value::Const(_)) => return Err(at("is a constant: nothing to compute")),
         None => return Err(at("is not produced by any node")),
+    }
+    if elem == Some(10) {
+        let t = g
+            .push(
+                &format!("{out}.to_float16"),
+                crate::ir::Op::Cast(crate::ir::ElemType::F16),
+                &[g.output],
+            )
+            .map_err(|e| at(&e))?;
+        if let Some(n) = g.nodes.last_mut() {
+            n.source = "(float16 output)".into();
+        }
+        g.output = t;
     }
     // A QDQ model means what onnxruntime computes of it by default: its
     // DequantizeLinear -> op -> QuantizeLinear groups as integer layers.

@@ -39,6 +39,15 @@ impl ElemType {
         }
     }
 
+    /// The short name tables print: the Rust type's, `f16` for float16
+    /// (stored as `u16` bits).
+    pub const fn short_name(self) -> &'static str {
+        match self {
+            ElemType::F16 => "f16",
+            other => other.rust_name(),
+        }
+    }
+
     /// Whether it is an integer type.
     pub const fn is_integer(self) -> bool {
         matches!(self, ElemType::I8 | ElemType::U8 | ElemType::I32)

@@ -411,3 +411,79 @@ fn nhwc_to_nchw_moves_every_element() {
 fn nhwc_to_nchw_checks_lengths() {
     nhwc_to_nchw(4, 3, &[0.0; 12], &mut [0.0; 11]);
 }
+
+/// The value of half `h` in f64, from its fields (independent of the
+/// runtime's bit manipulation).
+fn half_value(h: u16) -> f64 {
+    let sign = if h >> 15 == 1 { -1.0 } else { 1.0 };
+    let exp = ((h >> 10) & 0x1f) as i32;
+    let frac = (h & 0x3ff) as f64;
+    sign * match exp {
+        0 => frac * 2f64.powi(-24),
+        31 if frac == 0.0 => f64::INFINITY,
+        31 => f64::NAN,
+        e => (1.0 + frac / 1024.0) * 2f64.powi(e - 15),
+    }
+}
+
+#[test]
+fn f16_conversions_are_exact_and_round_to_nearest_even() {
+    use mncc_runtime::{f16_to_f32, f32_to_f16};
+    for h in 0..=u16::MAX {
+        let v = half_value(h);
+        let f = f16_to_f32(h);
+        if v.is_nan() {
+            assert!(
+                f.is_nan() && f32_to_f16(f) & 0x7c00 == 0x7c00 && f32_to_f16(f) & 0x3ff != 0,
+                "{h:#06x}"
+            );
+            continue;
+        }
+        assert_eq!(f as f64, v, "{h:#06x}");
+        assert_eq!(f32_to_f16(f), h, "round trip {h:#06x}");
+    }
+    // Between two neighbouring finite halves: below, at and above the
+    // midpoint (ties go to the even one), and beyond the largest half.
+    for h in (0..0x7bffu16).chain(0x8000..0xfbff) {
+        let (a, b) = (half_value(h), half_value(h + 1));
+        let mid = (a + b) / 2.0;
+        let even = if h & 1 == 0 { h } else { h + 1 };
+        let below = f32::from_bits((mid as f32).to_bits() - 1) as f64;
+        for (x, want) in [(mid, even), (below, h), ((mid + b) / 2.0, h + 1)] {
+            let x32 = x as f32;
+            assert_eq!(x32 as f64, x, "{h:#06x}: the midpoint is an f32");
+            assert_eq!(f32_to_f16(x32), want, "{h:#06x}: {x}");
+        }
+    }
+    assert_eq!(f32_to_f16(65520.0), 0x7c00, "rounds up to infinity");
+    assert_eq!(f32_to_f16(65519.99), 0x7bff);
+    assert_eq!(f32_to_f16(-1e9), 0xfc00);
+    assert_eq!(
+        f32_to_f16(2f32.powi(-25)),
+        0,
+        "half of the smallest subnormal: ties to even (0)"
+    );
+    assert_eq!(f32_to_f16(2f32.powi(-25) * 1.0001), 1);
+}
+
+#[test]
+fn f16_layers_convert_and_transpose() {
+    let (pixels, c) = (6, 5);
+    let x: Vec<f32> = (0..pixels * c).map(|i| i as f32 * 0.25 - 3.0).collect();
+    let halves: Vec<u16> = x.iter().map(|&v| mncc_runtime::f32_to_f16(v)).collect();
+    // NCHW halves in, NHWC floats out.
+    let mut nhwc = vec![0.0; pixels * c];
+    mncc_runtime::from_f16(pixels, c, true, &halves, &mut nhwc);
+    for ch in 0..c {
+        for px in 0..pixels {
+            assert_eq!(nhwc[px * c + ch], x[ch * pixels + px]);
+        }
+    }
+    // And back to NCHW halves.
+    let mut back = vec![0u16; pixels * c];
+    mncc_runtime::to_f16(pixels, c, true, &nhwc, &mut back);
+    assert_eq!(back, halves);
+    let mut same = vec![0.0; pixels * c];
+    mncc_runtime::from_f16(pixels, c, false, &halves, &mut same);
+    assert_eq!(same, x);
+}

@@ -409,7 +409,10 @@ fn batch_runs_each_image_and_is_checked() {
     let o = mncc(&["inspect", model, "--batch", "2"]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
-    assert!(out.contains("input 2x3x32x32") && out.contains("output 2x10") && out.contains("batch 2:"), "{out}");
+    assert!(
+        out.contains("input 2x3x32x32") && out.contains("output 2x10") && out.contains("batch 2:"),
+        "{out}"
+    );
     // Against the reference interpreter, each image's top-1 printed.
     let o = mncc(&["verify", model, "--batch", "3"]);
     let (out, err) = text(&o);
@@ -417,7 +420,14 @@ fn batch_runs_each_image_and_is_checked() {
     assert!(o.status.success(), "{out}\n{err}");
     assert!(out.contains("top-1         per image"), "{out}");
     // The wrong number of values for the batch: a clear error.
-    let o = mncc(&["verify", model, "--batch", "2", "--input", fixture.join("input.npy").to_str().unwrap()]);
+    let o = mncc(&[
+        "verify",
+        model,
+        "--batch",
+        "2",
+        "--input",
+        fixture.join("input.npy").to_str().unwrap(),
+    ]);
     assert_clean_error(&o, "the model takes [2, 3, 32, 32]");
 }
 

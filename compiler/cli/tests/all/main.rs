@@ -4,13 +4,14 @@
 
 mod cli;
 mod common;
+mod exports;
 mod footprint;
+mod fp16;
 mod harness_threads;
 mod int8_families;
 mod int8_models;
 mod int8_ops;
 mod int8_tflite;
-mod keras_onnx;
 mod onnx_fixtures;
 mod random_graphs;
 mod robustness;

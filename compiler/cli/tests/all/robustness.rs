@@ -223,10 +223,34 @@ fn exporter_operators_outside_what_mncc_computes() {
             }),
             vec!["node `slice` (Slice)", "must be a constant"],
         ),
+        (
+            "a Cast of a feature map to an integer type",
+            Box::new(|m: &mut Model, _: &mut String| {
+                let pw = node(m, "pw").output[0].clone();
+                let d = m.node("Cast", "cast", &[&pw], vec![int("to", 7)]);
+                node(m, "gap").input[0] = d;
+            }),
+            vec!["node `cast` (Cast)", "int64", "float32 or float16"],
+        ),
     ];
     for (what, f, needles) in cases {
         expect_error(what, fuzzing::onnx(&mutated(|m, o| f(m, o))), &needles);
     }
+}
+
+#[test]
+fn a_softmax_across_a_batch_is_refused() {
+    // A classifier head on a [4, 8] feature input, opset 11: Softmax with
+    // axis 0 coerces the four rows into one; mncc computes one row.
+    let mut m = Model::new(11, &[4, 8]);
+    let w = m.init("w", &[3, 8], vec![0.1; 24]);
+    let fc = m.node("Gemm", "fc", &["input", &w], vec![int("transB", 1)]);
+    let sm = m.node("Softmax", "sm", &[&fc], vec![int("axis", 0)]);
+    expect_error(
+        "Softmax over the batch",
+        fuzzing::onnx(&m.bytes(&sm)),
+        &["node `sm` (Softmax)", "axis 0 of a batch of 4", "mixes the images"],
+    );
 }
 
 #[test]

@@ -125,6 +125,18 @@ fn softmax(n: &mut Node<'_>) -> Import {
             ),
         ));
     }
+    // The graph computes one image of the batch: a softmax over the batch
+    // dim (opset < 13 with axis 0 coerces all the images into one row)
+    // would mix them.
+    if axis == 0 && n.imp.batch.unwrap_or(1) > 1 {
+        return Err(NodeError::attr(
+            "axis",
+            format!(
+                "a softmax over axis 0 of a batch of {} mixes the images; only a softmax per image is supported",
+                n.imp.batch.unwrap_or(1)
+            ),
+        ));
+    }
     // Before opset 13 the input is coerced to 2-D at `axis`; from 13 the softmax is over `axis` alone.
     let over: usize = if n.opset() < 13 {
         s[axis as usize..].iter().product()

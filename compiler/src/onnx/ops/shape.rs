@@ -131,7 +131,7 @@ pub const OPS: &[OpDef] = &[
         ],
         check: None,
         import: cast,
-        transposed: Transposed::Fixed,
+        transposed: Transposed::Elementwise,
     },
 ];
 
@@ -431,9 +431,25 @@ fn cast(n: &mut Node<'_>) -> Import {
     if let Some(v) = super::quant::dyn_cast(n) {
         return Ok(vec![v?]);
     }
+    // mncc computes in float32: a Cast of a tensor between float32 and
+    // float16 (a float16 model's, or one kept with float32 inputs and
+    // outputs) keeps the float32 values, unrounded.
+    let to = n.attrs.int("to");
+    if let Some(Value::Tensor(t)) = n.arg(0) {
+        return match to {
+            1 | 10 => one(Value::Tensor(t)),
+            t => Err(NodeError::attr(
+                "to",
+                format!(
+                    "a cast of a computed tensor to {} is not supported (to float32 or float16 is)",
+                    crate::onnx::import::elem_type_name(t as i32)
+                ),
+            )),
+        };
+    }
     let c = n.constant(0, "input")?;
-    let data = match n.attrs.int("to") {
-        1 | 11 => Data::F32(c.f32s()),
+    let data = match to {
+        1 | 10 | 11 => Data::F32(c.f32s()),
         6 | 7 => Data::I64(c.i64s()),
         t => {
             return Err(NodeError::attr(

@@ -1,12 +1,17 @@
-//! Float Keras MobileNetV3 models converted to ONNX by tf2onnx
-//! (tests/fixtures/make_keras_onnx_fixtures.py): graphs converted op by op
-//! from NHWC, with about 100 Transposes left inside (tf2onnx's transpose
-//! optimizer fails on them), the input's Rescaling on NHWC, hard-swish
-//! written out, squeeze-and-excitation means on NHWC tensors; one with its
-//! classifier, one headless, whose output is an NHWC feature map. No
-//! Transpose may survive as a layer (they cancel); the generated code must
-//! match onnxruntime and Keras, and the interpreter, at the usual
-//! tolerance, with the same top-1.
+//! Real exporters' files, each checked against onnxruntime, the framework
+//! that made it and the interpreter, at the usual tolerance, with the same
+//! top-1; no layer may move elements between layouts (every Transpose
+//! cancels, the NHWC input and output are used as they come).
+//!
+//! - tf2onnx on Keras MobileNetV3 Small
+//!   (tests/fixtures/make_keras_onnx_fixtures.py): graphs converted op by
+//!   op from NHWC, with about 100 Transposes left inside (tf2onnx's
+//!   transpose optimizer fails on them), the input's Rescaling on NHWC,
+//!   hard-swish written out, squeeze-and-excitation means on NHWC tensors;
+//!   one with its classifier, one headless, whose output is an NHWC feature
+//!   map.
+//! - paddle2onnx on `paddle.vision.models` MobileNetV1 and V3 Small
+//!   (tests/fixtures/make_paddle_fixtures.py).
 
 use crate::common::{f32_rows, fixture_cases};
 use mncc::interp::{self, InputData};
@@ -15,8 +20,19 @@ use mncc_cli::harness;
 
 #[test]
 fn tf2onnx_keras_v3_models_match_onnxruntime_and_keras() {
-    let cases = fixture_cases("keras_onnx");
-    assert_eq!(cases.len(), 2, "with head and headless");
+    check_exports("keras_onnx", "keras.npy", "Keras");
+}
+
+#[test]
+fn paddle2onnx_models_match_onnxruntime_and_paddle() {
+    check_exports("paddle_onnx", "paddle.npy", "Paddle");
+}
+
+/// Every case of `tests/fixtures/<fixtures>` (two each) against
+/// onnxruntime's `expected.npy` and the framework's `framework` file.
+fn check_exports(fixtures: &str, framework: &str, what: &str) {
+    let cases = fixture_cases(fixtures);
+    assert_eq!(cases.len(), 2, "{fixtures}");
     let mut failures = Vec::new();
     for dir in &cases {
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
@@ -32,7 +48,7 @@ fn tf2onnx_keras_v3_models_match_onnxruntime_and_keras() {
             .collect();
         let h = harness::build(&p, true).unwrap();
         let inputs = f32_rows(&dir.join("input.npy"));
-        let (ort, keras) = (f32_rows(&dir.join("expected.npy")), f32_rows(&dir.join("keras.npy")));
+        let (ort, keras) = (f32_rows(&dir.join("expected.npy")), f32_rows(&dir.join(framework)));
         let (mut err_ort, mut err_keras, mut err_ref, mut top1) = (0f64, 0f64, 0f64, 0);
         let mut scale = 1f64;
         for ((x, o), k) in inputs.iter().zip(&ort).zip(&keras) {
@@ -58,7 +74,7 @@ fn tf2onnx_keras_v3_models_match_onnxruntime_and_keras() {
         }
         let tol = 1e-4 * scale;
         println!(
-            "{name}: {} layers, output {:?} {}; max abs error vs onnxruntime {err_ort:.3e}, vs Keras {err_keras:.3e}, vs the interpreter {err_ref:.3e} (tolerance {tol:.1e}); top-1 equal {top1}/{}",
+            "{name}: {} layers, output {:?} {}; max abs error vs onnxruntime {err_ort:.3e}, vs {what} {err_keras:.3e}, vs the interpreter {err_ref:.3e} (tolerance {tol:.1e}); top-1 equal {top1}/{}",
             p.layers.len(),
             p.output_shape,
             if p.output_shape.len() == 4 { p.output_layout.to_string() } else { String::new() },
