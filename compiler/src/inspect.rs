@@ -189,11 +189,14 @@ const NAME_COLUMN: usize = 48;
 /// `name` cut to `max` characters, if longer: a TFLite fused name
 /// (`a;b;c`, the ops folded into one) to its first op, then the middle.
 fn cut(name: &str, max: usize) -> String {
-    if name.chars().count() > max {
-        if let Some((first, _)) = name.split_once(';') {
-            return cut(&format!("{first};…"), max);
+    let fused;
+    let name = match name.split_once(';') {
+        Some((first, _)) if name.chars().count() > max => {
+            fused = format!("{first};…");
+            fused.as_str()
         }
-    }
+        _ => name,
+    };
     let n = name.chars().count();
     if n <= max {
         return name.to_string();
@@ -214,6 +217,11 @@ mod tests {
         assert_eq!(cut("conv_dw_1", 48), "conv_dw_1");
         let fused = format!("{};{}", "a/relu6", "x".repeat(80));
         assert_eq!(cut(&fused, 48), "a/relu6;…");
+        // A long first op of a fused name: cut in the middle, once.
+        let long_first = format!("{};{}", "y".repeat(60), "z".repeat(60));
+        let c = cut(&long_first, 48);
+        assert_eq!(c.chars().count(), 48, "{c}");
+        assert!(c.starts_with("yyy") && c.ends_with(";…"), "{c}");
         let long = "abcdefghij".repeat(10);
         let c = cut(&long, 11);
         assert_eq!(c, "abcde…fghij");

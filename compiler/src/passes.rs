@@ -24,7 +24,7 @@ pub struct Pass {
 pub const PIPELINE: &[Pass] = &[
     Pass {
         name: "fuse_hardswish_written_out",
-        doc: "clip(x + 3, 0, 6) / 6 becomes HardSigmoid and x * clip(x + 3, 0, 6) / 6 HardSwish (paddle2onnx, older PyTorch and tf2onnx exports)",
+        doc: "clip(x + 3, 0, 6) / 6 becomes HardSigmoid and x * clip(x + 3, 0, 6) / 6 HardSwish (paddle2onnx, older PyTorch and tf2onnx exports); clip(y, 0, 6) / 6 HardSigmoid(1/6, 0) (the + 3 folded into a bias by TFLite converters)",
         run: fuse_hardswish_written_out,
     },
     Pass {
@@ -564,6 +564,20 @@ pub fn fuse_hardswish_written_out(g: &mut Graph) -> usize {
             });
             rw.set_inputs(j, vec![x]);
             rw.g.nodes[j].fused.splice(0..0, names);
+            count += 1;
+            continue;
+        }
+        // `clip(y, 0, 6) / 6` with the + 3 already folded into the bias of
+        // the layer before (TFLite converters): HardSigmoid(1/6, 0).
+        if relu6(&rw.g.nodes[k].op) {
+            let y = rw.g.nodes[k].inputs[0];
+            let name = rw.remove(k).name;
+            rw.g.nodes[j].op = Op::Activation(Activation::HardSigmoid {
+                alpha: 1.0 / 6.0,
+                beta: 0.0,
+            });
+            rw.set_inputs(j, vec![y]);
+            rw.g.nodes[j].fused.insert(0, name);
             count += 1;
             continue;
         }

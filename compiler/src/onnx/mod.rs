@@ -20,7 +20,7 @@ mod ops;
 pub mod registry;
 
 use crate::diag::{Diagnostic, Location};
-use crate::ir::{Graph, INPUT};
+use crate::ir::{Graph, TensorId, INPUT};
 use attrs::Attrs;
 use import::{node_name, tensor_const, Importer, Node, Value};
 use onnx_protobuf::{Message, ModelProto, NodeProto, TensorProto};
@@ -432,24 +432,47 @@ fn unpermute_elementwise(
         Value::Permuted(_, p, from) => Some((p.clone(), from.clone())),
         _ => None,
     });
+    // A computed tensor in ONNX order whose permutation back moves only
+    // dims of size 1 (a converter's Reshape standing in for a Transpose of
+    // a [1, 1, 1, c] tensor) joins by a reshape.
+    let joins = |t: &TensorId, p: &[usize]| {
+        let s = imp.shape(*t);
+        s.len() == p.len() && {
+            let at: Vec<usize> = (0..s.len()).filter(|&i| s[i] != 1).map(|i| p[i]).collect();
+            at.windows(2).all(|w| w[0] < w[1])
+        }
+    };
     let common = ins.iter().flatten().all(|v| match v {
         Value::Permuted(_, p, _) => Some(p) == perm.as_ref().map(|(p, _)| p),
         Value::Const(c) => perm.as_ref().is_some_and(|(p, _)| c.unpermuted(p).is_some()),
+        Value::Tensor(t) => perm.as_ref().is_some_and(|(p, _)| joins(t, p)),
         _ => false,
     });
     match perm {
         Some(p) if common => {
-            let ins = ins
-                .into_iter()
-                .map(|v| {
-                    v.map(|v| match v {
-                        Value::Permuted(inner, ..) => *inner,
-                        Value::Const(c) => Value::Const(c.unpermuted(&p.0).expect("checked above")),
-                        v => v,
-                    })
-                })
-                .collect();
-            Ok((ins, Some(p)))
+            let mut out = Vec::with_capacity(ins.len());
+            for v in ins {
+                out.push(match v {
+                    Some(Value::Permuted(inner, ..)) => Some(*inner),
+                    Some(Value::Const(c)) => Some(Value::Const(c.unpermuted(&p.0).expect("checked above"))),
+                    Some(Value::Tensor(t)) => {
+                        let s = imp.shape(t);
+                        let mut dims = vec![1; s.len()];
+                        for (i, &d) in s.iter().enumerate() {
+                            dims[p.0[i]] = d;
+                        }
+                        let name = imp.unique(&format!("{at}.untranspose"));
+                        let g = imp.graph();
+                        let r = g.push(&name, crate::ir::Op::Reshape(dims), &[t])?;
+                        if let Some(n) = g.nodes.last_mut() {
+                            n.source = "Transpose".into();
+                        }
+                        Some(Value::Tensor(r))
+                    }
+                    v => v,
+                });
+            }
+            Ok((out, Some(p)))
         }
         _ => {
             let ins = ins

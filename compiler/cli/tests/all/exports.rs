@@ -9,7 +9,8 @@
 //!   transpose optimizer fails on them), the input's Rescaling on NHWC,
 //!   hard-swish written out, squeeze-and-excitation means on NHWC tensors;
 //!   one with its classifier, one headless, whose output is an NHWC feature
-//!   map.
+//!   map; and the one with its classifier through a float TFLite file and
+//!   `tf2onnx --tflite` (checked against TFLite's interpreter).
 //! - paddle2onnx on `paddle.vision.models` MobileNetV1 and V3 Small
 //!   (tests/fixtures/make_paddle_fixtures.py).
 
@@ -20,22 +21,30 @@ use mncc_cli::harness;
 
 #[test]
 fn tf2onnx_keras_v3_models_match_onnxruntime_and_keras() {
-    check_exports("keras_onnx", "keras.npy", "Keras");
+    check_exports("keras_onnx", 3);
 }
 
 #[test]
 fn paddle2onnx_models_match_onnxruntime_and_paddle() {
-    check_exports("paddle_onnx", "paddle.npy", "Paddle");
+    check_exports("paddle_onnx", 2);
 }
 
-/// Every case of `tests/fixtures/<fixtures>` (two each) against
-/// onnxruntime's `expected.npy` and the framework's `framework` file.
-fn check_exports(fixtures: &str, framework: &str, what: &str) {
+/// Every case of `tests/fixtures/<fixtures>` (`n` of them) against
+/// onnxruntime's `expected.npy` and the framework's own output.
+fn check_exports(fixtures: &str, n: usize) {
     let cases = fixture_cases(fixtures);
-    assert_eq!(cases.len(), 2, "{fixtures}");
+    assert_eq!(cases.len(), n, "{fixtures}");
     let mut failures = Vec::new();
     for dir in &cases {
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let (framework, what) = [
+            ("keras.npy", "Keras"),
+            ("paddle.npy", "Paddle"),
+            ("litert.npy", "TFLite"),
+        ]
+        .into_iter()
+        .find(|(f, _)| dir.join(f).is_file())
+        .unwrap_or_else(|| panic!("{name}: no framework output"));
         let model = mncc::load(&dir.join("model.onnx")).unwrap_or_else(|e| panic!("{name}: {e}"));
         let p = mncc::compile(&model).unwrap_or_else(|e| panic!("{name}: {e}"));
         // Every Transpose cancelled or absorbed: no layer moves elements
