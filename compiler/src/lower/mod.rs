@@ -463,7 +463,7 @@ fn same_order_in_nhwc(shape: &[usize]) -> bool {
 
 /// A layer that changes the storage order of tensor `from` into `to` (each
 /// with its shape as stored), for `why`.
-fn layout_layer(
+pub(super) fn layout_layer(
     name: &str,
     kernel: Kernel,
     from: (TensorId, Vec<usize>),

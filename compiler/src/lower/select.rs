@@ -58,7 +58,23 @@ pub(super) fn layer(
         return Err(at(format!("batch size {} is not supported (only 1)", x[0])));
     }
     if let Op::Reshape(_) = n.op {
-        if !(same_order_in_nhwc(x) && same_order_in_nhwc(y)) {
+        // (An NCHW model input read by a reshape is first stored NHWC by
+        // the input layout layer, so `x` is channels-last here too.)
+        let reorders = !(same_order_in_nhwc(x) && same_order_in_nhwc(y));
+        // A flatten of a feature map as the model output (a backbone's
+        // features, a node test's Flatten): ONNX's order is NCHW's, so one
+        // layer writes the output in that order.
+        if reorders && n.output == g.output && x.len() == 4 && g.tensors[n.output].ty.elem == ElemType::F32 {
+            let (c, h, w) = (x[1], x[2], x[3]);
+            return Ok(Some(super::layout_layer(
+                &n.name,
+                Kernel::NhwcToNchw { pixels: h * w, c },
+                (alias[n.inputs[0]], vec![h, w, c]),
+                (n.output, y.to_vec()),
+                format!("the model output flattens {x:?} in NCHW order; activations are stored NHWC"),
+            )));
+        }
+        if reorders {
             return Err(at(format!(
                 "reshaping {x:?} to {y:?} reorders elements in channels-last storage; only a dense layer may read such a flatten"
             )));
